@@ -1,0 +1,1 @@
+"""HSM-backed firmware signing for GB smart-metering Suppliers."""

@@ -1,0 +1,171 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SeparateDelivery(_message.Message):
+    __slots__ = ("ota_header", "manufacturer_image", "signature", "hash")
+    OTA_HEADER_FIELD_NUMBER: _ClassVar[int]
+    MANUFACTURER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    ota_header: bytes
+    manufacturer_image: bytes
+    signature: bytes
+    hash: bytes
+    def __init__(self, ota_header: _Optional[bytes] = ..., manufacturer_image: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., hash: _Optional[bytes] = ...) -> None: ...
+
+class GbcsDelivery(_message.Message):
+    __slots__ = ("upgrade_image", "hash")
+    UPGRADE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    upgrade_image: bytes
+    hash: bytes
+    def __init__(self, upgrade_image: _Optional[bytes] = ..., hash: _Optional[bytes] = ...) -> None: ...
+
+class CombinedDelivery(_message.Message):
+    __slots__ = ("header_and_image", "signature", "hash")
+    HEADER_AND_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    header_and_image: bytes
+    signature: bytes
+    hash: bytes
+    def __init__(self, header_and_image: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., hash: _Optional[bytes] = ...) -> None: ...
+
+class VerifyManufacturerRequest(_message.Message):
+    __slots__ = ("separate", "gbcs", "combined")
+    SEPARATE_FIELD_NUMBER: _ClassVar[int]
+    GBCS_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_FIELD_NUMBER: _ClassVar[int]
+    separate: SeparateDelivery
+    gbcs: GbcsDelivery
+    combined: CombinedDelivery
+    def __init__(self, separate: _Optional[_Union[SeparateDelivery, _Mapping]] = ..., gbcs: _Optional[_Union[GbcsDelivery, _Mapping]] = ..., combined: _Optional[_Union[CombinedDelivery, _Mapping]] = ...) -> None: ...
+
+class Check(_message.Message):
+    __slots__ = ("name", "passed", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    passed: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., passed: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class OtaHeader(_message.Message):
+    __slots__ = ("header_version", "header_length", "field_control", "manufacturer_code", "image_type", "file_version", "zigbee_stack_version", "header_string", "total_image_size", "security_credential_version", "upgrade_file_destination", "min_hardware_version", "max_hardware_version")
+    HEADER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEADER_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FIELD_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    MANUFACTURER_CODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FILE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ZIGBEE_STACK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEADER_STRING_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_CREDENTIAL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPGRADE_FILE_DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_HARDWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_HARDWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    header_version: int
+    header_length: int
+    field_control: int
+    manufacturer_code: int
+    image_type: int
+    file_version: int
+    zigbee_stack_version: int
+    header_string: str
+    total_image_size: int
+    security_credential_version: int
+    upgrade_file_destination: bytes
+    min_hardware_version: int
+    max_hardware_version: int
+    def __init__(self, header_version: _Optional[int] = ..., header_length: _Optional[int] = ..., field_control: _Optional[int] = ..., manufacturer_code: _Optional[int] = ..., image_type: _Optional[int] = ..., file_version: _Optional[int] = ..., zigbee_stack_version: _Optional[int] = ..., header_string: _Optional[str] = ..., total_image_size: _Optional[int] = ..., security_credential_version: _Optional[int] = ..., upgrade_file_destination: _Optional[bytes] = ..., min_hardware_version: _Optional[int] = ..., max_hardware_version: _Optional[int] = ...) -> None: ...
+
+class VerifyManufacturerResponse(_message.Message):
+    __slots__ = ("verified", "checks", "header", "image_id")
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    verified: bool
+    checks: _containers.RepeatedCompositeFieldContainer[Check]
+    header: OtaHeader
+    image_id: str
+    def __init__(self, verified: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[Check, _Mapping]]] = ..., header: _Optional[_Union[OtaHeader, _Mapping]] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class ResignRequest(_message.Message):
+    __slots__ = ("image_id", "device_ids", "force_replace")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    force_replace: bool
+    def __init__(self, image_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., force_replace: _Optional[bool] = ...) -> None: ...
+
+class DeviceRefusal(_message.Message):
+    __slots__ = ("device_id", "reason", "detail")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    reason: str
+    detail: str
+    def __init__(self, device_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class SignedImage(_message.Message):
+    __slots__ = ("upgrade_image", "key_label", "key_ski", "certificate_serial", "device_ids")
+    UPGRADE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_SKI_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    upgrade_image: bytes
+    key_label: str
+    key_ski: bytes
+    certificate_serial: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, upgrade_image: _Optional[bytes] = ..., key_label: _Optional[str] = ..., key_ski: _Optional[bytes] = ..., certificate_serial: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResignResponse(_message.Message):
+    __slots__ = ("image_id", "images", "refused")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    images: _containers.RepeatedCompositeFieldContainer[SignedImage]
+    refused: _containers.RepeatedCompositeFieldContainer[DeviceRefusal]
+    def __init__(self, image_id: _Optional[str] = ..., images: _Optional[_Iterable[_Union[SignedImage, _Mapping]]] = ..., refused: _Optional[_Iterable[_Union[DeviceRefusal, _Mapping]]] = ...) -> None: ...
+
+class BuildDUISRequest(_message.Message):
+    __slots__ = ("image_id", "upgrade_image", "device_ids", "firmware_version", "service_reference", "force_replace")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    UPGRADE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    upgrade_image: bytes
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    firmware_version: str
+    service_reference: str
+    force_replace: bool
+    def __init__(self, image_id: _Optional[str] = ..., upgrade_image: _Optional[bytes] = ..., device_ids: _Optional[_Iterable[str]] = ..., firmware_version: _Optional[str] = ..., service_reference: _Optional[str] = ..., force_replace: _Optional[bool] = ...) -> None: ...
+
+class BuildDUISResponse(_message.Message):
+    __slots__ = ("duis_request", "request_id", "device_ids", "refused")
+    DUIS_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    duis_request: bytes
+    request_id: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    refused: _containers.RepeatedCompositeFieldContainer[DeviceRefusal]
+    def __init__(self, duis_request: _Optional[bytes] = ..., request_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., refused: _Optional[_Iterable[_Union[DeviceRefusal, _Mapping]]] = ...) -> None: ...

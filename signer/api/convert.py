@@ -1,0 +1,67 @@
+"""Protobuf messages <-> use-case inputs and results."""
+
+from __future__ import annotations
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.errors import InvalidInput
+from signer.gbcs import delivery as deliveries
+from signer.gbcs.delivery import ManufacturerDelivery
+from signer.gbcs.ota import OtaHeader
+from signer.service.keyselect import Refusal
+from signer.service.resign import ResignResult
+from signer.service.verify import Verdict
+
+
+def delivery_from(request: pb.VerifyManufacturerRequest) -> ManufacturerDelivery:
+    shape = request.WhichOneof("delivery")
+    if shape == "separate":
+        d = request.separate
+        return deliveries.from_separate(ota_header=d.ota_header,
+                                        manufacturer_image=d.manufacturer_image,
+                                        signature=d.signature, hash=d.hash)
+    if shape == "gbcs":
+        return deliveries.from_gbcs(request.gbcs.upgrade_image, hash=request.gbcs.hash or None)
+    if shape == "combined":
+        c = request.combined
+        return deliveries.from_combined(header_and_image=c.header_and_image,
+                                        signature=c.signature, hash=c.hash)
+    raise InvalidInput("no delivery given: set one of separate, gbcs or combined",
+                       field="delivery")
+
+
+def header_to_pb(h: OtaHeader) -> pb.OtaHeader:
+    msg = pb.OtaHeader(
+        header_version=h.header_version, header_length=h.header_length,
+        field_control=h.field_control, manufacturer_code=h.manufacturer_code,
+        image_type=h.image_type, file_version=h.file_version,
+        zigbee_stack_version=h.zigbee_stack_version, header_string=h.header_string_text,
+        total_image_size=h.total_image_size)
+    if h.security_credential_version is not None:
+        msg.security_credential_version = h.security_credential_version
+    if h.upgrade_file_destination is not None:
+        msg.upgrade_file_destination = h.upgrade_file_destination
+    if h.min_hardware_version is not None:
+        msg.min_hardware_version = h.min_hardware_version
+    if h.max_hardware_version is not None:
+        msg.max_hardware_version = h.max_hardware_version
+    return msg
+
+
+def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
+    return pb.VerifyManufacturerResponse(
+        verified=v.verified, image_id=v.image_id, header=header_to_pb(v.header),
+        checks=[pb.Check(name=c.name, passed=c.passed, detail=c.detail) for c in v.checks])
+
+
+def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
+    return [pb.DeviceRefusal(device_id=str(r.device), reason=r.reason, detail=r.detail)
+            for r in refused]
+
+
+def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
+    images = [pb.SignedImage(upgrade_image=i.upgrade_image, key_label=i.group.key.label,
+                             key_ski=i.group.key.ski or b"",
+                             certificate_serial=str(i.group.certificate.serial),
+                             device_ids=[str(d) for d in i.group.devices])
+              for i in r.images]
+    return pb.ResignResponse(image_id=r.image_id, images=images, refused=refusals_to_pb(r.refused))

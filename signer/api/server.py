@@ -1,0 +1,57 @@
+"""The gRPC server: limits raised for 10 MB images, graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from types import FrameType
+
+import grpc
+
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.servicer import FirmwareSigner
+from signer.service.context import Services
+
+log = logging.getLogger(__name__)
+
+# A 10,240,000-byte image in a Resign response for a few keys, or a DUIS document (base64:
+# 13.7 MB) must pass both ways; the gRPC default of 4 MiB would reject them.
+MAX_MESSAGE = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+]
+
+
+def build_server(services: Services, listen: str) -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=services.config.workers),
+                         options=CHANNEL_OPTIONS)
+    pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, port
+
+
+def serve(services: Services, *, grace: float = 10.0,
+          ready: threading.Event | None = None) -> None:
+    server, port = build_server(services, services.config.listen)
+    server.start()
+    host = services.config.listen.rsplit(":", 1)[0]
+    log.info("signer.v1.FirmwareSigner listening on %s:%d", host, port)
+    print(f"READY {host}:{port}", flush=True)
+    stopped = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping, %ss grace for calls in flight", signum, grace)
+        server.stop(grace).wait()
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if ready is not None:
+        ready.set()
+    stopped.wait()
+    services.close()

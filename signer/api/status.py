@@ -1,0 +1,37 @@
+"""The one place where signer errors become gRPC status codes.
+
+Anything a client sent that we cannot use is INVALID_ARGUMENT; a rule that says no is
+FAILED_PRECONDITION; a missing object NOT_FOUND; the HSM or database away UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from signer.errors import (
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    PolicyRefusal,
+    SignerError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_CODES: tuple[tuple[type[SignerError], grpc.StatusCode], ...] = (
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (PolicyRefusal, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def status_for(error: SignerError) -> grpc.StatusCode:
+    for family, code in _CODES:
+        if isinstance(error, family):
+            return code
+    return grpc.StatusCode.INTERNAL

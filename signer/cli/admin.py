@@ -1,0 +1,146 @@
+"""Commands that work on the token and the registries directly (security teams, operations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from signer.cli.common import config_option, load, open_token, reports_errors
+from signer.clock import system_clock
+from signer.registry.db import open_database
+from signer.service import admin
+from signer.smki.certificate import CertificateRejected, parse_smki
+
+
+@click.group()
+def keys() -> None:
+    """Keys on the PKCS#11 token."""
+
+
+@keys.command("import")
+@click.option("--label", required=True, help="CKA_LABEL for the key pair and certificate.")
+@click.option("--key", "key_file", required=True, type=click.File("rb"),
+              help="PEM private key (P-256, unencrypted). Test keys only.")
+@click.option("--cert", "cert_file", required=True, type=click.File("rb"),
+              help="PEM or DER certificate of that key.")
+@config_option
+@reports_errors
+def keys_import(label: str, key_file: click.utils.LazyFile, cert_file: click.utils.LazyFile,
+                config_path: Path | None) -> None:
+    """Import an existing key and its certificate as non-extractable and sensitive.
+
+    The key's CKA_ID becomes its certificate's subject key identifier.
+    """
+    config = load(config_path)
+    with open_token(config) as token:
+        key = admin.import_key(token, label, key_file.read(), cert_file.read())
+    click.echo(f"imported {key.label!r} CKA_ID {key.key_id.hex()} SKI "
+               f"{(key.ski or b'').hex()}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+@config_option
+@reports_errors
+def keys_list(as_json: bool, config_path: Path | None) -> None:
+    """List the token's key pairs with their certificates (public data only)."""
+    config = load(config_path)
+    with open_token(config) as token:
+        rows = []
+        for k in token.keys():
+            row = {"label": k.label, "cka_id": k.key_id.hex(), "ski": (k.ski or b"").hex()}
+            if k.certificate is not None:
+                try:
+                    smki = parse_smki(k.certificate)
+                    row.update(role=f"{smki.role:02X}", eui=str(smki.eui),
+                               serial=str(smki.serial), not_after=smki.not_after.isoformat())
+                except CertificateRejected as exc:
+                    row.update(certificate=f"not SMKI: {exc}")
+            rows.append(row)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    for row in rows:
+        click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@click.group()
+def manufacturers() -> None:
+    """Manufacturer codes and the certificates trusted for their deliveries."""
+
+
+@manufacturers.command("add")
+@click.option("--code", required=True, help="Manufacturer code, 4 hex digits (e.g. 121D).")
+@click.option("--cert", "cert_file", required=True, type=click.File("rb"),
+              help="The manufacturer's certificate (PEM or DER, P-256).")
+@config_option
+@reports_errors
+def manufacturers_add(code: str, cert_file: click.utils.LazyFile,
+                      config_path: Path | None) -> None:
+    """Trust a certificate for deliveries carrying this manufacturer code."""
+    db = open_database(load(config_path).database_url)
+    added = admin.add_manufacturer(db, code, cert_file.read(), system_clock())
+    click.echo(f"manufacturer {code.upper()}: " + ("certificate added" if added
+                                                   else "certificate already registered"))
+
+
+@manufacturers.command("list")
+@config_option
+@reports_errors
+def manufacturers_list(config_path: Path | None) -> None:
+    """List manufacturer codes and their certificates."""
+    db = open_database(load(config_path).database_url)
+    for code, subject, not_after in admin.manufacturers.list_codes(db):
+        click.echo(f"{code:04X}  {subject}  not after {not_after:%Y-%m-%d}")
+
+
+@click.group()
+def devices() -> None:
+    """Devices and their trust anchor cells."""
+
+
+@devices.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@config_option
+@reports_errors
+def devices_import(files: tuple[click.utils.LazyFile, ...], config_path: Path | None) -> None:
+    """Import trust anchor cells from GBCS SR 6.24.1 responses.
+
+    Each FILE holds one response payload as hex or base64, or a DUIS response XML that
+    carries it in sr:GBCSPayload. Use - for standard input. Re-importing a device replaces
+    its cells.
+    """
+    db = open_database(load(config_path).database_url)
+    for f in files:
+        creds, created = admin.import_device(db, f.read(), system_clock())
+        cell = creds.supplier_signing_cell()
+        ski = cell.ski.hex() if cell else "none"
+        click.echo(f"{creds.device}: {'added' if created else 'updated'}, "
+                   f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}")
+
+
+@devices.command("show")
+@click.argument("eui")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+@reports_errors
+def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
+    """Show a device's trust anchor cells."""
+    db = open_database(load(config_path).database_url)
+    record = admin.show_device(db, eui)
+    if record is None:
+        raise click.ClickException(f"device {eui} is not registered")
+    cells = [{"role": f"{c.role:02X}", "key_usage": c.key_usage.value,
+              "cell_usage": c.cell_usage.name.lower(), "subject_eui": str(c.subject_eui),
+              "ski": c.ski.hex()} for c in record.cells]
+    if as_json:
+        click.echo(json.dumps({"eui": str(record.eui), "updated_at": record.updated_at.isoformat(),
+                               "cells": cells}))
+        return
+    click.echo(f"{record.eui} (updated {record.updated_at:%Y-%m-%d %H:%M:%S})")
+    for c in cells:
+        click.echo(f"  role {c['role']}  {c['key_usage']:<16} {c['cell_usage']:<17} "
+                   f"EUI {c['subject_eui']}  SKI {c['ski']}")

@@ -1,0 +1,149 @@
+"""Client commands: drive the gRPC API from a shell, files in, files out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import grpc
+from google.protobuf import json_format
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+
+server_option = click.option(
+    "--server", default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
+    show_default="$SIGNER_SERVER or 127.0.0.1:50051", help="Address of the signer service.")
+
+
+def _stub(server: str) -> pb_grpc.FirmwareSignerStub:
+    return pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server, options=CHANNEL_OPTIONS))
+
+
+def _call(fn, request):  # type: ignore[no-untyped-def]
+    try:
+        return fn(request, timeout=300)
+    except grpc.RpcError as exc:
+        click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+        sys.exit(1)
+
+
+def _read(path: Path | None) -> bytes:
+    return path.read_bytes() if path is not None else b""
+
+
+def _devices(device: tuple[str, ...], devices_file: Path | None) -> list[str]:
+    out = [d for arg in device for d in arg.split(",") if d.strip()]
+    if devices_file is not None:
+        out += [ln.strip() for ln in devices_file.read_text().splitlines() if ln.strip()]
+    if not out:
+        raise click.UsageError("name devices with --device or --devices-file")
+    return out
+
+
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command()
+@click.option("--ota-header", type=_file, help="Separate shape: the OTA header.")
+@click.option("--manufacturer-image", type=_file, help="Separate shape: the Manufacturer Image.")
+@click.option("--gbcs", "gbcs_file", type=_file,
+              help="GBCS shape: upgrade image whose signature slot holds the manufacturer's.")
+@click.option("--header-and-image", type=_file, help="Combination shape: header || image.")
+@click.option("--signature", type=_file, help="Manufacturer signature (raw r||s or DER).")
+@click.option("--hash", "hash_file", type=_file, help="SHA-256 of the Manufacturer Image.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the verdict as JSON here (default: stdout).")
+@server_option
+def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: Path | None,
+           header_and_image: Path | None, signature: Path | None, hash_file: Path | None,
+           out: Path | None, server: str) -> None:
+    """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
+    if gbcs_file:
+        req = pb.VerifyManufacturerRequest(gbcs=pb.GbcsDelivery(
+            upgrade_image=gbcs_file.read_bytes(), hash=_read(hash_file)))
+    elif header_and_image:
+        req = pb.VerifyManufacturerRequest(combined=pb.CombinedDelivery(
+            header_and_image=header_and_image.read_bytes(), signature=_read(signature),
+            hash=_read(hash_file)))
+    elif ota_header and manufacturer_image:
+        req = pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
+            ota_header=ota_header.read_bytes(), manufacturer_image=manufacturer_image.read_bytes(),
+            signature=_read(signature), hash=_read(hash_file)))
+    else:
+        raise click.UsageError("give --ota-header and --manufacturer-image, or --gbcs, "
+                               "or --header-and-image")
+    resp = _call(_stub(server).VerifyManufacturer, req)
+    text = json_format.MessageToJson(resp, always_print_fields_with_no_presence=True)
+    if out:
+        out.write_text(text + "\n")
+        click.echo(f"{'VERIFIED' if resp.verified else 'NOT VERIFIED'} image {resp.image_id}")
+    else:
+        click.echo(text)
+    sys.exit(0 if resp.verified else 3)
+
+
+@click.command()
+@click.option("--image-id", required=True, help="Image ID from verify (SHA-256, hex).")
+@click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
+@click.option("--devices-file", type=_file, help="One device EUI-64 per line.")
+@click.option("--force-replace", is_flag=True, help="Set the Force Replace byte to 0x01.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write one upgrade image per key, and result.json.")
+@server_option
+def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
+           force_replace: bool, out_dir: Path, server: str) -> None:
+    """Re-sign a verified image for devices (Resign): one upgrade image per key."""
+    req = pb.ResignRequest(image_id=image_id, device_ids=_devices(device, devices_file),
+                           force_replace=force_replace)
+    resp = _call(_stub(server).Resign, req)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"image_id": resp.image_id, "images": [], "refused": [
+        {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused]}
+    for img in resp.images:
+        path = out_dir / f"{resp.image_id[:16]}-{img.key_ski.hex()}.bin"
+        path.write_bytes(img.upgrade_image)
+        summary["images"].append({"file": str(path), "key_label": img.key_label,
+                                  "key_ski": img.key_ski.hex(),
+                                  "certificate_serial": img.certificate_serial,
+                                  "device_ids": list(img.device_ids)})
+        click.echo(f"{path}: key {img.key_label} for {len(img.device_ids)} device(s)")
+    for r in resp.refused:
+        click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+@click.command("build-duis")
+@click.option("--image-id", help="A verified library image; re-signed with the devices' key.")
+@click.option("--upgrade-image", type=_file, help="An upgrade image written by `signer resign`.")
+@click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
+@click.option("--devices-file", type=_file, help="One device EUI-64 per line.")
+@click.option("--firmware-version", required=True, help="DUIS FirmwareVersion, 1-8 characters.")
+@click.option("--service", type=click.Choice(["11.1", "11.4"]), default="11.1", show_default=True)
+@click.option("--force-replace", is_flag=True, help="With --image-id: Force Replace 0x01.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the signed DUIS XML.")
+@server_option
+def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[str, ...],
+               devices_file: Path | None, firmware_version: str, service: str,
+               force_replace: bool, out: Path, server: str) -> None:
+    """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS)."""
+    if (image_id is None) == (upgrade_image is None):
+        raise click.UsageError("give exactly one of --image-id or --upgrade-image")
+    req = pb.BuildDUISRequest(device_ids=_devices(device, devices_file),
+                              firmware_version=firmware_version, service_reference=service,
+                              force_replace=force_replace)
+    if image_id is not None:
+        req.image_id = image_id
+    else:
+        assert upgrade_image is not None
+        req.upgrade_image = upgrade_image.read_bytes()
+    resp = _call(_stub(server).BuildDUIS, req)
+    out.write_bytes(resp.duis_request)
+    click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
+    for r in resp.refused:
+        click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")

@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: configuration, error reporting, output."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from signer.config import Config, load_config
+from signer.errors import SignerError
+from signer.hsm.token import Token
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("SIGNER_CONFIG"), show_default="$SIGNER_CONFIG",
+    help="Service configuration (TOML); SIGNER_* environment variables override it.")
+
+
+def load(config_path: Path | None) -> Config:
+    return load_config(config_path)
+
+
+def open_token(config: Config) -> Token:
+    config.token.prepare_environment()
+    token = Token(config.token.module, config.token.label, config.token.pin.read())
+    token.open()
+    return token
+
+
+def reports_errors(fn: F) -> F:
+    """Print a signer error as one line on stderr and exit 1 (2 for usage errors)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SignerError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -1,0 +1,81 @@
+"""`signer`: run the service, manage keys and registries, and call the API from a shell."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from signer.cli import admin, client
+from signer.cli.common import config_option, load, reports_errors, setup_logging
+from signer.config import DEFAULT_MODULE
+
+log = logging.getLogger("signer")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="signer")
+def cli(verbose: bool) -> None:
+    """HSM-backed firmware signing for GB smart-metering Suppliers.
+
+    Verifies manufacturer firmware deliveries, re-signs them with the Supplier key each
+    target meter trusts (inside a PKCS#11 token) and builds the signed DUIS requests.
+    PINs come from a file or an environment variable named in the configuration, never
+    from the command line.
+    """
+    setup_logging(verbose)
+
+
+@cli.command()
+@config_option
+@reports_errors
+def serve(config_path: Path | None) -> None:
+    """Run the gRPC service (signer.v1.FirmwareSigner) until SIGTERM."""
+    from signer.api.server import serve as run
+    from signer.service.context import open_services
+
+    config = load(config_path)
+    for key, value in config.describe().items():
+        log.info("config %s = %s", key, value)
+    services = open_services(config)
+    run(services)
+
+
+@cli.group()
+def dev() -> None:
+    """The development default: a local SoftHSM2 token with matching keys and devices."""
+
+
+@dev.command("provision")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("var/dev"), show_default=True)
+@click.option("--module", default=DEFAULT_MODULE, show_default=True,
+              help="PKCS#11 module (SoftHSM2).")
+@click.option("--schema-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="DUIS schema directory to validate against (none: no schema check).")
+@reports_errors
+def dev_provision(directory: Path, module: str, schema_dir: Path | None) -> None:
+    """Create (once) the dev token, keys, certificates, devices and an example delivery."""
+    from signer.service.devsetup import DEV_DEVICES, example_delivery, provision
+
+    env = provision(directory, module=module, schema_dir=schema_dir)
+    example = env.directory / "example"
+    if not example.exists():
+        example_delivery(env.directory)
+    click.echo(f"config: {env.config_path}")
+    click.echo(f"example delivery: {example}")
+    click.echo(f"devices: {', '.join(map(str, DEV_DEVICES))}")
+
+
+cli.add_command(admin.keys)
+cli.add_command(admin.manufacturers)
+cli.add_command(admin.devices)
+cli.add_command(client.verify)
+cli.add_command(client.resign)
+cli.add_command(client.build_duis)
+
+
+def main() -> None:
+    cli()

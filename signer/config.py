@@ -1,0 +1,147 @@
+"""Service configuration: a TOML file, then ``SIGNER_*`` environment overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from signer.errors import ConfigurationError, InvalidInput
+from signer.gbcs.eui import Eui64
+from signer.hsm.pin import PinSource
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TEST_DCC_EUI = "90-B3-D5-1F-30-00-00-02"
+
+# environment variable -> (section, key)
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "SIGNER_LISTEN": ("server", "listen"),
+    "SIGNER_TOKEN_MODULE": ("token", "module"),
+    "SIGNER_TOKEN_LABEL": ("token", "label"),
+    "SIGNER_PIN_FILE": ("token", "pin_file"),
+    "SIGNER_PIN_ENV": ("token", "pin_env"),
+    "SIGNER_SOFTHSM2_CONF": ("token", "softhsm2_conf"),
+    "SIGNER_SUPPLIER_EUI": ("supplier", "eui"),
+    "SIGNER_DCC_EUI": ("supplier", "dcc_eui"),
+    "SIGNER_XML_SIGNING_KEY": ("supplier", "xml_signing_key"),
+    "SIGNER_DATABASE_URL": ("database", "url"),
+    "SIGNER_SCHEMA_DIR": ("duis", "schema_dir"),
+}
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    module: str
+    label: str
+    pin: PinSource
+    softhsm2_conf: Path | None = None
+
+    def prepare_environment(self) -> None:
+        """SoftHSM2 reads SOFTHSM2_CONF when the module loads; an explicit setting wins."""
+        if self.softhsm2_conf is not None:
+            os.environ["SOFTHSM2_CONF"] = str(self.softhsm2_conf)
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str
+    token: TokenConfig
+    supplier_eui: Eui64
+    dcc_eui: Eui64
+    database_url: str
+    schema_dir: Path | None = None
+    smki_issuers: tuple[Path, ...] = ()
+    xml_signing_key: str | None = None
+    workers: int = 16
+    base_dir: Path = field(default=Path("."))
+
+    def describe(self) -> dict[str, str]:
+        """What was loaded, for the start-up log: the PIN's source, never the PIN."""
+        return {
+            "listen": self.listen,
+            "token_module": self.token.module,
+            "token_label": self.token.label,
+            "pin_source": self.token.pin.describe(),
+            "supplier_eui": str(self.supplier_eui),
+            "dcc_eui": str(self.dcc_eui),
+            "database": _redact_url(self.database_url),
+            "schema_dir": str(self.schema_dir) if self.schema_dir else "(none: no schema check)",
+            "smki_issuers": ", ".join(map(str, self.smki_issuers)) or "(none: no chain check)",
+            "xml_signing_key": self.xml_signing_key or "(the token's XML-signing key)",
+        }
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    raw: dict[str, dict[str, Any]] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"config {path}: {exc}") from None
+        base = path.resolve().parent
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in env:
+            raw.setdefault(section, {})[key] = env[var]
+    if "pin_file" in raw.get("token", {}) and "SIGNER_PIN_ENV" in env:
+        raw["token"].pop("pin_file")
+    if "pin_env" in raw.get("token", {}) and "SIGNER_PIN_FILE" in env:
+        raw["token"].pop("pin_env")
+    return _build(raw, base)
+
+
+def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
+    def get(section: str, key: str, default: Any = None) -> Any:
+        return raw.get(section, {}).get(key, default)
+
+    def path_of(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    label = get("token", "label")
+    if not label:
+        raise ConfigurationError("token.label is required")
+    pin_file, pin_env = get("token", "pin_file"), get("token", "pin_env")
+    pin = PinSource(file=path_of(pin_file) if pin_file else None, env=pin_env)
+    supplier = get("supplier", "eui")
+    if not supplier:
+        raise ConfigurationError("supplier.eui is required")
+    try:
+        supplier_eui = Eui64.parse(supplier, field="supplier.eui")
+        dcc_eui = Eui64.parse(get("supplier", "dcc_eui", TEST_DCC_EUI), field="supplier.dcc_eui")
+    except InvalidInput as exc:
+        raise ConfigurationError(str(exc)) from None
+    schema_dir = get("duis", "schema_dir")
+    db_url = get("database", "url", "sqlite:///var/signer.db")
+    if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
+        db_url = "sqlite:///" + str(path_of(db_url.removeprefix("sqlite:///")))
+    return Config(
+        listen=get("server", "listen", "127.0.0.1:50051"),
+        token=TokenConfig(module=get("token", "module", DEFAULT_MODULE), label=label, pin=pin,
+                          softhsm2_conf=path_of(conf) if (conf := get("token", "softhsm2_conf"))
+                          else None),
+        supplier_eui=supplier_eui,
+        dcc_eui=dcc_eui,
+        database_url=db_url,
+        schema_dir=path_of(schema_dir) if schema_dir else None,
+        smki_issuers=tuple(path_of(p) for p in get("smki", "issuers", [])),
+        xml_signing_key=get("supplier", "xml_signing_key"),
+        workers=int(get("server", "workers", 16)),
+        base_dir=base,
+    )
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,36 @@
+"""EUI-64 identifiers as GBCS and DUIS write them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from signer.errors import InvalidInput
+
+_ACCEPTED = re.compile(r"^[0-9A-Fa-f]{2}([-:]?[0-9A-Fa-f]{2}){7}$")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Eui64:
+    """An 8-byte EUI-64; ``str()`` gives the dashed upper-case form DUIS uses."""
+
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.value) != 8:
+            raise InvalidInput(f"an EUI-64 has 8 bytes, got {len(self.value)}", field="eui")
+
+    @classmethod
+    def parse(cls, text: str, *, field: str = "eui") -> Eui64:
+        """Accept ``00-DB-12-...``, ``00:db:...`` or 16 hex digits."""
+        t = text.strip()
+        if not _ACCEPTED.match(t):
+            raise InvalidInput(f"not an EUI-64: {text!r}", field=field)
+        return cls(bytes.fromhex(t.replace("-", "").replace(":", "")))
+
+    def __str__(self) -> str:
+        return "-".join(f"{b:02X}" for b in self.value)
+
+    @property
+    def hex(self) -> str:
+        return self.value.hex().upper()

@@ -1,0 +1,59 @@
+"""The firmware library: every Manufacturer Image the service checked, keyed by image ID."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from signer.registry.db import Database
+from signer.registry.models import FirmwareImage
+
+
+@dataclass(frozen=True)
+class LibraryImage:
+    image_id: str
+    manufacturer_code: int
+    image_type: int
+    file_version: int
+    header_bytes: bytes
+    with_tail: bool
+    delivery_shape: str
+    verified: bool
+    verdict_json: str
+    manufacturer_image: bytes | None
+    verified_at: dt.datetime
+
+
+def record(db: Database, image: LibraryImage) -> None:
+    """Store a verdict. A failed verdict never replaces a verified image."""
+    with db.session() as s:
+        row = s.get(FirmwareImage, image.image_id)
+        if row is not None and row.verified and not image.verified:
+            return
+        if row is None:
+            row = FirmwareImage(image_id=image.image_id)
+            s.add(row)
+        row.manufacturer_code = image.manufacturer_code
+        row.image_type = image.image_type
+        row.file_version = image.file_version
+        row.header_bytes = image.header_bytes
+        row.with_tail = image.with_tail
+        row.delivery_shape = image.delivery_shape
+        row.verified = image.verified
+        row.verdict_json = image.verdict_json
+        row.manufacturer_image = image.manufacturer_image if image.verified else None
+        row.verified_at = image.verified_at
+
+
+def get(db: Database, image_id: str) -> LibraryImage | None:
+    with db.session() as s:
+        row = s.get(FirmwareImage, image_id.lower())
+        if row is None:
+            return None
+        return LibraryImage(
+            image_id=row.image_id, manufacturer_code=row.manufacturer_code,
+            image_type=row.image_type, file_version=row.file_version,
+            header_bytes=row.header_bytes, with_tail=row.with_tail,
+            delivery_shape=row.delivery_shape, verified=row.verified,
+            verdict_json=row.verdict_json, manufacturer_image=row.manufacturer_image,
+            verified_at=row.verified_at)

@@ -1,0 +1,86 @@
+"""Tables of the registries. Portable types only: SQLite now, PostgreSQL next."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ManufacturerCertificate(Base):
+    __tablename__ = "manufacturer_certificates"
+    __table_args__ = (UniqueConstraint("manufacturer_code", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manufacturer_code: Mapped[int] = mapped_column(Integer, index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER, hex
+    subject: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    eui: Mapped[str] = mapped_column(String(16), primary_key=True)  # 16 upper-case hex
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    cells: Mapped[list[TrustAnchorCellRow]] = relationship(
+        back_populates="device", cascade="all, delete-orphan", order_by="TrustAnchorCellRow.id")
+
+
+class TrustAnchorCellRow(Base):
+    __tablename__ = "trust_anchor_cells"
+    __table_args__ = (Index("ix_cells_device_role", "device_eui", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_eui: Mapped[str] = mapped_column(ForeignKey("devices.eui", ondelete="CASCADE"))
+    role: Mapped[int] = mapped_column(Integer)
+    key_usage: Mapped[str] = mapped_column(String(20))
+    cell_usage: Mapped[int] = mapped_column(Integer)
+    subject_eui: Mapped[str] = mapped_column(String(16))
+    ski: Mapped[str] = mapped_column(String(16))  # 8 bytes, lower-case hex
+    device: Mapped[Device] = relationship(back_populates="cells")
+
+
+class FirmwareImage(Base):
+    """A Manufacturer Image the service has checked, keyed by its SHA-256."""
+
+    __tablename__ = "firmware_images"
+
+    image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manufacturer_code: Mapped[int] = mapped_column(Integer)
+    image_type: Mapped[int] = mapped_column(Integer)
+    file_version: Mapped[int] = mapped_column(BigInteger)
+    header_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    with_tail: Mapped[bool] = mapped_column(Boolean)
+    delivery_shape: Mapped[str] = mapped_column(String(16))
+    verified: Mapped[bool] = mapped_column(Boolean)
+    verdict_json: Mapped[str] = mapped_column(Text)
+    manufacturer_image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    verified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RequestCounter(Base):
+    """The last RequestID counter handed out per originator: only ever incremented."""
+
+    __tablename__ = "request_counters"
+
+    originator: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_counter: Mapped[int] = mapped_column(BigInteger)

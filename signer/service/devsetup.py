@@ -1,0 +1,178 @@
+"""The development default: a SoftHSM2 token, keys, certificates and devices that match.
+
+Everything here is for a developer's machine: the Supplier keys are generated inside the
+token with self-issued SMKI-profile certificates; the manufacturer key is the manufacturer's
+(it lives in a file, as it would at the manufacturer) and signs an example delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from signer.errors import ConfigurationError
+from signer.gbcs.eui import Eui64
+from signer.gbcs.ota import OtaHeader
+from signer.gbcs.roles import RemotePartyRole
+from signer.gbcs.trust_anchor import (
+    CellUsage,
+    DeviceCredentials,
+    KeyUsage,
+    RoleCredentials,
+    TrustAnchorCell,
+)
+from signer.hsm.pin import Pin
+from signer.hsm.token import Token, TokenKey
+from signer.registry import devices, manufacturers
+from signer.registry.db import open_database
+from signer.smki.certificate import smki_extensions, smki_name
+from signer.smki.issuance import issue_certificate
+
+DEV_TOKEN_LABEL = "signer-dev"
+DEV_SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
+DEV_MANUFACTURER_CODE = 0x121D
+DEV_DEVICES = tuple(Eui64.parse(f"00-DB-12-34-56-78-90-{i:02X}") for i in (0xB1, 0xB2, 0xB3))
+
+
+@dataclass(frozen=True)
+class DevEnvironment:
+    directory: Path
+    config_path: Path
+    softhsm2_conf: Path
+
+
+def provision(directory: Path, *, module: str, schema_dir: Path | None,
+              now: dt.datetime | None = None) -> DevEnvironment:
+    """Create (once) the development token, database and example files under ``directory``."""
+    directory = directory.resolve()
+    env = DevEnvironment(directory, directory / "signer.toml", directory / "softhsm2.conf")
+    if env.config_path.exists():
+        return env
+    now = now or dt.datetime.now(dt.UTC)
+    directory.mkdir(parents=True, exist_ok=True)
+    pin_file = _secret_file(directory / "user.pin")
+    so_pin_file = _secret_file(directory / "so.pin")
+    (directory / "tokens").mkdir(exist_ok=True)
+    env.softhsm2_conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
+                                 "objectstore.backend = file\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(env.softhsm2_conf)
+    _init_token(DEV_TOKEN_LABEL, so_pin_file, pin_file)
+
+    pin = Pin(pin_file.read_text().strip())
+    with Token(module, DEV_TOKEN_LABEL, pin) as token:
+        supplier = _token_key_with_cert(token, "supplier-ds", RemotePartyRole.SUPPLIER, now)
+        _token_key_with_cert(token, "xml-sign", RemotePartyRole.XML_SIGNING, now)
+
+    db_url = f"sqlite:///{directory / 'signer.db'}"
+    db = open_database(db_url)
+    mfr_cert = _manufacturer(directory / "manufacturer", now)
+    manufacturers.add_certificate(db, DEV_MANUFACTURER_CODE, mfr_cert, now)
+    assert supplier.ski is not None
+    for eui in DEV_DEVICES:
+        devices.store_credentials(db, _device_credentials(eui, supplier.ski), now)
+    db.dispose()
+
+    schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
+    env.config_path.write_text(
+        "# Development configuration written by `signer dev provision`.\n"
+        "[server]\nlisten = \"127.0.0.1:50051\"\n\n"
+        f"[token]\nmodule = \"{module}\"\nlabel = \"{DEV_TOKEN_LABEL}\"\n"
+        f"pin_file = \"{pin_file}\"\nsofthsm2_conf = \"{env.softhsm2_conf}\"\n\n"
+        f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"
+        f"[database]\nurl = \"{db_url}\"\n\n[duis]\n{schema_line}")
+    return env
+
+
+def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:
+    """Write a manufacturer delivery in the separate-elements shape, signed by the dev key."""
+    mdir = directory / "manufacturer"
+    key = serialization.load_pem_private_key((mdir / "key.pem").read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    image = image or (b"DEV firmware image " * 64)
+    header = OtaHeader(
+        header_version=0x0100, header_length=56, field_control=0,
+        manufacturer_code=DEV_MANUFACTURER_CODE, image_type=0x0001, file_version=0x00000002,
+        zigbee_stack_version=0x0002, header_string=b"signer development image".ljust(32, b"\0"),
+        total_image_size=56 + len(image) + 66, security_credential_version=None,
+        upgrade_file_destination=None, min_hardware_version=None, max_hardware_version=None,
+    ).to_bytes()
+    out = directory / "example"
+    out.mkdir(exist_ok=True)
+    (out / "ota_header.bin").write_bytes(header)
+    (out / "manufacturer_image.bin").write_bytes(image)
+    (out / "manufacturer_signature.der").write_bytes(
+        key.sign(header + image, ec.ECDSA(hashes.SHA256())))
+    (out / "hash.hex").write_text(hashlib.sha256(image).hexdigest() + "\n")
+    return out
+
+
+def _secret_file(path: Path) -> Path:
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(8) + "\n")
+    return path
+
+
+def _init_token(label: str, so_pin_file: Path, pin_file: Path) -> None:
+    # softhsm2-util takes PINs only as arguments; this is a throwaway development token
+    # whose PINs sit in 0600 files beside it.
+    try:
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", label,
+             "--so-pin", so_pin_file.read_text().strip(), "--pin", pin_file.read_text().strip()],
+            check=True, capture_output=True)
+    except FileNotFoundError:
+        raise ConfigurationError("softhsm2-util not found: install the Debian package softhsm2"
+                                 ) from None
+    except subprocess.CalledProcessError as exc:
+        raise ConfigurationError(f"softhsm2-util failed: {exc.stderr.decode().strip()}") from None
+
+
+def _token_key_with_cert(token: Token, label: str, role: RemotePartyRole,
+                         now: dt.datetime) -> TokenKey:
+    key = token.generate_key(label)
+    cert = issue_certificate(
+        subject=smki_name(int(role), DEV_SUPPLIER_EUI, f"DEV {label}"),
+        issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "DEV"),
+        public_key=key.public_key, serial=x509.random_serial_number(),
+        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=730),
+        extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
+        sign_digest=lambda d: token.sign_digest(key, d))
+    return token.store_certificate(key, cert)
+
+
+def _manufacturer(mdir: Path, now: dt.datetime) -> x509.Certificate:
+    mdir.mkdir(exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "DEV manufacturer 121D")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=730))
+            .sign(key, hashes.SHA256()))
+    key_path = mdir / "key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    (mdir / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert
+
+
+def _device_credentials(eui: Eui64, supplier_ski: bytes) -> DeviceCredentials:
+    cell = TrustAnchorCell(role=int(RemotePartyRole.SUPPLIER),
+                           key_usage=KeyUsage.DIGITAL_SIGNATURE,
+                           cell_usage=CellUsage.MANAGEMENT, subject_eui=DEV_SUPPLIER_EUI,
+                           ski=supplier_ski)
+    return DeviceCredentials(device=eui, roles=(
+        RoleCredentials(role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0,
+                        cells=(cell,)),))

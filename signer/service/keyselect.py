@@ -1,0 +1,112 @@
+"""The device decides the key: map devices to the token key their Supplier cell names."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from signer.errors import CertificateRejected, InvalidInput
+from signer.gbcs.eui import Eui64
+from signer.hsm.token import TokenKey
+from signer.registry import devices as device_registry
+from signer.service.context import Services
+from signer.smki.certificate import SmkiCertificate, check_supplier_signing
+
+# DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
+MAX_DEVICES = 50_000
+
+
+@dataclass(frozen=True)
+class Refusal:
+    device: Eui64
+    reason: str  # machine-readable code
+    detail: str
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        return (str(self.device), self.reason, self.detail)
+
+
+@dataclass(frozen=True)
+class KeyGroup:
+    key: TokenKey
+    certificate: SmkiCertificate
+    devices: tuple[Eui64, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    groups: tuple[KeyGroup, ...]
+    refused: tuple[Refusal, ...]
+
+
+def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> list[Eui64]:
+    """Parse a device list: non-empty, bounded, no duplicates, every EUI well-formed."""
+    if not device_ids:
+        raise InvalidInput("at least one device is needed", field=field)
+    if len(device_ids) > MAX_DEVICES:
+        raise InvalidInput(f"{len(device_ids)} devices exceed the DUIS limit of {MAX_DEVICES}",
+                           field=field)
+    out: list[Eui64] = []
+    seen: set[Eui64] = set()
+    for i, text in enumerate(device_ids):
+        eui = Eui64.parse(text, field=f"{field}[{i}]")
+        if eui in seen:
+            raise InvalidInput(f"device {eui} is listed twice", field=f"{field}[{i}]")
+        seen.add(eui)
+        out.append(eui)
+    return out
+
+
+def select_keys(svc: Services, devices: Sequence[Eui64]) -> Selection:
+    """Group devices by the token key their Supplier digital-signing cell names.
+
+    Each key's certificate is checked against the ARP-signature profile at the time of the
+    request; a device whose key fails is refused with the certificate's reason.
+    """
+    skis = device_registry.supplier_signing_skis(svc.db, devices)
+    by_ski = {k.ski: k for k in svc.token.keys() if k.ski is not None}
+    if any(s is not None and s not in by_ski for s in skis.values()):
+        by_ski = {k.ski: k for k in svc.token.keys(refresh=True) if k.ski is not None}
+    now = svc.clock()
+    checked: dict[bytes, SmkiCertificate | CertificateRejected] = {}
+    members: dict[bytes, list[Eui64]] = {}
+    refused: list[Refusal] = []
+    for eui in devices:
+        if eui not in skis:
+            refused.append(Refusal(eui, "unknown_device",
+                                   "no trust anchor cells registered for this device"))
+            continue
+        ski = skis[eui]
+        if ski is None:
+            refused.append(Refusal(eui, "no_supplier_cell",
+                                   "the device has no Supplier digital-signing trust anchor cell"))
+            continue
+        key = by_ski.get(ski)
+        if key is None:
+            refused.append(Refusal(eui, "no_key_for_cell",
+                                   f"no key on the token has a certificate with SKI {ski.hex()}"))
+            continue
+        if ski not in checked:
+            checked[ski] = _check(svc, key, now)
+        outcome = checked[ski]
+        if isinstance(outcome, CertificateRejected):
+            refused.append(Refusal(eui, "certificate_rejected",
+                                   f"key {key.label!r}: {outcome}"))
+            continue
+        members.setdefault(ski, []).append(eui)
+    groups = []
+    for ski, members_of in members.items():
+        cert = checked[ski]
+        assert isinstance(cert, SmkiCertificate)
+        groups.append(KeyGroup(key=by_ski[ski], certificate=cert, devices=tuple(members_of)))
+    return Selection(groups=tuple(groups), refused=tuple(refused))
+
+
+def _check(svc: Services, key: TokenKey, now: dt.datetime) -> SmkiCertificate | CertificateRejected:
+    assert key.certificate is not None
+    try:
+        return check_supplier_signing(key.certificate, supplier_eui=svc.config.supplier_eui,
+                                      now=now, issuers=svc.issuers)
+    except CertificateRejected as exc:
+        return exc

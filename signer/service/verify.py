@@ -1,0 +1,104 @@
+"""VerifyManufacturer: is this delivery what the manufacturer signed?"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from signer.errors import SignatureInvalid
+from signer.gbcs.delivery import ManufacturerDelivery
+from signer.gbcs.ota import OtaHeader
+from signer.gbcs.signature import verify_p256_sha256
+from signer.registry import library, manufacturers
+from signer.service.context import Services
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verified: bool
+    checks: tuple[CheckResult, ...]
+    header: OtaHeader
+    image_id: str
+
+
+def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdict:
+    """Run every check, record the verdict in the library, return it.
+
+    Malformed input never gets here (the parsers raise); a check that fails is a normal
+    verdict with ``verified = False``.
+    """
+    header = delivery.header
+    now = svc.clock()
+    checks = [
+        CheckResult("structure", True,
+                    f"{delivery.shape.value} delivery: header {header.header_length} bytes, "
+                    f"Manufacturer Image {len(delivery.manufacturer_image)} bytes, total image "
+                    f"size {header.total_image_size} "
+                    f"({'with' if delivery.with_tail else 'without'} signature tail)"),
+        _signature_check(svc, delivery, now),
+        _hash_check(delivery),
+    ]
+    verified = all(c.passed for c in checks)
+    svc_record = library.LibraryImage(
+        image_id=delivery.image_id, manufacturer_code=header.manufacturer_code,
+        image_type=header.image_type, file_version=header.file_version,
+        header_bytes=delivery.header_bytes, with_tail=delivery.with_tail,
+        delivery_shape=delivery.shape.value, verified=verified,
+        verdict_json=json.dumps([asdict(c) for c in checks]),
+        manufacturer_image=delivery.manufacturer_image, verified_at=now)
+    library.record(svc.db, svc_record)
+    return Verdict(verified=verified, checks=tuple(checks), header=header,
+                   image_id=delivery.image_id)
+
+
+def _signature_check(svc: Services, delivery: ManufacturerDelivery, now: dt.datetime) -> CheckResult:
+    code = delivery.header.manufacturer_code
+    certs = manufacturers.certificates_for(svc.db, code)
+    if not certs:
+        return CheckResult("manufacturer_signature", False,
+                           f"no certificate registered for manufacturer code {code:04X}")
+    problems = []
+    for cert in certs:
+        name = cert.subject.rfc4514_string() or f"serial {cert.serial_number}"
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            problems.append(f"{name}: not valid at {now:%Y-%m-%dT%H:%M:%SZ}")
+            continue
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            problems.append(f"{name}: not an EC key")
+            continue
+        try:
+            verify_p256_sha256(key, delivery.signed_bytes, delivery.signature)
+        except SignatureInvalid as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        return CheckResult("manufacturer_signature", True,
+                           f"verifies over OTA Header || Manufacturer Image with {_cert_id(cert)}")
+    return CheckResult("manufacturer_signature", False,
+                       f"no registered certificate for {code:04X} verifies it: "
+                       + "; ".join(problems))
+
+
+def _hash_check(delivery: ManufacturerDelivery) -> CheckResult:
+    computed = delivery.computed_hash.hex()
+    if delivery.hash_given is None:
+        return CheckResult("hash", True, f"no hash delivered; computed {computed}")
+    given = delivery.hash_given.hex()
+    if given == computed:
+        return CheckResult("hash", True, f"given hash equals computed {computed}")
+    return CheckResult("hash", False, f"given {given} but the Manufacturer Image hashes to {computed}")
+
+
+def _cert_id(cert: x509.Certificate) -> str:
+    return f"{cert.subject.rfc4514_string()} (serial {cert.serial_number})"

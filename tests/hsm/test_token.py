@@ -1,0 +1,138 @@
+"""The HSM door on a real SoftHSM2 token; every signature checked with `cryptography`."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from signer.errors import HsmLoginFailed, InvalidInput, NotFound
+from signer.hsm.pin import Pin, PinSource
+from signer.hsm.token import Token
+from signer.service.admin import import_key
+from tests.conftest import MODULE, Hsm
+
+
+def _verify(cert_or_key: x509.Certificate | ec.EllipticCurvePublicKey, msg: bytes,
+            raw: bytes) -> None:
+    key = cert_or_key.public_key() if isinstance(cert_or_key, x509.Certificate) else cert_or_key
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    key.verify(der, msg, ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.fixture(scope="module")
+def z1_token(hsm: Hsm, vectors) -> Token:  # type: ignore[no-untyped-def]
+    token = hsm.token()
+    try:
+        token.find(label="z1-supplier-ds")
+    except NotFound:
+        import_key(token, "z1-supplier-ds", (vectors / "keys/Z1-supplier-ds.key.pem").read_bytes(),
+                   (vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    return token
+
+
+def test_imported_key_is_found_by_label_id_and_ski(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]
+    cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert ski == bytes.fromhex("44899792D196F4B8")
+    by_label = z1_token.find(label="z1-supplier-ds")
+    assert z1_token.find(ski=ski) == by_label
+    assert z1_token.find(key_id=by_label.key_id) == by_label
+    assert by_label.certificate == cert
+
+
+def test_signature_made_in_token_verifies_with_the_certificate(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]
+    cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    key = z1_token.find(label="z1-supplier-ds")
+    msg = b"a Manufacturer Image"
+    raw = z1_token.sign_digest(key, hashlib.sha256(msg).digest())
+    assert len(raw) == 64
+    _verify(cert, msg, raw)
+    with pytest.raises(Exception):
+        _verify(cert, msg + b"!", raw)
+
+
+def test_sign_refuses_anything_but_a_digest(z1_token: Token) -> None:
+    key = z1_token.find(label="z1-supplier-ds")
+    with pytest.raises(ValueError, match="32-byte"):
+        z1_token.sign_digest(key, b"x" * 64)  # CKM_ECDSA would silently sign a prefix
+
+
+def test_generated_key_signs_and_is_protected(hsm: Hsm) -> None:
+    token = hsm.token()
+    key = token.generate_key("generated-test")
+    assert len(key.key_id) == 8
+    raw = token.sign_message(key, b"hello")
+    _verify(key.public_key, b"hello", raw)
+    with pytest.raises(InvalidInput, match="already exists"):
+        token.generate_key("generated-test")
+
+
+def test_every_private_key_is_non_extractable_and_sensitive(z1_token: Token, hsm: Hsm) -> None:
+    hsm.token().generate_key("protection-check")
+    keys = z1_token.protection()
+    assert len(keys) >= 2
+    for k in keys:
+        assert k.extractable is False, k.label
+        assert k.sensitive is True, k.label
+        assert k.never_extractable is True or k.label == "z1-supplier-ds", k.label
+
+
+def test_import_refuses_a_certificate_of_another_key(hsm: Hsm, vectors) -> None:  # type: ignore[no-untyped-def]
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with pytest.raises(InvalidInput, match="does not belong"):
+        import_key(hsm.token(), "mismatch", other,
+                   (vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+
+
+def test_concurrent_signing_is_serialised(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]
+    """Unlocked, SoftHSM2 crashes under concurrent calls; the door's lock must prevent it."""
+    cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    key = z1_token.find(label="z1-supplier-ds")
+    results: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(200):
+                msg = f"{i}-{j}".encode()
+                z1_token.keys(refresh=(j % 50 == 0))
+                results.append(msg + b"|" + z1_token.sign_message(key, msg))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 1600
+    for item in results[::97]:
+        msg, raw = item.split(b"|", 1)
+        _verify(cert, msg, raw)
+
+
+def test_wrong_pin_is_reported_and_not_retried(hsm: Hsm) -> None:
+    # This process is already logged in to the main token: try the second one.
+    token = Token(MODULE, "signer-z1b", Pin("wrong-pin"))
+    with pytest.raises(HsmLoginFailed, match="refused the PIN"):
+        token.open()
+
+
+def test_pin_source_never_prints_the_pin(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "pin"
+    f.write_text("s3cret-pin\n")
+    pin = PinSource(file=f).read()
+    assert pin.reveal() == "s3cret-pin"
+    assert "s3cret" not in repr(pin) and "s3cret" not in str(pin)
+    monkeypatch.setenv("TEST_PIN", "env-pin")
+    assert PinSource(env="TEST_PIN").read().reveal() == "env-pin"

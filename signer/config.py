@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SIGNER_XML_SIGNING_KEY": ("supplier", "xml_signing_key"),
     "SIGNER_DATABASE_URL": ("database", "url"),
     "SIGNER_SCHEMA_DIR": ("duis", "schema_dir"),
+    "SIGNER_PINNED_TIME": ("clock", "pinned_time"),
 }
 
 
@@ -56,6 +58,7 @@ class Config:
     smki_issuers: tuple[Path, ...] = ()
     xml_signing_key: str | None = None
     workers: int = 16
+    pinned_time: dt.datetime | None = None
     base_dir: Path = field(default=Path("."))
 
     def describe(self) -> dict[str, str]:
@@ -71,6 +74,8 @@ class Config:
             "schema_dir": str(self.schema_dir) if self.schema_dir else "(none: no schema check)",
             "smki_issuers": ", ".join(map(str, self.smki_issuers)) or "(none: no chain check)",
             "xml_signing_key": self.xml_signing_key or "(the token's XML-signing key)",
+            "clock": (f"PINNED at {self.pinned_time.isoformat()} (tests only)"
+                      if self.pinned_time else "system"),
         }
 
     def with_overrides(self, **changes: Any) -> Config:
@@ -136,8 +141,24 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         smki_issuers=tuple(path_of(p) for p in get("smki", "issuers", [])),
         xml_signing_key=get("supplier", "xml_signing_key"),
         workers=int(get("server", "workers", 16)),
+        pinned_time=_pinned(get("clock", "pinned_time")),
         base_dir=base,
     )
+
+
+def _pinned(value: Any) -> dt.datetime | None:
+    """A fixed "now" for tests against the published, partly expired test certificates."""
+    if value is None or value == "":
+        return None
+    when = value if isinstance(value, dt.datetime) else None
+    if when is None:
+        try:
+            when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(f"clock.pinned_time {value!r} is not ISO 8601") from None
+    if when.tzinfo is None:
+        raise ConfigurationError("clock.pinned_time needs a time zone (e.g. ...Z)")
+    return when
 
 
 def _redact_url(url: str) -> str:

@@ -144,7 +144,8 @@ def start_server(config: Path, log: Path) -> ServerProcess:
     out = log.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "signer.cli.main", "serve", "--config",
                              str(config)], stdout=subprocess.PIPE, stderr=out, text=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")})
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("SIGNER_")})
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY "):

@@ -62,7 +62,8 @@ def assert_schema_valid(document: bytes, xsd_dir: Path) -> None:
         raise AssertionError(f"DUIS schema: {schema.error_log.last_error}")
 
 
-def xmlsec1_verify(document: bytes, cert: x509.Certificate, tmp: Path) -> subprocess.CompletedProcess[str]:
+def xmlsec1_verify(document: bytes, cert: x509.Certificate,
+                   tmp: Path) -> subprocess.CompletedProcess[str]:
     """Debian's xmlsec1 over the document, with the signer's certificate as the key."""
     doc = tmp / "doc.xml"
     doc.write_bytes(document)

@@ -22,7 +22,9 @@ def compile_proto(out_dir: Path, *, descriptor_set: Path | None = None) -> None:
         raise RuntimeError("protoc failed")
     grpc_file = out_dir / "signer" / "v1" / "signer_pb2_grpc.py"
     text = grpc_file.read_text()
-    grpc_file.write_text(text.replace("from signer.v1 import", "from signer.api._proto.signer.v1 import"))
+    # protoc writes absolute imports from the proto package; ours lives under signer.api._proto
+    grpc_file.write_text(text.replace("from signer.v1 import",
+                                      "from signer.api._proto.signer.v1 import"))
     for pkg in (out_dir / "signer", out_dir / "signer" / "v1"):
         (pkg / "__init__.py").touch()
 

@@ -46,25 +46,25 @@ def _mapped(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class FirmwareSigner(pb_grpc.FirmwareSignerServicer):
+class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
     def __init__(self, services: Services) -> None:
         self.svc = services
 
     @_mapped
-    def VerifyManufacturer(self, request: pb.VerifyManufacturerRequest,  # noqa: N802
+    def VerifyManufacturer(self, request: pb.VerifyManufacturerRequest,
                            context: grpc.ServicerContext) -> pb.VerifyManufacturerResponse:
         verdict = verify_manufacturer(self.svc, convert.delivery_from(request))
         return convert.verdict_to_pb(verdict)
 
     @_mapped
-    def Resign(self, request: pb.ResignRequest,  # noqa: N802
+    def Resign(self, request: pb.ResignRequest,
                context: grpc.ServicerContext) -> pb.ResignResponse:
         result = resign(self.svc, request.image_id, list(request.device_ids),
                         request.force_replace)
         return convert.resign_to_pb(result)
 
     @_mapped
-    def BuildDUIS(self, request: pb.BuildDUISRequest,  # noqa: N802
+    def BuildDUIS(self, request: pb.BuildDUISRequest,
                   context: grpc.ServicerContext) -> pb.BuildDUISResponse:
         which = request.WhichOneof("image")
         result = build_duis(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
 from signer.cli.common import config_option, load, open_token, reports_errors
 from signer.clock import system_clock
+from signer.errors import CertificateRejected
+from signer.registry import manufacturers as manufacturer_registry
 from signer.registry.db import open_database
 from signer.service import admin
-from signer.smki.certificate import CertificateRejected, parse_smki
+from signer.smki.certificate import parse_smki
 
 
 @click.group()
@@ -27,7 +30,7 @@ def keys() -> None:
               help="PEM or DER certificate of that key.")
 @config_option
 @reports_errors
-def keys_import(label: str, key_file: click.utils.LazyFile, cert_file: click.utils.LazyFile,
+def keys_import(label: str, key_file: BinaryIO, cert_file: BinaryIO,
                 config_path: Path | None) -> None:
     """Import an existing key and its certificate as non-extractable and sensitive.
 
@@ -78,7 +81,7 @@ def manufacturers() -> None:
               help="The manufacturer's certificate (PEM or DER, P-256).")
 @config_option
 @reports_errors
-def manufacturers_add(code: str, cert_file: click.utils.LazyFile,
+def manufacturers_add(code: str, cert_file: BinaryIO,
                       config_path: Path | None) -> None:
     """Trust a certificate for deliveries carrying this manufacturer code."""
     db = open_database(load(config_path).database_url)
@@ -93,7 +96,7 @@ def manufacturers_add(code: str, cert_file: click.utils.LazyFile,
 def manufacturers_list(config_path: Path | None) -> None:
     """List manufacturer codes and their certificates."""
     db = open_database(load(config_path).database_url)
-    for code, subject, not_after in admin.manufacturers.list_codes(db):
+    for code, subject, not_after in manufacturer_registry.list_codes(db):
         click.echo(f"{code:04X}  {subject}  not after {not_after:%Y-%m-%d}")
 
 
@@ -106,7 +109,7 @@ def devices() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.File("rb"))
 @config_option
 @reports_errors
-def devices_import(files: tuple[click.utils.LazyFile, ...], config_path: Path | None) -> None:
+def devices_import(files: tuple[BinaryIO, ...], config_path: Path | None) -> None:
     """Import trust anchor cells from GBCS SR 6.24.1 responses.
 
     Each FILE holds one response payload as hex or base64, or a DUIS response XML that

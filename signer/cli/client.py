@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import grpc
@@ -24,7 +25,7 @@ def _stub(server: str) -> pb_grpc.FirmwareSignerStub:
     return pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server, options=CHANNEL_OPTIONS))
 
 
-def _call(fn, request):  # type: ignore[no-untyped-def]
+def _call(fn: Any, request: Any) -> Any:
     try:
         return fn(request, timeout=300)
     except grpc.RpcError as exc:

@@ -79,3 +79,7 @@ cli.add_command(client.build_duis)
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -47,7 +47,8 @@ class PinSource:
             try:
                 text = self.file.read_text(encoding="utf-8")
             except OSError as exc:
-                raise ConfigurationError(f"cannot read PIN file {self.file}: {exc.strerror}") from None
+                raise ConfigurationError(
+                    f"cannot read PIN file {self.file}: {exc.strerror}") from None
             return Pin(text.strip())
         assert self.env is not None
         value = os.environ.get(self.env)

@@ -23,7 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.util.ec import decode_ec_private_key, decode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.ec import (
+    decode_ec_private_key,
+    decode_ec_public_key,
+    encode_named_curve_parameters,
+)
 
 from signer.errors import HsmLoginFailed, HsmUnavailable, InvalidInput, NotFound, SignerError
 from signer.hsm.pin import Pin

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from signer.clock import Clock, system_clock
+from signer.clock import Clock, fixed_clock, system_clock
 from signer.config import Config
 from signer.duis.schema import DuisSchema
 from signer.errors import ConfigurationError
@@ -41,6 +41,10 @@ def open_services(config: Config, *, clock: Clock = system_clock, token: Token |
             issuers.append(load_certificate(path.read_bytes(), field=str(path)))
         except OSError as exc:
             raise ConfigurationError(f"cannot read SMKI issuer {path}: {exc.strerror}") from None
+    if config.pinned_time is not None:
+        log.warning("the clock is PINNED at %s: certificate validity is judged at that time; "
+                    "never run production like this", config.pinned_time.isoformat())
+        clock = fixed_clock(config.pinned_time)
     schema = DuisSchema.load(config.schema_dir) if config.schema_dir else None
     db = database or open_database(config.database_url)
     if token is None:

@@ -37,7 +37,7 @@ from signer.registry.db import open_database
 from signer.smki.certificate import smki_extensions, smki_name
 from signer.smki.issuance import issue_certificate
 
-DEV_TOKEN_LABEL = "signer-dev"
+DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)
 DEV_SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
 DEV_MANUFACTURER_CODE = 0x121D
 DEV_DEVICES = tuple(Eui64.parse(f"00-DB-12-34-56-78-90-{i:02X}") for i in (0xB1, 0xB2, 0xB3))

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from signer.duis.request import (
+    MAX_FIRMWARE_IMAGE,
+    RequestId,
+    build_update_firmware,
+    check_firmware_version,
+)
+from signer.duis.xmldsig import sign_document
 from signer.errors import (
     CertificateRejected,
     DevicesRefused,
@@ -15,13 +22,6 @@ from signer.errors import (
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import parse_upgrade_image
 from signer.gbcs.signature import verify_p256_prehashed
-from signer.duis.request import (
-    MAX_FIRMWARE_IMAGE,
-    RequestId,
-    build_update_firmware,
-    check_firmware_version,
-)
-from signer.duis.xmldsig import sign_document
 from signer.hsm.token import TokenKey
 from signer.registry import counters
 from signer.registry.library import LibraryImage
@@ -55,8 +55,9 @@ def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | No
         raise InvalidInput(f"{len(upgrade_image)} bytes exceed the DUIS limit of "
                            f"{MAX_FIRMWARE_IMAGE}", field="upgrade_image")
     devices = parse_devices(device_ids)
+    refused: list[Refusal] = []
     if service == "11.4":
-        data, accepted, refused = _ppmid_image(svc, image_id, upgrade_image), devices, []
+        data, accepted = _ppmid_image(svc, image_id, upgrade_image), devices
     else:
         data, accepted, refused = _esme_image(svc, image_id, upgrade_image, devices, force_replace)
     if len(data) > MAX_FIRMWARE_IMAGE:

@@ -62,7 +62,8 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
                    image_id=delivery.image_id)
 
 
-def _signature_check(svc: Services, delivery: ManufacturerDelivery, now: dt.datetime) -> CheckResult:
+def _signature_check(svc: Services, delivery: ManufacturerDelivery,
+                     now: dt.datetime) -> CheckResult:
     code = delivery.header.manufacturer_code
     certs = manufacturers.certificates_for(svc.db, code)
     if not certs:
@@ -97,7 +98,8 @@ def _hash_check(delivery: ManufacturerDelivery) -> CheckResult:
     given = delivery.hash_given.hex()
     if given == computed:
         return CheckResult("hash", True, f"given hash equals computed {computed}")
-    return CheckResult("hash", False, f"given {given} but the Manufacturer Image hashes to {computed}")
+    return CheckResult("hash", False,
+                       f"given {given} but the Manufacturer Image hashes to {computed}")
 
 
 def _cert_id(cert: x509.Certificate) -> str:

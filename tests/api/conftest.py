@@ -50,7 +50,8 @@ class Running:
         return base64.b64decode((self.vectors / "ota/esme_11.1_upgrade_image.b64").read_text())
 
 
-def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp: Path) -> tuple[Path, Database, str]:
+def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
+            tmp: Path) -> tuple[Path, Database, str]:
     token = hsm.token()
     ensure_key(token, "z1-supplier-ds", vectors / "keys/Z1-supplier-ds.key.pem",
                vectors / "certs/Z1-supplier-ds.pem")

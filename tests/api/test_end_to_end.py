@@ -51,8 +51,8 @@ def delivery(shape: str, image: bytes, m: Manufacturer) -> pb.VerifyManufacturer
         header_and_image=header + image, signature=sig, hash=digest))
 
 
-def test_rtds_image_resigned_in_the_token_matches_the_rtds_bytes(running: Running,
-                                                                 manufacturer: Manufacturer) -> None:
+def test_rtds_image_resigned_in_the_token_matches_the_rtds_bytes(
+        running: Running, manufacturer: Manufacturer) -> None:
     rtds = running.rtds_image()
     header, image, force, _ = split_upgrade_image(rtds)
     assert (len(header), len(image), force) == (60, 235, 0)
@@ -88,7 +88,7 @@ def test_each_delivery_shape_goes_through_resign_to_a_signed_duis(
     resign = running.stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
                                                   device_ids=[RTDS_DEVICE], force_replace=True))
     upgrade = resign.images[0].upgrade_image
-    h, img, force, sig = split_upgrade_image(upgrade)
+    _, img, force, sig = split_upgrade_image(upgrade)
     assert img == image and force == 1
     assert raw_signature_verifies(cert(running.vectors, "Z1-supplier-ds"), image, sig)
 
@@ -165,7 +165,7 @@ def test_failed_checks_are_a_verdict_and_block_resign(running: Running,
     unknown = running.stub.VerifyManufacturer(separate(ota_header(len(image), code=0x4242),
                                                        image, manufacturer))
     assert not unknown.verified
-    assert "4242" in [c for c in unknown.checks if c.name == "manufacturer_signature"][0].detail
+    assert "4242" in next(c for c in unknown.checks if c.name == "manufacturer_signature").detail
     with pytest.raises(grpc.RpcError) as err:
         running.stub.Resign(pb.ResignRequest(image_id=bad_sig.image_id, device_ids=[RTDS_DEVICE]))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

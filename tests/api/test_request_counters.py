@@ -47,7 +47,7 @@ def test_counters_are_distinct_increasing_and_survive_a_restart(
             try:
                 per_client.append([_counter(own.BuildDUIS(request).duis_request)
                                    for _ in range(10)])
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=client) for _ in range(8)]
@@ -79,7 +79,7 @@ def test_a_token_without_the_devices_key_refuses_the_device(
     from tests.service.z1b import z1b_only_token
 
     z1b_only_token(hsm, vectors)
-    config, _db, url = prepare(hsm, vectors, manufacturer, tmp_path)
+    config, _db, _url = prepare(hsm, vectors, manufacturer, tmp_path)
     text = config.read_text().replace('label = "signer-test"', 'label = "signer-z1b"')
     config.write_text(text)
     server = start_server(config, tmp_path / "z1b.log")

@@ -106,7 +106,7 @@ def test_concurrent_signing_is_serialised(z1_token: Token, vectors) -> None:  # 
                 msg = f"{i}-{j}".encode()
                 z1_token.keys(refresh=(j % 50 == 0))
                 results.append(msg + b"|" + z1_token.sign_message(key, msg))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]

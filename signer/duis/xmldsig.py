@@ -1,0 +1,367 @@
+"""The DCC XMLDSig profile (spec §5), signing and verifying, and nothing wider.
+
+Only one shape is produced or accepted: exclusive C14N of SignedInfo, ecdsa-sha256, one
+Reference ``URI=""`` whose only transform is enveloped-signature, sha256 digest, raw r||s
+SignatureValue, KeyInfo by X509IssuerSerial. Because the Reference names no C14N transform, its
+digest is over *inclusive* C14N 1.0 of the document minus the Signature (measured: that is what
+the DCC's tool and xmlsec1 compute). Anything else is refused by name rather than interpreted,
+so a verifier bug cannot widen what counts as "signed".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from lxml import etree
+
+from signer.duis.xmlparse import parse_xml
+from signer.errors import InvalidInput, SignatureInvalid, Unsigned
+
+DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
+EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+ENVELOPED_SIGNATURE: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
+XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>'
+
+#: The base64 payload of the DCC templates' placeholder DigestValue / SignatureValue.
+_PLACEHOLDER: Final = b"default"
+_WS = re.compile(r"\s+")
+
+SignDigest = Callable[[bytes], bytes]
+"""Receives the SHA-256 of the canonical SignedInfo, returns raw r||s (64 bytes)."""
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """What a successful verification proved, and the document it proved it for."""
+
+    certificate: x509.Certificate
+    digest: bytes
+    issuer_name: str
+    serial: int
+    #: The parsed document with its Signature removed, so callers need not parse 14 MB twice.
+    root: etree._Element = field(compare=False, repr=False)
+
+
+def sign_document(
+    root: etree._Element, *, sign_digest: SignDigest, issuer_name: str, serial: int
+) -> bytes:
+    """Sign a whole DUIS document in place and return its compact serialisation.
+
+    Whitespace-only text between elements is removed first (the DCC tool digests the compact
+    form) and ``ds:Signature`` is appended as the root's last child. Never re-indent the
+    result: the signature covers these exact characters.
+    """
+    if root.getparent() is not None:
+        raise ValueError("sign_document needs the document's root element")
+    if next(root.iter(_ds("Signature")), None) is not None:
+        raise InvalidInput("the document already carries a ds:Signature", field="duis_request")
+    if serial < 0:
+        raise ValueError("a certificate serial is never negative")
+    _strip_ignorable_whitespace(root)
+    tree = root.getroottree()
+    digest = hashlib.sha256(_c14n_document(tree)).digest()
+
+    nsmap = None if DS_NS in root.nsmap.values() else {"ds": DS_NS}
+    sig = etree.SubElement(root, _ds("Signature"), nsmap=nsmap)
+    signed_info = etree.SubElement(sig, _ds("SignedInfo"))
+    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=ECDSA_SHA256)
+    ref = etree.SubElement(signed_info, _ds("Reference"), URI="")
+    transforms = etree.SubElement(ref, _ds("Transforms"))
+    etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED_SIGNATURE)
+    etree.SubElement(ref, _ds("DigestMethod"), Algorithm=SHA256)
+    etree.SubElement(ref, _ds("DigestValue")).text = _b64(digest)
+    sig_value = etree.SubElement(sig, _ds("SignatureValue"))
+    key_info = etree.SubElement(sig, _ds("KeyInfo"))
+    issuer_serial = etree.SubElement(
+        etree.SubElement(key_info, _ds("X509Data")), _ds("X509IssuerSerial")
+    )
+    etree.SubElement(issuer_serial, _ds("X509IssuerName")).text = issuer_name
+    etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(serial)
+
+    try:
+        raw = sign_digest(hashlib.sha256(_c14n_signed_info(signed_info)).digest())
+    except BaseException:
+        root.remove(sig)  # leave the caller's tree unsigned rather than half-signed
+        raise
+    if len(raw) != 64:
+        root.remove(sig)
+        raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
+    sig_value.text = _b64(raw)
+    body: bytes = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
+    return XML_DECLARATION + body
+
+
+def verify_document(
+    xml: bytes,
+    *,
+    certificates: Iterable[x509.Certificate],
+    now: dt.datetime | None = None,
+) -> VerifiedSignature:
+    """Verify a DUIS document signed in the DCC profile against pinned certificates.
+
+    Raises ``Unsigned`` when there is no Signature and ``SignatureInvalid`` naming the reason
+    for every other failure; never returns a negative answer.
+    """
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("'now' must be timezone-aware")
+    root = parse_xml(xml, field="xml")
+    sigs = list(root.iter(_ds("Signature")))
+    if not sigs:
+        raise Unsigned("the document carries no ds:Signature")
+    if len(sigs) > 1:
+        raise SignatureInvalid(f"{len(sigs)} ds:Signature elements; the profile allows one")
+    sig = sigs[0]
+    if sig.getparent() is not root or _elements(root)[-1] is not sig:
+        raise SignatureInvalid("ds:Signature must be the last child of the root element")
+
+    signed_info, sig_value_el, key_info = _expect(sig, "SignedInfo", "SignatureValue", "KeyInfo")
+    c14n_el, method_el, ref = _expect(
+        signed_info, "CanonicalizationMethod", "SignatureMethod", "Reference"
+    )
+    _expect_algorithm(c14n_el, EXC_C14N, "CanonicalizationMethod")
+    if _elements(c14n_el):
+        raise SignatureInvalid("CanonicalizationMethod parameters (InclusiveNamespaces) refused")
+    _expect_algorithm(method_el, ECDSA_SHA256, "SignatureMethod")
+    uri = ref.get("URI")
+    if uri != "":
+        shown = "absent" if uri is None else repr(uri)
+        raise SignatureInvalid(
+            f'Reference URI is {shown}; the profile signs the whole document (URI="")'
+        )
+    transforms, digest_method, digest_el = _expect(ref, "Transforms", "DigestMethod", "DigestValue")
+    (transform,) = _expect(transforms, "Transform")
+    _expect_algorithm(transform, ENVELOPED_SIGNATURE, "Transform")
+    _expect_algorithm(digest_method, SHA256, "DigestMethod")
+
+    signed_digest = _b64_value(digest_el, "DigestValue", 32)
+    raw_sig = _b64_value(sig_value_el, "SignatureValue", 64)
+    issuer_name, serial = _issuer_serial(key_info)
+    cert = _find_certificate(certificates, issuer_name, serial)
+
+    signed_info_c14n = _c14n_signed_info(signed_info)
+    _detach_keeping_tail(sig)
+    digest = hashlib.sha256(_c14n_document(root.getroottree())).digest()
+    if not hmac.compare_digest(digest, signed_digest):
+        raise SignatureInvalid(
+            f"digest mismatch: the document changed after signing "
+            f"(computed {_b64(digest)}, signed {_b64(signed_digest)})"
+        )
+
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise SignatureInvalid("signer certificate key is not P-256")
+    der = encode_dss_signature(
+        int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big")
+    )
+    try:
+        key.verify(der, signed_info_c14n, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureInvalid(
+            f"signature mismatch: SignatureValue does not verify with certificate "
+            f"{issuer_name} / {serial}"
+        ) from None
+
+    if now is not None:
+        if now < cert.not_valid_before_utc:
+            raise SignatureInvalid(
+                f"signer certificate is not valid before {cert.not_valid_before_utc.isoformat()}"
+            )
+        if now > cert.not_valid_after_utc:
+            raise SignatureInvalid(
+                f"signer certificate expired on {cert.not_valid_after_utc.isoformat()}"
+            )
+    return VerifiedSignature(
+        certificate=cert, digest=digest, issuer_name=issuer_name, serial=serial, root=root
+    )
+
+
+def same_distinguished_name(a: str, b: str) -> bool:
+    """Compare RFC 4514 strings as names, not text: ``CN=U1, OU=07`` equals ``CN=U1,OU=07``.
+
+    The reversed (X.500) order is accepted too, since some tools write it that way.
+    """
+    na, nb = _normalise_dn(a), _normalise_dn(b)
+    return na is not None and nb is not None and (na == nb or na == tuple(reversed(nb)))
+
+
+# -- canonicalisation -------------------------------------------------------------------
+
+
+def _c14n_document(tree: etree._ElementTree) -> bytes:
+    """Inclusive C14N 1.0 without comments: what a Reference with no C14N transform digests."""
+    out: bytes = etree.tostring(tree, method="c14n", exclusive=False, with_comments=False)
+    return out
+
+
+def _c14n_signed_info(signed_info: etree._Element) -> bytes:
+    """Exclusive C14N of a *copy*: lxml can re-map the live element's ds prefix when it moves."""
+    out: bytes = etree.tostring(
+        copy.deepcopy(signed_info), method="c14n", exclusive=True, with_comments=False
+    )
+    return out
+
+
+def _strip_ignorable_whitespace(root: etree._Element) -> None:
+    for node in root.iter():
+        if node is not root and node.tail is not None and not node.tail.strip():
+            node.tail = None
+        if len(node) and node.text is not None and not node.text.strip():
+            node.text = None
+
+
+def _detach_keeping_tail(el: etree._Element) -> None:
+    """The enveloped transform removes the element only; lxml's remove() also drops its tail."""
+    parent = el.getparent()
+    tail = el.tail
+    prev = el.getprevious()
+    parent.remove(el)
+    if tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+
+
+# -- structure of the Signature -----------------------------------------------------------
+
+
+def _ds(local: str) -> str:
+    return f"{{{DS_NS}}}{local}"
+
+
+def _elements(el: etree._Element) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+def _expect(el: etree._Element, *names: str) -> list[etree._Element]:
+    children = _elements(el)
+    got = [_qname_text(c) for c in children]
+    want = [f"ds:{n}" for n in names]
+    if got != want:
+        raise SignatureInvalid(
+            f"{_qname_text(el)} holds {got or 'nothing'}; the profile needs exactly {want}"
+        )
+    return children
+
+
+def _qname_text(el: etree._Element) -> str:
+    q = etree.QName(el)
+    return f"ds:{q.localname}" if q.namespace == DS_NS else q.text
+
+
+def _expect_algorithm(el: etree._Element, want: str, what: str) -> None:
+    got = el.get("Algorithm")
+    if got != want:
+        raise SignatureInvalid(f"{what} {got!r} is not in the DCC profile (needs {want})")
+
+
+def _b64_value(el: etree._Element, what: str, size: int) -> bytes:
+    text = _WS.sub("", el.text or "")
+    try:
+        value = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureInvalid(f"{what} is not base64") from None
+    if value == _PLACEHOLDER:
+        raise SignatureInvalid(f"{what} is a template placeholder ('default'), not a signature")
+    if len(value) != size:
+        form = " (raw r||s; DER is not the XMLDSig form)" if what == "SignatureValue" else ""
+        raise SignatureInvalid(f"{what} has {len(value)} bytes, the profile needs {size}{form}")
+    return value
+
+
+def _issuer_serial(key_info: etree._Element) -> tuple[str, int]:
+    name_el = key_info.find(f"{_ds('X509Data')}/{_ds('X509IssuerSerial')}/{_ds('X509IssuerName')}")
+    serial_el = key_info.find(
+        f"{_ds('X509Data')}/{_ds('X509IssuerSerial')}/{_ds('X509SerialNumber')}"
+    )
+    if name_el is None or serial_el is None:
+        raise SignatureInvalid("KeyInfo lacks X509Data/X509IssuerSerial (name and serial)")
+    name = (name_el.text or "").strip()
+    serial_text = (serial_el.text or "").strip()
+    if not serial_text.isdigit() or not serial_text.isascii():
+        raise SignatureInvalid(f"X509SerialNumber {serial_text!r} is not a decimal integer")
+    return name, int(serial_text)
+
+
+def _find_certificate(
+    certificates: Iterable[x509.Certificate], issuer_name: str, serial: int
+) -> x509.Certificate:
+    for cert in certificates:
+        if cert.serial_number == serial and same_distinguished_name(
+            cert.issuer.rfc4514_string(), issuer_name
+        ):
+            return cert
+    raise SignatureInvalid(
+        f"unknown signer: no pinned certificate has IssuerSerial {issuer_name!r} / {serial}"
+    )
+
+
+# -- distinguished names ------------------------------------------------------------------
+
+_DN_ALIASES: Final = {
+    "2.5.4.3": "CN",
+    "2.5.4.11": "OU",
+    "2.5.4.10": "O",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.5": "SERIALNUMBER",
+}
+
+
+def _normalise_dn(text: str) -> tuple[tuple[str, str], ...] | None:
+    rdns: list[tuple[str, str]] = []
+    for part in _split_unescaped(text.strip(), ","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            return None
+        k = key.strip().upper().removeprefix("OID.")
+        rdns.append((_DN_ALIASES.get(k, k), _unescape(value.strip()).casefold()))
+    return tuple(rdns) if rdns else None
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def _unescape(value: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        s = m.group(1)
+        return chr(int(s, 16)) if len(s) == 2 else s
+
+    return re.sub(r"\\([0-9A-Fa-f]{2}|.)", repl, value)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -98,7 +98,11 @@ def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: 
 @server_option
 def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
            force_replace: bool, out_dir: Path, server: str) -> None:
-    """Re-sign a verified image for devices (Resign): one upgrade image per key."""
+    """Re-sign a verified image for devices (Resign): one upgrade image per key.
+
+    Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
+    OUT_DIR/result.json listing which devices each image serves and which were refused.
+    """
     req = pb.ResignRequest(image_id=image_id, device_ids=_devices(device, devices_file),
                            force_replace=force_replace)
     resp = _call(_stub(server).Resign, req)
@@ -106,7 +110,7 @@ def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
     summary = {"image_id": resp.image_id, "images": [], "refused": [
         {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused]}
     for img in resp.images:
-        path = out_dir / f"{resp.image_id[:16]}-{img.key_ski.hex()}.bin"
+        path = out_dir / f"{img.key_label}.bin"  # labels are unique on a token
         path.write_bytes(img.upgrade_image)
         summary["images"].append({"file": str(path), "key_label": img.key_label,
                                   "key_ski": img.key_ski.hex(),

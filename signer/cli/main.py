@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -64,9 +65,27 @@ def dev_provision(directory: Path, module: str, schema_dir: Path | None) -> None
     example = env.directory / "example"
     if not example.exists():
         example_delivery(env.directory)
-    click.echo(f"config: {env.config_path}")
-    click.echo(f"example delivery: {example}")
-    click.echo(f"devices: {', '.join(map(str, DEV_DEVICES))}")
+    image_id = (example / "hash.hex").read_text().strip()
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(p)
+
+    devices = " ".join(f"--device {d}" for d in DEV_DEVICES[:2])
+    out = env.directory / "out"
+    click.echo(f"""development token, keys and devices ready: {rel(env.config_path)}
+
+Once the server is up, try the three calls from another shell in this directory:
+
+  .venv/bin/signer verify --ota-header {rel(example / 'ota_header.bin')} \\
+      --manufacturer-image {rel(example / 'manufacturer_image.bin')} \\
+      --signature {rel(example / 'manufacturer_signature.der')} --hash {rel(example / 'hash.hex')}
+
+  .venv/bin/signer resign --image-id {image_id} \\
+      {devices} --out-dir {rel(out)}
+
+  .venv/bin/signer build-duis --upgrade-image {rel(out / 'supplier-ds.bin')} \\
+      {devices} --firmware-version 00000002 --out {rel(out / 'update-firmware.xml')}
+""")
 
 
 cli.add_command(admin.keys)

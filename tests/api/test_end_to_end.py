@@ -239,3 +239,9 @@ def test_largest_image_passes_both_ways(running: Running, manufacturer: Manufact
     e = _code(running.stub.BuildDUIS, pb.BuildDUISRequest(
         upgrade_image=upgrade + b"\0", device_ids=[RTDS_DEVICE], firmware_version="BIG"))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_server_logs_what_it_loaded_but_never_the_pin(running: Running, hsm) -> None:  # type: ignore[no-untyped-def]
+    log = running.server.log.read_text()
+    assert "config pin_source = file" in log and "config supplier_eui = " + SUPPLIER_EUI in log
+    assert hsm.pin_file.read_text().strip() not in log

@@ -140,13 +140,14 @@ def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_
     return path
 
 
-def start_server(config: Path, log: Path) -> ServerProcess:
+def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> ServerProcess:
     """`signer serve` in its own process; returns once it prints its READY line."""
     out = log.open("w")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
+    environ.update(env or {})
     proc = subprocess.Popen([sys.executable, "-m", "signer.cli.main", "serve", "--config",
                              str(config)], stdout=subprocess.PIPE, stderr=out, text=True,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith("SIGNER_")})
+                            env=environ)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY "):

@@ -58,7 +58,10 @@ def dev() -> None:
               help="DUIS schema directory to validate against (none: no schema check).")
 @reports_errors
 def dev_provision(directory: Path, module: str, schema_dir: Path | None) -> None:
-    """Create (once) the dev token, keys, certificates, devices and an example delivery."""
+    """Provision (once) the dev token's keys, certificates, devices and an example delivery.
+
+    The token itself comes first, from `softhsm/init-token DIR signer-dev`.
+    """
     from signer.service.devsetup import DEV_DEVICES, example_delivery, provision
 
     env = provision(directory, module=module, schema_dir=schema_dir)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import secrets
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,21 +50,21 @@ class DevEnvironment:
 
 def provision(directory: Path, *, module: str, schema_dir: Path | None,
               now: dt.datetime | None = None) -> DevEnvironment:
-    """Create (once) the development token, database and example files under ``directory``."""
+    """Provision (once) the token that ``softhsm/init-token DIR signer-dev`` made in ``directory``.
+
+    Generates the Supplier keys inside it, registers the development manufacturer and devices
+    in a SQLite database beside it, and writes the service configuration.
+    """
     directory = directory.resolve()
     env = DevEnvironment(directory, directory / "signer.toml", directory / "softhsm2.conf")
     if env.config_path.exists():
         return env
+    pin_file = directory / "user.pin"
+    if not env.softhsm2_conf.exists() or not pin_file.exists():
+        raise ConfigurationError(f"no SoftHSM2 token in {directory}: run "
+                                 f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first")
     now = now or dt.datetime.now(dt.UTC)
-    directory.mkdir(parents=True, exist_ok=True)
-    pin_file = _secret_file(directory / "user.pin")
-    so_pin_file = _secret_file(directory / "so.pin")
-    (directory / "tokens").mkdir(exist_ok=True)
-    env.softhsm2_conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
-                                 "objectstore.backend = file\nlog.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(env.softhsm2_conf)
-    _init_token(DEV_TOKEN_LABEL, so_pin_file, pin_file)
-
     pin = Pin(pin_file.read_text().strip())
     with Token(module, DEV_TOKEN_LABEL, pin) as token:
         supplier = _token_key_with_cert(token, "supplier-ds", RemotePartyRole.SUPPLIER, now)
@@ -113,28 +111,6 @@ def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:
         key.sign(header + image, ec.ECDSA(hashes.SHA256())))
     (out / "hash.hex").write_text(hashlib.sha256(image).hexdigest() + "\n")
     return out
-
-
-def _secret_file(path: Path) -> Path:
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(8) + "\n")
-    return path
-
-
-def _init_token(label: str, so_pin_file: Path, pin_file: Path) -> None:
-    # softhsm2-util takes PINs only as arguments; this is a throwaway development token
-    # whose PINs sit in 0600 files beside it.
-    try:
-        subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", label,
-             "--so-pin", so_pin_file.read_text().strip(), "--pin", pin_file.read_text().strip()],
-            check=True, capture_output=True)
-    except FileNotFoundError:
-        raise ConfigurationError("softhsm2-util not found: install the Debian package softhsm2"
-                                 ) from None
-    except subprocess.CalledProcessError as exc:
-        raise ConfigurationError(f"softhsm2-util failed: {exc.stderr.decode().strip()}") from None
 
 
 def _token_key_with_cert(token: Token, label: str, role: RemotePartyRole,

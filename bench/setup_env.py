@@ -1,0 +1,176 @@
+"""Provision a throwaway benchmark environment: token, keys, SQLite DB, devices, config.
+
+Run as its own process (``python bench/setup_env.py DIR --devices N``) so the benchmark
+driver never has the PKCS#11 module loaded while the token is being built; prints one JSON
+line describing what it made.
+
+Self-contained on purpose (the development provisioning in signer.service.devsetup is a moving
+target): a fresh SoftHSM2 token via ``softhsm2-util``; a Supplier ARP key and an XML-signing
+key generated inside it, each with a self-issued SMKI-profile certificate valid from yesterday
+(so the server needs no pinned clock); a manufacturer key in a file; and ``N + 1`` devices
+written straight into the ``devices`` / ``trust_anchor_cells`` tables with batched SQLAlchemy
+Core inserts (``store_credentials`` in a loop is slow for 50,000), each with a Supplier
+digital-signing management cell naming the Supplier key's SKI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import insert
+
+from signer.gbcs.eui import Eui64
+from signer.gbcs.roles import RemotePartyRole
+from signer.gbcs.trust_anchor import CellUsage, KeyUsage
+from signer.hsm.pin import Pin
+from signer.hsm.token import Token, TokenKey
+from signer.registry import manufacturers
+from signer.registry.db import open_database
+from signer.registry.models import Device, TrustAnchorCellRow
+from signer.smki.certificate import smki_extensions, smki_name
+from signer.smki.issuance import issue_certificate
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN_LABEL = "signer-bench"
+SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
+MANUFACTURER_CODE = 0x121D
+SUPPLIER_KEY_LABEL = "supplier-ds"
+XML_KEY_LABEL = "xml-sign"
+SMALL_DEVICE = "00-DB-12-34-56-78-90-B1"
+
+
+def bulk_device_euis(n: int) -> list[str]:
+    """``n`` distinct dashed EUI-64s, disjoint from SMALL_DEVICE."""
+    return [f"00-DB-00-00-00-{i >> 16 & 0xFF:02X}-{i >> 8 & 0xFF:02X}-{i & 0xFF:02X}"
+            for i in range(n)]
+
+
+def init_token(d: Path) -> tuple[Path, Path]:
+    (d / "tokens").mkdir(parents=True)
+    conf = d / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\nslots.removable = false\n")
+    pin_file = d / "user.pin"
+    pin_file.touch(mode=0o600)
+    pin_file.write_text(secrets.token_hex(8) + "\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    # softhsm2-util takes PINs only as arguments: a throwaway benchmark token.
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
+                    "--so-pin", secrets.token_hex(8), "--pin", pin_file.read_text().strip()],
+                   check=True, capture_output=True)
+    return conf, pin_file
+
+
+def token_key(token: Token, label: str, role: RemotePartyRole, now: dt.datetime) -> TokenKey:
+    key = token.generate_key(label)
+    cert = issue_certificate(
+        subject=smki_name(int(role), SUPPLIER_EUI, f"BENCH {label}"),
+        issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "BENCH"),
+        public_key=key.public_key, serial=x509.random_serial_number(),
+        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=30),
+        extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
+        sign_digest=lambda digest: token.sign_digest(key, digest))
+    return token.store_certificate(key, cert)
+
+
+def manufacturer(d: Path, now: dt.datetime) -> tuple[Path, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "BENCH manufacturer 121D")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    path = d / "manufacturer.key.pem"
+    path.touch(mode=0o600)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path, cert
+
+
+def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) -> None:
+    db = open_database(db_url)
+    batch = 10_000
+    with db.engine.begin() as conn:
+        for i in range(0, len(euis), batch):
+            chunk = [e.replace("-", "") for e in euis[i:i + batch]]
+            conn.execute(insert(Device.__table__), [{"eui": e, "updated_at": now} for e in chunk])
+            conn.execute(insert(TrustAnchorCellRow.__table__), [
+                {"device_eui": e, "role": int(RemotePartyRole.SUPPLIER),
+                 "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
+                 "cell_usage": int(CellUsage.MANAGEMENT), "subject_eui": SUPPLIER_EUI.hex,
+                 "ski": ski_hex}
+                for e in chunk])
+    db.dispose()
+
+
+def write_config(d: Path, conf: Path, pin_file: Path, db_url: str,
+                 schema_dir: Path | None) -> Path:
+    lines = [
+        "[server]", 'listen = "127.0.0.1:0"', "",
+        "[token]", f'module = "{MODULE}"', f'label = "{TOKEN_LABEL}"',
+        f'pin_file = "{pin_file}"', f'softhsm2_conf = "{conf}"', "",
+        "[supplier]", f'eui = "{SUPPLIER_EUI}"', "",
+        "[database]", f'url = "{db_url}"', "",
+    ]
+    if schema_dir is not None:
+        lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
+    path = d / "bench.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("directory", type=Path)
+    ap.add_argument("--devices", type=int, default=50_000)
+    ap.add_argument("--schema-dir", type=Path, default=None)
+    args = ap.parse_args()
+    d: Path = args.directory.resolve()
+    d.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+
+    conf, pin_file = init_token(d)
+    with Token(MODULE, TOKEN_LABEL, Pin(pin_file.read_text().strip())) as token:
+        supplier = token_key(token, SUPPLIER_KEY_LABEL, RemotePartyRole.SUPPLIER, now)
+        token_key(token, XML_KEY_LABEL, RemotePartyRole.XML_SIGNING, now)
+    assert supplier.ski is not None
+
+    db_url = f"sqlite:///{d / 'signer.db'}"
+    db = open_database(db_url)
+    mkey, mcert = manufacturer(d, now)
+    manufacturers.add_certificate(db, MANUFACTURER_CODE, mcert, now)
+    db.dispose()
+    add_devices(db_url, [SMALL_DEVICE, *bulk_device_euis(args.devices)], supplier.ski.hex(), now)
+    config = write_config(d, conf, pin_file, db_url, args.schema_dir)
+    json.dump({
+        "directory": str(d),
+        "config": str(config),
+        "softhsm2_conf": str(conf),
+        "module": MODULE,
+        "token_label": TOKEN_LABEL,
+        "pin_file": str(pin_file),
+        "supplier_key_label": SUPPLIER_KEY_LABEL,
+        "supplier_key_id": supplier.key_id.hex(),
+        "supplier_ski": supplier.ski.hex(),
+        "manufacturer_key": str(mkey),
+        "manufacturer_code": MANUFACTURER_CODE,
+        "small_device": SMALL_DEVICE,
+        "bulk_devices": args.devices,
+    }, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,16 +6,16 @@ import datetime as dt
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signer.duis.request import DCC_TEST_EUI
 from signer.errors import ConfigurationError, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.pin import PinSource
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-TEST_DCC_EUI = "90-B3-D5-1F-30-00-00-02"
 
 # environment variable -> (section, key)
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -78,9 +78,6 @@ class Config:
                       if self.pinned_time else "system"),
         }
 
-    def with_overrides(self, **changes: Any) -> Config:
-        return replace(self, **changes)
-
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
@@ -122,11 +119,15 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         raise ConfigurationError("supplier.eui is required")
     try:
         supplier_eui = Eui64.parse(supplier, field="supplier.eui")
-        dcc_eui = Eui64.parse(get("supplier", "dcc_eui", TEST_DCC_EUI), field="supplier.dcc_eui")
+        dcc_eui = Eui64.parse(get("supplier", "dcc_eui", str(DCC_TEST_EUI)),
+                              field="supplier.dcc_eui")
     except InvalidInput as exc:
         raise ConfigurationError(str(exc)) from None
     schema_dir = get("duis", "schema_dir")
-    db_url = get("database", "url", "sqlite:///var/signer.db")
+    db_url = get("database", "url")
+    if not db_url:
+        # No silent default: a fresh database would hand out RequestID counters again.
+        raise ConfigurationError("database.url is required (e.g. sqlite:///var/signer.db)")
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
         db_url = "sqlite:///" + str(path_of(db_url.removeprefix("sqlite:///")))
     return Config(

@@ -21,6 +21,7 @@ from signer.service.verify import verify_manufacturer
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_DETAILS = 4000
 
 
 def _mapped(method: F) -> F:
@@ -37,13 +38,20 @@ def _mapped(method: F) -> F:
                 if exc.offset is not None:
                     meta.append(("signer-offset", str(exc.offset)))
                 context.set_trailing_metadata(tuple(meta))
-            log.info("%s refused: %s %s", method.__name__, code.name, exc)
-            context.abort(code, str(exc))
+            message = str(exc)
+            if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
+                message = message[:MAX_DETAILS] + " ..."
+            log.info("%s refused: %s %s", method.__name__, code.name, message)
+            context.abort(code, message)
         except Exception:
             log.exception("%s failed unexpectedly", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _optional(request: Any, name: str) -> Any:
+    return getattr(request, name) if request.HasField(name) else None
 
 
 class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
@@ -60,7 +68,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
     def Resign(self, request: pb.ResignRequest,
                context: grpc.ServicerContext) -> pb.ResignResponse:
         result = resign(self.svc, request.image_id, list(request.device_ids),
-                        request.force_replace)
+                        _optional(request, "force_replace"))
         return convert.resign_to_pb(result)
 
     @_mapped
@@ -72,7 +80,8 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             image_id=request.image_id if which == "image_id" else None,
             upgrade_image=request.upgrade_image if which == "upgrade_image" else None,
             device_ids=list(request.device_ids), firmware_version=request.firmware_version,
-            service=request.service_reference, force_replace=request.force_replace)
+            service=request.service_reference,
+            force_replace=_optional(request, "force_replace"))
         return pb.BuildDUISResponse(duis_request=result.document,
                                     request_id=str(result.request_id),
                                     device_ids=[str(d) for d in result.devices],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def _call(fn: Any, request: Any) -> Any:
     except grpc.RpcError as exc:
         click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
         sys.exit(1)
+
+
+def _safe_name(label: str) -> str:
+    """A key label as a file name: nothing the server sends may escape --out-dir."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label).lstrip(".") or "key"
 
 
 def _read(path: Path | None) -> bytes:
@@ -110,7 +116,7 @@ def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
     summary = {"image_id": resp.image_id, "images": [], "refused": [
         {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused]}
     for img in resp.images:
-        path = out_dir / f"{img.key_label}.bin"  # labels are unique on a token
+        path = out_dir / f"{_safe_name(img.key_label)}.bin"  # labels are unique on a token
         path.write_bytes(img.upgrade_image)
         summary["images"].append({"file": str(path), "key_label": img.key_label,
                                   "key_ski": img.key_ski.hex(),

@@ -73,11 +73,15 @@ class RequestId:
 
 
 def check_firmware_version(version: str) -> str:
+    """1-8 characters (DUIS), and printable ASCII: XML cannot carry control characters."""
     if not MIN_FIRMWARE_VERSION_CHARS <= len(version) <= MAX_FIRMWARE_VERSION_CHARS:
         raise InvalidInput(
             f"FirmwareVersion must have 1 to 8 characters, got {len(version)}",
             field="firmware_version",
         )
+    if not all(" " <= c <= "~" for c in version):
+        raise InvalidInput(f"FirmwareVersion {version!r} must be printable ASCII",
+                           field="firmware_version")
     return version
 
 

@@ -23,13 +23,19 @@ class Eui64:
     @classmethod
     def parse(cls, text: str, *, field: str = "eui") -> Eui64:
         """Accept ``00-DB-12-...``, ``00:db:...`` or 16 hex digits."""
+        if len(text) == 23 and text[2::3] == "-------":  # the DUIS form: the hot path
+            try:
+                return cls(bytes.fromhex(text.replace("-", "")))
+            except ValueError:
+                pass
         t = text.strip()
         if not _ACCEPTED.match(t):
-            raise InvalidInput(f"not an EUI-64: {text!r}", field=field)
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise InvalidInput(f"not an EUI-64: {shown!r}", field=field)
         return cls(bytes.fromhex(t.replace("-", "").replace(":", "")))
 
     def __str__(self) -> str:
-        return "-".join(f"{b:02X}" for b in self.value)
+        return self.value.hex("-").upper()
 
     @property
     def hex(self) -> str:

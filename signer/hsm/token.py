@@ -13,10 +13,11 @@ import hashlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pkcs11
 from cryptography import x509
@@ -33,7 +34,7 @@ from signer.errors import HsmLoginFailed, HsmUnavailable, InvalidInput, NotFound
 from signer.hsm.pin import Pin
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+RESCAN_INTERVAL = 2.0  # seconds
 
 _TRANSIENT = (
     pkcs11.DeviceError,
@@ -114,6 +115,7 @@ class Token:
         self._session: Any = None
         self._keys: dict[bytes, TokenKey] | None = None
         self._handles: dict[bytes, Any] = {}
+        self._scanned_at = -RESCAN_INTERVAL
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -151,9 +153,14 @@ class Token:
     # -- reads -------------------------------------------------------------------------
 
     def keys(self, *, refresh: bool = False) -> list[TokenKey]:
-        """Every EC key pair on the token with its certificate, if one is stored."""
+        """Every usable EC key pair on the token with its certificate, if one is stored.
+
+        A refresh rescans the token (keys added by another process) at most once every
+        ``RESCAN_INTERVAL`` seconds, so callers cannot keep the lock busy with rescans.
+        """
         with self._call("list keys"):
-            if self._keys is None or refresh:
+            stale = refresh and time.monotonic() - self._scanned_at >= RESCAN_INTERVAL
+            if self._keys is None or stale:
                 self._keys = self._scan()
             return list(self._keys.values())
 
@@ -288,15 +295,25 @@ class Token:
                                                    Attribute.KEY_TYPE: KeyType.EC}))
         for priv in privates:
             key_id = bytes(priv[Attribute.ID])
+            if priv[Attribute.EXTRACTABLE] or not priv[Attribute.SENSITIVE]:
+                log.warning("private key %r is extractable or not sensitive; not used",
+                            priv.label)
+                continue
             pubs = list(self._session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                                                    Attribute.ID: key_id}))
             if not pubs:
                 log.warning("private key %r has no public key object; skipped", priv.label)
                 continue
             public_key = _public_key_from_point(pubs[0][Attribute.EC_POINT])
+            cert = certs.get(key_id)
+            if cert is not None and cert.public_key() != public_key:
+                log.warning("certificate stored with key %r is for another key; not used",
+                            priv.label)
+                continue
             keys[key_id] = TokenKey(label=priv.label, key_id=key_id, public_key=public_key,
-                                    certificate=certs.get(key_id))
+                                    certificate=cert)
             self._handles[key_id] = priv
+        self._scanned_at = time.monotonic()
         return keys
 
     def _private_handle(self, key_id: bytes) -> Any:
@@ -347,14 +364,6 @@ def _load_module(path: str) -> Any:
         return _modules[path]
 
 
-def reinitialize_module(path: str) -> None:
-    """Make tokens created after the module was loaded visible (SoftHSM reads them at init)."""
-    with _modules_lock:
-        lib = _modules.get(path)
-        if lib is not None:
-            lib.reinitialize()
-
-
 def _matches(k: TokenKey, label: str | None, key_id: bytes | None, ski: bytes | None) -> bool:
     return ((label is None or k.label == label) and (key_id is None or k.key_id == key_id)
             and (ski is None or k.ski == ski))
@@ -375,8 +384,3 @@ def _ski_or_random(certificate: x509.Certificate) -> bytes:
         return bytes(ext.value.digest)
     except x509.ExtensionNotFound:
         return secrets.token_bytes(8)
-
-
-def signer_for(token: Token, key: TokenKey) -> Callable[[bytes], bytes]:
-    """A digest-signing callback for pure code (XMLDSig, certificate building)."""
-    return lambda digest: token.sign_digest(key, digest)

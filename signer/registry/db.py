@@ -9,8 +9,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from signer.errors import Unavailable
@@ -21,9 +22,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Database:
     """One engine and its session factory; every use case borrows sessions from here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "pool_timeout": 10}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             path = url.removeprefix("sqlite:///")
@@ -49,8 +50,17 @@ class Database:
         try:
             with self._sessions.begin() as s:
                 yield s
-        except OperationalError as exc:
-            raise Unavailable(f"database error: {exc.orig}") from exc
+        except (OperationalError, SATimeoutError, DisconnectionError) as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A plain connection for hot-path reads that need no ORM identity map."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except (OperationalError, SATimeoutError, DisconnectionError) as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
@@ -57,6 +57,20 @@ def get_device(db: Database, eui: Eui64) -> DeviceRecord | None:
                             updated_at=device.updated_at)
 
 
+# Devices with their Supplier digital-signing (management) cell, if any: one statement, built
+# once, the device list bound as an expanding IN parameter.
+_SUPPLIER_SKIS = (
+    select(Device.eui, TrustAnchorCellRow.ski)
+    .select_from(Device)
+    .outerjoin(TrustAnchorCellRow, and_(
+        TrustAnchorCellRow.device_eui == Device.eui,
+        TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
+        TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
+        TrustAnchorCellRow.cell_usage == int(CellUsage.MANAGEMENT)))
+    .where(Device.eui.in_(bindparam("euis", expanding=True)))
+)
+
+
 def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, bytes | None]:
     """Each known device's Supplier digital-signing (management) cell SKI, in batches.
 
@@ -66,24 +80,11 @@ def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, by
     out: dict[Eui64, bytes | None] = {}
     by_hex = {e.hex: e for e in euis}
     keys = list(by_hex)
-    with db.session() as s:
+    with db.read() as conn:
         for i in range(0, len(keys), _BATCH):
-            batch = keys[i:i + _BATCH]
-            for eui_hex in s.scalars(select(Device.eui).where(Device.eui.in_(batch))):
-                out[by_hex[eui_hex]] = None
-            rows = s.execute(select(TrustAnchorCellRow.device_eui, TrustAnchorCellRow.ski).where(
-                TrustAnchorCellRow.device_eui.in_(batch),
-                TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
-                TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
-                TrustAnchorCellRow.cell_usage == int(CellUsage.MANAGEMENT)))
-            for eui_hex, ski in rows:
-                out[by_hex[eui_hex]] = bytes.fromhex(ski)
+            for eui_hex, ski in conn.execute(_SUPPLIER_SKIS, {"euis": keys[i:i + _BATCH]}):
+                out[by_hex[eui_hex]] = bytes.fromhex(ski) if ski is not None else None
     return out
-
-
-def list_devices(db: Database) -> Iterable[str]:
-    with db.session() as s:
-        return list(s.scalars(select(Device.eui).order_by(Device.eui)))
 
 
 def _cell(r: TrustAnchorCellRow) -> TrustAnchorCell:

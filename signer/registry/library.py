@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from signer.errors import PolicyRefusal
 from signer.registry.db import Database
 from signer.registry.models import FirmwareImage
 
@@ -17,6 +21,7 @@ class LibraryImage:
     file_version: int
     header_bytes: bytes
     with_tail: bool
+    force_replace: bool | None
     delivery_shape: str
     verified: bool
     verdict_json: str
@@ -25,11 +30,30 @@ class LibraryImage:
 
 
 def record(db: Database, image: LibraryImage) -> None:
-    """Store a verdict. A failed verdict never replaces a verified image."""
-    with db.session() as s:
-        row = s.get(FirmwareImage, image.image_id)
-        if row is not None and row.verified and not image.verified:
+    """Store a verdict.
+
+    A failed verdict never replaces a verified image, and a verified image is never given
+    another OTA header: what was verified is what gets signed. Two deliveries racing to
+    create the same row retry once as an update.
+    """
+    for attempt in (1, 2):
+        try:
+            _record(db, image)
             return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
+def _record(db: Database, image: LibraryImage) -> None:
+    with db.session() as s:
+        row = s.get(FirmwareImage, image.image_id, with_for_update=True)
+        if row is not None and row.verified:
+            if not image.verified:
+                return
+            if row.header_bytes != image.header_bytes:
+                raise PolicyRefusal(f"image {image.image_id} is already in the library with "
+                                    "another OTA header; it was not replaced")
         if row is None:
             row = FirmwareImage(image_id=image.image_id)
             s.add(row)
@@ -38,6 +62,7 @@ def record(db: Database, image: LibraryImage) -> None:
         row.file_version = image.file_version
         row.header_bytes = image.header_bytes
         row.with_tail = image.with_tail
+        row.force_replace = image.force_replace
         row.delivery_shape = image.delivery_shape
         row.verified = image.verified
         row.verdict_json = image.verdict_json
@@ -54,6 +79,13 @@ def get(db: Database, image_id: str) -> LibraryImage | None:
             image_id=row.image_id, manufacturer_code=row.manufacturer_code,
             image_type=row.image_type, file_version=row.file_version,
             header_bytes=row.header_bytes, with_tail=row.with_tail,
-            delivery_shape=row.delivery_shape, verified=row.verified,
-            verdict_json=row.verdict_json, manufacturer_image=row.manufacturer_image,
-            verified_at=row.verified_at)
+            force_replace=row.force_replace, delivery_shape=row.delivery_shape,
+            verified=row.verified, verdict_json=row.verdict_json,
+            manufacturer_image=row.manufacturer_image, verified_at=row.verified_at)
+
+
+def exists(db: Database, image_id: str) -> bool:
+    with db.session() as s:
+        found = s.scalar(select(FirmwareImage.image_id)
+                         .where(FirmwareImage.image_id == image_id.lower()))
+    return found is not None

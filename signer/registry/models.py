@@ -70,6 +70,7 @@ class FirmwareImage(Base):
     file_version: Mapped[int] = mapped_column(BigInteger)
     header_bytes: Mapped[bytes] = mapped_column(LargeBinary)
     with_tail: Mapped[bool] = mapped_column(Boolean)
+    force_replace: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # as delivered
     delivery_shape: Mapped[str] = mapped_column(String(16))
     verified: Mapped[bool] = mapped_column(Boolean)
     verdict_json: Mapped[str] = mapped_column(Text)

@@ -14,20 +14,24 @@ from signer.duis.request import (
 from signer.duis.xmldsig import sign_document
 from signer.errors import (
     CertificateRejected,
+    ConfigurationError,
     DevicesRefused,
     InvalidInput,
+    NotFound,
     PolicyRefusal,
     SignatureInvalid,
 )
 from signer.gbcs.eui import Eui64
-from signer.gbcs.ota import parse_upgrade_image
+from signer.gbcs.ota import TAIL_LENGTH, parse_upgrade_image
+from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.hsm.token import TokenKey
 from signer.registry import counters
-from signer.registry.library import LibraryImage
+from signer.registry import devices as device_registry
+from signer.service.caches import VerifiedImage
 from signer.service.context import Services
 from signer.service.keyselect import KeyGroup, Refusal, parse_devices, select_keys
-from signer.service.resign import sign_for_group, verified_image
+from signer.service.resign import force_replace_for, sign_for_group, verified_image
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
 
 SERVICES = ("11.1", "11.4")
@@ -43,10 +47,10 @@ class DuisResult:
 
 def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | None,
                device_ids: Sequence[str], firmware_version: str, service: str,
-               force_replace: bool = False) -> DuisResult:
+               force_replace: bool | None = None) -> DuisResult:
     service = service or "11.1"
     if service not in SERVICES:
-        raise InvalidInput(f"service {service!r} is not one of {', '.join(SERVICES)}",
+        raise InvalidInput(f"service {service[:20]!r} is not one of {', '.join(SERVICES)}",
                            field="service_reference")
     check_firmware_version(firmware_version)
     if (image_id is None) == (upgrade_image is None):
@@ -55,14 +59,11 @@ def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | No
         raise InvalidInput(f"{len(upgrade_image)} bytes exceed the DUIS limit of "
                            f"{MAX_FIRMWARE_IMAGE}", field="upgrade_image")
     devices = parse_devices(device_ids)
-    refused: list[Refusal] = []
+    image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
     if service == "11.4":
-        data, accepted = _ppmid_image(svc, image_id, upgrade_image), devices
+        data, accepted, refused = _ppmid(svc, image, devices)
     else:
-        data, accepted, refused = _esme_image(svc, image_id, upgrade_image, devices, force_replace)
-    if len(data) > MAX_FIRMWARE_IMAGE:
-        raise InvalidInput(f"the upgrade image has {len(data)} bytes, over the DUIS limit of "
-                           f"{MAX_FIRMWARE_IMAGE}", field="image")
+        data, accepted, refused = _esme(svc, image, upgrade_image, devices, force_replace)
     xml_key, xml_cert = xml_signing_key(svc)
     counter = counters.reserve(svc.db, svc.config.supplier_eui)
     request_id = RequestId(originator=svc.config.supplier_eui, target=svc.config.dcc_eui,
@@ -78,14 +79,25 @@ def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | No
 
 
 def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
-    """The configured XML-signing key, or the token's one key certified for XML signing."""
+    """The configured XML-signing key, or the token's one key certified for XML signing.
+
+    A missing or unusable key is the service's configuration, not the caller's input.
+    """
     now = svc.clock()
     label = svc.config.xml_signing_key
-    if label is not None:
-        key = svc.token.find(label=label)
+    try:
+        if label is not None:
+            key = svc.token.find(label=label)
+        else:
+            key = _the_xml_key(svc)
         if key.certificate is None:
-            raise PolicyRefusal(f"XML-signing key {label!r} has no certificate")
+            raise ConfigurationError(f"XML-signing key {key.label!r} has no certificate")
         return key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui, now=now)
+    except (NotFound, InvalidInput, CertificateRejected) as exc:
+        raise ConfigurationError(f"no usable XML-signing key: {exc}") from None
+
+
+def _the_xml_key(svc: Services) -> TokenKey:
     candidates = []
     for key in svc.token.keys():
         if key.certificate is None:
@@ -94,26 +106,60 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
             smki = parse_smki(key.certificate)
         except CertificateRejected:
             continue
-        if smki.role == 0x87 and smki.eui == svc.config.supplier_eui:
+        if smki.role == RemotePartyRole.XML_SIGNING and smki.eui == svc.config.supplier_eui:
             candidates.append(key)
     if len(candidates) != 1:
-        raise PolicyRefusal(f"{len(candidates)} XML-signing keys for {svc.config.supplier_eui} "
-                            "on the token; name one with supplier.xml_signing_key")
-    key = candidates[0]
-    assert key.certificate is not None
-    return key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui, now=now)
+        raise ConfigurationError(f"{len(candidates)} XML-signing keys for "
+                                 f"{svc.config.supplier_eui} on the token; name one with "
+                                 "supplier.xml_signing_key")
+    return candidates[0]
 
 
-def _esme_image(svc: Services, image_id: str | None, upgrade_image: bytes | None,
-                devices: list[Eui64], force_replace: bool
-                ) -> tuple[bytes, list[Eui64], list[Refusal]]:
-    selection = select_keys(svc, devices)
-    refused = list(selection.refused)
+def _library_image(svc: Services, image_id: str | None, upgrade_image: bytes | None, *,
+                   with_tail: bool) -> VerifiedImage:
+    """The verified library image named by ID, or the one an upgrade image carries."""
     if image_id is not None:
         image = verified_image(svc, image_id)
-        _require_tail(image)
-        if not selection.groups:
-            raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])
+    else:
+        assert upgrade_image is not None
+        parsed = parse_upgrade_image(upgrade_image, with_tail=with_tail, field="upgrade_image")
+        image = verified_image(svc, parsed.image_id, field="upgrade_image")
+        if parsed.header_bytes != image.record.header_bytes:
+            raise PolicyRefusal("the upgrade image's OTA header differs from the verified one")
+    if image.record.with_tail != with_tail:
+        wanted = "an SR 11.1 image with a signature tail" if with_tail else \
+            "a tail-less SR 11.4 PPMID image"
+        raise PolicyRefusal(f"image {image.record.image_id} is not {wanted}")
+    size = len(image.record.header_bytes) + len(image.manufacturer_image)
+    if size + (TAIL_LENGTH if with_tail else 0) > MAX_FIRMWARE_IMAGE:
+        raise InvalidInput(f"the upgrade image exceeds the DUIS limit of {MAX_FIRMWARE_IMAGE} "
+                           "bytes", field="image")
+    return image
+
+
+def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
+           ) -> tuple[bytes, list[Eui64], list[Refusal]]:
+    """SR 11.4 images carry no ARP signature: header || image goes as verified.
+
+    No Supplier cell is consulted, but every device must be registered.
+    """
+    known = device_registry.supplier_signing_skis(svc.db, devices)
+    accepted = [d for d in devices if d in known]
+    refused = [Refusal(d, "unknown_device", "no trust anchor cells registered for this device")
+               for d in devices if d not in known]
+    if not accepted:
+        raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])
+    return image.record.header_bytes + image.manufacturer_image, accepted, refused
+
+
+def _esme(svc: Services, image: VerifiedImage, upgrade_image: bytes | None,
+          devices: list[Eui64], force_replace: bool | None
+          ) -> tuple[bytes, list[Eui64], list[Refusal]]:
+    selection = select_keys(svc, devices)
+    refused = list(selection.refused)
+    if not selection.groups:
+        raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])
+    if upgrade_image is None:
         if len(selection.groups) > 1:
             names = ", ".join(f"{g.key.label} ({len(g.devices)} devices)"
                               for g in selection.groups)
@@ -121,18 +167,13 @@ def _esme_image(svc: Services, image_id: str | None, upgrade_image: bytes | None
                                 f"({names}); one DUIS request carries one image: call Resign "
                                 "and send each upgrade image it returns with its devices")
         group = selection.groups[0]
-        signed = sign_for_group(svc, image, group, force_replace)
+        signed = sign_for_group(svc, image, group, force_replace_for(image, force_replace))
         return signed.upgrade_image, list(group.devices), refused
-    assert upgrade_image is not None
-    parsed = parse_upgrade_image(upgrade_image, with_tail=True, field="upgrade_image")
-    image = verified_image(svc, parsed.image_id)
-    if parsed.header_bytes != image.header_bytes:
-        raise PolicyRefusal("the upgrade image's OTA header differs from the verified one")
-    assert parsed.signature is not None
-    signer_group = _signing_group(selection.groups, parsed.image_id, parsed.signature)
+    signature = upgrade_image[-64:]
+    signer_group = _signing_group(selection.groups, image.digest, signature)
     if signer_group is None:
-        raise PolicyRefusal("the upgrade image's ARP signature was not made by any usable "
-                            "key on this token for these devices; re-sign it with Resign")
+        raise PolicyRefusal("the upgrade image's ARP signature was not made by a usable key "
+                            "that these devices trust; re-sign it with Resign")
     for g in selection.groups:
         if g is not signer_group:
             refused.extend(Refusal(d, "cell_names_other_key",
@@ -142,36 +183,12 @@ def _esme_image(svc: Services, image_id: str | None, upgrade_image: bytes | None
     return upgrade_image, list(signer_group.devices), refused
 
 
-def _signing_group(groups: Sequence[KeyGroup], image_id: str,
+def _signing_group(groups: Sequence[KeyGroup], digest: bytes,
                    signature: bytes) -> KeyGroup | None:
-    digest = bytes.fromhex(image_id)
     for g in groups:
         try:
-            verify_p256_prehashed(g.key.public_key, digest, signature)
+            verify_p256_prehashed(g.certificate.public_key, digest, signature)
         except SignatureInvalid:
             continue
         return g
     return None
-
-
-def _ppmid_image(svc: Services, image_id: str | None, upgrade_image: bytes | None) -> bytes:
-    """SR 11.4 images carry no ARP signature: send the verified header || image as is."""
-    if image_id is not None:
-        image = verified_image(svc, image_id)
-    else:
-        assert upgrade_image is not None
-        parsed = parse_upgrade_image(upgrade_image, with_tail=False, field="upgrade_image")
-        image = verified_image(svc, parsed.image_id)
-        if parsed.header_bytes != image.header_bytes:
-            raise PolicyRefusal("the upgrade image's OTA header differs from the verified one")
-    if image.with_tail:
-        raise PolicyRefusal(f"image {image.image_id} has a signature tail: it is an SR 11.1 "
-                            "image, not an SR 11.4 PPMID image")
-    assert image.manufacturer_image is not None
-    return image.header_bytes + image.manufacturer_image
-
-
-def _require_tail(image: LibraryImage) -> None:
-    if not image.with_tail:
-        raise PolicyRefusal(f"image {image.image_id} is a tail-less SR 11.4 image; use 11.4")
-

@@ -6,12 +6,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
+
 from signer.errors import CertificateRejected, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
 from signer.service.context import Services
-from signer.smki.certificate import SmkiCertificate, check_supplier_signing
+from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
 
 # DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
 MAX_DEVICES = 50_000
@@ -104,9 +106,21 @@ def select_keys(svc: Services, devices: Sequence[Eui64]) -> Selection:
 
 
 def _check(svc: Services, key: TokenKey, now: dt.datetime) -> SmkiCertificate | CertificateRejected:
-    assert key.certificate is not None
+    """The ARP profile check, reused while the certificate and its issuer stay valid."""
+    cert = key.certificate
+    assert cert is not None
+    fingerprint = cert.fingerprint(hashes.SHA256())
+    cached = svc.certificate_verdicts.get(fingerprint, now)
+    if cached is not None:
+        return cached
     try:
-        return check_supplier_signing(key.certificate, supplier_eui=svc.config.supplier_eui,
-                                      now=now, issuers=svc.issuers)
+        verdict = check_supplier_signing(cert, supplier_eui=svc.config.supplier_eui, now=now,
+                                         issuers=svc.issuers)
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        if svc.issuers:
+            ca = check_issued_by(cert, svc.issuers, now=now)
+            start, end = max(start, ca.not_valid_before_utc), min(end, ca.not_valid_after_utc)
     except CertificateRejected as exc:
         return exc
+    svc.certificate_verdicts.put(fingerprint, verdict, start, end)
+    return verdict

@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from signer.errors import SignatureInvalid
+from signer.duis.request import MAX_FIRMWARE_IMAGE
+from signer.errors import InvalidInput, SignatureInvalid
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
-from signer.gbcs.signature import verify_p256_sha256
+from signer.gbcs.signature import verify_p256_prehashed
 from signer.registry import library, manufacturers
 from signer.service.context import Services
 
@@ -39,6 +40,9 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
     verdict with ``verified = False``.
     """
     header = delivery.header
+    if header.total_image_size > MAX_FIRMWARE_IMAGE:
+        raise InvalidInput(f"the upgrade image would have {header.total_image_size} bytes, over "
+                           f"the DUIS limit of {MAX_FIRMWARE_IMAGE}", field="manufacturer_image")
     now = svc.clock()
     checks = [
         CheckResult("structure", True,
@@ -54,7 +58,8 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
         image_id=delivery.image_id, manufacturer_code=header.manufacturer_code,
         image_type=header.image_type, file_version=header.file_version,
         header_bytes=delivery.header_bytes, with_tail=delivery.with_tail,
-        delivery_shape=delivery.shape.value, verified=verified,
+        force_replace=delivery.force_replace, delivery_shape=delivery.shape.value,
+        verified=verified,
         verdict_json=json.dumps([asdict(c) for c in checks]),
         manufacturer_image=delivery.manufacturer_image, verified_at=now)
     library.record(svc.db, svc_record)
@@ -80,7 +85,7 @@ def _signature_check(svc: Services, delivery: ManufacturerDelivery,
             problems.append(f"{name}: not an EC key")
             continue
         try:
-            verify_p256_sha256(key, delivery.signed_bytes, delivery.signature)
+            verify_p256_prehashed(key, delivery.signed_digest, delivery.signature)
         except SignatureInvalid as exc:
             problems.append(f"{name}: {exc}")
             continue

@@ -49,6 +49,12 @@ class SmkiCertificate:
     not_after: dt.datetime
 
     @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        key = self.certificate.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by the profile
+        return key
+
+    @property
     def role_name(self) -> str:
         return role_label(self.role)
 

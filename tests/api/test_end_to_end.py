@@ -137,9 +137,12 @@ def test_ppmid_11_4_image_is_sent_without_a_tail(running: Running, manufacturer:
     verdict = running.stub.VerifyManufacturer(separate(header, image, manufacturer))
     assert verdict.verified, verdict.checks
     built = running.stub.BuildDUIS(pb.BuildDUISRequest(
-        image_id=verdict.image_id, device_ids=["00-DB-12-34-56-78-90-C0"], firmware_version="1",
-        service_reference="11.4"))
+        image_id=verdict.image_id, device_ids=[RTDS_DEVICE, "00-DB-12-34-56-78-90-C0"],
+        firmware_version="1", service_reference="11.4"))
     assert firmware_image_of(built.duis_request) == header + image
+    assert [(r.device_id, r.reason) for r in built.refused] == [
+        ("00-DB-12-34-56-78-90-C0", "unknown_device")]
+    assert duis_fields(built.duis_request)["DeviceIDList"] == RTDS_DEVICE
     assert duis_fields(built.duis_request)["ServiceReference"] == "11.4"
     assert_schema_valid(built.duis_request, running.vectors / "xsd")
     xml_cert = cert(running.vectors, "xml-sign-90B3D51F30010000-ds")

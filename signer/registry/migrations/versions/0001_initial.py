@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("file_version", sa.BigInteger, nullable=False),
         sa.Column("header_bytes", sa.LargeBinary, nullable=False),
         sa.Column("with_tail", sa.Boolean, nullable=False),
+        sa.Column("force_replace", sa.Boolean, nullable=True),
         sa.Column("delivery_shape", sa.String(16), nullable=False),
         sa.Column("verified", sa.Boolean, nullable=False),
         sa.Column("verdict_json", sa.Text, nullable=False),

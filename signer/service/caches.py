@@ -1,0 +1,81 @@
+"""Per-process caches of facts that cannot change under us.
+
+A verified library image is immutable (a failed verdict never replaces it), and a
+certificate's profile verdict holds for as long as the certificate and its issuer are
+valid; both are re-derived on the hot path otherwise (a 10 MB read from the database, X.509
+parsing per call).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from signer.errors import PolicyRefusal
+from signer.registry.library import LibraryImage
+from signer.smki.certificate import SmkiCertificate
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    record: LibraryImage
+    manufacturer_image: bytes
+    digest: bytes  # SHA-256 of manufacturer_image, recomputed when loaded
+
+
+class VerifiedImages:
+    """An LRU of verified images bounded by their total size."""
+
+    def __init__(self, max_bytes: int = 48 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._items: OrderedDict[str, VerifiedImage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, image_id: str, load: Callable[[], LibraryImage | None]) -> VerifiedImage | None:
+        with self._lock:
+            hit = self._items.get(image_id)
+            if hit is not None:
+                self._items.move_to_end(image_id)
+                return hit
+        record = load()
+        if record is None or not record.verified or record.manufacturer_image is None:
+            return None
+        data = record.manufacturer_image
+        digest = hashlib.sha256(data).digest()
+        if digest.hex() != record.image_id:
+            raise PolicyRefusal(f"library image {record.image_id} does not hash to its ID: "
+                                "the stored image is corrupt")
+        item = VerifiedImage(record, data, digest)
+        with self._lock:
+            if image_id not in self._items and len(data) <= self._max:
+                self._items[image_id] = item
+                self._size += len(data)
+                while self._size > self._max:
+                    _, old = self._items.popitem(last=False)
+                    self._size -= len(old.manufacturer_image)
+        return item
+
+
+class CertificateVerdicts:
+    """Profile checks that passed, with the period in which that verdict holds."""
+
+    def __init__(self) -> None:
+        self._items: dict[bytes, tuple[SmkiCertificate, dt.datetime, dt.datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fingerprint: bytes, now: dt.datetime) -> SmkiCertificate | None:
+        with self._lock:
+            hit = self._items.get(fingerprint)
+        if hit is not None and hit[1] <= now <= hit[2]:
+            return hit[0]
+        return None
+
+    def put(self, fingerprint: bytes, verdict: SmkiCertificate, valid_from: dt.datetime,
+            valid_to: dt.datetime) -> None:
+        with self._lock:
+            self._items[fingerprint] = (verdict, valid_from, valid_to)

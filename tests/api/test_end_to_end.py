@@ -248,3 +248,38 @@ def test_server_logs_what_it_loaded_but_never_the_pin(running: Running, hsm) -> 
     log = running.server.log.read_text()
     assert "config pin_source = file" in log and "config supplier_eui = " + SUPPLIER_EUI in log
     assert hsm.pin_file.read_text().strip() not in log
+
+
+def test_client_input_never_ends_as_internal(running: Running, manufacturer: Manufacturer) -> None:
+    """Inputs a review found reaching INTERNAL or RESOURCE_EXHAUSTED."""
+    image = b"review " * 30
+    verdict = running.stub.VerifyManufacturer(delivery("separate", image, manufacturer))
+    for version in ("\x01", "a\x00", "\ufffe"):
+        e = _code(running.stub.BuildDUIS, pb.BuildDUISRequest(
+            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version=version))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, version
+        assert "firmware_version" in e.details()
+    e = _code(running.stub.Resign, pb.ResignRequest(image_id=verdict.image_id,
+                                                    device_ids=["0" * 20_000]))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and len(e.details()) < 200
+    e = _code(running.stub.BuildDUIS, pb.BuildDUISRequest(
+        image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="1",
+        service_reference="x" * 20_000))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "service_reference" in e.details()
+
+
+def test_an_image_over_the_duis_limit_is_refused_at_verification(
+        running: Running, manufacturer: Manufacturer) -> None:
+    image = b"\0" * (10_240_000 - 56 - 66 + 1)
+    e = _code(running.stub.VerifyManufacturer, delivery("separate", image, manufacturer))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "10240000" in e.details()
+
+
+def test_concurrent_verification_of_one_new_image(running: Running,
+                                                  manufacturer: Manufacturer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    request = delivery("separate", b"raced " * 40, manufacturer)
+    with ThreadPoolExecutor(16) as pool:
+        verdicts = list(pool.map(lambda _: running.stub.VerifyManufacturer(request), range(32)))
+    assert all(v.verified for v in verdicts)

@@ -11,7 +11,7 @@ import pytest
 
 from signer.clock import fixed_clock
 from signer.config import load_config
-from signer.errors import DevicesRefused, PolicyRefusal
+from signer.errors import DevicesRefused, NotFound, PolicyRefusal
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
@@ -43,7 +43,7 @@ WRONG_ROLE = "00-DB-12-34-56-78-90-B4"
 def _key_with_cert(token: Token, label: str, role: RemotePartyRole) -> TokenKey:
     try:
         return token.find(label=label)
-    except Exception:  # noqa: BLE001 - not there yet
+    except NotFound:
         key = token.generate_key(label)
     cert = issue_certificate(
         subject=smki_name(int(role), Eui64.parse(SUPPLIER_EUI), label),

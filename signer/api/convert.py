@@ -59,9 +59,10 @@ def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
 
 
 def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
-    images = [pb.SignedImage(upgrade_image=i.upgrade_image, key_label=i.group.key.label,
-                             key_ski=i.group.key.ski or b"",
-                             certificate_serial=str(i.group.certificate.serial),
-                             device_ids=[str(d) for d in i.group.devices])
-              for i in r.images]
-    return pb.ResignResponse(image_id=r.image_id, images=images, refused=refusals_to_pb(r.refused))
+    resp = pb.ResignResponse(image_id=r.image_id, refused=refusals_to_pb(r.refused))
+    for i in r.images:  # add() in place: each 10 MB image is copied into the message once
+        resp.images.add(upgrade_image=i.upgrade_image, key_label=i.group.key.label,
+                        key_ski=i.group.key.ski or b"",
+                        certificate_serial=str(i.group.certificate.serial),
+                        device_ids=[str(d) for d in i.group.devices])
+    return resp

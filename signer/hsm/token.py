@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
@@ -80,16 +80,18 @@ class TokenKey:
     key_id: bytes
     public_key: ec.EllipticCurvePublicKey
     certificate: x509.Certificate | None
+    ski: bytes | None = field(init=False)  # of the certificate, read once: selection uses it
 
-    @property
-    def ski(self) -> bytes | None:
-        if self.certificate is None:
-            return None
-        try:
-            ext = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        except x509.ExtensionNotFound:
-            return None
-        return ext.value.digest
+    def __post_init__(self) -> None:
+        ski = None
+        if self.certificate is not None:
+            try:
+                ext = self.certificate.extensions.get_extension_for_class(
+                    x509.SubjectKeyIdentifier)
+                ski = ext.value.digest
+            except x509.ExtensionNotFound:
+                pass
+        object.__setattr__(self, "ski", ski)
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,11 @@ class Token:
         A refresh rescans the token (keys added by another process) at most once every
         ``RESCAN_INTERVAL`` seconds, so callers cannot keep the lock busy with rescans.
         """
+        snapshot = self._keys  # replaced whole, never mutated: readable without the lock
+        stale = refresh and time.monotonic() - self._scanned_at >= RESCAN_INTERVAL
+        if snapshot is not None and not stale:
+            return list(snapshot.values())
         with self._call("list keys"):
-            stale = refresh and time.monotonic() - self._scanned_at >= RESCAN_INTERVAL
             if self._keys is None or stale:
                 self._keys = self._scan()
             return list(self._keys.values())

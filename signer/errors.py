@@ -76,6 +76,6 @@ class DevicesRefused(PolicyRefusal):
 
     def __init__(self, message: str, refusals: list[tuple[str, str, str]]):
         self.refusals = refusals  # (device EUI, reason code, detail)
-        listed = "; ".join(f"{d}: {r} ({t})" for d, r, t in refusals[:20])
-        more = f"; and {len(refusals) - 20} more" if len(refusals) > 20 else ""
+        listed = "; ".join(f"{d}: {r} ({t})" for d, r, t in refusals[:50])
+        more = f"; and {len(refusals) - 50} more" if len(refusals) > 50 else ""
         super().__init__(f"{message}: {listed}{more}")

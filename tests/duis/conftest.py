@@ -15,22 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from signer.duis.schema import DuisSchema
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
-
-
-def require_vectors() -> Path:
-    """Skip on a fresh clone without the vectors; in CI their absence is a failure."""
-    if not VECTORS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"test vectors missing at {VECTORS} (CI=true must not skip them)")
-        pytest.skip(f"test vectors not found at {VECTORS}")
-    return VECTORS
-
-
-@pytest.fixture(scope="session")
-def vectors() -> Path:
-    return require_vectors()
-
 
 @pytest.fixture(scope="session")
 def xml_cert(vectors: Path) -> x509.Certificate:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pkcs11
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import (
@@ -81,10 +81,13 @@ class TokenKey:
     public_key: ec.EllipticCurvePublicKey
     certificate: x509.Certificate | None
     ski: bytes | None = field(init=False)  # of the certificate, read once: selection uses it
+    fingerprint: bytes | None = field(init=False)  # SHA-256 of the certificate
 
     def __post_init__(self) -> None:
         ski = None
+        fingerprint = None
         if self.certificate is not None:
+            fingerprint = self.certificate.fingerprint(hashes.SHA256())
             try:
                 ext = self.certificate.extensions.get_extension_for_class(
                     x509.SubjectKeyIdentifier)
@@ -92,6 +95,7 @@ class TokenKey:
             except x509.ExtensionNotFound:
                 pass
         object.__setattr__(self, "ski", ski)
+        object.__setattr__(self, "fingerprint", fingerprint)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-
 from signer.errors import CertificateRejected, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
@@ -107,9 +105,8 @@ def select_keys(svc: Services, devices: Sequence[Eui64]) -> Selection:
 
 def _check(svc: Services, key: TokenKey, now: dt.datetime) -> SmkiCertificate | CertificateRejected:
     """The ARP profile check, reused while the certificate and its issuer stay valid."""
-    cert = key.certificate
-    assert cert is not None
-    fingerprint = cert.fingerprint(hashes.SHA256())
+    cert, fingerprint = key.certificate, key.fingerprint
+    assert cert is not None and fingerprint is not None
     cached = svc.certificate_verdicts.get(fingerprint, now)
     if cached is not None:
         return cached

@@ -15,7 +15,7 @@ from signer.errors import HsmLoginFailed, InvalidInput, NotFound
 from signer.hsm.pin import Pin, PinSource
 from signer.hsm.token import Token
 from signer.service.admin import import_key
-from tests.conftest import MODULE, SPARE_TOKEN_LABEL, Hsm
+from tests.conftest import MODULE, SPARE_TOKEN_LABEL, Z1B_TOKEN_LABEL, Hsm
 
 
 def _verify(cert_or_key: x509.Certificate | ec.EllipticCurvePublicKey, msg: bytes,
@@ -74,14 +74,18 @@ def test_generated_key_signs_and_is_protected(hsm: Hsm) -> None:
         token.generate_key("generated-test")
 
 
-def test_every_private_key_is_non_extractable_and_sensitive(z1_token: Token, hsm: Hsm) -> None:
+def test_every_private_key_is_non_extractable_and_sensitive(z1_token: Token, hsm: Hsm,
+                                                           vectors) -> None:  # type: ignore[no-untyped-def]
+    from tests.service.z1b import z1b_only_token
+
     hsm.token().generate_key("protection-check")
-    keys = z1_token.protection()
-    assert len(keys) >= 2
+    z1b_only_token(hsm, vectors)
+    keys = z1_token.protection() + hsm.token(Z1B_TOKEN_LABEL).protection()
+    assert {"z1-supplier-ds", "protection-check", "z1b-supplier-ds"} <= {k.label for k in keys}
     for k in keys:
         assert k.extractable is False, k.label
         assert k.sensitive is True, k.label
-        if k.label in ("generated-test", "protection-check"):  # imported keys once lived outside
+        if k.label in ("generated-test", "protection-check", "z1b-supplier-ds"):  # generated
             assert k.never_extractable is True and k.always_sensitive is True, k.label
 
 

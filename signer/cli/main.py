@@ -11,6 +11,7 @@ import click
 from signer.cli import admin, client
 from signer.cli.common import config_option, load, reports_errors, setup_logging
 from signer.config import DEFAULT_MODULE
+from signer.service.context import Services, open_services
 
 log = logging.getLogger("signer")
 
@@ -35,13 +36,30 @@ def cli(verbose: bool) -> None:
 def serve(config_path: Path | None) -> None:
     """Run the gRPC service (signer.v1.FirmwareSigner) until SIGTERM."""
     from signer.api.server import serve as run
-    from signer.service.context import open_services
 
     config = load(config_path)
     for key, value in config.describe().items():
         log.info("config %s = %s", key, value)
     services = open_services(config)
+    _log_keys(services)
     run(services)
+
+
+def _log_keys(services: Services) -> None:
+    """What the token offers, so an operator sees a missing key before a call fails."""
+    from signer.errors import SignerError
+    from signer.service.duis import xml_signing_key
+
+    for key in services.token.keys():
+        cert = key.certificate
+        log.info("token key %r SKI %s %s", key.label, (key.ski or b"").hex() or "-",
+                 f"certificate {cert.subject.rfc4514_string()} valid to "
+                 f"{cert.not_valid_after_utc:%Y-%m-%d}" if cert else "no certificate")
+    try:
+        key, _cert = xml_signing_key(services)
+        log.info("DUIS requests are signed with XML-signing key %r", key.label)
+    except SignerError as exc:
+        log.warning("BuildDUIS will fail until this is fixed: %s", exc)
 
 
 @cli.group()

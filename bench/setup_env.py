@@ -37,8 +37,7 @@ from signer.hsm.token import Token, TokenKey
 from signer.registry import manufacturers
 from signer.registry.db import open_database
 from signer.registry.models import Device, TrustAnchorCellRow
-from signer.smki.certificate import smki_extensions, smki_name
-from signer.smki.issuance import issue_certificate
+from signer.service.keys import generate_self_certified
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 TOKEN_LABEL = "signer-bench"
@@ -72,15 +71,9 @@ def init_token(d: Path) -> tuple[Path, Path]:
 
 
 def token_key(token: Token, label: str, role: RemotePartyRole, now: dt.datetime) -> TokenKey:
-    key = token.generate_key(label)
-    cert = issue_certificate(
-        subject=smki_name(int(role), SUPPLIER_EUI, f"BENCH {label}"),
-        issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "BENCH"),
-        public_key=key.public_key, serial=x509.random_serial_number(),
-        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=30),
-        extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-        sign_digest=lambda digest: token.sign_digest(key, digest))
-    return token.store_certificate(key, cert)
+    return generate_self_certified(token, label, role=role, eui=SUPPLIER_EUI,
+                                   not_before=now - dt.timedelta(days=1),
+                                   not_after=now + dt.timedelta(days=30), issuer_cn="BENCH")
 
 
 def manufacturer(d: Path, now: dt.datetime) -> tuple[Path, x509.Certificate]:

@@ -29,11 +29,10 @@ from signer.gbcs.trust_anchor import (
     TrustAnchorCell,
 )
 from signer.hsm.pin import Pin
-from signer.hsm.token import Token, TokenKey
+from signer.hsm.token import Token
 from signer.registry import devices, manufacturers
 from signer.registry.db import open_database
-from signer.smki.certificate import smki_extensions, smki_name
-from signer.smki.issuance import issue_certificate
+from signer.service.keys import generate_self_certified
 
 DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)
 DEV_SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
@@ -67,8 +66,11 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
     os.environ["SOFTHSM2_CONF"] = str(env.softhsm2_conf)
     pin = Pin(pin_file.read_text().strip())
     with Token(module, DEV_TOKEN_LABEL, pin) as token:
-        supplier = _token_key_with_cert(token, "supplier-ds", RemotePartyRole.SUPPLIER, now)
-        _token_key_with_cert(token, "xml-sign", RemotePartyRole.XML_SIGNING, now)
+        start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
+        supplier = generate_self_certified(token, "supplier-ds", role=RemotePartyRole.SUPPLIER,
+                                           eui=DEV_SUPPLIER_EUI, not_before=start, not_after=end)
+        generate_self_certified(token, "xml-sign", role=RemotePartyRole.XML_SIGNING,
+                                eui=DEV_SUPPLIER_EUI, not_before=start, not_after=end)
 
     db_url = f"sqlite:///{directory / 'signer.db'}"
     db = open_database(db_url)
@@ -111,19 +113,6 @@ def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:
         key.sign(header + image, ec.ECDSA(hashes.SHA256())))
     (out / "hash.hex").write_text(hashlib.sha256(image).hexdigest() + "\n")
     return out
-
-
-def _token_key_with_cert(token: Token, label: str, role: RemotePartyRole,
-                         now: dt.datetime) -> TokenKey:
-    key = token.generate_key(label)
-    cert = issue_certificate(
-        subject=smki_name(int(role), DEV_SUPPLIER_EUI, f"DEV {label}"),
-        issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "DEV"),
-        public_key=key.public_key, serial=x509.random_serial_number(),
-        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=730),
-        extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-        sign_digest=lambda d: token.sign_digest(key, d))
-    return token.store_certificate(key, cert)
 
 
 def _manufacturer(mdir: Path, now: dt.datetime) -> x509.Certificate:

@@ -27,10 +27,9 @@ from signer.registry import devices
 from signer.service import admin
 from signer.service.context import Services, open_services
 from signer.service.duis import build_duis
+from signer.service.keys import generate_self_certified
 from signer.service.resign import resign
 from signer.service.verify import verify_manufacturer
-from signer.smki.certificate import smki_extensions, smki_name
-from signer.smki.issuance import issue_certificate
 from tests.api.conftest import RTDS_DEVICE, ensure_key
 from tests.conftest import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI, Hsm, Manufacturer, write_config
 from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
@@ -44,15 +43,9 @@ def _key_with_cert(token: Token, label: str, role: RemotePartyRole) -> TokenKey:
     try:
         return token.find(label=label)
     except NotFound:
-        key = token.generate_key(label)
-    cert = issue_certificate(
-        subject=smki_name(int(role), Eui64.parse(SUPPLIER_EUI), label),
-        issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "TEST"),
-        public_key=key.public_key, serial=int.from_bytes(key.key_id, "big"),
-        not_before=PINNED - dt.timedelta(days=30), not_after=PINNED + dt.timedelta(days=30),
-        extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-        sign_digest=lambda d: token.sign_digest(key, d))
-    return token.store_certificate(key, cert)
+        return generate_self_certified(token, label, role=role, eui=Eui64.parse(SUPPLIER_EUI),
+                                       not_before=PINNED - dt.timedelta(days=30),
+                                       not_after=PINNED + dt.timedelta(days=30), issuer_cn="TEST")
 
 
 def _device(eui: str, role: RemotePartyRole, ski: bytes) -> DeviceCredentials:

@@ -16,18 +16,25 @@ from signer.service.context import Services
 
 log = logging.getLogger(__name__)
 
-# A 10,240,000-byte image in a Resign response for a few keys, or a DUIS document (base64:
-# 13.7 MB) must pass both ways; the gRPC default of 4 MiB would reject them.
-MAX_MESSAGE = 64 * 1024 * 1024
+# Images up to 10,240,000 bytes must pass both ways; the gRPC default of 4 MiB rejects them.
+# The largest request is a 10 MB upgrade image with 50,000 device IDs (about 11.5 MB); the
+# largest response a Resign with one 10 MB image per key, or a 13.7 MB DUIS document.
+MAX_REQUEST = 16 * 1024 * 1024
+MAX_RESPONSE = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_REQUEST),
+    ("grpc.max_send_message_length", MAX_RESPONSE),
+]
+#: for clients: the same limits seen from the other end
 CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_REQUEST),
+    ("grpc.max_receive_message_length", MAX_RESPONSE),
 ]
 
 
 def build_server(services: Services, listen: str) -> tuple[grpc.Server, int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=services.config.workers),
-                         options=CHANNEL_OPTIONS)
+                         options=SERVER_OPTIONS)
     pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
     port = server.add_insecure_port(listen)
     if port == 0:

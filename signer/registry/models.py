@@ -41,6 +41,10 @@ class Device(Base):
 
     eui: Mapped[str] = mapped_column(String(16), primary_key=True)  # 16 upper-case hex
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # inventory: what the device is and which CPL entry it runs (None until known)
+    device_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    hardware_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    current_entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cells: Mapped[list[TrustAnchorCellRow]] = relationship(
         back_populates="device", cascade="all, delete-orphan", order_by="TrustAnchorCellRow.id")
 
@@ -85,3 +89,41 @@ class RequestCounter(Base):
 
     originator: Mapped[str] = mapped_column(String(16), primary_key=True)
     last_counter: Mapped[int] = mapped_column(BigInteger)
+
+
+class CplEntryRow(Base):
+    """A Central Products List entry with its MP231 "upgraded from" list."""
+
+    __tablename__ = "cpl_entries"
+
+    entry_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manufacturer_code: Mapped[int] = mapped_column(Integer)
+    device_type: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    image_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hardware_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    firmware_version: Mapped[str] = mapped_column(String(64))
+    image_hash: Mapped[str] = mapped_column(String(64), index=True)  # hex SHA-256
+    upgrade_from: Mapped[str] = mapped_column(Text)  # entry IDs joined by ";", "" for N/A
+    zigbee_chipset_vendor: Mapped[str] = mapped_column(String(128))
+    zigbee_stack_version: Mapped[str] = mapped_column(String(64))
+    band_join_option: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Activation(Base):
+    """An SR 11.3 request the service issued: what its CS06 pre-command must match."""
+
+    __tablename__ = "activations"
+    __table_args__ = (Index("ix_activations_device", "device_eui"),)
+
+    originator: Mapped[str] = mapped_column(String(16), primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_eui: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[str] = mapped_column(String(64))
+    execution_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                nullable=True)
+    cancel: Mapped[bool] = mapped_column(Boolean)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    pre_command_signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                       nullable=True)

@@ -12,9 +12,11 @@ OUT_DIR = Path(__file__).parent / "_proto"
 
 
 def compile_proto(out_dir: Path, *, descriptor_set: Path | None = None) -> None:
+    import grpc_tools
     from grpc_tools import protoc  # dev dependency only
 
-    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
+    well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
+    args = ["protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
             f"--grpc_python_out={out_dir}"]
     if descriptor_set is not None:
         args.append(f"--descriptor_set_out={descriptor_set}")

@@ -27,6 +27,9 @@ class DeviceRecord:
     eui: Eui64
     cells: tuple[TrustAnchorCell, ...]
     updated_at: dt.datetime
+    device_type: str | None = None
+    hardware_version: int | None = None
+    current_entry_id: str | None = None
 
 
 def store_credentials(db: Database, creds: DeviceCredentials, now: dt.datetime) -> bool:
@@ -54,13 +57,26 @@ def get_device(db: Database, eui: Eui64) -> DeviceRecord | None:
         if device is None:
             return None
         return DeviceRecord(eui=eui, cells=tuple(_cell(r) for r in device.cells),
-                            updated_at=device.updated_at)
+                            updated_at=device.updated_at, device_type=device.device_type,
+                            hardware_version=device.hardware_version,
+                            current_entry_id=device.current_entry_id)
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What selection and pathway checks need of a device, read in one query."""
+
+    supplier_ski: bytes | None  # the Supplier digital-signing (management) cell's SKI
+    device_type: str | None
+    hardware_version: int | None
+    current_entry_id: str | None
 
 
 # Devices with their Supplier digital-signing (management) cell, if any: one statement, built
 # once, the device list bound as an expanding IN parameter.
-_SUPPLIER_SKIS = (
-    select(Device.eui, TrustAnchorCellRow.ski)
+_FACTS = (
+    select(Device.eui, TrustAnchorCellRow.ski, Device.device_type, Device.hardware_version,
+           Device.current_entry_id)
     .select_from(Device)
     .outerjoin(TrustAnchorCellRow, and_(
         TrustAnchorCellRow.device_eui == Device.eui,
@@ -71,20 +87,43 @@ _SUPPLIER_SKIS = (
 )
 
 
-def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, bytes | None]:
-    """Each known device's Supplier digital-signing (management) cell SKI, in batches.
-
-    A device missing from the result is unknown; one mapped to None is known but has no
-    Supplier digital-signing cell.
-    """
-    out: dict[Eui64, bytes | None] = {}
+def device_facts(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, DeviceFacts]:
+    """Facts of each known device, in batches; an unknown device is missing from the result."""
+    out: dict[Eui64, DeviceFacts] = {}
     by_hex = {e.hex: e for e in euis}
     keys = list(by_hex)
     with db.read() as conn:
         for i in range(0, len(keys), _BATCH):
-            for eui_hex, ski in conn.execute(_SUPPLIER_SKIS, {"euis": keys[i:i + _BATCH]}):
-                out[by_hex[eui_hex]] = bytes.fromhex(ski) if ski is not None else None
+            for eui_hex, ski, dtype, hw, entry in conn.execute(
+                    _FACTS, {"euis": keys[i:i + _BATCH]}):
+                out[by_hex[eui_hex]] = DeviceFacts(
+                    bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry)
     return out
+
+
+def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, bytes | None]:
+    """Each known device's Supplier digital-signing cell SKI (None: no such cell)."""
+    return {eui: f.supplier_ski for eui, f in device_facts(db, euis).items()}
+
+
+def set_inventory(db: Database, eui: Eui64, *, device_type: str | None,
+                  hardware_version: int | None, current_entry_id: str | None,
+                  now: dt.datetime) -> bool:
+    """Record what a device is and runs; True if the device was new to the registry."""
+    with db.session() as s:
+        device = s.get(Device, eui.hex)
+        created = device is None
+        if device is None:
+            device = Device(eui=eui.hex, updated_at=now)
+            s.add(device)
+        if device_type is not None:
+            device.device_type = device_type
+        if hardware_version is not None:
+            device.hardware_version = hardware_version
+        if current_entry_id is not None:
+            device.current_entry_id = current_entry_id
+        device.updated_at = now
+    return created
 
 
 def _cell(r: TrustAnchorCellRow) -> TrustAnchorCell:

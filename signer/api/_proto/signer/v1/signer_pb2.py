@@ -22,41 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signer/v1/signer.proto\x12\tsigner.v1\"c\n\x10SeparateDelivery\x12\x12\n\nota_header\x18\x01 \x01(\x0c\x12\x1a\n\x12manufacturer_image\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0c\n\x04hash\x18\x04 \x01(\x0c\"3\n\x0cGbcsDelivery\x12\x15\n\rupgrade_image\x18\x01 \x01(\x0c\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"M\n\x10\x43ombinedDelivery\x12\x18\n\x10header_and_image\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\"\xb2\x01\n\x19VerifyManufacturerRequest\x12/\n\x08separate\x18\x01 \x01(\x0b\x32\x1b.signer.v1.SeparateDeliveryH\x00\x12\'\n\x04gbcs\x18\x02 \x01(\x0b\x32\x17.signer.v1.GbcsDeliveryH\x00\x12/\n\x08\x63ombined\x18\x03 \x01(\x0b\x32\x1b.signer.v1.CombinedDeliveryH\x00\x42\n\n\x08\x64\x65livery\"5\n\x05\x43heck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xeb\x03\n\tOtaHeader\x12\x16\n\x0eheader_version\x18\x01 \x01(\r\x12\x15\n\rheader_length\x18\x02 \x01(\r\x12\x15\n\rfield_control\x18\x03 \x01(\r\x12\x19\n\x11manufacturer_code\x18\x04 \x01(\r\x12\x12\n\nimage_type\x18\x05 \x01(\r\x12\x14\n\x0c\x66ile_version\x18\x06 \x01(\r\x12\x1c\n\x14zigbee_stack_version\x18\x07 \x01(\r\x12\x15\n\rheader_string\x18\x08 \x01(\t\x12\x18\n\x10total_image_size\x18\t \x01(\r\x12(\n\x1bsecurity_credential_version\x18\n \x01(\rH\x00\x88\x01\x01\x12%\n\x18upgrade_file_destination\x18\x0b \x01(\x0cH\x01\x88\x01\x01\x12!\n\x14min_hardware_version\x18\x0c \x01(\rH\x02\x88\x01\x01\x12!\n\x14max_hardware_version\x18\r \x01(\rH\x03\x88\x01\x01\x42\x1e\n\x1c_security_credential_versionB\x1b\n\x19_upgrade_file_destinationB\x17\n\x15_min_hardware_versionB\x17\n\x15_max_hardware_version\"\x88\x01\n\x1aVerifyManufacturerResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12 \n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x10.signer.v1.Check\x12$\n\x06header\x18\x03 \x01(\x0b\x32\x14.signer.v1.OtaHeader\x12\x10\n\x08image_id\x18\x04 \x01(\t\"c\n\rResignRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x12\n\ndevice_ids\x18\x02 \x03(\t\x12\x1a\n\rforce_replace\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_force_replace\"B\n\rDeviceRefusal\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"x\n\x0bSignedImage\x12\x15\n\rupgrade_image\x18\x01 \x01(\x0c\x12\x11\n\tkey_label\x18\x02 \x01(\t\x12\x0f\n\x07key_ski\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x04 \x01(\t\x12\x12\n\ndevice_ids\x18\x05 \x03(\t\"u\n\x0eResignResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12&\n\x06images\x18\x02 \x03(\x0b\x32\x16.signer.v1.SignedImage\x12)\n\x07refused\x18\x03 \x03(\x0b\x32\x18.signer.v1.DeviceRefusal\"\xbf\x01\n\x10\x42uildDUISRequest\x12\x12\n\x08image_id\x18\x01 \x01(\tH\x00\x12\x17\n\rupgrade_image\x18\x02 \x01(\x0cH\x00\x12\x12\n\ndevice_ids\x18\x03 \x03(\t\x12\x18\n\x10\x66irmware_version\x18\x04 \x01(\t\x12\x19\n\x11service_reference\x18\x05 \x01(\t\x12\x1a\n\rforce_replace\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05imageB\x10\n\x0e_force_replace\"|\n\x11\x42uildDUISResponse\x12\x14\n\x0c\x64uis_request\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ndevice_ids\x18\x03 \x03(\t\x12)\n\x07refused\x18\x04 \x03(\x0b\x32\x18.signer.v1.DeviceRefusal2\xfa\x01\n\x0e\x46irmwareSigner\x12\x61\n\x12VerifyManufacturer\x12$.signer.v1.VerifyManufacturerRequest\x1a%.signer.v1.VerifyManufacturerResponse\x12=\n\x06Resign\x12\x18.signer.v1.ResignRequest\x1a\x19.signer.v1.ResignResponse\x12\x46\n\tBuildDUIS\x12\x1b.signer.v1.BuildDUISRequest\x1a\x1c.signer.v1.BuildDUISResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signer/v1/signer.proto\x12\tsigner.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x10SeparateDelivery\x12\x12\n\nota_header\x18\x01 \x01(\x0c\x12\x1a\n\x12manufacturer_image\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0c\n\x04hash\x18\x04 \x01(\x0c\"3\n\x0cGbcsDelivery\x12\x15\n\rupgrade_image\x18\x01 \x01(\x0c\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"M\n\x10\x43ombinedDelivery\x12\x18\n\x10header_and_image\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\"\xb2\x01\n\x19VerifyManufacturerRequest\x12/\n\x08separate\x18\x01 \x01(\x0b\x32\x1b.signer.v1.SeparateDeliveryH\x00\x12\'\n\x04gbcs\x18\x02 \x01(\x0b\x32\x17.signer.v1.GbcsDeliveryH\x00\x12/\n\x08\x63ombined\x18\x03 \x01(\x0b\x32\x1b.signer.v1.CombinedDeliveryH\x00\x42\n\n\x08\x64\x65livery\"5\n\x05\x43heck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xeb\x03\n\tOtaHeader\x12\x16\n\x0eheader_version\x18\x01 \x01(\r\x12\x15\n\rheader_length\x18\x02 \x01(\r\x12\x15\n\rfield_control\x18\x03 \x01(\r\x12\x19\n\x11manufacturer_code\x18\x04 \x01(\r\x12\x12\n\nimage_type\x18\x05 \x01(\r\x12\x14\n\x0c\x66ile_version\x18\x06 \x01(\r\x12\x1c\n\x14zigbee_stack_version\x18\x07 \x01(\r\x12\x15\n\rheader_string\x18\x08 \x01(\t\x12\x18\n\x10total_image_size\x18\t \x01(\r\x12(\n\x1bsecurity_credential_version\x18\n \x01(\rH\x00\x88\x01\x01\x12%\n\x18upgrade_file_destination\x18\x0b \x01(\x0cH\x01\x88\x01\x01\x12!\n\x14min_hardware_version\x18\x0c \x01(\rH\x02\x88\x01\x01\x12!\n\x14max_hardware_version\x18\r \x01(\rH\x03\x88\x01\x01\x42\x1e\n\x1c_security_credential_versionB\x1b\n\x19_upgrade_file_destinationB\x17\n\x15_min_hardware_versionB\x17\n\x15_max_hardware_version\"\x9e\x01\n\x1aVerifyManufacturerResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12 \n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x10.signer.v1.Check\x12$\n\x06header\x18\x03 \x01(\x0b\x32\x14.signer.v1.OtaHeader\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63pl_entry_id\x18\x05 \x01(\t\"c\n\rResignRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x12\n\ndevice_ids\x18\x02 \x03(\t\x12\x1a\n\rforce_replace\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_force_replace\"i\n\rDeviceRefusal\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x14\n\x0cupgrade_path\x18\x04 \x03(\t\x12\x0f\n\x07no_path\x18\x05 \x01(\x08\"x\n\x0bSignedImage\x12\x15\n\rupgrade_image\x18\x01 \x01(\x0c\x12\x11\n\tkey_label\x18\x02 \x01(\t\x12\x0f\n\x07key_ski\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x04 \x01(\t\x12\x12\n\ndevice_ids\x18\x05 \x03(\t\"u\n\x0eResignResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12&\n\x06images\x18\x02 \x03(\x0b\x32\x16.signer.v1.SignedImage\x12)\n\x07refused\x18\x03 \x03(\x0b\x32\x18.signer.v1.DeviceRefusal\"\xbf\x01\n\x10\x42uildDUISRequest\x12\x12\n\x08image_id\x18\x01 \x01(\tH\x00\x12\x17\n\rupgrade_image\x18\x02 \x01(\x0cH\x00\x12\x12\n\ndevice_ids\x18\x03 \x03(\t\x12\x18\n\x10\x66irmware_version\x18\x04 \x01(\t\x12\x19\n\x11service_reference\x18\x05 \x01(\t\x12\x1a\n\rforce_replace\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05imageB\x10\n\x0e_force_replace\"|\n\x11\x42uildDUISResponse\x12\x14\n\x0c\x64uis_request\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ndevice_ids\x18\x03 \x03(\t\x12)\n\x07refused\x18\x04 \x03(\x0b\x32\x18.signer.v1.DeviceRefusal\"~\n\x15GetUpgradePathRequest\x12\x17\n\rfrom_entry_id\x18\x01 \x01(\tH\x00\x12\x13\n\tdevice_id\x18\x02 \x01(\tH\x00\x12\x15\n\x0bto_entry_id\x18\x03 \x01(\tH\x01\x12\x12\n\x08image_id\x18\x04 \x01(\tH\x01\x42\x06\n\x04\x66romB\x04\n\x02to\"9\n\x16GetUpgradePathResponse\x12\x0c\n\x04path\x18\x01 \x03(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\"f\n\x0e\x41\x63tivationSpec\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x32\n\x0e\x65xecution_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x01(\x08\"[\n\x16\x42uildActivationRequest\x12-\n\nactivation\x18\x01 \x01(\x0b\x32\x19.signer.v1.ActivationSpec\x12\x12\n\ndevice_ids\x18\x02 \x03(\t\"P\n\x11\x41\x63tivationRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64uis_request\x18\x03 \x01(\x0c\"t\n\x17\x42uildActivationResponse\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.signer.v1.ActivationRequest\x12)\n\x07refused\x18\x02 \x03(\x0b\x32\x18.signer.v1.DeviceRefusal\"\x7f\n\x19\x41\x63tivationCampaignRequest\x12/\n\nactivation\x18\x01 \x01(\x0b\x32\x19.signer.v1.ActivationSpecH\x00\x12)\n\x07\x64\x65vices\x18\x02 \x01(\x0b\x32\x16.signer.v1.DeviceBatchH\x00\x42\x06\n\x04part\"!\n\x0b\x44\x65viceBatch\x12\x12\n\ndevice_ids\x18\x01 \x03(\t\"z\n\x10\x41\x63tivationResult\x12/\n\x07request\x18\x01 \x01(\x0b\x32\x1c.signer.v1.ActivationRequestH\x00\x12+\n\x07refused\x18\x02 \x01(\x0b\x32\x18.signer.v1.DeviceRefusalH\x00\x42\x08\n\x06result\"P\n\x15SignPreCommandRequest\x12\x15\n\x0bpre_command\x18\x01 \x01(\x0cH\x00\x12\x16\n\x0c\x64\x63\x63_response\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06source\"q\n\x16SignPreCommandResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1a\n\x12signed_pre_command\x18\x03 \x01(\x0c\x12\x14\n\x0c\x64uis_request\x18\x04 \x01(\x0c\x32\xdd\x04\n\x0e\x46irmwareSigner\x12\x61\n\x12VerifyManufacturer\x12$.signer.v1.VerifyManufacturerRequest\x1a%.signer.v1.VerifyManufacturerResponse\x12=\n\x06Resign\x12\x18.signer.v1.ResignRequest\x1a\x19.signer.v1.ResignResponse\x12\x46\n\tBuildDUIS\x12\x1b.signer.v1.BuildDUISRequest\x1a\x1c.signer.v1.BuildDUISResponse\x12U\n\x0eGetUpgradePath\x12 .signer.v1.GetUpgradePathRequest\x1a!.signer.v1.GetUpgradePathResponse\x12X\n\x0f\x42uildActivation\x12!.signer.v1.BuildActivationRequest\x1a\".signer.v1.BuildActivationResponse\x12Y\n\x10StreamActivation\x12$.signer.v1.ActivationCampaignRequest\x1a\x1b.signer.v1.ActivationResult(\x01\x30\x01\x12U\n\x0eSignPreCommand\x12 .signer.v1.SignPreCommandRequest\x1a!.signer.v1.SignPreCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signer.v1.signer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEPARATEDELIVERY']._serialized_start=37
-  _globals['_SEPARATEDELIVERY']._serialized_end=136
-  _globals['_GBCSDELIVERY']._serialized_start=138
-  _globals['_GBCSDELIVERY']._serialized_end=189
-  _globals['_COMBINEDDELIVERY']._serialized_start=191
-  _globals['_COMBINEDDELIVERY']._serialized_end=268
-  _globals['_VERIFYMANUFACTURERREQUEST']._serialized_start=271
-  _globals['_VERIFYMANUFACTURERREQUEST']._serialized_end=449
-  _globals['_CHECK']._serialized_start=451
-  _globals['_CHECK']._serialized_end=504
-  _globals['_OTAHEADER']._serialized_start=507
-  _globals['_OTAHEADER']._serialized_end=998
-  _globals['_VERIFYMANUFACTURERRESPONSE']._serialized_start=1001
-  _globals['_VERIFYMANUFACTURERRESPONSE']._serialized_end=1137
-  _globals['_RESIGNREQUEST']._serialized_start=1139
-  _globals['_RESIGNREQUEST']._serialized_end=1238
-  _globals['_DEVICEREFUSAL']._serialized_start=1240
-  _globals['_DEVICEREFUSAL']._serialized_end=1306
-  _globals['_SIGNEDIMAGE']._serialized_start=1308
-  _globals['_SIGNEDIMAGE']._serialized_end=1428
-  _globals['_RESIGNRESPONSE']._serialized_start=1430
-  _globals['_RESIGNRESPONSE']._serialized_end=1547
-  _globals['_BUILDDUISREQUEST']._serialized_start=1550
-  _globals['_BUILDDUISREQUEST']._serialized_end=1741
-  _globals['_BUILDDUISRESPONSE']._serialized_start=1743
-  _globals['_BUILDDUISRESPONSE']._serialized_end=1867
-  _globals['_FIRMWARESIGNER']._serialized_start=1870
-  _globals['_FIRMWARESIGNER']._serialized_end=2120
+  _globals['_SEPARATEDELIVERY']._serialized_start=70
+  _globals['_SEPARATEDELIVERY']._serialized_end=169
+  _globals['_GBCSDELIVERY']._serialized_start=171
+  _globals['_GBCSDELIVERY']._serialized_end=222
+  _globals['_COMBINEDDELIVERY']._serialized_start=224
+  _globals['_COMBINEDDELIVERY']._serialized_end=301
+  _globals['_VERIFYMANUFACTURERREQUEST']._serialized_start=304
+  _globals['_VERIFYMANUFACTURERREQUEST']._serialized_end=482
+  _globals['_CHECK']._serialized_start=484
+  _globals['_CHECK']._serialized_end=537
+  _globals['_OTAHEADER']._serialized_start=540
+  _globals['_OTAHEADER']._serialized_end=1031
+  _globals['_VERIFYMANUFACTURERRESPONSE']._serialized_start=1034
+  _globals['_VERIFYMANUFACTURERRESPONSE']._serialized_end=1192
+  _globals['_RESIGNREQUEST']._serialized_start=1194
+  _globals['_RESIGNREQUEST']._serialized_end=1293
+  _globals['_DEVICEREFUSAL']._serialized_start=1295
+  _globals['_DEVICEREFUSAL']._serialized_end=1400
+  _globals['_SIGNEDIMAGE']._serialized_start=1402
+  _globals['_SIGNEDIMAGE']._serialized_end=1522
+  _globals['_RESIGNRESPONSE']._serialized_start=1524
+  _globals['_RESIGNRESPONSE']._serialized_end=1641
+  _globals['_BUILDDUISREQUEST']._serialized_start=1644
+  _globals['_BUILDDUISREQUEST']._serialized_end=1835
+  _globals['_BUILDDUISRESPONSE']._serialized_start=1837
+  _globals['_BUILDDUISRESPONSE']._serialized_end=1961
+  _globals['_GETUPGRADEPATHREQUEST']._serialized_start=1963
+  _globals['_GETUPGRADEPATHREQUEST']._serialized_end=2089
+  _globals['_GETUPGRADEPATHRESPONSE']._serialized_start=2091
+  _globals['_GETUPGRADEPATHRESPONSE']._serialized_end=2148
+  _globals['_ACTIVATIONSPEC']._serialized_start=2150
+  _globals['_ACTIVATIONSPEC']._serialized_end=2252
+  _globals['_BUILDACTIVATIONREQUEST']._serialized_start=2254
+  _globals['_BUILDACTIVATIONREQUEST']._serialized_end=2345
+  _globals['_ACTIVATIONREQUEST']._serialized_start=2347
+  _globals['_ACTIVATIONREQUEST']._serialized_end=2427
+  _globals['_BUILDACTIVATIONRESPONSE']._serialized_start=2429
+  _globals['_BUILDACTIVATIONRESPONSE']._serialized_end=2545
+  _globals['_ACTIVATIONCAMPAIGNREQUEST']._serialized_start=2547
+  _globals['_ACTIVATIONCAMPAIGNREQUEST']._serialized_end=2674
+  _globals['_DEVICEBATCH']._serialized_start=2676
+  _globals['_DEVICEBATCH']._serialized_end=2709
+  _globals['_ACTIVATIONRESULT']._serialized_start=2711
+  _globals['_ACTIVATIONRESULT']._serialized_end=2833
+  _globals['_SIGNPRECOMMANDREQUEST']._serialized_start=2835
+  _globals['_SIGNPRECOMMANDREQUEST']._serialized_end=2915
+  _globals['_SIGNPRECOMMANDRESPONSE']._serialized_start=2917
+  _globals['_SIGNPRECOMMANDRESPONSE']._serialized_end=3030
+  _globals['_FIRMWARESIGNER']._serialized_start=3033
+  _globals['_FIRMWARESIGNER']._serialized_end=3638
 # @@protoc_insertion_point(module_scope)

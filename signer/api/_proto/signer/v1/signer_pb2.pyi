@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -87,16 +90,18 @@ class OtaHeader(_message.Message):
     def __init__(self, header_version: _Optional[int] = ..., header_length: _Optional[int] = ..., field_control: _Optional[int] = ..., manufacturer_code: _Optional[int] = ..., image_type: _Optional[int] = ..., file_version: _Optional[int] = ..., zigbee_stack_version: _Optional[int] = ..., header_string: _Optional[str] = ..., total_image_size: _Optional[int] = ..., security_credential_version: _Optional[int] = ..., upgrade_file_destination: _Optional[bytes] = ..., min_hardware_version: _Optional[int] = ..., max_hardware_version: _Optional[int] = ...) -> None: ...
 
 class VerifyManufacturerResponse(_message.Message):
-    __slots__ = ("verified", "checks", "header", "image_id")
+    __slots__ = ("verified", "checks", "header", "image_id", "cpl_entry_id")
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CPL_ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     verified: bool
     checks: _containers.RepeatedCompositeFieldContainer[Check]
     header: OtaHeader
     image_id: str
-    def __init__(self, verified: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[Check, _Mapping]]] = ..., header: _Optional[_Union[OtaHeader, _Mapping]] = ..., image_id: _Optional[str] = ...) -> None: ...
+    cpl_entry_id: str
+    def __init__(self, verified: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[Check, _Mapping]]] = ..., header: _Optional[_Union[OtaHeader, _Mapping]] = ..., image_id: _Optional[str] = ..., cpl_entry_id: _Optional[str] = ...) -> None: ...
 
 class ResignRequest(_message.Message):
     __slots__ = ("image_id", "device_ids", "force_replace")
@@ -109,14 +114,18 @@ class ResignRequest(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., force_replace: _Optional[bool] = ...) -> None: ...
 
 class DeviceRefusal(_message.Message):
-    __slots__ = ("device_id", "reason", "detail")
+    __slots__ = ("device_id", "reason", "detail", "upgrade_path", "no_path")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    UPGRADE_PATH_FIELD_NUMBER: _ClassVar[int]
+    NO_PATH_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     reason: str
     detail: str
-    def __init__(self, device_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    upgrade_path: _containers.RepeatedScalarFieldContainer[str]
+    no_path: bool
+    def __init__(self, device_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., upgrade_path: _Optional[_Iterable[str]] = ..., no_path: _Optional[bool] = ...) -> None: ...
 
 class SignedImage(_message.Message):
     __slots__ = ("upgrade_image", "key_label", "key_ski", "certificate_serial", "device_ids")
@@ -169,3 +178,101 @@ class BuildDUISResponse(_message.Message):
     device_ids: _containers.RepeatedScalarFieldContainer[str]
     refused: _containers.RepeatedCompositeFieldContainer[DeviceRefusal]
     def __init__(self, duis_request: _Optional[bytes] = ..., request_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., refused: _Optional[_Iterable[_Union[DeviceRefusal, _Mapping]]] = ...) -> None: ...
+
+class GetUpgradePathRequest(_message.Message):
+    __slots__ = ("from_entry_id", "device_id", "to_entry_id", "image_id")
+    FROM_ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    from_entry_id: str
+    device_id: str
+    to_entry_id: str
+    image_id: str
+    def __init__(self, from_entry_id: _Optional[str] = ..., device_id: _Optional[str] = ..., to_entry_id: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class GetUpgradePathResponse(_message.Message):
+    __slots__ = ("path", "reachable")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    path: _containers.RepeatedScalarFieldContainer[str]
+    reachable: bool
+    def __init__(self, path: _Optional[_Iterable[str]] = ..., reachable: _Optional[bool] = ...) -> None: ...
+
+class ActivationSpec(_message.Message):
+    __slots__ = ("image_id", "execution_time", "cancel")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    execution_time: _timestamp_pb2.Timestamp
+    cancel: bool
+    def __init__(self, image_id: _Optional[str] = ..., execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
+
+class BuildActivationRequest(_message.Message):
+    __slots__ = ("activation", "device_ids")
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    activation: ActivationSpec
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, activation: _Optional[_Union[ActivationSpec, _Mapping]] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ActivationRequest(_message.Message):
+    __slots__ = ("device_id", "request_id", "duis_request")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DUIS_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    request_id: str
+    duis_request: bytes
+    def __init__(self, device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., duis_request: _Optional[bytes] = ...) -> None: ...
+
+class BuildActivationResponse(_message.Message):
+    __slots__ = ("requests", "refused")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[ActivationRequest]
+    refused: _containers.RepeatedCompositeFieldContainer[DeviceRefusal]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ActivationRequest, _Mapping]]] = ..., refused: _Optional[_Iterable[_Union[DeviceRefusal, _Mapping]]] = ...) -> None: ...
+
+class ActivationCampaignRequest(_message.Message):
+    __slots__ = ("activation", "devices")
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    activation: ActivationSpec
+    devices: DeviceBatch
+    def __init__(self, activation: _Optional[_Union[ActivationSpec, _Mapping]] = ..., devices: _Optional[_Union[DeviceBatch, _Mapping]] = ...) -> None: ...
+
+class DeviceBatch(_message.Message):
+    __slots__ = ("device_ids",)
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ActivationResult(_message.Message):
+    __slots__ = ("request", "refused")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    request: ActivationRequest
+    refused: DeviceRefusal
+    def __init__(self, request: _Optional[_Union[ActivationRequest, _Mapping]] = ..., refused: _Optional[_Union[DeviceRefusal, _Mapping]] = ...) -> None: ...
+
+class SignPreCommandRequest(_message.Message):
+    __slots__ = ("pre_command", "dcc_response")
+    PRE_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    DCC_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    pre_command: bytes
+    dcc_response: bytes
+    def __init__(self, pre_command: _Optional[bytes] = ..., dcc_response: _Optional[bytes] = ...) -> None: ...
+
+class SignPreCommandResponse(_message.Message):
+    __slots__ = ("device_id", "request_id", "signed_pre_command", "duis_request")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_PRE_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    DUIS_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    request_id: str
+    signed_pre_command: bytes
+    duis_request: bytes
+    def __init__(self, device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., signed_pre_command: _Optional[bytes] = ..., duis_request: _Optional[bytes] = ...) -> None: ...

@@ -49,6 +49,26 @@ class FirmwareSignerStub:
                 request_serializer=signer_dot_v1_dot_signer__pb2.BuildDUISRequest.SerializeToString,
                 response_deserializer=signer_dot_v1_dot_signer__pb2.BuildDUISResponse.FromString,
                 _registered_method=True)
+        self.GetUpgradePath = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/GetUpgradePath',
+                request_serializer=signer_dot_v1_dot_signer__pb2.GetUpgradePathRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.GetUpgradePathResponse.FromString,
+                _registered_method=True)
+        self.BuildActivation = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/BuildActivation',
+                request_serializer=signer_dot_v1_dot_signer__pb2.BuildActivationRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.BuildActivationResponse.FromString,
+                _registered_method=True)
+        self.StreamActivation = channel.stream_stream(
+                '/signer.v1.FirmwareSigner/StreamActivation',
+                request_serializer=signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.ActivationResult.FromString,
+                _registered_method=True)
+        self.SignPreCommand = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/SignPreCommand',
+                request_serializer=signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.FromString,
+                _registered_method=True)
 
 
 class FirmwareSignerServicer:
@@ -77,6 +97,38 @@ class FirmwareSignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUpgradePath(self, request, context):
+        """The shortest permitted upgrade path (MP231) between two CPL entries, or from a device's
+        current entry to a target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildActivation(self, request, context):
+        """One signed SR 11.3 Activate Firmware request per device (immediate, future-dated or
+        cancellation), for a few devices at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamActivation(self, request_iterator, context):
+        """The same at campaign scale: the first message names the activation, the following ones
+        carry devices; results stream back per device, in order, without the campaign in memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignPreCommand(self, request, context):
+        """Check the CS06 pre-command the DCC returned for an 11.3 request against what the service
+        issued, sign it with the device's Supplier key and wrap it in a signed DUIS request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FirmwareSignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +146,26 @@ def add_FirmwareSignerServicer_to_server(servicer, server):
                     servicer.BuildDUIS,
                     request_deserializer=signer_dot_v1_dot_signer__pb2.BuildDUISRequest.FromString,
                     response_serializer=signer_dot_v1_dot_signer__pb2.BuildDUISResponse.SerializeToString,
+            ),
+            'GetUpgradePath': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpgradePath,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.GetUpgradePathRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.GetUpgradePathResponse.SerializeToString,
+            ),
+            'BuildActivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildActivation,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.BuildActivationRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.BuildActivationResponse.SerializeToString,
+            ),
+            'StreamActivation': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamActivation,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.ActivationResult.SerializeToString,
+            ),
+            'SignPreCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignPreCommand,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +249,114 @@ class FirmwareSigner:
             '/signer.v1.FirmwareSigner/BuildDUIS',
             signer_dot_v1_dot_signer__pb2.BuildDUISRequest.SerializeToString,
             signer_dot_v1_dot_signer__pb2.BuildDUISResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpgradePath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/GetUpgradePath',
+            signer_dot_v1_dot_signer__pb2.GetUpgradePathRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.GetUpgradePathResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildActivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/BuildActivation',
+            signer_dot_v1_dot_signer__pb2.BuildActivationRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.BuildActivationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamActivation(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/signer.v1.FirmwareSigner/StreamActivation',
+            signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.ActivationResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignPreCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/SignPreCommand',
+            signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.FromString,
             options,
             channel_credentials,
             insecure,

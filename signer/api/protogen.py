@@ -16,8 +16,8 @@ def compile_proto(out_dir: Path, *, descriptor_set: Path | None = None) -> None:
     from grpc_tools import protoc  # dev dependency only
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
-    args = ["protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
-            f"--grpc_python_out={out_dir}"]
+    args = ["protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
     if descriptor_set is not None:
         args.append(f"--descriptor_set_out={descriptor_set}")
     if protoc.main([*args, str(PROTO_DIR / PROTO_FILE)]) != 0:

@@ -30,7 +30,8 @@ from signer.registry import counters
 from signer.registry import devices as device_registry
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
-from signer.service.keyselect import KeyGroup, Refusal, parse_devices, select_keys
+from signer.service.keyselect import KeyGroup, parse_devices, select_keys
+from signer.service.refusal import Refusal
 from signer.service.resign import force_replace_for, sign_for_group, verified_image
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from signer.errors import CertificateRejected, InvalidInput
@@ -11,20 +11,11 @@ from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
 from signer.service.context import Services
+from signer.service.refusal import Refusal
 from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
 
 # DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
 MAX_DEVICES = 50_000
-
-
-@dataclass(frozen=True)
-class Refusal:
-    device: Eui64
-    reason: str  # machine-readable code
-    detail: str
-
-    def as_tuple(self) -> tuple[str, str, str]:
-        return (str(self.device), self.reason, self.detail)
 
 
 @dataclass(frozen=True)
@@ -58,13 +49,15 @@ def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> li
     return out
 
 
-def select_keys(svc: Services, devices: Sequence[Eui64]) -> Selection:
+def select_keys(svc: Services, devices: Sequence[Eui64],
+                skis: Mapping[Eui64, bytes | None] | None = None) -> Selection:
     """Group devices by the token key their Supplier digital-signing cell names.
 
     Each key's certificate is checked against the ARP-signature profile at the time of the
     request; a device whose key fails is refused with the certificate's reason.
     """
-    skis = device_registry.supplier_signing_skis(svc.db, devices)
+    if skis is None:
+        skis = device_registry.supplier_signing_skis(svc.db, devices)
     by_ski = {k.ski: k for k in svc.token.keys() if k.ski is not None}
     if any(s is not None and s not in by_ski for s in skis.values()):
         by_ski = {k.ski: k for k in svc.token.keys(refresh=True) if k.ski is not None}

@@ -18,7 +18,8 @@ from signer.gbcs.signature import verify_p256_prehashed
 from signer.registry import library
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
-from signer.service.keyselect import KeyGroup, Refusal, parse_devices, select_keys
+from signer.service.keyselect import KeyGroup, parse_devices, select_keys
+from signer.service.refusal import Refusal
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -7,7 +7,7 @@ from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
-from signer.service.keyselect import Refusal
+from signer.service.refusal import Refusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
 

@@ -1,0 +1,245 @@
+"""SR 11.3 Activate Firmware: the request, the DCC's pre-command, the signed pre-command.
+
+The exchange (DUIS 5.4 schema, line numbers of ``DUIS_Schema_V5.4.xsd``):
+
+1. We send ``sr:Request`` with CommandVariant 4 ("SR -> Pre-Cmd, Transform, Critical":
+   line 1988 of the CommandVariant table, comment at lines 1980-2014), ServiceReference 11.3,
+   ServiceReferenceVariant 11.3 (allowed with CV 4, 5, 6, 7: comment at lines 2377-2378) and
+   body ``sr:ActivateFirmware`` (lines 3307-3322): the optional ``ExecutionDateTime`` of
+   ``sr:FutureDatedAbstractType`` (lines 128-132) followed by ``FirmwareHash``, hexBinary of
+   exactly 32 bytes. The RequestID targets the device (templates). A cancellation is the same
+   request with ExecutionDateTime 3000-12-31T00:00:00.00Z (CANCELLATION template; the schema
+   has no element of its own for it).
+2. The DCC answers with ``sr:Response`` whose Header RequestID (optional in the schema, lines
+   5018-5019) names our request and whose ``sr:Body/sr:ResponseMessage`` (lines 4880-4904)
+   holds ServiceReference, ServiceReferenceVariant and, at line 4900, ``sr:PreCommand``
+   (type at lines 4224-4229: ``GBCSVersion``, ``GBCSPayload`` base64): the CS06 pre-command.
+3. We return the signed GBCS command in ``sr:Request`` with body ``sr:SignedPreCommand``
+   (type at lines 3531-3539, element in the Body choice at line 3817): the optional
+   ExecutionDateTime of FutureDatedAbstractType (not used: the activation time travels inside
+   the signed GBCS content) and ``GBCSPayload`` (base64Binary). CommandVariant is 5, 6 or 7
+   ("Signed Pre-Cmd" inputs, lines 1989-1994: 5 = command sent over the SM WAN, on demand or
+   future dated, response via the Receive Response Service; 6 = command returned for local
+   delivery; 7 = both); we default to 5. ServiceReference / Variant stay 11.3. The schema does
+   not say which RequestID to carry. We carry the RequestID of the original 11.3 request,
+   unchanged: the DCC's Header RequestID of the pre-command response names that request, the
+   GBCS originator counter inside the signed command is its counter, and Smart DCC's own
+   DCC Boxed tooling (dccboxed-nodered-nodes) sends the signed pre-command with the response's
+   RequestID, CommandVariant 5 and the response's ServiceReference / Variant. So this is the
+   one place a RequestID counter is legitimately sent twice; counter stores must allow it.
+
+Pure code: the caller validates against the schema (``DuisSchema``) and signs
+(``xmldsig.sign_document``); signature checking of DCC responses is the caller's too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from typing import Final
+
+from lxml import etree
+
+from signer.duis.request import SR_NS, RequestId, request_root
+from signer.duis.xmlparse import parse_xml
+from signer.errors import FormatError, InvalidInput
+from signer.gbcs.precommand import (
+    DUIS_CANCEL_EXECUTION_TIME,
+    FIRMWARE_HASH_LENGTH,
+    MESSAGE_CODE_CS06,
+    ExpectedActivation,
+    parse_signed_command,
+)
+
+ACTIVATE_FIRMWARE_SERVICE: Final = "11.3"
+#: SR -> pre-command (Transform), Critical.
+COMMAND_VARIANT_PRE_COMMAND: Final = 4
+#: Signed pre-command -> command over the SM WAN (5), for local delivery (6), or both (7).
+SIGNED_PRE_COMMAND_VARIANTS: Final = frozenset({5, 6, 7})
+DEFAULT_SIGNED_PRE_COMMAND_VARIANT: Final = 5
+#: The DUIS form of a cancellation, exactly as the CANCELLATION template writes it.
+CANCEL_EXECUTION_DATE_TIME: Final = "3000-12-31T00:00:00.00Z"
+
+_FIELD_RESPONSE: Final = "duis_response"
+_WS = re.compile(rb"\s+")
+
+
+def build_activate_firmware(
+    *,
+    request_id: RequestId,
+    firmware_hash: bytes,
+    execution_time: dt.datetime | None = None,
+    cancel: bool = False,
+) -> etree._Element:
+    """The unsigned SR 11.3 request: immediate, future-dated, or a cancellation.
+
+    ``execution_time`` must be timezone-aware and whole seconds (the GBCS content carries
+    GeneralizedTime to the second); it is written in UTC as the templates do
+    (``2030-01-15T09:00:00.00Z``). That it lies in the future is the caller's check: this
+    module has no clock.
+    """
+    if len(firmware_hash) != FIRMWARE_HASH_LENGTH:
+        raise InvalidInput(
+            f"FirmwareHash is SHA-256 of the Manufacturer Image (32 bytes), got "
+            f"{len(firmware_hash)}",
+            field="firmware_hash",
+        )
+    if cancel and execution_time is not None:
+        raise InvalidInput(
+            "a cancellation carries no execution time of its own", field="execution_time"
+        )
+    text = CANCEL_EXECUTION_DATE_TIME if cancel else _execution_text(execution_time)
+    root = request_root(
+        request_id=request_id,
+        command_variant=str(COMMAND_VARIANT_PRE_COMMAND),
+        service_reference=ACTIVATE_FIRMWARE_SERVICE,
+        service_reference_variant=ACTIVATE_FIRMWARE_SERVICE,
+    )
+    op = etree.SubElement(etree.SubElement(root, _sr("Body")), _sr("ActivateFirmware"))
+    if text is not None:
+        etree.SubElement(op, _sr("ExecutionDateTime")).text = text
+    etree.SubElement(op, _sr("FirmwareHash")).text = firmware_hash.hex().upper()
+    return root
+
+
+def expected_activation(
+    *,
+    request_id: RequestId,
+    firmware_hash: bytes,
+    execution_time: dt.datetime | None = None,
+    cancel: bool = False,
+) -> ExpectedActivation:
+    """What the CS06 pre-command answering ``build_activate_firmware(same args)`` must carry."""
+    return ExpectedActivation(
+        originator=request_id.originator,
+        recipient=request_id.target,
+        firmware_hash=firmware_hash,
+        counter=request_id.counter,
+        execution_time=None if cancel else execution_time,
+        cancel=cancel,
+    )
+
+
+def build_signed_pre_command(
+    *,
+    request_id: RequestId,
+    signed_command: bytes,
+    command_variant: int = DEFAULT_SIGNED_PRE_COMMAND_VARIANT,
+) -> etree._Element:
+    """The unsigned DUIS ``SignedPreCommand`` request around a signed CS06 command.
+
+    ``request_id`` is the RequestID of the 11.3 request the pre-command answered. The signed
+    command (``APDU || 0x40 || r||s``) must agree with it: originator, recipient (the target)
+    and originator counter, and be a CS06 command; otherwise nothing is built.
+    """
+    if command_variant not in SIGNED_PRE_COMMAND_VARIANTS:
+        raise InvalidInput(
+            f"a signed pre-command uses CommandVariant 5, 6 or 7, got {command_variant}",
+            field="command_variant",
+        )
+    pc, _ = parse_signed_command(signed_command)
+    mismatches = []
+    if pc.message_code != MESSAGE_CODE_CS06:
+        mismatches.append(f"message code 0x{pc.message_code:04X} is not CS06 (0x0012)")
+    if pc.originator != request_id.originator:
+        mismatches.append(f"originator {pc.originator} is not {request_id.originator}")
+    if pc.recipient != request_id.target:
+        mismatches.append(f"recipient {pc.recipient} is not the target {request_id.target}")
+    if pc.originator_counter != request_id.counter:
+        mismatches.append(
+            f"originator counter {pc.originator_counter} is not the RequestID counter "
+            f"{request_id.counter}"
+        )
+    if mismatches:
+        raise InvalidInput(
+            f"signed command does not belong to request {request_id}: " + "; ".join(mismatches),
+            field="signed_command",
+        )
+    root = request_root(
+        request_id=request_id,
+        command_variant=str(command_variant),
+        service_reference=ACTIVATE_FIRMWARE_SERVICE,
+        service_reference_variant=ACTIVATE_FIRMWARE_SERVICE,
+    )
+    op = etree.SubElement(etree.SubElement(root, _sr("Body")), _sr("SignedPreCommand"))
+    etree.SubElement(op, _sr("GBCSPayload")).text = base64.b64encode(signed_command).decode(
+        "ascii"
+    )
+    return root
+
+
+def extract_pre_command(xml: bytes) -> tuple[RequestId | None, bytes]:
+    """The CS06 pre-command of a DCC 11.3 response and the RequestID it answers.
+
+    Parsed with the safe parser; the DCC's XML signature is the caller's to verify first
+    (``verify_document``), then ``pre_command_of(verified.root)`` avoids a second parse.
+    """
+    return pre_command_of(parse_xml(xml, field=_FIELD_RESPONSE))
+
+
+def pre_command_of(root: etree._Element) -> tuple[RequestId | None, bytes]:
+    """As ``extract_pre_command``, for a document already parsed."""
+    if root.tag != _sr("Response"):
+        raise InvalidInput(
+            f"root element is {root.tag}, expected sr:Response", field=_FIELD_RESPONSE
+        )
+    message = root.find(f"{_sr('Body')}/{_sr('ResponseMessage')}")
+    if message is None:
+        raise InvalidInput("response has no sr:Body/sr:ResponseMessage", field=_FIELD_RESPONSE)
+    for name in ("ServiceReference", "ServiceReferenceVariant"):
+        value = (message.findtext(_sr(name)) or "").strip()
+        if value != ACTIVATE_FIRMWARE_SERVICE:
+            raise InvalidInput(
+                f"sr:{name} is {value or 'missing'!r}, expected {ACTIVATE_FIRMWARE_SERVICE} "
+                "(Activate Firmware)",
+                field=_FIELD_RESPONSE,
+            )
+    pre_commands = message.findall(_sr("PreCommand"))
+    if len(pre_commands) != 1:
+        raise InvalidInput(
+            f"sr:ResponseMessage carries {len(pre_commands)} sr:PreCommand elements, "
+            "expected one",
+            field=_FIELD_RESPONSE,
+        )
+    payloads = pre_commands[0].findall(_sr("GBCSPayload"))
+    if len(payloads) != 1:
+        raise InvalidInput(
+            f"sr:PreCommand carries {len(payloads)} sr:GBCSPayload elements, expected one",
+            field=_FIELD_RESPONSE,
+        )
+    text = _WS.sub(b"", (payloads[0].text or "").encode("ascii", "replace"))
+    if not text:
+        raise InvalidInput("sr:PreCommand/sr:GBCSPayload is empty", field=_FIELD_RESPONSE)
+    try:
+        payload = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FormatError(
+            f"sr:PreCommand/sr:GBCSPayload is not base64: {exc}", field=_FIELD_RESPONSE
+        ) from exc
+    request_text = root.findtext(f"{_sr('Header')}/{_sr('RequestID')}")
+    request_id = (
+        RequestId.parse(request_text, field="sr:RequestID") if request_text is not None else None
+    )
+    return request_id, payload
+
+
+def _execution_text(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise InvalidInput("execution time must be timezone-aware", field="execution_time")
+    if value.microsecond:
+        raise InvalidInput(
+            "execution time must be whole seconds: GBCS carries it to the second",
+            field="execution_time",
+        )
+    utc = value.astimezone(dt.UTC)
+    if utc == DUIS_CANCEL_EXECUTION_TIME:
+        return CANCEL_EXECUTION_DATE_TIME
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.00Z"
+
+
+def _sr(local: str) -> str:
+    return f"{{{SR_NS}}}{local}"

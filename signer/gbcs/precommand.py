@@ -1,0 +1,398 @@
+"""GBCS CS06 Activate Firmware pre-commands: parse, check against what we asked for, sign.
+
+For a Critical service request (SR 11.3) the DCC transforms our DUIS request into a GBCS
+*pre-command*: a General-Signing APDU that the Supplier checks and signs with the key of the
+device's Supplier digital-signing trust anchor cell. Layout (spec §6, vector)::
+
+    DF                      General-Signing tag
+    09 CRA(1) counter(8)    transaction-id: CRA flag (01 command), originator counter (BE)
+    08 EUI(8)               originator system title (our Supplier EUI)
+    08 EUI(8)               recipient system title (the device)
+    00 | 0C date-time(12)   date-time (absent in the pre-commands)
+    02 code(2)              other-information: the GBCS message code (0x0012 = CS06)
+    len content             content, length in BER form (``81 xx`` when >= 128)
+    [00]                    signature: "none" (some DCC versions omit this byte)
+
+    content = SEQUENCE { OCTET STRING(32) firmware hash, INTEGER counter
+                         [, GeneralizedTime execution date-time] }
+
+The signed command is ``APDU || 0x40 || r||s`` where the signature is ECDSA P-256 / SHA-256
+over the APDU *without its first byte* up to the end of its content (vector: all five RTDS CS06
+commands verify that way with Z1-supplier-ds).
+
+What the RTDS vectors show about the two counters: in all five pairs the originator counter of
+the transaction-id equals the INTEGER inside the content, and, for the three with an 11.3
+template, both equal the RequestID counter of that request (1000, 1001, 1002; the two error
+cases carry 1004 and 1005). The DCC therefore copies our RequestID counter into both, and
+``check_pre_command`` requires both to equal it, reporting each separately.
+
+Cancellation: the DUIS request asks for it with ExecutionDateTime 3000-12-31T00:00:00Z; the
+DCC's pre-command then carries GeneralizedTime 99991231235959Z (vector: CANCELLATION pair).
+So the check maps the first to the second instead of comparing them literally.
+
+Pure code: no I/O, no clock; signing goes through a ``sign_digest`` callback (the HSM).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from signer.errors import FormatError, InvalidInput, PolicyRefusal
+from signer.gbcs import _ber
+from signer.gbcs.eui import Eui64
+
+FIELD: Final = "pre_command"
+
+TAG_GENERAL_SIGNING: Final = 0xDF
+TAG_GENERALIZED_TIME: Final = 0x18
+CRA_COMMAND: Final = 0x01
+_CRA_NAMES: Final = {0x01: "command", 0x02: "response", 0x03: "alert"}
+MESSAGE_CODE_CS06: Final = 0x0012
+FIRMWARE_HASH_LENGTH: Final = 32
+SIGNATURE_LENGTH: Final = 64
+NO_SIGNATURE: Final = 0x00
+SIGNATURE_PRESENT: Final = 0x40  # length byte of the 64-byte raw r||s that follows
+
+#: What a DUIS 11.3 request writes to cancel a pending future-dated activation (templates).
+DUIS_CANCEL_EXECUTION_TIME: Final = dt.datetime(3000, 12, 31, tzinfo=dt.UTC)
+#: What the DCC writes into the CS06 pre-command for such a cancellation (RTDS vector).
+GBCS_CANCEL_EXECUTION_TIME: Final = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+SignDigest = Callable[[bytes], bytes]
+"""Receives SHA-256 of the signed bytes, returns raw r||s (64 bytes): the HSM's job."""
+
+
+@dataclass(frozen=True)
+class PreCommand:
+    """A parsed CS06 General-Signing APDU, as the DCC returned it (unsigned)."""
+
+    #: The APDU from its 0xDF tag to the end of its content; never the trailing 0x00.
+    apdu: bytes
+    cra_flag: int
+    originator_counter: int
+    originator: Eui64
+    recipient: Eui64
+    date_time: bytes | None
+    message_code: int
+    firmware_hash: bytes
+    #: The INTEGER inside the content.
+    counter: int
+    execution_time: dt.datetime | None
+
+    @property
+    def signed_bytes(self) -> bytes:
+        """What the Supplier's signature covers: the APDU without its first (tag) byte."""
+        return self.apdu[1:]
+
+
+@dataclass(frozen=True)
+class ExpectedActivation:
+    """What the service issued in the 11.3 request that the pre-command must answer.
+
+    ``execution_time`` is the 11.3 request's ExecutionDateTime (None: immediate). ``cancel``
+    marks a cancellation request; the DUIS cancellation value 3000-12-31T00:00:00Z given as
+    ``execution_time`` means the same.
+    """
+
+    originator: Eui64
+    recipient: Eui64
+    firmware_hash: bytes
+    counter: int
+    execution_time: dt.datetime | None
+    cancel: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.firmware_hash) != FIRMWARE_HASH_LENGTH:
+            raise InvalidInput(
+                f"a firmware hash is SHA-256 (32 bytes), got {len(self.firmware_hash)}",
+                field="firmware_hash",
+            )
+        if self.execution_time is not None and self.execution_time.utcoffset() is None:
+            raise InvalidInput("execution time must be timezone-aware", field="execution_time")
+        if self.cancel and self.execution_time not in (None, DUIS_CANCEL_EXECUTION_TIME):
+            raise InvalidInput(
+                "a cancellation carries no execution time of its own", field="execution_time"
+            )
+
+    @property
+    def is_cancellation(self) -> bool:
+        return self.cancel or self.execution_time == DUIS_CANCEL_EXECUTION_TIME
+
+    @property
+    def gbcs_execution_time(self) -> dt.datetime | None:
+        """The execution date-time the pre-command must carry for this request."""
+        if self.is_cancellation:
+            return GBCS_CANCEL_EXECUTION_TIME
+        return self.execution_time
+
+
+def parse_pre_command(data: bytes, *, field: str = FIELD) -> PreCommand:
+    """Parse an unsigned CS06 pre-command; the end is found from the content length.
+
+    A trailing 0x00 ("no signature") byte is accepted and dropped; a signature (0x40 + 64
+    bytes) or any other trailing byte is refused: a pre-command arrives unsigned.
+    """
+    pc, end = _parse_apdu(data, field=field)
+    if end == len(data):
+        return pc
+    if data[end] == NO_SIGNATURE and end + 1 == len(data):
+        return pc
+    if data[end] == SIGNATURE_PRESENT:
+        raise FormatError(
+            "the APDU already carries a signature (0x40); a pre-command arrives unsigned",
+            field=field,
+            offset=end,
+        )
+    raise FormatError(
+        f"{len(data) - end} unexpected bytes after the APDU content (at most one 0x00 "
+        "'no signature' byte may follow)",
+        field=field,
+        offset=end,
+    )
+
+
+def parse_signed_command(data: bytes, *, field: str = "signed_command") -> tuple[PreCommand, bytes]:
+    """Split ``APDU || 0x40 || r||s`` into the parsed APDU and the raw signature."""
+    pc, end = _parse_apdu(data, field=field)
+    if end >= len(data) or data[end] != SIGNATURE_PRESENT:
+        found = "nothing" if end >= len(data) else f"0x{data[end]:02X}"
+        raise FormatError(
+            f"expected the signature length byte 0x40 after the content, found {found}",
+            field=field,
+            offset=end,
+        )
+    if len(data) != end + 1 + SIGNATURE_LENGTH:
+        raise FormatError(
+            f"signature is {len(data) - end - 1} bytes, expected {SIGNATURE_LENGTH} (raw r||s)",
+            field=field,
+            offset=end + 1,
+        )
+    return pc, bytes(data[end + 1 :])
+
+
+def check_pre_command(pc: PreCommand, expected: ExpectedActivation) -> list[str]:
+    """Every check the pre-command fails, each naming the field, expected and found values.
+
+    An empty list means the pre-command is exactly the one our 11.3 request asked for.
+    """
+    failures: list[str] = []
+    if pc.message_code != MESSAGE_CODE_CS06:
+        failures.append(
+            f"message_code: expected 0x{MESSAGE_CODE_CS06:04X} (CS06 Activate Firmware), "
+            f"found 0x{pc.message_code:04X}"
+        )
+    if pc.cra_flag != CRA_COMMAND:
+        failures.append(
+            f"cra_flag: expected 0x{CRA_COMMAND:02X} (command), found 0x{pc.cra_flag:02X} "
+            f"({_CRA_NAMES.get(pc.cra_flag, 'unknown')})"
+        )
+    if pc.originator != expected.originator:
+        failures.append(
+            f"originator: expected {expected.originator} (our Supplier EUI), found {pc.originator}"
+        )
+    if pc.recipient != expected.recipient:
+        failures.append(
+            f"recipient: expected {expected.recipient} (the device of the 11.3 request), "
+            f"found {pc.recipient}"
+        )
+    if pc.firmware_hash != expected.firmware_hash:
+        failures.append(
+            f"firmware_hash: expected {expected.firmware_hash.hex().upper()}, "
+            f"found {pc.firmware_hash.hex().upper()}"
+        )
+    if pc.counter != expected.counter:
+        failures.append(
+            f"counter: expected {expected.counter} (the 11.3 RequestID counter), "
+            f"found {pc.counter}"
+        )
+    if pc.originator_counter != expected.counter:
+        failures.append(
+            f"originator_counter: expected {expected.counter} (the 11.3 RequestID counter), "
+            f"found {pc.originator_counter}"
+        )
+    want_time = expected.gbcs_execution_time
+    if pc.execution_time != want_time:
+        failures.append(
+            f"execution_time: expected {_describe_time(want_time, expected.is_cancellation)}, "
+            f"found {_describe_time(pc.execution_time, False)}"
+        )
+    return failures
+
+
+def sign_pre_command(pc: PreCommand, sign_digest: SignDigest) -> bytes:
+    """``APDU || 0x40 || r||s``, the signature over SHA-256 of ``pc.signed_bytes``.
+
+    Signs whatever it is given: call ``check_pre_command`` first, or use
+    ``sign_checked_pre_command``.
+    """
+    raw = sign_digest(hashlib.sha256(pc.signed_bytes).digest())
+    if len(raw) != SIGNATURE_LENGTH:
+        raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
+    return pc.apdu + bytes((SIGNATURE_PRESENT,)) + bytes(raw)
+
+
+def sign_checked_pre_command(
+    pc: PreCommand, expected: ExpectedActivation, sign_digest: SignDigest
+) -> bytes:
+    """Check, then sign; a pre-command failing any check is refused and nothing is signed."""
+    failures = check_pre_command(pc, expected)
+    if failures:
+        raise PolicyRefusal(
+            f"pre-command for {expected.recipient} refused, {len(failures)} failed check(s): "
+            + "; ".join(failures)
+        )
+    return sign_pre_command(pc, sign_digest)
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+
+def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
+    """Parse the General-Signing APDU at the start of ``data``; return it and its end."""
+    if not data:
+        raise FormatError("pre-command is empty", field=field, offset=0)
+    if data[0] != TAG_GENERAL_SIGNING:
+        raise FormatError(
+            f"first byte 0x{data[0]:02X} is not 0xDF (General-Signing APDU)",
+            field=field,
+            offset=0,
+        )
+    limit = len(data)
+    tid_start, pos = _length_prefixed(data, 1, limit, field=field, what="transaction-id")
+    if pos - tid_start != 9:
+        raise FormatError(
+            f"transaction-id is {pos - tid_start} bytes, expected 9 (CRA flag + counter)",
+            field=field,
+            offset=1,
+        )
+    cra_flag = data[tid_start]
+    originator_counter = int.from_bytes(data[tid_start + 1 : pos], "big")
+    euis: list[Eui64] = []
+    for what in ("originator-system-title", "recipient-system-title"):
+        at = pos
+        start, pos = _length_prefixed(data, pos, limit, field=field, what=what)
+        if pos - start != 8:
+            raise FormatError(
+                f"{what} is {pos - start} bytes, expected an 8-byte EUI-64",
+                field=field,
+                offset=at,
+            )
+        euis.append(Eui64(bytes(data[start:pos])))
+    at = pos
+    dt_start, pos = _length_prefixed(data, pos, limit, field=field, what="date-time")
+    if pos - dt_start not in (0, 12):
+        raise FormatError(
+            f"date-time is {pos - dt_start} bytes, expected 0 or 12", field=field, offset=at
+        )
+    date_time = bytes(data[dt_start:pos]) if pos > dt_start else None
+    at = pos
+    code_start, pos = _length_prefixed(data, pos, limit, field=field, what="other-information")
+    if pos - code_start != 2:
+        raise FormatError(
+            f"other-information is {pos - code_start} bytes, expected a 2-byte message code",
+            field=field,
+            offset=at,
+        )
+    message_code = int.from_bytes(data[code_start:pos], "big")
+    content_start, content_end = _length_prefixed(data, pos, limit, field=field, what="content")
+    firmware_hash, counter, execution_time = _parse_content(
+        data, content_start, content_end, field=field
+    )
+    pc = PreCommand(
+        apdu=bytes(data[:content_end]),
+        cra_flag=cra_flag,
+        originator_counter=originator_counter,
+        originator=euis[0],
+        recipient=euis[1],
+        date_time=date_time,
+        message_code=message_code,
+        firmware_hash=firmware_hash,
+        counter=counter,
+        execution_time=execution_time,
+    )
+    return pc, content_end
+
+
+def _length_prefixed(
+    data: bytes, pos: int, limit: int, *, field: str, what: str
+) -> tuple[int, int]:
+    """Read a length-prefixed octet string; return (content start, content end)."""
+    length, start = _ber.read_length(data, pos, limit, field=field, what=what)
+    if start + length > limit:
+        raise FormatError(
+            f"{what}: {length} bytes announced, {limit - start} left", field=field, offset=pos
+        )
+    return start, start + length
+
+
+def _parse_content(
+    data: bytes, start: int, end: int, *, field: str
+) -> tuple[bytes, int, dt.datetime | None]:
+    seq = _ber.expect(data, start, end, _ber.TAG_SEQUENCE, field=field, what="CS06 content")
+    if seq.end != end:
+        raise FormatError(
+            f"{end - seq.end} bytes after the content SEQUENCE", field=field, offset=seq.end
+        )
+    hash_tlv = _ber.expect(
+        data, seq.start, seq.end, _ber.TAG_OCTET_STRING, field=field, what="firmware hash"
+    )
+    if hash_tlv.length != FIRMWARE_HASH_LENGTH:
+        raise FormatError(
+            f"firmware hash is {hash_tlv.length} bytes, expected {FIRMWARE_HASH_LENGTH}",
+            field=field,
+            offset=hash_tlv.offset,
+        )
+    counter_tlv = _ber.expect(
+        data, hash_tlv.end, seq.end, _ber.TAG_INTEGER, field=field, what="counter"
+    )
+    counter = _ber.unsigned_value(data, counter_tlv, field=field, what="counter")
+    execution_time = None
+    pos = counter_tlv.end
+    if pos < seq.end:
+        time_tlv = _ber.read_tlv(data, pos, seq.end, field=field, what="execution date-time")
+        if time_tlv.tag != TAG_GENERALIZED_TIME:
+            raise FormatError(
+                f"execution date-time: expected GeneralizedTime (0x18), found "
+                f"{_ber.tag_name(time_tlv.tag)}",
+                field=field,
+                offset=pos,
+            )
+        execution_time = _generalized_time(data, time_tlv, field=field)
+        pos = time_tlv.end
+    if pos != seq.end:
+        raise FormatError(
+            "unexpected elements after the execution date-time", field=field, offset=pos
+        )
+    return bytes(data[hash_tlv.start : hash_tlv.end]), counter, execution_time
+
+
+def _generalized_time(data: bytes, tlv: _ber.Tlv, *, field: str) -> dt.datetime:
+    """``YYYYMMDDHHMMSSZ``, the only form the CS06 vectors use; anything else is refused."""
+    raw = bytes(data[tlv.start : tlv.end])
+    text = raw.decode("ascii", "replace")
+    if len(raw) != 15 or not raw.endswith(b"Z") or not raw[:14].isdigit():
+        raise FormatError(
+            f"execution date-time {text!r} is not GeneralizedTime YYYYMMDDHHMMSSZ",
+            field=field,
+            offset=tlv.offset,
+        )
+    digits = raw[:14]
+    try:
+        return dt.datetime(
+            int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
+            int(digits[8:10]), int(digits[10:12]), int(digits[12:14]), tzinfo=dt.UTC,
+        )
+    except ValueError:
+        raise FormatError(
+            f"execution date-time {text!r} is not a valid date", field=field, offset=tlv.offset
+        ) from None
+
+def _describe_time(value: dt.datetime | None, cancellation: bool) -> str:
+    if value is None:
+        return "none (immediate)"
+    text = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{text} (cancellation)" if cancellation else text

@@ -1,0 +1,393 @@
+"""SR 11.3 Activate Firmware and SignedPreCommand requests, and reading the DCC's pre-command.
+
+Built requests are compared with the DCC templates parsed here with plain lxml, validated with
+an XMLSchema compiled here (not DuisSchema) and verified by Debian xmlsec1.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from lxml import etree
+
+from signer.duis.activation import (
+    build_activate_firmware,
+    build_signed_pre_command,
+    expected_activation,
+    extract_pre_command,
+)
+from signer.duis.request import RequestId
+from signer.duis.schema import DuisSchema
+from signer.duis.xmldsig import sign_document, verify_document
+from signer.errors import FormatError, InvalidInput
+from signer.gbcs.eui import Eui64
+from signer.gbcs.precommand import (
+    DUIS_CANCEL_EXECUTION_TIME,
+    check_pre_command,
+    parse_pre_command,
+    sign_checked_pre_command,
+)
+from tests.independent import assert_schema_valid
+
+DS = "http://www.w3.org/2000/09/xmldsig#"
+SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
+NS = {"sr": SR, "ds": DS}
+XML_CERT = "xml-sign-90B3D51F30010000-ds.pem"
+SUPPLIER = Eui64.parse("90-B3-D5-1F-30-01-00-00")
+DEVICE = Eui64.parse("00-DB-12-34-56-78-90-A0")
+HASH = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
+UTC = dt.UTC
+
+SignDigest = Callable[[bytes], bytes]
+Xmlsec1 = Callable[[bytes, Path, Path], subprocess.CompletedProcess[str]]
+
+# template -> (counter, execution time, cancel); the GBCS vectors share the case names.
+TEMPLATES: dict[str, tuple[int, dt.datetime | None, bool]] = {
+    "IMMEDIATE": (1000, None, False),
+    "FUTURE_DATED": (1001, dt.datetime(2030, 1, 15, 9, tzinfo=UTC), False),
+    "CANCELLATION": (1002, None, True),
+}
+
+
+def template_path(vectors: Path, case: str) -> Path:
+    return vectors / "duis" / f"CS06_11.3_{case}_SUCCESS_REQUEST_DUIS.XML"
+
+
+def independent_parse(data: bytes) -> etree._Element:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.fromstring(data, parser)
+
+
+def template_without_signature(path: Path) -> etree._Element:
+    root = independent_parse(path.read_bytes())
+    sig = root.find("ds:Signature", NS)
+    assert sig is not None
+    root.remove(sig)
+    for el in root.iter():
+        if el.tail is not None and not el.tail.strip():
+            el.tail = None
+        if len(el) and el.text is not None and not el.text.strip():
+            el.text = None
+    return root
+
+
+def c14n(root: etree._Element) -> bytes:
+    out: bytes = etree.tostring(root.getroottree(), method="c14n")
+    return out
+
+
+def fields(root: etree._Element) -> dict[str, str | None]:
+    """Every leaf under Header and Body by local name (what the DCC reads)."""
+    out: dict[str, str | None] = {}
+    for part in ("sr:Header", "sr:Body"):
+        container = root.find(part, NS)
+        assert container is not None
+        for el in container.iter():
+            if len(el) == 0:
+                out[etree.QName(el).localname] = el.text
+    return out
+
+
+def rtds_pre_command(vectors: Path, case: str) -> bytes:
+    name = f"CS06_11.3_{case}_SUCCESS_PRECOMMAND_GBCS.HEX"
+    return bytes.fromhex((vectors / "gbcs" / name).read_text().strip())
+
+
+def sign_xml(root: etree._Element, sign_digest: SignDigest, cert: x509.Certificate) -> bytes:
+    return sign_document(
+        root,
+        sign_digest=sign_digest,
+        issuer_name=cert.issuer.rfc4514_string(),
+        serial=cert.serial_number,
+    )
+
+
+@pytest.fixture(scope="module")
+def supplier_sign(vectors: Path) -> SignDigest:
+    """The published Z1-supplier-ds key (GBCS signing) behind the callback, DER -> raw."""
+    key = serialization.load_pem_private_key(
+        (vectors / "keys" / "Z1-supplier-ds.key.pem").read_bytes(), None
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+
+    def sign(digest: bytes) -> bytes:
+        r, s = utils.decode_dss_signature(
+            key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        )
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return sign
+
+
+def build_case(case: str) -> etree._Element:
+    counter, when, cancel = TEMPLATES[case]
+    return build_activate_firmware(
+        request_id=RequestId(SUPPLIER, DEVICE, counter),
+        firmware_hash=HASH,
+        execution_time=when,
+        cancel=cancel,
+    )
+
+
+# -- SR 11.3 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_built_11_3_is_the_template(vectors: Path, case: str) -> None:
+    template = template_without_signature(template_path(vectors, case))
+    built = build_case(case)
+    assert fields(built) == fields(template)
+    assert c14n(built) == c14n(template)  # same names, namespaces on the root, text
+    assert built.nsmap == template.nsmap
+    assert b">\n" not in etree.tostring(built) and b"> <" not in etree.tostring(built)
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_signed_11_3_is_schema_valid_and_verifies(
+    vectors: Path,
+    tmp_path: Path,
+    case: str,
+    sign_digest: SignDigest,
+    xml_cert: x509.Certificate,
+    schema: DuisSchema,
+    xmlsec1: Xmlsec1,
+) -> None:
+    root = build_case(case)
+    schema.validate(root)  # the service's own gate, before signing
+    signed = sign_xml(root, sign_digest, xml_cert)
+    assert_schema_valid(signed, vectors / "xsd")  # independent compile of the same XSDs
+    proc = xmlsec1(signed, vectors / "certs" / XML_CERT, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("OK")
+    verify_document(signed, certificates=[xml_cert])
+    unsigned = independent_parse(signed)
+    sig = unsigned.find("ds:Signature", NS)
+    assert sig is not None
+    unsigned.remove(sig)
+    assert fields(unsigned) == fields(template_without_signature(template_path(vectors, case)))
+
+
+def test_execution_time_is_written_in_utc_like_the_templates() -> None:
+    zone = dt.timezone(dt.timedelta(hours=-5))
+    root = build_activate_firmware(
+        request_id=RequestId(SUPPLIER, DEVICE, 7),
+        firmware_hash=HASH,
+        execution_time=dt.datetime(2030, 1, 15, 4, tzinfo=zone),
+    )
+    assert root.findtext(".//sr:ExecutionDateTime", namespaces=NS) == "2030-01-15T09:00:00.00Z"
+    # the DUIS cancellation instant passed as a time is a cancellation, written as such
+    same = build_activate_firmware(
+        request_id=RequestId(SUPPLIER, DEVICE, 7),
+        firmware_hash=HASH,
+        execution_time=DUIS_CANCEL_EXECUTION_TIME,
+    )
+    cancel = build_activate_firmware(
+        request_id=RequestId(SUPPLIER, DEVICE, 7), firmware_hash=HASH, cancel=True
+    )
+    assert c14n(same) == c14n(cancel)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "match"),
+    [
+        ({"firmware_hash": bytes(31)}, "firmware_hash", "32 bytes"),
+        ({"firmware_hash": HASH.hex().encode()}, "firmware_hash", "32 bytes"),
+        ({"execution_time": dt.datetime(2030, 1, 1)}, "execution_time", "timezone"),
+        ({"execution_time": dt.datetime(2030, 1, 1, 0, 0, 0, 500, tzinfo=UTC)},
+         "execution_time", "whole seconds"),
+        ({"execution_time": dt.datetime(2030, 1, 1, tzinfo=UTC), "cancel": True},
+         "execution_time", "cancellation"),
+    ],
+)
+def test_bad_11_3_inputs(kwargs: dict[str, object], field: str, match: str) -> None:
+    args: dict[str, object] = {"request_id": RequestId(SUPPLIER, DEVICE, 1), "firmware_hash": HASH}
+    args.update(kwargs)
+    with pytest.raises(InvalidInput, match=match) as info:
+        build_activate_firmware(**args)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+# -- SignedPreCommand -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_signed_pre_command_request(
+    vectors: Path,
+    tmp_path: Path,
+    case: str,
+    sign_digest: SignDigest,
+    supplier_sign: SignDigest,
+    xml_cert: x509.Certificate,
+    schema: DuisSchema,
+    xmlsec1: Xmlsec1,
+) -> None:
+    counter, when, cancel = TEMPLATES[case]
+    request_id = RequestId(SUPPLIER, DEVICE, counter)
+    expected = expected_activation(
+        request_id=request_id, firmware_hash=HASH, execution_time=when, cancel=cancel
+    )
+    pc = parse_pre_command(rtds_pre_command(vectors, case))
+    signed_command = sign_checked_pre_command(pc, expected, supplier_sign)
+
+    root = build_signed_pre_command(request_id=request_id, signed_command=signed_command)
+    schema.validate(root)
+    xml = sign_xml(root, sign_digest, xml_cert)
+    assert_schema_valid(xml, vectors / "xsd")
+    proc = xmlsec1(xml, vectors / "certs" / XML_CERT, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    doc = independent_parse(xml)
+    assert [etree.QName(el).localname for el in doc] == ["Header", "Body", "Signature"]
+    header_el = doc.find("sr:Header", NS)
+    assert header_el is not None
+    header = {etree.QName(el).localname: el.text for el in header_el}
+    assert header == {
+        "RequestID": f"90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:{counter}",
+        "CommandVariant": "5",
+        "ServiceReference": "11.3",
+        "ServiceReferenceVariant": "11.3",
+    }
+    body = doc.find("sr:Body", NS)
+    assert body is not None
+    assert [etree.QName(el).localname for el in body.iter()] == [
+        "Body", "SignedPreCommand", "GBCSPayload"
+    ]
+    payload = base64.b64decode(doc.findtext(".//sr:GBCSPayload", namespaces=NS) or "")
+    assert payload == signed_command
+    assert payload[:-64] == rtds_pre_command(vectors, case) + b"\x40"
+
+
+@pytest.mark.parametrize("variant", [6, 7])
+def test_other_signed_pre_command_variants(variant: int, vectors: Path, schema: DuisSchema) -> None:
+    command = rtds_pre_command(vectors, "IMMEDIATE") + b"\x40" + bytes(64)
+    root = build_signed_pre_command(
+        request_id=RequestId(SUPPLIER, DEVICE, 1000), signed_command=command,
+        command_variant=variant,
+    )
+    schema.validate(root)
+    assert root.findtext("sr:Header/sr:CommandVariant", namespaces=NS) == str(variant)
+
+
+def test_signed_command_must_belong_to_the_request(vectors: Path) -> None:
+    command = rtds_pre_command(vectors, "IMMEDIATE") + b"\x40" + bytes(64)
+    other_device = Eui64.parse("00-DB-12-34-56-78-90-A1")
+    with pytest.raises(InvalidInput, match="counter 1000 is not the RequestID counter 1001"):
+        build_signed_pre_command(
+            request_id=RequestId(SUPPLIER, DEVICE, 1001), signed_command=command
+        )
+    with pytest.raises(InvalidInput, match="recipient 00-DB-12-34-56-78-90-A0 is not the target"):
+        build_signed_pre_command(
+            request_id=RequestId(SUPPLIER, other_device, 1000), signed_command=command
+        )
+    with pytest.raises(InvalidInput, match="CommandVariant 5, 6 or 7"):
+        build_signed_pre_command(
+            request_id=RequestId(SUPPLIER, DEVICE, 1000), signed_command=command,
+            command_variant=4,
+        )
+    with pytest.raises(FormatError, match="0x40"):  # an unsigned pre-command is not a command
+        build_signed_pre_command(
+            request_id=RequestId(SUPPLIER, DEVICE, 1000),
+            signed_command=rtds_pre_command(vectors, "IMMEDIATE"),
+        )
+
+
+# -- the DCC's response carrying the pre-command ---------------------------------------------
+
+
+def dcc_response(
+    payload: bytes,
+    *,
+    request_id: str | None = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1000",
+    service: str = "11.3",
+    element: str = "PreCommand",
+) -> bytes:
+    """A Transform response as DUIS 5.4 describes it (hand-built, not DCC-issued)."""
+    b64 = base64.b64encode(payload).decode()
+    rid = f"<sr:RequestID>{request_id}</sr:RequestID>" if request_id else ""
+    body = (f"<sr:PreCommand><sr:GBCSVersion>4.0</sr:GBCSVersion><sr:GBCSPayload>{b64}"
+            "</sr:GBCSPayload></sr:PreCommand>" if element == "PreCommand"
+            else f"<sr:GBCSPayload>{b64}</sr:GBCSPayload>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<sr:Response xmlns:sr="{SR}" schemaVersion="5.4"><sr:Header>{rid}'
+        "<sr:ResponseID>00-DB-12-34-56-78-90-A0:90-B3-D5-1F-30-01-00-00:1000</sr:ResponseID>"
+        "<sr:ResponseCode>I0</sr:ResponseCode>"
+        "<sr:ResponseDateTime>2024-06-01T12:00:00.000Z</sr:ResponseDateTime></sr:Header>"
+        f"<sr:Body><sr:ResponseMessage><sr:ServiceReference>{service}</sr:ServiceReference>"
+        f"<sr:ServiceReferenceVariant>{service}</sr:ServiceReferenceVariant>{body}"
+        "</sr:ResponseMessage></sr:Body></sr:Response>"
+    ).encode()
+
+
+@pytest.mark.parametrize("trailer", [b"", b"\x00"])
+def test_extract_pre_command(vectors: Path, trailer: bytes) -> None:
+    raw = rtds_pre_command(vectors, "IMMEDIATE") + trailer
+    xml = dcc_response(raw)
+    assert_schema_valid(xml, vectors / "xsd")  # the fixture itself follows the schema
+    request_id, payload = extract_pre_command(xml)
+    assert request_id == RequestId(SUPPLIER, DEVICE, 1000)
+    assert payload == raw
+
+
+def test_extract_without_request_id(vectors: Path) -> None:
+    xml = dcc_response(rtds_pre_command(vectors, "IMMEDIATE"), request_id=None)
+    assert_schema_valid(xml, vectors / "xsd")
+    assert extract_pre_command(xml) == (None, rtds_pre_command(vectors, "IMMEDIATE"))
+
+
+def test_extract_refuses_other_shapes(vectors: Path) -> None:
+    raw = rtds_pre_command(vectors, "IMMEDIATE")
+    with pytest.raises(InvalidInput, match=r"expected 11\.3"):
+        extract_pre_command(dcc_response(raw, service="11.2"))
+    with pytest.raises(InvalidInput, match="0 sr:PreCommand"):
+        extract_pre_command(dcc_response(raw, element="GBCSPayload"))
+    with pytest.raises(InvalidInput, match="expected sr:Response"):
+        extract_pre_command(template_path(vectors, "IMMEDIATE").read_bytes())
+    with pytest.raises(FormatError, match="not base64"):
+        extract_pre_command(dcc_response(raw).replace(b"</sr:GBCSPayload>", b"!</sr:GBCSPayload>"))
+    doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]>' + dcc_response(raw)[38:]
+    with pytest.raises(InvalidInput, match="DOCTYPE"):
+        extract_pre_command(doctype)
+
+
+# -- the whole activation, pure --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_activation_round_trip(
+    vectors: Path, case: str, supplier_sign: SignDigest, schema: DuisSchema
+) -> None:
+    counter, when, cancel = TEMPLATES[case]
+    request_id = RequestId(SUPPLIER, DEVICE, counter)
+    schema.validate(
+        build_activate_firmware(
+            request_id=request_id, firmware_hash=HASH, execution_time=when, cancel=cancel
+        )
+    )
+    answered, raw = extract_pre_command(
+        dcc_response(rtds_pre_command(vectors, case), request_id=str(request_id))
+    )
+    assert answered == request_id
+    pc = parse_pre_command(raw)
+    expected = expected_activation(
+        request_id=request_id, firmware_hash=HASH, execution_time=when, cancel=cancel
+    )
+    assert check_pre_command(pc, expected) == []
+    command = sign_checked_pre_command(pc, expected, supplier_sign)
+    schema.validate(build_signed_pre_command(request_id=request_id, signed_command=command))
+    # the pre-command answering another request of the campaign is refused
+    other = expected_activation(
+        request_id=RequestId(SUPPLIER, DEVICE, counter + 10), firmware_hash=HASH,
+        execution_time=when, cancel=cancel,
+    )
+    assert [f.split(":")[0] for f in check_pre_command(pc, other)] == [
+        "counter", "originator_counter"
+    ]

@@ -31,6 +31,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SIGNER_DATABASE_URL": ("database", "url"),
     "SIGNER_SCHEMA_DIR": ("duis", "schema_dir"),
     "SIGNER_PINNED_TIME": ("clock", "pinned_time"),
+    "SIGNER_CPL_MODE": ("cpl", "mode"),
 }
 
 
@@ -59,6 +60,7 @@ class Config:
     xml_signing_key: str | None = None
     workers: int = 16
     pinned_time: dt.datetime | None = None
+    cpl_mode: str = "strict"  # "strict": an image not on the CPL is not verified
     base_dir: Path = field(default=Path("."))
 
     def describe(self) -> dict[str, str]:
@@ -74,6 +76,7 @@ class Config:
             "schema_dir": str(self.schema_dir) if self.schema_dir else "(none: no schema check)",
             "smki_issuers": ", ".join(map(str, self.smki_issuers)) or "(none: no chain check)",
             "xml_signing_key": self.xml_signing_key or "(the token's XML-signing key)",
+            "cpl_mode": self.cpl_mode,
             "clock": (f"PINNED at {self.pinned_time.isoformat()} (tests only)"
                       if self.pinned_time else "system"),
         }
@@ -143,8 +146,15 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         xml_signing_key=get("supplier", "xml_signing_key"),
         workers=int(get("server", "workers", 16)),
         pinned_time=_pinned(get("clock", "pinned_time")),
+        cpl_mode=_cpl_mode(get("cpl", "mode", "strict")),
         base_dir=base,
     )
+
+
+def _cpl_mode(value: str) -> str:
+    if value not in ("strict", "advisory"):
+        raise ConfigurationError(f"cpl.mode {value!r} is not strict or advisory")
+    return value
 
 
 def _pinned(value: Any) -> dt.datetime | None:

@@ -116,7 +116,7 @@ class ServerProcess:
 
 def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_LABEL,
                  schema_dir: Path | None = None, pinned: dt.datetime | None = PINNED,
-                 extra: str = "") -> Path:
+                 cpl_mode: str | None = "advisory", extra: str = "") -> Path:
     lines = [
         "[server]", 'listen = "127.0.0.1:0"', "",
         "[token]", f'module = "{MODULE}"', f'label = "{token_label}"',
@@ -128,6 +128,8 @@ def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_
         lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
     if pinned is not None:
         lines += ["[clock]", f'pinned_time = "{pinned.isoformat()}"', ""]
+    if cpl_mode is not None:
+        lines += ["[cpl]", f'mode = "{cpl_mode}"', ""]
     path.write_text("\n".join(lines) + extra)
     return path
 

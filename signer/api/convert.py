@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
+from signer.service.activation import ActivationSpec, BuiltActivation
 from signer.service.refusal import Refusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
@@ -50,12 +53,17 @@ def header_to_pb(h: OtaHeader) -> pb.OtaHeader:
 def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
     return pb.VerifyManufacturerResponse(
         verified=v.verified, image_id=v.image_id, header=header_to_pb(v.header),
+        cpl_entry_id=v.cpl_entry_id or "",
         checks=[pb.Check(name=c.name, passed=c.passed, detail=c.detail) for c in v.checks])
 
 
 def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
-    return [pb.DeviceRefusal(device_id=str(r.device), reason=r.reason, detail=r.detail)
-            for r in refused]
+    return [refusal_to_pb(r) for r in refused]
+
+
+def refusal_to_pb(r: Refusal) -> pb.DeviceRefusal:
+    return pb.DeviceRefusal(device_id=str(r.device), reason=r.reason, detail=r.detail,
+                            upgrade_path=list(r.path or ()), no_path=r.no_path)
 
 
 def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
@@ -66,3 +74,15 @@ def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
                         certificate_serial=str(i.group.certificate.serial),
                         device_ids=[str(d) for d in i.group.devices])
     return resp
+
+
+def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:
+    when = None
+    if msg.HasField("execution_time"):
+        when = msg.execution_time.ToDatetime(tzinfo=dt.UTC)
+    return ActivationSpec(image_id=msg.image_id, execution_time=when, cancel=msg.cancel)
+
+
+def activation_to_pb(b: BuiltActivation) -> pb.ActivationRequest:
+    return pb.ActivationRequest(device_id=str(b.device), request_id=str(b.request_id),
+                                duis_request=b.document)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -14,8 +14,11 @@ from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.status import status_for
 from signer.errors import InvalidInput, SignerError
+from signer.service.activation import build_activations, sign_pre_command_for, stream_activations
 from signer.service.context import Services
 from signer.service.duis import build_duis
+from signer.service.pathways import upgrade_path_for
+from signer.service.refusal import Refusal
 from signer.service.resign import resign
 from signer.service.verify import verify_manufacturer
 
@@ -32,17 +35,7 @@ def _mapped(method: F) -> F:
         try:
             return method(self, request, context)
         except SignerError as exc:
-            code = status_for(exc)
-            if isinstance(exc, InvalidInput):
-                meta = [("signer-field", exc.field or "")]
-                if exc.offset is not None:
-                    meta.append(("signer-offset", str(exc.offset)))
-                context.set_trailing_metadata(tuple(meta))
-            message = str(exc)
-            if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
-                message = message[:MAX_DETAILS] + " ..."
-            log.info("%s refused: %s %s", method.__name__, code.name, message)
-            context.abort(code, message)
+            _abort(context, exc, method.__name__)
         except Exception:
             log.exception("%s failed unexpectedly", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
@@ -52,6 +45,20 @@ def _mapped(method: F) -> F:
 
 def _optional(request: Any, name: str) -> Any:
     return getattr(request, name) if request.HasField(name) else None
+
+
+def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> None:
+    code = status_for(exc)
+    if isinstance(exc, InvalidInput):
+        meta = [("signer-field", exc.field or "")]
+        if exc.offset is not None:
+            meta.append(("signer-offset", str(exc.offset)))
+        context.set_trailing_metadata(tuple(meta))
+    message = str(exc)
+    if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
+        message = message[:MAX_DETAILS] + " ..."
+    log.info("%s refused: %s %s", method, code.name, message)
+    context.abort(code, message)
 
 
 class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
@@ -86,3 +93,65 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                                     request_id=str(result.request_id),
                                     device_ids=[str(d) for d in result.devices],
                                     refused=convert.refusals_to_pb(result.refused))
+
+    @_mapped
+    def GetUpgradePath(self, request: pb.GetUpgradePathRequest,
+                       context: grpc.ServicerContext) -> pb.GetUpgradePathResponse:
+        path = upgrade_path_for(
+            self.svc,
+            from_entry_id=_one_of(request, "from", "from_entry_id"),
+            device_id=_one_of(request, "from", "device_id"),
+            to_entry_id=_one_of(request, "to", "to_entry_id"),
+            image_id=_one_of(request, "to", "image_id"))
+        return pb.GetUpgradePathResponse(path=path or [], reachable=path is not None)
+
+    @_mapped
+    def BuildActivation(self, request: pb.BuildActivationRequest,
+                        context: grpc.ServicerContext) -> pb.BuildActivationResponse:
+        built, refused = build_activations(self.svc, convert.activation_spec(request.activation),
+                                           list(request.device_ids))
+        return pb.BuildActivationResponse(
+            requests=[convert.activation_to_pb(b) for b in built],
+            refused=convert.refusals_to_pb(tuple(refused)))
+
+    def StreamActivation(self, request_iterator: Iterator[pb.ActivationCampaignRequest],
+                         context: grpc.ServicerContext) -> Iterator[pb.ActivationResult]:
+        try:
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("part") != "activation":
+                raise InvalidInput("the first message must name the activation",
+                                   field="activation")
+            spec = convert.activation_spec(first.activation)
+            batches = (_campaign_batch(m) for m in request_iterator)
+            for item in stream_activations(self.svc, spec, batches):
+                if isinstance(item, Refusal):
+                    yield pb.ActivationResult(refused=convert.refusal_to_pb(item))
+                else:
+                    yield pb.ActivationResult(request=convert.activation_to_pb(item))
+        except SignerError as exc:
+            _abort(context, exc, "StreamActivation")
+        except Exception:
+            log.exception("StreamActivation failed unexpectedly")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+    @_mapped
+    def SignPreCommand(self, request: pb.SignPreCommandRequest,
+                       context: grpc.ServicerContext) -> pb.SignPreCommandResponse:
+        which = request.WhichOneof("source")
+        result = sign_pre_command_for(
+            self.svc, pre_command=request.pre_command if which == "pre_command" else None,
+            dcc_response=request.dcc_response if which == "dcc_response" else None)
+        return pb.SignPreCommandResponse(device_id=str(result.device),
+                                         request_id=str(result.request_id),
+                                         signed_pre_command=result.signed_command,
+                                         duis_request=result.document)
+
+
+def _one_of(request: Any, group: str, name: str) -> str | None:
+    return getattr(request, name) if request.WhichOneof(group) == name else None
+
+
+def _campaign_batch(message: pb.ActivationCampaignRequest) -> list[str]:
+    if message.WhichOneof("part") != "devices":
+        raise InvalidInput("after the first message, send only device batches", field="devices")
+    return list(message.devices.device_ids)

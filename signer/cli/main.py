@@ -80,18 +80,16 @@ def dev_provision(directory: Path, module: str, schema_dir: Path | None) -> None
 
     The token itself comes first, from `softhsm/init-token DIR signer-dev`.
     """
-    from signer.service.devsetup import DEV_DEVICES, example_delivery, provision
+    from signer.service.devsetup import DEV_DEVICES, provision
 
     env = provision(directory, module=module, schema_dir=schema_dir)
     example = env.directory / "example"
-    if not example.exists():
-        example_delivery(env.directory)
     image_id = (example / "hash.hex").read_text().strip()
 
     def rel(p: Path) -> str:
         return os.path.relpath(p)
 
-    devices = " ".join(f"--device {d}" for d in DEV_DEVICES[:2])
+    devices = " ".join(f"--device {d}" for d in DEV_DEVICES)
     out = env.directory / "out"
     click.echo(f"""development token, keys and devices ready: {rel(env.config_path)}
 

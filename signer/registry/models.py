@@ -104,7 +104,8 @@ class CplEntryRow(Base):
     hardware_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     firmware_version: Mapped[str] = mapped_column(String(64))
     image_hash: Mapped[str] = mapped_column(String(64), index=True)  # hex SHA-256
-    upgrade_from: Mapped[str] = mapped_column(Text)  # entry IDs joined by ";", "" for N/A
+    # predecessor entry IDs joined by ";"; "N/A" for none; "" when the CPL does not record it
+    upgrade_from: Mapped[str] = mapped_column(Text)
     zigbee_chipset_vendor: Mapped[str] = mapped_column(String(128))
     zigbee_stack_version: Mapped[str] = mapped_column(String(64))
     band_join_option: Mapped[str] = mapped_column(String(64))

@@ -15,7 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.errors import PolicyRefusal
+from signer.registry import cpl
+from signer.registry.db import Database
 from signer.registry.library import LibraryImage
 from signer.smki.certificate import SmkiCertificate
 
@@ -79,3 +82,29 @@ class CertificateVerdicts:
             valid_to: dt.datetime) -> None:
         with self._lock:
             self._items[fingerprint] = (verdict, valid_from, valid_to)
+
+
+class UpgradeGraphs:
+    """The CPL's upgrade graph, rebuilt only when an import changed the CPL."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation: object = None
+        self._graph: UpgradeGraph | None = None
+        self._evaluators: dict[str, PathEvaluator] = {}
+
+    def graph(self, db: Database) -> UpgradeGraph:
+        generation = cpl.generation(db)
+        with self._lock:
+            if self._graph is None or generation != self._generation:
+                self._graph = UpgradeGraph(cpl.all_entries(db))
+                self._generation = generation
+                self._evaluators = {}
+            return self._graph
+
+    def evaluator(self, db: Database, target_id: str) -> PathEvaluator:
+        graph = self.graph(db)
+        with self._lock:
+            if target_id not in self._evaluators:
+                self._evaluators[target_id] = PathEvaluator(graph, target_id)
+            return self._evaluators[target_id]

@@ -13,7 +13,7 @@ from signer.duis.schema import DuisSchema
 from signer.errors import ConfigurationError
 from signer.hsm.token import Token
 from signer.registry.db import Database, open_database
-from signer.service.caches import CertificateVerdicts, VerifiedImages
+from signer.service.caches import CertificateVerdicts, UpgradeGraphs, VerifiedImages
 from signer.smki.certificate import load_certificate
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class Services:
     issuers: tuple[x509.Certificate, ...] = field(default=())
     images: VerifiedImages = field(default_factory=VerifiedImages)
     certificate_verdicts: CertificateVerdicts = field(default_factory=CertificateVerdicts)
+    graphs: UpgradeGraphs = field(default_factory=UpgradeGraphs)
 
     def close(self) -> None:
         self.token.close()

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.cpl.parse import read_csv
 from signer.errors import ConfigurationError
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader
@@ -30,7 +31,7 @@ from signer.gbcs.trust_anchor import (
 )
 from signer.hsm.pin import Pin
 from signer.hsm.token import Token
-from signer.registry import devices, manufacturers
+from signer.registry import cpl, devices, manufacturers
 from signer.registry.db import open_database
 from signer.service.keys import generate_self_certified
 
@@ -38,6 +39,9 @@ DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)
 DEV_SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
 DEV_MANUFACTURER_CODE = 0x121D
 DEV_DEVICES = tuple(Eui64.parse(f"00-DB-12-34-56-78-90-{i:02X}") for i in (0xB1, 0xB2, 0xB3))
+# B1 and B2 run DEV-1.0, from which the example image (DEV-2.0) may be installed; B3 runs the
+# older DEV-0.9 and must go through DEV-1.0 first.
+DEV_CURRENT_ENTRIES = ("DEV-1.0", "DEV-1.0", "DEV-0.9")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,15 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
     assert supplier.ski is not None
     for eui in DEV_DEVICES:
         devices.store_credentials(db, _device_credentials(eui, supplier.ski), now)
+    example = example_delivery(directory)
+    image_hash = bytes.fromhex((example / "hash.hex").read_text().strip())
+    cpl_file = directory / "cpl.csv"
+    cpl_file.write_text(dev_cpl_csv(image_hash))
+    report = cpl.import_entries(db, read_csv(cpl_file.read_text().splitlines()), now)
+    assert report.applied, report.errors
+    for eui, entry in zip(DEV_DEVICES, DEV_CURRENT_ENTRIES, strict=True):
+        devices.set_inventory(db, eui, device_type="ESME", hardware_version=0x0001,
+                              current_entry_id=entry, now=now)
     db.dispose()
 
     schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
@@ -90,6 +103,21 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"
         f"[database]\nurl = \"{db_url}\"\n\n[duis]\n{schema_line}")
     return env
+
+
+def dev_cpl_csv(example_hash: bytes) -> str:
+    """A small CPL for the dev model: 0.9 -> 1.0 -> 2.0 (the example delivery's image)."""
+    rows = [
+        ("DEV-0.9", "00000000", hashlib.sha256(b"DEV 0.9").hexdigest(), "N/A"),
+        ("DEV-1.0", "00000001", hashlib.sha256(b"DEV 1.0").hexdigest(), "DEV-0.9"),
+        ("DEV-2.0", "00000002", example_hash.hex(), "DEV-1.0"),
+    ]
+    head = ("entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
+            "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
+            "zigbee_stack_version,band_join_option\n")
+    return head + "".join(
+        f"{eid},{DEV_MANUFACTURER_CODE:04X},ESME,DEV-ESME,0001,0001,{ver},{h},{pred},,,\n"
+        for eid, ver, h, pred in rows)
 
 
 def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:

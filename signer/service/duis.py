@@ -27,12 +27,13 @@ from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.hsm.token import TokenKey
 from signer.registry import counters
-from signer.registry import devices as device_registry
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
-from signer.service.keyselect import KeyGroup, parse_devices, select_keys
+from signer.service.images import force_replace_for, verified_image
+from signer.service.keyselect import KeyGroup, parse_devices
+from signer.service.pathways import screen, select_eligible
 from signer.service.refusal import Refusal
-from signer.service.resign import force_replace_for, sign_for_group, verified_image
+from signer.service.resign import sign_for_group
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
 
 SERVICES = ("11.1", "11.4")
@@ -144,10 +145,8 @@ def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
 
     No Supplier cell is consulted, but every device must be registered.
     """
-    known = device_registry.supplier_signing_skis(svc.db, devices)
-    accepted = [d for d in devices if d in known]
-    refused = [Refusal(d, "unknown_device", "no trust anchor cells registered for this device")
-               for d in devices if d not in known]
+    screening = screen(svc, image, devices)
+    accepted, refused = screening.accepted, screening.refused
     if not accepted:
         raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])
     return image.record.header_bytes + image.manufacturer_image, accepted, refused
@@ -156,7 +155,7 @@ def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
 def _esme(svc: Services, image: VerifiedImage, upgrade_image: bytes | None,
           devices: list[Eui64], force_replace: bool | None
           ) -> tuple[bytes, list[Eui64], list[Refusal]]:
-    selection = select_keys(svc, devices)
+    selection = select_eligible(svc, image, devices)
     refused = list(selection.refused)
     if not selection.groups:
         raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])

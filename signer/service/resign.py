@@ -8,20 +8,17 @@ from dataclasses import dataclass
 from signer.errors import (
     DevicesRefused,
     HsmUnavailable,
-    InvalidInput,
-    NotFound,
     PolicyRefusal,
     SignatureInvalid,
 )
 from signer.gbcs.ota import build_upgrade_image
 from signer.gbcs.signature import verify_p256_prehashed
-from signer.registry import library
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
-from signer.service.keyselect import KeyGroup, parse_devices, select_keys
+from signer.service.images import force_replace_for, verified_image
+from signer.service.keyselect import KeyGroup, parse_devices
+from signer.service.pathways import select_eligible
 from signer.service.refusal import Refusal
-
-_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -37,27 +34,6 @@ class ResignResult:
     refused: tuple[Refusal, ...]
 
 
-def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> VerifiedImage:
-    """The library image, only if it passed verification."""
-    text = image_id.strip().lower()
-    if len(text) != 64 or not _HEX.issuperset(text):
-        raise InvalidInput("an image ID is 64 hex digits (SHA-256 of the Manufacturer Image)",
-                           field=field)
-    image = svc.images.get(text, lambda: library.get(svc.db, text))
-    if image is None:
-        if library.exists(svc.db, text):
-            raise PolicyRefusal(f"image {text} did not pass manufacturer verification")
-        raise NotFound(f"image {text} is not in the firmware library")
-    return image
-
-
-def force_replace_for(image: VerifiedImage, requested: bool | None) -> bool:
-    """The caller's choice, else the byte the manufacturer delivered, else 0x00."""
-    if requested is not None:
-        return requested
-    return bool(image.record.force_replace)
-
-
 def resign(svc: Services, image_id: str, device_ids: Sequence[str],
            force_replace: bool | None) -> ResignResult:
     devices = parse_devices(device_ids)
@@ -65,7 +41,7 @@ def resign(svc: Services, image_id: str, device_ids: Sequence[str],
     if not image.record.with_tail:
         raise PolicyRefusal(f"image {image.record.image_id} is a tail-less SR 11.4 image: it "
                             "carries no ARP signature to replace")
-    selection = select_keys(svc, devices)
+    selection = select_eligible(svc, image, devices)
     if not selection.groups:
         raise DevicesRefused("every device was refused",
                              [r.as_tuple() for r in selection.refused])

@@ -9,12 +9,13 @@ from dataclasses import asdict, dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.cpl.model import ota_matches_entry
 from signer.duis.request import MAX_FIRMWARE_IMAGE
 from signer.errors import InvalidInput, SignatureInvalid
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
 from signer.gbcs.signature import verify_p256_prehashed
-from signer.registry import library, manufacturers
+from signer.registry import cpl, library, manufacturers
 from signer.service.context import Services
 
 
@@ -31,6 +32,7 @@ class Verdict:
     checks: tuple[CheckResult, ...]
     header: OtaHeader
     image_id: str
+    cpl_entry_id: str | None = None
 
 
 def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdict:
@@ -53,7 +55,10 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
         _signature_check(svc, delivery, now),
         _hash_check(delivery),
     ]
-    verified = all(c.passed for c in checks)
+    cpl_check, entry_id = _cpl_check(svc, delivery)
+    checks.append(cpl_check)
+    advisory = svc.config.cpl_mode == "advisory"
+    verified = all(c.passed for c in checks if not (advisory and c.name == "cpl"))
     svc_record = library.LibraryImage(
         image_id=delivery.image_id, manufacturer_code=header.manufacturer_code,
         image_type=header.image_type, file_version=header.file_version,
@@ -64,7 +69,7 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
         manufacturer_image=delivery.manufacturer_image, verified_at=now)
     library.record(svc.db, svc_record)
     return Verdict(verified=verified, checks=tuple(checks), header=header,
-                   image_id=delivery.image_id)
+                   image_id=delivery.image_id, cpl_entry_id=entry_id)
 
 
 def _signature_check(svc: Services, delivery: ManufacturerDelivery,
@@ -94,6 +99,25 @@ def _signature_check(svc: Services, delivery: ManufacturerDelivery,
     return CheckResult("manufacturer_signature", False,
                        f"no registered certificate for {code:04X} verifies it: "
                        + "; ".join(problems))
+
+
+def _cpl_check(svc: Services, delivery: ManufacturerDelivery) -> tuple[CheckResult, str | None]:
+    """SECMP0009 BR02/BR03: the image is on the CPL and its header agrees with the entry."""
+    h = delivery.header
+    entries = cpl.for_image(svc.db, delivery.computed_hash)
+    mode = "" if svc.config.cpl_mode == "strict" else "advisory: "
+    if not entries:
+        return CheckResult("cpl", False, f"{mode}the Manufacturer Image hash "
+                           f"{delivery.image_id} is not recorded on the CPL"), None
+    problems = []
+    for entry in entries:
+        mismatches = ota_matches_entry(h.manufacturer_code, h.image_type, h.file_version, entry)
+        if not mismatches:
+            return CheckResult("cpl", True, f"CPL entry {entry.entry_id} ({entry.model}, "
+                               f"firmware {entry.firmware_version})"), entry.entry_id
+        problems.append(f"entry {entry.entry_id}: " + "; ".join(mismatches))
+    return CheckResult("cpl", False, f"{mode}the OTA header disagrees with the CPL: "
+                       + " | ".join(problems)), None
 
 
 def _hash_check(delivery: ManufacturerDelivery) -> CheckResult:

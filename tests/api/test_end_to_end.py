@@ -82,7 +82,8 @@ def test_each_delivery_shape_goes_through_resign_to_a_signed_duis(
     image = f"firmware for the {shape} shape ".encode() * 40
     verdict = running.stub.VerifyManufacturer(delivery(shape, image, manufacturer))
     assert verdict.verified, verdict.checks
-    assert [c.name for c in verdict.checks] == ["structure", "manufacturer_signature", "hash"]
+    assert [c.name for c in verdict.checks] == ["structure", "manufacturer_signature", "hash",
+                                                "cpl"]
     assert verdict.image_id == hashlib.sha256(image).hexdigest()
 
     resign = running.stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
@@ -160,7 +161,7 @@ def test_failed_checks_are_a_verdict_and_block_resign(running: Running,
                                                         hash_=b"00" * 32))
     assert not bad_hash.verified
     assert {c.name: c.passed for c in bad_hash.checks} == {
-        "structure": True, "manufacturer_signature": True, "hash": False}
+        "structure": True, "manufacturer_signature": True, "hash": False, "cpl": False}
     bad_sig = running.stub.VerifyManufacturer(separate(
         header, image, manufacturer, signature=manufacturer.sign(header + image + b"x")))
     assert not bad_sig.verified

@@ -1,0 +1,163 @@
+"""Pathway enforcement (MP231, SECMP0009): only firmware a device may take, in order.
+
+A device is excluded when its current CPL entry is not a permitted predecessor of the
+target entry, when its device type or model differs from the target's, or when its hardware
+version is outside the OTA header's min..max. Each refusal names the shortest permitted
+path from where the device is, or says there is none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from signer.cpl.model import CplEntry, ota_matches_entry
+from signer.cpl.paths import PathEvaluator
+from signer.errors import InvalidInput, NotFound, PolicyRefusal
+from signer.gbcs.eui import Eui64
+from signer.gbcs.ota import OtaHeader, parse_ota_header
+from signer.registry import cpl
+from signer.registry.devices import DeviceFacts, device_facts
+from signer.service.caches import VerifiedImage
+from signer.service.context import Services
+from signer.service.images import verified_image
+from signer.service.keyselect import Selection, select_keys
+from signer.service.refusal import Refusal
+
+
+@dataclass(frozen=True)
+class Screening:
+    accepted: list[Eui64]
+    refused: list[Refusal]
+    facts: dict[Eui64, DeviceFacts]
+    target: CplEntry | None
+
+
+def target_entry(svc: Services, image: VerifiedImage) -> CplEntry | None:
+    """The CPL entry recording this image whose fields agree with its OTA header."""
+    header = parse_ota_header(image.record.header_bytes)
+    matching = [e for e in cpl.for_image(svc.db, image.digest)
+                if not ota_matches_entry(header.manufacturer_code, header.image_type,
+                                         header.file_version, e)]
+    if len(matching) > 1:
+        ids = ", ".join(e.entry_id for e in matching)
+        raise PolicyRefusal(f"image {image.record.image_id} matches several CPL entries ({ids})")
+    return matching[0] if matching else None
+
+
+def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Screening:
+    """Split devices into those that may take the image and those refused, with reasons.
+
+    An image that no CPL entry records (advisory mode) has no pathway to enforce: only
+    unknown devices are refused then.
+    """
+    facts = device_facts(svc.db, devices)
+    target = target_entry(svc, image)
+    accepted: list[Eui64] = []
+    refused: list[Refusal] = []
+    if target is None:
+        for d in devices:
+            if d in facts:
+                accepted.append(d)
+            else:
+                refused.append(_unknown(d))
+        return Screening(accepted, refused, facts, None)
+    header = parse_ota_header(image.record.header_bytes)
+    evaluator = svc.graphs.evaluator(svc.db, target.entry_id)
+    entries: dict[str, CplEntry | None] = {}
+    for d in devices:
+        f = facts.get(d)
+        refusal = _unknown(d) if f is None else _check(svc, d, f, target, header, evaluator,
+                                                       entries)
+        if refusal is None:
+            accepted.append(d)
+        else:
+            refused.append(refusal)
+    return Screening(accepted, refused, facts, target)
+
+
+def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
+    graph = svc.graphs.graph(svc.db)
+    for entry_id, field in ((from_id, "from"), (to_id, "to")):
+        if entry_id not in graph:
+            raise NotFound(f"CPL entry {entry_id!r} ({field}) is not on the CPL")
+    return svc.graphs.evaluator(svc.db, to_id).path_from(from_id)
+
+
+def _unknown(d: Eui64) -> Refusal:
+    return Refusal(d, "unknown_device", "the device is not registered")
+
+
+def _check(svc: Services, d: Eui64, f: DeviceFacts, target: CplEntry, header: OtaHeader,
+           evaluator: PathEvaluator, entries: dict[str, CplEntry | None]) -> Refusal | None:
+    if f.current_entry_id is None or f.device_type is None:
+        return Refusal(d, "no_inventory", "the device's type and current CPL entry are not "
+                       "recorded; import its inventory first")
+    if f.device_type != target.device_type.name:
+        return Refusal(d, "wrong_device_type", f"the device is a {f.device_type}, the image "
+                       f"is for {target.device_type.name} (CPL entry {target.entry_id})")
+    if f.current_entry_id not in entries:
+        entries[f.current_entry_id] = cpl.get(svc.db, f.current_entry_id)
+    current = entries[f.current_entry_id]
+    if current is None:
+        return Refusal(d, "unknown_current_entry",
+                       f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL")
+    if current.model != target.model:
+        return Refusal(d, "wrong_model", f"the device is a {current.model!r}, the image is for "
+                       f"{target.model!r}")
+    low, high = header.min_hardware_version, header.max_hardware_version
+    if low is not None and high is not None:
+        if f.hardware_version is None:
+            return Refusal(d, "hardware_version_unknown", "the image is for hardware versions "
+                           f"{low:#06x}..{high:#06x} and the device's is not recorded")
+        if not low <= f.hardware_version <= high:
+            return Refusal(d, "hardware_version_out_of_range",
+                           f"hardware version {f.hardware_version:#06x} is outside "
+                           f"{low:#06x}..{high:#06x}")
+    if current.entry_id == target.entry_id:
+        return Refusal(d, "already_on_target",
+                       f"the device already runs CPL entry {target.entry_id}")
+    if evaluator.permitted(current.entry_id):
+        return None
+    path = evaluator.path_from(current.entry_id)
+    if path is None:
+        return Refusal(d, "not_permitted_predecessor",
+                       f"CPL entry {target.entry_id} may not be installed over "
+                       f"{current.entry_id}, and no permitted path leads there", no_path=True)
+    return Refusal(d, "not_permitted_predecessor",
+                   f"CPL entry {target.entry_id} may not be installed over {current.entry_id}; "
+                   f"permitted path: {' -> '.join(path)}", path=tuple(path))
+
+
+def upgrade_path_for(svc: Services, *, from_entry_id: str | None, device_id: str | None,
+                     to_entry_id: str | None, image_id: str | None) -> list[str] | None:
+    """GetUpgradePath: from an entry or a device's current entry, to an entry or an image's."""
+    if device_id is not None:
+        eui = Eui64.parse(device_id, field="device_id")
+        facts = device_facts(svc.db, [eui]).get(eui)
+        if facts is None:
+            raise NotFound(f"device {eui} is not registered")
+        if facts.current_entry_id is None:
+            raise PolicyRefusal(f"device {eui} has no current CPL entry in the inventory")
+        from_entry_id = facts.current_entry_id
+    if image_id is not None:
+        entry = target_entry(svc, verified_image(svc, image_id))
+        if entry is None:
+            raise PolicyRefusal(f"image {image_id} is not recorded on the CPL")
+        to_entry_id = entry.entry_id
+    if not from_entry_id:
+        raise InvalidInput("name a from_entry_id or a device_id", field="from")
+    if not to_entry_id:
+        raise InvalidInput("name a to_entry_id or an image_id", field="to")
+    return upgrade_path(svc, from_entry_id, to_entry_id)
+
+
+def select_eligible(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Selection:
+    """Pathway screening, then key selection: the groups to sign for and every refusal,
+    refusals in the order the devices were given."""
+    screening = screen(svc, image, devices)
+    selection = select_keys(svc, screening.accepted, skis={
+        d: screening.facts[d].supplier_ski for d in screening.accepted})
+    by_device = {r.device: r for r in (*screening.refused, *selection.refused)}
+    refused = tuple(by_device[d] for d in devices if d in by_device)
+    return Selection(groups=selection.groups, refused=refused)

@@ -91,3 +91,23 @@ def firmware_image_of(document: bytes) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def cs06_pre_command(*, originator: str, recipient: str, counter: int, firmware_hash: bytes,
+                     execution_time: str | None = None, message_code: int = 0x0012,
+                     cra_flag: int = 0x01) -> bytes:
+    """A GBCS CS06 pre-command laid out by hand from spec section 6, as the DCC would send it.
+
+    ``execution_time`` is GeneralizedTime text such as ``20300115090000Z``.
+    """
+    content = b"\x04\x20" + firmware_hash
+    value = counter.to_bytes((counter.bit_length() + 8) // 8, "big")
+    content += bytes([0x02, len(value)]) + value
+    if execution_time is not None:
+        content += bytes([0x18, len(execution_time)]) + execution_time.encode()
+    content = bytes([0x30, len(content)]) + content
+    return (bytes([0xDF, 0x09, cra_flag]) + counter.to_bytes(8, "big")
+            + b"\x08" + bytes.fromhex(originator.replace("-", ""))
+            + b"\x08" + bytes.fromhex(recipient.replace("-", ""))
+            + b"\x00" + b"\x02" + message_code.to_bytes(2, "big")
+            + bytes([len(content)]) + content)

@@ -51,7 +51,7 @@ class Running:
 
 
 def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-            tmp: Path) -> tuple[Path, Database, str]:
+            tmp: Path, *, cpl_mode: str = "advisory") -> tuple[Path, Database, str]:
     token = hsm.token()
     ensure_key(token, "z1-supplier-ds", vectors / "keys/Z1-supplier-ds.key.pem",
                vectors / "certs/Z1-supplier-ds.pem")
@@ -63,7 +63,8 @@ def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
                            manufacturer.cert_pem.read_bytes(), fixed_clock(PINNED)())
     admin.import_device(db, (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX"
                              ).read_bytes(), PINNED)
-    config = write_config(tmp / "signer.toml", hsm, db_url, schema_dir=vectors / "xsd")
+    config = write_config(tmp / "signer.toml", hsm, db_url, schema_dir=vectors / "xsd",
+                          cpl_mode=cpl_mode)
     return config, db, db_url
 
 

@@ -1,0 +1,332 @@
+"""CPL pathways and activation over gRPC, on a server in strict CPL mode.
+
+Devices of mixed states (permitted, out of order, wrong type, no inventory, unknown) go
+through Resign, BuildActivation, StreamActivation and SignPreCommand; every signature is
+checked with `cryptography` or xmlsec1 and every document against the DUIS schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from google.protobuf.timestamp_pb2 import Timestamp
+from lxml import etree
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+from signer.cpl.parse import read_csv
+from signer.gbcs.eui import Eui64
+from signer.registry import activations, counters, cpl, devices
+from signer.registry.activations import IssuedActivation
+from signer.registry.db import Database
+from tests.api.conftest import RTDS_DEVICE, prepare
+from tests.conftest import PINNED, SUPPLIER_EUI, Hsm, Manufacturer, start_server
+from tests.independent import (
+    assert_schema_valid,
+    cs06_pre_command,
+    duis_fields,
+    ota_header,
+    raw_signature_verifies,
+    xmlsec1_verify,
+)
+
+SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
+Z1_SKI = bytes.fromhex("44899792D196F4B8")
+IMAGE = b"activation test firmware " * 40
+HEADER = ota_header(len(IMAGE), file_version=0x00000200)
+IMAGE_HASH = hashlib.sha256(IMAGE).digest()
+ON_T1 = "00-DB-00-00-00-00-01-01"      # two steps behind: refused with its path
+GSME = "00-DB-00-00-00-00-01-02"       # wrong device type
+NO_INVENTORY = "00-DB-00-00-00-00-01-03"  # cells but no inventory
+UNKNOWN = "00-DB-00-00-00-00-01-04"
+CAMPAIGN = 2000
+
+
+def _cpl_csv() -> str:
+    head = ("entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
+            "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
+            "zigbee_stack_version,band_join_option\n")
+    rows = [("T-1", "ESME", "M1", "00000100", hashlib.sha256(b"T-1").hexdigest(), "N/A"),
+            ("T-2", "ESME", "M1", "00000150", hashlib.sha256(b"T-2").hexdigest(), "T-1"),
+            ("T-3", "ESME", "M1", "00000200", IMAGE_HASH.hex(), "T-2"),
+            ("G-1", "GSME", "G1", "00000001", hashlib.sha256(b"G-1").hexdigest(), "N/A"),
+            ("X-1", "ESME", "M1", "00000050", hashlib.sha256(b"X-1").hexdigest(), "N/A")]
+    return head + "".join(f"{e},121D,{t},{m},0001,0001,{v},{h},{p},,,\n"
+                          for e, t, m, v, h, p in rows)
+
+
+def _device(db: Database, eui: str, *, entry: str | None, dtype: str = "ESME",
+            cells: bool = True) -> None:
+    from tests.service.test_key_selection import _device as creds
+
+    e = Eui64.parse(eui)
+    if cells:
+        from signer.gbcs.roles import RemotePartyRole
+
+        devices.store_credentials(db, creds(eui, RemotePartyRole.SUPPLIER, Z1_SKI), PINNED)
+    if entry is not None:
+        devices.set_inventory(db, e, device_type=dtype, hardware_version=1,
+                              current_entry_id=entry, now=PINNED)
+
+
+def campaign_device(i: int) -> str:
+    return f"00-DC-00-00-00-00-{i >> 8:02X}-{i & 0xFF:02X}"
+
+
+def campaign_state(i: int) -> str:
+    return ("ok", "ok", "ok", "behind", "unknown")[i % 5]
+
+
+@dataclass
+class Env:
+    stub: pb_grpc.FirmwareSignerStub
+    vectors: Path
+    image_id: str
+    db: Database
+
+
+@pytest.fixture(scope="module")
+def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("activation")
+    config, db, _ = prepare(hsm, vectors, manufacturer, tmp, cpl_mode="strict")
+    report = cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED)
+    assert report.applied, report.errors
+    devices.set_inventory(db, Eui64.parse(RTDS_DEVICE), device_type="ESME",
+                          hardware_version=1, current_entry_id="T-2", now=PINNED)
+    _device(db, ON_T1, entry="T-1")
+    _device(db, GSME, entry="G-1", dtype="GSME")
+    _device(db, NO_INVENTORY, entry=None)
+    for i in range(CAMPAIGN):
+        state = campaign_state(i)
+        if state != "unknown":
+            _device(db, campaign_device(i), entry="T-2" if state == "ok" else "T-1")
+    server = start_server(config, tmp / "server.log")
+    stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
+                                                            options=CHANNEL_OPTIONS))
+    verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
+        ota_header=HEADER, manufacturer_image=IMAGE, signature=manufacturer.sign(HEADER + IMAGE),
+        hash=IMAGE_HASH)))
+    assert verdict.verified, verdict.checks
+    assert verdict.cpl_entry_id == "T-3"
+    yield Env(stub, vectors, verdict.image_id, db)
+    assert server.stop() == 0
+
+
+def _cert(env: Env, name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((env.vectors / "certs" / f"{name}.pem").read_bytes())
+
+
+def test_strict_mode_refuses_an_image_not_on_the_cpl(env: Env, manufacturer: Manufacturer) -> None:
+    image = b"not on the CPL " * 20
+    header = ota_header(len(image), file_version=0x00000200)
+    verdict = env.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
+        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
+                                     signature=manufacturer.sign(header + image),
+                                     hash=hashlib.sha256(image).digest())))
+    assert not verdict.verified
+    cpl_check = next(c for c in verdict.checks if c.name == "cpl")
+    assert not cpl_check.passed and "not recorded on the CPL" in cpl_check.detail
+
+
+def test_upgrade_paths(env: Env) -> None:
+    def path(**kw: str) -> tuple[list[str], bool]:
+        r = env.stub.GetUpgradePath(pb.GetUpgradePathRequest(**kw))
+        return list(r.path), r.reachable
+
+    assert path(from_entry_id="T-1", to_entry_id="T-3") == (["T-1", "T-2", "T-3"], True)
+    assert path(device_id=ON_T1, image_id=env.image_id) == (["T-1", "T-2", "T-3"], True)
+    assert path(from_entry_id="X-1", to_entry_id="T-3") == ([], False)
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.GetUpgradePath(pb.GetUpgradePathRequest(from_entry_id="NOPE", to_entry_id="T-3"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_resign_refuses_devices_off_the_pathway_with_their_path(env: Env) -> None:
+    resp = env.stub.Resign(pb.ResignRequest(
+        image_id=env.image_id, device_ids=[RTDS_DEVICE, ON_T1, GSME, NO_INVENTORY, UNKNOWN]))
+    assert [list(i.device_ids) for i in resp.images] == [[RTDS_DEVICE]]
+    refused = {r.device_id: r for r in resp.refused}
+    assert {d: r.reason for d, r in refused.items()} == {
+        ON_T1: "not_permitted_predecessor", GSME: "wrong_device_type",
+        NO_INVENTORY: "no_inventory", UNKNOWN: "unknown_device"}
+    assert list(refused[ON_T1].upgrade_path) == ["T-1", "T-2", "T-3"]
+    assert "T-1 -> T-2 -> T-3" in refused[ON_T1].detail
+
+
+def _activate(env: Env, devices_: list[str], *, at: dt.datetime | None = None,
+              cancel: bool = False) -> pb.BuildActivationResponse:
+    spec = pb.ActivationSpec(image_id=env.image_id, cancel=cancel)
+    if at is not None:
+        ts = Timestamp()
+        ts.FromDatetime(at)
+        spec.execution_time.CopyFrom(ts)
+    return env.stub.BuildActivation(pb.BuildActivationRequest(activation=spec,
+                                                              device_ids=devices_))
+
+
+def _check_document(env: Env, doc: bytes, tmp_path: Path) -> dict[str, str]:
+    assert_schema_valid(doc, env.vectors / "xsd")
+    result = xmlsec1_verify(doc, _cert(env, "xml-sign-90B3D51F30010000-ds"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    return duis_fields(doc)
+
+
+def test_immediate_activation_then_its_pre_command_signed(env: Env, tmp_path: Path) -> None:
+    resp = _activate(env, [RTDS_DEVICE, ON_T1])
+    assert [r.device_id for r in resp.requests] == [RTDS_DEVICE]
+    assert [r.reason for r in resp.refused] == ["not_permitted_predecessor"]
+    req = resp.requests[0]
+    fields = _check_document(env, req.duis_request, tmp_path)
+    originator, target, counter = req.request_id.rsplit(":", 2)
+    assert (originator, target) == (SUPPLIER_EUI, RTDS_DEVICE)
+    assert fields["ServiceReference"] == "11.3" and fields["CommandVariant"] == "4"
+    body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
+    assert body is not None and body.findtext(f"{SR}FirmwareHash").lower() == env.image_id
+    assert body.find(f"{SR}ExecutionDateTime") is None
+
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
+                           counter=int(counter), firmware_hash=IMAGE_HASH)
+    signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    assert signed.device_id == RTDS_DEVICE and signed.request_id == req.request_id
+    command = signed.signed_pre_command
+    assert command[:len(pre)] == pre and command[len(pre)] == 0x40 and len(command) == len(pre) + 65
+    assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), pre[1:], command[-64:])
+    fields = _check_document(env, signed.duis_request, tmp_path)
+    assert fields["RequestID"] == req.request_id
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"firmware_hash": hashlib.sha256(b"other").digest()}, "firmware_hash"),
+    ({"originator": "90-B3-D5-1F-30-02-00-00"}, "originator"),
+    ({"recipient": ON_T1}, "recipient"),
+    ({"message_code": 0x0013}, "message_code"),
+    ({"cra_flag": 0x02}, "cra_flag"),
+])
+def test_a_tampered_pre_command_is_refused_naming_the_field(env: Env, change: dict[str, object],
+                                                             named: str) -> None:
+    req = _activate(env, [RTDS_DEVICE]).requests[0]
+    counter = int(req.request_id.rsplit(":", 1)[1])
+    fields: dict[str, object] = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE,
+                                 "counter": counter, "firmware_hash": IMAGE_HASH}
+    fields.update(change)
+    pre = cs06_pre_command(**fields)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert named in err.value.details()
+
+
+def test_a_pre_command_for_a_counter_never_issued_is_refused(env: Env) -> None:
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321,
+                           firmware_hash=IMAGE_HASH)
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "987654321" in err.value.details()
+
+
+def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: Path) -> None:
+    at = dt.datetime(2030, 1, 15, 9, 0, tzinfo=dt.UTC)
+    req = _activate(env, [RTDS_DEVICE], at=at).requests[0]
+    body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
+    assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith(
+        "2030-01-15T09:00:00")
+    counter = int(req.request_id.rsplit(":", 1)[1])
+    base = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE, "counter": counter,
+            "firmware_hash": IMAGE_HASH}
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=cs06_pre_command(
+            **base, execution_time="20300115100000Z")))  # type: ignore[arg-type]
+    assert "execution_time" in err.value.details()
+    ok = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=cs06_pre_command(
+        **base, execution_time="20300115090000Z")))  # type: ignore[arg-type]
+    _check_document(env, ok.duis_request, tmp_path)
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(grpc.RpcError) as err:
+        _activate(env, [RTDS_DEVICE], at=past)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture
+def fresh(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
+          tmp_path: Path) -> Iterator[Env]:
+    """A server with a database of its own, whose counters have not moved yet."""
+    config, db, _ = prepare(hsm, vectors, manufacturer, tmp_path)
+    server = start_server(config, tmp_path / "server.log")
+    stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
+                                                            options=CHANNEL_OPTIONS))
+    yield Env(stub, vectors, "", db)
+    assert server.stop() == 0
+
+
+def test_rtds_cs06_pre_commands_sign_to_the_rtds_commands(fresh: Env) -> None:
+    """The RTDS success pairs, answered as if the service had issued their 11.3 requests."""
+    env = fresh
+    gbcs = env.vectors / "gbcs"
+    cases = {"IMMEDIATE_SUCCESS": None,
+             "FUTURE_DATED_SUCCESS": dt.datetime(2030, 1, 15, 9, tzinfo=dt.UTC)}
+    z1 = _cert(env, "Z1-supplier-ds")
+    for name, when in cases.items():
+        pre = bytes.fromhex((gbcs / f"CS06_11.3_{name}_PRECOMMAND_GBCS.HEX").read_text().strip())
+        command = bytes.fromhex((gbcs / f"CS06_11.3_{name}_COMMAND_GBCS.HEX").read_text().strip())
+        counter = int.from_bytes(pre[3:11], "big")
+        # the counter store must have handed this counter out, as it would have for a real
+        # 11.3 request: move the sequence past it first
+        supplier = Eui64.parse(SUPPLIER_EUI)
+        last = counters.last_issued(env.db, supplier) or 0
+        assert last < counter, "the RTDS counters (1000..) must not have been issued yet"
+        counters.reserve(env.db, supplier, counter - last)
+        firmware_hash = bytes.fromhex(
+            "AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
+        activations.record(env.db, [IssuedActivation(
+            originator=Eui64.parse(SUPPLIER_EUI), counter=counter,
+            device=Eui64.parse(RTDS_DEVICE), image_id=firmware_hash.hex(), execution_time=when,
+            cancel=False, issued_at=PINNED)])
+        signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+        ours = signed.signed_pre_command
+        # RTDS COMMAND = 14-byte MAC envelope header || APDU || 0x40 || r||s || 12-byte MAC
+        rtds = command[14:-12]
+        assert len(ours) == len(rtds) and ours[:-64] == rtds[:-64]
+        assert raw_signature_verifies(z1, pre[1:], ours[-64:])
+        assert raw_signature_verifies(z1, pre[1:], rtds[-64:])
+
+
+def test_a_campaign_streams_per_device_results_in_order(env: Env) -> None:
+    ids = [campaign_device(i) for i in range(CAMPAIGN)]
+
+    def requests() -> Iterator[pb.ActivationCampaignRequest]:
+        yield pb.ActivationCampaignRequest(activation=pb.ActivationSpec(image_id=env.image_id))
+        for i in range(0, len(ids), 300):
+            yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids[i:i + 300]))
+
+    results = list(env.stub.StreamActivation(requests()))
+    assert len(results) == CAMPAIGN
+    got = [r.request.device_id if r.WhichOneof("result") == "request" else r.refused.device_id
+           for r in results]
+    assert got == ids
+    reasons = Counter(r.refused.reason for r in results if r.WhichOneof("result") == "refused")
+    expected = Counter(campaign_state(i) for i in range(CAMPAIGN))
+    assert reasons == {"not_permitted_predecessor": expected["behind"],
+                       "unknown_device": expected["unknown"]}
+    counters = [int(r.request.request_id.rsplit(":", 1)[1]) for r in results
+                if r.WhichOneof("result") == "request"]
+    assert len(counters) == expected["ok"] == len(set(counters))
+    assert counters == sorted(counters)
+    assert_schema_valid(results[0].request.duis_request, env.vectors / "xsd")
+
+
+def test_a_campaign_must_name_its_activation_first(env: Env) -> None:
+    bad = iter([pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=[RTDS_DEVICE]))])
+    with pytest.raises(grpc.RpcError) as err:
+        list(env.stub.StreamActivation(bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -141,9 +141,62 @@ def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
               "ski": c.ski.hex()} for c in record.cells]
     if as_json:
         click.echo(json.dumps({"eui": str(record.eui), "updated_at": record.updated_at.isoformat(),
-                               "cells": cells}))
+                               "device_type": record.device_type,
+                               "hardware_version": record.hardware_version,
+                               "current_entry_id": record.current_entry_id, "cells": cells}))
         return
     click.echo(f"{record.eui} (updated {record.updated_at:%Y-%m-%d %H:%M:%S})")
+    if record.current_entry_id is not None:
+        hw = f"{record.hardware_version:04X}" if record.hardware_version is not None else "?"
+        click.echo(f"  {record.device_type or '?'}, hardware {hw}, runs CPL entry "
+                   f"{record.current_entry_id}")
     for c in cells:
         click.echo(f"  role {c['role']}  {c['key_usage']:<16} {c['cell_usage']:<17} "
                    f"EUI {c['subject_eui']}  SKI {c['ski']}")
+
+
+@devices.command("inventory")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@reports_errors
+def devices_inventory(file: Path, config_path: Path | None) -> None:
+    """Import device inventory: CSV with device_id, device_type, hardware_version (4 hex)
+    and current_entry_id. Every bad row is reported; if there is any, nothing is recorded."""
+    from signer.service import cplops
+
+    db = open_database(load(config_path).database_url)
+    count, errors = cplops.import_inventory(db, file, system_clock())
+    for error in errors:
+        click.echo(f"{file}: {error}", err=True)
+    if errors:
+        raise click.ClickException(f"{len(errors)} bad row(s): nothing was recorded")
+    click.echo(f"{count} device(s) recorded")
+
+
+@devices.command("set")
+@click.argument("eui")
+@click.option("--type", "device_type", help="ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC.")
+@click.option("--hardware-version", help="4 hex digits.")
+@click.option("--current-entry", help="CPL entry ID of the firmware the device runs now.")
+@config_option
+@reports_errors
+def devices_set(eui: str, device_type: str | None, hardware_version: str | None,
+                current_entry: str | None, config_path: Path | None) -> None:
+    """Update one device's inventory."""
+    from signer.cpl.model import DeviceType, check_entry_id
+    from signer.errors import InvalidInput
+    from signer.gbcs.eui import Eui64
+    from signer.registry import devices as registry
+
+    db = open_database(load(config_path).database_url)
+    hw = None
+    if hardware_version is not None:
+        try:
+            hw = int(hardware_version, 16)
+        except ValueError:
+            raise InvalidInput("not hexadecimal", field="hardware_version") from None
+    registry.set_inventory(
+        db, Eui64.parse(eui), now=system_clock(), hardware_version=hw,
+        device_type=DeviceType.parse(device_type).name if device_type else None,
+        current_entry_id=check_entry_id(current_entry) if current_entry else None)
+    click.echo(f"{Eui64.parse(eui)} updated")

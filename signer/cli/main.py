@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from signer.cli import admin, client
+from signer.cli import cpl as cpl_commands
 from signer.cli.common import config_option, load, reports_errors, setup_logging
 from signer.config import DEFAULT_MODULE
 from signer.service.context import Services, open_services
@@ -108,6 +109,7 @@ Once the server is up, try the three calls from another shell in this directory:
 
 
 cli.add_command(admin.keys)
+cli.add_command(cpl_commands.cpl)
 cli.add_command(admin.manufacturers)
 cli.add_command(admin.devices)
 cli.add_command(client.verify)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, func, select
 
+from signer.cpl.inventory import InventoryRow
+from signer.cpl.parse import RowError
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.trust_anchor import (
@@ -131,3 +133,50 @@ def _cell(r: TrustAnchorCellRow) -> TrustAnchorCell:
                            cell_usage=CellUsage(r.cell_usage),
                            subject_eui=Eui64(bytes.fromhex(r.subject_eui)),
                            ski=bytes.fromhex(r.ski))
+
+
+def import_inventory(db: Database, rows: Iterable[InventoryRow | RowError], now: dt.datetime
+                     ) -> tuple[int, list[RowError]]:
+    """Record every row in one transaction; with any bad row, nothing is recorded."""
+    errors: list[RowError] = []
+    count = 0
+    try:
+        count = _record_inventory(db, rows, errors, now)
+    except _Refused:
+        return 0, errors
+    return count, errors
+
+
+class _Refused(Exception):
+    """Rolls the inventory transaction back."""
+
+
+def _record_inventory(db: Database, rows: Iterable[InventoryRow | RowError],
+                      errors: list[RowError], now: dt.datetime) -> int:
+    count = 0
+    with db.session() as s:
+        for row in rows:
+            if isinstance(row, RowError):
+                errors.append(row)
+                continue
+            device = s.get(Device, row.device.hex)
+            if device is None:
+                device = Device(eui=row.device.hex, updated_at=now)
+                s.add(device)
+            device.device_type = row.device_type.name
+            device.hardware_version = row.hardware_version
+            device.current_entry_id = row.current_entry_id
+            device.updated_at = now
+            count += 1
+        if errors:
+            raise _Refused
+    return count
+
+
+def devices_per_entry(db: Database) -> dict[str, int]:
+    """How many registered devices run each CPL entry: for drawing the upgrade graph."""
+    with db.session() as s:
+        rows = s.execute(select(Device.current_entry_id, func.count())
+                         .where(Device.current_entry_id.is_not(None))
+                         .group_by(Device.current_entry_id))
+        return {entry: int(n) for entry, n in rows if entry is not None}

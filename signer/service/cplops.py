@@ -1,0 +1,64 @@
+"""CPL and inventory administration: imports, paths, graphs (database only, no token)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from signer.cpl.dot import to_dot
+from signer.cpl.inventory import read_inventory_csv
+from signer.cpl.model import CplEntry
+from signer.cpl.parse import RowError, read_csv, read_json
+from signer.cpl.paths import UpgradeGraph
+from signer.errors import InvalidInput, NotFound
+from signer.registry import cpl, devices
+from signer.registry.cpl import ImportReport
+from signer.registry.db import Database
+
+
+def read_cpl_file(path: Path, fmt: str | None = None) -> Iterable[CplEntry | RowError]:
+    """CSV or JSON by extension (or ``fmt``); CSV is streamed line by line."""
+    kind = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
+    if kind == "json":
+        return read_json(path.read_text(encoding="utf-8"))
+    if kind != "csv":
+        raise InvalidInput(f"unknown CPL format {kind!r}: csv or json", field="format")
+    return _csv_lines(path)
+
+
+def _csv_lines(path: Path) -> Iterable[CplEntry | RowError]:
+    with path.open(encoding="utf-8", newline="") as f:
+        yield from read_csv(f)
+
+
+def import_cpl(db: Database, path: Path, now: dt.datetime, *, fmt: str | None = None,
+               progress: Callable[[int], None] | None = None) -> ImportReport:
+    return cpl.import_entries(db, read_cpl_file(path, fmt), now, progress)
+
+
+def import_inventory(db: Database, path: Path, now: dt.datetime) -> tuple[int, list[RowError]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return devices.import_inventory(db, read_inventory_csv(f), now)
+
+
+def path_between(db: Database, from_id: str, to_id: str) -> list[str] | None:
+    graph = UpgradeGraph(cpl.all_entries(db))
+    for entry_id in (from_id, to_id):
+        if entry_id not in graph:
+            raise NotFound(f"CPL entry {entry_id!r} is not on the CPL")
+    return graph.shortest_path(from_id, to_id)
+
+
+def graph_dot(db: Database, model: str | None) -> str:
+    graph = UpgradeGraph(cpl.all_entries(db))
+    if model is not None and not any(e.model == model for e in graph.entries()):
+        raise NotFound(f"no CPL entry has model {model!r}")
+    return to_dot(graph, model=model, device_counts=devices.devices_per_entry(db))
+
+
+def report_json(report: ImportReport) -> str:
+    return json.dumps({"added": report.added, "updated": report.updated,
+                       "unchanged": report.unchanged,
+                       "errors": [str(e) for e in report.errors]})

@@ -200,3 +200,24 @@ def devices_set(eui: str, device_type: str | None, hardware_version: str | None,
         device_type=DeviceType.parse(device_type).name if device_type else None,
         current_entry_id=check_entry_id(current_entry) if current_entry else None)
     click.echo(f"{Eui64.parse(eui)} updated")
+
+
+@click.group()
+def activations() -> None:
+    """SR 11.3 activations the service issued."""
+
+
+@activations.command("succeeded")
+@click.argument("request_ids", nargs=-1, required=True)
+@config_option
+@reports_errors
+def activations_succeeded(request_ids: tuple[str, ...], config_path: Path | None) -> None:
+    """Record that these 11.3 requests (by RequestID) activated their firmware: each
+    device's inventory then names the image's CPL entry as its current firmware."""
+    from signer.service import cplops
+
+    config = load(config_path)
+    db = open_database(config.database_url)
+    for line in cplops.record_activation_results(db, config.supplier_eui, request_ids,
+                                                 system_clock()):
+        click.echo(line)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,101 @@ def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[s
     click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
     for r in resp.refused:
         click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")
+
+
+@click.command()
+@click.option("--image-id", required=True, help="The verified image being activated.")
+@click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
+@click.option("--devices-file", type=_file, help="One device EUI-64 per line (any number).")
+@click.option("--at", "at", help="Future-dated activation time, ISO 8601 with a zone "
+              "(e.g. 2030-01-15T09:00:00Z); default: immediate.")
+@click.option("--cancel", is_flag=True, help="Cancel a future-dated activation instead.")
+@click.option("--batch", default=1000, show_default=True, help="Devices per streamed message.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Writes <device>.xml per request and refused.jsonl.")
+@server_option
+def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, at: str | None,
+             cancel: bool, batch: int, out_dir: Path, server: str) -> None:
+    """Build signed SR 11.3 Activate Firmware requests (StreamActivation), one per device.
+
+    The device list is streamed, so it may be any length.
+    """
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    spec = pb.ActivationSpec(image_id=image_id, cancel=cancel)
+    if at is not None:
+        try:
+            when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(f"{at!r} is not ISO 8601", param_hint="--at") from None
+        ts = Timestamp()
+        ts.FromDatetime(when.astimezone(dt.UTC))
+        spec.execution_time.CopyFrom(ts)
+    ids = list(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def requests() -> Iterator[pb.ActivationCampaignRequest]:
+        yield pb.ActivationCampaignRequest(activation=spec)
+        chunk: list[str] = []
+        for d in _device_stream(ids, devices_file):
+            chunk.append(d)
+            if len(chunk) >= batch:
+                yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=chunk))
+                chunk = []
+        if chunk:
+            yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=chunk))
+
+    built = refused = 0
+    with (out_dir / "refused.jsonl").open("w") as rejects:
+        try:
+            for result in _stub(server).StreamActivation(requests(), timeout=3600):
+                if result.WhichOneof("result") == "request":
+                    r = result.request
+                    name = _safe_name(r.device_id)
+                    (out_dir / f"{name}.xml").write_bytes(r.duis_request)
+                    built += 1
+                else:
+                    f = result.refused
+                    rejects.write(json.dumps({"device_id": f.device_id, "reason": f.reason,
+                                              "detail": f.detail,
+                                              "upgrade_path": list(f.upgrade_path)}) + "\n")
+                    refused += 1
+        except grpc.RpcError as exc:
+            click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+            sys.exit(1)
+    click.echo(f"{built} request(s) in {out_dir}, {refused} refused (refused.jsonl)")
+
+
+@click.command("sign-precommand")
+@click.option("--pre-command", type=_file, help="The CS06 pre-command (binary or hex).")
+@click.option("--dcc-response", type=_file, help="Or the DUIS response XML carrying it.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Writes signed-pre-command.bin and signed-pre-command.xml.")
+@server_option
+def sign_precommand(pre_command: Path | None, dcc_response: Path | None, out_dir: Path,
+                    server: str) -> None:
+    """Check a CS06 pre-command against the 11.3 request it answers and sign it."""
+    if (pre_command is None) == (dcc_response is None):
+        raise click.UsageError("give exactly one of --pre-command or --dcc-response")
+    if pre_command is not None:
+        data = pre_command.read_bytes()
+        text = data.strip()
+        if text and all(c in b"0123456789abcdefABCDEF" for c in text):
+            data = bytes.fromhex(text.decode())
+        req = pb.SignPreCommandRequest(pre_command=data)
+    else:
+        assert dcc_response is not None
+        req = pb.SignPreCommandRequest(dcc_response=dcc_response.read_bytes())
+    resp = _call(_stub(server).SignPreCommand, req)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "signed-pre-command.bin").write_bytes(resp.signed_pre_command)
+    (out_dir / "signed-pre-command.xml").write_bytes(resp.duis_request)
+    click.echo(f"signed for {resp.device_id} (RequestID {resp.request_id}) in {out_dir}")
+
+
+def _device_stream(ids: list[str], devices_file: Path | None) -> Iterator[str]:
+    for arg in ids:
+        yield from (d.strip() for d in arg.split(",") if d.strip())
+    if devices_file is not None:
+        with devices_file.open() as f:
+            yield from (ln.strip() for ln in f if ln.strip())

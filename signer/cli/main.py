@@ -112,9 +112,12 @@ cli.add_command(admin.keys)
 cli.add_command(cpl_commands.cpl)
 cli.add_command(admin.manufacturers)
 cli.add_command(admin.devices)
+cli.add_command(admin.activations)
 cli.add_command(client.verify)
 cli.add_command(client.resign)
 cli.add_command(client.build_duis)
+cli.add_command(client.activate)
+cli.add_command(client.sign_precommand)
 
 
 def main() -> None:

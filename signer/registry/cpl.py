@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from signer.cpl.model import NOT_APPLICABLE, BandJoinOption, CplEntry, DeviceType
+from signer.cpl.model import (
+    NOT_APPLICABLE,
+    BandJoinOption,
+    CplEntry,
+    DeviceType,
+    ota_matches_entry,
+)
 from signer.cpl.parse import RowError
+from signer.gbcs.ota import OtaHeader
 from signer.registry.db import Database
 from signer.registry.models import CplEntryRow
 
@@ -79,6 +86,13 @@ def for_image(db: Database, image_hash: bytes) -> list[CplEntry]:
         rows = s.scalars(select(CplEntryRow).where(CplEntryRow.image_hash == image_hash.hex())
                          .order_by(CplEntryRow.entry_id))
         return [_entry(r) for r in rows]
+
+
+def matching(db: Database, image_hash: bytes, header: OtaHeader) -> list[CplEntry]:
+    """The entries recording this image whose fields agree with its OTA header."""
+    return [e for e in for_image(db, image_hash)
+            if not ota_matches_entry(header.manufacturer_code, header.image_type,
+                                     header.file_version, e)]
 
 
 def all_entries(db: Database) -> Iterator[CplEntry]:

@@ -12,8 +12,11 @@ from signer.cpl.inventory import read_inventory_csv
 from signer.cpl.model import CplEntry
 from signer.cpl.parse import RowError, read_csv, read_json
 from signer.cpl.paths import UpgradeGraph
-from signer.errors import InvalidInput, NotFound
-from signer.registry import cpl, devices
+from signer.duis.request import RequestId
+from signer.errors import InvalidInput, NotFound, PolicyRefusal
+from signer.gbcs.eui import Eui64
+from signer.gbcs.ota import parse_ota_header
+from signer.registry import activations, cpl, devices, library
 from signer.registry.cpl import ImportReport
 from signer.registry.db import Database
 
@@ -62,3 +65,29 @@ def report_json(report: ImportReport) -> str:
     return json.dumps({"added": report.added, "updated": report.updated,
                        "unchanged": report.unchanged,
                        "errors": [str(e) for e in report.errors]})
+
+
+def record_activation_results(db: Database, supplier: Eui64, request_ids: Iterable[str],
+                              now: dt.datetime) -> list[str]:
+    """Devices whose 11.3 activation succeeded now run the image's CPL entry."""
+    done = []
+    for text in request_ids:
+        rid = RequestId.parse(text)
+        if rid.originator != supplier:
+            raise InvalidInput(f"{rid} was not issued by {supplier}", field="request_id")
+        issued = activations.get(db, supplier, rid.counter)
+        if issued is None or issued.device != rid.target:
+            raise NotFound(f"no SR 11.3 request {rid} was issued")
+        if issued.cancel:
+            done.append(f"{rid.target}: cancellation, firmware unchanged")
+            continue
+        image = library.get(db, issued.image_id)
+        entries = [] if image is None else cpl.matching(
+            db, bytes.fromhex(issued.image_id), parse_ota_header(image.header_bytes))
+        if len(entries) != 1:
+            raise PolicyRefusal(f"image {issued.image_id} has {len(entries)} CPL entries; "
+                                "cannot tell which one the device now runs")
+        devices.set_inventory(db, rid.target, device_type=None, hardware_version=None,
+                              current_entry_id=entries[0].entry_id, now=now)
+        done.append(f"{rid.target}: now runs CPL entry {entries[0].entry_id}")
+    return done

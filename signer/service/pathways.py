@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from signer.cpl.model import CplEntry, ota_matches_entry
+from signer.cpl.model import CplEntry
 from signer.cpl.paths import PathEvaluator
 from signer.errors import InvalidInput, NotFound, PolicyRefusal
 from signer.gbcs.eui import Eui64
@@ -35,10 +35,7 @@ class Screening:
 
 def target_entry(svc: Services, image: VerifiedImage) -> CplEntry | None:
     """The CPL entry recording this image whose fields agree with its OTA header."""
-    header = parse_ota_header(image.record.header_bytes)
-    matching = [e for e in cpl.for_image(svc.db, image.digest)
-                if not ota_matches_entry(header.manufacturer_code, header.image_type,
-                                         header.file_version, e)]
+    matching = cpl.matching(svc.db, image.digest, parse_ota_header(image.record.header_bytes))
     if len(matching) > 1:
         ids = ", ".join(e.entry_id for e in matching)
         raise PolicyRefusal(f"image {image.record.image_id} matches several CPL entries ({ids})")

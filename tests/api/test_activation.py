@@ -48,7 +48,7 @@ ON_T1 = "00-DB-00-00-00-00-01-01"      # two steps behind: refused with its path
 GSME = "00-DB-00-00-00-00-01-02"       # wrong device type
 NO_INVENTORY = "00-DB-00-00-00-00-01-03"  # cells but no inventory
 UNKNOWN = "00-DB-00-00-00-00-01-04"
-CAMPAIGN = 2000
+CAMPAIGN = 3000
 
 
 def _cpl_csv() -> str:
@@ -330,3 +330,26 @@ def test_a_campaign_must_name_its_activation_first(env: Env) -> None:
     with pytest.raises(grpc.RpcError) as err:
         list(env.stub.StreamActivation(bad))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -> None:
+    from tests.duis.test_activation import dcc_response
+
+    req = _activate(env, [RTDS_DEVICE], cancel=True).requests[0]
+    body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
+    assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith("3000-12-31")
+    counter = int(req.request_id.rsplit(":", 1)[1])
+    base = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE, "counter": counter,
+            "firmware_hash": IMAGE_HASH}
+    immediate = cs06_pre_command(**base)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(
+            dcc_response=dcc_response(immediate, request_id=req.request_id)))
+    assert "execution_time" in err.value.details()
+    cancel = cs06_pre_command(**base, execution_time="99991231235959Z")  # type: ignore[arg-type]
+    signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(
+        dcc_response=dcc_response(cancel, request_id=req.request_id)))
+    assert signed.request_id == req.request_id
+    assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), cancel[1:],
+                                  signed.signed_pre_command[-64:])
+    _check_document(env, signed.duis_request, tmp_path)

@@ -218,7 +218,9 @@ def stream_activation(stub: pb_grpc.FirmwareSignerStub, image_id: str, n: int
     """(seconds, [(device, counter)]) of one StreamActivation of the first n devices."""
     out: list[tuple[str, int]] = []
     t = time.perf_counter()
-    for r in stub.StreamActivation(campaign_messages(image_id, activation_eui, n)):
+    results = (r for b in stub.StreamActivation(campaign_messages(image_id, activation_eui, n))
+               for r in b.results)
+    for r in results:
         if r.WhichOneof("result") != "request":
             raise RuntimeError(f"device refused: {r.refused.device_id} {r.refused.reason} "
                                f"{r.refused.detail}")
@@ -361,9 +363,9 @@ def run_campaign(server: Server, image_id: str, n: int, max_seconds: float) -> C
     t = time.perf_counter()
     done = 0
     try:
-        for r in stub.StreamActivation(campaign_messages(
+        for r in (r for b in stub.StreamActivation(campaign_messages(
                 image_id, campaign_eui, n, stop_at=t + max_seconds, sent=sent, window=window,
-                closed=closed)):
+                closed=closed)) for r in b.results):
             if r.WhichOneof("result") == "request":
                 c.requests += 1
             else:
@@ -456,8 +458,9 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
             yield ids[i:i + BATCH]
 
     def stream() -> list[tuple[str, int]]:
-        return [(str(b.device), b.request_id.counter) for b in
-                act.stream_activations(svc, spec, batches()) if isinstance(b, BuiltActivation)]
+        return [(str(b.device), b.request_id.counter)
+                for batch in act.stream_activations(svc, spec, batches()) for b in batch
+                if isinstance(b, BuiltActivation)]
 
     def sign_all(built: list[tuple[str, int]]) -> None:
         for dev, counter in built[:pre_commands]:

@@ -115,7 +115,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             refused=convert.refusals_to_pb(tuple(refused)))
 
     def StreamActivation(self, request_iterator: Iterator[pb.ActivationCampaignRequest],
-                         context: grpc.ServicerContext) -> Iterator[pb.ActivationResult]:
+                         context: grpc.ServicerContext) -> Iterator[pb.ActivationResults]:
         try:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "activation":
@@ -123,11 +123,14 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                                    field="activation")
             spec = convert.activation_spec(first.activation)
             batches = (_campaign_batch(m) for m in request_iterator)
-            for item in stream_activations(self.svc, spec, batches):
-                if isinstance(item, Refusal):
-                    yield pb.ActivationResult(refused=convert.refusal_to_pb(item))
-                else:
-                    yield pb.ActivationResult(request=convert.activation_to_pb(item))
+            for batch in stream_activations(self.svc, spec, batches):
+                message = pb.ActivationResults()
+                for item in batch:
+                    if isinstance(item, Refusal):
+                        message.results.add(refused=convert.refusal_to_pb(item))
+                    else:
+                        message.results.add(request=convert.activation_to_pb(item))
+                yield message
         except SignerError as exc:
             _abort(context, exc, "StreamActivation")
         except Exception:

@@ -207,7 +207,9 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
     built = refused = 0
     with (out_dir / "refused.jsonl").open("w") as rejects:
         try:
-            for result in _stub(server).StreamActivation(requests(), timeout=3600):
+            results = (r for batch in _stub(server).StreamActivation(requests(), timeout=3600)
+                       for r in batch.results)
+            for result in results:
                 if result.WhichOneof("result") == "request":
                     r = result.request
                     name = _safe_name(r.device_id)

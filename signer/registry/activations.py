@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, select, update
 
 from signer.gbcs.eui import Eui64
 from signer.registry.db import Database
@@ -36,24 +36,28 @@ def record(db: Database, issued: Sequence[IssuedActivation]) -> None:
              "issued_at": a.issued_at} for a in issued])
 
 
+_GET = select(Activation.device_eui, Activation.image_id, Activation.execution_time,
+              Activation.cancel, Activation.issued_at, Activation.pre_command_signed_at).where(
+    Activation.originator == bindparam("originator"), Activation.counter == bindparam("counter"))
+
+
 def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | None:
-    with db.session() as s:
-        row = s.get(Activation, (originator.hex, counter))
-        if row is None:
-            return None
-        return IssuedActivation(
-            originator=originator, counter=row.counter,
-            device=Eui64(bytes.fromhex(row.device_eui)), image_id=row.image_id,
-            execution_time=_aware(row.execution_time), cancel=row.cancel,
-            issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
+    with db.read() as conn:  # a plain read: one per pre-command, no ORM identity map needed
+        row = conn.execute(_GET, {"originator": originator.hex, "counter": counter}).first()
+    if row is None:
+        return None
+    return IssuedActivation(
+        originator=originator, counter=counter, device=Eui64(bytes.fromhex(row.device_eui)),
+        image_id=row.image_id, execution_time=_aware(row.execution_time), cancel=row.cancel,
+        issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
 
 
 def mark_pre_command_signed(db: Database, originator: Eui64, counter: int,
                             now: dt.datetime) -> None:
-    with db.session() as s:
-        s.execute(update(Activation).where(Activation.originator == originator.hex,
-                                           Activation.counter == counter)
-                  .values(pre_command_signed_at=now))
+    with db.engine.begin() as conn:
+        conn.execute(update(Activation).where(Activation.originator == originator.hex,
+                                              Activation.counter == counter)
+                     .values(pre_command_signed_at=now))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -63,17 +63,18 @@ def build_activations(svc: Services, spec: ActivationSpec, device_ids: Sequence[
                       ) -> tuple[list[BuiltActivation], list[Refusal]]:
     built: list[BuiltActivation] = []
     refused: list[Refusal] = []
-    for item in stream_activations(svc, spec, [device_ids]):
-        if isinstance(item, BuiltActivation):
-            built.append(item)
-        else:
-            refused.append(item)
+    for batch in stream_activations(svc, spec, [device_ids]):
+        for item in batch:
+            if isinstance(item, BuiltActivation):
+                built.append(item)
+            else:
+                refused.append(item)
     return built, refused
 
 
-def stream_activations(svc: Services, spec: ActivationSpec,
-                       batches: Iterable[Sequence[str]]) -> Iterator[BuiltActivation | Refusal]:
-    """Per-device results, batch by batch: memory stays bounded by one batch."""
+def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Sequence[str]]
+                       ) -> Iterator[list[BuiltActivation | Refusal]]:
+    """Per-device results, one list per batch: memory stays bounded by one batch."""
     _check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
     xml_key, xml_cert = xml_signing_key(svc)
@@ -94,9 +95,10 @@ def stream_activations(svc: Services, spec: ActivationSpec,
                              device=d, image_id=image.record.image_id,
                              execution_time=spec.execution_time, cancel=spec.cancel,
                              issued_at=now) for d in accepted])
+        results: list[BuiltActivation | Refusal] = []
         for d in devices:
             if d in refusals:
-                yield refusals[d]
+                results.append(refusals[d])
                 continue
             request_id = RequestId(originator=svc.config.supplier_eui, target=d,
                                    counter=counter_of[d])
@@ -107,7 +109,8 @@ def stream_activations(svc: Services, spec: ActivationSpec,
                 svc.schema.validate(root)
             document = sign_document(root, sign_digest=lambda g: svc.token.sign_digest(
                 xml_key, g), issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
-            yield BuiltActivation(device=d, request_id=request_id, document=document)
+            results.append(BuiltActivation(device=d, request_id=request_id, document=document))
+        yield results
 
 
 def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,

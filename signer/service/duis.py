@@ -86,6 +86,9 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
     A missing or unusable key is the service's configuration, not the caller's input.
     """
     now = svc.clock()
+    cached = svc.xml_key
+    if cached is not None and cached[1].not_before <= now <= cached[1].not_after:
+        return cached
     label = svc.config.xml_signing_key
     try:
         if label is not None:
@@ -94,7 +97,9 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
             key = _the_xml_key(svc)
         if key.certificate is None:
             raise ConfigurationError(f"XML-signing key {key.label!r} has no certificate")
-        return key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui, now=now)
+        svc.xml_key = key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui,
+                                             now=now)
+        return svc.xml_key
     except (NotFound, InvalidInput, CertificateRejected) as exc:
         raise ConfigurationError(f"no usable XML-signing key: {exc}") from None
 

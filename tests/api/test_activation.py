@@ -309,7 +309,9 @@ def test_a_campaign_streams_per_device_results_in_order(env: Env) -> None:
         for i in range(0, len(ids), 300):
             yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids[i:i + 300]))
 
-    results = list(env.stub.StreamActivation(requests()))
+    batches = list(env.stub.StreamActivation(requests()))
+    assert [len(b.results) for b in batches] == [300] * 10
+    results = [r for b in batches for r in b.results]
     assert len(results) == CAMPAIGN
     got = [r.request.device_id if r.WhichOneof("result") == "request" else r.refused.device_id
            for r in results]

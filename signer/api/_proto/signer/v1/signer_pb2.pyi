@@ -257,6 +257,12 @@ class ActivationResult(_message.Message):
     refused: DeviceRefusal
     def __init__(self, request: _Optional[_Union[ActivationRequest, _Mapping]] = ..., refused: _Optional[_Union[DeviceRefusal, _Mapping]] = ...) -> None: ...
 
+class ActivationResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ActivationResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ActivationResult, _Mapping]]] = ...) -> None: ...
+
 class SignPreCommandRequest(_message.Message):
     __slots__ = ("pre_command", "dcc_response")
     PRE_COMMAND_FIELD_NUMBER: _ClassVar[int]

@@ -62,7 +62,7 @@ class FirmwareSignerStub:
         self.StreamActivation = channel.stream_stream(
                 '/signer.v1.FirmwareSigner/StreamActivation',
                 request_serializer=signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.SerializeToString,
-                response_deserializer=signer_dot_v1_dot_signer__pb2.ActivationResult.FromString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.ActivationResults.FromString,
                 _registered_method=True)
         self.SignPreCommand = channel.unary_unary(
                 '/signer.v1.FirmwareSigner/SignPreCommand',
@@ -115,7 +115,8 @@ class FirmwareSignerServicer:
 
     def StreamActivation(self, request_iterator, context):
         """The same at campaign scale: the first message names the activation, the following ones
-        carry devices; results stream back per device, in order, without the campaign in memory.
+        carry device batches; for each batch one message of per-device results comes back, in
+        order, so the campaign is never held in memory.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,7 +161,7 @@ def add_FirmwareSignerServicer_to_server(servicer, server):
             'StreamActivation': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamActivation,
                     request_deserializer=signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.FromString,
-                    response_serializer=signer_dot_v1_dot_signer__pb2.ActivationResult.SerializeToString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.ActivationResults.SerializeToString,
             ),
             'SignPreCommand': grpc.unary_unary_rpc_method_handler(
                     servicer.SignPreCommand,
@@ -329,7 +330,7 @@ class FirmwareSigner:
             target,
             '/signer.v1.FirmwareSigner/StreamActivation',
             signer_dot_v1_dot_signer__pb2.ActivationCampaignRequest.SerializeToString,
-            signer_dot_v1_dot_signer__pb2.ActivationResult.FromString,
+            signer_dot_v1_dot_signer__pb2.ActivationResults.FromString,
             options,
             channel_credentials,
             insecure,

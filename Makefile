@@ -16,4 +16,5 @@ proto:      ## regenerate the committed gRPC stubs from proto/
 bench:      ## performance goals of bench/README.md (not part of the tests)
 	scripts/bootstrap --dev
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/paths.py
 	.venv/bin/python bench/activation.py

@@ -79,7 +79,11 @@ def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
 def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:
     when = None
     if msg.HasField("execution_time"):
-        when = msg.execution_time.ToDatetime(tzinfo=dt.UTC)
+        try:
+            when = msg.execution_time.ToDatetime(tzinfo=dt.UTC)
+        except (ValueError, OverflowError):
+            raise InvalidInput("the execution time is out of range",
+                               field="execution_time") from None
     return ActivationSpec(image_id=msg.image_id, execution_time=when, cancel=msg.cancel)
 
 

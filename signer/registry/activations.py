@@ -52,12 +52,24 @@ def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | Non
         issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
 
 
-def mark_pre_command_signed(db: Database, originator: Eui64, counter: int,
-                            now: dt.datetime) -> None:
+def claim_pre_command(db: Database, originator: Eui64, counter: int, now: dt.datetime) -> bool:
+    """Mark the activation's pre-command as being signed; False if it already was.
+
+    One atomic UPDATE: of two concurrent requests for the same pre-command, one wins.
+    """
+    with db.engine.begin() as conn:
+        result = conn.execute(update(Activation).where(
+            Activation.originator == originator.hex, Activation.counter == counter,
+            Activation.pre_command_signed_at.is_(None)).values(pre_command_signed_at=now))
+    return bool(result.rowcount)
+
+
+def release_pre_command(db: Database, originator: Eui64, counter: int) -> None:
+    """Undo a claim whose signing failed, so the pre-command can be tried again."""
     with db.engine.begin() as conn:
         conn.execute(update(Activation).where(Activation.originator == originator.hex,
                                               Activation.counter == counter)
-                     .values(pre_command_signed_at=now))
+                     .values(pre_command_signed_at=None))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -22,6 +22,7 @@ from signer.errors import HsmUnavailable, InvalidInput, PolicyRefusal, Signature
 from signer.gbcs.eui import Eui64
 from signer.gbcs.precommand import (
     ExpectedActivation,
+    PreCommand,
     check_pre_command,
     parse_pre_command,
     sign_pre_command,
@@ -29,10 +30,11 @@ from signer.gbcs.precommand import (
 from signer.gbcs.signature import verify_p256_sha256
 from signer.registry import activations, counters
 from signer.registry.activations import IssuedActivation
+from signer.registry.counters import MAX_COUNTER
 from signer.service.context import Services
 from signer.service.duis import xml_signing_key
 from signer.service.images import verified_image
-from signer.service.keyselect import parse_devices, select_keys
+from signer.service.keyselect import KeyGroup, parse_devices, select_keys
 from signer.service.pathways import select_eligible
 from signer.service.refusal import Refusal
 
@@ -121,14 +123,15 @@ def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
     """
     if (pre_command is None) == (dcc_response is None):
         raise InvalidInput("give exactly one of pre_command or dcc_response", field="source")
+    answered = None
     if dcc_response is not None:
-        _answered, payload = extract_pre_command(dcc_response)
+        answered, payload = extract_pre_command(dcc_response)
     else:
         assert pre_command is not None
         payload = pre_command
     pc = parse_pre_command(payload)
     supplier = svc.config.supplier_eui
-    issued = activations.get(svc.db, supplier, pc.counter)
+    issued = None if pc.counter > MAX_COUNTER else activations.get(svc.db, supplier, pc.counter)
     if issued is None:
         raise PolicyRefusal(f"pre-command refused: no SR 11.3 request with counter "
                             f"{pc.counter} was issued by {supplier}")
@@ -137,27 +140,44 @@ def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
                                   counter=issued.counter,
                                   execution_time=issued.execution_time, cancel=issued.cancel)
     failures = check_pre_command(pc, expected)
+    request_id = RequestId(originator=supplier, target=issued.device, counter=issued.counter)
+    if answered is not None and answered != request_id:
+        failures.append(f"request_id: the DCC response answers {answered}, the pre-command "
+                        f"belongs to {request_id}")
     if failures:
         raise PolicyRefusal("pre-command refused: " + "; ".join(failures))
+    if issued.pre_command_signed_at is not None:
+        raise PolicyRefusal(f"pre-command refused: the pre-command for {request_id} was "
+                            f"already signed at {issued.pre_command_signed_at.isoformat()}")
     selection = select_keys(svc, [issued.device])
     if not selection.groups:
         r = selection.refused[0]
         raise PolicyRefusal(f"pre-command refused: device {r.device}: {r.reason} ({r.detail})")
     group = selection.groups[0]
+    if not activations.claim_pre_command(svc.db, supplier, issued.counter, svc.clock()):
+        raise PolicyRefusal(f"pre-command refused: the pre-command for {request_id} is "
+                            "already being signed or was signed")
+    try:
+        return _sign(svc, pc, group, request_id, issued)
+    except BaseException:
+        activations.release_pre_command(svc.db, supplier, issued.counter)
+        raise
+
+
+def _sign(svc: Services, pc: PreCommand, group: KeyGroup, request_id: RequestId,
+          issued: IssuedActivation) -> SignedPreCommand:
     signed = sign_pre_command(pc, lambda d: svc.token.sign_digest(group.key, d))
     try:
         verify_p256_sha256(group.certificate.public_key, pc.signed_bytes, signed[-64:])
     except SignatureInvalid:
         raise HsmUnavailable(f"key {group.key.label!r} produced a signature that does not "
                              "verify with its certificate") from None
-    request_id = RequestId(originator=supplier, target=issued.device, counter=issued.counter)
     root = build_signed_pre_command(request_id=request_id, signed_command=signed)
     if svc.schema is not None:
         svc.schema.validate(root)
     xml_key, xml_cert = xml_signing_key(svc)
     document = sign_document(root, sign_digest=lambda g: svc.token.sign_digest(xml_key, g),
                              issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
-    activations.mark_pre_command_signed(svc.db, supplier, issued.counter, svc.clock())
     return SignedPreCommand(device=issued.device, request_id=request_id, signed_command=signed,
                             document=document)
 
@@ -168,6 +188,9 @@ def _check_spec(spec: ActivationSpec, now: dt.datetime) -> None:
     if spec.execution_time is not None:
         if spec.execution_time.tzinfo is None:
             raise InvalidInput("the execution time needs a time zone", field="execution_time")
+        if spec.execution_time.microsecond:
+            raise InvalidInput("the execution time must be whole seconds (GBCS carries "
+                               "seconds)", field="execution_time")
         if spec.execution_time <= now:
             raise InvalidInput(f"the execution time {spec.execution_time.isoformat()} is not in "
                                "the future", field="execution_time")

@@ -78,6 +78,9 @@ def record_activation_results(db: Database, supplier: Eui64, request_ids: Iterab
         issued = activations.get(db, supplier, rid.counter)
         if issued is None or issued.device != rid.target:
             raise NotFound(f"no SR 11.3 request {rid} was issued")
+        if issued.pre_command_signed_at is None:
+            raise PolicyRefusal(f"the pre-command of {rid} was never signed: the activation "
+                                "cannot have been sent")
         if issued.cancel:
             done.append(f"{rid.target}: cancellation, firmware unchanged")
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from signer.cpl.model import CplEntry
+from signer.cpl.model import CplEntry, same_model
 from signer.cpl.paths import PathEvaluator
 from signer.errors import InvalidInput, NotFound, PolicyRefusal
 from signer.gbcs.eui import Eui64
@@ -89,31 +89,39 @@ def _check(svc: Services, d: Eui64, f: DeviceFacts, target: CplEntry, header: Ot
            evaluator: PathEvaluator, entries: dict[str, CplEntry | None]) -> Refusal | None:
     if f.current_entry_id is None or f.device_type is None:
         return Refusal(d, "no_inventory", "the device's type and current CPL entry are not "
-                       "recorded; import its inventory first")
+                       "recorded, so no path can be given; import its inventory first",
+                       no_path=True)
     if f.device_type != target.device_type.name:
         return Refusal(d, "wrong_device_type", f"the device is a {f.device_type}, the image "
-                       f"is for {target.device_type.name} (CPL entry {target.entry_id})")
+                       f"is for {target.device_type.name} (CPL entry {target.entry_id})",
+                       no_path=True)
     if f.current_entry_id not in entries:
         entries[f.current_entry_id] = cpl.get(svc.db, f.current_entry_id)
     current = entries[f.current_entry_id]
     if current is None:
         return Refusal(d, "unknown_current_entry",
-                       f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL")
-    if current.model != target.model:
-        return Refusal(d, "wrong_model", f"the device is a {current.model!r}, the image is for "
-                       f"{target.model!r}")
+                       f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL",
+                       no_path=True)
+    if current.device_type.name != f.device_type or not same_model(current, target):
+        return Refusal(d, "wrong_model", f"the device runs {current.entry_id}, a "
+                       f"{current.device_type.value} {current.model!r} of manufacturer "
+                       f"{current.manufacturer_code:04X}; the image is for a "
+                       f"{target.device_type.value} {target.model!r} of "
+                       f"{target.manufacturer_code:04X}", no_path=True)
     low, high = header.min_hardware_version, header.max_hardware_version
     if low is not None and high is not None:
         if f.hardware_version is None:
             return Refusal(d, "hardware_version_unknown", "the image is for hardware versions "
-                           f"{low:#06x}..{high:#06x} and the device's is not recorded")
+                           f"{low:#06x}..{high:#06x} and the device's is not recorded",
+                           no_path=True)
         if not low <= f.hardware_version <= high:
             return Refusal(d, "hardware_version_out_of_range",
                            f"hardware version {f.hardware_version:#06x} is outside "
-                           f"{low:#06x}..{high:#06x}")
+                           f"{low:#06x}..{high:#06x}", no_path=True)
     if current.entry_id == target.entry_id:
         return Refusal(d, "already_on_target",
-                       f"the device already runs CPL entry {target.entry_id}")
+                       f"the device already runs CPL entry {target.entry_id}",
+                       path=(target.entry_id,))
     if evaluator.permitted(current.entry_id):
         return None
     path = evaluator.path_from(current.entry_id)

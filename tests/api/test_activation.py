@@ -355,3 +355,50 @@ def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -
     assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), cancel[1:],
                                   signed.signed_pre_command[-64:])
     _check_document(env, signed.duis_request, tmp_path)
+
+
+def test_a_pre_command_is_signed_once(env: Env) -> None:
+    req = _activate(env, [RTDS_DEVICE]).requests[0]
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
+                           counter=int(req.request_id.rsplit(":", 1)[1]),
+                           firmware_hash=IMAGE_HASH)
+    env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already signed" in err.value.details()
+
+
+def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None:
+    from tests.duis.test_activation import dcc_response
+
+    req = _activate(env, [RTDS_DEVICE]).requests[0]
+    counter = int(req.request_id.rsplit(":", 1)[1])
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=counter,
+                           firmware_hash=IMAGE_HASH)
+    other = f"{SUPPLIER_EUI}:{RTDS_DEVICE}:{counter + 100000}"
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(
+            dcc_response=dcc_response(pre, request_id=other)))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "request_id" in err.value.details()
+
+
+def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
+    huge = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=2**63 + 5,
+                            firmware_hash=IMAGE_HASH)
+    with pytest.raises(grpc.RpcError) as err:
+        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=huge))
+    assert err.value.code() in (grpc.StatusCode.FAILED_PRECONDITION,
+                                grpc.StatusCode.INVALID_ARGUMENT)
+    for when in (Timestamp(seconds=253402300800 + 86400), Timestamp(seconds=2**40, nanos=5)):
+        spec = pb.ActivationSpec(image_id=env.image_id)
+        spec.execution_time.CopyFrom(when)
+        with pytest.raises(grpc.RpcError) as err:
+            env.stub.BuildActivation(pb.BuildActivationRequest(activation=spec,
+                                                               device_ids=[RTDS_DEVICE]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, when
+        assert "execution_time" in err.value.details()
+    refusals = {r.device_id: r for r in env.stub.Resign(pb.ResignRequest(
+        image_id=env.image_id, device_ids=[RTDS_DEVICE, GSME])).refused}
+    assert refusals[GSME].no_path and not refusals[GSME].upgrade_path

@@ -138,3 +138,14 @@ def bit_string_bits(buf: bytes, tlv: Tlv, *, field: str, what: str) -> frozenset
             offset=tlv.start,
         )
     return frozenset(bits)
+
+
+def length_prefixed(data: bytes, pos: int, limit: int, *, field: str,
+                    what: str) -> tuple[int, int]:
+    """Read a length-prefixed (A-XDR) octet string; return (content start, content end)."""
+    length, start = read_length(data, pos, limit, field=field, what=what)
+    if start + length > limit:
+        raise FormatError(
+            f"{what}: {length} bytes announced, {limit - start} left", field=field, offset=pos
+        )
+    return start, start + length

@@ -262,7 +262,7 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
             offset=0,
         )
     limit = len(data)
-    tid_start, pos = _length_prefixed(data, 1, limit, field=field, what="transaction-id")
+    tid_start, pos = _ber.length_prefixed(data, 1, limit, field=field, what="transaction-id")
     if pos - tid_start != 9:
         raise FormatError(
             f"transaction-id is {pos - tid_start} bytes, expected 9 (CRA flag + counter)",
@@ -274,7 +274,7 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
     euis: list[Eui64] = []
     for what in ("originator-system-title", "recipient-system-title"):
         at = pos
-        start, pos = _length_prefixed(data, pos, limit, field=field, what=what)
+        start, pos = _ber.length_prefixed(data, pos, limit, field=field, what=what)
         if pos - start != 8:
             raise FormatError(
                 f"{what} is {pos - start} bytes, expected an 8-byte EUI-64",
@@ -283,14 +283,14 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
             )
         euis.append(Eui64(bytes(data[start:pos])))
     at = pos
-    dt_start, pos = _length_prefixed(data, pos, limit, field=field, what="date-time")
+    dt_start, pos = _ber.length_prefixed(data, pos, limit, field=field, what="date-time")
     if pos - dt_start not in (0, 12):
         raise FormatError(
             f"date-time is {pos - dt_start} bytes, expected 0 or 12", field=field, offset=at
         )
     date_time = bytes(data[dt_start:pos]) if pos > dt_start else None
     at = pos
-    code_start, pos = _length_prefixed(data, pos, limit, field=field, what="other-information")
+    code_start, pos = _ber.length_prefixed(data, pos, limit, field=field, what="other-information")
     if pos - code_start != 2:
         raise FormatError(
             f"other-information is {pos - code_start} bytes, expected a 2-byte message code",
@@ -298,7 +298,7 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
             offset=at,
         )
     message_code = int.from_bytes(data[code_start:pos], "big")
-    content_start, content_end = _length_prefixed(data, pos, limit, field=field, what="content")
+    content_start, content_end = _ber.length_prefixed(data, pos, limit, field=field, what="content")
     firmware_hash, counter, execution_time = _parse_content(
         data, content_start, content_end, field=field
     )
@@ -315,18 +315,6 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
         execution_time=execution_time,
     )
     return pc, content_end
-
-
-def _length_prefixed(
-    data: bytes, pos: int, limit: int, *, field: str, what: str
-) -> tuple[int, int]:
-    """Read a length-prefixed octet string; return (content start, content end)."""
-    length, start = _ber.read_length(data, pos, limit, field=field, what=what)
-    if start + length > limit:
-        raise FormatError(
-            f"{what}: {length} bytes announced, {limit - start} left", field=field, offset=pos
-        )
-    return start, start + length
 
 
 def _parse_content(

@@ -140,18 +140,6 @@ def parse_security_credentials_response(data: bytes, *, field: str = FIELD) -> D
     return _parse_general_signing(data, start, end, field=field)
 
 
-def _length_prefixed(
-    data: bytes, pos: int, limit: int, *, field: str, what: str
-) -> tuple[int, int]:
-    """Read an A-XDR length-prefixed octet string; return (content start, content end)."""
-    length, start = _ber.read_length(data, pos, limit, field=field, what=what)
-    if start + length > limit:
-        raise FormatError(
-            f"{what}: {length} bytes announced, {limit - start} left", field=field, offset=pos
-        )
-    return start, start + length
-
-
 def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
     """Return the span of the General-Signing APDU inside a MAC-only General-Ciphering APDU."""
     limit = len(data)
@@ -163,7 +151,8 @@ def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
         "date-time",
         "other-information",
     ):
-        _, pos = _length_prefixed(data, pos, limit, field=field, what=f"General-Ciphering {what}")
+        _, pos = _ber.length_prefixed(data, pos, limit, field=field,
+                                      what=f"General-Ciphering {what}")
     if pos >= limit:
         raise FormatError("General-Ciphering truncated before key-info", field=field, offset=pos)
     if data[pos] != 0x00:
@@ -173,7 +162,7 @@ def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
             field=field,
             offset=pos,
         )
-    content_start, content_end = _length_prefixed(
+    content_start, content_end = _ber.length_prefixed(
         data, pos + 1, limit, field=field, what="General-Ciphering ciphered-content"
     )
     if content_end != limit:
@@ -208,7 +197,7 @@ def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
 
 def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> DeviceCredentials:
     pos = start + 1
-    tid_start, pos = _length_prefixed(data, pos, end, field=field, what="transaction-id")
+    tid_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="transaction-id")
     if pos - tid_start != 9:
         raise FormatError(
             f"transaction-id is {pos - tid_start} bytes, expected 9 (CRA flag + counter)",
@@ -226,7 +215,7 @@ def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> 
     counter = int.from_bytes(data[tid_start + 1 : pos], "big")
     euis: list[Eui64] = []
     for what in ("originator-system-title", "recipient-system-title"):
-        eui_start, pos = _length_prefixed(data, pos, end, field=field, what=what)
+        eui_start, pos = _ber.length_prefixed(data, pos, end, field=field, what=what)
         if pos - eui_start != 8:
             raise FormatError(
                 f"{what} is {pos - eui_start} bytes, expected an 8-byte EUI-64",
@@ -234,14 +223,14 @@ def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> 
                 offset=eui_start - 1,
             )
         euis.append(Eui64(bytes(data[eui_start:pos])))
-    dt_start, pos = _length_prefixed(data, pos, end, field=field, what="date-time")
+    dt_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="date-time")
     if pos - dt_start not in (0, 12):
         raise FormatError(
             f"date-time is {pos - dt_start} bytes, expected 0 or 12",
             field=field,
             offset=dt_start - 1,
         )
-    code_start, pos = _length_prefixed(data, pos, end, field=field, what="other-information")
+    code_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="other-information")
     if pos - code_start != 2:
         raise FormatError(
             f"other-information is {pos - code_start} bytes, expected a 2-byte message code",
@@ -258,7 +247,7 @@ def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> 
             field=field,
             offset=code_start,
         )
-    content_start, content_end = _length_prefixed(data, pos, end, field=field, what="content")
+    content_start, content_end = _ber.length_prefixed(data, pos, end, field=field, what="content")
     pos = content_end
     if pos >= end:
         raise FormatError(

@@ -9,7 +9,7 @@ from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
-from signer.service.activation import ActivationSpec, BuiltActivation
+from signer.service.activation import ActivationSpec, BuiltActivation, SignedPreCommand
 from signer.service.refusal import Refusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
@@ -90,3 +90,8 @@ def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:
 def activation_to_pb(b: BuiltActivation) -> pb.ActivationRequest:
     return pb.ActivationRequest(device_id=str(b.device), request_id=str(b.request_id),
                                 duis_request=b.document)
+
+
+def signed_pre_command_to_pb(r: SignedPreCommand) -> pb.SignPreCommandResponse:
+    return pb.SignPreCommandResponse(device_id=str(r.device), request_id=str(r.request_id),
+                                     signed_pre_command=r.signed_command, duis_request=r.document)

@@ -14,7 +14,13 @@ from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.status import status_for
 from signer.errors import InvalidInput, SignerError
-from signer.service.activation import build_activations, sign_pre_command_for, stream_activations
+from signer.service.activation import (
+    PreCommandRefused,
+    build_activations,
+    sign_pre_command_batch,
+    sign_pre_command_for,
+    stream_activations,
+)
 from signer.service.context import Services
 from signer.service.duis import build_duis
 from signer.service.pathways import upgrade_path_for
@@ -144,10 +150,26 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         result = sign_pre_command_for(
             self.svc, pre_command=request.pre_command if which == "pre_command" else None,
             dcc_response=request.dcc_response if which == "dcc_response" else None)
-        return pb.SignPreCommandResponse(device_id=str(result.device),
-                                         request_id=str(result.request_id),
-                                         signed_pre_command=result.signed_command,
-                                         duis_request=result.document)
+        return convert.signed_pre_command_to_pb(result)
+
+    def StreamSignPreCommands(self, request_iterator: Iterator[pb.PreCommandBatch],
+                              context: grpc.ServicerContext) -> Iterator[pb.PreCommandResults]:
+        try:
+            for batch in request_iterator:
+                message = pb.PreCommandResults()
+                for item in sign_pre_command_batch(self.svc, list(batch.pre_commands)):
+                    if isinstance(item, PreCommandRefused):
+                        message.results.add(refused=pb.PreCommandRefusal(
+                            index=item.index, device_id=str(item.device or ""),
+                            request_id=str(item.request_id or ""), reason=item.reason))
+                    else:
+                        message.results.add(signed=convert.signed_pre_command_to_pb(item))
+                yield message
+        except SignerError as exc:
+            _abort(context, exc, "StreamSignPreCommands")
+        except Exception:
+            log.exception("StreamSignPreCommands failed unexpectedly")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
 
 def _one_of(request: Any, group: str, name: str) -> str | None:

@@ -36,6 +36,11 @@ def record(db: Database, issued: Sequence[IssuedActivation]) -> None:
              "issued_at": a.issued_at} for a in issued])
 
 
+_MANY = select(Activation.counter, Activation.device_eui, Activation.image_id,
+               Activation.execution_time, Activation.cancel, Activation.issued_at,
+               Activation.pre_command_signed_at).where(
+    Activation.originator == bindparam("originator"),
+    Activation.counter.in_(bindparam("counters", expanding=True)))
 _GET = select(Activation.device_eui, Activation.image_id, Activation.execution_time,
               Activation.cancel, Activation.issued_at, Activation.pre_command_signed_at).where(
     Activation.originator == bindparam("originator"), Activation.counter == bindparam("counter"))
@@ -52,23 +57,45 @@ def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | Non
         issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
 
 
-def claim_pre_command(db: Database, originator: Eui64, counter: int, now: dt.datetime) -> bool:
-    """Mark the activation's pre-command as being signed; False if it already was.
+def get_many(db: Database, originator: Eui64, counters: Sequence[int]
+             ) -> dict[int, IssuedActivation]:
+    """The activations with these counters, in one query per thousand."""
+    out: dict[int, IssuedActivation] = {}
+    wanted = sorted(set(counters))
+    with db.read() as conn:
+        for i in range(0, len(wanted), 1000):
+            for row in conn.execute(_MANY, {"originator": originator.hex,
+                                            "counters": wanted[i:i + 1000]}):
+                out[row.counter] = IssuedActivation(
+                    originator=originator, counter=row.counter,
+                    device=Eui64(bytes.fromhex(row.device_eui)), image_id=row.image_id,
+                    execution_time=_aware(row.execution_time), cancel=row.cancel,
+                    issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
+    return out
 
-    One atomic UPDATE: of two concurrent requests for the same pre-command, one wins.
+
+def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
+                       now: dt.datetime) -> set[int]:
+    """Mark these activations' pre-commands as being signed; returns the counters claimed.
+
+    One atomic UPDATE ... RETURNING per call: of two concurrent claims, one wins each row,
+    so a pre-command is signed once.
     """
+    if not counters:
+        return set()
     with db.engine.begin() as conn:
-        result = conn.execute(update(Activation).where(
-            Activation.originator == originator.hex, Activation.counter == counter,
-            Activation.pre_command_signed_at.is_(None)).values(pre_command_signed_at=now))
-    return bool(result.rowcount)
+        rows = conn.execute(update(Activation).where(
+            Activation.originator == originator.hex, Activation.counter.in_(list(counters)),
+            Activation.pre_command_signed_at.is_(None))
+            .values(pre_command_signed_at=now).returning(Activation.counter))
+        return {int(r[0]) for r in rows}
 
 
-def release_pre_command(db: Database, originator: Eui64, counter: int) -> None:
-    """Undo a claim whose signing failed, so the pre-command can be tried again."""
+def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:
+    """Undo claims whose signing failed, so those pre-commands can be tried again."""
     with db.engine.begin() as conn:
         conn.execute(update(Activation).where(Activation.originator == originator.hex,
-                                              Activation.counter == counter)
+                                              Activation.counter.in_(list(counters)))
                      .values(pre_command_signed_at=None))
 
 

@@ -115,6 +115,16 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
         yield results
 
 
+@dataclass(frozen=True)
+class PreCommandRefused:
+    """A pre-command of a batch that was not signed, and every reason why."""
+
+    index: int
+    device: Eui64 | None
+    request_id: RequestId | None
+    reason: str
+
+
 def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
                          dcc_response: bytes | None = None) -> SignedPreCommand:
     """Check a CS06 pre-command against the 11.3 request it answers, then sign it.
@@ -129,39 +139,120 @@ def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
     else:
         assert pre_command is not None
         payload = pre_command
-    pc = parse_pre_command(payload)
+    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)])[0]
+    if isinstance(result, PreCommandRefused):
+        raise PolicyRefusal(f"pre-command refused: {result.reason}")
+    return result
+
+
+def sign_pre_command_batch(svc: Services, payloads: Sequence[bytes]
+                           ) -> list[SignedPreCommand | PreCommandRefused]:
+    """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
+    on its own, the others are signed."""
+    parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefused] = []
+    for i, payload in enumerate(payloads):
+        try:
+            parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
+        except InvalidInput as exc:
+            parsed.append(PreCommandRefused(i, None, None, f"malformed: {exc}"))
+    valid = [p for p in parsed if not isinstance(p, PreCommandRefused)]
+    signed = iter(sign_pre_commands(svc, valid))
+    return [p if isinstance(p, PreCommandRefused) else _reindex(next(signed), i)
+            for i, p in enumerate(parsed)]
+
+
+def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
+                      ) -> list[SignedPreCommand | PreCommandRefused]:
+    """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
+
+    Each pre-command must answer an 11.3 request this service issued (same counter), match
+    it field by field, not have been signed before, and be for a device whose Supplier cell
+    names a usable key. Claims are taken in one statement, so a pre-command is signed once.
+    """
     supplier = svc.config.supplier_eui
-    issued = None if pc.counter > MAX_COUNTER else activations.get(svc.db, supplier, pc.counter)
-    if issued is None:
-        raise PolicyRefusal(f"pre-command refused: no SR 11.3 request with counter "
-                            f"{pc.counter} was issued by {supplier}")
-    expected = ExpectedActivation(originator=supplier, recipient=issued.device,
-                                  firmware_hash=bytes.fromhex(issued.image_id),
-                                  counter=issued.counter,
-                                  execution_time=issued.execution_time, cancel=issued.cancel)
-    failures = check_pre_command(pc, expected)
-    request_id = RequestId(originator=supplier, target=issued.device, counter=issued.counter)
-    if answered is not None and answered != request_id:
-        failures.append(f"request_id: the DCC response answers {answered}, the pre-command "
-                        f"belongs to {request_id}")
-    if failures:
-        raise PolicyRefusal("pre-command refused: " + "; ".join(failures))
-    if issued.pre_command_signed_at is not None:
-        raise PolicyRefusal(f"pre-command refused: the pre-command for {request_id} was "
-                            f"already signed at {issued.pre_command_signed_at.isoformat()}")
-    selection = select_keys(svc, [issued.device])
-    if not selection.groups:
-        r = selection.refused[0]
-        raise PolicyRefusal(f"pre-command refused: device {r.device}: {r.reason} ({r.detail})")
-    group = selection.groups[0]
-    if not activations.claim_pre_command(svc.db, supplier, issued.counter, svc.clock()):
-        raise PolicyRefusal(f"pre-command refused: the pre-command for {request_id} is "
-                            "already being signed or was signed")
+    issued = activations.get_many(svc.db, supplier,
+                                  [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER])
+    results: list[SignedPreCommand | PreCommandRefused | None] = [None] * len(items)
+    ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
+    seen: set[int] = set()
+    for i, (pc, answered) in enumerate(items):
+        refusal, entry = _check_one(i, pc, answered, issued.get(pc.counter), supplier)
+        if refusal is not None:
+            results[i] = refusal
+        elif entry is not None and entry[1].counter in seen:
+            results[i] = PreCommandRefused(i, entry[1].device, entry[2], "the same pre-command "
+                                           "is earlier in this batch")
+        elif entry is not None:
+            seen.add(entry[1].counter)
+            ready[i] = entry
+    groups = _key_groups(svc, [a.device for _, a, _ in ready.values()])
+    for i, (_pc, a, rid) in list(ready.items()):
+        if not isinstance(groups.get(a.device), KeyGroup):
+            results[i] = PreCommandRefused(i, a.device, rid, str(groups[a.device]))
+            del ready[i]
+    claimed = activations.claim_pre_commands(
+        svc.db, supplier, [a.counter for _, a, _ in ready.values()], svc.clock())
+    pending = set(claimed)
     try:
-        return _sign(svc, pc, group, request_id, issued)
-    except BaseException:
-        activations.release_pre_command(svc.db, supplier, issued.counter)
-        raise
+        for i, (pc, a, rid) in ready.items():
+            if a.counter not in claimed:
+                results[i] = PreCommandRefused(i, a.device, rid, f"the pre-command for {rid} "
+                                               "is already being signed or was signed")
+                continue
+            group = groups[a.device]
+            assert isinstance(group, KeyGroup)
+            results[i] = _sign(svc, pc, group, rid, a)
+            pending.discard(a.counter)
+    finally:
+        if pending:  # signing failed part-way: those may be tried again
+            activations.release_pre_commands(svc.db, supplier, sorted(pending))
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def _check_one(i: int, pc: PreCommand, answered: RequestId | None,
+               a: IssuedActivation | None, supplier: Eui64
+               ) -> tuple[PreCommandRefused | None,
+                          tuple[PreCommand, IssuedActivation, RequestId] | None]:
+    if a is None:
+        return PreCommandRefused(i, pc.recipient, None, f"no SR 11.3 request with counter "
+                                 f"{pc.counter} was issued by {supplier}"), None
+    rid = RequestId(originator=supplier, target=a.device, counter=a.counter)
+    expected = ExpectedActivation(originator=supplier, recipient=a.device,
+                                  firmware_hash=bytes.fromhex(a.image_id), counter=a.counter,
+                                  execution_time=a.execution_time, cancel=a.cancel)
+    failures = check_pre_command(pc, expected)
+    if answered is not None and answered != rid:
+        failures.append(f"request_id: the DCC response answers {answered}, the pre-command "
+                        f"belongs to {rid}")
+    if failures:
+        return PreCommandRefused(i, a.device, rid, "; ".join(failures)), None
+    if a.pre_command_signed_at is not None:
+        return PreCommandRefused(i, a.device, rid, f"the pre-command for {rid} was already "
+                                 f"signed at {a.pre_command_signed_at.isoformat()}"), None
+    return None, (pc, a, rid)
+
+
+def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | str]:
+    """The key each device's Supplier cell names, or why there is none."""
+    unique = list(dict.fromkeys(devices))
+    out: dict[Eui64, KeyGroup | str] = {}
+    if not unique:
+        return out
+    selection = select_keys(svc, unique)
+    for g in selection.groups:
+        for d in g.devices:
+            out[d] = g
+    for r in selection.refused:
+        out[r.device] = f"device {r.device}: {r.reason} ({r.detail})"
+    return out
+
+
+def _reindex(result: SignedPreCommand | PreCommandRefused, index: int
+             ) -> SignedPreCommand | PreCommandRefused:
+    if isinstance(result, PreCommandRefused):
+        return PreCommandRefused(index, result.device, result.request_id, result.reason)
+    return result
 
 
 def _sign(svc: Services, pc: PreCommand, group: KeyGroup, request_id: RequestId,

@@ -402,3 +402,39 @@ def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
     refusals = {r.device_id: r for r in env.stub.Resign(pb.ResignRequest(
         image_id=env.image_id, device_ids=[RTDS_DEVICE, GSME])).refused}
     assert refusals[GSME].no_path and not refusals[GSME].upgrade_path
+
+
+def test_pre_commands_signed_in_batches(env: Env) -> None:
+    """A campaign's pre-commands: the good ones signed, each bad one refused on its own."""
+    ids = [campaign_device(i) for i in range(40) if campaign_state(i) == "ok"]
+
+    def activation() -> Iterator[pb.ActivationCampaignRequest]:
+        yield pb.ActivationCampaignRequest(activation=pb.ActivationSpec(image_id=env.image_id))
+        yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids))
+
+    built = [r.request for b in env.stub.StreamActivation(activation()) for r in b.results]
+    pres = [cs06_pre_command(originator=SUPPLIER_EUI, recipient=r.device_id,
+                             counter=int(r.request_id.rsplit(":", 1)[1]),
+                             firmware_hash=IMAGE_HASH) for r in built]
+    tampered = cs06_pre_command(originator=SUPPLIER_EUI, recipient=built[1].device_id,
+                                counter=int(built[0].request_id.rsplit(":", 1)[1]),
+                                firmware_hash=IMAGE_HASH)  # counter of device 0, for device 1
+    first = [*pres[:10], tampered, b"\xdf\x09", pres[0]]
+    second = pres[10:]
+    out = list(env.stub.StreamSignPreCommands(iter([
+        pb.PreCommandBatch(pre_commands=first), pb.PreCommandBatch(pre_commands=second)])))
+    assert [len(m.results) for m in out] == [len(first), len(second)]
+    kinds = [r.WhichOneof("result") for r in out[0].results]
+    assert kinds == ["signed"] * 10 + ["refused"] * 3
+    reasons = [r.refused.reason for r in out[0].results[10:]]
+    assert "recipient" in reasons[0]
+    assert reasons[1].startswith("malformed")
+    assert "earlier in this batch" in reasons[2]
+    z1 = _cert(env, "Z1-supplier-ds")
+    for pre, result in zip(pres, [r for m in out for r in m.results if r.WhichOneof("result")
+                                  == "signed"], strict=True):
+        assert result.signed.signed_pre_command[:len(pre)] == pre
+        assert raw_signature_verifies(z1, pre[1:], result.signed.signed_pre_command[-64:])
+    again = list(env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
+        pre_commands=pres[:1])])))
+    assert "already signed" in again[0].results[0].refused.reason

@@ -282,3 +282,35 @@ class SignPreCommandResponse(_message.Message):
     signed_pre_command: bytes
     duis_request: bytes
     def __init__(self, device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., signed_pre_command: _Optional[bytes] = ..., duis_request: _Optional[bytes] = ...) -> None: ...
+
+class PreCommandBatch(_message.Message):
+    __slots__ = ("pre_commands",)
+    PRE_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    pre_commands: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PreCommandRefusal(_message.Message):
+    __slots__ = ("index", "device_id", "request_id", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    device_id: str
+    request_id: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PreCommandResult(_message.Message):
+    __slots__ = ("signed", "refused")
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    signed: SignPreCommandResponse
+    refused: PreCommandRefusal
+    def __init__(self, signed: _Optional[_Union[SignPreCommandResponse, _Mapping]] = ..., refused: _Optional[_Union[PreCommandRefusal, _Mapping]] = ...) -> None: ...
+
+class PreCommandResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PreCommandResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PreCommandResult, _Mapping]]] = ...) -> None: ...

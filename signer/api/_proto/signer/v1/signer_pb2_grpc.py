@@ -69,6 +69,11 @@ class FirmwareSignerStub:
                 request_serializer=signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.SerializeToString,
                 response_deserializer=signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.FromString,
                 _registered_method=True)
+        self.StreamSignPreCommands = channel.stream_stream(
+                '/signer.v1.FirmwareSigner/StreamSignPreCommands',
+                request_serializer=signer_dot_v1_dot_signer__pb2.PreCommandBatch.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.PreCommandResults.FromString,
+                _registered_method=True)
 
 
 class FirmwareSignerServicer:
@@ -130,6 +135,15 @@ class FirmwareSignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamSignPreCommands(self, request_iterator, context):
+        """The same at campaign scale: batches of pre-commands in, one message of per-pre-command
+        results out per batch, in order. A pre-command that is malformed or fails a check is
+        refused on its own; the others of its batch are signed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FirmwareSignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +181,11 @@ def add_FirmwareSignerServicer_to_server(servicer, server):
                     servicer.SignPreCommand,
                     request_deserializer=signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.FromString,
                     response_serializer=signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.SerializeToString,
+            ),
+            'StreamSignPreCommands': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamSignPreCommands,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.PreCommandBatch.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.PreCommandResults.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +377,33 @@ class FirmwareSigner:
             '/signer.v1.FirmwareSigner/SignPreCommand',
             signer_dot_v1_dot_signer__pb2.SignPreCommandRequest.SerializeToString,
             signer_dot_v1_dot_signer__pb2.SignPreCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSignPreCommands(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/signer.v1.FirmwareSigner/StreamSignPreCommands',
+            signer_dot_v1_dot_signer__pb2.PreCommandBatch.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.PreCommandResults.FromString,
             options,
             channel_credentials,
             insecure,

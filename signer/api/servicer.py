@@ -53,6 +53,22 @@ def _optional(request: Any, name: str) -> Any:
     return getattr(request, name) if request.HasField(name) else None
 
 
+def _mapped_stream(method: F) -> F:
+    """`_mapped` for server-streaming calls: errors can surface mid-stream."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except SignerError as exc:
+            _abort(context, exc, method.__name__)
+        except Exception:
+            log.exception("%s failed unexpectedly", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> None:
     code = status_for(exc)
     if isinstance(exc, InvalidInput):
@@ -120,28 +136,22 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             requests=[convert.activation_to_pb(b) for b in built],
             refused=convert.refusals_to_pb(tuple(refused)))
 
+    @_mapped_stream
     def StreamActivation(self, request_iterator: Iterator[pb.ActivationCampaignRequest],
                          context: grpc.ServicerContext) -> Iterator[pb.ActivationResults]:
-        try:
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("part") != "activation":
-                raise InvalidInput("the first message must name the activation",
-                                   field="activation")
-            spec = convert.activation_spec(first.activation)
-            batches = (_campaign_batch(m) for m in request_iterator)
-            for batch in stream_activations(self.svc, spec, batches):
-                message = pb.ActivationResults()
-                for item in batch:
-                    if isinstance(item, Refusal):
-                        message.results.add(refused=convert.refusal_to_pb(item))
-                    else:
-                        message.results.add(request=convert.activation_to_pb(item))
-                yield message
-        except SignerError as exc:
-            _abort(context, exc, "StreamActivation")
-        except Exception:
-            log.exception("StreamActivation failed unexpectedly")
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "activation":
+            raise InvalidInput("the first message must name the activation", field="activation")
+        spec = convert.activation_spec(first.activation)
+        batches = (_campaign_batch(m) for m in request_iterator)
+        for batch in stream_activations(self.svc, spec, batches):
+            message = pb.ActivationResults()
+            for item in batch:
+                if isinstance(item, Refusal):
+                    message.results.add(refused=convert.refusal_to_pb(item))
+                else:
+                    message.results.add(request=convert.activation_to_pb(item))
+            yield message
 
     @_mapped
     def SignPreCommand(self, request: pb.SignPreCommandRequest,
@@ -152,24 +162,19 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             dcc_response=request.dcc_response if which == "dcc_response" else None)
         return convert.signed_pre_command_to_pb(result)
 
+    @_mapped_stream
     def StreamSignPreCommands(self, request_iterator: Iterator[pb.PreCommandBatch],
                               context: grpc.ServicerContext) -> Iterator[pb.PreCommandResults]:
-        try:
-            for batch in request_iterator:
-                message = pb.PreCommandResults()
-                for item in sign_pre_command_batch(self.svc, list(batch.pre_commands)):
-                    if isinstance(item, PreCommandRefused):
-                        message.results.add(refused=pb.PreCommandRefusal(
-                            index=item.index, device_id=str(item.device or ""),
-                            request_id=str(item.request_id or ""), reason=item.reason))
-                    else:
-                        message.results.add(signed=convert.signed_pre_command_to_pb(item))
-                yield message
-        except SignerError as exc:
-            _abort(context, exc, "StreamSignPreCommands")
-        except Exception:
-            log.exception("StreamSignPreCommands failed unexpectedly")
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        for batch in request_iterator:
+            message = pb.PreCommandResults()
+            for item in sign_pre_command_batch(self.svc, list(batch.pre_commands)):
+                if isinstance(item, PreCommandRefused):
+                    message.results.add(refused=pb.PreCommandRefusal(
+                        index=item.index, device_id=str(item.device or ""),
+                        request_id=str(item.request_id or ""), reason=item.reason))
+                else:
+                    message.results.add(signed=convert.signed_pre_command_to_pb(item))
+            yield message
 
 
 def _one_of(request: Any, group: str, name: str) -> str | None:

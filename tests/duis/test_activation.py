@@ -35,6 +35,7 @@ from signer.gbcs.precommand import (
     parse_pre_command,
     sign_checked_pre_command,
 )
+from tests.duis.templates import c14n, independent_parse, template_without_signature
 from tests.independent import assert_schema_valid
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -61,27 +62,10 @@ def template_path(vectors: Path, case: str) -> Path:
     return vectors / "duis" / f"CS06_11.3_{case}_SUCCESS_REQUEST_DUIS.XML"
 
 
-def independent_parse(data: bytes) -> etree._Element:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.fromstring(data, parser)
 
 
-def template_without_signature(path: Path) -> etree._Element:
-    root = independent_parse(path.read_bytes())
-    sig = root.find("ds:Signature", NS)
-    assert sig is not None
-    root.remove(sig)
-    for el in root.iter():
-        if el.tail is not None and not el.tail.strip():
-            el.tail = None
-        if len(el) and el.text is not None and not el.text.strip():
-            el.text = None
-    return root
 
 
-def c14n(root: etree._Element) -> bytes:
-    out: bytes = etree.tostring(root.getroottree(), method="c14n")
-    return out
 
 
 def fields(root: etree._Element) -> dict[str, str | None]:

@@ -15,9 +15,9 @@ from signer.duis.request import (
     build_update_firmware,
     device_id_list,
 )
-from signer.duis.xmlparse import parse_xml
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
+from tests.duis.templates import c14n, template_without_signature
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
@@ -27,21 +27,8 @@ RID = RequestId(
 DEVICE = Eui64.parse("00-DB-12-34-56-78-90-A0")
 
 
-def template_without_signature(path: Path) -> etree._Element:
-    """A DCC template as a compact document without its placeholder Signature."""
-    root = parse_xml(path.read_bytes(), field="template")
-    root.remove(root.find(f"{{{DS}}}Signature"))
-    for el in root.iter():
-        if el.tail is not None and not el.tail.strip():
-            el.tail = None
-        if len(el) and el.text is not None and not el.text.strip():
-            el.text = None
-    return root
 
 
-def c14n(root: etree._Element) -> bytes:
-    out: bytes = etree.tostring(root.getroottree(), method="c14n")
-    return out
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cryptography.hazmat.primitives import serialization
+
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
 from signer.service.activation import ActivationSpec, BuiltActivation, SignedPreCommand
+from signer.service.keyviews import KeyView
 from signer.service.refusal import Refusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
@@ -95,3 +98,21 @@ def activation_to_pb(b: BuiltActivation) -> pb.ActivationRequest:
 def signed_pre_command_to_pb(r: SignedPreCommand) -> pb.SignPreCommandResponse:
     return pb.SignPreCommandResponse(device_id=str(r.device), request_id=str(r.request_id),
                                      signed_pre_command=r.signed_command, duis_request=r.document)
+
+
+def key_to_pb(v: KeyView, now: dt.datetime) -> pb.KeyInfo:
+    """Public facts only: a KeyView holds nothing secret, and nothing more is read here."""
+    info = pb.KeyInfo(label=v.label, cka_id=v.key_id, ski=v.ski or b"", purpose=v.purpose,
+                      state=v.state, on_token=v.on_token, devices=v.devices,
+                      role=f"{v.role:02X}" if v.role is not None else "",
+                      eui=str(v.eui) if v.eui else "",
+                      certificate_serial=str(v.serial) if v.serial is not None else "",
+                      issuer=v.issuer)
+    if v.not_before is not None:
+        info.not_before.FromDatetime(v.not_before)
+    if v.not_after is not None:
+        info.not_after.FromDatetime(v.not_after)
+        info.days_left = v.days_left(now) or 0
+    if v.certificate is not None:
+        info.certificate_der = v.certificate.public_bytes(serialization.Encoding.DER)
+    return info

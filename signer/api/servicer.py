@@ -23,6 +23,7 @@ from signer.service.activation import (
 )
 from signer.service.context import Services
 from signer.service.duis import build_duis
+from signer.service.keyviews import list_keys
 from signer.service.pathways import upgrade_path_for
 from signer.service.refusal import Refusal
 from signer.service.resign import resign
@@ -86,6 +87,12 @@ def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> None
 class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
     def __init__(self, services: Services) -> None:
         self.svc = services
+
+    @_mapped
+    def ListKeys(self, request: pb.ListKeysRequest,
+                 context: grpc.ServicerContext) -> pb.ListKeysResponse:
+        now = self.svc.clock()
+        return pb.ListKeysResponse(keys=[convert.key_to_pb(v, now) for v in list_keys(self.svc)])
 
     @_mapped
     def VerifyManufacturer(self, request: pb.VerifyManufacturerRequest,

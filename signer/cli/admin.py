@@ -1,4 +1,4 @@
-"""Commands that work on the token and the registries directly (security teams, operations)."""
+"""Commands that work on the registries directly (operations): manufacturers, devices."""
 
 from __future__ import annotations
 
@@ -8,66 +8,11 @@ from typing import BinaryIO
 
 import click
 
-from signer.cli.common import config_option, load, open_token, reports_errors
+from signer.cli.common import config_option, load, reports_errors
 from signer.clock import system_clock
-from signer.errors import CertificateRejected
 from signer.registry import manufacturers as manufacturer_registry
 from signer.registry.db import open_database
 from signer.service import admin
-from signer.smki.certificate import parse_smki
-
-
-@click.group()
-def keys() -> None:
-    """Keys on the PKCS#11 token."""
-
-
-@keys.command("import")
-@click.option("--label", required=True, help="CKA_LABEL for the key pair and certificate.")
-@click.option("--key", "key_file", required=True, type=click.File("rb"),
-              help="PEM private key (P-256, unencrypted). Test keys only.")
-@click.option("--cert", "cert_file", required=True, type=click.File("rb"),
-              help="PEM or DER certificate of that key.")
-@config_option
-@reports_errors
-def keys_import(label: str, key_file: BinaryIO, cert_file: BinaryIO,
-                config_path: Path | None) -> None:
-    """Import an existing key and its certificate as non-extractable and sensitive.
-
-    The key's CKA_ID becomes its certificate's subject key identifier.
-    """
-    config = load(config_path)
-    with open_token(config) as token:
-        key = admin.import_key(token, label, key_file.read(), cert_file.read())
-    click.echo(f"imported {key.label!r} CKA_ID {key.key_id.hex()} SKI "
-               f"{(key.ski or b'').hex()}")
-
-
-@keys.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
-@config_option
-@reports_errors
-def keys_list(as_json: bool, config_path: Path | None) -> None:
-    """List the token's key pairs with their certificates (public data only)."""
-    config = load(config_path)
-    with open_token(config) as token:
-        rows = []
-        for k in token.keys():
-            row = {"label": k.label, "cka_id": k.key_id.hex(), "ski": (k.ski or b"").hex()}
-            if k.certificate is not None:
-                try:
-                    smki = parse_smki(k.certificate)
-                    row.update(role=f"{smki.role:02X}", eui=str(smki.eui),
-                               serial=str(smki.serial), not_after=smki.not_after.isoformat())
-                except CertificateRejected as exc:
-                    row.update(certificate=f"not SMKI: {exc}")
-            rows.append(row)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
-        return
-    for row in rows:
-        click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
 
 
 @click.group()

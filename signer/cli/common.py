@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+import pwd
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +17,7 @@ import click
 from signer.config import Config, load_config
 from signer.errors import SignerError
 from signer.hsm.token import Token
+from signer.service.context import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +36,34 @@ def open_token(config: Config) -> Token:
     token = Token(config.token.module, config.token.label, config.token.pin.read())
     token.open()
     return token
+
+
+@contextmanager
+def services(config: Config) -> Iterator[Services]:
+    """The token, database and clock a command works with, closed afterwards."""
+    from signer.service.context import open_services
+
+    svc = open_services(config)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def actor() -> str:
+    """Who runs this command, as key operation records name them.
+
+    The effective user comes from the kernel, not the environment; SUDO_USER adds the
+    person behind sudo. The gRPC transport names its callers by client certificate instead.
+    """
+    uid = os.geteuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:  # containers often run a uid with no passwd entry
+        user = f"uid={uid}"
+    sudo = os.environ.get("SUDO_USER")
+    who = f"{sudo} (sudo as {user})" if sudo and sudo != user else user
+    return f"cli:{who}@{socket.gethostname()}"
 
 
 def reports_errors(fn: F) -> F:

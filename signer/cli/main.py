@@ -10,6 +10,7 @@ import click
 
 from signer.cli import admin, client
 from signer.cli import cpl as cpl_commands
+from signer.cli import keys as key_commands
 from signer.cli.common import config_option, load, reports_errors, setup_logging
 from signer.config import DEFAULT_MODULE
 from signer.service.context import Services, open_services
@@ -50,12 +51,19 @@ def _log_keys(services: Services) -> None:
     """What the token offers, so an operator sees a missing key before a call fails."""
     from signer.errors import SignerError
     from signer.service.duis import xml_signing_key
+    from signer.service.keyviews import UNREGISTERED, list_keys
 
-    for key in services.token.keys():
-        cert = key.certificate
-        log.info("token key %r SKI %s %s", key.label, (key.ski or b"").hex() or "-",
-                 f"certificate {cert.subject.rfc4514_string()} valid to "
-                 f"{cert.not_valid_after_utc:%Y-%m-%d}" if cert else "no certificate")
+    for view in list_keys(services):
+        log.info("key %r (%s) %s, SKI %s, %s", view.label, view.purpose or "no purpose",
+                 view.state, (view.ski or b"").hex() or "-",
+                 f"certificate valid to {view.not_after:%Y-%m-%d}" if view.not_after
+                 else "no certificate")
+        if view.state == UNREGISTERED:
+            log.warning("key %r is on the token but not in the key ledger: it will not sign "
+                        "until `signer keys activate --label %s`", view.label, view.label)
+        elif not view.on_token:
+            log.warning("key %r is %s in the key ledger but missing from the token",
+                        view.label, view.state)
     try:
         key, _cert = xml_signing_key(services)
         log.info("DUIS requests are signed with XML-signing key %r", key.label)
@@ -108,7 +116,7 @@ Once the server is up, try the three calls from another shell in this directory:
 """)
 
 
-cli.add_command(admin.keys)
+cli.add_command(key_commands.keys)
 cli.add_command(cpl_commands.cpl)
 cli.add_command(admin.manufacturers)
 cli.add_command(admin.devices)

@@ -30,7 +30,14 @@ from pkcs11.util.ec import (
     encode_named_curve_parameters,
 )
 
-from signer.errors import HsmLoginFailed, HsmUnavailable, InvalidInput, NotFound, SignerError
+from signer.errors import (
+    HsmLoginFailed,
+    HsmUnavailable,
+    InvalidInput,
+    NotFound,
+    PolicyRefusal,
+    SignerError,
+)
 from signer.hsm.pin import Pin
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,7 @@ class TokenKey:
     key_id: bytes
     public_key: ec.EllipticCurvePublicKey
     certificate: x509.Certificate | None
+    can_sign: bool = True  # CKA_SIGN of the private key: false once the key is retired
     ski: bytes | None = field(init=False)  # of the certificate, read once: selection uses it
     fingerprint: bytes | None = field(init=False)  # SHA-256 of the certificate
 
@@ -210,7 +218,14 @@ class Token:
             raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
         with self._call("sign"):
             handle = self._private_handle(key.key_id)
-            signature: bytes = handle.sign(digest, mechanism=Mechanism.ECDSA)
+            try:
+                signature: bytes = handle.sign(digest, mechanism=Mechanism.ECDSA)
+            except pkcs11.PKCS11Error:
+                if not _may_sign(handle):
+                    self._keys = None
+                    raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
+                                        "its CKA_SIGN is false (retired)") from None
+                raise
         if len(signature) != 64:
             raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA signature")
         return signature
@@ -272,6 +287,26 @@ class Token:
             self._keys = None
         return self.find(key_id=key.key_id)
 
+    def disable_signing(self, key: TokenKey) -> TokenKey:
+        """Clear CKA_SIGN on the private key, so the token itself refuses a retired key.
+
+        The key ledger is the authority (CKA_SIGN can be set again); this is the second
+        barrier, and it stops a service instance whose view of the ledger is stale.
+        """
+        with self._call("disable signing"):
+            self._private_handle(key.key_id)[Attribute.SIGN] = False
+            self._keys = None
+        return self.find(key_id=key.key_id)
+
+    def destroy_key(self, key: TokenKey) -> None:
+        """Remove a key pair and its certificate: only to undo a generation nobody recorded."""
+        with self._call("destroy key"):
+            objects = list(self._session.get_objects({Attribute.ID: key.key_id}))
+            for obj in objects:
+                obj.destroy()
+            self._keys = None
+            self._handles.pop(key.key_id, None)
+
     # -- internals -------------------------------------------------------------------------
 
     @contextmanager
@@ -320,7 +355,7 @@ class Token:
                             priv.label)
                 continue
             keys[key_id] = TokenKey(label=priv.label, key_id=key_id, public_key=public_key,
-                                    certificate=cert)
+                                    certificate=cert, can_sign=bool(priv[Attribute.SIGN]))
             self._handles[key_id] = priv
         self._scanned_at = time.monotonic()
         return keys
@@ -376,6 +411,13 @@ def _load_module(path: str) -> Any:
 def _matches(k: TokenKey, label: str | None, key_id: bytes | None, ski: bytes | None) -> bool:
     return ((label is None or k.label == label) and (key_id is None or k.key_id == key_id)
             and (ski is None or k.ski == ski))
+
+
+def _may_sign(handle: Any) -> bool:
+    try:
+        return bool(handle[Attribute.SIGN])
+    except pkcs11.PKCS11Error:
+        return True  # cannot tell: let the original error speak
 
 
 def _public_key_from_point(ec_point: bytes) -> ec.EllipticCurvePublicKey:

@@ -180,3 +180,25 @@ def devices_per_entry(db: Database) -> dict[str, int]:
                          .where(Device.current_entry_id.is_not(None))
                          .group_by(Device.current_entry_id))
         return {entry: int(n) for entry, n in rows if entry is not None}
+
+
+_SUPPLIER_DS_CELLS = and_(TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
+                          TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value)
+
+
+def devices_trusting(db: Database, ski: bytes) -> list[Eui64]:
+    """Devices whose Supplier digital-signing cell (either cell usage) names this SKI."""
+    query = (select(TrustAnchorCellRow.device_eui).distinct()
+             .where(_SUPPLIER_DS_CELLS, TrustAnchorCellRow.ski == ski.hex())
+             .order_by(TrustAnchorCellRow.device_eui))
+    with db.read() as conn:
+        return [Eui64(bytes.fromhex(e)) for (e,) in conn.execute(query)]
+
+
+def trusting_counts(db: Database) -> dict[bytes, int]:
+    """How many devices name each SKI in their Supplier digital-signing cells."""
+    query = (select(TrustAnchorCellRow.ski,
+                    func.count(func.distinct(TrustAnchorCellRow.device_eui)))
+             .where(_SUPPLIER_DS_CELLS).group_by(TrustAnchorCellRow.ski))
+    with db.read() as conn:
+        return {bytes.fromhex(ski): n for ski, n in conn.execute(query)}

@@ -128,3 +128,43 @@ class Activation(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     pre_command_signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                                        nullable=True)
+
+
+class SigningKey(Base):
+    """The key ledger: what each token key is for and whether it may sign.
+
+    The token holds the key; this row holds its purpose and state, which the token cannot
+    record. A token key with no row here never signs.
+    """
+
+    __tablename__ = "signing_keys"
+
+    token_label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # CKA_ID, lower-case hex
+    label: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    ski: Mapped[str | None] = mapped_column(String(16), nullable=True)  # of the installed cert
+    certificate_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                             nullable=True)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           nullable=True)
+
+
+class KeyOperation(Base):
+    """Who did what to which key, refusals included; the audit trail takes these records."""
+
+    __tablename__ = "key_operations"
+    __table_args__ = (Index("ix_key_operations_key", "token_label", "key_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(256))
+    operation: Mapped[str] = mapped_column(String(32))
+    token_label: Mapped[str] = mapped_column(String(32))
+    key_label: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    detail: Mapped[str] = mapped_column(Text)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.errors import PolicyRefusal
-from signer.registry import cpl
+from signer.registry import cpl, keys
 from signer.registry.db import Database
 from signer.registry.library import LibraryImage
 from signer.smki.certificate import SmkiCertificate
+from signer.smki.lifecycle import KeyPurpose, KeyState
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,34 @@ class UpgradeGraphs:
             if target_id not in self._evaluators:
                 self._evaluators[target_id] = PathEvaluator(graph, target_id)
             return self._evaluators[target_id]
+
+
+class LedgerStates:
+    """The key ledger's states as signing sees them: re-read at most once a second.
+
+    A key retired by another process may look active here for up to ``MAX_AGE``; the
+    retirement also clears CKA_SIGN on the token, which refuses at once.
+    """
+
+    MAX_AGE = 1.0
+    MIN_AGE_ON_MISS = 0.25  # a key not (yet) active is looked up again, but not every call
+
+    def __init__(self) -> None:
+        self._states: dict[bytes, tuple[KeyState, KeyPurpose]] = {}
+        self._read_at = -self.MAX_AGE
+        self._lock = threading.Lock()
+
+    def get(self, db: Database, token_label: str,
+            key_id: bytes) -> tuple[KeyState, KeyPurpose] | None:
+        age = time.monotonic() - self._read_at
+        found = self._states.get(key_id)
+        if age >= self.MAX_AGE or (
+                age >= self.MIN_AGE_ON_MISS and (found is None or found[0] != KeyState.ACTIVE)):
+            with self._lock:
+                self._states = keys.states(db, token_label)
+                self._read_at = time.monotonic()
+            found = self._states.get(key_id)
+        return found
+
+    def invalidate(self) -> None:
+        self._read_at = -self.MAX_AGE

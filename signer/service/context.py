@@ -13,7 +13,12 @@ from signer.duis.schema import DuisSchema
 from signer.errors import ConfigurationError
 from signer.hsm.token import Token, TokenKey
 from signer.registry.db import Database, open_database
-from signer.service.caches import CertificateVerdicts, UpgradeGraphs, VerifiedImages
+from signer.service.caches import (
+    CertificateVerdicts,
+    LedgerStates,
+    UpgradeGraphs,
+    VerifiedImages,
+)
 from signer.smki.certificate import SmkiCertificate, load_certificate
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,7 @@ class Services:
     images: VerifiedImages = field(default_factory=VerifiedImages)
     certificate_verdicts: CertificateVerdicts = field(default_factory=CertificateVerdicts)
     graphs: UpgradeGraphs = field(default_factory=UpgradeGraphs)
+    ledger: LedgerStates = field(default_factory=LedgerStates)
     # the XML-signing key and its checked certificate, reused while the certificate is valid
     xml_key: tuple[TokenKey, SmkiCertificate] | None = None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.config import load_config
 from signer.cpl.parse import read_csv
 from signer.errors import ConfigurationError
 from signer.gbcs.eui import Eui64
@@ -29,11 +29,10 @@ from signer.gbcs.trust_anchor import (
     RoleCredentials,
     TrustAnchorCell,
 )
-from signer.hsm.pin import Pin
-from signer.hsm.token import Token
 from signer.registry import cpl, devices, manufacturers
-from signer.registry.db import open_database
-from signer.service.keys import generate_self_certified
+from signer.service import keys
+from signer.service.context import open_services
+from signer.smki.lifecycle import KeyPurpose
 
 DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)
 DEV_SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
@@ -52,7 +51,8 @@ class DevEnvironment:
 
 
 def provision(directory: Path, *, module: str, schema_dir: Path | None,
-              now: dt.datetime | None = None) -> DevEnvironment:
+              now: dt.datetime | None = None,
+              actor: str = "signer dev provision") -> DevEnvironment:
     """Provision (once) the token that ``softhsm/init-token DIR signer-dev`` made in ``directory``.
 
     Generates the Supplier keys inside it, registers the development manufacturer and devices
@@ -67,41 +67,43 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         raise ConfigurationError(f"no SoftHSM2 token in {directory}: run "
                                  f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first")
     now = now or dt.datetime.now(dt.UTC)
-    os.environ["SOFTHSM2_CONF"] = str(env.softhsm2_conf)
-    pin = Pin(pin_file.read_text().strip())
-    with Token(module, DEV_TOKEN_LABEL, pin) as token:
-        start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
-        supplier = generate_self_certified(token, "supplier-ds", role=RemotePartyRole.SUPPLIER,
-                                           eui=DEV_SUPPLIER_EUI, not_before=start, not_after=end)
-        generate_self_certified(token, "xml-sign", role=RemotePartyRole.XML_SIGNING,
-                                eui=DEV_SUPPLIER_EUI, not_before=start, not_after=end)
-
     db_url = f"sqlite:///{directory / 'signer.db'}"
-    db = open_database(db_url)
-    mfr_cert = _manufacturer(directory / "manufacturer", now)
-    manufacturers.add_certificate(db, DEV_MANUFACTURER_CODE, mfr_cert, now)
-    assert supplier.ski is not None
-    for eui in DEV_DEVICES:
-        devices.store_credentials(db, _device_credentials(eui, supplier.ski), now)
-    example = example_delivery(directory)
-    image_hash = bytes.fromhex((example / "hash.hex").read_text().strip())
-    cpl_file = directory / "cpl.csv"
-    cpl_file.write_text(dev_cpl_csv(image_hash))
-    report = cpl.import_entries(db, read_csv(cpl_file.read_text().splitlines()), now)
-    assert report.applied, report.errors
-    for eui, entry in zip(DEV_DEVICES, DEV_CURRENT_ENTRIES, strict=True):
-        devices.set_inventory(db, eui, device_type="ESME", hardware_version=0x0001,
-                              current_entry_id=entry, now=now)
-    db.dispose()
-
     schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
-    env.config_path.write_text(
+    partial = env.config_path.with_suffix(".partial")
+    partial.write_text(
         "# Development configuration written by `signer dev provision`.\n"
         "[server]\nlisten = \"127.0.0.1:50051\"\n\n"
         f"[token]\nmodule = \"{module}\"\nlabel = \"{DEV_TOKEN_LABEL}\"\n"
         f"pin_file = \"{pin_file}\"\nsofthsm2_conf = \"{env.softhsm2_conf}\"\n\n"
         f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"
         f"[database]\nurl = \"{db_url}\"\n\n[duis]\n{schema_line}")
+    svc = open_services(load_config(partial))
+    try:
+        start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
+        for label, purpose in (("supplier-ds", KeyPurpose.SUPPLIER_DS),
+                               ("xml-sign", KeyPurpose.XML_SIGN)):
+            keys.generate(svc, label, purpose, actor=actor)
+            keys.self_certify(svc, label, not_before=start, not_after=end, actor=actor)
+            keys.activate(svc, label, actor=actor)
+        supplier_ski = svc.token.find(label="supplier-ds").ski
+        db = svc.db
+        mfr_cert = _manufacturer(directory / "manufacturer", now)
+        manufacturers.add_certificate(db, DEV_MANUFACTURER_CODE, mfr_cert, now)
+        assert supplier_ski is not None
+        for eui in DEV_DEVICES:
+            devices.store_credentials(db, _device_credentials(eui, supplier_ski), now)
+        example = example_delivery(directory)
+        image_hash = bytes.fromhex((example / "hash.hex").read_text().strip())
+        cpl_file = directory / "cpl.csv"
+        cpl_file.write_text(dev_cpl_csv(image_hash))
+        report = cpl.import_entries(db, read_csv(cpl_file.read_text().splitlines()), now)
+        assert report.applied, report.errors
+        for eui, entry in zip(DEV_DEVICES, DEV_CURRENT_ENTRIES, strict=True):
+            devices.set_inventory(db, eui, device_type="ESME", hardware_version=0x0001,
+                                  current_entry_id=entry, now=now)
+    finally:
+        svc.close()
+    partial.rename(env.config_path)  # last: its presence says "provisioned"
     return env
 
 

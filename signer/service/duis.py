@@ -27,14 +27,17 @@ from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.hsm.token import TokenKey
 from signer.registry import counters
+from signer.service import keygate
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
 from signer.service.images import force_replace_for, verified_image
+from signer.service.keyref import find_key
 from signer.service.keyselect import KeyGroup, parse_devices
 from signer.service.pathways import screen, select_eligible
 from signer.service.refusal import Refusal
 from signer.service.resign import sign_for_group
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
+from signer.smki.lifecycle import KeyPurpose
 
 SERVICES = ("11.1", "11.4")
 
@@ -81,33 +84,38 @@ def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | No
 
 
 def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
-    """The configured XML-signing key, or the token's one key certified for XML signing.
+    """The configured XML-signing key, or the token's one active key certified for it.
 
     A missing or unusable key is the service's configuration, not the caller's input.
     """
     now = svc.clock()
     cached = svc.xml_key
-    if cached is not None and cached[1].not_before <= now <= cached[1].not_after:
+    if (cached is not None and cached[1].not_before <= now <= cached[1].not_after
+            and keygate.refusal(svc, cached[0], KeyPurpose.XML_SIGN) is None):
         return cached
-    label = svc.config.xml_signing_key
+    svc.xml_key = None
+    name = svc.config.xml_signing_key
     try:
-        if label is not None:
-            key = svc.token.find(label=label)
+        if name is not None:
+            key = find_key(svc.token, name, field="supplier.xml_signing_key")
         else:
             key = _the_xml_key(svc)
+        reason = keygate.refusal(svc, key, KeyPurpose.XML_SIGN)
+        if reason is not None:
+            raise ConfigurationError(reason)
         if key.certificate is None:
             raise ConfigurationError(f"XML-signing key {key.label!r} has no certificate")
         svc.xml_key = key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui,
                                              now=now)
         return svc.xml_key
-    except (NotFound, InvalidInput, CertificateRejected) as exc:
+    except (NotFound, InvalidInput, CertificateRejected, ConfigurationError) as exc:
         raise ConfigurationError(f"no usable XML-signing key: {exc}") from None
 
 
 def _the_xml_key(svc: Services) -> TokenKey:
     candidates = []
-    for key in svc.token.keys():
-        if key.certificate is None:
+    for key in svc.token.keys(refresh=True):
+        if key.certificate is None or keygate.refusal(svc, key, KeyPurpose.XML_SIGN):
             continue
         try:
             smki = parse_smki(key.certificate)
@@ -116,7 +124,7 @@ def _the_xml_key(svc: Services) -> TokenKey:
         if smki.role == RemotePartyRole.XML_SIGNING and smki.eui == svc.config.supplier_eui:
             candidates.append(key)
     if len(candidates) != 1:
-        raise ConfigurationError(f"{len(candidates)} XML-signing keys for "
+        raise ConfigurationError(f"{len(candidates)} active XML-signing keys for "
                                  f"{svc.config.supplier_eui} on the token; name one with "
                                  "supplier.xml_signing_key")
     return candidates[0]

@@ -1,31 +1,367 @@
-"""Keys made inside the token with a self-issued certificate in the SMKI profile.
+"""The life of a Supplier signing key: generate, request, certify, activate, retire.
 
-For development and tests: production certificates come from the SMKI issuing CA.
+The private key is made inside the token and never leaves it; everything here works on its
+public half and its certificate. Every operation, refusals included, is recorded in the
+key ledger with the actor who ran it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
+from signer.errors import CertificateRejected, InvalidInput, NotFound, PolicyRefusal, SignerError
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
-from signer.hsm.token import Token, TokenKey
-from signer.smki.certificate import smki_extensions, smki_name
+from signer.hsm.token import TokenKey
+from signer.registry import devices as device_registry
+from signer.registry import keys as ledger
+from signer.registry.keys import KeyRecord, Operation
+from signer.service.admin import import_key
+from signer.service.context import Services
+from signer.service.keyref import key_ref
+from signer.smki.certificate import load_certificate, parse_smki, smki_extensions, smki_name
+from signer.smki.csr import build_csr
 from signer.smki.issuance import issue_certificate
+from signer.smki.lifecycle import KeyPurpose, KeyState, check_certificate_for, purpose_of
+
+log = logging.getLogger(__name__)
+KEY_ID_LENGTH = 8
+LISTED_DEVICES = 20  # devices named in a refusal; the rotation report lists them all
 
 
-def generate_self_certified(token: Token, label: str, *, role: RemotePartyRole, eui: Eui64,
-                            not_before: dt.datetime, not_after: dt.datetime,
-                            issuer_cn: str = "DEV") -> TokenKey:
-    """A P-256 key generated in the token, certified by itself as ``CN=<issuer_cn>,OU=07``."""
-    key = token.generate_key(label)
+class KeysStillTrusted(PolicyRefusal):
+    """Retirement refused: registered devices still name the key in their cells."""
+
+    def __init__(self, label: str, devices: list[Eui64]):
+        self.devices = devices
+        shown = ", ".join(str(d) for d in devices[:LISTED_DEVICES])
+        more = f" and {len(devices) - LISTED_DEVICES} more" if len(devices) > LISTED_DEVICES else ""
+        super().__init__(f"{len(devices)} registered device(s) still trust key {label!r} in "
+                         f"their Supplier digital-signing cell: {shown}{more}; update their "
+                         "credentials first (SR 6.15.1; see `signer keys rotation-report`), "
+                         "or retire with --force --reason")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A key as named: its token half (None if gone from the token) and its ledger entry."""
+
+    key: TokenKey | None
+    record: KeyRecord | None
+
+    @property
+    def label(self) -> str:
+        if self.key is not None:
+            return self.key.label
+        assert self.record is not None
+        return self.record.label
+
+    @property
+    def key_id(self) -> bytes:
+        if self.key is not None:
+            return self.key.key_id
+        assert self.record is not None
+        return self.record.key_id
+
+    def on_token(self) -> TokenKey:
+        if self.key is None:
+            raise NotFound(f"key {self.label!r} is in the key ledger but no longer on the token")
+        return self.key
+
+
+def locate(svc: Services, name: str, *, field: str = "label") -> Located:
+    """Find a key by label or PKCS#11 URI on the token, else in the ledger (a key gone from
+    the token can still be retired)."""
+    ref = key_ref(svc.token, name, field=field)
+    try:
+        key = svc.token.find(label=ref.label, key_id=ref.key_id)
+    except NotFound:
+        records = [r for r in ledger.all_keys(svc.db, svc.token.token_label).values()
+                   if (ref.label is None or r.label == ref.label)
+                   and (ref.key_id is None or r.key_id == ref.key_id)]
+        if len(records) != 1:
+            raise
+        return Located(None, records[0])
+    return Located(key, ledger.get(svc.db, svc.token.token_label, key.key_id))
+
+
+def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> KeyRecord:
+    """A P-256 key pair made inside the token (pending), with an 8-byte CKA_ID."""
+    ref = key_ref(svc.token, name, field="label")
+    if ref.label is None:
+        raise InvalidInput("a new key needs a label (URI attribute object=)", field="label")
+    if ref.key_id is not None and len(ref.key_id) != KEY_ID_LENGTH:
+        raise InvalidInput(f"CKA_ID must be {KEY_ID_LENGTH} bytes, got {len(ref.key_id)}",
+                           field="label")
+    op = _operation(svc, actor, "generate", ref.label, ref.key_id, purpose=purpose.value)
+    with _recorded(svc, op):
+        key = svc.token.generate_key(ref.label, ref.key_id)
+        try:
+            return ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
+                                 label=key.label, purpose=purpose, now=svc.clock(),
+                                 op=_with(op, key_id=key.key_id, detail_extra={
+                                     "public_key_sha256": _spki_sha256(key)}))
+        except BaseException:
+            # Unrecorded keys are not left behind: the ledger is the list of what exists.
+            svc.token.destroy_key(key)
+            raise
+
+
+def import_existing(svc: Services, label: str, key_pem: bytes, cert_pem: bytes, *,
+                    actor: str, purpose: KeyPurpose | None = None) -> KeyRecord:
+    """Import a test key and its certificate (pending until activated)."""
+    cert = load_certificate(cert_pem, field="cert")
+    purpose = purpose or purpose_of(cert)
+    if purpose is None:
+        raise InvalidInput("the certificate's role is neither Supplier (02) nor XML signing "
+                           "(87); name the purpose", field="purpose")
+    op = _operation(svc, actor, "import", label, None, purpose=purpose.value)
+    with _recorded(svc, op):
+        key = import_key(svc.token, label, key_pem, cert_pem)
+        try:
+            return ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
+                                 label=key.label, purpose=purpose, now=svc.clock(),
+                                 op=_with(op, key_id=key.key_id, detail_extra=_cert_facts(cert)))
+        except BaseException:
+            svc.token.destroy_key(key)
+            raise
+
+
+def certificate_request(svc: Services, name: str, eui_text: str, *, actor: str,
+                        cn: str = "") -> x509.CertificateSigningRequest:
+    """A PKCS#10 request in the SMKI Organisation form, signed inside the token by the key."""
+    found = locate(svc, name)
+    eui = Eui64.parse(eui_text, field="eui")
+    op = _operation(svc, actor, "csr", found.label, found.key_id, eui=str(eui), cn=cn)
+    with _recorded(svc, op):
+        record = _require_record(found)
+        if record.state is KeyState.RETIRED:
+            raise PolicyRefusal(f"key {found.label!r} is retired")
+        if eui != svc.config.supplier_eui:
+            raise InvalidInput(f"EUI {eui} is not this Supplier's ({svc.config.supplier_eui}); "
+                               "the certificate would fail the profile check", field="eui")
+        key = found.on_token()
+        csr = build_csr(subject=smki_name(int(record.purpose.role), eui, cn),
+                        public_key=key.public_key,
+                        sign_digest=lambda digest: svc.token.sign_digest(key, digest))
+        der = csr.public_bytes(serialization.Encoding.DER)
+        ledger.record(svc.db, _with(op, detail_extra={
+            "subject": csr.subject.rfc4514_string(), "csr_sha256": hashlib.sha256(der).hexdigest()
+        }), svc.clock())
+        return csr
+
+
+def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: str) -> KeyRecord:
+    """Store the issued certificate next to its key, if it is the key's and fits its purpose."""
+    found = locate(svc, name)
+    op = _operation(svc, actor, "install-cert", found.label, found.key_id)
+    with _recorded(svc, op):
+        record = _require_record(found)
+        key = found.on_token()
+        cert = load_certificate(cert_data, field="cert")
+        op = _with(op, detail_extra=_cert_facts(cert))
+        if record.state is KeyState.RETIRED:
+            raise PolicyRefusal(f"key {found.label!r} is retired")
+        if cert.public_key() != key.public_key:
+            raise CertificateRejected(
+                f"the certificate's public key (SHA-256 {_cert_spki_sha256(cert)[:16]}…) is "
+                f"not key {key.label!r}'s (SHA-256 {_spki_sha256(key)[:16]}…)")
+        smki = check_certificate_for(record.purpose, cert, supplier_eui=svc.config.supplier_eui,
+                                     now=svc.clock(), issuers=svc.issuers)
+        _refuse_ski_clash(svc, key, smki.ski)
+        if record.state is KeyState.ACTIVE and record.ski is not None and smki.ski != record.ski:
+            raise CertificateRejected(
+                f"key {key.label!r} is active and devices' cells name SKI {record.ski.hex()}; "
+                f"a renewal must keep it, this certificate has {smki.ski.hex()}")
+        svc.token.store_certificate(key, cert)
+        if record.state is KeyState.ACTIVE:
+            ledger.update_certificate(svc.db, record, ski=smki.ski, serial=str(smki.serial),
+                                      now=svc.clock(), op=op)
+        else:
+            ledger.record(svc.db, op, svc.clock())
+        return _require_record(locate(svc, name))
+
+
+def activate(svc: Services, name: str, *, actor: str,
+             purpose: KeyPurpose | None = None) -> KeyRecord:
+    """Let a key sign: its certificate must pass its purpose's profile now.
+
+    A key already on the token but unknown to the ledger (made before the ledger existed,
+    or by another tool) is adopted here; its purpose comes from ``purpose`` or its
+    certificate's role.
+    """
+    found = locate(svc, name)
+    op = _operation(svc, actor, "activate", found.label, found.key_id)
+    with _recorded(svc, op):
+        key = found.on_token()
+        if key.certificate is None:
+            raise PolicyRefusal(f"key {key.label!r} has no certificate; install one first "
+                                "(`signer keys install-cert`)")
+        if not key.can_sign:
+            raise PolicyRefusal(f"key {key.label!r} is disabled on the token (CKA_SIGN false)")
+        record = found.record
+        if record is None:
+            purpose = purpose or purpose_of(key.certificate)
+            if purpose is None:
+                raise InvalidInput(f"key {key.label!r} is not in the key ledger and its "
+                                   "certificate's role names no purpose; give --purpose",
+                                   field="purpose")
+            op = _with(op, detail_extra={"adopted": True})
+        elif purpose is not None and purpose is not record.purpose:
+            raise PolicyRefusal(f"key {key.label!r} is for {record.purpose}, not {purpose}")
+        use = purpose if record is None else record.purpose
+        assert use is not None
+        smki = check_certificate_for(use, key.certificate, supplier_eui=svc.config.supplier_eui,
+                                     now=svc.clock(), issuers=svc.issuers)
+        _refuse_ski_clash(svc, key, smki.ski)
+        if record is None:
+            record = ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
+                                   label=key.label, purpose=use, now=svc.clock(),
+                                   op=_with(op, operation="adopt"))
+        done = ledger.transition(svc.db, record, KeyState.ACTIVE, now=svc.clock(),
+                                 ski=smki.ski, certificate_serial=str(smki.serial),
+                                 op=_with(op, detail_extra=_cert_facts(key.certificate)))
+        svc.ledger.invalidate()
+        return done
+
+
+def retire(svc: Services, name: str, *, actor: str, force: bool = False,
+           reason: str = "") -> KeyRecord:
+    """Retire a key for good: the ledger stops it, and CKA_SIGN is cleared on the token."""
+    found = locate(svc, name)
+    op = _operation(svc, actor, "retire", found.label, found.key_id, forced=force,
+                    reason=reason)
+    with _recorded(svc, op):
+        if force and not reason.strip():
+            raise InvalidInput("a forced retirement needs a reason", field="reason")
+        record = _require_record(found)
+        ski = record.ski or (found.key.ski if found.key else None)
+        trusting = device_registry.devices_trusting(svc.db, ski) if ski else []
+        if trusting and not force:
+            raise KeysStillTrusted(found.label, trusting)
+        done = ledger.transition(svc.db, record, KeyState.RETIRED, now=svc.clock(),
+                                 op=_with(op, detail_extra={"devices_still_trusting":
+                                                            len(trusting)}))
+        svc.ledger.invalidate()
+    if found.key is not None:
+        disable = _operation(svc, actor, "disable-signing", found.label, found.key_id)
+        try:
+            svc.token.disable_signing(found.key)
+        except SignerError as exc:
+            # The ledger already refuses the key; say loudly that the second barrier is missing.
+            log.error("key %r is retired in the ledger but CKA_SIGN could not be cleared: %s",
+                      found.label, exc)
+            ledger.record(svc.db, _with(disable, outcome="failed",
+                                        detail_extra={"error": str(exc)}), svc.clock())
+        else:
+            ledger.record(svc.db, disable, svc.clock())
+    return done
+
+
+def self_certify(svc: Services, name: str, *, not_before: dt.datetime, not_after: dt.datetime,
+                 actor: str, issuer_cn: str = "DEV") -> KeyRecord:
+    """Development only: certify a pending key with itself as ``CN=<issuer_cn>,OU=07``.
+
+    Production certificates come from the SMKI issuing CA through `keys csr`.
+    """
+    found = locate(svc, name)
+    record = _require_record(found)
+    key = found.on_token()
     cert = issue_certificate(
-        subject=smki_name(int(role), eui, label),
+        subject=smki_name(int(record.purpose.role), svc.config.supplier_eui, key.label),
         issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, issuer_cn),
         public_key=key.public_key, serial=x509.random_serial_number(),
         not_before=not_before, not_after=not_after,
         extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-        sign_digest=lambda digest: token.sign_digest(key, digest))
-    return token.store_certificate(key, cert)
+        sign_digest=lambda digest: svc.token.sign_digest(key, digest))
+    return install_certificate(svc, name, cert.public_bytes(serialization.Encoding.PEM),
+                               actor=actor)
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _operation(svc: Services, actor: str, operation: str, label: str, key_id: bytes | None,
+               **detail: Any) -> Operation:
+    if not actor:
+        raise InvalidInput("every key operation needs an actor", field="actor")
+    return Operation(actor=actor, operation=operation, token_label=svc.token.token_label,
+                     key_label=label, key_id=key_id, detail=detail)
+
+
+def _with(op: Operation, *, operation: str | None = None, key_id: bytes | None = None,
+          outcome: str | None = None, detail_extra: dict[str, Any] | None = None) -> Operation:
+    return Operation(actor=op.actor, operation=operation or op.operation,
+                     token_label=op.token_label, key_label=op.key_label,
+                     key_id=key_id if key_id is not None else op.key_id,
+                     outcome=outcome or op.outcome,
+                     detail={**(op.detail or {}), **(detail_extra or {})})
+
+
+@contextmanager
+def _recorded(svc: Services, op: Operation) -> Iterator[None]:
+    """Record a refused or failed operation before the error reaches the caller."""
+    try:
+        yield
+    except (InvalidInput, PolicyRefusal, NotFound) as exc:
+        _try_record(svc, _with(op, outcome="refused", detail_extra={"reason": str(exc)}))
+        raise
+    except SignerError as exc:
+        _try_record(svc, _with(op, outcome="failed", detail_extra={"reason": str(exc)}))
+        raise
+
+
+def _try_record(svc: Services, op: Operation) -> None:
+    try:
+        ledger.record(svc.db, op, svc.clock())
+    except SignerError as exc:  # the database itself may be what failed
+        log.error("could not record refused key operation %s on %r: %s", op.operation,
+                  op.key_label, exc)
+
+
+def _require_record(found: Located) -> KeyRecord:
+    if found.record is None:
+        raise PolicyRefusal(f"key {found.label!r} is not in the key ledger; adopt it with "
+                            "`signer keys activate` or generate keys with `signer keys generate`")
+    return found.record
+
+
+def _refuse_ski_clash(svc: Services, key: TokenKey, ski: bytes) -> None:
+    """Two signing-capable keys behind one SKI would let the token, not the device, choose."""
+    for other in svc.token.keys(refresh=True):
+        if other.key_id != key.key_id and other.ski == ski and other.can_sign:
+            raise CertificateRejected(f"key {other.label!r} already has a certificate with "
+                                      f"SKI {ski.hex()}")
+
+
+def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "serial": str(cert.serial_number), "issuer": cert.issuer.rfc4514_string(),
+        "subject": cert.subject.rfc4514_string(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex()}
+    try:
+        facts["ski"] = parse_smki(cert).ski.hex()
+    except CertificateRejected:
+        pass
+    return facts
+
+
+def _spki_sha256(key: TokenKey) -> str:
+    return hashlib.sha256(key.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def _cert_spki_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+

@@ -10,9 +10,11 @@ from signer.errors import CertificateRejected, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
+from signer.service import keygate
 from signer.service.context import Services
 from signer.service.refusal import Refusal
 from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
+from signer.smki.lifecycle import KeyPurpose
 
 # DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
 MAX_DEVICES = 50_000
@@ -58,11 +60,12 @@ def select_keys(svc: Services, devices: Sequence[Eui64],
     """
     if skis is None:
         skis = device_registry.supplier_signing_skis(svc.db, devices)
-    by_ski = {k.ski: k for k in svc.token.keys() if k.ski is not None}
+    by_ski = _by_ski(svc.token.keys())
     if any(s is not None and s not in by_ski for s in skis.values()):
-        by_ski = {k.ski: k for k in svc.token.keys(refresh=True) if k.ski is not None}
+        by_ski = _by_ski(svc.token.keys(refresh=True))
     now = svc.clock()
     checked: dict[bytes, SmkiCertificate | CertificateRejected] = {}
+    gated: dict[bytes, str | None] = {}
     members: dict[bytes, list[Eui64]] = {}
     refused: list[Refusal] = []
     for eui in devices:
@@ -80,6 +83,11 @@ def select_keys(svc: Services, devices: Sequence[Eui64],
             refused.append(Refusal(eui, "no_key_for_cell",
                                    f"no key on the token has a certificate with SKI {ski.hex()}"))
             continue
+        if ski not in gated:
+            gated[ski] = keygate.refusal(svc, key, KeyPurpose.SUPPLIER_DS)
+        if gated[ski] is not None:
+            refused.append(Refusal(eui, "key_not_active", str(gated[ski])))
+            continue
         if ski not in checked:
             checked[ski] = _check(svc, key, now)
         outcome = checked[ski]
@@ -94,6 +102,11 @@ def select_keys(svc: Services, devices: Sequence[Eui64],
         assert isinstance(cert, SmkiCertificate)
         groups.append(KeyGroup(key=by_ski[ski], certificate=cert, devices=tuple(members_of)))
     return Selection(groups=tuple(groups), refused=tuple(refused))
+
+
+def _by_ski(keys: Sequence[TokenKey]) -> dict[bytes, TokenKey]:
+    """Keys by their certificate's SKI; a key that may still sign wins over a disabled one."""
+    return {k.ski: k for k in sorted(keys, key=lambda k: k.can_sign) if k.ski is not None}
 
 
 def _check(svc: Services, key: TokenKey, now: dt.datetime) -> SmkiCertificate | CertificateRejected:

@@ -26,6 +26,7 @@ from tests.conftest import (
     start_server,
     write_config,
 )
+from tests.ledger import activate, services_for
 
 RTDS_DEVICE = "00-DB-12-34-56-78-90-A0"
 
@@ -65,6 +66,7 @@ def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
                              ).read_bytes(), PINNED)
     config = write_config(tmp / "signer.toml", hsm, db_url, schema_dir=vectors / "xsd",
                           cpl_mode=cpl_mode)
+    activate(services_for(token, db, config), "z1-supplier-ds", "xml-sign")
     return config, db, db_url
 
 

@@ -27,4 +27,4 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
     assert committed == fresh, "stubs are stale: run `make proto` and commit signer/api/_proto"
     assert [m.name for m in committed.service[0].method] == [
         "VerifyManufacturer", "Resign", "BuildDUIS", "GetUpgradePath", "BuildActivation",
-        "StreamActivation", "SignPreCommand", "StreamSignPreCommands"]
+        "StreamActivation", "SignPreCommand", "StreamSignPreCommands", "ListKeys"]

@@ -57,16 +57,17 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
     (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     imported = signer("keys", "import", "--label", "cli-imported", "--key",
                       str(tmp_path / "k.pem"), "--cert", str(tmp_path / "c.pem"),
-                      "--config", str(config))
-    assert "SKI 0102030405060708" in imported.stdout
+                      "--purpose", "supplier-ds", "--config", str(config))
+    assert "CKA_ID 0102030405060708: pending" in imported.stdout
     again = signer("keys", "import", "--label", "cli-imported", "--key", str(tmp_path / "k.pem"),
-                   "--cert", str(tmp_path / "c.pem"), "--config", str(config), check=False)
+                   "--cert", str(tmp_path / "c.pem"), "--purpose", "supplier-ds",
+                   "--config", str(config), check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = signer("keys", "list", "--json", "--config", str(config))
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert {"label": "cli-imported", "cka_id": "0102030405060708",
-            "ski": "0102030405060708"}.items() <= next(
-                r for r in rows if r["label"] == "cli-imported").items()
+    row = next(r for r in rows if r["label"] == "cli-imported")
+    assert {"label": "cli-imported", "cka_id": "0102030405060708", "ski": "0102030405060708",
+            "state": "pending", "purpose": "supplier-ds"}.items() <= row.items()
     pin = hsm.pin_file.read_text().strip()
     for proc in (imported, again, listed):
         assert pin not in proc.stdout + proc.stderr

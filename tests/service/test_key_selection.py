@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from signer.clock import fixed_clock
 from signer.config import load_config
@@ -27,12 +28,15 @@ from signer.registry import devices
 from signer.service import admin
 from signer.service.context import Services, open_services
 from signer.service.duis import build_duis
-from signer.service.keys import generate_self_certified
 from signer.service.resign import resign
 from signer.service.verify import verify_manufacturer
+from signer.smki.certificate import smki_extensions, smki_name
+from signer.smki.issuance import issue_certificate
+from signer.smki.lifecycle import KeyPurpose
 from tests.api.conftest import RTDS_DEVICE, ensure_key
 from tests.conftest import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI, Hsm, Manufacturer, write_config
 from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
+from tests.ledger import activate, force_active
 
 SECOND = "00-DB-12-34-56-78-90-B2"
 NO_SUPPLIER_CELL = "00-DB-12-34-56-78-90-B3"
@@ -40,12 +44,19 @@ WRONG_ROLE = "00-DB-12-34-56-78-90-B4"
 
 
 def _key_with_cert(token: Token, label: str, role: RemotePartyRole) -> TokenKey:
+    """A token key certified by a test CA for ``role`` (made once per session)."""
     try:
         return token.find(label=label)
     except NotFound:
-        return generate_self_certified(token, label, role=role, eui=Eui64.parse(SUPPLIER_EUI),
-                                       not_before=PINNED - dt.timedelta(days=30),
-                                       not_after=PINNED + dt.timedelta(days=30), issuer_cn="TEST")
+        key = token.generate_key(label)
+        cert = issue_certificate(
+            subject=smki_name(int(role), Eui64.parse(SUPPLIER_EUI), label),
+            issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "TEST"),
+            public_key=key.public_key, serial=x509.random_serial_number(),
+            not_before=PINNED - dt.timedelta(days=30), not_after=PINNED + dt.timedelta(days=30),
+            extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
+            sign_digest=lambda digest: token.sign_digest(key, digest))
+        return token.store_certificate(key, cert)
 
 
 def _device(eui: str, role: RemotePartyRole, ski: bytes) -> DeviceCredentials:
@@ -76,6 +87,10 @@ def svc(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
                                       "CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
                         PINNED)
     assert second.ski is not None and wrong.ski is not None
+    activate(services, "z1-supplier-ds", "xml-sign", "supplier-two")
+    # a Network Operator certificate on a key entered as Supplier: the certificate check
+    # at signing time, not the ledger, must refuse it
+    force_active(services, wrong, KeyPurpose.SUPPLIER_DS)
     devices.store_credentials(services.db, _device(SECOND, RemotePartyRole.SUPPLIER,
                                                    second.ski), PINNED)
     devices.store_credentials(services.db, _device(NO_SUPPLIER_CELL,

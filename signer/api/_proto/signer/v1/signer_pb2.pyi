@@ -314,3 +314,47 @@ class PreCommandResults(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[PreCommandResult]
     def __init__(self, results: _Optional[_Iterable[_Union[PreCommandResult, _Mapping]]] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class KeyInfo(_message.Message):
+    __slots__ = ("label", "cka_id", "ski", "purpose", "state", "on_token", "role", "eui", "certificate_serial", "issuer", "not_before", "not_after", "days_left", "devices", "certificate_der")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CKA_ID_FIELD_NUMBER: _ClassVar[int]
+    SKI_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ON_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EUI_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DAYS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_DER_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    cka_id: bytes
+    ski: bytes
+    purpose: str
+    state: str
+    on_token: bool
+    role: str
+    eui: str
+    certificate_serial: str
+    issuer: str
+    not_before: _timestamp_pb2.Timestamp
+    not_after: _timestamp_pb2.Timestamp
+    days_left: int
+    devices: int
+    certificate_der: bytes
+    def __init__(self, label: _Optional[str] = ..., cka_id: _Optional[bytes] = ..., ski: _Optional[bytes] = ..., purpose: _Optional[str] = ..., state: _Optional[str] = ..., on_token: _Optional[bool] = ..., role: _Optional[str] = ..., eui: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., issuer: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., days_left: _Optional[int] = ..., devices: _Optional[int] = ..., certificate_der: _Optional[bytes] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...

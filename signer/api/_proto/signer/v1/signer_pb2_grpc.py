@@ -74,6 +74,11 @@ class FirmwareSignerStub:
                 request_serializer=signer_dot_v1_dot_signer__pb2.PreCommandBatch.SerializeToString,
                 response_deserializer=signer_dot_v1_dot_signer__pb2.PreCommandResults.FromString,
                 _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/ListKeys',
+                request_serializer=signer_dot_v1_dot_signer__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
 
 
 class FirmwareSignerServicer:
@@ -144,6 +149,14 @@ class FirmwareSignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKeys(self, request, context):
+        """The Supplier's keys as the service sees them (read-only, public data only): certificate,
+        state and expiry, and how many registered devices trust each key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FirmwareSignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +199,11 @@ def add_FirmwareSignerServicer_to_server(servicer, server):
                     servicer.StreamSignPreCommands,
                     request_deserializer=signer_dot_v1_dot_signer__pb2.PreCommandBatch.FromString,
                     response_serializer=signer_dot_v1_dot_signer__pb2.PreCommandResults.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.ListKeysRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.ListKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +422,33 @@ class FirmwareSigner:
             '/signer.v1.FirmwareSigner/StreamSignPreCommands',
             signer_dot_v1_dot_signer__pb2.PreCommandBatch.SerializeToString,
             signer_dot_v1_dot_signer__pb2.PreCommandResults.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/ListKeys',
+            signer_dot_v1_dot_signer__pb2.ListKeysRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.ListKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

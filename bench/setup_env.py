@@ -29,15 +29,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import insert
 
+from signer.config import load_config
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.trust_anchor import CellUsage, KeyUsage
-from signer.hsm.pin import Pin
-from signer.hsm.token import Token, TokenKey
+from signer.hsm.token import TokenKey
 from signer.registry import manufacturers
 from signer.registry.db import open_database
 from signer.registry.models import Device, TrustAnchorCellRow
-from signer.service.keys import generate_self_certified
+from signer.service import keys
+from signer.service.context import Services, open_services
+from signer.smki.lifecycle import KeyPurpose
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 TOKEN_LABEL = "signer-bench"
@@ -70,10 +72,13 @@ def init_token(d: Path) -> tuple[Path, Path]:
     return conf, pin_file
 
 
-def token_key(token: Token, label: str, role: RemotePartyRole, now: dt.datetime) -> TokenKey:
-    return generate_self_certified(token, label, role=role, eui=SUPPLIER_EUI,
-                                   not_before=now - dt.timedelta(days=1),
-                                   not_after=now + dt.timedelta(days=30), issuer_cn="BENCH")
+def token_key(svc: Services, label: str, purpose: KeyPurpose, now: dt.datetime) -> TokenKey:
+    """Generated, self-certified and activated through the key lifecycle use cases."""
+    keys.generate(svc, label, purpose, actor="bench")
+    keys.self_certify(svc, label, not_before=now - dt.timedelta(days=1),
+                      not_after=now + dt.timedelta(days=30), actor="bench", issuer_cn="BENCH")
+    keys.activate(svc, label, actor="bench")
+    return svc.token.find(label=label)
 
 
 def manufacturer(d: Path, now: dt.datetime) -> tuple[Path, x509.Certificate]:
@@ -134,18 +139,18 @@ def main() -> int:
     now = dt.datetime.now(dt.UTC)
 
     conf, pin_file = init_token(d)
-    with Token(MODULE, TOKEN_LABEL, Pin(pin_file.read_text().strip())) as token:
-        supplier = token_key(token, SUPPLIER_KEY_LABEL, RemotePartyRole.SUPPLIER, now)
-        token_key(token, XML_KEY_LABEL, RemotePartyRole.XML_SIGNING, now)
-    assert supplier.ski is not None
-
     db_url = f"sqlite:///{d / 'signer.db'}"
-    db = open_database(db_url)
-    mkey, mcert = manufacturer(d, now)
-    manufacturers.add_certificate(db, MANUFACTURER_CODE, mcert, now)
-    db.dispose()
-    add_devices(db_url, [SMALL_DEVICE, *bulk_device_euis(args.devices)], supplier.ski.hex(), now)
     config = write_config(d, conf, pin_file, db_url, args.schema_dir)
+    svc = open_services(load_config(config))
+    try:
+        supplier = token_key(svc, SUPPLIER_KEY_LABEL, KeyPurpose.SUPPLIER_DS, now)
+        token_key(svc, XML_KEY_LABEL, KeyPurpose.XML_SIGN, now)
+        mkey, mcert = manufacturer(d, now)
+        manufacturers.add_certificate(svc.db, MANUFACTURER_CODE, mcert, now)
+    finally:
+        svc.close()
+    assert supplier.ski is not None
+    add_devices(db_url, [SMALL_DEVICE, *bulk_device_euis(args.devices)], supplier.ski.hex(), now)
     json.dump({
         "directory": str(d),
         "config": str(config),

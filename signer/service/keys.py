@@ -202,6 +202,8 @@ def activate(svc: Services, name: str, *, actor: str,
     found = locate(svc, name)
     op = _operation(svc, actor, "activate", found.label, found.key_id)
     with _recorded(svc, op):
+        if found.record is not None and found.record.state is KeyState.RETIRED:
+            raise PolicyRefusal(f"key {found.label!r} is retired; retirement is final")
         key = found.on_token()
         if key.certificate is None:
             raise PolicyRefusal(f"key {key.label!r} has no certificate; install one first "

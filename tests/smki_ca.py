@@ -23,7 +23,7 @@ SMKI_POLICY = x509.ObjectIdentifier("1.2.826.0.1.8641679.1.2.1.4")
 def method2_ski(key: ec.EllipticCurvePublicKey) -> bytes:
     point = key.public_bytes(serialization.Encoding.X962,
                              serialization.PublicFormat.UncompressedPoint)
-    digest = hashlib.sha1(point).digest()  # noqa: S324 (RFC 5280 key identifier)
+    digest = hashlib.sha1(point).digest()  # RFC 5280 method 2 key identifier
     return bytes([0x40 | (digest[12] & 0x0F)]) + digest[13:]
 
 

@@ -208,7 +208,8 @@ def keys_operations(as_json: bool, config_path: Path | None) -> None:
 
 
 @keys.command("import")
-@click.option("--label", required=True, help="CKA_LABEL for the key pair and certificate.")
+@click.option("--label", required=True, metavar="LABEL|URI",
+              help="CKA_LABEL for the key pair and certificate.")
 @click.option("--key", "key_file", required=True, type=click.File("rb"),
               help="PEM private key (P-256, unencrypted). Test keys only.")
 @click.option("--cert", "cert_file", required=True, type=click.File("rb"),

@@ -119,6 +119,11 @@ def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> Ke
 def import_existing(svc: Services, label: str, key_pem: bytes, cert_pem: bytes, *,
                     actor: str, purpose: KeyPurpose | None = None) -> KeyRecord:
     """Import a test key and its certificate (pending until activated)."""
+    ref = key_ref(svc.token, label, field="label")
+    if ref.label is None or ref.key_id is not None:
+        raise InvalidInput("name the imported key by label only (URI attribute object=); its "
+                           "CKA_ID becomes its certificate's SKI", field="label")
+    label = ref.label
     cert = load_certificate(cert_pem, field="cert")
     purpose = purpose or purpose_of(cert)
     if purpose is None:

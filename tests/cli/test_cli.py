@@ -39,6 +39,11 @@ def test_help_names_every_command() -> None:
                 "dev"):
         assert cmd in out
     assert "--label" in signer("keys", "import", "--help").stdout
+    keys_help = signer("keys", "--help").stdout
+    for cmd in ("generate", "csr", "install-cert", "activate", "retire", "list",
+                "rotation-report", "operations", "import"):
+        assert cmd in keys_help
+    assert "PKCS#11 URI" in signer("keys", "retire", "--help").stdout
 
 
 def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> None:

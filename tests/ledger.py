@@ -17,7 +17,7 @@ from signer.registry import keys as ledger
 from signer.registry.db import Database
 from signer.registry.keys import Operation
 from signer.service import keys
-from signer.service.context import Services
+from signer.service.context import Services, open_services
 from signer.smki.lifecycle import KeyPurpose, KeyState
 from tests.conftest import PINNED
 
@@ -26,7 +26,8 @@ ACTOR = "tests"
 
 def services_for(token: Token, db: Database, config: Path,
                  now: dt.datetime = PINNED) -> Services:
-    return Services(config=load_config(config), token=token, db=db, clock=fixed_clock(now))
+    """The configuration's Services (SMKI issuers included) on this token and database."""
+    return open_services(load_config(config), clock=fixed_clock(now), token=token, database=db)
 
 
 def activate(svc: Services, *labels: str) -> None:

@@ -28,7 +28,8 @@ def method2_ski(key: ec.EllipticCurvePublicKey) -> bytes:
 
 
 def org_subject(role: int, eui_hex: str, cn: str = "") -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    attrs: list[x509.NameAttribute[str] | x509.NameAttribute[bytes]] = (
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
     attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{role:02X}"))
     attrs.append(x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER,
                                     b"\x00" + bytes.fromhex(eui_hex),

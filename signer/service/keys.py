@@ -170,10 +170,11 @@ def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: st
     found = locate(svc, name)
     op = _operation(svc, actor, "install-cert", found.label, found.key_id)
     with _recorded(svc, op):
+        cert = load_certificate(cert_data, field="cert")
+    op = _with(op, detail_extra=_cert_facts(cert))  # a refusal names the certificate too
+    with _recorded(svc, op):
         record = _require_record(found)
         key = found.on_token()
-        cert = load_certificate(cert_data, field="cert")
-        op = _with(op, detail_extra=_cert_facts(cert))
         if record.state is KeyState.RETIRED:
             raise PolicyRefusal(f"key {found.label!r} is retired")
         if cert.public_key() != key.public_key:

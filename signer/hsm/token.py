@@ -3,21 +3,42 @@
 Everything PKCS#11 goes through ``Token``: it owns the module, the single login and the
 process-wide lock. python-pkcs11 initialises the module without OS locking, so SoftHSM2 runs
 without its own mutexes and two concurrent calls of any kind (sign, find, open, close) can
-crash the process; hence one lock around every call, not only around ``sign``.
+crash the process; hence one lock around every call, not only around ``sign``. The lock
+belongs to the loaded module, so tokens of one module share it.
 Nothing outside this package imports ``pkcs11``.
+
+Failures are classified in one place, ``Token._run``:
+
+* transient (device, session, token, handle errors, or no token after a re-initialisation):
+  the token recovers and the operation is retried once. Recovering means: after a handle
+  error, a rescan in the same session if that session still sees the token and its keys;
+  otherwise the module is re-initialised (at most once per ``RECOVERY_INTERVAL`` per
+  module), the token found again by label, a new logged-in session opened and the keys
+  rescanned. If recovery or the retry fails, the token is
+  down: calls fail fast with ``HsmUnavailable`` without touching PKCS#11 until the interval
+  has passed, and the next call then tries again, so the service comes back by itself.
+* bad PIN: fatal. The token stays down with ``HsmLoginFailed`` and never logs in again in
+  this process (another try could lock the PIN).
+* anything else (mechanism, argument, policy errors): reported, not recovered.
+
+Re-initialising the module invalidates every session and object handle of the process, and
+SoftHSM2 hands the same handle numbers out again afterwards (measured: an old key handle then
+signs with whatever object got its number). So each session is tagged with the module's
+generation, and nothing of an older generation is ever used: handles are resolved again by
+CKA_ID from a fresh scan.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11
 from cryptography import x509
@@ -42,6 +63,8 @@ from signer.hsm.pin import Pin
 
 log = logging.getLogger(__name__)
 RESCAN_INTERVAL = 2.0  # seconds
+RECOVERY_INTERVAL = 1.0  # seconds: at most one module re-initialisation per interval
+T = TypeVar("T")
 
 _TRANSIENT = (
     pkcs11.DeviceError,
@@ -57,6 +80,8 @@ _TRANSIENT = (
     pkcs11.ObjectHandleInvalid,
     pkcs11.KeyHandleInvalid,
 )
+# A handle that died alone (its object destroyed by another process) needs only a rescan.
+_HANDLE_ERRORS = (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid)
 _BAD_PIN = (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange, pkcs11.PinLocked)
 
 # Usages a signing key must and must not have: SoftHSM's defaults are permissive.
@@ -118,44 +143,47 @@ class KeyProtection:
 
 
 class Token:
-    """A logged-in PKCS#11 token behind one lock."""
+    """A logged-in PKCS#11 token behind its module's lock, recovering from outages."""
 
     def __init__(self, module_path: str, token_label: str, pin: Pin) -> None:
         self.module_path = module_path
         self.token_label = token_label
         self._pin = pin
-        self._lock = threading.RLock()
-        self._lib: Any = None
+        self._module = _module(module_path)
+        self._lock = self._module.lock
         self._session: Any = None
+        self._generation: int | None = None  # of the module when the session was opened
         self._keys: dict[bytes, TokenKey] | None = None
         self._handles: dict[bytes, Any] = {}
         self._scanned_at = -RESCAN_INTERVAL
+        self._wanted = False  # open() was called and close() was not
+        self._down: str | None = None  # why the token is unusable right now
+        self._retry_at = 0.0  # while down: no recovery attempt before this monotonic time
+        self._fatal: str | None = None  # the PIN was refused: down for good
+        self._depth = 0  # nesting of _run in the thread that holds the lock
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Load the module and log in once for the whole process."""
-        with self._call("open"):
-            if self._session is not None:
-                return
-            self._lib = _load_module(self.module_path)
-            try:
-                token = self._lib.get_token(token_label=self.token_label)
-            except pkcs11.NoSuchToken:
-                raise HsmUnavailable(f"no token labelled {self.token_label!r}") from None
-            self._session = token.open(user_pin=self._pin.reveal(), rw=True)
-            log.info("logged in to token %r via %s", self.token_label, self.module_path)
+        self._fail_fast()
+        with self._lock:
+            self._wanted = True
+            self._ensure_session("open")
 
     def close(self) -> None:
         with self._lock:
-            if self._session is not None:
+            if self._session is not None and self._generation == self._module.generation:
+                # a handle of an older generation may be another session's now: never close it
                 try:
                     self._session.close()
                 except pkcs11.PKCS11Error:
                     pass
-            self._session = None
-            self._keys = None
-            self._handles.clear()
+            self._wanted = False
+            self._generation = None
+            self._drop_session()
+            if self._fatal is None:
+                self._down = None
 
     def __enter__(self) -> Token:
         self.open()
@@ -163,6 +191,34 @@ class Token:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def status(self) -> tuple[bool, str]:
+        """Up or not, and why: a cheap read that makes no PKCS#11 call."""
+        if self._fatal is not None:
+            return False, self._fatal
+        if self._down is not None:
+            return False, self._down
+        if not self._wanted:
+            return False, "the token session is not open"
+        return True, "ok"
+
+    def probe(self) -> bool:
+        """Check the token and the session with the HSM now, recovering if need be.
+
+        C_GetTokenInfo fails once SoftHSM2 has lost the token (its object searches then
+        silently find nothing), and reading an attribute of a private key fails on a dead
+        or logged-out session.
+        """
+        def check() -> None:
+            self._session.token.slot.get_token()
+            for handle in list(self._handles.values())[:1]:
+                handle[Attribute.SIGN]
+
+        try:
+            self._run("probe", check)
+        except SignerError:
+            return False
+        return True
 
     # -- reads -------------------------------------------------------------------------
 
@@ -174,12 +230,15 @@ class Token:
         """
         snapshot = self._keys  # replaced whole, never mutated: readable without the lock
         stale = refresh and time.monotonic() - self._scanned_at >= RESCAN_INTERVAL
-        if snapshot is not None and not stale:
+        if snapshot is not None and not stale and self._down is None:
             return list(snapshot.values())
-        with self._call("list keys"):
+
+        def current() -> list[TokenKey]:
             if self._keys is None or stale:
                 self._keys = self._scan()
             return list(self._keys.values())
+
+        return self._run("list keys", current)
 
     def find(self, *, label: str | None = None, key_id: bytes | None = None,
              ski: bytes | None = None) -> TokenKey:
@@ -194,7 +253,7 @@ class Token:
         raise NotFound(f"no key {wanted} on token {self.token_label!r}")
 
     def protection(self) -> list[KeyProtection]:
-        with self._call("read key attributes"):
+        def read() -> list[KeyProtection]:
             out = []
             for obj in list(self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
                 out.append(KeyProtection(
@@ -206,26 +265,38 @@ class Token:
                 ))
             return out
 
+        return self._run("read key attributes", read)
+
     # -- the signing primitive -----------------------------------------------------------
 
     def sign_digest(self, key: TokenKey, digest: bytes) -> bytes:
         """ECDSA P-256 over a SHA-256 digest the caller computed; raw r||s.
 
         ``CKM_ECDSA`` given more than 32 bytes silently signs a prefix, so refuse anything
-        that is not a digest.
+        that is not a digest. The private key handle is looked up by CKA_ID on every try, so
+        a retry after recovery signs with the same key or not at all (``NotFound``).
         """
         if len(digest) != 32:
             raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
-        with self._call("sign"):
+
+        def sign() -> bytes:
             handle = self._private_handle(key.key_id)
+            if not hasattr(handle, "sign"):
+                # python-pkcs11 builds the handle without its sign method when CKA_SIGN was
+                # false at scan time: the key was retired (see disable_signing).
+                raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
+                                    "its CKA_SIGN is false (retired)")
             try:
                 signature: bytes = handle.sign(digest, mechanism=Mechanism.ECDSA)
-            except pkcs11.PKCS11Error:
-                if not _may_sign(handle):
+            except pkcs11.PKCS11Error as exc:
+                if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
                     self._keys = None
                     raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
                                         "its CKA_SIGN is false (retired)") from None
                 raise
+            return signature
+
+        signature = self._run("sign", sign)
         if len(signature) != 64:
             raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA signature")
         return signature
@@ -248,7 +319,8 @@ class Token:
                                          serialization.NoEncryption())
         spki = private_key.public_key().public_bytes(serialization.Encoding.DER,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-        with self._call("import key"):
+
+        def create() -> None:
             self._refuse_duplicate(label, key_id)
             priv = decode_ec_private_key(sec1)
             priv.update(PRIVATE_KEY_POLICY)
@@ -260,31 +332,39 @@ class Token:
             self._session.create_object(pub)
             self._store_certificate(label, key_id, certificate)
             self._keys = None
+
+        self._run("import key", create)
         return self.find(key_id=key_id)
 
     def generate_key(self, label: str, key_id: bytes | None = None) -> TokenKey:
         """A P-256 key pair made inside the token; the private half never exists outside."""
-        key_id = key_id or secrets.token_bytes(8)
-        with self._call("generate key"):
-            self._refuse_duplicate(label, key_id)
+        new_id = key_id or secrets.token_bytes(8)
+
+        def generate() -> None:
+            self._refuse_duplicate(label, new_id)
             params = self._session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
                 local=True)
-            params.generate_keypair(store=True, label=label, id=key_id,
+            params.generate_keypair(store=True, label=label, id=new_id,
                                     private_template=dict(PRIVATE_KEY_POLICY),
                                     public_template=dict(PUBLIC_KEY_POLICY))
             self._keys = None
-        return self.find(key_id=key_id)
+
+        self._run("generate key", generate)
+        return self.find(key_id=new_id)
 
     def store_certificate(self, key: TokenKey, certificate: x509.Certificate) -> TokenKey:
         if certificate.public_key() != key.public_key:
             raise InvalidInput("the certificate's public key is not this key's", field="cert")
-        with self._call("store certificate"):
+
+        def store() -> None:
             for old in list(self._session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE,
                                                        Attribute.ID: key.key_id})):
                 old.destroy()
             self._store_certificate(key.label, key.key_id, certificate)
             self._keys = None
+
+        self._run("store certificate", store)
         return self.find(key_id=key.key_id)
 
     def disable_signing(self, key: TokenKey) -> TokenKey:
@@ -293,40 +373,194 @@ class Token:
         The key ledger is the authority (CKA_SIGN can be set again); this is the second
         barrier, and it stops a service instance whose view of the ledger is stale.
         """
-        with self._call("disable signing"):
+        def disable() -> None:
             self._private_handle(key.key_id)[Attribute.SIGN] = False
             self._keys = None
+
+        self._run("disable signing", disable)
         return self.find(key_id=key.key_id)
 
     def destroy_key(self, key: TokenKey) -> None:
         """Remove a key pair and its certificate: only to undo a generation nobody recorded."""
-        with self._call("destroy key"):
+        def destroy() -> None:
             objects = list(self._session.get_objects({Attribute.ID: key.key_id}))
             for obj in objects:
                 obj.destroy()
             self._keys = None
             self._handles.pop(key.key_id, None)
 
-    # -- internals -------------------------------------------------------------------------
+        self._run("destroy key", destroy)
 
-    @contextmanager
-    def _call(self, what: str) -> Iterator[None]:
-        """Hold the lock and turn PKCS#11 failures into the signer's error families."""
+    # -- internals: the one place that classifies failures and recovers ---------------------
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one operation under the lock; on a transient failure recover and retry once."""
+        self._fail_fast()
         with self._lock:
-            if self._session is None and what != "open":
-                raise HsmUnavailable("the token session is not open")
+            if self._depth:  # inside another operation: the outer _run handles failures
+                return fn()
+            self._depth += 1
             try:
-                yield
-            except SignerError:
-                raise
-            except _BAD_PIN:
-                raise HsmLoginFailed(f"token {self.token_label!r} refused the PIN") from None
-            except _TRANSIENT as exc:
-                raise HsmUnavailable(f"{what} failed: {type(exc).__name__}") from exc
+                self._ensure_session(what)
+                try:
+                    return self._mapped(what, fn)
+                except _Recoverable as first:
+                    self._recover(f"{what} failed: {first.reason}",
+                                  handles_only=isinstance(first.__cause__, _HANDLE_ERRORS))
+                try:
+                    return self._mapped(what, fn)
+                except _Recoverable as second:
+                    reason = f"{what} failed again after recovery: {second.reason}"
+                    self._mark_down(reason)  # the next try, after the interval, recovers
+                    raise HsmUnavailable(reason) from second.__cause__
+            finally:
+                self._depth -= 1
+
+    def _fail_fast(self) -> None:
+        """Without the lock and without PKCS#11: refuse at once while the token is down."""
+        if self._fatal is not None:
+            raise HsmLoginFailed(self._fatal)
+        down = self._down
+        if down is not None and time.monotonic() < self._retry_at:
+            raise HsmUnavailable(f"token {self.token_label!r} is down: {down}")
+
+    def _ensure_session(self, what: str) -> None:
+        """Under the lock: a session of the module's current generation, or an error."""
+        self._fail_fast()  # again: another thread may have failed while this one waited
+        if not self._wanted:
+            raise HsmUnavailable("the token session is not open")
+        if self._session is not None and self._generation == self._module.generation:
+            return
+        if self._down is None and self._generation is None:
+            self._connect_or_raise(what)  # a first open: no session of this module state yet
+            return
+        self._recover("retrying after the outage" if self._down is not None
+                      else "the PKCS#11 module was re-initialised")
+
+    def _mapped(self, what: str, fn: Callable[[], T]) -> T:
+        """Run fn; transient failures become _Recoverable, the rest the signer's errors."""
+        try:
+            return fn()
+        except SignerError:
+            raise
+        except _BAD_PIN as exc:
+            raise self._refused(exc) from None
+        except _TRANSIENT as exc:
+            raise _Recoverable(type(exc).__name__) from exc
+        except pkcs11.PKCS11Error as exc:
+            raise HsmUnavailable(f"{what} failed: {type(exc).__name__}") from exc
+
+    def _recover(self, cause: str, *, handles_only: bool = False) -> None:
+        """Under the lock: re-initialise the module if need be, log in again, rescan.
+
+        After a handle error, a rescan in the same session comes first; it is trusted unless
+        it fails or sees no private key where there were some (a logged-out session sees
+        none, and SoftHSM2 without its token directory finds nothing).
+        Raises ``HsmUnavailable`` (token down until the interval has passed) or
+        ``HsmLoginFailed`` (down for good) when the token cannot be brought back.
+        """
+        if (handles_only and self._session is not None
+                and self._generation == self._module.generation):
+            had = len(self._handles)
+            try:
+                keys = self._scan()
             except pkcs11.PKCS11Error as exc:
-                raise HsmUnavailable(f"{what} failed: {type(exc).__name__}") from exc
-            except RuntimeError as exc:  # module load failures
-                raise HsmUnavailable(f"{what} failed: {exc}") from exc
+                cause = f"{cause}, then the rescan: {type(exc).__name__}"
+            else:
+                if keys or not had:
+                    self._keys = keys
+                    log.info("token %r: %s; key handles resolved again by a rescan",
+                             self.token_label, cause)
+                    return
+                cause = f"{cause}, then the rescan found no key"
+        self._drop_session()
+        module = self._module
+        now = time.monotonic()
+        if self._generation == module.generation:  # the failure happened in this state
+            if now < module.reinit_at + RECOVERY_INTERVAL:
+                reason = f"{cause}; module re-initialised less than {RECOVERY_INTERVAL} s ago"
+                self._mark_down(reason, retry_at=module.reinit_at + RECOVERY_INTERVAL)
+                raise HsmUnavailable(reason)
+            log.warning("token %r: %s; re-initialising PKCS#11 module %s",
+                        self.token_label, cause, self.module_path)
+            try:
+                module.reinitialize(now)
+            except pkcs11.PKCS11Error as exc:
+                reason = f"{cause}; re-initialising the module failed: {type(exc).__name__}"
+                self._mark_down(reason)
+                raise HsmUnavailable(reason) from exc
+        else:
+            log.warning("token %r: %s; opening a new session", self.token_label, cause)
+        self._retry_at = now + RECOVERY_INTERVAL  # if down: callers fail fast meanwhile
+        self._connect_or_raise(f"recovery ({cause})")
+        try:
+            self._keys = self._mapped("rescan", self._scan)
+        except _Recoverable as exc:
+            reason = f"recovery ({cause}) failed: rescan: {exc.reason}"
+            self._mark_down(reason)
+            raise HsmUnavailable(reason) from exc.__cause__
+        except HsmLoginFailed:
+            raise
+        except HsmUnavailable as exc:
+            self._mark_down(f"recovery ({cause}) failed: rescan: {exc}")
+            raise
+        log.info("token %r recovered: session reopened, %d keys", self.token_label,
+                 len(self._keys))
+
+    def _connect_or_raise(self, what: str) -> None:
+        """Find the token by label and log in; the failure leaves the token down."""
+        try:
+            self._connect(what)
+        except _Recoverable as exc:
+            reason = f"{what} failed: {exc.reason}"
+            self._mark_down(reason)
+            raise HsmUnavailable(reason) from exc.__cause__
+        except HsmLoginFailed:
+            raise
+        except HsmUnavailable as exc:
+            self._mark_down(str(exc))
+            raise
+
+    def _connect(self, what: str) -> None:
+        lib = self._module.load()
+        self._generation = self._module.generation
+
+        def find_and_log_in() -> Any:
+            try:
+                token = lib.get_token(token_label=self.token_label)
+            except pkcs11.NoSuchToken:
+                raise _Recoverable(f"no token labelled {self.token_label!r}") from None
+            except pkcs11.MultipleTokensReturned:
+                raise HsmUnavailable(
+                    f"more than one token labelled {self.token_label!r}") from None
+            return _login(token, self._pin)
+
+        self._session = self._mapped(what, find_and_log_in)
+        self._generation = self._module.generation
+        self._down = None
+        log.info("logged in to token %r via %s", self.token_label, self.module_path)
+
+    def _refused(self, exc: BaseException) -> HsmLoginFailed:
+        """The PIN was refused: down for good, never another login in this process."""
+        self._drop_session()
+        self._fatal = (f"token {self.token_label!r} refused the PIN ({type(exc).__name__}); "
+                       "not logging in again until the service restarts")
+        self._down = self._fatal
+        log.error("%s", self._fatal)
+        return HsmLoginFailed(self._fatal)
+
+    def _mark_down(self, reason: str, retry_at: float | None = None) -> None:
+        """No session until a recovery, and none tried before ``retry_at``."""
+        self._drop_session()
+        self._retry_at = time.monotonic() + RECOVERY_INTERVAL if retry_at is None else retry_at
+        self._down = reason
+        log.warning("token %r is down: %s", self.token_label, reason)
+
+    def _drop_session(self) -> None:
+        """Forget the session and every handle from it; no PKCS#11 call."""
+        self._session = None
+        self._keys = None
+        self._handles.clear()
 
     def _scan(self) -> dict[bytes, TokenKey]:
         certs: dict[bytes, x509.Certificate] = {}
@@ -357,6 +591,9 @@ class Token:
             keys[key_id] = TokenKey(label=priv.label, key_id=key_id, public_key=public_key,
                                     certificate=cert, can_sign=bool(priv[Attribute.SIGN]))
             self._handles[key_id] = priv
+        # SoftHSM2 that lost its token directory finds nothing instead of failing; the token
+        # info call does fail then (GeneralError), so an empty view is never taken for real.
+        self._session.token.slot.get_token()
         self._scanned_at = time.monotonic()
         return keys
 
@@ -393,19 +630,59 @@ class Token:
         })
 
 
-_modules: dict[str, Any] = {}
+class _Recoverable(Exception):
+    """Internal: a transient failure that a recovery may cure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Module:
+    """One PKCS#11 module of the process: the library, its lock and its generation.
+
+    The generation counts re-initialisations: sessions and handles of an older one are dead,
+    and their numbers may already name other sessions and objects.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self.lib: Any = None
+        self.generation = 0
+        self.reinit_at = -math.inf  # monotonic time of the last re-initialisation
+
+    def load(self) -> Any:
+        """Load once per process (the caller holds the lock): a second load raises."""
+        if self.lib is None:
+            try:
+                self.lib = pkcs11.lib(self.path)
+            except RuntimeError as exc:
+                raise HsmUnavailable(f"cannot load PKCS#11 module {self.path}: {exc}") from None
+        return self.lib
+
+    def reinitialize(self, now: float) -> None:
+        """C_Finalize and C_Initialize (the caller holds the lock): every session dies."""
+        self.reinit_at = now
+        self.generation += 1
+        if self.lib is not None:
+            self.lib.reinitialize()
+
+
+_modules: dict[str, _Module] = {}
 _modules_lock = threading.Lock()
 
 
-def _load_module(path: str) -> Any:
-    """Load each PKCS#11 module once per process: a second load raises 'already initialized'."""
+def _module(path: str) -> _Module:
     with _modules_lock:
         if path not in _modules:
-            try:
-                _modules[path] = pkcs11.lib(path)
-            except RuntimeError as exc:
-                raise HsmUnavailable(f"cannot load PKCS#11 module {path}: {exc}") from None
+            _modules[path] = _Module(path)
         return _modules[path]
+
+
+def _login(token: Any, pin: Pin) -> Any:
+    """The one place that logs in: a read-write session with the user PIN."""
+    return token.open(user_pin=pin.reveal(), rw=True)
 
 
 def _matches(k: TokenKey, label: str | None, key_id: bytes | None, ski: bytes | None) -> bool:

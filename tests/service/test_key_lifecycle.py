@@ -465,10 +465,6 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
     assert _state(svc, "lc-retire-old") is KeyState.RETIRED
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "signer/hsm/token.py:222 Token.sign_digest calls handle.sign(); after disable_signing "
-    "rescans the token, python-pkcs11 builds the private-key handle without SignMixin "
-    "(CKA_SIGN false), so it raises AttributeError instead of the PolicyRefusal promised"))
 def test_the_token_itself_refuses_a_retired_key(svc: Services) -> None:
     keys.generate(svc, "lc-token-refuses", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     keys.retire(svc, "lc-token-refuses", actor=ACTOR)

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,6 +61,11 @@ class Database:
                 yield conn
         except (OperationalError, SATimeoutError, DisconnectionError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    def ping(self) -> None:
+        """Raise Unavailable unless a connection can run a statement now (health checks)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -53,15 +53,15 @@ def services(config: Config) -> Iterator[Services]:
 def actor() -> str:
     """Who runs this command, as key operation records name them.
 
-    The effective user comes from the kernel, not the environment; SUDO_USER adds the
-    person behind sudo. The gRPC transport names its callers by client certificate instead.
+    The effective user comes from the kernel, not the environment; for root started by
+    sudo, SUDO_USER adds the person behind it (sudo sets it; other users cannot claim it).
     """
     uid = os.geteuid()
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:  # containers often run a uid with no passwd entry
         user = f"uid={uid}"
-    sudo = os.environ.get("SUDO_USER")
+    sudo = os.environ.get("SUDO_USER") if uid == 0 and "SUDO_UID" in os.environ else None
     who = f"{sudo} (sudo as {user})" if sudo and sudo != user else user
     return f"cli:{who}@{socket.gethostname()}"
 

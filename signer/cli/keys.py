@@ -15,7 +15,6 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from signer.cli.common import actor, config_option, load, reports_errors, services
-from signer.registry import keys as ledger
 from signer.registry.keys import KeyRecord
 from signer.service import keys as lifecycle
 from signer.service.keyviews import KeyView, list_keys, rotation_report
@@ -138,7 +137,7 @@ def keys_list(as_json: bool, config_path: Path | None) -> None:
         return
     columns = [("label", "LABEL"), ("cka_id", "CKA_ID"), ("ski", "SKI"),
                ("purpose", "PURPOSE"), ("role", "ROLE"), ("eui", "EUI"),
-               ("serial_hex", "SERIAL"), ("issuer", "ISSUER"), ("not_before", "NOT_BEFORE"),
+               ("serial_hex", "SERIAL(hex)"), ("issuer", "ISSUER"), ("not_before", "NOT_BEFORE"),
                ("not_after", "NOT_AFTER"), ("days_left", "DAYS"), ("state", "STATE"),
                ("devices", "DEVICES")]
     table = [[title for _, title in columns]]
@@ -159,7 +158,8 @@ def keys_list(as_json: bool, config_path: Path | None) -> None:
 @config_option
 @reports_errors
 def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | None) -> None:
-    """The registered devices whose Supplier cell still names the old key.
+    """The registered devices whose Supplier cell still names the old key, one per line
+    (the summary goes to stderr).
 
     Each needs SR 6.15.1 (Update Security Credentials) to replace that cell with the new
     key's certificate; re-import its SR 6.24.1 response afterwards (`signer devices import`)
@@ -176,7 +176,10 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
         return
     click.echo(f"{len(report.still_on_old)} device(s) still trust {report.old.label!r} "
                f"(SKI {(report.old.ski or b'').hex()}); {report.on_new} already trust "
-               f"{report.new.label!r} (SKI {(report.new.ski or b'').hex()})")
+               f"{report.new.label!r} (SKI {(report.new.ski or b'').hex()})", err=True)
+    if report.new.state != "active":
+        click.echo(f"warning: {report.new.label!r} is {report.new.state}: devices moved to it "
+                   "are refused until it is activated", err=True)
     for device in report.still_on_old:
         click.echo(str(device))
 
@@ -187,14 +190,8 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
 @reports_errors
 def keys_operations(as_json: bool, config_path: Path | None) -> None:
     """The recorded key operations: who did what to which key, refusals included."""
-    from signer.registry.db import open_database
-
-    config = load(config_path)
-    db = open_database(config.database_url)
-    try:
-        records = ledger.operations(db, config.token.label)
-    finally:
-        db.dispose()
+    with services(load(config_path)) as svc:
+        records = lifecycle.operations(svc)
     for r in records:
         if as_json:
             click.echo(json.dumps({"id": r.id, "at": r.at.isoformat(), "actor": r.actor,

@@ -140,6 +140,24 @@ class KeyProtection:
     sensitive: bool
     always_sensitive: bool
     never_extractable: bool
+    key_id: bytes = b""
+    local: bool = False  # generated inside the token (CKA_LOCAL), not imported
+    other_usages: tuple[str, ...] = ()  # usages beyond signing (decrypt, unwrap, derive, ...)
+
+    def problems(self) -> list[str]:
+        """Why this key may not be trusted to sign: empty when it is sensitive, never
+        extractable and sign-only."""
+        out = []
+        if self.extractable:
+            out.append("it is extractable")
+        if not self.sensitive:
+            out.append("it is not sensitive")
+        if self.local and not (self.never_extractable and self.always_sensitive):
+            # an imported key cannot have these; one generated here must
+            out.append("it was extractable or not sensitive at some time")
+        if self.other_usages:
+            out.append(f"it also allows {', '.join(self.other_usages)}")
+        return out
 
 
 class Token:
@@ -262,6 +280,10 @@ class Token:
                     sensitive=bool(obj[Attribute.SENSITIVE]),
                     always_sensitive=bool(obj[Attribute.ALWAYS_SENSITIVE]),
                     never_extractable=bool(obj[Attribute.NEVER_EXTRACTABLE]),
+                    key_id=bytes(obj[Attribute.ID]),
+                    local=bool(obj[Attribute.LOCAL]),
+                    other_usages=tuple(name for name, attr in _OTHER_USAGES
+                                       if bool(obj[attr])),
                 ))
             return out
 
@@ -688,6 +710,10 @@ def _login(token: Any, pin: Pin) -> Any:
 def _matches(k: TokenKey, label: str | None, key_id: bytes | None, ski: bytes | None) -> bool:
     return ((label is None or k.label == label) and (key_id is None or k.key_id == key_id)
             and (ski is None or k.ski == ski))
+
+
+_OTHER_USAGES = (("decrypt", Attribute.DECRYPT), ("unwrap", Attribute.UNWRAP),
+                 ("derive", Attribute.DERIVE), ("sign-recover", Attribute.SIGN_RECOVER))
 
 
 def _may_sign(handle: Any) -> bool:

@@ -18,10 +18,17 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from signer.errors import CertificateRejected, InvalidInput, NotFound, PolicyRefusal, SignerError
+from signer.errors import (
+    CertificateRejected,
+    HsmUnavailable,
+    InvalidInput,
+    NotFound,
+    PolicyRefusal,
+    SignerError,
+)
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
-from signer.hsm.token import TokenKey
+from signer.hsm.token import KeyProtection, TokenKey
 from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
 from signer.registry.keys import KeyRecord, Operation
@@ -231,6 +238,8 @@ def activate(svc: Services, name: str, *, actor: str,
         smki = check_certificate_for(use, key.certificate, supplier_eui=svc.config.supplier_eui,
                                      now=svc.clock(), issuers=svc.issuers)
         _refuse_ski_clash(svc, key, smki.ski)
+        protection = _protection(svc, key)
+        op = _with(op, detail_extra={"generated_in_token": protection.local})
         if record is None:
             record = ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
                                    label=key.label, purpose=use, now=svc.clock(),
@@ -252,15 +261,20 @@ def retire(svc: Services, name: str, *, actor: str, force: bool = False,
         if force and not reason.strip():
             raise InvalidInput("a forced retirement needs a reason", field="reason")
         record = _require_record(found)
-        ski = record.ski or (found.key.ski if found.key else None)
-        trusting = device_registry.devices_trusting(svc.db, ski) if ski else []
-        if trusting and not force:
-            raise KeysStillTrusted(found.label, trusting)
-        done = ledger.transition(svc.db, record, KeyState.RETIRED, now=svc.clock(),
-                                 op=_with(op, detail_extra={"devices_still_trusting":
-                                                            len(trusting)}))
-        svc.ledger.invalidate()
-    if found.key is not None:
+        if record.state is KeyState.RETIRED:
+            done = record  # already retired: make sure the token refuses it too
+        else:
+            skis = {s for s in (record.ski, found.key.ski if found.key else None) if s}
+            trusting = sorted({d for s in skis
+                               for d in device_registry.devices_trusting(svc.db, s)},
+                              key=lambda d: d.value)
+            if trusting and not force:
+                raise KeysStillTrusted(found.label, trusting)
+            done = ledger.transition(svc.db, record, KeyState.RETIRED, now=svc.clock(),
+                                     op=_with(op, detail_extra={"devices_still_trusting":
+                                                                len(trusting)}))
+            svc.ledger.invalidate()
+    if found.key is not None and found.key.can_sign:
         disable = _operation(svc, actor, "disable-signing", found.label, found.key_id)
         try:
             svc.token.disable_signing(found.key)
@@ -270,8 +284,11 @@ def retire(svc: Services, name: str, *, actor: str, force: bool = False,
                       found.label, exc)
             ledger.record(svc.db, _with(disable, outcome="failed",
                                         detail_extra={"error": str(exc)}), svc.clock())
-        else:
-            ledger.record(svc.db, disable, svc.clock())
+            raise HsmUnavailable(
+                f"key {found.label!r} is retired in the key ledger (it will not sign), but "
+                f"CKA_SIGN could not be cleared on the token: {exc}; run `signer keys retire` "
+                "again when the token is reachable") from exc
+        ledger.record(svc.db, disable, svc.clock())
     return done
 
 
@@ -283,6 +300,9 @@ def self_certify(svc: Services, name: str, *, not_before: dt.datetime, not_after
     """
     found = locate(svc, name)
     record = _require_record(found)
+    if record.state is not KeyState.PENDING:
+        raise PolicyRefusal(f"key {found.label!r} is {record.state}; only a pending key is "
+                            "self-certified")
     key = found.on_token()
     cert = issue_certificate(
         subject=smki_name(int(record.purpose.role), svc.config.supplier_eui, key.label),
@@ -296,6 +316,11 @@ def self_certify(svc: Services, name: str, *, not_before: dt.datetime, not_after
 
 
 # -- internals ------------------------------------------------------------------------------
+
+
+def operations(svc: Services) -> list[ledger.OperationRecord]:
+    """The recorded key operations of this token, oldest first."""
+    return ledger.operations(svc.db, svc.token.token_label)
 
 
 def _operation(svc: Services, actor: str, operation: str, label: str, key_id: bytes | None,
@@ -341,6 +366,19 @@ def _require_record(found: Located) -> KeyRecord:
         raise PolicyRefusal(f"key {found.label!r} is not in the key ledger; adopt it with "
                             "`signer keys activate` or generate keys with `signer keys generate`")
     return found.record
+
+
+def _protection(svc: Services, key: TokenKey) -> KeyProtection:
+    """The key's protection attributes; a key that could ever leave the token, or that
+    could do more than sign, is never activated."""
+    found = [p for p in svc.token.protection() if p.key_id == key.key_id]
+    if len(found) != 1:
+        raise NotFound(f"key {key.label!r}: private key attributes not readable")
+    problems = found[0].problems()
+    if problems:
+        raise PolicyRefusal(f"key {key.label!r} cannot be trusted to sign: "
+                            f"{'; '.join(problems)}")
+    return found[0]
 
 
 def _refuse_ski_clash(svc: Services, key: TokenKey, ski: bytes) -> None:

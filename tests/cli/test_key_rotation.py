@@ -156,20 +156,28 @@ def test_a_full_rotation_from_the_command_line(hsm: Hsm, manufacturer: Manufactu
             assert info.certificate_der == cert.public_bytes(serialization.Encoding.DER)
             assert info.not_after.ToDatetime().date() == cert.not_valid_after_utc.date()
             assert info.days_left == (cert.not_valid_after_utc - PINNED).days
-        assert {f.name for f, _ in listed[OLD].ListFields()} <= set(
-            pb.KeyInfo.DESCRIPTOR.fields_by_name)
+        # public data only: exactly these fields, none of them key material
+        assert set(pb.KeyInfo.DESCRIPTOR.fields_by_name) == {
+            "label", "cka_id", "ski", "purpose", "state", "on_token", "role", "eui",
+            "certificate_serial", "issuer", "not_before", "not_after", "days_left", "devices",
+            "certificate_der"}
 
         rows = {r["label"]: r for r in map(json.loads, signer(
             "keys", "list", "--json", "--config", str(config)).stdout.splitlines())}
         assert (rows[OLD]["devices"], rows[OLD]["state"], rows[OLD]["ski"]) == (
             3, "active", old_ski.hex())
-        assert rows[OLD]["issuer"] == "CN=TESTCA,OU=07" or "TESTCA" in rows[OLD]["issuer"]
+        assert rows[OLD]["issuer"] == "CN=TESTCA,OU=07"  # as SMKI writes issuers
+        assert rows[OLD]["serial"] == str(old_cert.serial_number)
         table = signer("keys", "list", "--config", str(config)).stdout
         assert table.splitlines()[0].split()[:3] == ["LABEL", "CKA_ID", "SKI"]
 
         report = json.loads(signer("keys", "rotation-report", "--from", OLD, "--to", NEW,
                                    "--json", "--config", str(config)).stdout)
         assert report["still_on_old"] == ON_OLD and report["on_new"] == 2
+        plain = signer("keys", "rotation-report", "--from", OLD, "--to", NEW, "--config",
+                       str(config))
+        assert plain.stdout.split() == ON_OLD  # one device per line; the summary on stderr
+        assert "3 device(s) still trust 'rot-old'" in plain.stderr
 
         # Retirement waits for the devices that still trust the old key, and names them.
         refused = signer("keys", "retire", "--label", OLD, "--config", str(config), check=False)
@@ -186,10 +194,17 @@ def test_a_full_rotation_from_the_command_line(hsm: Hsm, manufacturer: Manufactu
 
         # The retired key can no longer sign: the token itself refuses it ...
         old_id = rows[OLD]["cka_id"]
+        digest = tmp_path / "digest.bin"
+        digest.write_bytes(hashlib.sha256(b"after retirement").digest())
         attempt = _pkcs11_tool(hsm, "--sign", "--id", old_id, "--mechanism", "ECDSA",
-                               "--input-file", str(tmp_path / "ca.pem"),
+                               "--input-file", str(digest),
                                "--output-file", str(tmp_path / "sig.bin"))
         assert attempt.returncode != 0, attempt.stdout
+        assert "CKR_KEY_FUNCTION_NOT_PERMITTED" in attempt.stdout + attempt.stderr
+        control = _pkcs11_tool(hsm, "--sign", "--id", rows[NEW]["cka_id"], "--mechanism",
+                               "ECDSA", "--input-file", str(digest),
+                               "--output-file", str(tmp_path / "sig.bin"))
+        assert control.returncode == 0, control.stderr  # the same command, the active key
         # ... and the server refuses a device that still names it, once its view of the
         # ledger has been re-read.
         _cells(db, [STALE], old_ski)

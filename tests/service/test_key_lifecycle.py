@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from signer.gbcs.trust_anchor import (
     RoleCredentials,
     TrustAnchorCell,
 )
+from signer.hsm.token import RESCAN_INTERVAL
 from signer.registry import devices
 from signer.registry import keys as ledger
 from signer.registry.keys import OperationRecord
@@ -582,3 +584,20 @@ def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services,
     assert views["lc-list-active"].serial == active.serial_number
     assert views["lc-list-active"].issuer == "CN=LCCA,OU=07"
     assert str(views["lc-list-active"].eui) == SUPPLIER_EUI
+
+
+# -- protection: a key that can do more than sign is never activated ---------------------------
+
+
+def test_activate_refuses_a_key_made_outside_the_service_with_extra_usages(
+        svc: Services, ca: TestCa, hsm: Hsm) -> None:
+    made = _p11(hsm, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "lc-derive",
+                "--id", "0a0b0c0d0e0f0102", "--usage-sign", "--usage-derive", login=True)
+    assert made.returncode == 0, made.stderr
+    assert "derive" in _p11_private_key(hsm, "lc-derive")["Usage"]
+    time.sleep(RESCAN_INTERVAL + 0.1)  # let the token view rescan: another process made it
+    key = svc.token.find(label="lc-derive")
+    svc.token.store_certificate(key, ca.issue(key.public_key, cn="lc-derive"))
+    with pytest.raises(PolicyRefusal, match=r"cannot be trusted to sign: it also allows .*derive"):
+        keys.activate(svc, "lc-derive", actor=ACTOR, purpose=KeyPurpose.SUPPLIER_DS)
+    assert ledger.get(svc.db, svc.token.token_label, key.key_id) is None

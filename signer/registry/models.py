@@ -51,7 +51,9 @@ class Device(Base):
 
 class TrustAnchorCellRow(Base):
     __tablename__ = "trust_anchor_cells"
-    __table_args__ = (Index("ix_cells_device_role", "device_eui", "role"),)
+    __table_args__ = (Index("ix_cells_device_role", "device_eui", "role"),
+                      # which devices trust a key: rotation reports, retirement, key listings
+                      Index("ix_cells_role_usage_ski", "role", "key_usage", "ski"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     device_eui: Mapped[str] = mapped_column(ForeignKey("devices.eui", ondelete="CASCADE"))

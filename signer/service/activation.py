@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from signer.duis.activation import (
     build_activate_firmware,
@@ -79,9 +80,10 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
     """Per-device results, one list per batch: memory stays bounded by one batch."""
     _check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
-    xml_key, xml_cert = xml_signing_key(svc)
+    xml_signing_key(svc)  # fail before the first batch if there is no usable key
     offset = 0
     for batch in batches:
+        xml_key, xml_cert = xml_signing_key(svc)  # per batch: a key retired mid-campaign stops
         devices = parse_devices(batch, field=f"device_ids (from #{offset})")
         offset += len(devices)
         # the pre-command will need the key the device's Supplier cell names: check it now
@@ -109,8 +111,8 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
                                            cancel=spec.cancel)
             if svc.schema is not None:
                 svc.schema.validate(root)
-            document = sign_document(root, sign_digest=lambda g: svc.token.sign_digest(
-                xml_key, g), issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+            document = sign_document(root, sign_digest=partial(svc.token.sign_digest, xml_key),
+                                     issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
             results.append(BuiltActivation(device=d, request_id=request_id, document=document))
         yield results
 

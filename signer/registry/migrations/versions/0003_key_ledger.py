@@ -40,9 +40,11 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=False),
     )
     op.create_index("ix_key_operations_key", "key_operations", ["token_label", "key_id"])
+    op.create_index("ix_cells_role_usage_ski", "trust_anchor_cells", ["role", "key_usage", "ski"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cells_role_usage_ski", "trust_anchor_cells")
     op.drop_index("ix_key_operations_key", "key_operations")
     op.drop_table("key_operations")
     op.drop_table("signing_keys")

@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from signer.errors import (
     CertificateRejected,
@@ -116,7 +117,7 @@ def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> Ke
             return ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
                                  label=key.label, purpose=purpose, now=svc.clock(),
                                  op=_with(op, key_id=key.key_id, detail_extra={
-                                     "public_key_sha256": _spki_sha256(key)}))
+                                     "public_key_sha256": _spki_sha256(key.public_key)}))
         except BaseException:
             # Unrecorded keys are not left behind: the ledger is the list of what exists.
             svc.token.destroy_key(key)
@@ -186,8 +187,8 @@ def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: st
             raise PolicyRefusal(f"key {found.label!r} is retired")
         if cert.public_key() != key.public_key:
             raise CertificateRejected(
-                f"the certificate's public key (SHA-256 {_cert_spki_sha256(cert)[:16]}…) is "
-                f"not key {key.label!r}'s (SHA-256 {_spki_sha256(key)[:16]}…)")
+                f"the certificate's public key (SHA-256 {_spki_sha256(cert.public_key())[:16]}…) "
+                f"is not key {key.label!r}'s (SHA-256 {_spki_sha256(key.public_key)[:16]}…)")
         smki = check_certificate_for(record.purpose, cert, supplier_eui=svc.config.supplier_eui,
                                      now=svc.clock(), issuers=svc.issuers)
         _refuse_ski_clash(svc, key, smki.ski)
@@ -402,12 +403,7 @@ def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:
     return facts
 
 
-def _spki_sha256(key: TokenKey) -> str:
-    return hashlib.sha256(key.public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
-
-
-def _cert_spki_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_key().public_bytes(
+def _spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
+    return hashlib.sha256(public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 

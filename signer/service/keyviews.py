@@ -12,7 +12,7 @@ from signer.gbcs.eui import Eui64
 from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
 from signer.service.context import Services
-from signer.service.keys import Located, locate
+from signer.service.keys import locate
 from signer.smki.certificate import compact_name, parse_smki
 from signer.smki.lifecycle import KeyPurpose, purpose_of
 
@@ -55,7 +55,7 @@ def list_keys(svc: Services) -> list[KeyView]:
         seen.add(key.key_id)
         record = records.get(key.key_id)
         purpose = record.purpose.value if record else _purpose_text(key.certificate)
-        views.append(_view(key.label, key.key_id, key.certificate, purpose,
+        views.append(_view(key.label, key.key_id, key.certificate, key.ski, purpose,
                            record.state.value if record else UNREGISTERED, True, key.can_sign,
                            counts))
     for key_id, record in records.items():
@@ -96,15 +96,16 @@ def rotation_report(svc: Services, old_name: str, new_name: str) -> RotationRepo
                           len(device_registry.devices_trusting(svc.db, new_view.ski)))
 
 
-def _view(label: str, key_id: bytes, cert: x509.Certificate | None, purpose: str, state: str,
-          on_token: bool, can_sign: bool, counts: dict[bytes, int]) -> KeyView:
+def _view(label: str, key_id: bytes, cert: x509.Certificate | None, ski: bytes | None,
+          purpose: str, state: str, on_token: bool, can_sign: bool,
+          counts: dict[bytes, int]) -> KeyView:
+    """``ski`` is the certificate's as the token read it: shown even when not SMKI."""
     if cert is None:
         return KeyView(label=label, key_id=key_id, ski=None, purpose=purpose, state=state,
                        on_token=on_token, can_sign=can_sign, devices=0, certificate=None)
     try:
         smki = parse_smki(cert)
     except CertificateRejected as exc:
-        ski = _x509_ski(cert)
         return KeyView(label=label, key_id=key_id, ski=ski, purpose=purpose, state=state,
                        on_token=on_token, can_sign=can_sign,
                        devices=counts.get(ski, 0) if ski else 0, certificate=cert,
@@ -117,14 +118,6 @@ def _view(label: str, key_id: bytes, cert: x509.Certificate | None, purpose: str
                    issuer=smki.issuer_name, not_before=smki.not_before, not_after=smki.not_after)
 
 
-def _x509_ski(cert: x509.Certificate) -> bytes | None:
-    try:
-        return bytes(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-                     .value.digest)
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _purpose_text(cert: x509.Certificate | None) -> str:
     purpose = purpose_of(cert) if cert is not None else None
     return purpose.value if purpose else ""
@@ -134,5 +127,3 @@ def _int(text: str | None) -> int | None:
     return int(text) if text else None
 
 
-__all__ = ["UNREGISTERED", "KeyView", "Located", "RotationReport", "list_keys",
-           "rotation_report"]

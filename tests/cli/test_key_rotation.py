@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from signer.registry import devices
 from signer.registry.db import Database, open_database
 from signer.service import admin
 from signer.service.caches import LedgerStates
+from tests.cli.test_cli import signer
 from tests.conftest import (
     MANUFACTURER_CODE,
     MODULE,
@@ -51,14 +51,6 @@ OLD, NEW = "rot-old", "rot-new"
 ON_OLD = [f"00-DB-00-00-00-00-0A-{i:02X}" for i in range(1, 4)]
 ON_NEW = [f"00-DB-00-00-00-00-0B-{i:02X}" for i in range(1, 3)]
 STALE = "00-DB-00-00-00-00-0C-01"
-
-
-def signer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "signer.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"signer {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
 
 
 def _cells(db: Database, euis: list[str], ski: bytes) -> None:

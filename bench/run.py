@@ -100,6 +100,8 @@ def start(name: str, cmd: list[str], env: dict[str, str], log: Path) -> Server:
                             cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
+    while line.startswith("METRICS "):  # the metrics endpoint is announced first
+        line = proc.stdout.readline()
     if not line.startswith("READY "):
         proc.kill()
         raise RuntimeError(f"{name} did not start: {line!r}\n{log.read_text()[-3000:]}")

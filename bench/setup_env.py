@@ -115,7 +115,8 @@ def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) ->
 def write_config(d: Path, conf: Path, pin_file: Path, db_url: str,
                  schema_dir: Path | None) -> Path:
     lines = [
-        "[server]", 'listen = "127.0.0.1:0"', "",
+        "[server]", 'listen = "127.0.0.1:0"', "dev_mode = true", "",
+        "[metrics]", 'listen = "127.0.0.1:0"', "", "[log]", 'format = "text"', "",
         "[token]", f'module = "{MODULE}"', f'label = "{TOKEN_LABEL}"',
         f'pin_file = "{pin_file}"', f'softhsm2_conf = "{conf}"', "",
         "[supplier]", f'eui = "{SUPPLIER_EUI}"', "",

@@ -32,7 +32,16 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SIGNER_SCHEMA_DIR": ("duis", "schema_dir"),
     "SIGNER_PINNED_TIME": ("clock", "pinned_time"),
     "SIGNER_CPL_MODE": ("cpl", "mode"),
+    "SIGNER_DEV_MODE": ("server", "dev_mode"),
+    "SIGNER_TLS_CERT": ("tls", "cert"),
+    "SIGNER_TLS_KEY": ("tls", "key"),
+    "SIGNER_TLS_CLIENT_CA": ("tls", "client_ca"),
+    "SIGNER_POLICY": ("tls", "policy"),
+    "SIGNER_METRICS_LISTEN": ("metrics", "listen"),
+    "SIGNER_LOG_FORMAT": ("log", "format"),
 }
+
+LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,16 @@ class TokenConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """mTLS: the server's certificate and key, the CA clients must chain to, the role policy."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+    policy: Path
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str
     token: TokenConfig
@@ -62,6 +81,11 @@ class Config:
     pinned_time: dt.datetime | None = None
     cpl_mode: str = "strict"  # "strict": an image not on the CPL is not verified
     base_dir: Path = field(default=Path("."))
+    # development mode: plaintext, no client certificates, every call allowed (and warned)
+    dev_mode: bool = False
+    tls: TlsConfig | None = None
+    metrics_listen: str | None = "127.0.0.1:9464"  # None: no metrics endpoint
+    log_format: str = "json"
 
     def describe(self) -> dict[str, str]:
         """What was loaded, for the start-up log: the PIN's source, never the PIN."""
@@ -77,6 +101,12 @@ class Config:
             "smki_issuers": ", ".join(map(str, self.smki_issuers)) or "(none: no chain check)",
             "xml_signing_key": self.xml_signing_key or "(the token's XML-signing key)",
             "cpl_mode": self.cpl_mode,
+            "transport": ("DEVELOPMENT MODE: plaintext, no client authentication"
+                          if self.tls is None else
+                          f"mTLS (certificate {self.tls.cert}, client CA {self.tls.client_ca}, "
+                          f"policy {self.tls.policy})"),
+            "metrics": self.metrics_listen or "(off)",
+            "log_format": self.log_format,
             "clock": (f"PINNED at {self.pinned_time.isoformat()} (tests only)"
                       if self.pinned_time else "system"),
         }
@@ -133,6 +163,12 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         raise ConfigurationError("database.url is required (e.g. sqlite:///var/signer.db)")
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
         db_url = "sqlite:///" + str(path_of(db_url.removeprefix("sqlite:///")))
+    dev_mode = _flag(get("server", "dev_mode", False), "server.dev_mode")
+    tls = _tls(raw.get("tls", {}), path_of, dev_mode)
+    metrics_listen = get("metrics", "listen", "127.0.0.1:9464")
+    log_format = get("log", "format", "json")
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"log.format {log_format!r} is not json or text")
     return Config(
         listen=get("server", "listen", "127.0.0.1:50051"),
         token=TokenConfig(module=get("token", "module", DEFAULT_MODULE), label=label, pin=pin,
@@ -148,7 +184,37 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         pinned_time=_pinned(get("clock", "pinned_time")),
         cpl_mode=_cpl_mode(get("cpl", "mode", "strict")),
         base_dir=base,
+        dev_mode=dev_mode,
+        tls=tls,
+        metrics_listen=metrics_listen or None,
+        log_format=log_format,
     )
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{name} {value!r} is not true or false")
+
+
+def _tls(section: dict[str, Any], path_of: Any, dev_mode: bool) -> TlsConfig | None:
+    """All four files or none; `serve` refuses none outside development mode."""
+    names = ("cert", "key", "client_ca", "policy")
+    given = [n for n in names if section.get(n)]
+    if not given:
+        return None
+    if dev_mode:
+        raise ConfigurationError("server.dev_mode = true and [tls] are both set: development "
+                                 "mode serves plaintext; remove one")
+    missing = [f"tls.{n}" for n in names if n not in given]
+    if missing:
+        raise ConfigurationError(f"{', '.join(missing)} required with the rest of [tls]")
+    return TlsConfig(*(path_of(section[n]) for n in names))
 
 
 def _cpl_mode(value: str) -> str:

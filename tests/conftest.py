@@ -108,6 +108,7 @@ class ServerProcess:
     address: str
     proc: subprocess.Popen[str]
     log: Path
+    metrics: str | None = None  # host:port of /metrics
 
     def stop(self) -> int:
         self.proc.terminate()
@@ -118,7 +119,8 @@ def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_
                  schema_dir: Path | None = None, pinned: dt.datetime | None = PINNED,
                  cpl_mode: str | None = "advisory", extra: str = "") -> Path:
     lines = [
-        "[server]", 'listen = "127.0.0.1:0"', "",
+        "[server]", 'listen = "127.0.0.1:0"', "dev_mode = true", "",
+        "[metrics]", 'listen = "127.0.0.1:0"', "",
         "[token]", f'module = "{MODULE}"', f'label = "{token_label}"',
         f'pin_file = "{hsm.pin_file}"', f'softhsm2_conf = "{hsm.conf}"', "",
         "[supplier]", f'eui = "{SUPPLIER_EUI}"', "",
@@ -143,8 +145,12 @@ def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> 
                              str(config)], stdout=subprocess.PIPE, stderr=out, text=True,
                             env=environ)
     assert proc.stdout is not None
+    metrics = None
     line = proc.stdout.readline()
+    if line.startswith("METRICS "):
+        metrics = line.split()[1]
+        line = proc.stdout.readline()
     if not line.startswith("READY "):
         proc.kill()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
-    return ServerProcess(config, line.split()[1], proc, log)
+    return ServerProcess(config, line.split()[1], proc, log, metrics)

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "signer"
 # layer of each subpackage; a module may import only from its own layer or lower ones
 LAYERS = {"gbcs": 0, "smki": 0, "duis": 0, "cpl": 0, "hsm": 1, "registry": 1, "service": 2,
           "api": 3, "cli": 3}
-SHARED = {"errors", "clock", "config"}
+SHARED = {"errors", "clock", "config", "caller", "metrics"}
 
 
 def _imports(path: Path) -> set[str]:

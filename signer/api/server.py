@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -13,8 +14,13 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.auth import AuthInterceptor, Policy
+from signer.api.callctx import CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
+from signer.api.metrics import MetricsInterceptor, start_metrics_server
 from signer.api.servicer import FirmwareSigner
+from signer.config import TlsConfig
+from signer.errors import ConfigurationError
 from signer.service.context import Services
 
 log = logging.getLogger(__name__)
@@ -37,23 +43,59 @@ CHANNEL_OPTIONS = [
 
 def build_server(services: Services,
                  listen: str) -> tuple[grpc.Server, int, HealthMonitor]:
-    """The signer service, gRPC health checking and server reflection on one port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=services.config.workers),
-                         options=SERVER_OPTIONS)
+    """The signer service, gRPC health checking and server reflection on one port.
+
+    Interceptors, outermost first: bind the caller (request ID, identity) so every log line
+    carries it; count and time the call, refusals included; then apply the role policy.
+    """
+    config = services.config
+    if config.tls is None and not config.dev_mode:
+        raise ConfigurationError("[tls] cert, key, client_ca and policy are required: client "
+                                 "certificates are mandatory unless server.dev_mode = true")
+    policy = Policy.load(config.tls.policy) if config.tls is not None else None
+    if policy is None:
+        log.warning("DEVELOPMENT MODE: plaintext gRPC, no client certificates, every call "
+                    "allowed; never run production like this")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
+                         options=SERVER_OPTIONS,
+                         interceptors=[CallContextInterceptor(), MetricsInterceptor(),
+                                       AuthInterceptor(policy)])
     pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen)
+    if config.tls is not None:
+        port = server.add_secure_port(listen, _credentials(config.tls))
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, HealthMonitor(services, health_servicer)
 
 
+def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """The server's own TLS key (not an HSM key) and the CA every client must chain to."""
+    def read(path: Path, name: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"tls.{name} {path}: {exc.strerror}") from None
+
+    return grpc.ssl_server_credentials(
+        [(read(tls.key, "key"), read(tls.cert, "cert"))],
+        root_certificates=read(tls.client_ca, "client_ca"), require_client_auth=True)
+
+
 def serve(services: Services, *, grace: float = 10.0,
           ready: threading.Event | None = None) -> None:
     server, port, monitor = build_server(services, services.config.listen)
+    stop_metrics = None
+    if services.config.metrics_listen:
+        m_host, m_port, stop_metrics = start_metrics_server(services,
+                                                            services.config.metrics_listen)
+        log.info("metrics on http://%s:%d/metrics", m_host, m_port)
+        print(f"METRICS {m_host}:{m_port}", flush=True)
     server.start()
     monitor.start()
     host = services.config.listen.rsplit(":", 1)[0]
@@ -72,4 +114,6 @@ def serve(services: Services, *, grace: float = 10.0,
     if ready is not None:
         ready.set()
     stopped.wait()
+    if stop_metrics is not None:
+        stop_metrics()
     services.close()

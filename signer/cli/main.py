@@ -11,7 +11,8 @@ import click
 from signer.cli import admin, client
 from signer.cli import cpl as cpl_commands
 from signer.cli import keys as key_commands
-from signer.cli.common import config_option, load, reports_errors, setup_logging
+from signer.cli.common import config_option, load, reports_errors
+from signer.cli.logs import setup_logging
 from signer.config import DEFAULT_MODULE
 from signer.service.context import Services, open_services
 
@@ -34,12 +35,19 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @config_option
+@click.pass_context
 @reports_errors
-def serve(config_path: Path | None) -> None:
-    """Run the gRPC service (signer.v1.FirmwareSigner) until SIGTERM."""
+def serve(ctx: click.Context, config_path: Path | None) -> None:
+    """Run the gRPC service (signer.v1.FirmwareSigner) until SIGTERM.
+
+    Logs go to stderr as JSON lines (log.format = "text" for people), each with the
+    request ID and client identity of the call it belongs to.
+    """
     from signer.api.server import serve as run
 
     config = load(config_path)
+    root = ctx.parent.params if ctx.parent is not None else {}
+    setup_logging(bool(root.get("verbose")), config.log_format)
     for key, value in config.describe().items():
         log.info("config %s = %s", key, value)
     services = open_services(config)

@@ -72,7 +72,9 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
     partial = env.config_path.with_suffix(".partial")
     partial.write_text(
         "# Development configuration written by `signer dev provision`.\n"
-        "[server]\nlisten = \"127.0.0.1:50051\"\n\n"
+        "[server]\nlisten = \"127.0.0.1:50051\"\n"
+        "# development only: plaintext gRPC, no client certificates, every call allowed\n"
+        "dev_mode = true\n\n[metrics]\nlisten = \"127.0.0.1:9464\"\n\n"
         f"[token]\nmodule = \"{module}\"\nlabel = \"{DEV_TOKEN_LABEL}\"\n"
         f"pin_file = \"{pin_file}\"\nsofthsm2_conf = \"{env.softhsm2_conf}\"\n\n"
         f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"

@@ -1,0 +1,116 @@
+"""Bind each call's `Caller` (who, which request) and log how the call ended.
+
+Outermost interceptor: everything inside it, the policy check included, logs with the
+request ID and the client identity. The identity is the verified client certificate's
+subject; the client may offer its own request ID in ``x-request-id`` metadata, and gets
+the one used back in the same header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from cryptography import x509
+
+from signer.api.handlers import (
+    Behavior,
+    Continuation,
+    Handler,
+    Rpc,
+    ServerInterceptor,
+    status_of,
+    wrap,
+)
+from signer.caller import Caller, bound, new_request_id
+
+log = logging.getLogger("signer.api.calls")
+REQUEST_ID_HEADER = "x-request-id"
+UNAUTHENTICATED = "unauthenticated"
+
+
+def caller_of(context: grpc.ServicerContext, rpc: Rpc) -> Caller:
+    offered = dict(context.invocation_metadata()).get(REQUEST_ID_HEADER)
+    request_id = new_request_id(offered if isinstance(offered, str) else None)
+    pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
+    if not isinstance(pem, bytes) or not pem:
+        return Caller(identity=UNAUTHENTICATED, request_id=request_id, method=rpc.method)
+    cert = x509.load_pem_x509_certificate(pem)
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    cn = str(names[0].value) if names else None
+    return Caller(identity=cert.subject.rfc4514_string(), request_id=request_id,
+                  method=rpc.method, common_name=cn, alt_names=_alt_names(cert))
+
+
+def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    out = [f"DNS:{v}" for v in san.get_values_for_type(x509.DNSName)]
+    out += [f"URI:{v}" for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+    out += [f"email:{v}" for v in san.get_values_for_type(x509.RFC822Name)]
+    out += [f"IP:{v}" for v in san.get_values_for_type(x509.IPAddress)]
+    return tuple(out)
+
+
+class CallContextInterceptor(ServerInterceptor):
+    def intercept_service(self, continuation: Continuation,
+                          details: grpc.HandlerCallDetails) -> Handler | None:
+        return wrap(continuation(details), details, _around)
+
+
+def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
+    if rpc.streams_responses:
+        def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            caller, start = _begin(rpc, context)
+            error: BaseException | None = None
+            try:
+                with bound(caller):
+                    items = iter(behavior(request, context))
+                while True:
+                    with bound(caller):
+                        try:
+                            item = next(items)
+                        except StopIteration:
+                            return
+                    yield item
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                with bound(caller):
+                    _end(rpc, context, start, error)
+        return streaming
+
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        caller, start = _begin(rpc, context)
+        error: BaseException | None = None
+        with bound(caller):
+            try:
+                return behavior(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _end(rpc, context, start, error)
+    return unary
+
+
+def _begin(rpc: Rpc, context: grpc.ServicerContext) -> tuple[Caller, float]:
+    caller = caller_of(context, rpc)
+    context.send_initial_metadata(((REQUEST_ID_HEADER, caller.request_id),))
+    return caller, time.perf_counter()
+
+
+def _end(rpc: Rpc, context: grpc.ServicerContext, start: float,
+         error: BaseException | None) -> None:
+    code = status_of(context, error)
+    if isinstance(error, GeneratorExit):
+        code = grpc.StatusCode.CANCELLED
+    log.info("%s %s in %.1f ms", rpc.method, code.name, (time.perf_counter() - start) * 1000,
+             extra={"grpc_method": rpc.method, "grpc_code": code.name,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 3)})

@@ -1,0 +1,74 @@
+"""Wrapping gRPC method handlers: the one mechanism every server interceptor here uses.
+
+A server interceptor only sees the method name and metadata; the peer's certificate, the
+status code and the response stream live in the handler's behaviour. So each interceptor
+rebuilds the handler with its behaviour wrapped by an `Around`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import grpc
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """One RPC as metrics and policy name it: ``/signer.v1.FirmwareSigner/Resign``."""
+
+    full_method: str
+    grpc_type: str  # unary, client_stream, server_stream, bidi_stream
+
+    @property
+    def service(self) -> str:
+        return self.full_method.lstrip("/").rsplit("/", 1)[0]
+
+    @property
+    def method(self) -> str:
+        return self.full_method.rsplit("/", 1)[-1]
+
+    @property
+    def streams_responses(self) -> bool:
+        return self.grpc_type in ("server_stream", "bidi_stream")
+
+
+# the type stubs make these generic; the runtime classes are not subscriptable
+if TYPE_CHECKING:
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    ServerInterceptor: TypeAlias = grpc.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    ServerInterceptor = grpc.ServerInterceptor
+Continuation = Callable[[grpc.HandlerCallDetails], "Handler | None"]
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+#: (rpc, behaviour) -> wrapped behaviour; for streaming responses both return iterators
+Around = Callable[[Rpc, Behavior], Behavior]
+
+
+def wrap(handler: Handler | None, details: grpc.HandlerCallDetails,
+         around: Around) -> Handler | None:
+    if handler is None:
+        return None
+    method = details.method
+    for kind, attr, factory in (
+            ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
+            ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
+            ("client_stream", "stream_unary", grpc.stream_unary_rpc_method_handler),
+            ("bidi_stream", "stream_stream", grpc.stream_stream_rpc_method_handler)):
+        behavior = getattr(handler, attr)
+        if behavior is not None:
+            return factory(around(Rpc(method, kind), behavior),
+                           request_deserializer=handler.request_deserializer,
+                           response_serializer=handler.response_serializer)
+    return handler
+
+
+def status_of(context: grpc.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    """The status the client will see, once the behaviour has returned or raised."""
+    code = context.code()  # type: ignore[attr-defined]
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+

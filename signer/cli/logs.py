@@ -1,0 +1,44 @@
+"""Log output: JSON lines for the service (with request ID and client), text for commands.
+
+Log records carry messages and identifiers only. Nothing here adds key material, PINs or
+image bytes, and the call sites never pass them (a test greps a full run's logs for them).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from signer.caller import current
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class CallerFields(logging.Filter):
+    """Stamp each record with the caller bound to the thread's current call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        caller = current()
+        record.request_id = caller.request_id
+        record.client = caller.identity
+        return True
+
+
+def setup_logging(verbose: bool, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CallerFields())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(client)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            timestamp=False, json_ensure_ascii=False))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -33,6 +33,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SIGNER_PINNED_TIME": ("clock", "pinned_time"),
     "SIGNER_CPL_MODE": ("cpl", "mode"),
     "SIGNER_DEV_MODE": ("server", "dev_mode"),
+    "SIGNER_SHUTDOWN_GRACE": ("server", "shutdown_grace"),
     "SIGNER_TLS_CERT": ("tls", "cert"),
     "SIGNER_TLS_KEY": ("tls", "key"),
     "SIGNER_TLS_CLIENT_CA": ("tls", "client_ca"),
@@ -86,6 +87,7 @@ class Config:
     tls: TlsConfig | None = None
     metrics_listen: str | None = "127.0.0.1:9464"  # None: no metrics endpoint
     log_format: str = "json"
+    shutdown_grace: float = 10.0  # seconds calls in flight get after SIGTERM
 
     def describe(self) -> dict[str, str]:
         """What was loaded, for the start-up log: the PIN's source, never the PIN."""
@@ -188,7 +190,18 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         tls=tls,
         metrics_listen=metrics_listen or None,
         log_format=log_format,
+        shutdown_grace=_seconds(get("server", "shutdown_grace", 10.0), "server.shutdown_grace"),
     )
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} {value!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ConfigurationError(f"{name} {seconds} is outside 0..3600 seconds")
+    return seconds
 
 
 def _flag(value: Any, name: str) -> bool:

@@ -111,6 +111,9 @@ def _end(rpc: Rpc, context: grpc.ServicerContext, start: float,
     code = status_of(context, error)
     if isinstance(error, GeneratorExit):
         code = grpc.StatusCode.CANCELLED
-    log.info("%s %s in %.1f ms", rpc.method, code.name, (time.perf_counter() - start) * 1000,
-             extra={"grpc_method": rpc.method, "grpc_code": code.name,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
+    ms = (time.perf_counter() - start) * 1000
+    # probes call the health service every few seconds: keep their successes out of INFO
+    quiet = rpc.service.startswith("grpc.") and code == grpc.StatusCode.OK
+    log.log(logging.DEBUG if quiet else logging.INFO, "%s %s in %.1f ms", rpc.method,
+            code.name, ms, extra={"grpc_service": rpc.service, "grpc_method": rpc.method,
+                                  "grpc_code": code.name, "duration_ms": round(ms, 3)})

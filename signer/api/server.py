@@ -87,8 +87,10 @@ def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
         root_certificates=read(tls.client_ca, "client_ca"), require_client_auth=True)
 
 
-def serve(services: Services, *, grace: float = 10.0,
-          ready: threading.Event | None = None) -> None:
+def serve(services: Services, *, ready: threading.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
+    ``server.shutdown_grace`` seconds, then return (the process exits 0)."""
+    grace = services.config.shutdown_grace
     server, port, monitor = build_server(services, services.config.listen)
     stop_metrics = None
     if services.config.metrics_listen:

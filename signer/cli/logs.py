@@ -31,9 +31,9 @@ def setup_logging(verbose: bool, fmt: str = "text") -> None:
     handler.addFilter(CallerFields())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(client)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            timestamp=False, json_ensure_ascii=False))
+            "%(levelname)s %(name)s %(message)s %(request_id)s %(client)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time", json_ensure_ascii=False))  # ISO 8601, UTC
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

@@ -1,0 +1,108 @@
+"""SIGTERM: no new calls, calls in flight finish within the grace period, exit status 0."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+from tests.api.conftest import prepare
+from tests.conftest import Hsm, Manufacturer, ServerProcess, start_server
+
+
+def _wait_for(log: Path, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never logged:\n{log.read_text()[-2000:]}")
+        time.sleep(0.02)
+
+
+def _held_stream(stub: pb_grpc.FirmwareSignerStub, gate: threading.Event
+                 ) -> tuple[threading.Thread, queue.Queue[object]]:
+    """A StreamSignPreCommands call that sends one batch, then waits for `gate` to send
+    another: in flight for as long as the test wants. Returns once the first batch has
+    been answered."""
+    out: queue.Queue[object] = queue.Queue()
+    answered = threading.Event()
+
+    def batches() -> Iterator[pb.PreCommandBatch]:
+        yield pb.PreCommandBatch(pre_commands=[b""])
+        gate.wait(30)
+        yield pb.PreCommandBatch(pre_commands=[b"", b""])
+
+    def run() -> None:
+        sizes = []
+        try:
+            for message in stub.StreamSignPreCommands(batches(), timeout=60):
+                sizes.append(len(message.results))
+                answered.set()
+            out.put(sizes)
+        except grpc.RpcError as exc:
+            out.put(exc.code())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert answered.wait(10), "the first batch was never answered"
+    return thread, out
+
+
+@pytest.fixture()
+def server(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
+           tmp_path: Path) -> Iterator[tuple[ServerProcess, grpc.Channel]]:
+    config, db, _url = prepare(hsm, vectors, manufacturer, tmp_path)
+    db.dispose()
+    text = config.read_text().replace("dev_mode = true", "dev_mode = true\nshutdown_grace = 2")
+    config.write_text(text)
+    proc = start_server(config, tmp_path / "server.log")
+    channel = grpc.insecure_channel(proc.address, options=CHANNEL_OPTIONS)
+    yield proc, channel
+    channel.close()
+    if proc.proc.poll() is None:
+        proc.proc.kill()
+        proc.proc.wait()
+
+
+def test_sigterm_lets_a_call_in_flight_finish_refuses_new_ones_and_exits_0(
+        server: tuple[ServerProcess, grpc.Channel]) -> None:
+    proc, channel = server
+    stub = pb_grpc.FirmwareSignerStub(channel)
+    gate = threading.Event()
+    thread, out = _held_stream(stub, gate)  # in flight
+    proc.proc.send_signal(signal.SIGTERM)
+    _wait_for(proc.log, "signal 15: stopping")
+
+    fresh = grpc.insecure_channel(proc.address, options=CHANNEL_OPTIONS)
+    with pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.FirmwareSignerStub(fresh).ListKeys(pb.ListKeysRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    fresh.close()
+
+    gate.set()  # the call in flight sends its last batch and completes normally
+    thread.join(10)
+    assert out.get_nowait() == [1, 2]
+    assert proc.proc.wait(timeout=10) == 0
+    assert "StreamSignPreCommands OK" in proc.log.read_text()
+
+
+def test_a_call_still_running_after_the_grace_period_is_cut_and_the_exit_is_still_0(
+        server: tuple[ServerProcess, grpc.Channel]) -> None:
+    proc, channel = server
+    gate = threading.Event()  # never set within the grace period
+    thread, out = _held_stream(pb_grpc.FirmwareSignerStub(channel), gate)
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(timeout=15) == 0
+    assert 1.5 < time.monotonic() - started < 8  # the 2 s grace, then stop
+    gate.set()
+    thread.join(10)
+    assert out.get_nowait() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)

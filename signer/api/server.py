@@ -19,7 +19,7 @@ from signer.api.callctx import CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
 from signer.api.metrics import MetricsInterceptor, start_metrics_server
 from signer.api.servicer import FirmwareSigner
-from signer.config import TlsConfig
+from signer.config import Config, TlsConfig
 from signer.errors import ConfigurationError
 from signer.service.context import Services
 
@@ -41,6 +41,14 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def transport_policy(config: Config) -> Policy | None:
+    """The role policy, or None in development mode; checked before the HSM is opened."""
+    if config.tls is None and not config.dev_mode:
+        raise ConfigurationError("[tls] cert, key, client_ca and policy are required: client "
+                                 "certificates are mandatory unless server.dev_mode = true")
+    return Policy.load(config.tls.policy) if config.tls is not None else None
+
+
 def build_server(services: Services,
                  listen: str) -> tuple[grpc.Server, int, HealthMonitor]:
     """The signer service, gRPC health checking and server reflection on one port.
@@ -49,10 +57,7 @@ def build_server(services: Services,
     carries it; count and time the call, refusals included; then apply the role policy.
     """
     config = services.config
-    if config.tls is None and not config.dev_mode:
-        raise ConfigurationError("[tls] cert, key, client_ca and policy are required: client "
-                                 "certificates are mandatory unless server.dev_mode = true")
-    policy = Policy.load(config.tls.policy) if config.tls is not None else None
+    policy = transport_policy(config)
     if policy is None:
         log.warning("DEVELOPMENT MODE: plaintext gRPC, no client certificates, every call "
                     "allowed; never run production like this")

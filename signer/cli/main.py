@@ -44,10 +44,12 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     request ID and client identity of the call it belongs to.
     """
     from signer.api.server import serve as run
+    from signer.api.server import transport_policy
 
     config = load(config_path)
     root = ctx.parent.params if ctx.parent is not None else {}
     setup_logging(bool(root.get("verbose")), config.log_format)
+    transport_policy(config)  # a missing certificate or a bad policy fails before the HSM
     for key, value in config.describe().items():
         log.info("config %s = %s", key, value)
     services = open_services(config)

@@ -117,9 +117,11 @@ class ServerProcess:
 
 def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_LABEL,
                  schema_dir: Path | None = None, pinned: dt.datetime | None = PINNED,
-                 cpl_mode: str | None = "advisory", extra: str = "") -> Path:
+                 cpl_mode: str | None = "advisory", extra: str = "",
+                 dev_mode: bool = True) -> Path:
+    """A test configuration; with dev_mode=False pass the [tls] section in `extra`."""
     lines = [
-        "[server]", 'listen = "127.0.0.1:0"', "dev_mode = true", "",
+        "[server]", 'listen = "127.0.0.1:0"', *(["dev_mode = true"] if dev_mode else []), "",
         "[metrics]", 'listen = "127.0.0.1:0"', "",
         "[token]", f'module = "{MODULE}"', f'label = "{token_label}"',
         f'pin_file = "{hsm.pin_file}"', f'softhsm2_conf = "{hsm.conf}"', "",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 import grpc
@@ -19,21 +21,86 @@ from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 
-server_option = click.option(
-    "--server", default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
-    show_default="$SIGNER_SERVER or 127.0.0.1:50051", help="Address of the signer service.")
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _stub(server: str) -> pb_grpc.FirmwareSignerStub:
-    return pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server, options=CHANNEL_OPTIONS))
+def _env(name: str) -> Callable[[], str | None]:
+    return lambda: os.environ.get(name) or None
 
 
-def _call(fn: Any, request: Any) -> Any:
-    try:
-        return fn(request, timeout=300)
-    except grpc.RpcError as exc:
-        click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+# (option, its environment variable, help)
+_TLS_OPTIONS = (
+    ("--tls-ca", "SIGNER_CLIENT_CA", "CA certificate(s) the server's certificate chains to (PEM)."),
+    ("--tls-cert", "SIGNER_CLIENT_CERT", "This client's certificate (PEM); its subject is "
+     "the identity the server's role policy matches."),
+    ("--tls-key", "SIGNER_CLIENT_KEY", "This client's private key (PEM)."),
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the service is and how to reach it: mTLS with all three files, else plaintext."""
+
+    server: str
+    tls: tuple[Path, Path, Path] | None = None  # CA, certificate, key
+
+    @classmethod
+    def of(cls, server: str, ca: Path | None, cert: Path | None, key: Path | None) -> Connection:
+        given = (ca, cert, key)
+        if all(p is None for p in given):
+            return cls(server)  # a development-mode server: plaintext, no identity
+        missing = [f"{opt} (or ${env})" for (opt, env, _), p in zip(_TLS_OPTIONS, given,
+                                                                      strict=True) if p is None]
+        if missing:
+            raise click.UsageError(f"missing {' and '.join(missing)}: mTLS needs --tls-ca, "
+                                   "--tls-cert and --tls-key together (none of them for a "
+                                   "development-mode server)")
+        assert ca is not None and cert is not None and key is not None
+        return cls(server, (ca, cert, key))
+
+    def channel(self) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
+        ca, cert, key = (p.read_bytes() for p in self.tls)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert)
+        return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
+
+    def fail(self, exc: grpc.RpcError) -> NoReturn:
+        """Report a failed call on stderr and exit 1."""
+        code = exc.code()
+        click.echo(f"error: {code.name}: {exc.details()}", err=True)
+        if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
+            click.echo("hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
+                       "a server outside development mode needs mTLS", err=True)
         sys.exit(1)
+
+    def call(self, name: str, request: Any) -> Any:
+        """One unary call on a channel of its own."""
+        with self.channel() as channel:
+            try:
+                return getattr(pb_grpc.FirmwareSignerStub(channel), name)(request, timeout=300)
+            except grpc.RpcError as exc:
+                self.fail(exc)
+
+
+def connection_options(fn: F) -> F:
+    """--server and the three mTLS files, handed to the command as one `Connection`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, server: str, tls_ca: Path | None, tls_cert: Path | None,
+                tls_key: Path | None, **kwargs: Any) -> Any:
+        return fn(*args, connection=Connection.of(server, tls_ca, tls_cert, tls_key), **kwargs)
+
+    for opt, env, text in reversed(_TLS_OPTIONS):
+        wrapper = click.option(opt, type=_file, default=_env(env), show_default=f"${env}",
+                               help=text)(wrapper)
+    wrapper = click.option(
+        "--server", default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
+        show_default="$SIGNER_SERVER or 127.0.0.1:50051",
+        help="Address of the signer service.")(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 def _safe_name(label: str) -> str:
@@ -54,9 +121,6 @@ def _devices(device: tuple[str, ...], devices_file: Path | None) -> list[str]:
     return out
 
 
-_file = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
 @click.command()
 @click.option("--ota-header", type=_file, help="Separate shape: the OTA header.")
 @click.option("--manufacturer-image", type=_file, help="Separate shape: the Manufacturer Image.")
@@ -67,10 +131,10 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--hash", "hash_file", type=_file, help="SHA-256 of the Manufacturer Image.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the verdict as JSON here (default: stdout).")
-@server_option
+@connection_options
 def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: Path | None,
            header_and_image: Path | None, signature: Path | None, hash_file: Path | None,
-           out: Path | None, server: str) -> None:
+           out: Path | None, connection: Connection) -> None:
     """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
     if gbcs_file:
         req = pb.VerifyManufacturerRequest(gbcs=pb.GbcsDelivery(
@@ -86,7 +150,7 @@ def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: 
     else:
         raise click.UsageError("give --ota-header and --manufacturer-image, or --gbcs, "
                                "or --header-and-image")
-    resp = _call(_stub(server).VerifyManufacturer, req)
+    resp = connection.call("VerifyManufacturer", req)
     text = json_format.MessageToJson(resp, always_print_fields_with_no_presence=True)
     if out:
         out.write_text(text + "\n")
@@ -103,9 +167,9 @@ def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: 
 @click.option("--force-replace", is_flag=True, help="Set the Force Replace byte to 0x01.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write one upgrade image per key, and result.json.")
-@server_option
+@connection_options
 def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
-           force_replace: bool, out_dir: Path, server: str) -> None:
+           force_replace: bool, out_dir: Path, connection: Connection) -> None:
     """Re-sign a verified image for devices (Resign): one upgrade image per key.
 
     Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
@@ -113,7 +177,7 @@ def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
     """
     req = pb.ResignRequest(image_id=image_id, device_ids=_devices(device, devices_file),
                            force_replace=force_replace)
-    resp = _call(_stub(server).Resign, req)
+    resp = connection.call("Resign", req)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"image_id": resp.image_id, "images": [], "refused": [
         {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused]}
@@ -140,10 +204,10 @@ def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
 @click.option("--force-replace", is_flag=True, help="With --image-id: Force Replace 0x01.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the signed DUIS XML.")
-@server_option
+@connection_options
 def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[str, ...],
                devices_file: Path | None, firmware_version: str, service: str,
-               force_replace: bool, out: Path, server: str) -> None:
+               force_replace: bool, out: Path, connection: Connection) -> None:
     """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS)."""
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
@@ -155,7 +219,7 @@ def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[s
     else:
         assert upgrade_image is not None
         req.upgrade_image = upgrade_image.read_bytes()
-    resp = _call(_stub(server).BuildDUIS, req)
+    resp = connection.call("BuildDUIS", req)
     out.write_bytes(resp.duis_request)
     click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
     for r in resp.refused:
@@ -172,9 +236,10 @@ def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[s
 @click.option("--batch", default=1000, show_default=True, help="Devices per streamed message.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Writes <device>.xml per request and refused.jsonl.")
-@server_option
+@connection_options
 def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, at: str | None,
-             cancel: bool, batch: int, out_dir: Path, server: str) -> None:
+             cancel: bool, batch: int, out_dir: Path,
+             connection: Connection) -> None:
     """Build signed SR 11.3 Activate Firmware requests (StreamActivation), one per device.
 
     The device list is streamed, so it may be any length.
@@ -205,9 +270,10 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
             yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=chunk))
 
     built = refused = 0
-    with (out_dir / "refused.jsonl").open("w") as rejects:
+    with (out_dir / "refused.jsonl").open("w") as rejects, connection.channel() as channel:
         try:
-            results = (r for batch in _stub(server).StreamActivation(requests(), timeout=3600)
+            stub = pb_grpc.FirmwareSignerStub(channel)
+            results = (r for batch in stub.StreamActivation(requests(), timeout=3600)
                        for r in batch.results)
             for result in results:
                 if result.WhichOneof("result") == "request":
@@ -222,8 +288,7 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
                                               "upgrade_path": list(f.upgrade_path)}) + "\n")
                     refused += 1
         except grpc.RpcError as exc:
-            click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
-            sys.exit(1)
+            connection.fail(exc)
     click.echo(f"{built} request(s) in {out_dir}, {refused} refused (refused.jsonl)")
 
 
@@ -232,9 +297,9 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
 @click.option("--dcc-response", type=_file, help="Or the DUIS response XML carrying it.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Writes signed-pre-command.bin and signed-pre-command.xml.")
-@server_option
+@connection_options
 def sign_precommand(pre_command: Path | None, dcc_response: Path | None, out_dir: Path,
-                    server: str) -> None:
+                    connection: Connection) -> None:
     """Check a CS06 pre-command against the 11.3 request it answers and sign it."""
     if (pre_command is None) == (dcc_response is None):
         raise click.UsageError("give exactly one of --pre-command or --dcc-response")
@@ -247,7 +312,7 @@ def sign_precommand(pre_command: Path | None, dcc_response: Path | None, out_dir
     else:
         assert dcc_response is not None
         req = pb.SignPreCommandRequest(dcc_response=dcc_response.read_bytes())
-    resp = _call(_stub(server).SignPreCommand, req)
+    resp = connection.call("SignPreCommand", req)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "signed-pre-command.bin").write_bytes(resp.signed_pre_command)
     (out_dir / "signed-pre-command.xml").write_bytes(resp.duis_request)

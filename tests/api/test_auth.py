@@ -1,0 +1,266 @@
+"""mTLS and the role policy on a real `signer serve` process, over a real TLS socket.
+
+One TLS server for the module, run with the shipped policy's [roles] table and generated
+clients: every role x every FirmwareSigner RPC, then the handshake failures (no client
+certificate, an untrusted CA, an expired certificate) and the client without a role.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from click.testing import CliRunner
+from google.protobuf.descriptor import MethodDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from signer.api import auth
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+from signer.cli import client as client_cli
+from tests.api.conftest import Running
+from tests.conftest import ROOT, Hsm, ServerProcess, start_server, write_config
+from tests.tlsca import CertificateAuthority, Issued
+
+SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
+RPCS = [m.name for m in SERVICE.methods]
+
+# The decision for every cell, written out here on purpose and not read from the policy:
+# widening the shipped policy, or adding an RPC without deciding who may call it, fails.
+Y, N = True, False
+ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops")
+MATRIX: dict[str, tuple[bool, bool, bool, bool, bool]] = {
+    #                        manufacturer supplier key-admin auditor ops
+    "VerifyManufacturer":    (Y,          N,       N,        N,      N),
+    "Resign":                (N,          Y,       N,        N,      N),
+    "BuildDUIS":             (N,          Y,       N,        N,      N),
+    "GetUpgradePath":        (N,          Y,       N,        N,      N),
+    "BuildActivation":       (N,          Y,       N,        N,      N),
+    "StreamActivation":      (N,          Y,       N,        N,      N),
+    "SignPreCommand":        (N,          Y,       N,        N,      N),
+    "StreamSignPreCommands": (N,          Y,       N,        N,      N),
+    "ListKeys":              (N,          Y,       Y,        Y,      Y),
+}
+SAN_CLIENT = "URI:spiffe://signer.test/ops-sidecar"
+
+
+def needed(rpc: str) -> list[str]:
+    return [role for role, ok in zip(ROLES, MATRIX[rpc], strict=True) if ok]
+
+
+@dataclass
+class TlsServer:
+    server: ServerProcess
+    ca: CertificateAuthority
+    certs: dict[str, Issued]  # role name, or "san", "stranger", "untrusted", "expired"
+    channels: dict[str, grpc.Channel]
+
+    def channel(self, name: str) -> grpc.Channel:
+        if name not in self.channels:
+            cert = self.certs[name]
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=self.ca.cert_path.read_bytes(),
+                private_key=cert.key_path.read_bytes(),
+                certificate_chain=cert.cert_path.read_bytes())
+            self.channels[name] = grpc.secure_channel(self.server.address, creds,
+                                                      options=CHANNEL_OPTIONS)
+        return self.channels[name]
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.server.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # gRPC core's own lines
+        return out
+
+
+def policy_text() -> str:
+    """The shipped [roles] table, and one [[clients]] entry per generated client."""
+    shipped = tomllib.loads((ROOT / "deploy/policy.example.toml").read_text())
+    lines = ["[roles]"] + [f"{role} = {json.dumps(rpcs)}"
+                           for role, rpcs in shipped["roles"].items()]
+    for role in ROLES:
+        lines += ["", "[[clients]]", f'cn = "{role}-client"', f'roles = ["{role}"]']
+    lines += ["", "[[clients]]", f'san = "{SAN_CLIENT}"', 'roles = ["ops"]']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def tls(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    tmp = tmp_path_factory.mktemp("tls")
+    ca = CertificateAuthority(tmp / "pki")
+    other = CertificateAuthority(tmp / "other", name="Untrusted CA")
+    certs = {role: ca.client(role, f"{role}-client") for role in ROLES}
+    # matched by its SAN only: its CN is in no entry
+    certs["san"] = ca.client("san", "sidecar-7f3a", sans=(SAN_CLIENT,))
+    certs["stranger"] = ca.client("stranger", "stranger")
+    # both name a listed client: only the handshake stops them
+    certs["untrusted"] = other.client("untrusted", "supplier-client")
+    certs["expired"] = ca.client("expired", "supplier-client", expired=True)
+    server_cert = ca.server()
+    policy = tmp / "policy.toml"
+    policy.write_text(policy_text())
+    tls_section = (f'[tls]\ncert = "{server_cert.cert_path}"\nkey = "{server_cert.key_path}"\n'
+                   f'client_ca = "{ca.cert_path}"\npolicy = "{policy}"\n')
+    config = write_config(tmp / "signer.toml", hsm, f"sqlite:///{tmp / 'signer.db'}",
+                          dev_mode=False, extra=tls_section)
+    server = start_server(config, tmp / "server.log")
+    running = TlsServer(server, ca, certs, {})
+    yield running
+    for channel in running.channels.values():
+        channel.close()
+    assert server.stop() == 0
+
+
+def call(channel: grpc.Channel, rpc: str,
+         request_id: str | None = None) -> tuple[grpc.StatusCode, str]:
+    """Call one FirmwareSigner RPC with an empty request (streams: no message at all)."""
+    method: MethodDescriptor = SERVICE.methods_by_name[rpc]
+    fn = getattr(pb_grpc.FirmwareSignerStub(channel), rpc)
+    argument = iter(()) if method.client_streaming else getattr(pb, method.input_type.name)()
+    metadata = (("x-request-id", request_id),) if request_id else None
+    try:
+        result = fn(argument, timeout=10, metadata=metadata)
+        if method.server_streaming:
+            list(result)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def test_the_matrix_decides_every_rpc_and_every_role() -> None:
+    assert set(MATRIX) == set(RPCS), "every FirmwareSigner RPC needs a row in MATRIX"
+    assert auth.ROLES == ROLES
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("rpc", RPCS)
+def test_role_rpc_matrix(tls: TlsServer, role: str, rpc: str) -> None:
+    assert rpc in MATRIX, f"no decision for {rpc}: add it to MATRIX and to the shipped policy"
+    code, details = call(tls.channel(role), rpc)
+    if MATRIX[rpc][ROLES.index(role)]:
+        # past the policy: an empty request may well be refused as INVALID_ARGUMENT
+        assert code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE), \
+            details
+    else:
+        roles = needed(rpc)
+        need = (f"role {roles[0]}" if len(roles) == 1
+                else f"one of the roles {', '.join(roles)}")
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert details == (f"{rpc} needs {need}; client CN={role}-client,O=Signer Tests "
+                           f"has roles: {role}")
+
+
+def test_a_client_matched_by_san_gets_that_entrys_roles(tls: TlsServer) -> None:
+    channel = tls.channel("san")
+    assert call(channel, "ListKeys")[0] == grpc.StatusCode.OK
+    code, details = call(channel, "Resign")
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert details == "Resign needs role supplier; client CN=sidecar-7f3a,O=Signer Tests " \
+                      "has roles: ops"
+
+
+def test_a_trusted_client_without_an_entry_has_no_role_and_the_denial_is_logged(
+        tls: TlsServer) -> None:
+    code, details = call(tls.channel("stranger"), "ListKeys", request_id="auth-stranger-1")
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert details == ("ListKeys needs one of the roles supplier, key-admin, auditor, ops; "
+                       "client CN=stranger,O=Signer Tests has no role")
+    logged = [r for r in tls.log_lines() if r.get("request_id") == "auth-stranger-1"]
+    denial = next(r for r in logged if r["message"].startswith("permission denied"))
+    assert denial["level"] == "WARNING" and denial["client"] == "CN=stranger,O=Signer Tests"
+    assert details in denial["message"]
+    assert any(r.get("grpc_code") == "PERMISSION_DENIED" for r in logged)
+
+
+def test_health_and_reflection_are_open_to_any_authenticated_client(tls: TlsServer) -> None:
+    for name in (*ROLES, "san", "stranger"):
+        stub = health_pb2_grpc.HealthStub(tls.channel(name))
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflect = reflection_pb2_grpc.ServerReflectionStub(tls.channel("stranger"))
+    answers = list(reflect.ServerReflectionInfo(iter([
+        reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    assert auth.SERVICE in {s.name for s in answers[0].list_services_response.service}
+
+
+@pytest.mark.parametrize("who", ["no certificate", "untrusted", "expired"])
+def test_the_handshake_refuses_and_the_server_keeps_serving(tls: TlsServer, who: str) -> None:
+    ca = tls.ca.cert_path.read_bytes()
+    if who == "no certificate":
+        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    else:
+        cert = tls.certs[who]
+        creds = grpc.ssl_channel_credentials(root_certificates=ca,
+                                             private_key=cert.key_path.read_bytes(),
+                                             certificate_chain=cert.cert_path.read_bytes())
+    with grpc.secure_channel(tls.server.address, creds) as channel:
+        assert call(channel, "ListKeys")[0] == grpc.StatusCode.UNAVAILABLE
+    assert tls.server.proc.poll() is None
+    assert call(tls.channel("supplier"), "ListKeys")[0] == grpc.StatusCode.OK
+
+
+def test_plaintext_is_refused(tls: TlsServer) -> None:
+    with grpc.insecure_channel(tls.server.address) as channel:
+        assert call(channel, "ListKeys")[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_policy_is_logged_at_start(tls: TlsServer) -> None:
+    assert any(r["message"].startswith("role policy ") and "manufacturer: VerifyManufacturer"
+               in r["message"] for r in tls.log_lines())
+
+
+def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer,
+                                                          tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not an upgrade image")
+
+    def flags(name: str) -> list[str]:
+        cert = tls.certs[name]
+        return ["--tls-ca", str(tls.ca.cert_path), "--tls-cert", str(cert.cert_path),
+                "--tls-key", str(cert.key_path)]
+
+    runner = CliRunner()
+    server = ["--server", tls.server.address, "--gbcs", str(junk)]
+    allowed = runner.invoke(client_cli.verify, [*server, *flags("manufacturer")])
+    # past the handshake and the policy: the junk itself is refused
+    assert allowed.exit_code == 1
+    assert allowed.stderr.startswith("error: INVALID_ARGUMENT: upgrade_image"), allowed.output
+
+    cert = tls.certs["supplier"]
+    denied = runner.invoke(client_cli.verify, server, env={
+        "SIGNER_CLIENT_CA": str(tls.ca.cert_path), "SIGNER_CLIENT_CERT": str(cert.cert_path),
+        "SIGNER_CLIENT_KEY": str(cert.key_path)})
+    assert denied.exit_code == 1
+    assert ("error: PERMISSION_DENIED: VerifyManufacturer needs role manufacturer; "
+            "client CN=supplier-client,O=Signer Tests has roles: supplier") in denied.stderr
+
+    plaintext = runner.invoke(client_cli.verify, server)
+    assert plaintext.exit_code == 1 and "hint: this call went in plaintext" in plaintext.stderr
+
+
+def test_dev_mode_warns_on_every_call(running: Running) -> None:
+    for n in (1, 2):
+        running.stub.ListKeys(pb.ListKeysRequest(), timeout=10,
+                              metadata=(("x-request-id", f"auth-dev-{n}"),))
+    records = [json.loads(line) for line in running.server.log.read_text().splitlines()
+               if line.startswith("{")]
+    assert any(r["level"] == "WARNING" and r["message"].startswith("DEVELOPMENT MODE")
+               and r["request_id"] == "-" for r in records)  # the start-up warning
+    for n in (1, 2):
+        warned = [r for r in records if r["request_id"] == f"auth-dev-{n}"
+                  and r["level"] == "WARNING"]
+        assert [r["message"] for r in warned] == [
+            "DEVELOPMENT MODE: unauthenticated call to signer.v1.FirmwareSigner/ListKeys "
+            "allowed"]
+        assert warned[0]["client"] == "unauthenticated"

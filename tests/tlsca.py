@@ -1,0 +1,115 @@
+"""A throwaway X.509 CA for the mTLS tests: server and client certificates, files on disk.
+
+TLS checks validity against the real clock (BoringSSL inside gRPC), not the service's pinned
+one, so everything here is valid around the real "now" (or expired on purpose).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate, its key, and where both were written."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    cert_path: Path
+    key_path: Path
+
+    @property
+    def subject(self) -> str:
+        return self.certificate.subject.rfc4514_string()
+
+
+def _name(cn: str | None, org: str) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)]
+    if cn is not None:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def _san(entry: str) -> x509.GeneralName:
+    """"DNS:x", "URI:y", "email:z", "IP:1.2.3.4", as `signer.caller.Caller` spells them."""
+    kind, _, value = entry.partition(":")
+    if kind == "DNS":
+        return x509.DNSName(value)
+    if kind == "URI":
+        return x509.UniformResourceIdentifier(value)
+    if kind == "email":
+        return x509.RFC822Name(value)
+    if kind == "IP":
+        return x509.IPAddress(ipaddress.ip_address(value))
+    raise ValueError(f"unknown SAN form {entry!r}")
+
+
+class CertificateAuthority:
+    """A self-signed P-256 CA that writes what it issues under `directory`."""
+
+    def __init__(self, directory: Path, name: str = "Signer Test Client CA") -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.now = dt.datetime.now(dt.UTC)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = _name(name, "Signer Tests")
+        self.certificate = (
+            x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(self.now - dt.timedelta(days=30))
+            .not_valid_after(self.now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                           critical=False)
+            .sign(self.key, hashes.SHA256()))
+        self.cert_path = directory / "ca.pem"
+        self.cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, file_stem: str, *, cn: str | None, org: str = "Signer Tests",
+              sans: tuple[str, ...] = (), server: bool = False,
+              expired: bool = False) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        if expired:
+            start, end = self.now - dt.timedelta(days=20), self.now - dt.timedelta(days=1)
+        else:
+            start, end = self.now - dt.timedelta(hours=1), self.now + dt.timedelta(days=2)
+        builder = (
+            x509.CertificateBuilder().subject_name(_name(cn, org)).issuer_name(self.name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
+                                                  else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.key.public_key()), critical=False))
+        if sans:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_path = self.directory / f"{file_stem}.pem"
+        key_path = self.directory / f"{file_stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return Issued(cert, key, cert_path, key_path)
+
+    def server(self) -> Issued:
+        """For a server on 127.0.0.1 reached as "127.0.0.1:port" or "localhost:port"."""
+        return self.issue("server", cn="localhost", sans=("IP:127.0.0.1", "DNS:localhost"),
+                          server=True)
+
+    def client(self, file_stem: str, cn: str | None, *, sans: tuple[str, ...] = (),
+               expired: bool = False) -> Issued:
+        return self.issue(file_stem, cn=cn, sans=sans, expired=expired)

@@ -1,39 +1,91 @@
 """The service's Prometheus metrics, defined once; every layer counts into these.
 
-Names follow go-grpc-prometheus for the gRPC family so existing dashboards and alerts work;
-the ``signer_`` family is ours. Label values are bounded sets (methods, codes, key labels,
-reasons), never device or image IDs.
+Names follow go-grpc-prometheus for the gRPC family so existing dashboards and alerts work
+(``grpc_code`` carries Go's spelling of the status code: ``OK``, ``Canceled``,
+``InvalidArgument``...); the ``signer_`` family is ours. Label values are bounded sets
+(methods, codes, key labels, reasons, check names), never device or image IDs, so a campaign
+of 50,000 devices adds no series. Metrics read at scrape time (HSM up, key expiry, build
+info) live in ``signer.api.metrics``: they call use cases, which this shared module may not.
 """
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import Counter, Histogram
 
 # gRPC server family (go-grpc-prometheus names and labels)
+_GRPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 GRPC_STARTED = Counter(
-    "grpc_server_started_total", "RPCs started on the server.",
-    ["grpc_type", "grpc_service", "grpc_method"])
+    "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS)
 GRPC_HANDLED = Counter(
     "grpc_server_handled_total", "RPCs completed on the server, whatever their status code.",
-    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"])
+    [*_GRPC_LABELS, "grpc_code"])
 GRPC_HANDLING_SECONDS = Histogram(
     "grpc_server_handling_seconds", "Time from the start of an RPC to its status.",
-    ["grpc_type", "grpc_service", "grpc_method"],
+    _GRPC_LABELS,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+GRPC_MSG_RECEIVED = Counter(
+    "grpc_server_msg_received_total", "Request messages received on the server.", _GRPC_LABELS)
+GRPC_MSG_SENT = Counter(
+    "grpc_server_msg_sent_total", "Response messages sent by the server.", _GRPC_LABELS)
 
 # signing and checking
 SIGNATURES = Counter(
     "signer_signatures_total", "Signatures returned by the HSM and recorded in the audit trail.",
     ["key", "purpose"])
 HSM_OPERATION_SECONDS = Histogram(
-    "signer_hsm_operation_seconds", "Duration of PKCS#11 operations, retries included.",
+    "signer_hsm_operation_seconds",
+    "Duration of PKCS#11 operations under the token lock, recovery and retry included.",
     ["operation"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
 HSM_ERRORS = Counter(
-    "signer_hsm_errors_total", "PKCS#11 failures by class (transient, fatal, login, down).",
+    "signer_hsm_errors_total",
+    "PKCS#11 failures by class: transient (recovered and retried), login (PIN refused), "
+    "other (not retried), down (the token was marked down), fail_fast (a call refused "
+    "without touching the token while it is down).",
     ["error"])
 VERIFICATIONS = Counter(
-    "signer_verifications_total", "Checks made on inputs before anything is signed.",
+    "signer_verifications_total", "Checks made on manufacturer deliveries, pass or fail.",
     ["check", "result"])
 REFUSALS = Counter(
-    "signer_refusals_total", "Devices or requests refused, by reason code.", ["reason"])
+    "signer_refusals_total",
+    "Devices and pre-commands refused, by machine-readable reason code.", ["reason"])
+
+#: every value of signer_hsm_errors_total{error}
+HSM_ERROR_CLASSES = ("transient", "login", "other", "down", "fail_fast")
+#: the checks VerifyManufacturer makes, in order
+VERIFICATION_CHECKS = ("structure", "manufacturer_signature", "hash", "cpl")
+#: reason codes are identifiers; anything else (free text) is counted as this
+OTHER_REASON = "other"
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+for _error in HSM_ERROR_CLASSES:  # present at 0, so the first error shows in increase()
+    HSM_ERRORS.labels(error=_error)
+for _check in VERIFICATION_CHECKS:
+    for _result in ("pass", "fail"):
+        VERIFICATIONS.labels(check=_check, result=_result)
+
+
+def refusal_reason(code: str) -> str:
+    """A reason code as a label value: free text never becomes a series of its own."""
+    return code if _REASON.fullmatch(code) else OTHER_REASON
+
+
+def count_refusals(reasons: list[str]) -> None:
+    """One increment per reason code, not per device: 50,000 refusals cost a few calls."""
+    tally: dict[str, int] = {}
+    for r in reasons:
+        label = refusal_reason(r)
+        tally[label] = tally.get(label, 0) + 1
+    for label, n in tally.items():
+        REFUSALS.labels(reason=label).inc(n)
+
+
+def go_code_name(python_name: str) -> str:
+    """``INVALID_ARGUMENT`` -> ``InvalidArgument``: the grpc_code value Go servers emit."""
+    if python_name == "CANCELLED":
+        return "Canceled"
+    if python_name == "OK":
+        return "OK"
+    return "".join(part.capitalize() for part in python_name.split("_"))

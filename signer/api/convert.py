@@ -11,6 +11,7 @@ from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
+from signer.metrics import count_refusals
 from signer.service.activation import ActivationSpec, BuiltActivation, SignedPreCommand
 from signer.service.keyviews import KeyView
 from signer.service.refusal import Refusal
@@ -61,10 +62,18 @@ def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
 
 
 def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
-    return [refusal_to_pb(r) for r in refused]
+    """Every device refusal a client receives passes here or through `refusal_to_pb`, so
+    this is where ``signer_refusals_total`` counts them."""
+    count_refusals([r.reason for r in refused])
+    return [_refusal(r) for r in refused]
 
 
 def refusal_to_pb(r: Refusal) -> pb.DeviceRefusal:
+    count_refusals([r.reason])
+    return _refusal(r)
+
+
+def _refusal(r: Refusal) -> pb.DeviceRefusal:
     return pb.DeviceRefusal(device_id=str(r.device), reason=r.reason, detail=r.detail,
                             upgrade_path=list(r.path or ()), no_path=r.no_path)
 

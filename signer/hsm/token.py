@@ -21,6 +21,11 @@ Failures are classified in one place, ``Token._run``:
   this process (another try could lock the PIN).
 * anything else (mechanism, argument, policy errors): reported, not recovered.
 
+The same place times every operation (``signer_hsm_operation_seconds{operation}``, from the
+``what`` given to ``_run``, plus ``login`` and ``reinitialize``) and counts each failure by
+the class above (``signer_hsm_errors_total{error}``: transient, login, other, down when the
+token is marked down, fail_fast for each call refused meanwhile).
+
 Re-initialising the module invalidates every session and object handle of the process, and
 SoftHSM2 hands the same handle numbers out again afterwards (measured: an old key handle then
 signs with whatever object got its number). So each session is tagged with the module's
@@ -60,6 +65,7 @@ from signer.errors import (
     SignerError,
 )
 from signer.hsm.pin import Pin
+from signer.metrics import HSM_ERRORS, HSM_OPERATION_SECONDS
 
 log = logging.getLogger(__name__)
 RESCAN_INTERVAL = 2.0  # seconds
@@ -422,6 +428,7 @@ class Token:
             if self._depth:  # inside another operation: the outer _run handles failures
                 return fn()
             self._depth += 1
+            started = time.perf_counter()  # under the lock: the HSM's time, not the queue's
             try:
                 self._ensure_session(what)
                 try:
@@ -437,13 +444,16 @@ class Token:
                     raise HsmUnavailable(reason) from second.__cause__
             finally:
                 self._depth -= 1
+                _observe(what, started)
 
     def _fail_fast(self) -> None:
         """Without the lock and without PKCS#11: refuse at once while the token is down."""
         if self._fatal is not None:
+            HSM_ERRORS.labels(error="fail_fast").inc()
             raise HsmLoginFailed(self._fatal)
         down = self._down
         if down is not None and time.monotonic() < self._retry_at:
+            HSM_ERRORS.labels(error="fail_fast").inc()
             raise HsmUnavailable(f"token {self.token_label!r} is down: {down}")
 
     def _ensure_session(self, what: str) -> None:
@@ -466,10 +476,13 @@ class Token:
         except SignerError:
             raise
         except _BAD_PIN as exc:
+            HSM_ERRORS.labels(error="login").inc()
             raise self._refused(exc) from None
         except _TRANSIENT as exc:
+            HSM_ERRORS.labels(error="transient").inc()
             raise _Recoverable(type(exc).__name__) from exc
         except pkcs11.PKCS11Error as exc:
+            HSM_ERRORS.labels(error="other").inc()
             raise HsmUnavailable(f"{what} failed: {type(exc).__name__}") from exc
 
     def _recover(self, cause: str, *, handles_only: bool = False) -> None:
@@ -506,7 +519,8 @@ class Token:
             log.warning("token %r: %s; re-initialising PKCS#11 module %s",
                         self.token_label, cause, self.module_path)
             try:
-                module.reinitialize(now)
+                with HSM_OPERATION_SECONDS.labels(operation="reinitialize").time():
+                    module.reinitialize(now)
             except pkcs11.PKCS11Error as exc:
                 reason = f"{cause}; re-initialising the module failed: {type(exc).__name__}"
                 self._mark_down(reason)
@@ -557,7 +571,8 @@ class Token:
                     f"more than one token labelled {self.token_label!r}") from None
             return _login(token, self._pin)
 
-        self._session = self._mapped(what, find_and_log_in)
+        with HSM_OPERATION_SECONDS.labels(operation="login").time():
+            self._session = self._mapped(what, find_and_log_in)
         self._generation = self._module.generation
         self._down = None
         log.info("logged in to token %r via %s", self.token_label, self.module_path)
@@ -574,6 +589,7 @@ class Token:
     def _mark_down(self, reason: str, retry_at: float | None = None) -> None:
         """No session until a recovery, and none tried before ``retry_at``."""
         self._drop_session()
+        HSM_ERRORS.labels(error="down").inc()
         self._retry_at = time.monotonic() + RECOVERY_INTERVAL if retry_at is None else retry_at
         self._down = reason
         log.warning("token %r is down: %s", self.token_label, reason)
@@ -700,6 +716,12 @@ def _module(path: str) -> _Module:
         if path not in _modules:
             _modules[path] = _Module(path)
         return _modules[path]
+
+
+def _observe(what: str, started: float) -> None:
+    """``what`` is one of the literals given to ``Token._run``: a bounded label set."""
+    HSM_OPERATION_SECONDS.labels(operation=what.replace(" ", "_")).observe(
+        time.perf_counter() - started)
 
 
 def _login(token: Any, pin: Pin) -> Any:

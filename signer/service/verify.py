@@ -15,6 +15,7 @@ from signer.errors import InvalidInput, SignatureInvalid
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
 from signer.gbcs.signature import verify_p256_prehashed
+from signer.metrics import VERIFICATIONS
 from signer.registry import cpl, library, manufacturers
 from signer.service.context import Services
 
@@ -57,6 +58,8 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
     ]
     cpl_check, entry_id = _cpl_check(svc, delivery)
     checks.append(cpl_check)
+    for c in checks:
+        VERIFICATIONS.labels(check=c.name, result="pass" if c.passed else "fail").inc()
     advisory = svc.config.cpl_mode == "advisory"
     verified = all(c.passed for c in checks if not (advisory and c.name == "cpl"))
     svc_record = library.LibraryImage(

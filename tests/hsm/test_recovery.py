@@ -56,6 +56,7 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
     from signer.errors import HsmUnavailable, NotFound
     from signer.hsm.pin import Pin
     from signer.hsm.token import RECOVERY_INTERVAL, Token, TokenKey
+    from signer.metrics import HSM_ERROR_CLASSES
     from signer.smki.issuance import issue_certificate
 
     pin = Pin((workdir / "user.pin").read_text().strip())
@@ -193,7 +194,16 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         "other_errors": [o.decode() for _, r, o in other_results if r == "error"][:5],
         "other_wrong": len(other_bad),
         "logins": _LOGINS[0],
+        "errors": {c: _sample("signer_hsm_errors_total", error=c) for c in HSM_ERROR_CLASSES},
+        "timed": {op: _sample("signer_hsm_operation_seconds_count", operation=op)
+                  for op in ("sign", "login", "reinitialize")},
     }
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 _LOGINS = [0]
@@ -283,6 +293,15 @@ def test_token_vanishes_mid_run_and_the_service_comes_back(tmp_path: Path) -> No
     assert r["other_calls"] > 0 and r["other_errors"] == [] and r["other_wrong"] == 0
     # logged in again after each successful recovery only, and never said the PIN
     assert r["logins"] >= 3
+    # the metrics saw it: transient failures, the token marked down, calls refused fast;
+    # each re-initialisation and login timed; every signature timed
+    errors, timed = r["errors"], r["timed"]
+    assert errors["transient"] >= 1 and errors["down"] >= 1
+    assert 1 <= errors["fail_fast"] <= r["unavailable"] + 1  # + the probe while down
+    assert errors["login"] == 0 and errors["other"] == 0
+    assert timed["reinitialize"] == r["reinitialisations"]
+    assert timed["login"] >= r["logins"]
+    assert timed["sign"] >= r["signed"] + r["other_calls"]
     assert "re-initialising PKCS#11 module" in log and "recovered" in log
     assert PIN not in log and PIN not in proc.stdout
 
@@ -302,6 +321,7 @@ def test_wrong_pin_is_fatal_and_never_retried(hsm, monkeypatch: pytest.MonkeyPat
         return real_login(token, pin)
 
     monkeypatch.setattr(token_mod, "_login", counting_login)
+    errors_before = {c: _sample("signer_hsm_errors_total", error=c) for c in ("login", "fail_fast")}
     token = Token(MODULE, SPARE_TOKEN_LABEL, Pin("wrong-pin"))
     with pytest.raises(HsmLoginFailed, match="refused the PIN"):
         token.open()
@@ -316,6 +336,8 @@ def test_wrong_pin_is_fatal_and_never_retried(hsm, monkeypatch: pytest.MonkeyPat
         assert time.monotonic() - t0 < 0.5
     assert token.probe() is False
     assert logins == [SPARE_TOKEN_LABEL]
+    assert {c: _sample("signer_hsm_errors_total", error=c) - b
+            for c, b in errors_before.items()} == {"login": 1, "fail_fast": 4}
 
 
 if __name__ == "__main__":

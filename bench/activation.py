@@ -461,6 +461,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
     """stream_activations and sign_pre_command_for in-process, in the main thread: plain
     timing, a per-step breakdown, then cProfile."""
     import signer.registry.activations as reg_activations
+    import signer.registry.audit as reg_audit
     import signer.registry.counters as reg_counters
     import signer.service.activation as act
     from signer.config import load_config
@@ -512,6 +513,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
         ph.wrap(reg_activations, "mark_pre_command_signed",
                 "activations.mark_pre_command_signed (UPDATE + commit)")
         ph.wrap(svc.token, "sign_digest", "HSM sign_digest")
+        ph.wrap(reg_audit, "record", "audit.record (one transaction per batch or call)")
         if svc.schema is not None:
             ph.wrap(svc.schema, "validate", "DuisSchema.validate")
         return ph

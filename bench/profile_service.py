@@ -45,6 +45,7 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
     from signer.duis.xmldsig import sign_document
     from signer.registry import counters
     from signer.registry import devices as device_registry
+    from signer.service import signing
     from signer.service.duis import xml_signing_key
     from signer.service.keyselect import parse_devices, select_keys
     from signer.service.resign import sign_for_group, verified_image
@@ -62,7 +63,11 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
          lambda: device_registry.supplier_signing_skis(svc.db, devices))
     sel = step("keyselect.select_keys", lambda: select_keys(svc, devices))
     image = step("resign.verified_image (10 MB from the DB)", lambda: verified_image(svc, big_id))
-    signed = step("resign.sign_for_group", lambda: sign_for_group(svc, image, sel.groups[0], False))
+    def resign_step() -> Any:
+        with signing.batch(svc) as signer:  # the signature and its audit record
+            return sign_for_group(signer, image, sel.groups[0], False)
+
+    signed = step("resign.sign_for_group + audit record", resign_step)
     key, cert = step("duis.xml_signing_key", lambda: xml_signing_key(svc))
     counter = step("counters.reserve", lambda: counters.reserve(svc.db, svc.config.supplier_eui))
     rid = RequestId(svc.config.supplier_eui, svc.config.dcc_eui, counter)

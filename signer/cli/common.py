@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from signer.caller import Caller, bound, new_request_id
 from signer.config import Config, load_config
 from signer.errors import SignerError
 from signer.hsm.token import Token
@@ -39,12 +40,18 @@ def open_token(config: Config) -> Token:
 
 @contextmanager
 def services(config: Config) -> Iterator[Services]:
-    """The token, database and clock a command works with, closed afterwards."""
+    """The token, database and clock a command works with, closed afterwards.
+
+    The command runs as a `Caller` (the operating-system user, a fresh request ID, the
+    command's name), so its audit trail records say who ran which command.
+    """
     from signer.service.context import open_services
 
+    caller = Caller(identity=actor(), request_id=new_request_id(), method=command_name())
     svc = open_services(config)
     try:
-        yield svc
+        with bound(caller):
+            yield svc
     finally:
         svc.close()
 
@@ -63,6 +70,16 @@ def actor() -> str:
     sudo = os.environ.get("SUDO_USER") if uid == 0 and "SUDO_UID" in os.environ else None
     who = f"{sudo} (sudo as {user})" if sudo and sudo != user else user
     return f"cli:{who}@{socket.gethostname()}"
+
+
+def command_name() -> str:
+    """The command being run, as typed after the program name: "signer keys retire"."""
+    names: list[str] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["signer", *reversed(names)])
 
 
 def reports_errors(fn: F) -> F:

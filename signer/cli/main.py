@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from signer.cli import admin, client
+from signer.cli import audit as audit_commands
 from signer.cli import cpl as cpl_commands
 from signer.cli import keys as key_commands
 from signer.cli.common import config_option, load, reports_errors
@@ -131,6 +132,7 @@ cli.add_command(cpl_commands.cpl)
 cli.add_command(admin.manufacturers)
 cli.add_command(admin.devices)
 cli.add_command(admin.activations)
+cli.add_command(audit_commands.audit)
 cli.add_command(client.verify)
 cli.add_command(client.resign)
 cli.add_command(client.build_duis)

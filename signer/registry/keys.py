@@ -1,8 +1,8 @@
 """The key ledger and its operation records.
 
-A state change and the record of who made it are written in one transaction, so the
-ledger never moves without its record. State changes are conditional on the state the
-caller saw: two administrators racing cannot both win.
+A state change, the record of who made it and its audit trail record are written in one
+transaction, so the ledger never moves without its records. State changes are conditional
+on the state the caller saw: two administrators racing cannot both win.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from signer.caller import current
 from signer.errors import PolicyRefusal
+from signer.registry import audit
+from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
 from signer.registry.models import KeyOperation, SigningKey
 from signer.smki.lifecycle import KeyPurpose, KeyState, check_transition
@@ -91,7 +95,7 @@ def create(db: Database, *, token_label: str, key_id: bytes, label: str, purpose
         row = SigningKey(token_label=token_label, key_id=key_id.hex(), label=label,
                          purpose=purpose.value, state=KeyState.PENDING.value, created_at=now)
         s.add(row)
-        s.add(_operation_row(op, now))
+        _add_operation(s, op, now)
         s.flush()
         return _record(row)
 
@@ -117,7 +121,8 @@ def transition(db: Database, record: KeyRecord, target: KeyState, *, now: dt.dat
         if done != 1:
             raise PolicyRefusal(f"key {record.label!r} changed state while this operation "
                                 "ran; look again and retry")
-        s.add(_operation_row(op, now))
+        _add_operation(s, op, now, ski=ski or record.ski,
+                       serial=certificate_serial or record.certificate_serial)
         row = s.get(SigningKey, (record.token_label, record.key_id.hex()))
         assert row is not None
         s.refresh(row)
@@ -132,13 +137,13 @@ def update_certificate(db: Database, record: KeyRecord, *, ski: bytes, serial: s
                   .where(SigningKey.token_label == record.token_label,
                          SigningKey.key_id == record.key_id.hex())
                   .values(ski=ski.hex(), certificate_serial=serial))
-        s.add(_operation_row(op, now))
+        _add_operation(s, op, now, ski=ski, serial=serial)
 
 
 def record(db: Database, op: Operation, now: dt.datetime) -> None:
     """Record an operation that changed no state (a CSR, a refusal, an import)."""
     with db.session() as s:
-        s.add(_operation_row(op, now))
+        _add_operation(s, op, now)
 
 
 def operations(db: Database, token_label: str | None = None) -> list[OperationRecord]:
@@ -151,6 +156,27 @@ def operations(db: Database, token_label: str | None = None) -> list[OperationRe
                                 key_id=bytes.fromhex(r.key_id) if r.key_id else None,
                                 outcome=r.outcome, detail=json.loads(r.detail))
                 for r in s.scalars(query)]
+
+
+def _add_operation(s: Session, op: Operation, now: dt.datetime, *, ski: bytes | None = None,
+                   serial: str | None = None) -> None:
+    """The operation record and its audit trail record, in the caller's transaction."""
+    s.add(_operation_row(op, now))
+    s.flush()  # the ledger's own errors surface as themselves, not as the audit trail's
+    detail = dict(op.detail or {})
+    caller = current()
+    audit.append(s, [AuditEntry(
+        at=now, client=op.actor, operation=f"key-{op.operation}", outcome=op.outcome,
+        call_id=caller.request_id, method=caller.method, key_label=op.key_label,
+        key_ski=ski.hex() if ski is not None else _text(detail.get("ski")),
+        certificate_serial=serial if serial is not None else _text(detail.get("serial")),
+        digest=_text(detail.get("digest")),
+        details={"token": op.token_label,
+                 "cka_id": op.key_id.hex() if op.key_id is not None else None, **detail})])
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _operation_row(op: Operation, now: dt.datetime) -> KeyOperation:

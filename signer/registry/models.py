@@ -170,3 +170,41 @@ class KeyOperation(Base):
     key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
     detail: Mapped[str] = mapped_column(Text)
+
+
+class AuditRecordRow(Base):
+    """One record of the tamper-evident audit trail (``signer.registry.auditchain``).
+
+    ``seq`` is assigned by the appender, contiguous from 1; ``hash`` covers every other
+    column, ``prev_hash`` is the previous record's hash.
+    """
+
+    __tablename__ = "audit_records"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32))  # UTC, "2024-06-01T12:00:00.000000Z", as hashed
+    client: Mapped[str] = mapped_column(Text)
+    call_id: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_ski: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    certificate_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    device_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duis_request_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The one row naming the audit trail's last record: appenders lock it to take turns."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

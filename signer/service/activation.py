@@ -32,12 +32,15 @@ from signer.gbcs.signature import verify_p256_sha256
 from signer.registry import activations, counters
 from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
+from signer.service import signing
 from signer.service.context import Services
 from signer.service.duis import xml_signing_key
 from signer.service.images import verified_image
 from signer.service.keyselect import KeyGroup, parse_devices, select_keys
 from signer.service.pathways import select_eligible
 from signer.service.refusal import Refusal
+from signer.service.signing import SigningBatch
+from signer.smki.lifecycle import KeyPurpose
 
 
 @dataclass(frozen=True)
@@ -100,20 +103,29 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
                              execution_time=spec.execution_time, cancel=spec.cancel,
                              issued_at=now) for d in accepted])
         results: list[BuiltActivation | Refusal] = []
-        for d in devices:
-            if d in refusals:
-                results.append(refusals[d])
-                continue
-            request_id = RequestId(originator=svc.config.supplier_eui, target=d,
-                                   counter=counter_of[d])
-            root = build_activate_firmware(request_id=request_id, firmware_hash=image.digest,
-                                           execution_time=spec.execution_time,
-                                           cancel=spec.cancel)
-            if svc.schema is not None:
-                svc.schema.validate(root)
-            document = sign_document(root, sign_digest=partial(svc.token.sign_digest, xml_key),
-                                     issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
-            results.append(BuiltActivation(device=d, request_id=request_id, document=document))
+        detail = {"cancel": spec.cancel, "execution_time":
+                  spec.execution_time.isoformat() if spec.execution_time else None}
+        with signing.batch(svc) as signer:  # one audit transaction per batch
+            for d in devices:
+                if d in refusals:
+                    results.append(refusals[d])
+                    continue
+                request_id = RequestId(originator=svc.config.supplier_eui, target=d,
+                                       counter=counter_of[d])
+                root = build_activate_firmware(request_id=request_id,
+                                               firmware_hash=image.digest,
+                                               execution_time=spec.execution_time,
+                                               cancel=spec.cancel)
+                if svc.schema is not None:
+                    svc.schema.validate(root)
+                document = sign_document(
+                    root, sign_digest=partial(
+                        signer.sign, xml_key, purpose=KeyPurpose.XML_SIGN,
+                        operation=signing.ACTIVATION_SIGN, image_id=image.record.image_id,
+                        device_count=1, request_id=request_id, details=detail),
+                    issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+                results.append(BuiltActivation(device=d, request_id=request_id,
+                                               document=document))
         yield results
 
 
@@ -196,17 +208,18 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
         svc.db, supplier, [a.counter for _, a, _ in ready.values()], svc.clock())
     pending = set(claimed)
     try:
-        for i, (pc, a, rid) in ready.items():
-            if a.counter not in claimed:
-                results[i] = PreCommandRefused(i, a.device, rid, f"the pre-command for {rid} "
-                                               "is already being signed or was signed")
-                continue
-            group = groups[a.device]
-            assert isinstance(group, KeyGroup)
-            results[i] = _sign(svc, pc, group, rid, a)
-            pending.discard(a.counter)
+        with signing.batch(svc) as signer:
+            for i, (pc, a, rid) in ready.items():
+                if a.counter not in claimed:
+                    results[i] = PreCommandRefused(i, a.device, rid, f"the pre-command for "
+                                                   f"{rid} is already being signed or was signed")
+                    continue
+                group = groups[a.device]
+                assert isinstance(group, KeyGroup)
+                results[i] = _sign(svc, signer, pc, group, rid, a)
+        pending.clear()  # signed and recorded: these are done
     finally:
-        if pending:  # signing failed part-way: those may be tried again
+        if pending:  # signing or its audit record failed: nothing went out, try again later
             activations.release_pre_commands(svc.db, supplier, sorted(pending))
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
@@ -257,9 +270,11 @@ def _reindex(result: SignedPreCommand | PreCommandRefused, index: int
     return result
 
 
-def _sign(svc: Services, pc: PreCommand, group: KeyGroup, request_id: RequestId,
-          issued: IssuedActivation) -> SignedPreCommand:
-    signed = sign_pre_command(pc, lambda d: svc.token.sign_digest(group.key, d))
+def _sign(svc: Services, signer: SigningBatch, pc: PreCommand, group: KeyGroup,
+          request_id: RequestId, issued: IssuedActivation) -> SignedPreCommand:
+    what = {"image_id": issued.image_id, "device_count": 1, "request_id": request_id}
+    signed = sign_pre_command(pc, signer.signer(group.key, purpose=KeyPurpose.SUPPLIER_DS,
+                                                operation=signing.PRECOMMAND_SIGN, **what))
     try:
         verify_p256_sha256(group.certificate.public_key, pc.signed_bytes, signed[-64:])
     except SignatureInvalid:
@@ -269,8 +284,9 @@ def _sign(svc: Services, pc: PreCommand, group: KeyGroup, request_id: RequestId,
     if svc.schema is not None:
         svc.schema.validate(root)
     xml_key, xml_cert = xml_signing_key(svc)
-    document = sign_document(root, sign_digest=lambda g: svc.token.sign_digest(xml_key, g),
-                             issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+    document = sign_document(root, sign_digest=signer.signer(
+        xml_key, purpose=KeyPurpose.XML_SIGN, operation=signing.PRECOMMAND_DUIS_SIGN, **what),
+        issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
     return SignedPreCommand(device=issued.device, request_id=request_id, signed_command=signed,
                             document=document)
 

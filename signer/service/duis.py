@@ -27,7 +27,7 @@ from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.hsm.token import TokenKey
 from signer.registry import counters
-from signer.service import keygate
+from signer.service import keygate, signing
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
 from signer.service.images import force_replace_for, verified_image
@@ -36,6 +36,7 @@ from signer.service.keyselect import KeyGroup, parse_devices
 from signer.service.pathways import screen, select_eligible
 from signer.service.refusal import Refusal
 from signer.service.resign import sign_for_group
+from signer.service.signing import SigningBatch
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
 from signer.smki.lifecycle import KeyPurpose
 
@@ -65,20 +66,27 @@ def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | No
                            f"{MAX_FIRMWARE_IMAGE}", field="upgrade_image")
     devices = parse_devices(device_ids)
     image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
-    if service == "11.4":
-        data, accepted, refused = _ppmid(svc, image, devices)
-    else:
-        data, accepted, refused = _esme(svc, image, upgrade_image, devices, force_replace)
-    xml_key, xml_cert = xml_signing_key(svc)
-    counter = counters.reserve(svc.db, svc.config.supplier_eui)
-    request_id = RequestId(originator=svc.config.supplier_eui, target=svc.config.dcc_eui,
-                           counter=counter)
-    root = build_update_firmware(request_id=request_id, service=service, firmware_image=data,
-                                 firmware_version=firmware_version, devices=accepted)
-    if svc.schema is not None:
-        svc.schema.validate(root)
-    document = sign_document(root, sign_digest=lambda d: svc.token.sign_digest(xml_key, d),
-                             issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+    with signing.batch(svc) as signer:
+        if service == "11.4":
+            data, accepted, refused = _ppmid(svc, image, devices)
+        else:
+            data, accepted, refused = _esme(svc, signer, image, upgrade_image, devices,
+                                            force_replace)
+        xml_key, xml_cert = xml_signing_key(svc)
+        counter = counters.reserve(svc.db, svc.config.supplier_eui)
+        request_id = RequestId(originator=svc.config.supplier_eui, target=svc.config.dcc_eui,
+                               counter=counter)
+        root = build_update_firmware(request_id=request_id, service=service,
+                                     firmware_image=data, firmware_version=firmware_version,
+                                     devices=accepted)
+        if svc.schema is not None:
+            svc.schema.validate(root)
+        document = sign_document(
+            root, sign_digest=signer.signer(
+                xml_key, purpose=KeyPurpose.XML_SIGN, operation=signing.DUIS_SIGN,
+                image_id=image.record.image_id, device_count=len(accepted),
+                request_id=request_id, details={"service": service}),
+            issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
     return DuisResult(document=document, request_id=request_id, devices=tuple(accepted),
                       refused=tuple(refused))
 
@@ -165,8 +173,8 @@ def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
     return image.record.header_bytes + image.manufacturer_image, accepted, refused
 
 
-def _esme(svc: Services, image: VerifiedImage, upgrade_image: bytes | None,
-          devices: list[Eui64], force_replace: bool | None
+def _esme(svc: Services, signer: SigningBatch, image: VerifiedImage,
+          upgrade_image: bytes | None, devices: list[Eui64], force_replace: bool | None
           ) -> tuple[bytes, list[Eui64], list[Refusal]]:
     selection = select_eligible(svc, image, devices)
     refused = list(selection.refused)
@@ -180,7 +188,7 @@ def _esme(svc: Services, image: VerifiedImage, upgrade_image: bytes | None,
                                 f"({names}); one DUIS request carries one image: call Resign "
                                 "and send each upgrade image it returns with its devices")
         group = selection.groups[0]
-        signed = sign_for_group(svc, image, group, force_replace_for(image, force_replace))
+        signed = sign_for_group(signer, image, group, force_replace_for(image, force_replace))
         return signed.upgrade_image, list(group.devices), refused
     signature = upgrade_image[-64:]
     signer_group = _signing_group(selection.groups, image.digest, signature)

@@ -168,7 +168,8 @@ def certificate_request(svc: Services, name: str, eui_text: str, *, actor: str,
                         sign_digest=lambda digest: svc.token.sign_digest(key, digest))
         der = csr.public_bytes(serialization.Encoding.DER)
         ledger.record(svc.db, _with(op, detail_extra={
-            "subject": csr.subject.rfc4514_string(), "csr_sha256": hashlib.sha256(der).hexdigest()
+            "subject": csr.subject.rfc4514_string(), "csr_sha256": hashlib.sha256(der).hexdigest(),
+            "digest": hashlib.sha256(csr.tbs_certrequest_bytes).hexdigest(),  # what was signed
         }), svc.clock())
         return csr
 

@@ -13,12 +13,15 @@ from signer.errors import (
 )
 from signer.gbcs.ota import build_upgrade_image
 from signer.gbcs.signature import verify_p256_prehashed
+from signer.service import signing
 from signer.service.caches import VerifiedImage
 from signer.service.context import Services
 from signer.service.images import force_replace_for, verified_image
 from signer.service.keyselect import KeyGroup, parse_devices
 from signer.service.pathways import select_eligible
 from signer.service.refusal import Refusal
+from signer.service.signing import SigningBatch
+from signer.smki.lifecycle import KeyPurpose
 
 
 @dataclass(frozen=True)
@@ -46,18 +49,23 @@ def resign(svc: Services, image_id: str, device_ids: Sequence[str],
         raise DevicesRefused("every device was refused",
                              [r.as_tuple() for r in selection.refused])
     force = force_replace_for(image, force_replace)
-    images = tuple(sign_for_group(svc, image, group, force) for group in selection.groups)
+    with signing.batch(svc) as signer:
+        images = tuple(sign_for_group(signer, image, group, force)
+                       for group in selection.groups)
     return ResignResult(image_id=image.record.image_id, images=images,
                         refused=selection.refused)
 
 
-def sign_for_group(svc: Services, image: VerifiedImage, group: KeyGroup,
+def sign_for_group(signer: SigningBatch, image: VerifiedImage, group: KeyGroup,
                    force_replace: bool) -> SignedUpgradeImage:
     """Sign the Manufacturer Image in the token and check it with the key's certificate.
 
     A signature that does not verify means the token misbehaved: nothing is returned.
     """
-    signature = svc.token.sign_digest(group.key, image.digest)
+    signature = signer.sign(group.key, image.digest, purpose=KeyPurpose.SUPPLIER_DS,
+                            operation=signing.RESIGN, image_id=image.record.image_id,
+                            device_count=len(group.devices),
+                            details={"force_replace": force_replace})
     try:
         verify_p256_prehashed(group.certificate.public_key, image.digest, signature)
     except SignatureInvalid:

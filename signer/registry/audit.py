@@ -1,0 +1,129 @@
+"""Storing the audit trail: appending chained records and reading them back in order.
+
+Appenders take turns through the head row: the first statement of an append is an UPDATE
+of that row, which is a row lock on PostgreSQL and the database write lock on SQLite, so
+replicas, the CLI and threads each chain onto the head the previous one left, never onto
+the same one. Records, head and (for key operations) the change they record commit in one
+transaction: no record without its change, no change without its record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from signer.errors import Unavailable
+from signer.registry.auditchain import AuditEntry, AuditRecord, Head, seal
+from signer.registry.db import Database
+from signer.registry.models import AuditHead, AuditRecordRow
+
+HEAD_ID = 1
+PAGE = 5000  # records per read while streaming: memory stays bounded by one page
+
+_RECORDS: Table = AuditRecordRow.__table__  # type: ignore[assignment]
+_HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
+_COLUMNS = list(_RECORDS.columns)
+
+
+def append(s: Session, entries: Sequence[AuditEntry]) -> Head:
+    """Chain ``entries`` onto the trail inside the caller's transaction; returns the new head.
+
+    Raises ``Unavailable`` when the records cannot be written: the caller's transaction
+    then rolls back, and whatever it was about to release stays unreleased.
+    """
+    try:
+        locked = s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
+                           .values(seq=_HEAD.c.seq)
+                           .returning(_HEAD.c.seq, _HEAD.c.hash)).one_or_none()
+        if locked is None:
+            raise Unavailable("audit trail unavailable: its head row is missing")
+        head = Head(int(locked[0]), str(locked[1]))
+        if not entries:
+            return head
+        records = seal(entries, head)
+        s.execute(insert(_RECORDS), [_row(r) for r in records])
+        last = records[-1]
+        s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
+                  .values(seq=last.seq, hash=last.hash))
+        return Head(last.seq, last.hash)
+    except SQLAlchemyError as exc:
+        raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
+
+
+def record(db: Database, entries: Sequence[AuditEntry]) -> Head:
+    """Append ``entries`` in a transaction of their own (signatures: one per call or batch)."""
+    try:
+        with db.session() as s:
+            return append(s, entries)
+    except SQLAlchemyError as exc:  # at commit
+        raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
+    except Unavailable as exc:
+        if str(exc).startswith("audit trail unavailable"):
+            raise
+        raise Unavailable(f"audit trail unavailable: {exc}") from exc
+
+
+def head(db: Database) -> tuple[Head | None, int | None]:
+    """The head row and the highest stored seq, read in one statement (one snapshot)."""
+    query = select(
+        select(_HEAD.c.seq).where(_HEAD.c.id == HEAD_ID).scalar_subquery(),
+        select(_HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).scalar_subquery(),
+        select(func.max(_RECORDS.c.seq)).scalar_subquery())
+    with db.read() as conn:
+        seq, hash_, top = conn.execute(query).one()
+    found = None if seq is None else Head(int(seq), str(hash_))
+    return found, None if top is None else int(top)
+
+
+def records(db: Database, *, after: int = 0, upto: int | None = None,
+            page: int = PAGE) -> Iterator[AuditRecord]:
+    """Records with ``after < seq <= upto`` in seq order, a page per read (never the table)."""
+    last = after
+    while True:
+        query = select(*_COLUMNS).where(_RECORDS.c.seq > last)
+        if upto is not None:
+            query = query.where(_RECORDS.c.seq <= upto)
+        with db.read() as conn:
+            rows = conn.execute(query.order_by(_RECORDS.c.seq).limit(page)).all()
+        for row in rows:
+            yield _record(row._mapping)
+        if len(rows) < page:
+            return
+        last = int(rows[-1].seq)
+
+
+def find_by_hash(db: Database, hash_: str) -> AuditRecord | None:
+    """The stored record with this hash (a scan: only called once a chain is broken)."""
+    with db.read() as conn:
+        row = conn.execute(select(*_COLUMNS).where(_RECORDS.c.hash == hash_)
+                           .order_by(_RECORDS.c.seq).limit(1)).first()
+    return None if row is None else _record(row._mapping)
+
+
+def _row(r: AuditRecord) -> dict[str, Any]:
+    return {"seq": r.seq, "at": r.at, "client": r.client, "call_id": r.call_id,
+            "method": r.method, "operation": r.operation, "outcome": r.outcome,
+            "image_id": r.image_id, "digest": r.digest, "key_label": r.key_label,
+            "key_ski": r.key_ski, "certificate_serial": r.certificate_serial,
+            "device_count": r.device_count, "duis_request_id": r.duis_request_id,
+            "details": r.details, "prev_hash": r.prev_hash, "hash": r.hash}
+
+
+def _record(m: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=int(m["seq"]), at=m["at"],
+        client=m["client"], call_id=m["call_id"], method=m["method"],
+        operation=m["operation"], outcome=m["outcome"], image_id=m["image_id"],
+        digest=m["digest"], key_label=m["key_label"], key_ski=m["key_ski"],
+        certificate_serial=m["certificate_serial"], device_count=m["device_count"],
+        duis_request_id=m["duis_request_id"], details=m["details"],
+        prev_hash=m["prev_hash"], hash=m["hash"])
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return f"{type(exc).__name__}: {orig}" if orig is not None else type(exc).__name__

@@ -1,0 +1,129 @@
+"""The signing door: every signature the service makes for a caller is attributed and recorded.
+
+Use cases sign through a `SigningBatch` (one per call, or per batch of a stream) instead of
+calling the token directly. Each signature becomes an audit trail record — who asked
+(`signer.caller`), the digest, the key with its SKI and certificate serial, the image,
+device count and RequestID — and the batch's records are committed together when the
+batch closes. Signatures leave the use case only after that: if the records cannot be
+written the batch raises ``Unavailable`` and nothing is returned (fail closed). Attempts
+the token refused are recorded too, and signatures made for a call that then failed are
+recorded as ``failed``: the HSM signed, the caller got nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from signer import metrics
+from signer.caller import current
+from signer.duis.request import RequestId
+from signer.errors import PolicyRefusal, SignerError
+from signer.hsm.token import TokenKey
+from signer.registry import audit
+from signer.registry.auditchain import AuditEntry
+from signer.service.context import Services
+from signer.smki.lifecycle import KeyPurpose
+
+log = logging.getLogger(__name__)
+
+# What each signature is, as the audit trail names it.
+RESIGN = "resign"  # ARP signature over a Manufacturer Image (Resign, BuildDUIS by image ID)
+DUIS_SIGN = "duis-sign"  # XML signature of an SR 11.1 / 11.4 request
+ACTIVATION_SIGN = "activation-sign"  # XML signature of an SR 11.3 request
+PRECOMMAND_SIGN = "precommand-sign"  # CS06 signature of a pre-command
+PRECOMMAND_DUIS_SIGN = "precommand-duis-sign"  # XML signature of the SignedPreCommand request
+
+
+class SigningBatch:
+    """Signatures made for one call, held back until their audit records are committed."""
+
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+        self._entries: list[AuditEntry] = []
+        self._purposes: list[str | None] = []  # per entry: the metric purpose of an ok one
+
+    def sign(self, key: TokenKey, digest: bytes, *, purpose: KeyPurpose, operation: str,
+             image_id: str | None = None, device_count: int | None = None,
+             request_id: RequestId | None = None,
+             details: Mapping[str, Any] | None = None) -> bytes:
+        """ECDSA over ``digest`` in the token, recorded (not yet committed) as ``operation``."""
+        def entry(outcome: str, extra: Mapping[str, Any] | None = None) -> AuditEntry:
+            caller = current()
+            cert = key.certificate
+            return AuditEntry(
+                at=self._svc.clock(), client=caller.identity, call_id=caller.request_id,
+                method=caller.method, operation=operation, outcome=outcome,
+                image_id=image_id, digest=digest.hex(), key_label=key.label,
+                key_ski=key.ski.hex() if key.ski is not None else None,
+                certificate_serial=str(cert.serial_number) if cert is not None else None,
+                device_count=device_count,
+                duis_request_id=str(request_id) if request_id is not None else None,
+                details={"purpose": purpose.value, **(details or {}), **(extra or {})})
+
+        try:
+            signature = self._svc.token.sign_digest(key, digest)
+        except PolicyRefusal as exc:
+            self._add(entry("refused", {"reason": str(exc)}), None)
+            raise
+        except SignerError as exc:
+            self._add(entry("failed", {"reason": str(exc)}), None)
+            raise
+        self._add(entry("ok"), purpose.value)
+        return signature
+
+    def signer(self, key: TokenKey, **kwargs: Any) -> Callable[[bytes], bytes]:
+        """``sign`` as the ``sign_digest`` callback the pure builders take."""
+        return lambda digest: self.sign(key, digest, **kwargs)
+
+    def _add(self, entry: AuditEntry, purpose: str | None) -> None:
+        self._entries.append(entry)
+        self._purposes.append(purpose)
+
+    def commit(self) -> None:
+        """Write the batch's records; raises ``Unavailable`` (and releases nothing) if not."""
+        if not self._entries:
+            return
+        try:
+            audit.record(self._svc.db, self._entries)
+        except SignerError as exc:
+            log.error("%d signature(s) withheld: %s", len(self._entries), exc)
+            raise
+        counts = Counter((e.key_label, p) for e, p in zip(self._entries, self._purposes,
+                                                          strict=True) if p is not None)
+        for (label, purpose), n in counts.items():
+            metrics.SIGNATURES.labels(key=label, purpose=purpose).inc(n)
+        self._entries, self._purposes = [], []
+
+    def abandon(self, error: BaseException) -> None:
+        """The call failed: record what the token did for it as failed, best effort."""
+        if not self._entries:
+            return
+        reason = f"{type(error).__name__}: {error}"
+        entries = [e if e.outcome != "ok" else _failed(e, reason) for e in self._entries]
+        self._entries, self._purposes = [], []
+        try:
+            audit.record(self._svc.db, entries)
+        except SignerError as exc:
+            log.error("could not record %d signature(s) of a failed call: %s", len(entries),
+                      exc)
+
+
+@contextmanager
+def batch(svc: Services) -> Iterator[SigningBatch]:
+    """A signing batch committed when the block ends; return its signatures after it only."""
+    signing = SigningBatch(svc)
+    try:
+        yield signing
+    except Exception as exc:
+        signing.abandon(exc)
+        raise
+    signing.commit()
+
+
+def _failed(e: AuditEntry, reason: str) -> AuditEntry:
+    return AuditEntry(**{**e.__dict__, "outcome": "failed",
+                         "details": {**e.details, "withheld": reason}})

@@ -1,0 +1,41 @@
+"""Over gRPC: a Resign call leaves an audit record naming the caller and its request ID."""
+
+from __future__ import annotations
+
+import hashlib
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api.callctx import REQUEST_ID_HEADER, UNAUTHENTICATED
+from tests.api.conftest import RTDS_DEVICE, Running
+from tests.audit_rows import assert_chain, db_file, head, rows
+from tests.cli.test_cli import signer
+from tests.conftest import Manufacturer
+from tests.independent import ota_header, split_upgrade_image
+
+
+def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
+        running: Running, manufacturer: Manufacturer) -> None:
+    image = b"audited over the socket " * 20
+    header = ota_header(len(image))
+    verdict = running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
+        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
+                                     signature=manufacturer.sign(header + image),
+                                     hash=hashlib.sha256(image).digest())))
+    assert verdict.verified, verdict.checks
+    path = db_file(running.db_url)
+    start, _ = head(path)
+    response, call = running.stub.Resign.with_call(
+        pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]))
+    request_id = dict(call.initial_metadata())[REQUEST_ID_HEADER]
+    records = [r for r in rows(path, after=start) if r["call_id"] == request_id]
+    assert len(records) == 1
+    [r] = records
+    _, signed_image, _, _ = split_upgrade_image(response.images[0].upgrade_image)
+    assert (r["client"], r["operation"], r["outcome"]) == (UNAUTHENTICATED, "resign", "ok")
+    assert r["method"] == "Resign"
+    assert r["digest"] == hashlib.sha256(signed_image).hexdigest() == verdict.image_id
+    assert r["key_ski"] == response.images[0].key_ski.hex()
+    assert r["certificate_serial"] == response.images[0].certificate_serial  # decimal
+    assert_chain(path)
+    out = signer("audit", "verify", "--config", str(running.server.config))
+    assert "intact" in out.stdout

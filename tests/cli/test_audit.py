@@ -1,0 +1,135 @@
+"""`signer audit verify` and `export` as an auditor runs them, against tampering done with
+sqlite3 directly; records are re-hashed independently (``tests.audit_rows``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from signer.registry import audit
+from signer.registry.auditchain import AuditEntry
+from signer.registry.db import open_database
+from tests.api.conftest import ensure_key
+from tests.audit_rows import FIELDS, assert_chain, execute, rows
+from tests.cli.test_cli import signer
+from tests.conftest import SUPPLIER_EUI, Hsm, write_config
+
+T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def trail(hsm: Hsm, vectors: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A database whose trail holds a refused key command run through the CLI, then five
+    signatures; returns (config, database file)."""
+    ensure_key(hsm.token(), "z1-supplier-ds", vectors / "keys/Z1-supplier-ds.key.pem",
+               vectors / "certs/Z1-supplier-ds.pem")
+    path = tmp_path / "signer.db"
+    config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{path}")
+    out = signer("keys", "csr", "--label", "z1-supplier-ds", "--eui", SUPPLIER_EUI,
+                 "--config", str(config), check=False)
+    assert out.returncode == 1 and "not in the key ledger" in out.stderr
+    db = open_database(f"sqlite:///{path}")
+    for i in range(5):
+        audit.record(db, [AuditEntry(
+            at=T0 + dt.timedelta(minutes=i), client="CN=backoffice", operation="resign",
+            call_id=f"req-{i}", image_id="ab" * 32, digest=hashlib.sha256(bytes([i])).hexdigest(),
+            key_label="z1-supplier-ds", key_ski="44899792d196f4b8", device_count=i + 1,
+            details={"purpose": "supplier-ds"})])
+    db.dispose()
+    return config, path
+
+
+def verify(config: Path, *extra: str) -> tuple[int, str]:
+    out = signer("audit", "verify", "--config", str(config), *extra, check=False)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, out.stdout
+
+
+def test_help_describes_the_audit_commands() -> None:
+    text = signer("audit", "--help").stdout
+    assert "verify" in text and "export" in text and "hash" in text
+    assert "--anchor" in signer("audit", "verify", "--help").stdout
+    assert "--since" in signer("audit", "export", "--help").stdout
+    assert "audit" in signer("--help").stdout
+
+
+def test_a_fresh_trail_verifies_and_prints_its_head(trail: tuple[Path, Path]) -> None:
+    config, path = trail
+    first = rows(path)[0]
+    assert (first["operation"], first["outcome"]) == ("key-csr", "refused")
+    assert first["client"].startswith("cli:") and first["method"] == "signer keys csr"
+    assert len(first["call_id"]) == 32  # a fresh request ID per command
+    assert assert_chain(path) == 6
+    code, text = verify(config)
+    head_hash = rows(path)[-1]["hash"]
+    assert code == 0, text
+    assert "intact" in text and f"seq 6 hash {head_hash}" in text
+    assert f"--anchor 6:{head_hash}" in text
+    code, text = verify(config, "--json")
+    report = json.loads(text)
+    assert report["intact"] and report["head"] == {"seq": 6, "hash": head_hash}
+    assert verify(config, "--anchor", f"6:{head_hash}")[0] == 0
+    code, text = verify(config, "--anchor", "6:" + "0" * 64)
+    assert code == 1 and "anchor" in text
+
+
+def test_an_edited_record_is_named(trail: tuple[Path, Path]) -> None:
+    config, path = trail
+    execute(path, "UPDATE audit_records SET client = 'CN=someone-else' WHERE seq = 3")
+    code, text = verify(config)
+    assert code == 1
+    assert "BROKEN at record 3 (edited)" in text and "good up to record 2" in text
+    report = json.loads(verify(config, "--json")[1])
+    assert report["first_bad"]["seq"] == 3 and report["first_bad"]["kind"] == "edited"
+    execute(path, "UPDATE audit_records SET client = 'CN=backoffice' WHERE seq = 3")
+    assert verify(config)[0] == 0  # put back as it was: intact again
+
+
+def test_a_deleted_record_is_named(trail: tuple[Path, Path]) -> None:
+    config, path = trail
+    execute(path, "DELETE FROM audit_records WHERE seq = 4")
+    code, text = verify(config)
+    assert code == 1 and "BROKEN at record 4 (deleted)" in text
+
+
+def test_a_deleted_tail_is_named_through_the_head(trail: tuple[Path, Path]) -> None:
+    config, path = trail
+    execute(path, "DELETE FROM audit_records WHERE seq >= 5")
+    code, text = verify(config)
+    assert code == 1 and "BROKEN at record 5 (truncated)" in text
+
+
+def test_swapped_records_are_named_as_reordered(trail: tuple[Path, Path]) -> None:
+    config, path = trail
+    for sql in ("UPDATE audit_records SET seq = -2 WHERE seq = 2",
+                "UPDATE audit_records SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_records SET seq = 3 WHERE seq = -2"):
+        execute(path, sql)
+    code, text = verify(config)
+    assert code == 1 and "BROKEN at record 2 (reordered)" in text
+
+
+def test_export_writes_every_record_as_a_json_line(trail: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    config, path = trail
+    out = tmp_path / "audit.jsonl"
+    signer("audit", "export", "--config", str(config), "--out", str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    stored = rows(path)
+    assert len(lines) == len(stored) == 6
+    for line, row in zip(lines, stored, strict=True):
+        assert {k: line[k] for k in FIELDS if k != "details"} == \
+            {k: row[k] for k in FIELDS if k != "details"}
+        assert line["hash"] == row["hash"]
+        assert line["details"] == json.loads(row["details"])
+        # the chain can be checked from the export alone: details as compact sorted JSON
+        text = json.dumps(line["details"], sort_keys=True, separators=(",", ":"))
+        values = ["signer-audit/1", *(text if k == "details" else line[k] for k in FIELDS)]
+        assert hashlib.sha256(json.dumps(values, separators=(",", ":")).encode()
+                              ).hexdigest() == line["hash"]
+    since = signer("audit", "export", "--config", str(config), "--since", "4").stdout
+    assert [json.loads(line)["seq"] for line in since.splitlines()] == [5, 6]

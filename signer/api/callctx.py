@@ -22,7 +22,7 @@ from signer.api.handlers import (
     Handler,
     Rpc,
     ServerInterceptor,
-    status_of,
+    final_code,
     wrap,
 )
 from signer.caller import Caller, bound, new_request_id
@@ -108,9 +108,7 @@ def _begin(rpc: Rpc, context: grpc.ServicerContext) -> tuple[Caller, float]:
 
 def _end(rpc: Rpc, context: grpc.ServicerContext, start: float,
          error: BaseException | None) -> None:
-    code = status_of(context, error)
-    if isinstance(error, GeneratorExit):
-        code = grpc.StatusCode.CANCELLED
+    code = final_code(context, error)
     ms = (time.perf_counter() - start) * 1000
     # probes call the health service every few seconds: keep their successes out of INFO
     quiet = rpc.service.startswith("grpc.") and code == grpc.StatusCode.OK

@@ -72,3 +72,16 @@ def status_of(context: grpc.ServicerContext, error: BaseException | None) -> grp
         return code
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
+
+def final_code(context: grpc.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    """The code the client saw. A client that went away ended the call, whatever the handler
+    then did: a response stream closed under it (GeneratorExit), or a handler that finished
+    OK (health Watch ends its stream normally on cancellation) after the RPC was over."""
+    code = status_of(context, error)
+    gone = isinstance(error, GeneratorExit) or (code == grpc.StatusCode.OK
+                                                and not context.is_active())
+    if not gone:
+        return code
+    if context.time_remaining() <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED

@@ -27,7 +27,7 @@ from signer.api.handlers import (
     Handler,
     Rpc,
     ServerInterceptor,
-    status_of,
+    final_code,
     wrap,
 )
 from signer.errors import SignerError
@@ -145,20 +145,6 @@ def _end(s: _Series, context: grpc.ServicerContext, start: float,
     s.handled[code].inc()
     s.seconds.observe(time.perf_counter() - start)
     return code
-
-
-def final_code(context: grpc.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
-    """The code the client saw. A client that went away ended the call, whatever the handler
-    then did: a response stream closed under it (GeneratorExit), or a handler that finished
-    OK (health Watch ends its stream normally on cancellation) after the RPC was over."""
-    code = status_of(context, error)
-    gone = isinstance(error, GeneratorExit) or (code == grpc.StatusCode.OK
-                                                and not context.is_active())
-    if not gone:
-        return code
-    if context.time_remaining() <= 0:
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED
 
 
 class _Counted:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -20,10 +20,15 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 @dataclass(frozen=True)
 class Caller:
     identity: str  # "CN=backoffice,O=Supplier" (certificate subject), "cli:ann@host", ...
-    request_id: str  # correlates the client's call, our log lines and audit records
+    request_id: str  # made by us, unique: correlates our log lines and audit records
     method: str = ""  # the RPC or command being served
-    common_name: str | None = None
+    common_name: str | None = None  # only when the subject has exactly one CN
     alt_names: tuple[str, ...] = ()  # subjectAltName entries, e.g. "DNS:x", "URI:spiffe://..."
+    # the ID the client offered (x-request-id) for its own correlation; never trusted as ours
+    client_request_id: str | None = None
+    # whether the client is still waiting for the answer (False once it cancelled, its
+    # deadline passed or the server cut the call at shutdown)
+    active: Callable[[], bool] = field(default=lambda: True, compare=False, repr=False)
 
 
 SYSTEM = Caller(identity="system", request_id="-")
@@ -44,8 +49,12 @@ def bound(caller: Caller) -> Iterator[Caller]:
         _current.reset(token)
 
 
-def new_request_id(offered: str | None = None) -> str:
-    """The client's own ID when it is a sane token (so it can correlate), else a fresh one."""
-    if offered and _REQUEST_ID.fullmatch(offered):
-        return offered
+def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def offered_request_id(offered: object) -> str | None:
+    """A client's own request ID, kept for its correlation when it is a sane token."""
+    if isinstance(offered, str) and _REQUEST_ID.fullmatch(offered):
+        return offered
+    return None

@@ -31,10 +31,10 @@ class Issued:
         return self.certificate.subject.rfc4514_string()
 
 
-def _name(cn: str | None, org: str) -> x509.Name:
+def _name(cn: str | None, org: str, more_cns: tuple[str, ...] = ()) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)]
-    if cn is not None:
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    for name in ((cn,) if cn is not None else ()) + more_cns:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, name))
     return x509.Name(attrs)
 
 
@@ -77,14 +77,14 @@ class CertificateAuthority:
 
     def issue(self, file_stem: str, *, cn: str | None, org: str = "Signer Tests",
               sans: tuple[str, ...] = (), server: bool = False,
-              expired: bool = False) -> Issued:
+              expired: bool = False, more_cns: tuple[str, ...] = ()) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         if expired:
             start, end = self.now - dt.timedelta(days=20), self.now - dt.timedelta(days=1)
         else:
             start, end = self.now - dt.timedelta(hours=1), self.now + dt.timedelta(days=2)
         builder = (
-            x509.CertificateBuilder().subject_name(_name(cn, org)).issuer_name(self.name)
+            x509.CertificateBuilder().subject_name(_name(cn, org, more_cns)).issuer_name(self.name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -111,5 +111,5 @@ class CertificateAuthority:
                           server=True)
 
     def client(self, file_stem: str, cn: str | None, *, sans: tuple[str, ...] = (),
-               expired: bool = False) -> Issued:
-        return self.issue(file_stem, cn=cn, sans=sans, expired=expired)
+               expired: bool = False, more_cns: tuple[str, ...] = ()) -> Issued:
+        return self.issue(file_stem, cn=cn, sans=sans, expired=expired, more_cns=more_cns)

@@ -2,13 +2,18 @@
 
 Outermost interceptor: everything inside it, the policy check included, logs with the
 request ID and the client identity. The identity is the verified client certificate's
-subject; the client may offer its own request ID in ``x-request-id`` metadata, and gets
-the one used back in the same header.
+subject. The request ID is always ours (audit records must not carry an ID a client can
+choose); it goes back in the ``x-request-id`` response header, and an ID the client offered
+in ``x-request-id`` metadata is kept beside it (``client_request_id``) for correlation.
+
+It also counts the calls whose handlers are running, so a shutdown can tell a handler that
+outlived the grace period (a hung HSM or database) and stop waiting for it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +30,7 @@ from signer.api.handlers import (
     final_code,
     wrap,
 )
-from signer.caller import Caller, bound, new_request_id
+from signer.caller import Caller, bound, new_request_id, offered_request_id
 
 log = logging.getLogger("signer.api.calls")
 REQUEST_ID_HEADER = "x-request-id"
@@ -33,16 +38,47 @@ UNAUTHENTICATED = "unauthenticated"
 
 
 def caller_of(context: grpc.ServicerContext, rpc: Rpc) -> Caller:
-    offered = dict(context.invocation_metadata()).get(REQUEST_ID_HEADER)
-    request_id = new_request_id(offered if isinstance(offered, str) else None)
+    offered = offered_request_id(dict(context.invocation_metadata()).get(REQUEST_ID_HEADER))
+    request_id = new_request_id()
     pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
     if not isinstance(pem, bytes) or not pem:
-        return Caller(identity=UNAUTHENTICATED, request_id=request_id, method=rpc.method)
+        return Caller(identity=UNAUTHENTICATED, request_id=request_id, method=rpc.method,
+                      client_request_id=offered, active=context.is_active)
     cert = x509.load_pem_x509_certificate(pem)
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    cn = str(names[0].value) if names else None
+    # with several CNs "the" CN is ambiguous (DER order and RFC 4514 order differ): none
+    cn = str(names[0].value) if len(names) == 1 else None
     return Caller(identity=cert.subject.rfc4514_string(), request_id=request_id,
-                  method=rpc.method, common_name=cn, alt_names=_alt_names(cert))
+                  method=rpc.method, common_name=cn, alt_names=_alt_names(cert),
+                  client_request_id=offered, active=context.is_active)
+
+
+class InFlight:
+    """How many call handlers are running; shutdown waits for none, for a bounded time."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def enter(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> int:
+        """Wait until no handler runs, at most ``timeout`` s; the number still running."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout)
+            return self._count
+
+
+#: the handlers of this process's gRPC server
+HANDLERS = InFlight()
 
 
 def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:
@@ -103,15 +139,19 @@ def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
 def _begin(rpc: Rpc, context: grpc.ServicerContext) -> tuple[Caller, float]:
     caller = caller_of(context, rpc)
     context.send_initial_metadata(((REQUEST_ID_HEADER, caller.request_id),))
+    HANDLERS.enter()  # left in _end, which the caller's try/finally always reaches
     return caller, time.perf_counter()
 
 
 def _end(rpc: Rpc, context: grpc.ServicerContext, start: float,
          error: BaseException | None) -> None:
-    code = final_code(context, error)
-    ms = (time.perf_counter() - start) * 1000
-    # probes call the health service every few seconds: keep their successes out of INFO
-    quiet = rpc.service.startswith("grpc.") and code == grpc.StatusCode.OK
-    log.log(logging.DEBUG if quiet else logging.INFO, "%s %s in %.1f ms", rpc.method,
-            code.name, ms, extra={"grpc_service": rpc.service, "grpc_method": rpc.method,
-                                  "grpc_code": code.name, "duration_ms": round(ms, 3)})
+    try:
+        code = final_code(context, error)
+        ms = (time.perf_counter() - start) * 1000
+        # probes call the health service every few seconds: keep their successes out of INFO
+        quiet = rpc.service.startswith("grpc.") and code == grpc.StatusCode.OK
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s in %.1f ms", rpc.method,
+                code.name, ms, extra={"grpc_service": rpc.service, "grpc_method": rpc.method,
+                                      "grpc_code": code.name, "duration_ms": round(ms, 3)})
+    finally:
+        HANDLERS.leave()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -15,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.auth import AuthInterceptor, Policy
-from signer.api.callctx import CallContextInterceptor
+from signer.api.callctx import HANDLERS, CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
 from signer.api.metrics import MetricsInterceptor, start_metrics_server
 from signer.api.servicer import FirmwareSigner
@@ -92,11 +93,30 @@ def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
         root_certificates=read(tls.client_ca, "client_ca"), require_client_auth=True)
 
 
+#: after the grace period, how long cancelled handlers get to notice before we stop waiting
+LINGER = 2.0
+
+
 def serve(services: Services, *, ready: threading.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
-    ``server.shutdown_grace`` seconds, then return (the process exits 0)."""
+    ``server.shutdown_grace`` seconds, then return (the process exits 0).
+
+    gRPC cancels calls still running after the grace period, but cannot stop their handler
+    threads: one stuck in a hung HSM or database would hold the exit forever. Those get
+    `LINGER` seconds, then the process exits 0 without them; their signatures, if any,
+    were never released (nothing is returned before its audit record is committed).
+    """
     grace = services.config.shutdown_grace
     server, port, monitor = build_server(services, services.config.listen)
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            log.info("signal %d: stopping, %ss grace for calls in flight", signum, grace)
+            stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)  # before anything starts: a TERM at start-up is clean
+    signal.signal(signal.SIGINT, _stop)
     stop_metrics = None
     if services.config.metrics_listen:
         m_host, m_port, stop_metrics = start_metrics_server(services,
@@ -108,19 +128,19 @@ def serve(services: Services, *, ready: threading.Event | None = None) -> None:
     host = services.config.listen.rsplit(":", 1)[0]
     log.info("%s listening on %s:%d (with grpc.health.v1 and reflection)", SERVICE, host, port)
     print(f"READY {host}:{port}", flush=True)
-    stopped = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping, %ss grace for calls in flight", signum, grace)
-        monitor.stop()
-        server.stop(grace).wait()
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     if ready is not None:
         ready.set()
-    stopped.wait()
+    while not stopping.wait(1.0):  # a timed wait, so the signal handler runs promptly
+        pass
+    monitor.stop()
+    server.stop(grace).wait()
     if stop_metrics is not None:
         stop_metrics()
+    stuck = HANDLERS.wait_idle(LINGER)
+    if stuck:
+        log.error("%d call handler(s) still running %ss after the grace period (a hung HSM "
+                  "or database?): exiting without them", stuck, LINGER)
+        logging.shutdown()
+        os._exit(0)
     services.close()
+    log.info("stopped")

@@ -23,6 +23,8 @@ class CallerFields(logging.Filter):
         caller = current()
         record.request_id = caller.request_id
         record.client = caller.identity
+        if caller.client_request_id is not None:
+            record.client_request_id = caller.client_request_id
         return True
 
 

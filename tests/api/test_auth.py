@@ -104,6 +104,10 @@ def tls(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServe
     # matched by its SAN only: its CN is in no entry
     certs["san"] = ca.client("san", "sidecar-7f3a", sans=(SAN_CLIENT,))
     certs["stranger"] = ca.client("stranger", "stranger")
+    # two CNs, one of them listed, in either DER order: which is "the" CN is ambiguous
+    certs["two-cns"] = ca.client("two-cns", "manufacturer-client", more_cns=("stranger",))
+    certs["two-cns-swapped"] = ca.client("two-cns-swapped", "stranger",
+                                         more_cns=("manufacturer-client",))
     # both name a listed client: only the handshake stops them
     certs["untrusted"] = other.client("untrusted", "supplier-client")
     certs["expired"] = ca.client("expired", "supplier-client", expired=True)
@@ -176,11 +180,19 @@ def test_a_trusted_client_without_an_entry_has_no_role_and_the_denial_is_logged(
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert details == ("ListKeys needs one of the roles supplier, key-admin, auditor, ops; "
                        "client CN=stranger,O=Signer Tests has no role")
-    logged = [r for r in tls.log_lines() if r.get("request_id") == "auth-stranger-1"]
+    logged = [r for r in tls.log_lines() if r.get("client_request_id") == "auth-stranger-1"]
     denial = next(r for r in logged if r["message"].startswith("permission denied"))
     assert denial["level"] == "WARNING" and denial["client"] == "CN=stranger,O=Signer Tests"
     assert details in denial["message"]
     assert any(r.get("grpc_code") == "PERMISSION_DENIED" for r in logged)
+
+
+@pytest.mark.parametrize("who", ["two-cns", "two-cns-swapped"])
+def test_a_certificate_with_two_common_names_matches_no_cn_entry(tls: TlsServer,
+                                                                 who: str) -> None:
+    code, details = call(tls.channel(who), "VerifyManufacturer")
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "has no role" in details
 
 
 def test_health_and_reflection_are_open_to_any_authenticated_client(tls: TlsServer) -> None:
@@ -258,7 +270,7 @@ def test_dev_mode_warns_on_every_call(running: Running) -> None:
     assert any(r["level"] == "WARNING" and r["message"].startswith("DEVELOPMENT MODE")
                and r["request_id"] == "-" for r in records)  # the start-up warning
     for n in (1, 2):
-        warned = [r for r in records if r["request_id"] == f"auth-dev-{n}"
+        warned = [r for r in records if r.get("client_request_id") == f"auth-dev-{n}"
                   and r["level"] == "WARNING"]
         assert [r["message"] for r in warned] == [
             "DEVELOPMENT MODE: unauthenticated call to signer.v1.FirmwareSigner/ListKeys "

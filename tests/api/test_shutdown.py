@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import queue
 import signal
+import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from tests.api.conftest import prepare
+from tests.api.conftest import RTDS_DEVICE, prepare
+from tests.api.test_activation import HEADER, IMAGE, IMAGE_HASH
 from tests.conftest import Hsm, Manufacturer, ServerProcess, start_server
 
 
@@ -25,6 +29,21 @@ def _wait_for(log: Path, text: str, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} never logged:\n{log.read_text()[-2000:]}")
         time.sleep(0.02)
+
+
+def _wait_until_started(proc: ServerProcess, method: str) -> None:
+    """Until the metrics say a call of ``method`` has started on the server."""
+    assert proc.metrics is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://{proc.metrics}/metrics", timeout=5).read()
+        for family in text_string_to_metric_families(text.decode()):
+            if family.name == "grpc_server_started" and any(
+                    s.labels.get("grpc_method") == method and s.value >= 1
+                    for s in family.samples):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no {method} call started")
 
 
 def _held_stream(stub: pb_grpc.FirmwareSignerStub, gate: threading.Event
@@ -110,3 +129,43 @@ def test_a_call_still_running_after_the_grace_period_is_cut_and_the_exit_is_stil
     gate.set()
     thread.join(10)
     assert out.get_nowait() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_a_handler_stuck_after_the_grace_period_does_not_hold_the_exit(
+        server: tuple[ServerProcess, grpc.Channel], manufacturer: Manufacturer,
+        tmp_path: Path) -> None:
+    """The database (like a hung HSM) stops answering: the call's handler cannot finish, the
+    process still exits 0 shortly after the grace period, and nothing was returned or
+    recorded for it."""
+    proc, channel = server
+    stub = pb_grpc.FirmwareSignerStub(channel)
+    verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
+        ota_header=HEADER, manufacturer_image=IMAGE, signature=manufacturer.sign(HEADER + IMAGE),
+        hash=IMAGE_HASH)), timeout=30)
+    assert verdict.verified
+    blocker = sqlite3.connect(tmp_path / "signer.db", timeout=1)
+    blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock (30 s)
+    out: queue.Queue[object] = queue.Queue()
+
+    def resign() -> None:
+        try:
+            out.put(stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
+                                                 device_ids=[RTDS_DEVICE]), timeout=60))
+        except grpc.RpcError as exc:
+            out.put(exc.code())
+
+    thread = threading.Thread(target=resign)
+    thread.start()
+    _wait_until_started(proc, "Resign")  # inside the handler, waiting for the database
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(timeout=20) == 0
+    assert time.monotonic() - started < 8  # grace 2 s + linger 2 s, not the 30 s busy wait
+    thread.join(10)
+    assert out.get_nowait() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+    assert "call handler(s) still running" in proc.log.read_text()
+    blocker.rollback()
+    count = blocker.execute("SELECT count(*) FROM audit_records WHERE operation = 'resign'")
+    assert count.fetchone() == (0,)  # the process left before anything was recorded
+    blocker.close()

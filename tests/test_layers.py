@@ -55,3 +55,58 @@ def test_pure_formats_do_no_io() -> None:
                 if path.name == "schema.py" and banned in ("open(", "read_bytes("):
                     continue  # the DUIS schema is loaded once from the configured directory
                 assert banned not in text, f"{path.relative_to(PACKAGE)} uses {banned}"
+
+
+# Where the token's signing primitive may be reached: the signing door (every signature it
+# makes is in the audit trail), the key CSR and the development self-certification (recorded
+# as key operations), and the HSM adapter that defines it.
+SIGN_DIGEST_ALLOWED = {"service/signing.py": None,
+                       "service/keys.py": {"certificate_request", "self_certify"}}
+
+
+def _sign_digest_uses(tree: ast.AST) -> list[tuple[int, str | None]]:
+    """(line, enclosing top-level function) of every ``.sign_digest`` reference or getattr."""
+    found: list[tuple[int, str | None]] = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and function is None:
+            function = node.name
+        if isinstance(node, ast.Attribute) and node.attr == "sign_digest":
+            found.append((node.lineno, function))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr")
+              and any(isinstance(a, ast.Constant) and a.value == "sign_digest"
+                      for a in node.args)):
+            found.append((node.lineno, function))
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(tree, None)
+    return found
+
+
+def test_only_the_signing_door_calls_the_tokens_sign_digest() -> None:
+    """A new direct call of ``Token.sign_digest`` would sign without an audit record."""
+    stray = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("hsm/") or "_proto" in path.parts:
+            continue
+        allowed = SIGN_DIGEST_ALLOWED.get(rel, set())
+        for line, function in _sign_digest_uses(ast.parse(path.read_text())):
+            if allowed is None or function in allowed:
+                continue
+            stray.append(f"signer/{rel}:{line} ({function or 'module level'})")
+    assert not stray, ("call the token through signer.service.signing (SigningBatch), "
+                       f"never directly: {stray}")
+
+
+def test_the_sign_digest_check_finds_a_direct_call() -> None:
+    tree = ast.parse("from functools import partial\n"
+                     "def resign(svc, key, d):\n"
+                     "    svc.token.sign_digest(key, d)\n"
+                     "    f = partial(svc.token.sign_digest, key)\n"
+                     "    g = getattr(svc.token, 'sign_digest')\n")
+    assert _sign_digest_uses(tree) == [(3, "resign"), (4, "resign"), (5, "resign")]
+    assert SIGN_DIGEST_ALLOWED["service/keys.py"] and _sign_digest_uses(
+        ast.parse((PACKAGE / "service/keys.py").read_text()))  # the CSR path is still seen

@@ -13,9 +13,10 @@ from signer.api import convert
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.status import status_for
-from signer.errors import DevicesRefused, InvalidInput, PolicyRefusal, SignerError
+from signer.errors import DevicesRefused, InvalidInput, SignerError
 from signer.metrics import count_refusals
 from signer.service.activation import (
+    PreCommandRefusal,
     PreCommandRefused,
     build_activations,
     sign_pre_command_batch,
@@ -33,7 +34,6 @@ from signer.service.verify import verify_manufacturer
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_DETAILS = 4000
-PRE_COMMAND_REFUSED = "pre-command refused: "  # how sign_pre_command_for words a refusal
 
 
 def _mapped(method: F) -> F:
@@ -172,9 +172,8 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             result = sign_pre_command_for(
                 self.svc, pre_command=request.pre_command if which == "pre_command" else None,
                 dcc_response=request.dcc_response if which == "dcc_response" else None)
-        except PolicyRefusal as exc:
-            if str(exc).startswith(PRE_COMMAND_REFUSED):
-                count_refusals([pre_command_reason(str(exc)[len(PRE_COMMAND_REFUSED):])])
+        except PreCommandRefusal as exc:
+            count_refusals([exc.code])
             raise
         return convert.signed_pre_command_to_pb(result)
 
@@ -184,28 +183,16 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         for batch in request_iterator:
             message = pb.PreCommandResults()
             results = sign_pre_command_batch(self.svc, list(batch.pre_commands))
-            count_refusals([pre_command_reason(r.reason) for r in results
-                            if isinstance(r, PreCommandRefused)])
+            count_refusals([r.code for r in results if isinstance(r, PreCommandRefused)])
             for item in results:
                 if isinstance(item, PreCommandRefused):
                     message.results.add(refused=pb.PreCommandRefusal(
                         index=item.index, device_id=str(item.device or ""),
-                        request_id=str(item.request_id or ""), reason=item.reason))
+                        request_id=str(item.request_id or ""), reason=item.reason,
+                        code=item.code))
                 else:
                     message.results.add(signed=convert.signed_pre_command_to_pb(item))
             yield message
-
-
-def pre_command_reason(text: str) -> str:
-    """A bounded reason code for a pre-command refusal, whose reason is text for people.
-
-    A replay (already signed) is told apart: it is the one a security team wants to see.
-    """
-    if text.startswith("malformed"):
-        return "pre_command_malformed"
-    if "already being signed" in text or "already signed" in text:
-        return "pre_command_already_signed"
-    return "pre_command_refused"
 
 
 def _one_of(request: Any, group: str, name: str) -> str | None:

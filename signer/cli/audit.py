@@ -69,7 +69,7 @@ def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) ->
 def audit_export(out: TextIO, since: int, config_path: Path | None) -> None:
     """Write the records as JSON lines, oldest first: every field, hashes in hex.
 
-    `details` is an object; the hash covers it as compact JSON with sorted keys, so the
+    `details` is an object; `details_text` is the text the hash covers, verbatim, so the
     chain can be checked from an export too (the README gives the hashed form).
     """
     db = open_database(load(config_path).database_url)

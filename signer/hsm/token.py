@@ -35,7 +35,6 @@ CKA_ID from a fresh scan.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import secrets
@@ -328,9 +327,6 @@ class Token:
         if len(signature) != 64:
             raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA signature")
         return signature
-
-    def sign_message(self, key: TokenKey, message: bytes) -> bytes:
-        return self.sign_digest(key, hashlib.sha256(message).digest())
 
     # -- writes (key administration) -------------------------------------------------------
 

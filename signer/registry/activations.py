@@ -26,7 +26,8 @@ class IssuedActivation:
 
 
 def record(db: Database, issued: Sequence[IssuedActivation]) -> None:
-    """Store a batch in one statement, before any of its requests leaves the service."""
+    """Store a batch in one statement: after its signatures are in the audit trail, before
+    any of its requests leaves the service."""
     if not issued:
         return
     with db.session() as s:

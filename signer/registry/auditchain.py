@@ -14,8 +14,10 @@ The hashed form (version 1) is the JSON array::
 
 encoded as Python's ``json.dumps(..., ensure_ascii=True, separators=(",", ":"))``, where
 ``at`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, absent values are ``null``, ``details`` is
-the stored JSON text itself (a string), and hashes are lower-case hex. The record's hash is
-the SHA-256 of those bytes; the first record's ``prev_hash`` is 64 zeros.
+the stored JSON text itself (a string: ``json.dumps(details, sort_keys=True,
+separators=(",", ":"), ensure_ascii=True, default=str)`` when sealed, exported verbatim as
+``details_text``), and hashes are lower-case hex. The record's hash is the SHA-256 of those
+bytes; the first record's ``prev_hash`` is 64 zeros.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ class AuditRecord:
     hash: str
 
     def as_json(self) -> dict[str, Any]:
-        """Every field, for export. ``details`` is parsed (text when it does not parse): the
-        hashed text is ``details_text`` of it, so the chain can be checked from an export."""
+        """Every field, for export. ``details`` is parsed (text when it does not parse), and
+        ``details_text`` is the stored text verbatim, as hashed: the chain can be checked
+        from an export without re-serialising anything."""
         try:
             details: Any = json.loads(self.details)
         except ValueError:
@@ -88,7 +91,8 @@ class AuditRecord:
                 "key_label": self.key_label, "key_ski": self.key_ski,
                 "certificate_serial": self.certificate_serial,
                 "device_count": self.device_count, "duis_request_id": self.duis_request_id,
-                "details": details, "prev_hash": self.prev_hash, "hash": self.hash}
+                "details": details, "details_text": self.details,
+                "prev_hash": self.prev_hash, "hash": self.hash}
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class ChainReport:
 # as moved (reordered) rather than edited. Only called once something is wrong.
 Locate = Callable[[str], AuditRecord | None]
 MOVE_DEPTH = 4  # how many moved records in a row are traced back
+RENUMBER_SPAN = 10_000  # how far back a record renumbered to close a deletion gap is traced
 
 
 class ChainChecker:
@@ -190,6 +195,7 @@ class ChainChecker:
     """
 
     def __init__(self, locate: Locate | None = None, anchor: str | None = None) -> None:
+        self._can_locate = locate is not None
         self._locate = locate or (lambda _h: None)
         self.anchor = anchor.lower() if anchor else None
         self.anchor_seq: int | None = None
@@ -224,6 +230,14 @@ class ChainChecker:
                 return Finding(r.seq, "reordered",
                                f"record {r.seq} holds the record that was sealed as {moved} "
                                f"(it links to record {moved - 1}): records were reordered")
+            sealed = self._renumbered_from(r)
+            if sealed is not None:
+                gone = (f"record {r.seq} was" if sealed == r.seq + 1
+                        else f"records {r.seq}..{sealed - 1} were")
+                return Finding(r.seq, "deleted",
+                               f"record {r.seq} holds the record that was sealed as {sealed}: "
+                               f"{gone} deleted and the records after renumbered to close "
+                               "the gap")
             return Finding(r.seq, "edited", f"record {r.seq} does not match its hash: its "
                            f"contents were changed (stored {r.hash[:16]}…, contents hash to "
                            f"{recomputed[:16]}…)")
@@ -264,6 +278,22 @@ class ChainChecker:
         if original == r.seq:
             return None
         return original if record_hash(_with_seq(r, original)) == r.hash else None
+
+    def _renumbered_from(self, r: AuditRecord) -> int | None:
+        """The later seq a record was sealed with, if the record it links to is gone.
+
+        Deleting records and lowering the seqs after them hides the gap, but each record's
+        hash covers the seq it was sealed with: re-sealed at seq + n it verifies again,
+        which no edit can bring about. Only claimed when the linked-to record is not stored
+        anywhere (otherwise it was moved, not deleted), so a lookup is needed.
+        """
+        if (not self._can_locate or r.prev_hash == GENESIS
+                or self._locate(r.prev_hash) is not None):
+            return None
+        for sealed in range(r.seq + 1, r.seq + 1 + RENUMBER_SPAN):
+            if record_hash(_with_seq(r, sealed)) == r.hash:
+                return sealed
+        return None
 
     def finish(self, head: Head | None, beyond: int | None = None) -> ChainReport:
         """Compare the last record with the head row.

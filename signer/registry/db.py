@@ -25,6 +25,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"pool_size": pool_size, "pool_timeout": 10}
+        if url.startswith("postgresql"):
+            # audit appends rely on re-reading the audit_head row they lock (READ COMMITTED)
+            kwargs["isolation_level"] = "READ COMMITTED"
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             path = url.removeprefix("sqlite:///")

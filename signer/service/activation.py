@@ -1,15 +1,16 @@
 """Activation: SR 11.3 requests per device, and signing the CS06 pre-commands they lead to.
 
 Each 11.3 request targets one device and carries the Firmware Hash of the image; it is
-recorded (with its RequestID counter) before it leaves the service, so the pre-command the
-DCC returns can be checked field by field against what was actually asked.
+recorded (with its RequestID counter) once its signature is in the audit trail and before it
+leaves the service, so the pre-command the DCC returns can be checked field by field against
+what was actually asked, and a request that never left can never lead to one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from signer.duis.activation import (
@@ -97,11 +98,6 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
             if accepted else 0
         now = svc.clock()
         counter_of = {d: first + i for i, d in enumerate(accepted)}
-        activations.record(svc.db, [
-            IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
-                             device=d, image_id=image.record.image_id,
-                             execution_time=spec.execution_time, cancel=spec.cancel,
-                             issued_at=now) for d in accepted])
         results: list[BuiltActivation | Refusal] = []
         detail = {"cancel": spec.cancel, "execution_time":
                   spec.execution_time.isoformat() if spec.execution_time else None}
@@ -126,7 +122,27 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
                     issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
                 results.append(BuiltActivation(device=d, request_id=request_id,
                                                document=document))
+        # Issued only once the batch's signatures are recorded, still before any request
+        # leaves: if the audit write fails nothing is issued, so no pre-command can ever be
+        # signed for a request that never went out. (Withdrawing rows stored earlier would
+        # fail just when the database is away, the likeliest reason the audit write failed.)
+        # If this insert fails, the call fails and nothing leaves either.
+        activations.record(svc.db, [
+            IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
+                             device=d, image_id=image.record.image_id,
+                             execution_time=spec.execution_time, cancel=spec.cancel,
+                             issued_at=now) for d in accepted])
         yield results
+
+
+# Why a pre-command was not signed, as machine-readable codes (metrics, clients). A device
+# whose Supplier cell names no usable key is refused with the device refusal's own code
+# (unknown_device, no_supplier_cell, no_key_for_cell, key_not_active, certificate_rejected).
+PRE_COMMAND_MALFORMED = "pre_command_malformed"  # does not parse as a CS06 pre-command
+PRE_COMMAND_NOT_ISSUED = "pre_command_not_issued"  # no SR 11.3 request with its counter
+PRE_COMMAND_MISMATCH = "pre_command_mismatch"  # differs from the 11.3 request it answers
+PRE_COMMAND_ALREADY_SIGNED = "pre_command_already_signed"  # a replay, or signing right now
+PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier in its batch
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,17 @@ class PreCommandRefused:
     index: int
     device: Eui64 | None
     request_id: RequestId | None
-    reason: str
+    reason: str  # for people: every failed check
+    code: str  # machine-readable: one of the PRE_COMMAND_* codes or a device refusal's code
+
+
+class PreCommandRefusal(PolicyRefusal):
+    """``sign_pre_command_for`` refused its pre-command; ``code`` says why, for machines."""
+
+    def __init__(self, refused: PreCommandRefused) -> None:
+        self.refused = refused
+        self.code = refused.code
+        super().__init__(f"pre-command refused: {refused.reason}")
 
 
 def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
@@ -155,7 +181,7 @@ def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
         payload = pre_command
     result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)])[0]
     if isinstance(result, PreCommandRefused):
-        raise PolicyRefusal(f"pre-command refused: {result.reason}")
+        raise PreCommandRefusal(result)
     return result
 
 
@@ -168,7 +194,8 @@ def sign_pre_command_batch(svc: Services, payloads: Sequence[bytes]
         try:
             parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
         except InvalidInput as exc:
-            parsed.append(PreCommandRefused(i, None, None, f"malformed: {exc}"))
+            parsed.append(PreCommandRefused(i, None, None, f"malformed: {exc}",
+                                            PRE_COMMAND_MALFORMED))
     valid = [p for p in parsed if not isinstance(p, PreCommandRefused)]
     signed = iter(sign_pre_commands(svc, valid))
     return [p if isinstance(p, PreCommandRefused) else _reindex(next(signed), i)
@@ -195,14 +222,16 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
             results[i] = refusal
         elif entry is not None and entry[1].counter in seen:
             results[i] = PreCommandRefused(i, entry[1].device, entry[2], "the same pre-command "
-                                           "is earlier in this batch")
+                                           "is earlier in this batch", PRE_COMMAND_DUPLICATE)
         elif entry is not None:
             seen.add(entry[1].counter)
             ready[i] = entry
     groups = _key_groups(svc, [a.device for _, a, _ in ready.values()])
     for i, (_pc, a, rid) in list(ready.items()):
-        if not isinstance(groups.get(a.device), KeyGroup):
-            results[i] = PreCommandRefused(i, a.device, rid, str(groups[a.device]))
+        group = groups[a.device]
+        if isinstance(group, Refusal):
+            results[i] = PreCommandRefused(i, a.device, rid, f"device {group.device}: "
+                                           f"{group.reason} ({group.detail})", group.reason)
             del ready[i]
     claimed = activations.claim_pre_commands(
         svc.db, supplier, [a.counter for _, a, _ in ready.values()], svc.clock())
@@ -212,7 +241,8 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
                     results[i] = PreCommandRefused(i, a.device, rid, f"the pre-command for "
-                                                   f"{rid} is already being signed or was signed")
+                                                   f"{rid} is already being signed or was signed",
+                                                   PRE_COMMAND_ALREADY_SIGNED)
                     continue
                 group = groups[a.device]
                 assert isinstance(group, KeyGroup)
@@ -231,7 +261,8 @@ def _check_one(i: int, pc: PreCommand, answered: RequestId | None,
                           tuple[PreCommand, IssuedActivation, RequestId] | None]:
     if a is None:
         return PreCommandRefused(i, pc.recipient, None, f"no SR 11.3 request with counter "
-                                 f"{pc.counter} was issued by {supplier}"), None
+                                 f"{pc.counter} was issued by {supplier}",
+                                 PRE_COMMAND_NOT_ISSUED), None
     rid = RequestId(originator=supplier, target=a.device, counter=a.counter)
     expected = ExpectedActivation(originator=supplier, recipient=a.device,
                                   firmware_hash=bytes.fromhex(a.image_id), counter=a.counter,
@@ -241,17 +272,19 @@ def _check_one(i: int, pc: PreCommand, answered: RequestId | None,
         failures.append(f"request_id: the DCC response answers {answered}, the pre-command "
                         f"belongs to {rid}")
     if failures:
-        return PreCommandRefused(i, a.device, rid, "; ".join(failures)), None
+        return PreCommandRefused(i, a.device, rid, "; ".join(failures),
+                                 PRE_COMMAND_MISMATCH), None
     if a.pre_command_signed_at is not None:
         return PreCommandRefused(i, a.device, rid, f"the pre-command for {rid} was already "
-                                 f"signed at {a.pre_command_signed_at.isoformat()}"), None
+                                 f"signed at {a.pre_command_signed_at.isoformat()}",
+                                 PRE_COMMAND_ALREADY_SIGNED), None
     return None, (pc, a, rid)
 
 
-def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | str]:
+def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | Refusal]:
     """The key each device's Supplier cell names, or why there is none."""
     unique = list(dict.fromkeys(devices))
-    out: dict[Eui64, KeyGroup | str] = {}
+    out: dict[Eui64, KeyGroup | Refusal] = {}
     if not unique:
         return out
     selection = select_keys(svc, unique)
@@ -259,14 +292,14 @@ def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup
         for d in g.devices:
             out[d] = g
     for r in selection.refused:
-        out[r.device] = f"device {r.device}: {r.reason} ({r.detail})"
+        out[r.device] = r
     return out
 
 
 def _reindex(result: SignedPreCommand | PreCommandRefused, index: int
              ) -> SignedPreCommand | PreCommandRefused:
     if isinstance(result, PreCommandRefused):
-        return PreCommandRefused(index, result.device, result.request_id, result.reason)
+        return replace(result, index=index)
     return result
 
 

@@ -430,6 +430,8 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
     assert "recipient" in reasons[0]
     assert reasons[1].startswith("malformed")
     assert "earlier in this batch" in reasons[2]
+    assert [r.refused.code for r in out[0].results[10:]] == [
+        "pre_command_mismatch", "pre_command_malformed", "pre_command_duplicate_in_batch"]
     z1 = _cert(env, "Z1-supplier-ds")
     for pre, result in zip(pres, [r for m in out for r in m.results if r.WhichOneof("result")
                                   == "signed"], strict=True):
@@ -438,3 +440,21 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
     again = list(env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
         pre_commands=pres[:1])])))
     assert "already signed" in again[0].results[0].refused.reason
+    assert again[0].results[0].refused.code == "pre_command_already_signed"
+
+
+def test_a_pre_command_for_a_device_with_no_usable_key_carries_the_device_code(
+        env: Env) -> None:
+    """Issued, matching, but the device is no longer registered: the device refusal's code."""
+    supplier = Eui64.parse(SUPPLIER_EUI)
+    counter = counters.reserve(env.db, supplier)
+    activations.record(env.db, [IssuedActivation(
+        originator=supplier, counter=counter, device=Eui64.parse(UNKNOWN),
+        image_id=IMAGE_HASH.hex(), execution_time=None, cancel=False, issued_at=PINNED)])
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=UNKNOWN, counter=counter,
+                           firmware_hash=IMAGE_HASH)
+    [batch] = env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=[pre])]))
+    [result] = batch.results
+    assert result.WhichOneof("result") == "refused"
+    assert result.refused.code == "unknown_device"
+    assert f"device {UNKNOWN}: unknown_device" in result.refused.reason

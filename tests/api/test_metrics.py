@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from signer.api import metrics as api_metrics
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.metrics import GO_CODES, MetricsInterceptor
-from signer.api.servicer import pre_command_reason
 from signer.metrics import go_code_name, refusal_reason
+from signer.service import activation
 from signer.service.keyviews import KeyView
 from tests.api.conftest import RTDS_DEVICE, Running
 from tests.conftest import SUPPLIER_EUI, Manufacturer
@@ -85,6 +85,8 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     batches = list(running.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
         pre_commands=[b"\xdf\x09", never_issued])])))
     assert [r.WhichOneof("result") for r in batches[0].results] == ["refused", "refused"]
+    assert [r.refused.code for r in batches[0].results] == ["pre_command_malformed",
+                                                             "pre_command_not_issued"]
     health = health_pb2_grpc.HealthStub(running.channel)
     assert health.Check(health_pb2.HealthCheckRequest(service=SIGNER), timeout=5).status == \
         health_pb2.HealthCheckResponse.SERVING
@@ -136,7 +138,7 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     # one device refused inside a successful Resign, one in DevicesRefused; pre-commands
     # refused alone (SignPreCommand) and inside a batch
     assert delta("signer_refusals_total", reason="unknown_device") == 2
-    assert delta("signer_refusals_total", reason="pre_command_refused") == 2
+    assert delta("signer_refusals_total", reason="pre_command_not_issued") == 2
     assert delta("signer_refusals_total", reason="pre_command_malformed") == 1
     assert delta("signer_refusals_total") == 5
     for name, result in (("structure", "pass"), ("manufacturer_signature", "pass"),
@@ -268,15 +270,11 @@ def test_free_text_never_becomes_a_reason_label() -> None:
     assert refusal_reason("unknown_device") == "unknown_device"
     assert refusal_reason("device 00-DB: unknown (not registered)") == "other"
     assert refusal_reason("x" * 100) == "other"
-    # pre-command refusals carry text for people: three bounded codes are made of it
-    assert pre_command_reason("malformed: pre_commands[1]: too short") == \
-        "pre_command_malformed"
-    assert pre_command_reason("the pre-command for X:Y:1 was already signed at 2024-06-01") \
-        == "pre_command_already_signed"
-    assert pre_command_reason("the pre-command for X:Y:1 is already being signed or was "
-                              "signed") == "pre_command_already_signed"
-    assert pre_command_reason("no SR 11.3 request with counter 7 was issued") == \
-        "pre_command_refused"
+    # pre-command refusals carry their code; each is a label as it stands
+    for code in (activation.PRE_COMMAND_MALFORMED, activation.PRE_COMMAND_NOT_ISSUED,
+                 activation.PRE_COMMAND_MISMATCH, activation.PRE_COMMAND_ALREADY_SIGNED,
+                 activation.PRE_COMMAND_DUPLICATE):
+        assert refusal_reason(code) == code
 
 
 def test_a_hung_hsm_never_hangs_a_scrape(monkeypatch: pytest.MonkeyPatch) -> None:

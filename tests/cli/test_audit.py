@@ -96,6 +96,20 @@ def test_a_deleted_record_is_named(trail: tuple[Path, Path]) -> None:
     assert code == 1 and "BROKEN at record 4 (deleted)" in text
 
 
+def test_a_deleted_record_is_named_when_the_rest_is_renumbered(trail: tuple[Path, Path]
+                                                               ) -> None:
+    config, path = trail
+    execute(path, "DELETE FROM audit_records WHERE seq = 3")
+    for seq in (4, 5, 6):  # close the gap, and move the head back onto the last record
+        execute(path, "UPDATE audit_records SET seq = ? WHERE seq = ?", seq - 1, seq)
+    execute(path, "UPDATE audit_head SET seq = 5")
+    code, text = verify(config)
+    assert code == 1 and "BROKEN at record 3 (deleted)" in text, text
+    assert "sealed as 4" in text and "good up to record 2" in text
+    report = json.loads(verify(config, "--json")[1])
+    assert (report["first_bad"]["seq"], report["first_bad"]["kind"]) == (3, "deleted")
+
+
 def test_a_deleted_tail_is_named_through_the_head(trail: tuple[Path, Path]) -> None:
     config, path = trail
     execute(path, "DELETE FROM audit_records WHERE seq >= 5")
@@ -116,20 +130,54 @@ def test_swapped_records_are_named_as_reordered(trail: tuple[Path, Path]) -> Non
 def test_export_writes_every_record_as_a_json_line(trail: tuple[Path, Path],
                                                    tmp_path: Path) -> None:
     config, path = trail
+    db = open_database(f"sqlite:///{path}")
+    audit.record(db, [AuditEntry(  # non-ASCII details, as a CertificateRejected reason has
+        at=T0, client="cli:zoë@host", operation="key-install-cert", outcome="refused",
+        details={"reason": "the certificate's public key (SHA-256 0a1b…) is not the key's"})])
+    db.dispose()
     out = tmp_path / "audit.jsonl"
     signer("audit", "export", "--config", str(config), "--out", str(out))
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     stored = rows(path)
-    assert len(lines) == len(stored) == 6
+    assert len(lines) == len(stored) == 7
     for line, row in zip(lines, stored, strict=True):
         assert {k: line[k] for k in FIELDS if k != "details"} == \
             {k: row[k] for k in FIELDS if k != "details"}
         assert line["hash"] == row["hash"]
         assert line["details"] == json.loads(row["details"])
-        # the chain can be checked from the export alone: details as compact sorted JSON
-        text = json.dumps(line["details"], sort_keys=True, separators=(",", ":"))
-        values = ["signer-audit/1", *(text if k == "details" else line[k] for k in FIELDS)]
-        assert hashlib.sha256(json.dumps(values, separators=(",", ":")).encode()
-                              ).hexdigest() == line["hash"]
+        assert line["details_text"] == row["details"]  # the hashed text, verbatim
+        # the chain can be checked from the export alone, with the README's form
+        values = ["signer-audit/1",
+                  *(line["details_text"] if k == "details" else line[k] for k in FIELDS)]
+        assert hashlib.sha256(json.dumps(values, ensure_ascii=True, separators=(",", ":"))
+                              .encode("ascii")).hexdigest() == line["hash"]
+        # or by re-serialising details exactly as documented: sorted, compact, ASCII-escaped
+        assert json.dumps(line["details"], sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=True) == line["details_text"]
+    assert "\\u2026" in lines[-1]["details_text"] and "…" in lines[-1]["details"]["reason"]
+    assert json.dumps(lines[-1]["details"], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False) != lines[-1]["details_text"]  # why it matters
     since = signer("audit", "export", "--config", str(config), "--since", "4").stdout
-    assert [json.loads(line)["seq"] for line in since.splitlines()] == [5, 6]
+    assert [json.loads(line)["seq"] for line in since.splitlines()] == [5, 6, 7]
+
+
+def test_no_csr_is_written_without_its_record(trail: tuple[Path, Path], tmp_path: Path) -> None:
+    """`signer keys csr` with the audit table refusing inserts: exit 1, no request file."""
+    config, path = trail
+    signer("keys", "activate", "--label", "z1-supplier-ds", "--config", str(config))
+    before = rows(path)
+    out_file = tmp_path / "z1.csr"
+    execute(path, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_records "
+                  "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+    try:
+        out = signer("keys", "csr", "--label", "z1-supplier-ds", "--eui", SUPPLIER_EUI,
+                     "--out", str(out_file), "--config", str(config), check=False)
+    finally:
+        execute(path, "DROP TRIGGER audit_down")
+    assert out.returncode == 1 and "audit trail unavailable" in out.stderr, out.stderr
+    assert not out_file.exists() and "BEGIN CERTIFICATE REQUEST" not in out.stdout
+    assert rows(path) == before
+    signer("keys", "csr", "--label", "z1-supplier-ds", "--eui", SUPPLIER_EUI,
+           "--out", str(out_file), "--config", str(config))  # the trail is back: it is written
+    assert out_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+    assert rows(path)[-1]["operation"] == "key-csr" and assert_chain(path) == len(before) + 1

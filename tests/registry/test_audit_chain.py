@@ -116,6 +116,36 @@ def test_a_deleted_record_is_named() -> None:
     assert report.finding is not None and report.finding.seq == 1
 
 
+@pytest.mark.parametrize("deleted", [[3], [3, 4], [1], [2, 3, 4, 5]])
+def test_deleted_records_with_the_rest_renumbered_are_named_as_deleted(
+        deleted: list[int]) -> None:
+    """Closing the gap by lowering the later seqs does not hide a deletion."""
+    records = [r for r in chain(8) if r.seq not in deleted]
+    records = [dataclasses.replace(r, seq=n) for n, r in enumerate(records, start=1)]
+    head = Head(len(records), records[-1].hash)
+    report = check_chain(records, head, locate=locate_in(records))
+    assert report.finding is not None
+    first = deleted[0]
+    assert (report.finding.seq, report.finding.kind) == (first, "deleted")
+    assert f"sealed as {first + len(deleted)}" in report.finding.detail
+    assert report.last.seq == first - 1
+    # without a way to look records up, a record that was moved cannot be told from one
+    # whose predecessor was deleted: the same record, as edited
+    blind = check_chain(records, head)
+    assert blind.finding is not None and (blind.finding.seq, blind.finding.kind) == (
+        first, "edited")
+
+
+def test_a_renumbered_record_whose_predecessor_is_stored_is_not_called_deleted() -> None:
+    """Record 3 moved to the end (renumbered): it was reordered, nothing was deleted."""
+    original = chain()
+    moved = [*original[:2], *original[3:], original[2]]
+    records = [dataclasses.replace(r, seq=n) for n, r in enumerate(moved, start=1)]
+    report = check_chain(records, Head(6, records[-1].hash), locate=locate_in(records))
+    assert report.finding is not None
+    assert (report.finding.seq, report.finding.kind) == (3, "reordered")
+
+
 def test_two_swapped_records_are_named_as_reordered() -> None:
     records = chain()
     a, b = records[2], records[3]

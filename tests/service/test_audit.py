@@ -29,9 +29,14 @@ from signer.caller import Caller, bound
 from signer.errors import CertificateRejected, NotFound, PolicyRefusal, Unavailable
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
-from signer.registry import activations
+from signer.registry import activations, counters
 from signer.service import keys, signing
-from signer.service.activation import ActivationSpec, build_activations, sign_pre_command_for
+from signer.service.activation import (
+    ActivationSpec,
+    build_activations,
+    sign_pre_command_for,
+    stream_activations,
+)
 from signer.service.audit import verify_chain
 from signer.service.context import Services
 from signer.service.duis import build_duis
@@ -272,8 +277,9 @@ def test_signatures_of_a_call_that_failed_are_recorded_as_failed(env: Env) -> No
 
 
 def test_no_signature_leaves_without_its_record(env: Env) -> None:
-    """Fail closed: with the audit table refusing inserts, every signing call raises
-    UNAVAILABLE and returns nothing; a pre-command's claim is released for a retry."""
+    """Fail closed: with the audit table refusing inserts, every signing call (a key's CSR
+    included) raises UNAVAILABLE and returns nothing; a pre-command's claim is released for
+    a retry."""
     svc = env.svc
     with bound(BACKOFFICE):
         built, _ = build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
@@ -299,6 +305,9 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
                 sign_pre_command_for(svc, pre_command=pre)
             with pytest.raises(Unavailable, match="audit trail unavailable"):
                 keys.generate(svc, label, KeyPurpose.SUPPLIER_DS, actor="cli:bob@host")
+            with pytest.raises(Unavailable, match="audit trail unavailable"):  # no CSR back
+                keys.certificate_request(svc, "z1-supplier-ds", SUPPLIER_EUI,
+                                         actor="cli:bob@host")
     finally:
         execute(env.path, "DROP TRIGGER audit_down")
     assert head(env.path) == before
@@ -314,3 +323,31 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
     assert_chain(env.path)
     report = verify_chain(svc.db)
     assert report.intact and report.head is not None and report.head.seq == head(env.path)[0]
+
+
+def test_an_activation_whose_record_fails_is_never_issued(env: Env) -> None:
+    """The 11.3 requests of a batch whose audit records cannot be written are not issued:
+    no activation row remains, so a pre-command for one is refused as never issued."""
+    svc, supplier = env.svc, Eui64.parse(SUPPLIER_EUI)
+    with sqlite3.connect(env.path) as conn:
+        (stored,) = conn.execute("SELECT COUNT(*) FROM activations").fetchone()
+    execute(env.path, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_records "
+                      "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+    try:
+        with bound(BACKOFFICE), pytest.raises(Unavailable, match="audit trail unavailable"):
+            build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
+        with bound(BACKOFFICE), pytest.raises(Unavailable, match="audit trail unavailable"):
+            next(stream_activations(svc, ActivationSpec(env.image_id), [[RTDS_DEVICE]]))
+    finally:
+        execute(env.path, "DROP TRIGGER audit_down")
+    with sqlite3.connect(env.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM activations").fetchone() == (stored,)
+    reserved = counters.last_issued(svc.db, supplier)  # the counter the failed batch took
+    assert reserved is not None and activations.get(svc.db, supplier, reserved) is None
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=reserved,
+                           firmware_hash=bytes.fromhex(env.image_id))
+    start, _ = head(env.path)
+    with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match=f"no SR 11.3 request with "
+                                                               f"counter {reserved}"):
+        sign_pre_command_for(svc, pre_command=pre)
+    assert rows(env.path, after=start) == []  # nothing was signed

@@ -290,16 +290,18 @@ class PreCommandBatch(_message.Message):
     def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PreCommandRefusal(_message.Message):
-    __slots__ = ("index", "device_id", "request_id", "reason")
+    __slots__ = ("index", "device_id", "request_id", "reason", "code")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     index: int
     device_id: str
     request_id: str
     reason: str
-    def __init__(self, index: _Optional[int] = ..., device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    code: str
+    def __init__(self, index: _Optional[int] = ..., device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class PreCommandResult(_message.Message):
     __slots__ = ("signed", "refused")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
 
 from signer.gbcs.eui import Eui64
 from signer.registry.db import Database
@@ -26,15 +27,20 @@ class IssuedActivation:
 
 
 def record(db: Database, issued: Sequence[IssuedActivation]) -> None:
-    """Store a batch in one statement: after its signatures are in the audit trail, before
-    any of its requests leaves the service."""
+    """Store a batch in a transaction of its own."""
+    with db.session() as s:
+        insert_issued(s, issued)
+
+
+def insert_issued(s: Session, issued: Sequence[IssuedActivation]) -> None:
+    """Store a batch in one statement, inside the caller's transaction: the signing door's,
+    so the requests are issued exactly when their signatures' audit records commit."""
     if not issued:
         return
-    with db.session() as s:
-        s.execute(insert(Activation), [
-            {"originator": a.originator.hex, "counter": a.counter, "device_eui": a.device.hex,
-             "image_id": a.image_id, "execution_time": a.execution_time, "cancel": a.cancel,
-             "issued_at": a.issued_at} for a in issued])
+    s.execute(insert(Activation), [
+        {"originator": a.originator.hex, "counter": a.counter, "device_eui": a.device.hex,
+         "image_id": a.image_id, "execution_time": a.execution_time, "cancel": a.cancel,
+         "issued_at": a.issued_at} for a in issued])
 
 
 _MANY = select(Activation.counter, Activation.device_eui, Activation.image_id,

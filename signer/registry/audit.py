@@ -9,7 +9,7 @@ transaction: no record without its change, no change without its record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select, update
@@ -54,16 +54,25 @@ def append(s: Session, entries: Sequence[AuditEntry]) -> Head:
         raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
 
 
-def record(db: Database, entries: Sequence[AuditEntry]) -> Head:
-    """Append ``entries`` in a transaction of their own (signatures: one per call or batch)."""
+def record(db: Database, entries: Sequence[AuditEntry],
+           along: Sequence[Callable[[Session], None]] = (),
+           before_commit: Callable[[], None] | None = None) -> Head:
+    """Append ``entries`` in a transaction of their own (signatures: one per call or batch),
+    with the writes in ``along`` that must stand or fall with them. ``before_commit`` runs
+    last, holding the head's lock; if it raises, nothing is written."""
     try:
         with db.session() as s:
-            return append(s, entries)
+            for write in along:
+                write(s)
+            head = append(s, entries)
+            if before_commit is not None:
+                before_commit()
+            return head
     except SQLAlchemyError as exc:  # at commit
         raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
     except Unavailable as exc:
-        if str(exc).startswith("audit trail unavailable"):
-            raise
+        if str(exc).startswith("audit trail unavailable") or exc.__class__ is not Unavailable:
+            raise  # already ours, or raised on purpose by before_commit
         raise Unavailable(f"audit trail unavailable: {exc}") from exc
 
 

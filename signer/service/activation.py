@@ -102,6 +102,14 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
         detail = {"cancel": spec.cancel, "execution_time":
                   spec.execution_time.isoformat() if spec.execution_time else None}
         with signing.batch(svc) as signer:  # one audit transaction per batch
+            # issued in the same transaction as the batch's audit records: a request whose
+            # signature was not recorded was never issued, so no pre-command can be signed
+            # for it; a request issued always has its record
+            signer.along(partial(activations.insert_issued, issued=[
+                IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
+                                 device=d, image_id=image.record.image_id,
+                                 execution_time=spec.execution_time, cancel=spec.cancel,
+                                 issued_at=now) for d in accepted]))
             for d in devices:
                 if d in refusals:
                     results.append(refusals[d])
@@ -122,16 +130,6 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
                     issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
                 results.append(BuiltActivation(device=d, request_id=request_id,
                                                document=document))
-        # Issued only once the batch's signatures are recorded, still before any request
-        # leaves: if the audit write fails nothing is issued, so no pre-command can ever be
-        # signed for a request that never went out. (Withdrawing rows stored earlier would
-        # fail just when the database is away, the likeliest reason the audit write failed.)
-        # If this insert fails, the call fails and nothing leaves either.
-        activations.record(svc.db, [
-            IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
-                             device=d, image_id=image.record.image_id,
-                             execution_time=spec.execution_time, cancel=spec.cancel,
-                             issued_at=now) for d in accepted])
         yield results
 
 

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from signer import metrics
 from signer.caller import current
 from signer.duis.request import RequestId
-from signer.errors import PolicyRefusal, SignerError
+from signer.errors import PolicyRefusal, SignerError, Unavailable
 from signer.hsm.token import TokenKey
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
@@ -45,6 +47,11 @@ class SigningBatch:
         self._svc = svc
         self._entries: list[AuditEntry] = []
         self._purposes: list[str | None] = []  # per entry: the metric purpose of an ok one
+        self._along: list[Callable[[Session], None]] = []
+
+    def along(self, write: Callable[[Session], None]) -> None:
+        """A write committed in the records' transaction, only if the batch commits."""
+        self._along.append(write)
 
     def sign(self, key: TokenKey, digest: bytes, *, purpose: KeyPurpose, operation: str,
              image_id: str | None = None, device_count: int | None = None,
@@ -84,22 +91,36 @@ class SigningBatch:
         self._purposes.append(purpose)
 
     def commit(self) -> None:
-        """Write the batch's records; raises ``Unavailable`` (and releases nothing) if not."""
-        if not self._entries:
+        """Write the batch's records; raises ``Unavailable`` (and releases nothing) if not.
+
+        A client that is no longer waiting (cancelled, past its deadline, cut at shutdown)
+        gets nothing: its signatures are recorded as failed, so ``ok`` always means "handed
+        to a client that was still there" (it can still vanish before the bytes arrive).
+        """
+        if not self._entries and not self._along:
             return
         try:
-            audit.record(self._svc.db, self._entries)
+            # checked last inside the transaction: waiting for the audit lock can outlast
+            # the client's deadline
+            audit.record(self._svc.db, self._entries, self._along,
+                         before_commit=_client_still_waiting)
+        except _ClientGone as gone:
+            log.warning("%d signature(s) withheld: %s", len(self._entries), gone)
+            self.abandon(gone)
+            raise
         except SignerError as exc:
             log.error("%d signature(s) withheld: %s", len(self._entries), exc)
+            self.abandon(exc)  # best effort: the trail itself may be what failed
             raise
         counts = Counter((e.key_label, p) for e, p in zip(self._entries, self._purposes,
                                                           strict=True) if p is not None)
         for (label, purpose), n in counts.items():
             metrics.SIGNATURES.labels(key=label, purpose=purpose).inc(n)
-        self._entries, self._purposes = [], []
+        self._entries, self._purposes, self._along = [], [], []
 
     def abandon(self, error: BaseException) -> None:
         """The call failed: record what the token did for it as failed, best effort."""
+        self._along = []
         if not self._entries:
             return
         reason = f"{type(error).__name__}: {error}"
@@ -110,6 +131,16 @@ class SigningBatch:
         except SignerError as exc:
             log.error("could not record %d signature(s) of a failed call: %s", len(entries),
                       exc)
+
+
+class _ClientGone(Unavailable):
+    """The caller stopped waiting before its signatures could be handed over."""
+
+
+def _client_still_waiting() -> None:
+    if not current().active():
+        raise _ClientGone("the call ended (cancelled, past its deadline or stopped) before "
+                          "its signatures could be returned")
 
 
 @contextmanager

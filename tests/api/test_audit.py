@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
+import time
+
+import grpc
+import pytest
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.callctx import REQUEST_ID_HEADER, UNAUTHENTICATED
@@ -39,3 +45,37 @@ def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
     assert_chain(path)
     out = signer("audit", "verify", "--config", str(running.server.config))
     assert "intact" in out.stdout
+
+
+def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
+        running: Running, manufacturer: Manufacturer) -> None:
+    """The audit write waits for the database past the client's deadline: the signature is
+    recorded as withheld (failed), never as ok."""
+    image = b"deadline passed while recording " * 20
+    header = ota_header(len(image))
+    verdict = running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
+        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
+                                     signature=manufacturer.sign(header + image),
+                                     hash=hashlib.sha256(image).digest())))
+    assert verdict.verified, verdict.checks
+    path = db_file(running.db_url)
+    start, _ = head(path)
+    blocker = sqlite3.connect(path, timeout=5)
+    blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock
+    try:
+        future = running.stub.Resign.future(
+            pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]), timeout=1.0)
+        with pytest.raises(grpc.RpcError) as failed:
+            future.result()
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        request_id = dict(future.initial_metadata())[REQUEST_ID_HEADER]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    deadline = time.monotonic() + 10
+    while not (records := [r for r in rows(path, after=start) if r["call_id"] == request_id]):
+        assert time.monotonic() < deadline, "the withheld signature was never recorded"
+        time.sleep(0.05)
+    assert [(r["operation"], r["outcome"]) for r in records] == [("resign", "failed")]
+    assert "the call ended" in json.loads(records[0]["details"])["withheld"]
+    assert_chain(path)

@@ -351,3 +351,40 @@ def test_an_activation_whose_record_fails_is_never_issued(env: Env) -> None:
                                                                f"counter {reserved}"):
         sign_pre_command_for(svc, pre_command=pre)
     assert rows(env.path, after=start) == []  # nothing was signed
+
+
+def test_issuance_and_its_records_stand_or_fall_together(env: Env) -> None:
+    """The other way round: if the activation rows cannot be stored, the batch's audit
+    records are not written either (one transaction), and nothing is returned."""
+    start, _ = head(env.path)
+    execute(env.path, "CREATE TRIGGER issue_down BEFORE INSERT ON activations "
+                      "BEGIN SELECT RAISE(ABORT, 'activations full'); END")
+    try:
+        with bound(BACKOFFICE), pytest.raises(Unavailable):
+            build_activations(env.svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
+    finally:
+        execute(env.path, "DROP TRIGGER issue_down")
+    assert [r["outcome"] for r in rows(env.path, after=start)] == ["failed"]  # withheld
+
+
+def test_a_caller_no_longer_waiting_gets_nothing_and_the_record_says_failed(env: Env) -> None:
+    """A client that cancelled or whose deadline passed while the signature was made:
+    the signature is recorded as withheld, never as ok, and no activation is issued."""
+    gone = Caller(identity="CN=backoffice,O=Supplier", request_id="req-gone-0001",
+                  method="Resign", active=lambda: False)
+    start, _ = head(env.path)
+    counted = signatures("z1-supplier-ds", "supplier-ds")
+    with bound(gone), pytest.raises(Unavailable, match="before its signatures could be"):
+        resign(env.svc, env.image_id, [RTDS_DEVICE], None)
+    with bound(gone), pytest.raises(Unavailable, match="before its signatures could be"):
+        build_activations(env.svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
+    records = rows(env.path, after=start)
+    assert [(r["operation"], r["outcome"]) for r in records] == [
+        ("resign", "failed"), ("activation-sign", "failed")]
+    assert all("the call ended" in json.loads(r["details"])["withheld"] for r in records)
+    assert all(r["call_id"] == "req-gone-0001" for r in records)
+    assert signatures("z1-supplier-ds", "supplier-ds") == counted
+    reserved = counters.last_issued(env.svc.db, Eui64.parse(SUPPLIER_EUI))
+    assert reserved is not None
+    assert activations.get(env.svc.db, Eui64.parse(SUPPLIER_EUI), reserved) is None
+    assert_chain(env.path)

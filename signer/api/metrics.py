@@ -100,12 +100,7 @@ class MetricsInterceptor(ServerInterceptor):
         client_streams = rpc.grpc_type in ("client_stream", "bidi_stream")
         if rpc.streams_responses:
             def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                s.started.inc()
-                start = time.perf_counter()
-                if client_streams:
-                    request = _Counted(request, s.received)
-                else:
-                    s.received.inc()
+                request, start = _begin(s, request, client_streams)
                 error: BaseException | None = None
                 try:
                     for item in behavior(request, context):
@@ -119,12 +114,7 @@ class MetricsInterceptor(ServerInterceptor):
             return streaming
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            s.started.inc()
-            start = time.perf_counter()
-            if client_streams:
-                request = _Counted(request, s.received)
-            else:
-                s.received.inc()
+            request, start = _begin(s, request, client_streams)
             error: BaseException | None = None
             try:
                 response = behavior(request, context)
@@ -137,6 +127,16 @@ class MetricsInterceptor(ServerInterceptor):
                 s.sent.inc()
             return response
         return unary
+
+
+def _begin(s: _Series, request: Any, client_streams: bool) -> tuple[Any, float]:
+    """Count the start (and the request message, or wrap the request stream to count them)."""
+    s.started.inc()
+    if client_streams:
+        request = _Counted(request, s.received)
+    else:
+        s.received.inc()
+    return request, time.perf_counter()
 
 
 def _end(s: _Series, context: grpc.ServicerContext, start: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 from signer.clock import fixed_clock
@@ -26,6 +28,7 @@ from tests.conftest import (
     start_server,
     write_config,
 )
+from tests.independent import ota_header
 from tests.ledger import activate, services_for
 
 RTDS_DEVICE = "00-DB-12-34-56-78-90-A0"
@@ -46,6 +49,16 @@ class Running:
     stub: pb_grpc.FirmwareSignerStub
     channel: grpc.Channel
     vectors: Path
+
+    def verify(self, manufacturer: Manufacturer, image: bytes) -> str:
+        """A separate-shape delivery of ``image`` verified into the library; its image ID."""
+        header = ota_header(len(image))
+        verdict = self.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
+                                         signature=manufacturer.sign(header + image),
+                                         hash=hashlib.sha256(image).digest())))
+        assert verdict.verified, verdict.checks
+        return str(verdict.image_id)
 
     def rtds_image(self) -> bytes:
         return base64.b64decode((self.vectors / "ota/esme_11.1_upgrade_image.b64").read_text())

@@ -16,22 +16,17 @@ from tests.api.conftest import RTDS_DEVICE, Running
 from tests.audit_rows import assert_chain, db_file, head, rows
 from tests.cli.test_cli import signer
 from tests.conftest import Manufacturer
-from tests.independent import ota_header, split_upgrade_image
+from tests.independent import split_upgrade_image
 
 
 def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
         running: Running, manufacturer: Manufacturer) -> None:
     image = b"audited over the socket " * 20
-    header = ota_header(len(image))
-    verdict = running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                     signature=manufacturer.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())))
-    assert verdict.verified, verdict.checks
+    image_id = running.verify(manufacturer, image)
     path = db_file(running.db_url)
     start, _ = head(path)
     response, call = running.stub.Resign.with_call(
-        pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]))
+        pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE]))
     request_id = dict(call.initial_metadata())[REQUEST_ID_HEADER]
     records = [r for r in rows(path, after=start) if r["call_id"] == request_id]
     assert len(records) == 1
@@ -39,7 +34,7 @@ def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
     _, signed_image, _, _ = split_upgrade_image(response.images[0].upgrade_image)
     assert (r["client"], r["operation"], r["outcome"]) == (UNAUTHENTICATED, "resign", "ok")
     assert r["method"] == "Resign"
-    assert r["digest"] == hashlib.sha256(signed_image).hexdigest() == verdict.image_id
+    assert r["digest"] == hashlib.sha256(signed_image).hexdigest() == image_id
     assert r["key_ski"] == response.images[0].key_ski.hex()
     assert r["certificate_serial"] == response.images[0].certificate_serial  # decimal
     assert_chain(path)
@@ -52,19 +47,14 @@ def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
     """The audit write waits for the database past the client's deadline: the signature is
     recorded as withheld (failed), never as ok."""
     image = b"deadline passed while recording " * 20
-    header = ota_header(len(image))
-    verdict = running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                     signature=manufacturer.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())))
-    assert verdict.verified, verdict.checks
+    image_id = running.verify(manufacturer, image)
     path = db_file(running.db_url)
     start, _ = head(path)
     blocker = sqlite3.connect(path, timeout=5)
     blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock
     try:
         future = running.stub.Resign.future(
-            pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]), timeout=1.0)
+            pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE]), timeout=1.0)
         with pytest.raises(grpc.RpcError) as failed:
             future.result()
         assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

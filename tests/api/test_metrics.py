@@ -4,7 +4,6 @@ go-grpc-prometheus semantics (codes, stream types, messages) on an in-process se
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import threading
 import time
 import urllib.request
@@ -27,7 +26,7 @@ from signer.service import activation
 from signer.service.keyviews import KeyView
 from tests.api.conftest import RTDS_DEVICE, Running
 from tests.conftest import SUPPLIER_EUI, Manufacturer
-from tests.independent import cs06_pre_command, ota_header
+from tests.independent import cs06_pre_command
 
 SIGNER = "signer.v1.FirmwareSigner"
 HEALTH = "grpc.health.v1.Health"
@@ -61,20 +60,15 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     before = scrape(running.server.metrics)
 
     image = f"metrics test firmware {time.time_ns()} ".encode() * 20
-    header = ota_header(len(image))
-    verdict = running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                     signature=manufacturer.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())))
-    assert verdict.verified, verdict.checks
+    image_id = running.verify(manufacturer, image)
     with pytest.raises(grpc.RpcError) as err:
         running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    resigned = running.stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
+    resigned = running.stub.Resign(pb.ResignRequest(image_id=image_id,
                                                     device_ids=[RTDS_DEVICE, UNKNOWN_DEVICE]))
     assert [r.reason for r in resigned.refused] == ["unknown_device"]
     with pytest.raises(grpc.RpcError) as err:  # DevicesRefused: every device refused
-        running.stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
+        running.stub.Resign(pb.ResignRequest(image_id=image_id,
                                              device_ids=[UNKNOWN_DEVICE]))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     never_issued = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,

@@ -508,10 +508,10 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
                      "verify_p256_sha256", "build_signed_pre_command"):
             ph.wrap(act, attr, attr)
         ph.wrap(reg_counters, "reserve", "counters.reserve")
-        ph.wrap(reg_activations, "record", "activations.record (INSERT)")
-        ph.wrap(reg_activations, "get", "activations.get (ORM session.get + commit)")
-        ph.wrap(reg_activations, "mark_pre_command_signed",
-                "activations.mark_pre_command_signed (UPDATE + commit)")
+        ph.wrap(reg_activations, "insert_issued", "activations.insert_issued (INSERT)")
+        ph.wrap(reg_activations, "get_many", "activations.get_many (one SELECT per batch)")
+        ph.wrap(reg_activations, "claim_pre_commands",
+                "activations.claim_pre_commands (UPDATE + commit)")
         ph.wrap(svc.token, "sign_digest", "HSM sign_digest")
         ph.wrap(reg_audit, "record", "audit.record (one transaction per batch or call)")
         if svc.schema is not None:

@@ -51,7 +51,8 @@ class Device(Base):
 
 class TrustAnchorCellRow(Base):
     __tablename__ = "trust_anchor_cells"
-    __table_args__ = (Index("ix_cells_device_role", "device_eui", "role"),
+    __table_args__ = (Index("ix_cells_device_role_usage", "device_eui", "role", "key_usage",
+                            "cell_usage"),
                       # which devices trust a key: rotation reports, retirement, key listings
                       Index("ix_cells_role_usage_ski", "role", "key_usage", "ski"))
 

@@ -1,0 +1,36 @@
+"""The hot per-device look-ups use the device's index, never a scan of every cell.
+
+A plan choice, not a speed: with an index on (role, key usage, SKI) beside one on
+(device, role), SQLite once chose the SKI index for the per-device cell join and scanned
+every Supplier cell for each device (0.45 s instead of 1.7 ms per 1,000 of 5,000 devices).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.dialects import sqlite
+
+from signer.registry import devices
+from signer.registry.db import open_database
+
+
+def _plan(db_path: Path, statement: str) -> str:
+    db = open_database(f"sqlite:///{db_path}")
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
+    finally:
+        db.dispose()
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+def test_device_facts_join_each_devices_cells_by_device(tmp_path: Path) -> None:
+    query = devices._FACTS.params(euis=["00DB000000000001", "00DB000000000002"])
+    sql = str(query.compile(dialect=sqlite.dialect(),
+                            compile_kwargs={"render_postcompile": True,
+                                            "literal_binds": True}))
+    plan = _plan(tmp_path / "p.db", sql)
+    cells = [line for line in plan.splitlines() if "trust_anchor_cells" in line]
+    assert cells and all("device_eui=?" in line for line in cells), plan
+    assert "SCAN" not in plan, plan

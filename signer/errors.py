@@ -59,6 +59,12 @@ class Unavailable(SignerError):
     """A backend (HSM, database) cannot be reached right now (maps to UNAVAILABLE)."""
 
 
+class CallEnded(Unavailable):
+    """The client stopped waiting (cancelled, deadline passed, server stopping) before the
+    answer was ready; what was made for it is withheld (maps to CANCELLED or
+    DEADLINE_EXCEEDED, what the client already saw)."""
+
+
 class HsmUnavailable(Unavailable):
     """The PKCS#11 token cannot be used: module missing, token absent, session lost."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -43,14 +43,14 @@ def caller_of(context: grpc.ServicerContext, rpc: Rpc) -> Caller:
     pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
     if not isinstance(pem, bytes) or not pem:
         return Caller(identity=UNAUTHENTICATED, request_id=request_id, method=rpc.method,
-                      client_request_id=offered, active=context.is_active)
+                      client_request_id=offered, active=_waiting(context))
     cert = x509.load_pem_x509_certificate(pem)
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     # with several CNs "the" CN is ambiguous (DER order and RFC 4514 order differ): none
     cn = str(names[0].value) if len(names) == 1 else None
     return Caller(identity=cert.subject.rfc4514_string(), request_id=request_id,
                   method=rpc.method, common_name=cn, alt_names=_alt_names(cert),
-                  client_request_id=offered, active=context.is_active)
+                  client_request_id=offered, active=_waiting(context))
 
 
 class InFlight:
@@ -79,6 +79,15 @@ class InFlight:
 
 #: the handlers of this process's gRPC server
 HANDLERS = InFlight()
+
+
+def _waiting(context: grpc.ServicerContext) -> Callable[[], bool]:
+    """Whether the client still waits: the call is live and its deadline has not passed
+    (`is_active` can lag a passed deadline by a moment)."""
+    def waiting() -> bool:
+        remaining = context.time_remaining()
+        return bool(context.is_active()) and (remaining is None or remaining > 0)
+    return waiting
 
 
 def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:

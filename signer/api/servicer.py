@@ -73,7 +73,8 @@ def _mapped_stream(method: F) -> F:
 
 
 def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> None:
-    code = status_for(exc)
+    remaining = context.time_remaining()
+    code = status_for(exc, deadline_passed=remaining is not None and remaining <= 0)
     if isinstance(exc, DevicesRefused):
         count_refusals([reason for _device, reason, _detail in exc.refusals])
     if isinstance(exc, InvalidInput):

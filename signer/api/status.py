@@ -11,6 +11,7 @@ import logging
 import grpc
 
 from signer.errors import (
+    CallEnded,
     ConfigurationError,
     InvalidInput,
     NotFound,
@@ -22,6 +23,7 @@ from signer.errors import (
 log = logging.getLogger(__name__)
 
 _CODES: tuple[tuple[type[SignerError], grpc.StatusCode], ...] = (
+    (CallEnded, grpc.StatusCode.CANCELLED),
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
     (PolicyRefusal, grpc.StatusCode.FAILED_PRECONDITION),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -30,7 +32,9 @@ _CODES: tuple[tuple[type[SignerError], grpc.StatusCode], ...] = (
 )
 
 
-def status_for(error: SignerError) -> grpc.StatusCode:
+def status_for(error: SignerError, *, deadline_passed: bool = False) -> grpc.StatusCode:
+    if isinstance(error, CallEnded) and deadline_passed:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     for family, code in _CODES:
         if isinstance(error, family):
             return code

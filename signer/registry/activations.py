@@ -90,8 +90,8 @@ def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
     """
     if not counters:
         return set()
-    with db.engine.begin() as conn:
-        rows = conn.execute(update(Activation).where(
+    with db.session() as s:
+        rows = s.execute(update(Activation).where(
             Activation.originator == originator.hex, Activation.counter.in_(list(counters)),
             Activation.pre_command_signed_at.is_(None))
             .values(pre_command_signed_at=now).returning(Activation.counter))
@@ -100,10 +100,10 @@ def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
 
 def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:
     """Undo claims whose signing failed, so those pre-commands can be tried again."""
-    with db.engine.begin() as conn:
-        conn.execute(update(Activation).where(Activation.originator == originator.hex,
-                                              Activation.counter.in_(list(counters)))
-                     .values(pre_command_signed_at=None))
+    with db.session() as s:
+        s.execute(update(Activation).where(Activation.originator == originator.hex,
+                                           Activation.counter.in_(list(counters)))
+                  .values(pre_command_signed_at=None))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

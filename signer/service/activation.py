@@ -9,6 +9,7 @@ what was actually asked, and a request that never left can never lead to one.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -20,7 +21,13 @@ from signer.duis.activation import (
 )
 from signer.duis.request import RequestId
 from signer.duis.xmldsig import sign_document
-from signer.errors import HsmUnavailable, InvalidInput, PolicyRefusal, SignatureInvalid
+from signer.errors import (
+    HsmUnavailable,
+    InvalidInput,
+    PolicyRefusal,
+    SignatureInvalid,
+    SignerError,
+)
 from signer.gbcs.eui import Eui64
 from signer.gbcs.precommand import (
     ExpectedActivation,
@@ -42,6 +49,8 @@ from signer.service.pathways import select_eligible
 from signer.service.refusal import Refusal
 from signer.service.signing import SigningBatch
 from signer.smki.lifecycle import KeyPurpose
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,11 +114,12 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
             # issued in the same transaction as the batch's audit records: a request whose
             # signature was not recorded was never issued, so no pre-command can be signed
             # for it; a request issued always has its record
-            signer.along(partial(activations.insert_issued, issued=[
-                IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
-                                 device=d, image_id=image.record.image_id,
-                                 execution_time=spec.execution_time, cancel=spec.cancel,
-                                 issued_at=now) for d in accepted]))
+            if accepted:  # an all-refused batch signs nothing and needs no audit lock
+                signer.along(partial(activations.insert_issued, issued=[
+                    IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
+                                     device=d, image_id=image.record.image_id,
+                                     execution_time=spec.execution_time, cancel=spec.cancel,
+                                     issued_at=now) for d in accepted]))
             for d in devices:
                 if d in refusals:
                     results.append(refusals[d])
@@ -248,7 +258,11 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
         pending.clear()  # signed and recorded: these are done
     finally:
         if pending:  # signing or its audit record failed: nothing went out, try again later
-            activations.release_pre_commands(svc.db, supplier, sorted(pending))
+            try:
+                activations.release_pre_commands(svc.db, supplier, sorted(pending))
+            except SignerError as exc:  # never hide the error that brought us here
+                log.error("%d pre-command claim(s) could not be released and stay claimed "
+                          "(re-issue their SR 11.3 requests): %s", len(pending), exc)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from signer import metrics
 from signer.caller import current
 from signer.duis.request import RequestId
-from signer.errors import PolicyRefusal, SignerError, Unavailable
+from signer.errors import CallEnded, PolicyRefusal, SignerError
 from signer.hsm.token import TokenKey
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
@@ -104,11 +104,11 @@ class SigningBatch:
             # the client's deadline
             audit.record(self._svc.db, self._entries, self._along,
                          before_commit=_client_still_waiting)
-        except _ClientGone as gone:
+        except CallEnded as gone:
             log.warning("%d signature(s) withheld: %s", len(self._entries), gone)
             self.abandon(gone)
             raise
-        except SignerError as exc:
+        except Exception as exc:  # the trail, an `along` write, or a bug: nothing leaves
             log.error("%d signature(s) withheld: %s", len(self._entries), exc)
             self.abandon(exc)  # best effort: the trail itself may be what failed
             raise
@@ -133,14 +133,10 @@ class SigningBatch:
                       exc)
 
 
-class _ClientGone(Unavailable):
-    """The caller stopped waiting before its signatures could be handed over."""
-
-
 def _client_still_waiting() -> None:
     if not current().active():
-        raise _ClientGone("the call ended (cancelled, past its deadline or stopped) before "
-                          "its signatures could be returned")
+        raise CallEnded("the call ended (cancelled, past its deadline or stopped) before "
+                        "its signatures could be returned")
 
 
 @contextmanager

@@ -69,3 +69,9 @@ def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
     assert [(r["operation"], r["outcome"]) for r in records] == [("resign", "failed")]
     assert "the call ended" in json.loads(records[0]["details"])["withheld"]
     assert_chain(path)
+    # logged (and counted) as what the client saw, not as an outage
+    while not (ended := [json.loads(line) for line in running.server.log.read_text()
+                         .splitlines() if request_id in line and '"grpc_code"' in line]):
+        assert time.monotonic() < deadline, "the call's end was never logged"
+        time.sleep(0.05)
+    assert ended[0]["grpc_code"] == "DEADLINE_EXCEEDED"

@@ -7,6 +7,7 @@ import pytest
 
 from signer.api.status import status_for
 from signer.errors import (
+    CallEnded,
     CertificateRejected,
     DevicesRefused,
     FormatError,
@@ -35,6 +36,13 @@ from signer.hsm.token import Token
 ])
 def test_status_codes(error: Exception, code: grpc.StatusCode) -> None:
     assert status_for(error) is code  # type: ignore[arg-type]
+
+
+def test_a_call_that_ended_is_what_the_client_saw() -> None:
+    assert status_for(CallEnded("gone")) is grpc.StatusCode.CANCELLED
+    assert status_for(CallEnded("gone"), deadline_passed=True) is \
+        grpc.StatusCode.DEADLINE_EXCEEDED
+    assert status_for(Unavailable("db"), deadline_passed=True) is grpc.StatusCode.UNAVAILABLE
 
 
 def test_format_error_says_where() -> None:

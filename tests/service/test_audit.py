@@ -388,3 +388,21 @@ def test_a_caller_no_longer_waiting_gets_nothing_and_the_record_says_failed(env:
     assert reserved is not None
     assert activations.get(env.svc.db, Eui64.parse(SUPPLIER_EUI), reserved) is None
     assert_chain(env.path)
+
+
+def test_a_failing_write_beside_the_records_withholds_the_signatures(env: Env) -> None:
+    """Whatever fails at commit, a bug included, the signature is recorded as withheld."""
+    key = env.svc.token.find(label="z1-supplier-ds")
+    start, _ = head(env.path)
+
+    def broken(_session: object) -> None:
+        raise RuntimeError("a write beside the records failed")
+
+    with pytest.raises(RuntimeError, match="beside the records"):
+        with signing.batch(env.svc) as signer:
+            signer.along(broken)  # type: ignore[arg-type]
+            signer.sign(key, hashlib.sha256(IMAGE).digest(), purpose=KeyPurpose.SUPPLIER_DS,
+                        operation=signing.RESIGN, image_id=env.image_id, device_count=1)
+    [r] = rows(env.path, after=start)
+    assert r["outcome"] == "failed"
+    assert "beside the records" in json.loads(r["details"])["withheld"]

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from signer.gbcs.eui import Eui64
@@ -61,7 +61,8 @@ def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | Non
     return IssuedActivation(
         originator=originator, counter=counter, device=Eui64(bytes.fromhex(row.device_eui)),
         image_id=row.image_id, execution_time=_aware(row.execution_time), cancel=row.cancel,
-        issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
+        issued_at=_aware(row.issued_at) or row.issued_at,
+        pre_command_signed_at=_aware(row.pre_command_signed_at))
 
 
 def get_many(db: Database, originator: Eui64, counters: Sequence[int]
@@ -77,33 +78,53 @@ def get_many(db: Database, originator: Eui64, counters: Sequence[int]
                     originator=originator, counter=row.counter,
                     device=Eui64(bytes.fromhex(row.device_eui)), image_id=row.image_id,
                     execution_time=_aware(row.execution_time), cancel=row.cancel,
-                    issued_at=row.issued_at, pre_command_signed_at=row.pre_command_signed_at)
+                    issued_at=_aware(row.issued_at) or row.issued_at,
+                    pre_command_signed_at=_aware(row.pre_command_signed_at))
     return out
+
+
+#: how long a claim holds a pre-command for its signer; far longer than a batch takes
+CLAIM_LEASE = dt.timedelta(minutes=5)
 
 
 def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
                        now: dt.datetime) -> set[int]:
-    """Mark these activations' pre-commands as being signed; returns the counters claimed.
+    """Claim these activations' pre-commands for signing; returns the counters claimed.
 
     One atomic UPDATE ... RETURNING per call: of two concurrent claims, one wins each row,
-    so a pre-command is signed once.
+    so a pre-command is signed once. A claim is a lease: one whose signer died, or could
+    not release it, can be claimed again after `CLAIM_LEASE`. Only `mark_signed`, in the
+    signatures' audit transaction, makes a pre-command signed for good.
     """
     if not counters:
         return set()
     with db.session() as s:
         rows = s.execute(update(Activation).where(
             Activation.originator == originator.hex, Activation.counter.in_(list(counters)),
-            Activation.pre_command_signed_at.is_(None))
-            .values(pre_command_signed_at=now).returning(Activation.counter))
+            Activation.pre_command_signed_at.is_(None),
+            or_(Activation.pre_command_claimed_at.is_(None),
+                Activation.pre_command_claimed_at <= now - CLAIM_LEASE))
+            .values(pre_command_claimed_at=now).returning(Activation.counter))
         return {int(r[0]) for r in rows}
 
 
-def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:
-    """Undo claims whose signing failed, so those pre-commands can be tried again."""
-    with db.session() as s:
+def mark_signed(s: Session, originator: Eui64, counters: Sequence[int],
+                now: dt.datetime) -> None:
+    """Inside the audit records' transaction: signed exactly when the records commit."""
+    if counters:
         s.execute(update(Activation).where(Activation.originator == originator.hex,
                                            Activation.counter.in_(list(counters)))
-                  .values(pre_command_signed_at=None))
+                  .values(pre_command_signed_at=now, pre_command_claimed_at=None))
+
+
+def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:
+    """Give back claims whose signing failed, so those pre-commands can be tried at once
+    (if this fails too, the lease runs out)."""
+    with db.session() as s:
+        s.execute(update(Activation).where(Activation.originator == originator.hex,
+                                           Activation.counter.in_(list(counters)),
+                                           Activation.pre_command_signed_at.is_(None))
+                  .values(pre_command_claimed_at=None))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

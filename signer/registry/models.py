@@ -131,6 +131,9 @@ class Activation(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     pre_command_signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                                        nullable=True)
+    # a lease, not a mark: a claim whose signer died or could not release it expires
+    pre_command_claimed_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True)
 
 
 class SigningKey(Base):

@@ -241,20 +241,24 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
             results[i] = PreCommandRefused(i, a.device, rid, f"device {group.device}: "
                                            f"{group.reason} ({group.detail})", group.reason)
             del ready[i]
+    now = svc.clock()
     claimed = activations.claim_pre_commands(
-        svc.db, supplier, [a.counter for _, a, _ in ready.values()], svc.clock())
+        svc.db, supplier, [a.counter for _, a, _ in ready.values()], now)
     pending = set(claimed)
     try:
         with signing.batch(svc) as signer:
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
-                    results[i] = PreCommandRefused(i, a.device, rid, f"the pre-command for "
-                                                   f"{rid} is already being signed or was signed",
-                                                   PRE_COMMAND_ALREADY_SIGNED)
+                    results[i] = PreCommandRefused(
+                        i, a.device, rid, f"the pre-command for {rid} is being signed by "
+                        "another call or was signed", PRE_COMMAND_ALREADY_SIGNED)
                     continue
                 group = groups[a.device]
                 assert isinstance(group, KeyGroup)
                 results[i] = _sign(svc, signer, pc, group, rid, a)
+            # signed for good in the same transaction as the signatures' records
+            signer.along(partial(activations.mark_signed, originator=supplier,
+                                 counters=sorted(claimed), now=now))
         pending.clear()  # signed and recorded: these are done
     finally:
         if pending:  # signing or its audit record failed: nothing went out, try again later

@@ -8,6 +8,8 @@ over it with `cryptography`; SKI and serial come from the certificate files.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -26,6 +28,7 @@ from lxml import etree
 from prometheus_client import REGISTRY
 
 from signer.caller import Caller, bound
+from signer.clock import fixed_clock
 from signer.errors import CertificateRejected, NotFound, PolicyRefusal, Unavailable
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
@@ -406,3 +409,33 @@ def test_a_failing_write_beside_the_records_withholds_the_signatures(env: Env) -
     [r] = rows(env.path, after=start)
     assert r["outcome"] == "failed"
     assert "beside the records" in json.loads(r["details"])["withheld"]
+
+
+def test_a_claim_whose_signer_died_expires_and_a_signed_one_never_does(env: Env) -> None:
+    """A pre-command claimed by a signer that died (or could not release it) is refused
+    while the lease runs, then signed; once signed and recorded, it is never signed again."""
+    svc, supplier = env.svc, Eui64.parse(SUPPLIER_EUI)
+    with bound(BACKOFFICE):
+        built, _ = build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
+    counter = built[0].request_id.counter
+    t0 = svc.clock()
+    assert activations.claim_pre_commands(svc.db, supplier, [counter], t0) == {counter}
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=counter,
+                           firmware_hash=bytes.fromhex(env.image_id))
+
+    def at(delta: dt.timedelta) -> Services:
+        return dataclasses.replace(svc, clock=fixed_clock(t0 + delta))
+
+    with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="being signed by another"):
+        sign_pre_command_for(at(activations.CLAIM_LEASE - dt.timedelta(seconds=1)),
+                             pre_command=pre)
+    start, _ = head(env.path)
+    with bound(BACKOFFICE):
+        signed = sign_pre_command_for(at(activations.CLAIM_LEASE), pre_command=pre)
+    assert signed.request_id == built[0].request_id
+    assert [r["operation"] for r in rows(env.path, after=start)] == [
+        "precommand-sign", "precommand-duis-sign"]
+    issued = activations.get(svc.db, supplier, counter)
+    assert issued is not None and issued.pre_command_signed_at == t0 + activations.CLAIM_LEASE
+    with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="was already signed"):
+        sign_pre_command_for(at(3 * activations.CLAIM_LEASE), pre_command=pre)

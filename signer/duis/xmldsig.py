@@ -5,7 +5,8 @@ Reference ``URI=""`` whose only transform is enveloped-signature, sha256 digest,
 SignatureValue, KeyInfo by X509IssuerSerial. Because the Reference names no C14N transform, its
 digest is over *inclusive* C14N 1.0 of the document minus the Signature (measured: that is what
 the DCC's tool and xmlsec1 compute). Anything else is refused by name rather than interpreted,
-so a verifier bug cannot widen what counts as "signed".
+so a verifier bug cannot widen what counts as "signed". Signing copies a Signature template
+built once per ds prefix, whose canonical SignedInfo is cached around the DigestValue text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import binascii
 import copy
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -41,6 +43,7 @@ XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>'
 #: The base64 payload of the DCC templates' placeholder DigestValue / SignatureValue.
 _PLACEHOLDER: Final = b"default"
 _WS = re.compile(r"\s+")
+_DS_SIGNATURE: Final = f"{{{DS_NS}}}Signature"
 
 SignDigest = Callable[[bytes], bytes]
 """Receives the SHA-256 of the canonical SignedInfo, returns raw r||s (64 bytes)."""
@@ -67,45 +70,70 @@ def sign_document(
     form) and ``ds:Signature`` is appended as the root's last child. Never re-indent the
     result: the signature covers these exact characters.
     """
+    pending = prepare_signature(root, issuer_name=issuer_name, serial=serial)
+    try:
+        raw = sign_digest(pending.digest)
+    except BaseException:
+        pending.abandon()  # leave the caller's tree unsigned rather than half-signed
+        raise
+    return pending.finish(raw)
+
+
+class PendingSignature:
+    """A document whose Signature lacks only its SignatureValue.
+
+    ``sign_document`` in two halves, so a batch of documents can be prepared first and then
+    signed by the token back to back: ``digest`` is what the key signs, ``finish`` takes
+    the raw r||s and returns the document, ``abandon`` leaves the tree unsigned.
+    """
+
+    __slots__ = ("_root", "_sig", "digest")
+
+    def __init__(self, root: etree._Element, sig: etree._Element, digest: bytes) -> None:
+        self._root = root
+        self._sig = sig
+        #: SHA-256 of the canonical SignedInfo.
+        self.digest = digest
+
+    def finish(self, raw: bytes) -> bytes:
+        if len(raw) != 64:
+            self.abandon()
+            raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
+        self._sig[1].text = _b64(raw)
+        body: bytes = etree.tostring(self._root.getroottree(), encoding="UTF-8",
+                                     xml_declaration=False)
+        return XML_DECLARATION + body
+
+    def abandon(self) -> None:
+        if self._sig.getparent() is not None:
+            self._root.remove(self._sig)
+
+
+def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int
+                      ) -> PendingSignature:
+    """The first half of ``sign_document``: the Signature appended, SignatureValue empty."""
     if root.getparent() is not None:
         raise ValueError("sign_document needs the document's root element")
-    if next(root.iter(_ds("Signature")), None) is not None:
+    if next(root.iter(_DS_SIGNATURE), None) is not None:
         raise InvalidInput("the document already carries a ds:Signature", field="duis_request")
     if serial < 0:
         raise ValueError("a certificate serial is never negative")
     _strip_ignorable_whitespace(root)
-    tree = root.getroottree()
-    digest = hashlib.sha256(_c14n_document(tree)).digest()
+    digest_b64 = _b64(hashlib.sha256(_c14n_document(root.getroottree())).digest())
 
-    nsmap = None if DS_NS in root.nsmap.values() else {"ds": DS_NS}
-    sig = etree.SubElement(root, _ds("Signature"), nsmap=nsmap)
-    signed_info = etree.SubElement(sig, _ds("SignedInfo"))
-    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=ECDSA_SHA256)
-    ref = etree.SubElement(signed_info, _ds("Reference"), URI="")
-    transforms = etree.SubElement(ref, _ds("Transforms"))
-    etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED_SIGNATURE)
-    etree.SubElement(ref, _ds("DigestMethod"), Algorithm=SHA256)
-    etree.SubElement(ref, _ds("DigestValue")).text = _b64(digest)
-    sig_value = etree.SubElement(sig, _ds("SignatureValue"))
-    key_info = etree.SubElement(sig, _ds("KeyInfo"))
-    issuer_serial = etree.SubElement(
-        etree.SubElement(key_info, _ds("X509Data")), _ds("X509IssuerSerial")
-    )
-    etree.SubElement(issuer_serial, _ds("X509IssuerName")).text = issuer_name
-    etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(serial)
-
+    # The copy declares xmlns:ds; appending it re-maps it onto the root's own ds declaration
+    # if there is one (lxml's choice, exactly as SubElement would make it) and drops its own.
+    sig = copy.deepcopy(_signature_template("ds").signature)
+    _fill_signature(sig, digest_b64, issuer_name, serial)
+    root.append(sig)
     try:
-        raw = sign_digest(hashlib.sha256(_c14n_signed_info(signed_info)).digest())
+        # Canonical SignedInfo: only the DigestValue text differs between documents.
+        template = _signature_template(sig.prefix)
+        signed_info_c14n = template.c14n_head + digest_b64.encode("ascii") + template.c14n_tail
+        return PendingSignature(root, sig, hashlib.sha256(signed_info_c14n).digest())
     except BaseException:
-        root.remove(sig)  # leave the caller's tree unsigned rather than half-signed
-        raise
-    if len(raw) != 64:
         root.remove(sig)
-        raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
-    sig_value.text = _b64(raw)
-    body: bytes = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
-    return XML_DECLARATION + body
+        raise
 
 
 def verify_document(
@@ -240,6 +268,65 @@ def _detach_keeping_tail(el: etree._Element) -> None:
 
 
 # -- structure of the Signature -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SignatureTemplate:
+    """A blank Signature for one ds prefix and its canonical SignedInfo around the digest."""
+
+    signature: etree._Element
+    c14n_head: bytes
+    c14n_tail: bytes
+
+
+#: Stands in for the digest: C14N writes base64 text verbatim, so the real one slots in.
+_DIGEST_PLACEHOLDER: Final = _PLACEHOLDER.decode("ascii") * 6
+
+
+@functools.lru_cache(maxsize=32)
+def _signature_template(prefix: str | None) -> _SignatureTemplate:
+    """Built once per prefix: ~14 SubElement calls and a C14N pass were most of a signing.
+
+    Only the DigestValue text varies within SignedInfo, so its canonical form is cached as
+    the bytes either side of that text. Callers deep-copy ``signature``, never modify it.
+    """
+    sig = _blank_signature(prefix)
+    c14n = _c14n_signed_info(sig[0])
+    qname = "" if prefix is None else f"{prefix}:"
+    tail = f"</{qname}DigestValue></{qname}Reference></{qname}SignedInfo>".encode()
+    head, found, rest = c14n.rpartition(_DIGEST_PLACEHOLDER.encode("ascii") + tail)
+    if not found or rest:
+        raise AssertionError(f"unexpected canonical SignedInfo: {c14n!r}")
+    return _SignatureTemplate(signature=sig, c14n_head=head, c14n_tail=tail)
+
+
+def _blank_signature(prefix: str | None) -> etree._Element:
+    """The profile's Signature declaring ``xmlns:prefix``, with a placeholder DigestValue."""
+    sig = etree.Element(_DS_SIGNATURE, nsmap={prefix: DS_NS})
+    signed_info = etree.SubElement(sig, _ds("SignedInfo"))
+    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=ECDSA_SHA256)
+    ref = etree.SubElement(signed_info, _ds("Reference"), URI="")
+    transforms = etree.SubElement(ref, _ds("Transforms"))
+    etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED_SIGNATURE)
+    etree.SubElement(ref, _ds("DigestMethod"), Algorithm=SHA256)
+    etree.SubElement(ref, _ds("DigestValue")).text = _DIGEST_PLACEHOLDER
+    etree.SubElement(sig, _ds("SignatureValue"))
+    key_info = etree.SubElement(sig, _ds("KeyInfo"))
+    issuer_serial = etree.SubElement(
+        etree.SubElement(key_info, _ds("X509Data")), _ds("X509IssuerSerial")
+    )
+    etree.SubElement(issuer_serial, _ds("X509IssuerName"))
+    etree.SubElement(issuer_serial, _ds("X509SerialNumber"))
+    return sig
+
+
+def _fill_signature(sig: etree._Element, digest_b64: str, issuer_name: str, serial: int) -> None:
+    """Set the per-document texts of a template copy (positions as ``_blank_signature``)."""
+    sig[0][2][2].text = digest_b64  # SignedInfo/Reference/DigestValue
+    issuer_serial = sig[2][0][0]  # KeyInfo/X509Data/X509IssuerSerial
+    issuer_serial[0].text = issuer_name
+    issuer_serial[1].text = str(serial)
 
 
 def _ds(local: str) -> str:

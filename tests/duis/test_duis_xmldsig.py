@@ -407,6 +407,72 @@ def test_sign_digest_receives_the_hash_of_the_canonical_signed_info(
     assert seen == [hashlib.sha256(c14n).digest()]
 
 
+def test_documents_signed_in_a_row_each_carry_their_own_values(
+    vectors: Path,
+    tmp_path: Path,
+    sign_digest: SignDigest,
+    xml_cert: x509.Certificate,
+    xmlsec1: Xmlsec1,
+) -> None:
+    # Alternating ds prefixes (root's ds:, another prefix, default namespace, none declared)
+    # and KeyInfo values: nothing from one signature may show up in the next.
+    template = (vectors / "duis" / "11.1_UPDATE_FIRMWARE_REQUEST_DUIS.XML").read_bytes()
+    docs: list[Callable[[], etree._Element]] = [
+        build,
+        lambda: parse_xml(f'<r xmlns:x="{DS_NS}">\n <a>1</a>\n</r>'.encode(), field="doc"),
+        lambda: parse_xml(f'<r xmlns="{DS_NS}"><a>2</a></r>'.encode(), field="doc"),
+        lambda: parse_xml(b'<r xmlns="urn:r" xmlns:ds="urn:not-ds"><a>3</a></r>', field="doc"),
+        lambda: parse_xml(template, field="template"),
+    ]
+    keyinfo = [
+        ("CN=Z1,OU=07", xml_cert.serial_number),
+        ('CN=A&B <c> "q",OU=07', 0),
+        ("CN=Z1, OU=07", xml_cert.serial_number),
+        ("CN=Zürich,OU=07", 2**159 + 1),
+    ]
+    ns = {"ds": DS_NS}
+    signed_trees: list[tuple[etree._Element, bytes]] = []
+    for i in range(2 * len(docs)):
+        root = docs[i % len(docs)]()
+        for old in root.findall("ds:Signature", ns):
+            root.remove(old)
+        issuer, serial = keyinfo[i % len(keyinfo)]
+        signed = sign_document(root, sign_digest=sign_digest, issuer_name=issuer, serial=serial)
+        proc = xmlsec1(signed, vectors / "certs" / XML_CERT, tmp_path)
+        assert proc.returncode == 0, (i, proc.stderr)
+        sig = parse_xml(signed, field="signed")[-1]
+        issuer_serial = "ds:KeyInfo/ds:X509Data/ds:X509IssuerSerial/"
+        assert sig.findtext(issuer_serial + "ds:X509IssuerName", namespaces=ns) == issuer
+        assert sig.findtext(issuer_serial + "ds:X509SerialNumber", namespaces=ns) == str(serial)
+        if serial == xml_cert.serial_number:
+            assert verify_document(signed, certificates=[xml_cert]).issuer_name == issuer
+        signed_trees.append((root, signed))
+    for root, signed in signed_trees:  # signed in place, and untouched by later signings
+        body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+        assert signed == b'<?xml version="1.0" encoding="UTF-8"?>' + body
+
+
+def test_document_left_unsigned_by_a_failing_signer_signs_cleanly_later(
+    vectors: Path,
+    tmp_path: Path,
+    sign_digest: SignDigest,
+    xml_cert: x509.Certificate,
+    xmlsec1: Xmlsec1,
+) -> None:
+    def down(digest: bytes) -> bytes:
+        raise RuntimeError("HSM unavailable")
+
+    root = build()
+    with pytest.raises(RuntimeError, match="HSM unavailable"):
+        sign_document(root, sign_digest=down, issuer_name="CN=Z1,OU=07", serial=1)
+    assert root.find(f"{{{DS_NS}}}Signature") is None
+    signed = sign_document(
+        root, sign_digest=sign_digest, issuer_name="CN=Z1,OU=07", serial=xml_cert.serial_number
+    )
+    verify_document(signed, certificates=[xml_cert])
+    assert xmlsec1(signed, vectors / "certs" / XML_CERT, tmp_path).returncode == 0
+
+
 @pytest.mark.parametrize(
     ("a", "b", "same"),
     [

@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
+import functools
 import re
 from typing import Final
 
 from lxml import etree
 
-from signer.duis.request import SR_NS, RequestId, request_root
+from signer.duis.request import SR_NS, RequestId, request_template
 from signer.duis.xmlparse import parse_xml
 from signer.errors import FormatError, InvalidInput
 from signer.gbcs.precommand import (
@@ -64,6 +66,42 @@ CANCEL_EXECUTION_DATE_TIME: Final = "3000-12-31T00:00:00.00Z"
 
 _FIELD_RESPONSE: Final = "duis_response"
 _WS = re.compile(rb"\s+")
+
+
+def _sr(local: str) -> str:
+    return f"{{{SR_NS}}}{local}"
+
+
+def _template(command_variant: str, body: str, leaves: tuple[str, ...]) -> etree._Element:
+    """One request shape, built once; each call copies it and fills its texts by position.
+
+    The shape comes from ``request_template``, the same code that ``request_root`` uses, and
+    the leaves are appended in document order, so a copy filled in serialises exactly as a
+    request built element by element. Never returned itself (callers mutate what they get)
+    and only ever copied, so worker threads may share it.
+    """
+    root = request_template(
+        command_variant=command_variant,
+        service_reference=ACTIVATE_FIRMWARE_SERVICE,
+        service_reference_variant=ACTIVATE_FIRMWARE_SERVICE,
+    )
+    op = etree.SubElement(etree.SubElement(root, _sr("Body")), _sr(body))
+    for leaf in leaves:
+        etree.SubElement(op, _sr(leaf))
+    return root
+
+
+# The shapes of the per-device requests (see _template).
+_ACTIVATE_IMMEDIATE: Final = _template(
+    str(COMMAND_VARIANT_PRE_COMMAND), "ActivateFirmware", ("FirmwareHash",)
+)
+_ACTIVATE_DATED: Final = _template(
+    str(COMMAND_VARIANT_PRE_COMMAND), "ActivateFirmware", ("ExecutionDateTime", "FirmwareHash")
+)
+_SIGNED_PRE_COMMAND: Final = {
+    str(v): _template(str(v), "SignedPreCommand", ("GBCSPayload",))
+    for v in sorted(SIGNED_PRE_COMMAND_VARIANTS)
+}
 
 
 def build_activate_firmware(
@@ -91,16 +129,17 @@ def build_activate_firmware(
             "a cancellation carries no execution time of its own", field="execution_time"
         )
     text = CANCEL_EXECUTION_DATE_TIME if cancel else _execution_text(execution_time)
-    root = request_root(
-        request_id=request_id,
-        command_variant=str(COMMAND_VARIANT_PRE_COMMAND),
-        service_reference=ACTIVATE_FIRMWARE_SERVICE,
-        service_reference_variant=ACTIVATE_FIRMWARE_SERVICE,
-    )
-    op = etree.SubElement(etree.SubElement(root, _sr("Body")), _sr("ActivateFirmware"))
-    if text is not None:
-        etree.SubElement(op, _sr("ExecutionDateTime")).text = text
-    etree.SubElement(op, _sr("FirmwareHash")).text = firmware_hash.hex().upper()
+    # Header/RequestID is root[0][0], the ActivateFirmware leaves are root[1][0][...].
+    if text is None:
+        root = copy.deepcopy(_ACTIVATE_IMMEDIATE)
+        root[0][0].text = str(request_id)
+        root[1][0][0].text = firmware_hash.hex().upper()
+    else:
+        root = copy.deepcopy(_ACTIVATE_DATED)
+        root[0][0].text = str(request_id)
+        op = root[1][0]
+        op[0].text = text
+        op[1].text = firmware_hash.hex().upper()
     return root
 
 
@@ -157,16 +196,14 @@ def build_signed_pre_command(
             f"signed command does not belong to request {request_id}: " + "; ".join(mismatches),
             field="signed_command",
         )
-    root = request_root(
-        request_id=request_id,
-        command_variant=str(command_variant),
-        service_reference=ACTIVATE_FIRMWARE_SERVICE,
-        service_reference_variant=ACTIVATE_FIRMWARE_SERVICE,
-    )
-    op = etree.SubElement(etree.SubElement(root, _sr("Body")), _sr("SignedPreCommand"))
-    etree.SubElement(op, _sr("GBCSPayload")).text = base64.b64encode(signed_command).decode(
-        "ascii"
-    )
+    # Keyed by the text written: 5.0 passes the membership test above but writes "5.0".
+    variant_text = str(command_variant)
+    template = _SIGNED_PRE_COMMAND.get(variant_text)
+    if template is None:
+        template = _template(variant_text, "SignedPreCommand", ("GBCSPayload",))
+    root = copy.deepcopy(template)
+    root[0][0].text = str(request_id)
+    root[1][0][0].text = base64.b64encode(signed_command).decode("ascii")
     return root
 
 
@@ -238,8 +275,16 @@ def _execution_text(value: dt.datetime | None) -> str | None:
     utc = value.astimezone(dt.UTC)
     if utc == DUIS_CANCEL_EXECUTION_TIME:
         return CANCEL_EXECUTION_DATE_TIME
+    if type(utc) is dt.datetime:  # subclasses may format their own way
+        return _utc_text(utc)
     return f"{utc:%Y-%m-%dT%H:%M:%S}.00Z"
 
 
-def _sr(local: str) -> str:
-    return f"{{{SR_NS}}}{local}"
+@functools.lru_cache(maxsize=64)
+def _utc_text(utc: dt.datetime) -> str:
+    """Cached: a campaign writes one execution time for all its devices.
+
+    Keys are plain datetimes in ``dt.UTC``, which compare and hash by their fields, so equal
+    keys are the same instant and the same text.
+    """
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.00Z"

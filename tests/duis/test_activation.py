@@ -179,6 +179,38 @@ def test_execution_time_is_written_in_utc_like_the_templates() -> None:
     assert c14n(same) == c14n(cancel)
 
 
+class _FoldZone(dt.tzinfo):
+    """+01:00 before a fall-back (fold 0), +00:00 after it (fold 1): one wall time, two instants."""
+
+    def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(hours=0 if when is not None and when.fold else 1)
+
+    def dst(self, when: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def tzname(self, when: dt.datetime | None) -> str:
+        return "FOLD"
+
+
+def test_execution_time_text_follows_the_instant_not_the_wall_clock() -> None:
+    """Equal local times are different instants across zones and DST folds (the text is cached)."""
+
+    def text(when: dt.datetime) -> str | None:
+        root = build_activate_firmware(
+            request_id=RequestId(SUPPLIER, DEVICE, 7), firmware_hash=HASH, execution_time=when
+        )
+        return root.findtext(".//sr:ExecutionDateTime", namespaces=NS)
+
+    zone = _FoldZone()
+    assert text(dt.datetime(2030, 10, 27, 1, 30, tzinfo=zone)) == "2030-10-27T00:30:00.00Z"
+    assert text(dt.datetime(2030, 10, 27, 1, 30, tzinfo=zone, fold=1)) == "2030-10-27T01:30:00.00Z"
+    wall = dt.datetime(2030, 1, 15, 9)
+    assert text(wall.replace(tzinfo=UTC)) == "2030-01-15T09:00:00.00Z"
+    assert text(wall.replace(tzinfo=dt.timezone(dt.timedelta(hours=2)))) == (
+        "2030-01-15T07:00:00.00Z"
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "match"),
     [
@@ -197,6 +229,31 @@ def test_bad_11_3_inputs(kwargs: dict[str, object], field: str, match: str) -> N
     with pytest.raises(InvalidInput, match=match) as info:
         build_activate_firmware(**args)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_each_build_is_a_fresh_tree(
+    vectors: Path,
+    case: str,
+    sign_digest: SignDigest,
+    xml_cert: x509.Certificate,
+    schema: DuisSchema,
+) -> None:
+    """The caller signs (mutates) what it gets: no later build may see that, nor share nodes."""
+    first, second = build_case(case), build_case(case)
+    nodes = list(second.iter())  # alive: one node has one proxy, so shared nodes are `is`
+    assert not any(a is b for a in first.iter() for b in nodes)
+    expected = etree.tostring(second)
+    sign_xml(first, sign_digest, xml_cert)  # strips whitespace, appends ds:Signature
+    for el in first.iter():
+        el.text = "changed"
+    etree.SubElement(first[0], f"{{{SR}}}Extra")
+    assert etree.tostring(second) == expected
+    third = build_case(case)
+    assert etree.tostring(third) == expected
+    assert third.find("ds:Signature", NS) is None
+    assert c14n(third) == c14n(template_without_signature(template_path(vectors, case)))
+    schema.validate(third)
 
 
 # -- SignedPreCommand -------------------------------------------------------------------------
@@ -258,6 +315,33 @@ def test_other_signed_pre_command_variants(variant: int, vectors: Path, schema: 
     )
     schema.validate(root)
     assert root.findtext("sr:Header/sr:CommandVariant", namespaces=NS) == str(variant)
+
+
+def test_signed_pre_command_builds_are_fresh_trees(vectors: Path, schema: DuisSchema) -> None:
+    """Each variant's build is its own tree: mutating one changes no other and no later one."""
+    command = rtds_pre_command(vectors, "IMMEDIATE") + b"\x40" + bytes(64)
+    request_id = RequestId(SUPPLIER, DEVICE, 1000)
+    for variant in (5, 6, 7):
+        first, second = (
+            build_signed_pre_command(
+                request_id=request_id, signed_command=command, command_variant=variant
+            )
+            for _ in range(2)
+        )
+        expected = etree.tostring(second)
+        for el in first.iter():
+            el.text = "changed"
+        first.append(etree.Element(f"{{{DS}}}Signature"))
+        first[1].clear()
+        assert etree.tostring(second) == expected
+        third = build_signed_pre_command(
+            request_id=request_id, signed_command=command, command_variant=variant
+        )
+        assert etree.tostring(third) == expected
+        schema.validate(third)
+        assert third.findtext("sr:Header/sr:CommandVariant", namespaces=NS) == str(variant)
+        payload = base64.b64decode(third.findtext(".//sr:GBCSPayload", namespaces=NS) or "")
+        assert payload == command
 
 
 def test_signed_command_must_belong_to_the_request(vectors: Path) -> None:

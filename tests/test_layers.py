@@ -64,18 +64,22 @@ SIGN_DIGEST_ALLOWED = {"service/signing.py": None,
                        "service/keys.py": {"certificate_request", "self_certify"}}
 
 
+PRIMITIVES = ("sign_digest", "sign_digests")  # the token's signing methods
+
+
 def _sign_digest_uses(tree: ast.AST) -> list[tuple[int, str | None]]:
-    """(line, enclosing top-level function) of every ``.sign_digest`` reference or getattr."""
+    """(line, enclosing top-level function) of every reference to (or getattr of) one of the
+    token's signing methods."""
     found: list[tuple[int, str | None]] = []
 
     def visit(node: ast.AST, function: str | None) -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and function is None:
             function = node.name
-        if isinstance(node, ast.Attribute) and node.attr == "sign_digest":
+        if isinstance(node, ast.Attribute) and node.attr in PRIMITIVES:
             found.append((node.lineno, function))
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id in ("getattr", "setattr", "hasattr")
-              and any(isinstance(a, ast.Constant) and a.value == "sign_digest"
+              and any(isinstance(a, ast.Constant) and a.value in PRIMITIVES
                       for a in node.args)):
             found.append((node.lineno, function))
         for child in ast.iter_child_nodes(node):
@@ -106,7 +110,10 @@ def test_the_sign_digest_check_finds_a_direct_call() -> None:
                      "def resign(svc, key, d):\n"
                      "    svc.token.sign_digest(key, d)\n"
                      "    f = partial(svc.token.sign_digest, key)\n"
-                     "    g = getattr(svc.token, 'sign_digest')\n")
-    assert _sign_digest_uses(tree) == [(3, "resign"), (4, "resign"), (5, "resign")]
+                     "    g = getattr(svc.token, 'sign_digest')\n"
+                     "    svc.token.sign_digests(key, [d])\n"
+                     "    h = getattr(svc.token, 'sign_digests')\n")
+    assert _sign_digest_uses(tree) == [(3, "resign"), (4, "resign"), (5, "resign"),
+                                       (6, "resign"), (7, "resign")]
     assert SIGN_DIGEST_ALLOWED["service/keys.py"] and _sign_digest_uses(
         ast.parse((PACKAGE / "service/keys.py").read_text()))  # the CSR path is still seen

@@ -229,7 +229,17 @@ def sign_pre_command(pc: PreCommand, sign_digest: SignDigest) -> bytes:
     Signs whatever it is given: call ``check_pre_command`` first, or use
     ``sign_checked_pre_command``.
     """
-    raw = sign_digest(hashlib.sha256(pc.signed_bytes).digest())
+    return signed_pre_command(pc, sign_digest(pre_command_digest(pc)))
+
+
+def pre_command_digest(pc: PreCommand) -> bytes:
+    """What the Supplier key signs: SHA-256 of ``signed_bytes``, the APDU without its tag."""
+    return hashlib.sha256(pc.signed_bytes).digest()
+
+
+def signed_pre_command(pc: PreCommand, raw: bytes) -> bytes:
+    """``APDU || 0x40 || r||s`` for a signature made over ``pre_command_digest(pc)``: the
+    second half of ``sign_pre_command``, for callers that sign a batch at once."""
     if len(raw) != SIGNATURE_LENGTH:
         raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
     return pc.apdu + bytes((SIGNATURE_PRESENT,)) + bytes(raw)

@@ -40,7 +40,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -69,6 +69,7 @@ from signer.metrics import HSM_ERRORS, HSM_OPERATION_SECONDS
 log = logging.getLogger(__name__)
 RESCAN_INTERVAL = 2.0  # seconds
 RECOVERY_INTERVAL = 1.0  # seconds: at most one module re-initialisation per interval
+SIGN_CHUNK = 64  # signatures per hold of the lock in sign_digests (about 5 ms)
 T = TypeVar("T")
 
 _TRANSIENT = (
@@ -303,30 +304,50 @@ class Token:
         that is not a digest. The private key handle is looked up by CKA_ID on every try, so
         a retry after recovery signs with the same key or not at all (``NotFound``).
         """
-        if len(digest) != 32:
-            raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
+        return self.sign_digests(key, [digest])[0]
 
-        def sign() -> bytes:
-            handle = self._private_handle(key.key_id)
-            if not hasattr(handle, "sign"):
-                # python-pkcs11 builds the handle without its sign method when CKA_SIGN was
-                # false at scan time: the key was retired (see disable_signing).
-                raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
-                                    "its CKA_SIGN is false (retired)")
-            try:
-                signature: bytes = handle.sign(digest, mechanism=Mechanism.ECDSA)
-            except pkcs11.PKCS11Error as exc:
-                if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
-                    self._keys = None
+    def sign_digests(self, key: TokenKey, digests: Sequence[bytes]) -> list[bytes]:
+        """``sign_digest`` for many digests with one key, in order.
+
+        A batch of a campaign signs back to back, up to ``SIGN_CHUNK`` per hold of the lock:
+        the token's code and key stay warm (measured: 77 instead of 107 us per signature
+        when each is interleaved with building its document), and another caller waits for
+        one chunk at most. A retry after recovery goes on from the first digest not yet
+        signed, so no digest is signed twice by one call.
+        """
+        for i, digest in enumerate(digests):
+            if len(digest) != 32:
+                raise ValueError(f"sign_digests takes 32-byte SHA-256 digests (#{i} is "
+                                 f"{len(digest)} bytes)")
+        out: list[bytes] = []
+        for start in range(0, len(digests), SIGN_CHUNK):
+            stop = min(len(digests), start + SIGN_CHUNK)
+
+            def sign(stop: int = stop) -> None:
+                handle = self._private_handle(key.key_id)
+                if not hasattr(handle, "sign"):
+                    # python-pkcs11 builds the handle without its sign method when CKA_SIGN
+                    # was false at scan time: the key was retired (see disable_signing).
                     raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
-                                        "its CKA_SIGN is false (retired)") from None
-                raise
-            return signature
+                                        "its CKA_SIGN is false (retired)")
+                while len(out) < stop:
+                    try:
+                        signature = handle.sign(digests[len(out)], mechanism=Mechanism.ECDSA)
+                    except pkcs11.PKCS11Error as exc:
+                        if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
+                            self._keys = None
+                            raise PolicyRefusal(f"the token refuses to sign with key "
+                                                f"{key.label!r}: its CKA_SIGN is false "
+                                                "(retired)") from None
+                        raise
+                    if len(signature) != 64:
+                        raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA "
+                                             "signature")
+                    out.append(bytes(signature))
 
-        signature = self._run("sign", sign)
-        if len(signature) != 64:
-            raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA signature")
-        return signature
+            # a chunk is one operation to the metrics: its own label keeps "sign" per signature
+            self._run("sign" if stop - start == 1 else "sign batch", sign)
+        return out
 
     # -- writes (key administration) -------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,29 +58,45 @@ class SigningBatch:
              request_id: RequestId | None = None,
              details: Mapping[str, Any] | None = None) -> bytes:
         """ECDSA over ``digest`` in the token, recorded (not yet committed) as ``operation``."""
-        def entry(outcome: str, extra: Mapping[str, Any] | None = None) -> AuditEntry:
-            caller = current()
-            cert = key.certificate
+        return self.sign_all(key, [digest], [request_id], purpose=purpose, operation=operation,
+                             image_id=image_id, device_count=device_count, details=details)[0]
+
+    def sign_all(self, key: TokenKey, digests: Sequence[bytes],
+                 request_ids: Sequence[RequestId | None], *, purpose: KeyPurpose,
+                 operation: str, image_id: str | None = None, device_count: int | None = None,
+                 details: Mapping[str, Any] | None = None) -> list[bytes]:
+        """``sign`` for a batch with one key: one record per digest, the token signing them
+        back to back. If the token fails part-way, every digest is recorded as not signed
+        (refused or failed) and none of the signatures leaves the token adapter."""
+        caller = current()
+        cert = key.certificate
+        def entry(digest: bytes, request_id: RequestId | None, outcome: str,
+                  extra: Mapping[str, Any] | None = None) -> AuditEntry:
             return AuditEntry(
                 at=self._svc.clock(), client=caller.identity, call_id=caller.request_id,
                 method=caller.method, operation=operation, outcome=outcome,
                 image_id=image_id, digest=digest.hex(), key_label=key.label,
-                key_ski=key.ski.hex() if key.ski is not None else None,
-                certificate_serial=str(cert.serial_number) if cert is not None else None,
-                device_count=device_count,
+                key_ski=ski, certificate_serial=serial, device_count=device_count,
                 duis_request_id=str(request_id) if request_id is not None else None,
                 details={"purpose": purpose.value, **(details or {}), **(extra or {})})
 
+        if len(request_ids) != len(digests):
+            raise ValueError("one request ID (or None) per digest")
+        ski = key.ski.hex() if key.ski is not None else None
+        serial = str(cert.serial_number) if cert is not None else None
         try:
-            signature = self._svc.token.sign_digest(key, digest)
+            signatures = self._svc.token.sign_digests(key, digests)
         except PolicyRefusal as exc:
-            self._add(entry("refused", {"reason": str(exc)}), None)
+            for d, r in zip(digests, request_ids, strict=True):
+                self._add(entry(d, r, "refused", {"reason": str(exc)}), None)
             raise
         except SignerError as exc:
-            self._add(entry("failed", {"reason": str(exc)}), None)
+            for d, r in zip(digests, request_ids, strict=True):
+                self._add(entry(d, r, "failed", {"reason": str(exc)}), None)
             raise
-        self._add(entry("ok"), purpose.value)
-        return signature
+        for d, r in zip(digests, request_ids, strict=True):
+            self._add(entry(d, r, "ok"), purpose.value)
+        return signatures
 
     def signer(self, key: TokenKey, **kwargs: Any) -> Callable[[bytes], bytes]:
         """``sign`` as the ``sign_digest`` callback the pure builders take."""

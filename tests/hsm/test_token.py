@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from signer.errors import HsmLoginFailed, InvalidInput, NotFound
 from signer.hsm.pin import Pin, PinSource
-from signer.hsm.token import Token
+from signer.hsm.token import SIGN_CHUNK, Token
 from signer.service.admin import import_key
 from tests.conftest import MODULE, SPARE_TOKEN_LABEL, Z1B_TOKEN_LABEL, Hsm
 
@@ -62,6 +62,27 @@ def test_sign_refuses_anything_but_a_digest(z1_token: Token) -> None:
     key = z1_token.find(label="z1-supplier-ds")
     with pytest.raises(ValueError, match="32-byte"):
         z1_token.sign_digest(key, b"x" * 64)  # CKM_ECDSA would silently sign a prefix
+
+
+def test_a_batch_is_signed_in_order_across_chunks(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]
+    """More digests than one hold of the lock takes: each signature is over its own digest."""
+    cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    key = z1_token.find(label="z1-supplier-ds")
+    messages = [f"pre-command {i}".encode() for i in range(SIGN_CHUNK * 2 + 3)]
+    raws = z1_token.sign_digests(key, [hashlib.sha256(m).digest() for m in messages])
+    assert len(raws) == len(messages)
+    for m, raw in zip(messages, raws, strict=True):
+        _verify(cert, m, raw)
+    with pytest.raises(Exception):
+        _verify(cert, messages[1], raws[0])
+    assert z1_token.sign_digests(key, []) == []
+
+
+def test_a_batch_with_one_bad_digest_is_refused_whole(z1_token: Token) -> None:
+    key = z1_token.find(label="z1-supplier-ds")
+    good = hashlib.sha256(b"fine").digest()
+    with pytest.raises(ValueError, match=r"#1 is 64 bytes"):
+        z1_token.sign_digests(key, [good, b"x" * 64, good])
 
 
 def test_generated_key_signs_and_is_protected(hsm: Hsm) -> None:

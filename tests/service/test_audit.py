@@ -23,13 +23,23 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from lxml import etree
 from prometheus_client import REGISTRY
 
 from signer.caller import Caller, bound
 from signer.clock import fixed_clock
-from signer.errors import CertificateRejected, NotFound, PolicyRefusal, Unavailable
+from signer.errors import (
+    CertificateRejected,
+    HsmUnavailable,
+    NotFound,
+    PolicyRefusal,
+    Unavailable,
+)
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters
@@ -262,6 +272,59 @@ def test_a_signature_the_token_refuses_is_recorded_as_refused(env: Env) -> None:
     assert (r["outcome"], r["digest"], r["key_label"], r["client"]) == (
         "refused", digest.hex(), key.label, BACKOFFICE.identity)
     assert "CKA_SIGN" in json.loads(r["details"])["reason"]
+
+
+def test_a_batch_the_token_refuses_is_recorded_digest_by_digest(env: Env) -> None:
+    svc = env.svc
+    key = svc.token.generate_key(f"audit-off-{uuid.uuid4().hex[:8]}")
+    digests = [hashlib.sha256(f"never signed {i}".encode()).digest() for i in range(3)]
+    start, _ = head(env.path)
+    try:
+        svc.token.disable_signing(key)
+        with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="CKA_SIGN"):
+            with signing.batch(svc) as signer:
+                signer.sign_all(key, digests, [None, None, None],
+                                purpose=KeyPurpose.SUPPLIER_DS, operation=signing.RESIGN,
+                                image_id=env.image_id, device_count=1)
+    finally:
+        svc.token.destroy_key(key)
+    records = rows(env.path, after=start)
+    assert [(r["outcome"], r["digest"]) for r in records] == [("refused", d.hex())
+                                                              for d in digests]
+    assert_chain(env.path)
+
+
+def test_a_token_key_unlike_its_certificate_releases_no_pre_command(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first CS06 signature of each key in a batch is checked with the key's
+    certificate: a token answering with another key's signatures (standing in for a key
+    object replaced under the same CKA_ID) gets the batch withheld, recorded as failed,
+    and the claim given back, so the pre-command can be signed once the token is right."""
+    svc = env.svc
+    with bound(BACKOFFICE):
+        built, _ = build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
+    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
+                           counter=built[0].request_id.counter,
+                           firmware_hash=bytes.fromhex(env.image_id))
+    impostor = ec.generate_private_key(ec.SECP256R1())
+
+    def impostor_signs(_key: object, digests: list[bytes]) -> list[bytes]:
+        out = []
+        for d in digests:
+            r, s_ = decode_dss_signature(impostor.sign(d, ec.ECDSA(Prehashed(hashes.SHA256()))))
+            out.append(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+        return out
+
+    start, _ = head(env.path)
+    with monkeypatch.context() as m:
+        m.setattr(svc.token, "sign_digests", impostor_signs)
+        with bound(BACKOFFICE), pytest.raises(HsmUnavailable, match="does not verify"):
+            sign_pre_command_for(svc, pre_command=pre)
+    [r] = rows(env.path, after=start)
+    assert (r["operation"], r["outcome"]) == ("precommand-sign", "failed")
+    with bound(BACKOFFICE):
+        signed = sign_pre_command_for(svc, pre_command=pre)
+    assert signed_over(env.z1, hashlib.sha256(pre[1:]).hexdigest(), signed.signed_command[-64:])
 
 
 def test_signatures_of_a_call_that_failed_are_recorded_as_failed(env: Env) -> None:

@@ -6,12 +6,15 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from signer.gbcs.eui import Eui64
 from signer.registry.db import Database
 from signer.registry.models import Activation
+
+# Core, not the ORM's bulk path: one executemany per batch of a campaign
+_TABLE: Table = Activation.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def insert_issued(s: Session, issued: Sequence[IssuedActivation]) -> None:
     so the requests are issued exactly when their signatures' audit records commit."""
     if not issued:
         return
-    s.execute(insert(Activation), [
+    s.execute(insert(_TABLE), [
         {"originator": a.originator.hex, "counter": a.counter, "device_eui": a.device.hex,
          "image_id": a.image_id, "execution_time": a.execution_time, "cancel": a.cancel,
          "issued_at": a.issued_at} for a in issued])

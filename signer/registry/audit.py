@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from signer.errors import Unavailable
-from signer.registry.auditchain import AuditEntry, AuditRecord, Head, seal
+from signer.registry.auditchain import AuditEntry, AuditRecord, Head, Sealable, link, prepare
 from signer.registry.db import Database
 from signer.registry.models import AuditHead, AuditRecordRow
 
@@ -29,12 +29,14 @@ _HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
 _COLUMNS = list(_RECORDS.columns)
 
 
-def append(s: Session, entries: Sequence[AuditEntry]) -> Head:
+def append(s: Session, entries: Sequence[AuditEntry] | Sequence[Sealable]) -> Head:
     """Chain ``entries`` onto the trail inside the caller's transaction; returns the new head.
 
     Raises ``Unavailable`` when the records cannot be written: the caller's transaction
-    then rolls back, and whatever it was about to release stays unreleased.
+    then rolls back, and whatever it was about to release stays unreleased. Entries already
+    ``prepare``d keep the head's lock to numbering, hashing and the insert.
     """
+    items = [e if isinstance(e, Sealable) else prepare([e])[0] for e in entries]
     try:
         locked = s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
                            .values(seq=_HEAD.c.seq)
@@ -42,14 +44,13 @@ def append(s: Session, entries: Sequence[AuditEntry]) -> Head:
         if locked is None:
             raise Unavailable("audit trail unavailable: its head row is missing")
         head = Head(int(locked[0]), str(locked[1]))
-        if not entries:
+        if not items:
             return head
-        records = seal(entries, head)
-        s.execute(insert(_RECORDS), [_row(r) for r in records])
-        last = records[-1]
-        s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
-                  .values(seq=last.seq, hash=last.hash))
-        return Head(last.seq, last.hash)
+        chain = link(items, head)
+        s.execute(insert(_RECORDS), [_row(i, *c) for i, c in zip(items, chain, strict=True)])
+        seq, _prev, hash_ = chain[-1]
+        s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=hash_))
+        return Head(seq, hash_)
     except SQLAlchemyError as exc:
         raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
 
@@ -60,11 +61,12 @@ def record(db: Database, entries: Sequence[AuditEntry],
     """Append ``entries`` in a transaction of their own (signatures: one per call or batch),
     with the writes in ``along`` that must stand or fall with them. ``before_commit`` runs
     last, holding the head's lock; if it raises, nothing is written."""
+    prepared = prepare(entries)  # before the transaction: the lock waits for less
     try:
         with db.session() as s:
             for write in along:
                 write(s)
-            head = append(s, entries)
+            head = append(s, prepared)
             if before_commit is not None:
                 before_commit()
             return head
@@ -113,13 +115,14 @@ def find_by_hash(db: Database, hash_: str) -> AuditRecord | None:
     return None if row is None else _record(row._mapping)
 
 
-def _row(r: AuditRecord) -> dict[str, Any]:
-    return {"seq": r.seq, "at": r.at, "client": r.client, "call_id": r.call_id,
-            "method": r.method, "operation": r.operation, "outcome": r.outcome,
-            "image_id": r.image_id, "digest": r.digest, "key_label": r.key_label,
-            "key_ski": r.key_ski, "certificate_serial": r.certificate_serial,
-            "device_count": r.device_count, "duis_request_id": r.duis_request_id,
-            "details": r.details, "prev_hash": r.prev_hash, "hash": r.hash}
+def _row(item: Sealable, seq: int, prev: str, hash_: str) -> dict[str, Any]:
+    e = item.entry
+    return {"seq": seq, "at": item.at, "client": e.client, "call_id": e.call_id,
+            "method": e.method, "operation": e.operation, "outcome": e.outcome,
+            "image_id": e.image_id, "digest": e.digest, "key_label": e.key_label,
+            "key_ski": e.key_ski, "certificate_serial": e.certificate_serial,
+            "device_count": e.device_count, "duis_request_id": e.duis_request_id,
+            "details": item.details, "prev_hash": prev, "hash": hash_}
 
 
 def _record(m: Any) -> AuditRecord:

@@ -135,27 +135,68 @@ def record_hash(r: AuditRecord) -> str:
     return hashlib.sha256(canonical(r)).hexdigest()
 
 
-def seal(entries: Iterable[AuditEntry], head: Head) -> list[AuditRecord]:
-    """Number and chain ``entries`` after ``head``: the records to store, in order."""
-    out: list[AuditRecord] = []
-    seq, prev = head.seq, head.hash
+@dataclass(frozen=True, slots=True)
+class Sealable:
+    """An entry with everything of its hashed form that does not depend on its place in the
+    chain: made before the appender takes the trail's lock, so the lock is held only for
+    numbering and hashing."""
+
+    entry: AuditEntry
+    at: str
+    details: str
+    middle: bytes  # the hashed array's fields from ``at`` to ``details``, JSON, comma-joined
+
+
+def prepare(entries: Iterable[AuditEntry]) -> list[Sealable]:
+    out: list[Sealable] = []
     for e in entries:
         if e.outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {e.outcome!r} is not one of {OUTCOMES}")
-        seq += 1
         at, details = time_text(e.at), details_text(e.details)
-        digest = hashlib.sha256(_canonical(
-            seq, at, e.client, e.call_id, e.method, e.operation, e.outcome, e.image_id,
-            e.digest, e.key_label, e.key_ski, e.certificate_serial, e.device_count,
-            e.duis_request_id, details, prev)).hexdigest()
-        out.append(AuditRecord(
-            seq=seq, at=at, client=e.client, call_id=e.call_id, method=e.method,
-            operation=e.operation, outcome=e.outcome, image_id=e.image_id, digest=e.digest,
-            key_label=e.key_label, key_ski=e.key_ski,
-            certificate_serial=e.certificate_serial, device_count=e.device_count,
-            duis_request_id=e.duis_request_id, details=details, prev_hash=prev, hash=digest))
+        # the array's middle, exactly as the encoder writes it between its neighbours
+        middle = _canonical_json([at, e.client, e.call_id, e.method, e.operation, e.outcome,
+                                  e.image_id, e.digest, e.key_label, e.key_ski,
+                                  e.certificate_serial, e.device_count, e.duis_request_id,
+                                  details])[1:-1]
+        out.append(Sealable(e, at, details, middle))
+    return out
+
+
+def link(items: Iterable[Sealable], head: Head) -> list[tuple[int, str, str]]:
+    """(seq, prev_hash, hash) of each prepared entry, chained after ``head``."""
+    out: list[tuple[int, str, str]] = []
+    seq, prev = head.seq, head.hash
+    for item in items:
+        seq += 1
+        digest = hashlib.sha256(b"".join((_OPEN, str(seq).encode("ascii"), b",", item.middle,
+                                          b",", _canonical_json(prev), b"]"))).hexdigest()
+        out.append((seq, prev, digest))
         prev = digest
     return out
+
+
+def seal(entries: Iterable[AuditEntry], head: Head) -> list[AuditRecord]:
+    """Number and chain ``entries`` after ``head``: the records to store, in order."""
+    items = prepare(entries)
+    return [record_of(item, seq, prev, digest)
+            for item, (seq, prev, digest) in zip(items, link(items, head), strict=True)]
+
+
+def record_of(item: Sealable, seq: int, prev: str, digest: str) -> AuditRecord:
+    e = item.entry
+    return AuditRecord(
+        seq=seq, at=item.at, client=e.client, call_id=e.call_id, method=e.method,
+        operation=e.operation, outcome=e.outcome, image_id=e.image_id, digest=e.digest,
+        key_label=e.key_label, key_ski=e.key_ski, certificate_serial=e.certificate_serial,
+        device_count=e.device_count, duis_request_id=e.duis_request_id, details=item.details,
+        prev_hash=prev, hash=digest)
+
+
+def _canonical_json(value: Any) -> bytes:
+    return _CANONICAL.encode(value).encode("ascii")
+
+
+_OPEN = _canonical_json([VERSION])[:-1] + b","  # '["signer-audit/1",'
 
 
 # -- checking ----------------------------------------------------------------------------

@@ -213,12 +213,14 @@ def campaign_messages(image_id: str, eui_of: Any, n: int, *, stop_at: float = fl
         yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids))
 
 
-def stream_activation(stub: pb_grpc.FirmwareSignerStub, image_id: str, n: int
-                      ) -> tuple[float, list[tuple[str, int]]]:
-    """(seconds, [(device, counter)]) of one StreamActivation of the first n devices."""
+def stream_activation(stub: pb_grpc.FirmwareSignerStub, image_id: str, n: int,
+                      ids: list[str] | None = None) -> tuple[float, list[tuple[str, int]]]:
+    """(seconds, [(device, counter)]) of one StreamActivation of the first n devices (or of
+    ``ids``)."""
     out: list[tuple[str, int]] = []
+    eui_of = activation_eui if ids is None else ids.__getitem__
     t = time.perf_counter()
-    results = (r for b in stub.StreamActivation(campaign_messages(image_id, activation_eui, n))
+    results = (r for b in stub.StreamActivation(campaign_messages(image_id, eui_of, n))
                for r in b.results)
     for r in results:
         if r.WhichOneof("result") != "request":
@@ -280,6 +282,51 @@ def stream_sign_pre_commands(stub: pb_grpc.FirmwareSignerStub, pres: list[bytes]
     elapsed = time.perf_counter() - t
     if done != len(pres):
         raise RuntimeError(f"{done} results for {len(pres)} pre-commands")
+    return elapsed
+
+
+def activate_and_sign(stubs: list[pb_grpc.FirmwareSignerStub], image_id: str, n: int,
+                      digest: bytes) -> tuple[float, float]:
+    """(Ta, Ts) of the whole activation of the first n devices spread over the replicas
+    behind ``stubs``: device i goes to replica i mod R; each replica gets one
+    StreamActivation at the same time (Ta ends when the last one does), then one
+    StreamSignPreCommands of the pre-commands answering its own requests (Ts)."""
+    ids = [activation_eui(i) for i in range(n)]
+    shares = [ids[r::len(stubs)] for r in range(len(stubs))]
+    built: list[list[tuple[str, int]]] = [[] for _ in stubs]
+
+    def activate(r: int) -> None:
+        built[r] = stream_activation(stubs[r], image_id, len(shares[r]), shares[r])[1]
+
+    ta = in_parallel(activate, len(stubs))
+    pres = [[cs06_pre_command(originator=str(SUPPLIER_EUI), recipient=d, counter=c,
+                              firmware_hash=digest) for d, c in b] for b in built]
+    ts = in_parallel(lambda r: stream_sign_pre_commands(stubs[r], pres[r]), len(stubs))
+    return ta, ts
+
+
+def in_parallel(work: Any, n: int) -> float:
+    """Seconds until work(0) .. work(n - 1), one thread each, have all returned."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n + 1)
+
+    def run(r: int) -> None:
+        barrier.wait()
+        try:
+            work(r)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(n)]
+    for th in threads:
+        th.start()
+    t = time.perf_counter()
+    barrier.wait()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    if errors:
+        raise RuntimeError(f"a replica failed: {errors[0]}") from errors[0]
     return elapsed
 
 
@@ -413,8 +460,7 @@ def run_campaign(server: Server, image_id: str, n: int, max_seconds: float) -> C
 class Phases:
     """Wall time per step of a use case, without a profiler: the worker process replaces the
     functions the use case calls (module attributes, and the token/schema instance methods)
-    by timing wrappers. Nested steps are reported inside their parent (sign_document includes
-    its HSM signature; the table subtracts it)."""
+    by timing wrappers. The steps wrapped do not nest, so their times add up."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -440,16 +486,10 @@ class Phases:
             setattr(owner, attr, original)
         self._undo.clear()
 
-    def report(self, title: str, n: int, total: float, hsm_inside: dict[str, int]) -> None:
+    def report(self, title: str, n: int, total: float) -> None:
         print(f"\n{title}: {n:,} devices, {total / n * 1e6:,.0f} us each (wall, timing "
               "wrappers on)")
-        hsm_each = (self.seconds.get("HSM sign_digest", 0.0)
-                    / max(1, self.calls.get("HSM sign_digest", 0)))
-        rows = []
-        for name, sec in self.seconds.items():
-            own = sec - hsm_inside.get(name, 0) * hsm_each * self.calls[name]
-            label = name + (" (minus its HSM signature)" if name in hsm_inside else "")
-            rows.append((own, label, self.calls[name]))
+        rows = [(sec, name, self.calls[name]) for name, sec in self.seconds.items()]
         accounted = sum(r[0] for r in rows)
         rows.append((total - accounted, "(the rest: loop, dataclasses, generators)", n))
         for own, label, calls in sorted(rows, reverse=True):
@@ -465,6 +505,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
     import signer.registry.counters as reg_counters
     import signer.service.activation as act
     from signer.config import load_config
+    from signer.duis.xmldsig import PendingSignature
     from signer.service.activation import ActivationSpec, BuiltActivation
     from signer.service.context import open_services
 
@@ -483,10 +524,11 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
                 if isinstance(b, BuiltActivation)]
 
     def sign_all(built: list[tuple[str, int]]) -> None:
-        for dev, counter in built[:pre_commands]:
-            act.sign_pre_command_for(svc, pre_command=cs06_pre_command(
-                originator=str(SUPPLIER_EUI), recipient=dev, counter=counter,
-                firmware_hash=digest))
+        """The StreamSignPreCommands path: sign_pre_command_batch, batches of BATCH."""
+        pres = [cs06_pre_command(originator=str(SUPPLIER_EUI), recipient=dev, counter=counter,
+                                 firmware_hash=digest) for dev, counter in built[:pre_commands]]
+        for i in range(0, len(pres), BATCH):
+            act.sign_pre_command_batch(svc, pres[i:i + BATCH])
 
     def timed(fn: Any, *a: Any) -> tuple[float, Any]:
         t = time.perf_counter()
@@ -503,32 +545,32 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
     def wrapped() -> Phases:
         ph = Phases()
         for attr in ("parse_devices", "select_eligible", "verified_image", "xml_signing_key",
-                     "build_activate_firmware", "sign_document", "parse_pre_command",
-                     "check_pre_command", "select_keys", "sign_pre_command",
-                     "verify_p256_sha256", "build_signed_pre_command"):
+                     "build_activate_firmware", "prepare_signature", "parse_pre_command",
+                     "check_pre_command", "select_keys", "pre_command_digest",
+                     "signed_pre_command", "verify_p256_sha256", "build_signed_pre_command"):
             ph.wrap(act, attr, attr)
+        ph.wrap(PendingSignature, "finish", "PendingSignature.finish (serialise)")
         ph.wrap(reg_counters, "reserve", "counters.reserve")
         ph.wrap(reg_activations, "insert_issued", "activations.insert_issued (INSERT)")
         ph.wrap(reg_activations, "get_many", "activations.get_many (one SELECT per batch)")
         ph.wrap(reg_activations, "claim_pre_commands",
                 "activations.claim_pre_commands (UPDATE + commit)")
-        ph.wrap(svc.token, "sign_digest", "HSM sign_digest")
+        ph.wrap(svc.token, "sign_digests", "HSM sign_digests (one call per key and batch)")
         ph.wrap(reg_audit, "record", "audit.record (one transaction per batch or call)")
         if svc.schema is not None:
             ph.wrap(svc.schema, "validate", "DuisSchema.validate")
         return ph
 
-    hsm_inside = {"sign_document": 1, "sign_pre_command": 1}
     ph = wrapped()
     total, built = timed(stream)
     ph.undo()
-    ph.report("=== steps of stream_activations", devices, total, hsm_inside)
+    ph.report("=== steps of stream_activations", devices, total)
     ph = wrapped()
     total, _ = timed(sign_all, built)
     ph.undo()
-    ph.report("=== steps of sign_pre_command_for", pre_commands, total, hsm_inside)
+    ph.report("=== steps of sign_pre_command_batch", pre_commands, total)
 
-    for title, n in (("stream_activations", devices), ("sign_pre_command_for", pre_commands)):
+    for title, n in (("stream_activations", devices), ("sign_pre_command_batch", pre_commands)):
         prof = cProfile.Profile()
         t = time.perf_counter()
         prof.enable()
@@ -562,6 +604,9 @@ def main() -> int:
     ap.add_argument("--max-minutes", type=float, default=15.0,
                     help="skip a campaign estimated to take longer, and stop sending at this "
                          "limit (default 15)")
+    ap.add_argument("--replicas", type=int, default=2,
+                    help="signer serve replicas (one database, one token) that share the goal "
+                         "row's campaign (default 2: one per core of this machine)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, token, DB)")
     ap.add_argument("--profile", action="store_true",
                     help="afterwards, cProfile stream_activations and sign_pre_command_for "
@@ -612,6 +657,11 @@ def main() -> int:
         digest = hashlib.sha256(IMAGE).digest()
         pre_stubs = [pb_grpc.FirmwareSignerStub(channel(signer.address))
                      for _ in range(PRE_CLIENTS)]
+        replicas = [signer] + [start_signer(info, tmp, f"replica-{r}")
+                               for r in range(1, max(1, args.replicas))]
+        servers.extend(replicas[1:])
+        replica_stubs = [stub] + [pb_grpc.FirmwareSignerStub(channel(r.address))
+                                  for r in replicas[1:]]
         raw = RawHsm(info)
         supplier_public = _ec_public(raw.session.get_key(object_class=ObjectClass.PUBLIC_KEY,
                                                          label=info["supplier_key_label"]))
@@ -623,10 +673,15 @@ def main() -> int:
         # warm-up: connections, caches (image, CPL graph, certificate verdict), schema
         _, warm = stream_activation(stub, image_id, min(devices, 2 * BATCH))
         sign_pre_commands(pre_stubs, pre_commands(warm[:4 * PRE_CLIENTS]))
+        activate_and_sign(replica_stubs, image_id, min(devices, 2 * BATCH * len(replicas)),
+                          digest)
 
-        r_goal = Row("1 activation: StreamActivation 11.3 + StreamSignPreCommands, N/(Ta+Ts)",
-                     "dev/s", goal_kind="min_abs", goal=GOAL_DEVICES_PER_S,
-                     base_unit="dev/s")
+        r_goal = Row(f"1 activation, {len(replicas)} replicas: StreamActivation 11.3 + "
+                     "StreamSignPreCommands, N/(Ta+Ts)", "dev/s", goal_kind="min_abs",
+                     goal=GOAL_DEVICES_PER_S, base_unit="dev/s")
+        r_one = Row("  same, one replica (one server process)", "dev/s", base_unit="dev/s")
+        r_cpu_all = Row(f"  server CPU per device, {len(replicas)} replicas, whole activation",
+                        "us")
         r_unary = Row("  same with one SignPreCommand call per device, N/(Ta+Tp)", "dev/s",
                       base_unit="dev/s")
         r_s = Row(f"  s StreamSignPreCommands over gRPC, batches {BATCH:,}", "/s")
@@ -673,11 +728,16 @@ def main() -> int:
             r_b.baseline.append(rate / 2)   # CS06 + SignedPreCommand XML signature
             r_c.candidate.append(devices / tc)
             r_c.baseline.append(rate)
-            ta2, built2 = stream_activation(stub, image_id, devices)
-            ts = stream_sign_pre_commands(stub, pre_commands(built2))
+            ta2, ts = activate_and_sign([stub], image_id, devices, digest)
             r_s.candidate.append(devices / ts)
             r_s.baseline.append(rate / 2)
-            r_goal.candidate.append(devices / (ta2 + ts))
+            r_one.candidate.append(devices / (ta2 + ts))
+            r_one.baseline.append(rate / 3)
+            cpu0 = sum(cpu_seconds(r.proc.pid) for r in replicas)
+            ta3, ts3 = activate_and_sign(replica_stubs, image_id, devices, digest)
+            r_cpu_all.candidate.append(
+                (sum(cpu_seconds(r.proc.pid) for r in replicas) - cpu0) / devices * 1e6)
+            r_goal.candidate.append(devices / (ta3 + ts3))
             r_goal.baseline.append(rate / 3)
             r_unary.candidate.append(devices / (ta + tp))
             r_unary.baseline.append(rate / 3)
@@ -687,12 +747,15 @@ def main() -> int:
             r_cpu_b.candidate.append(cpu_b / devices * 1e6)
             r_me_a.candidate.append(me_a / devices * 1e6)
             r_me_b.candidate.append(me_b / devices * 1e6)
-            log(f"  stream {devices / ta:,.0f} dev/s, SignPreCommand {devices / tp:,.0f}/s, "
-                f"pure {devices / tc:,.0f}/s, raw {rate:,.0f} sign/s")
+            log(f"  goal {devices / (ta3 + ts3):,.0f} dev/s ({len(replicas)} replicas), "
+                f"one replica {devices / (ta2 + ts):,.0f} dev/s; stream {devices / ta:,.0f} "
+                f"dev/s, SignPreCommand {devices / tp:,.0f}/s, pure {devices / tc:,.0f}/s, "
+                f"raw {rate:,.0f} sign/s")
         raw.close()
         raw = None
         throughput_hwm = vm_of(signer.proc.pid, "VmHWM")
-        signer.stop()
+        for r in replicas:
+            r.stop()
         servers.clear()
 
         # -- 2: campaign on a fresh server ------------------------------------------------
@@ -735,8 +798,8 @@ def main() -> int:
             if camp.capped:
                 r_rss.note = f"PARTIAL {done:,}"
 
-        rows = [r_goal, r_unary, r_pure, r_a, r_s, r_b, r_c, r_raw, r_cpu_a, r_cpu_b, r_me_a,
-                r_me_b, r_rss, r_idle, r_rate, r_dur]
+        rows = [r_goal, r_one, r_unary, r_pure, r_a, r_s, r_b, r_c, r_raw, r_cpu_all, r_cpu_a,
+                r_cpu_b, r_me_a, r_me_b, r_rss, r_idle, r_rate, r_dur]
         mode = "QUICK SMOKE RUN (not a measurement)" if args.quick else f"median of {runs} runs"
         print_table(rows, f"activation benchmark, {mode}; {os.cpu_count()} CPUs, "
                           f"{dt.datetime.now():%Y-%m-%d %H:%M}")
@@ -744,16 +807,18 @@ def main() -> int:
         print("notes:")
         print(f"  schema_dir {schema}; CPL strict; devices: ESME, hw 0x0001, on {CURRENT_ENTRY},"
               f" target {TARGET_ENTRY}; one Supplier key on the token for all devices")
-        print("  1: per run, one StreamActivation of N devices (Ta), then SignPreCommand for "
-              f"each of them, {PRE_CLIENTS} client threads each with its own channel (Tp),"
-              "\n     then the pure CS06 signing in this process (Tc); then a second "
-              "StreamActivation of the same devices and\n     StreamSignPreCommands of their "
-              "pre-commands in batches (Ts). Goal row = N/(Ta+Ts), the campaign-scale path,\n"
-              "     one phase after the other (all phases load the same "
-              "single-process server). Baseline = the one-thread HSM ceiling: raw rate / HSM"
-              "\n     signatures per device (a: 1, b: 2, c: 1, goal row: 3, pure row: 2). CPU "
-              "from /proc/<pid>/stat (server) and process_time (this client,\n     which "
-              "shares the 2 cores with the server).")
+        print(f"  1: goal row: {len(replicas)} replicas of signer serve (one database, one "
+              "token, one process each), the N devices dealt round-robin; one StreamActivation"
+              "\n     per replica at the same time (Ta: until the last ends), then one "
+              "StreamSignPreCommands per replica of its own requests' pre-commands, batches"
+              "\n     of 1,000 (Ts); rate N/(Ta+Ts). 'one replica': the same against the first "
+              "server alone. Context rows a, b, c load the first server alone:\n     a "
+              "StreamActivation of N devices (Ta), SignPreCommand for each of them from "
+              f"{PRE_CLIENTS} client threads with a channel each (Tp), the pure CS06\n     "
+              "signing in this process (Tc). Baseline = the one-thread HSM ceiling: raw rate /"
+              " HSM signatures per device (a: 1, b: 2, c: 1, goal\n     rows: 3, pure row: 2). "
+              "CPU from /proc/<pid>/stat (servers) and process_time (this client, which shares "
+              "the 2 cores with the servers).")
         if camp is not None:
             done = camp.requests + camp.refused
             print(f"  2: {done:,} of {campaign_n:,} devices activated in {camp.seconds:,.0f} s "
@@ -778,7 +843,7 @@ def main() -> int:
 
         if args.profile:
             subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile-worker",
-                            info["config"], image_id, str(devices), str(min(devices, 2000))],
+                            info["config"], image_id, str(devices), str(devices)],
                            cwd=ROOT, check=False,
                            env={**os.environ, "SOFTHSM2_CONF": info["softhsm2_conf"]})
     finally:

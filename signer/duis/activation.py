@@ -51,7 +51,10 @@ from signer.gbcs.precommand import (
     DUIS_CANCEL_EXECUTION_TIME,
     FIRMWARE_HASH_LENGTH,
     MESSAGE_CODE_CS06,
+    SIGNATURE_LENGTH,
+    SIGNATURE_PRESENT,
     ExpectedActivation,
+    PreCommand,
     parse_signed_command,
 )
 
@@ -166,19 +169,25 @@ def build_signed_pre_command(
     request_id: RequestId,
     signed_command: bytes,
     command_variant: int = DEFAULT_SIGNED_PRE_COMMAND_VARIANT,
+    parsed: PreCommand | None = None,
 ) -> etree._Element:
     """The unsigned DUIS ``SignedPreCommand`` request around a signed CS06 command.
 
     ``request_id`` is the RequestID of the 11.3 request the pre-command answered. The signed
     command (``APDU || 0x40 || r||s``) must agree with it: originator, recipient (the target)
-    and originator counter, and be a CS06 command; otherwise nothing is built.
+    and originator counter, and be a CS06 command; otherwise nothing is built. A caller
+    that signed a pre-command it parsed passes that parse as ``parsed``: the command is then
+    checked to be exactly its APDU, the signature byte and 64 bytes, instead of parsed again.
     """
     if command_variant not in SIGNED_PRE_COMMAND_VARIANTS:
         raise InvalidInput(
             f"a signed pre-command uses CommandVariant 5, 6 or 7, got {command_variant}",
             field="command_variant",
         )
-    pc, _ = parse_signed_command(signed_command)
+    if parsed is not None and _is_signed(signed_command, parsed):
+        pc = parsed
+    else:
+        pc, _ = parse_signed_command(signed_command)
     mismatches = []
     if pc.message_code != MESSAGE_CODE_CS06:
         mismatches.append(f"message code 0x{pc.message_code:04X} is not CS06 (0x0012)")
@@ -205,6 +214,13 @@ def build_signed_pre_command(
     root[0][0].text = str(request_id)
     root[1][0][0].text = base64.b64encode(signed_command).decode("ascii")
     return root
+
+
+def _is_signed(signed_command: bytes, pc: PreCommand) -> bool:
+    """``signed_command`` is ``pc.apdu || 0x40 || r||s``: what parsing it would find."""
+    n = len(pc.apdu)
+    return (len(signed_command) == n + 1 + SIGNATURE_LENGTH
+            and signed_command[n] == SIGNATURE_PRESENT and signed_command.startswith(pc.apdu))
 
 
 def extract_pre_command(xml: bytes) -> tuple[RequestId | None, bytes]:

@@ -363,7 +363,8 @@ def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]
     xml_key, xml_cert = xml_signing_key(svc)
     pending: list[PendingSignature] = []
     for c, command in zip(items, commands, strict=True):
-        root = build_signed_pre_command(request_id=c.request_id, signed_command=command)
+        root = build_signed_pre_command(request_id=c.request_id, signed_command=command,
+                                        parsed=c.pc)
         if svc.schema is not None:
             svc.schema.validate(root)
         pending.append(prepare_signature(root, issuer_name=xml_cert.issuer_name,

@@ -367,6 +367,30 @@ def test_signed_command_must_belong_to_the_request(vectors: Path) -> None:
         )
 
 
+def test_a_parse_given_for_another_command_is_not_trusted(vectors: Path) -> None:
+    """``parsed`` only spares the parse of the very command it was made from: given with
+    any other command, that command is parsed and checked as if ``parsed`` were absent."""
+    immediate = rtds_pre_command(vectors, "IMMEDIATE")
+    parsed = parse_pre_command(immediate)
+    rid = RequestId(SUPPLIER, DEVICE, 1000)
+    same = build_signed_pre_command(request_id=rid, signed_command=immediate + b"\x40" +
+                                    bytes(64), parsed=parsed)
+    assert etree.tostring(same) == etree.tostring(build_signed_pre_command(
+        request_id=rid, signed_command=immediate + b"\x40" + bytes(64)))
+    with pytest.raises(InvalidInput, match="counter 1000 is not the RequestID counter 1001"):
+        build_signed_pre_command(request_id=RequestId(SUPPLIER, DEVICE, 1001),
+                                 signed_command=immediate + b"\x40" + bytes(64), parsed=parsed)
+    # the apdu of another device's pre-command, with this parse: the command's own fields count
+    other = bytearray(immediate)
+    at = other.index(bytes.fromhex("00DB1234567890A0"))
+    other[at:at + 8] = bytes.fromhex("00DB1234567890A1")
+    with pytest.raises(InvalidInput, match="recipient 00-DB-12-34-56-78-90-A1 is not the target"):
+        build_signed_pre_command(request_id=rid, signed_command=bytes(other) + b"\x40" +
+                                 bytes(64), parsed=parsed)
+    with pytest.raises(FormatError, match="0x40"):  # unsigned, even with the parse at hand
+        build_signed_pre_command(request_id=rid, signed_command=immediate, parsed=parsed)
+
+
 # -- the DCC's response carrying the pre-command ---------------------------------------------
 
 

@@ -149,10 +149,18 @@ class Sealable:
 
 def prepare(entries: Iterable[AuditEntry]) -> list[Sealable]:
     out: list[Sealable] = []
-    for e in entries:
+    # a batch's entries share their time and details objects: format each object once
+    # (keyed by identity, which is stable while `entries` holds them)
+    texts: dict[int, str] = {}
+    for e in list(entries):  # held: no id is reused while the memo is in use
         if e.outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {e.outcome!r} is not one of {OUTCOMES}")
-        at, details = time_text(e.at), details_text(e.details)
+        at = texts.get(id(e.at))
+        if at is None:
+            at = texts[id(e.at)] = time_text(e.at)
+        details = texts.get(id(e.details))
+        if details is None:
+            details = texts[id(e.details)] = details_text(e.details)
         # the array's middle, exactly as the encoder writes it between its neighbours
         middle = _canonical_json([at, e.client, e.call_id, e.method, e.operation, e.outcome,
                                   e.image_id, e.digest, e.key_label, e.key_ski,

@@ -68,34 +68,34 @@ class SigningBatch:
         """``sign`` for a batch with one key: one record per digest, the token signing them
         back to back. If the token fails part-way, every digest is recorded as not signed
         (refused or failed) and none of the signatures leaves the token adapter."""
-        caller = current()
-        cert = key.certificate
-        def entry(digest: bytes, request_id: RequestId | None, outcome: str,
-                  extra: Mapping[str, Any] | None = None) -> AuditEntry:
-            return AuditEntry(
-                at=self._svc.clock(), client=caller.identity, call_id=caller.request_id,
-                method=caller.method, operation=operation, outcome=outcome,
-                image_id=image_id, digest=digest.hex(), key_label=key.label,
-                key_ski=ski, certificate_serial=serial, device_count=device_count,
-                duis_request_id=str(request_id) if request_id is not None else None,
-                details={"purpose": purpose.value, **(details or {}), **(extra or {})})
-
         if len(request_ids) != len(digests):
             raise ValueError("one request ID (or None) per digest")
+        caller = current()
+        cert = key.certificate
         ski = key.ski.hex() if key.ski is not None else None
         serial = str(cert.serial_number) if cert is not None else None
+        what = {"purpose": purpose.value, **(details or {})}
+
+        def add(outcome: str, shared: Mapping[str, Any], metric: str | None) -> None:
+            at = self._svc.clock()  # one instant and one details mapping per token call
+            for digest, request_id in zip(digests, request_ids, strict=True):
+                self._add(AuditEntry(
+                    at=at, client=caller.identity, call_id=caller.request_id,
+                    method=caller.method, operation=operation, outcome=outcome,
+                    image_id=image_id, digest=digest.hex(), key_label=key.label, key_ski=ski,
+                    certificate_serial=serial, device_count=device_count,
+                    duis_request_id=str(request_id) if request_id is not None else None,
+                    details=shared), metric)
+
         try:
             signatures = self._svc.token.sign_digests(key, digests)
         except PolicyRefusal as exc:
-            for d, r in zip(digests, request_ids, strict=True):
-                self._add(entry(d, r, "refused", {"reason": str(exc)}), None)
+            add("refused", {**what, "reason": str(exc)}, None)
             raise
         except SignerError as exc:
-            for d, r in zip(digests, request_ids, strict=True):
-                self._add(entry(d, r, "failed", {"reason": str(exc)}), None)
+            add("failed", {**what, "reason": str(exc)}, None)
             raise
-        for d, r in zip(digests, request_ids, strict=True):
-            self._add(entry(d, r, "ok"), purpose.value)
+        add("ok", what, purpose.value)
         return signatures
 
     def signer(self, key: TokenKey, **kwargs: Any) -> Callable[[bytes], bytes]:

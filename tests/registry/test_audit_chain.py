@@ -50,6 +50,17 @@ def locate_in(records: list[AuditRecord]):  # type: ignore[no-untyped-def]
     return by_hash.get
 
 
+def test_entries_made_on_the_fly_keep_their_own_time_and_details() -> None:
+    """Sealing formats each time and details object once; entries generated (and dropped)
+    one by one must still each get their own, never a recycled object's."""
+    records = seal((entry(i) for i in range(50)), Head(0, GENESIS))
+    assert [r.at for r in records] == [f"2024-06-01T12:00:{i:02d}.000000Z" for i in range(50)]
+    assert [r.details for r in records] == [f'{{"n":{i},"\\u00e9":"\\u00fc"}}'
+                                            for i in range(50)]
+    for r in records:
+        assert expected_hash(as_row(r)) == r.hash
+
+
 def test_sealed_records_hash_as_documented_from_a_zero_genesis() -> None:
     records = chain()
     assert records[0].prev_hash == "0" * 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -123,6 +124,10 @@ def serve(services: Services, *, ready: threading.Event | None = None) -> None:
                                                             services.config.metrics_listen)
         log.info("metrics on http://%s:%d/metrics", m_host, m_port)
         print(f"METRICS {m_host}:{m_port}", flush=True)
+    # What start-up made (modules, schema, caches, the server) lives as long as the process:
+    # moved out of the collector's reach, full collections during a campaign do not rescan
+    # it (measured: 6 % of the activation path's time).
+    gc.freeze()
     server.start()
     monitor.start()
     host = services.config.listen.rsplit(":", 1)[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from lxml import etree
@@ -51,13 +51,16 @@ class RequestId:
     originator: Eui64
     target: Eui64
     counter: int
+    # written into the document and each of its audit records: formatted once
+    _text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.counter, bool) or not 0 <= self.counter <= MAX_COUNTER:
             raise InvalidInput(f"counter {self.counter} outside 0..2^64-1", field="request_id")
+        object.__setattr__(self, "_text", f"{self.originator}:{self.target}:{self.counter}")
 
     def __str__(self) -> str:
-        return f"{self.originator}:{self.target}:{self.counter}"
+        return self._text
 
     @classmethod
     def parse(cls, text: str, *, field: str = "request_id") -> RequestId:

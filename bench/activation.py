@@ -498,7 +498,7 @@ class Phases:
 
 
 def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) -> None:
-    """stream_activations and sign_pre_command_for in-process, in the main thread: plain
+    """stream_activations and sign_pre_command_batch in-process, in the main thread: plain
     timing, a per-step breakdown, then cProfile."""
     import signer.registry.activations as reg_activations
     import signer.registry.audit as reg_audit
@@ -539,7 +539,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
     plain, built = timed(stream)
     plain_pre, _ = timed(sign_all, built)
     print(f"\nin-process, no profiler: stream_activations {devices / plain:,.0f} devices/s "
-          f"({plain / devices * 1e6:,.0f} us/device); sign_pre_command_for "
+          f"({plain / devices * 1e6:,.0f} us/device); sign_pre_command_batch "
           f"{pre_commands / plain_pre:,.0f}/s ({plain_pre / pre_commands * 1e6:,.0f} us each)")
 
     def wrapped() -> Phases:
@@ -547,7 +547,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
         for attr in ("parse_devices", "select_eligible", "verified_image", "xml_signing_key",
                      "build_activate_firmware", "prepare_signature", "parse_pre_command",
                      "check_pre_command", "select_keys", "pre_command_digest",
-                     "signed_pre_command", "verify_p256_sha256", "build_signed_pre_command"):
+                     "signed_pre_command", "build_signed_pre_command"):
             ph.wrap(act, attr, attr)
         ph.wrap(PendingSignature, "finish", "PendingSignature.finish (serialise)")
         ph.wrap(reg_counters, "reserve", "counters.reserve")
@@ -609,7 +609,7 @@ def main() -> int:
                          "row's campaign (default 2: one per core of this machine)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, token, DB)")
     ap.add_argument("--profile", action="store_true",
-                    help="afterwards, cProfile stream_activations and sign_pre_command_for "
+                    help="afterwards, cProfile stream_activations and sign_pre_command_batch "
                          "in a separate process")
     ap.add_argument("--profile-worker", nargs=4, metavar=("CONFIG", "IMAGE_ID", "N", "PRE"),
                     help=argparse.SUPPRESS)

@@ -306,7 +306,9 @@ class Token:
         """
         return self.sign_digests(key, [digest])[0]
 
-    def sign_digests(self, key: TokenKey, digests: Sequence[bytes]) -> list[bytes]:
+    def sign_digests(self, key: TokenKey, digests: Sequence[bytes], *,
+                     into: list[bytes] | None = None,
+                     check: Callable[[bytes, bytes], None] | None = None) -> list[bytes]:
         """``sign_digest`` for many digests with one key, in order.
 
         A batch of a campaign signs back to back, up to ``SIGN_CHUNK`` per hold of the lock:
@@ -314,12 +316,19 @@ class Token:
         when each is interleaved with building its document), and another caller waits for
         one chunk at most. A retry after recovery goes on from the first digest not yet
         signed, so no digest is signed twice by one call.
+
+        ``into`` receives each signature as it is made, so a caller still knows what was
+        signed when a later one fails. ``check(digest, signature)`` runs on the first
+        signature made with each handle looked up (every chunk, every retry): one raising
+        stops the call, so every handle that signed was proven by a signature of its own.
         """
         for i, digest in enumerate(digests):
             if len(digest) != 32:
                 raise ValueError(f"sign_digests takes 32-byte SHA-256 digests (#{i} is "
                                  f"{len(digest)} bytes)")
-        out: list[bytes] = []
+        out: list[bytes] = [] if into is None else into
+        if out:
+            raise ValueError("sign_digests fills an empty list")
         for start in range(0, len(digests), SIGN_CHUNK):
             stop = min(len(digests), start + SIGN_CHUNK)
 
@@ -330,9 +339,11 @@ class Token:
                     # was false at scan time: the key was retired (see disable_signing).
                     raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
                                         "its CKA_SIGN is false (retired)")
+                first = True
                 while len(out) < stop:
+                    digest = digests[len(out)]
                     try:
-                        signature = handle.sign(digests[len(out)], mechanism=Mechanism.ECDSA)
+                        signature = handle.sign(digest, mechanism=Mechanism.ECDSA)
                     except pkcs11.PKCS11Error as exc:
                         if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
                             self._keys = None
@@ -343,6 +354,9 @@ class Token:
                     if len(signature) != 64:
                         raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA "
                                              "signature")
+                    if first and check is not None:
+                        check(digest, bytes(signature))
+                    first = False
                     out.append(bytes(signature))
 
             # a chunk is one operation to the metrics: its own label keeps "sign" per signature

@@ -37,7 +37,7 @@ from signer.gbcs.precommand import (
     pre_command_digest,
     signed_pre_command,
 )
-from signer.gbcs.signature import verify_p256_sha256
+from signer.gbcs.signature import verify_p256_prehashed
 from signer.registry import activations, counters
 from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
@@ -344,21 +344,25 @@ def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]
     SignedPreCommand requests around them, each phase over all of them (the token signs
     back to back; see stream_activations).
 
-    The first CS06 signature is verified with the key's certificate: that proves the token
-    key is the one the devices' cells name before anything of the batch is released. The
-    others are not (a verification costs as much as a signature; a faulty signature is
-    refused by the meter, which checks every command).
+    The first CS06 signature made with each key handle the token looks up (each chunk of
+    ``SIGN_CHUNK``, each retry) is verified with the key's certificate: every handle that
+    signed is proven to be the key the devices' cells name before anything of the batch is
+    released. The others are not (a verification costs as much as a signature; a faulty
+    signature is refused by the meter, which checks every command).
     """
     group, image_id = items[0].group, items[0].issued.image_id
     request_ids = [c.request_id for c in items]
+
+    def check(digest: bytes, signature: bytes) -> None:
+        try:
+            verify_p256_prehashed(group.certificate.public_key, digest, signature)
+        except SignatureInvalid:
+            raise HsmUnavailable(f"key {group.key.label!r} produced a signature that does "
+                                 "not verify with its certificate") from None
+
     raw = signer.sign_all(group.key, [pre_command_digest(c.pc) for c in items], request_ids,
                           purpose=KeyPurpose.SUPPLIER_DS, operation=signing.PRECOMMAND_SIGN,
-                          image_id=image_id, device_count=1)
-    try:
-        verify_p256_sha256(group.certificate.public_key, items[0].pc.signed_bytes, raw[0])
-    except SignatureInvalid:
-        raise HsmUnavailable(f"key {group.key.label!r} produced a signature that does not "
-                             "verify with its certificate") from None
+                          image_id=image_id, device_count=1, check=check)
     commands = [signed_pre_command(c.pc, r) for c, r in zip(items, raw, strict=True)]
     xml_key, xml_cert = xml_signing_key(svc)
     pending: list[PendingSignature] = []

@@ -64,10 +64,12 @@ class SigningBatch:
     def sign_all(self, key: TokenKey, digests: Sequence[bytes],
                  request_ids: Sequence[RequestId | None], *, purpose: KeyPurpose,
                  operation: str, image_id: str | None = None, device_count: int | None = None,
-                 details: Mapping[str, Any] | None = None) -> list[bytes]:
+                 details: Mapping[str, Any] | None = None,
+                 check: Callable[[bytes, bytes], None] | None = None) -> list[bytes]:
         """``sign`` for a batch with one key: one record per digest, the token signing them
-        back to back. If the token fails part-way, every digest is recorded as not signed
-        (refused or failed) and none of the signatures leaves the token adapter."""
+        back to back (``check``: see ``Token.sign_digests``). If the token fails part-way,
+        nothing is returned: the digests it had signed are recorded as failed (withheld),
+        the others as refused or failed with the token's reason."""
         if len(request_ids) != len(digests):
             raise ValueError("one request ID (or None) per digest")
         caller = current()
@@ -76,9 +78,11 @@ class SigningBatch:
         serial = str(cert.serial_number) if cert is not None else None
         what = {"purpose": purpose.value, **(details or {})}
 
-        def add(outcome: str, shared: Mapping[str, Any], metric: str | None) -> None:
+        def add(outcome: str, shared: Mapping[str, Any], metric: str | None,
+                first: int = 0, stop: int | None = None) -> None:
             at = self._svc.clock()  # one instant and one details mapping per token call
-            for digest, request_id in zip(digests, request_ids, strict=True):
+            for digest, request_id in zip(digests[first:stop], request_ids[first:stop],
+                                          strict=True):
                 self._add(AuditEntry(
                     at=at, client=caller.identity, call_id=caller.request_id,
                     method=caller.method, operation=operation, outcome=outcome,
@@ -87,13 +91,16 @@ class SigningBatch:
                     duis_request_id=str(request_id) if request_id is not None else None,
                     details=shared), metric)
 
+        made: list[bytes] = []
         try:
-            signatures = self._svc.token.sign_digests(key, digests)
-        except PolicyRefusal as exc:
-            add("refused", {**what, "reason": str(exc)}, None)
-            raise
+            signatures = self._svc.token.sign_digests(key, digests, into=made, check=check)
         except SignerError as exc:
-            add("failed", {**what, "reason": str(exc)}, None)
+            signed = len(made)
+            if signed:
+                add("failed", {**what, "withheld": f"{type(exc).__name__}: {exc}"}, None,
+                    stop=signed)
+            add("refused" if isinstance(exc, PolicyRefusal) else "failed",
+                {**what, "reason": str(exc)}, None, first=signed)
             raise
         add("ok", what, purpose.value)
         return signatures

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from signer.errors import HsmLoginFailed, InvalidInput, NotFound
+from signer.errors import HsmLoginFailed, HsmUnavailable, InvalidInput, NotFound
 from signer.hsm.pin import Pin, PinSource
 from signer.hsm.token import SIGN_CHUNK, Token
 from signer.service.admin import import_key
@@ -24,6 +24,13 @@ def _verify(cert_or_key: x509.Certificate | ec.EllipticCurvePublicKey, msg: byte
     assert isinstance(key, ec.EllipticCurvePublicKey)
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     key.verify(der, msg, ec.ECDSA(hashes.SHA256()))
+
+
+def _verify_prehashed(cert: x509.Certificate, digest: bytes, raw: bytes) -> None:
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +83,36 @@ def test_a_batch_is_signed_in_order_across_chunks(z1_token: Token, vectors) -> N
     with pytest.raises(Exception):
         _verify(cert, messages[1], raws[0])
     assert z1_token.sign_digests(key, []) == []
+
+
+def test_the_check_sees_the_first_signature_of_every_chunk(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]
+    """Each chunk looks the key handle up again; the caller's check proves each one."""
+    cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    key = z1_token.find(label="z1-supplier-ds")
+    digests = [hashlib.sha256(f"d{i}".encode()).digest() for i in range(SIGN_CHUNK * 2 + 1)]
+    checked: list[tuple[bytes, bytes]] = []
+    made: list[bytes] = []
+    raws = z1_token.sign_digests(key, digests, into=made,
+                                 check=lambda d, sig: checked.append((d, sig)))
+    assert made is raws
+    assert [d for d, _ in checked] == [digests[0], digests[SIGN_CHUNK], digests[2 * SIGN_CHUNK]]
+    for d, sig in checked:
+        assert sig == raws[digests.index(d)]
+        _verify_prehashed(cert, d, sig)
+
+
+def test_a_check_that_fails_stops_the_batch_keeping_what_was_signed(z1_token: Token) -> None:
+    key = z1_token.find(label="z1-supplier-ds")
+    digests = [hashlib.sha256(f"e{i}".encode()).digest() for i in range(SIGN_CHUNK + 5)]
+    made: list[bytes] = []
+
+    def second_chunk_fails(d: bytes, _sig: bytes) -> None:
+        if d == digests[SIGN_CHUNK]:
+            raise HsmUnavailable("this handle's signature does not verify")
+
+    with pytest.raises(HsmUnavailable, match="does not verify"):
+        z1_token.sign_digests(key, digests, into=made, check=second_chunk_fails)
+    assert len(made) == SIGN_CHUNK  # the first chunk was signed; nothing after the check
 
 
 def test_a_batch_with_one_bad_digest_is_refused_whole(z1_token: Token) -> None:

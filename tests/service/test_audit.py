@@ -308,12 +308,14 @@ def test_a_token_key_unlike_its_certificate_releases_no_pre_command(
                            firmware_hash=bytes.fromhex(env.image_id))
     impostor = ec.generate_private_key(ec.SECP256R1())
 
-    def impostor_signs(_key: object, digests: list[bytes]) -> list[bytes]:
-        out = []
-        for d in digests:
+    def impostor_signs(_key: object, digests: list[bytes], *, into: list[bytes],
+                       check: Any) -> list[bytes]:
+        for d in digests:  # one handle: the token adapter checks its first signature
             r, s_ = decode_dss_signature(impostor.sign(d, ec.ECDSA(Prehashed(hashes.SHA256()))))
-            out.append(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
-        return out
+            if not into:
+                check(d, r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+            into.append(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+        return into
 
     start, _ = head(env.path)
     with monkeypatch.context() as m:
@@ -325,6 +327,34 @@ def test_a_token_key_unlike_its_certificate_releases_no_pre_command(
     with bound(BACKOFFICE):
         signed = sign_pre_command_for(svc, pre_command=pre)
     assert signed_over(env.z1, hashlib.sha256(pre[1:]).hexdigest(), signed.signed_command[-64:])
+
+
+def test_a_batch_stopped_part_way_records_the_signed_ones_as_withheld(env: Env) -> None:
+    """The token signed a first chunk, then the batch stopped: those signatures are recorded
+    as failed (withheld, never returned), the digests never signed as failed with the
+    reason."""
+    from signer.hsm.token import SIGN_CHUNK
+    key = env.svc.token.find(label="z1-supplier-ds")
+    digests = [hashlib.sha256(f"part-way {i}".encode()).digest() for i in range(SIGN_CHUNK + 2)]
+
+    def second_chunk_fails(d: bytes, _sig: bytes) -> None:
+        if d == digests[SIGN_CHUNK]:
+            raise HsmUnavailable("the token went away")
+
+    start, _ = head(env.path)
+    with bound(BACKOFFICE), pytest.raises(HsmUnavailable, match="went away"):
+        with signing.batch(env.svc) as signer:
+            signer.sign_all(key, digests, [None] * len(digests),
+                            purpose=KeyPurpose.SUPPLIER_DS, operation=signing.RESIGN,
+                            image_id=env.image_id, device_count=1, check=second_chunk_fails)
+    records = rows(env.path, after=start)
+    assert [r["digest"] for r in records] == [d.hex() for d in digests]
+    assert {r["outcome"] for r in records} == {"failed"}
+    details = [json.loads(r["details"]) for r in records]
+    assert all("went away" in d["withheld"] for d in details[:SIGN_CHUNK])
+    assert all("went away" in d["reason"] and "withheld" not in d
+               for d in details[SIGN_CHUNK:])
+    assert_chain(env.path)
 
 
 def test_signatures_of_a_call_that_failed_are_recorded_as_failed(env: Env) -> None:

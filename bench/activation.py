@@ -238,32 +238,14 @@ def sign_pre_commands(stubs: list[pb_grpc.FirmwareSignerStub], pres: list[bytes]
     """Seconds to get every pre-command signed over gRPC, one thread per stub; and one
     response to check."""
     share = [pres[i::len(stubs)] for i in range(len(stubs))]
-    errors: list[BaseException] = []
     sample: list[pb.SignPreCommandResponse] = []
-    barrier = threading.Barrier(len(stubs) + 1)
 
-    def worker(stub: pb_grpc.FirmwareSignerStub, mine: list[bytes]) -> None:
-        barrier.wait()
-        try:
-            for p in mine:
-                resp = stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=p))
-            if mine:
-                sample.append(resp)
-        except BaseException as exc:  # reported by the caller
-            errors.append(exc)
+    def worker(r: int) -> None:
+        for p in share[r]:
+            sample.append(stubs[r].SignPreCommand(pb.SignPreCommandRequest(pre_command=p)))
+            del sample[:-1]  # one is enough
 
-    threads = [threading.Thread(target=worker, args=(s, m)) for s, m in zip(stubs, share,
-                                                                            strict=True)]
-    for th in threads:
-        th.start()
-    t = time.perf_counter()
-    barrier.wait()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t
-    if errors:
-        raise RuntimeError(f"SignPreCommand failed: {errors[0]}")
-    return elapsed, sample[0]
+    return in_parallel(worker, len(stubs)), sample[0]
 
 
 def stream_sign_pre_commands(stub: pb_grpc.FirmwareSignerStub, pres: list[bytes]) -> float:
@@ -326,7 +308,7 @@ def in_parallel(work: Any, n: int) -> float:
         th.join()
     elapsed = time.perf_counter() - t
     if errors:
-        raise RuntimeError(f"a replica failed: {errors[0]}") from errors[0]
+        raise RuntimeError(f"a client thread failed: {errors[0]}") from errors[0]
     return elapsed
 
 

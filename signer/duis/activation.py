@@ -38,7 +38,6 @@ import base64
 import binascii
 import copy
 import datetime as dt
-import functools
 import re
 from typing import Final
 
@@ -102,7 +101,7 @@ _ACTIVATE_DATED: Final = _template(
     str(COMMAND_VARIANT_PRE_COMMAND), "ActivateFirmware", ("ExecutionDateTime", "FirmwareHash")
 )
 _SIGNED_PRE_COMMAND: Final = {
-    str(v): _template(str(v), "SignedPreCommand", ("GBCSPayload",))
+    v: _template(str(v), "SignedPreCommand", ("GBCSPayload",))
     for v in sorted(SIGNED_PRE_COMMAND_VARIANTS)
 }
 
@@ -205,12 +204,7 @@ def build_signed_pre_command(
             f"signed command does not belong to request {request_id}: " + "; ".join(mismatches),
             field="signed_command",
         )
-    # Keyed by the text written: 5.0 passes the membership test above but writes "5.0".
-    variant_text = str(command_variant)
-    template = _SIGNED_PRE_COMMAND.get(variant_text)
-    if template is None:
-        template = _template(variant_text, "SignedPreCommand", ("GBCSPayload",))
-    root = copy.deepcopy(template)
+    root = copy.deepcopy(_SIGNED_PRE_COMMAND[command_variant])
     root[0][0].text = str(request_id)
     root[1][0][0].text = base64.b64encode(signed_command).decode("ascii")
     return root
@@ -291,16 +285,4 @@ def _execution_text(value: dt.datetime | None) -> str | None:
     utc = value.astimezone(dt.UTC)
     if utc == DUIS_CANCEL_EXECUTION_TIME:
         return CANCEL_EXECUTION_DATE_TIME
-    if type(utc) is dt.datetime:  # subclasses may format their own way
-        return _utc_text(utc)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.00Z"
-
-
-@functools.lru_cache(maxsize=64)
-def _utc_text(utc: dt.datetime) -> str:
-    """Cached: a campaign writes one execution time for all its devices.
-
-    Keys are plain datetimes in ``dt.UTC``, which compare and hash by their fields, so equal
-    keys are the same instant and the same text.
-    """
     return f"{utc:%Y-%m-%dT%H:%M:%S}.00Z"

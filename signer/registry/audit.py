@@ -29,14 +29,18 @@ _HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
 _COLUMNS = list(_RECORDS.columns)
 
 
-def append(s: Session, entries: Sequence[AuditEntry] | Sequence[Sealable]) -> Head:
+def append(s: Session, entries: Sequence[AuditEntry]) -> Head:
     """Chain ``entries`` onto the trail inside the caller's transaction; returns the new head.
 
     Raises ``Unavailable`` when the records cannot be written: the caller's transaction
-    then rolls back, and whatever it was about to release stays unreleased. Entries already
-    ``prepare``d keep the head's lock to numbering, hashing and the insert.
+    then rolls back, and whatever it was about to release stays unreleased.
     """
-    items = [e if isinstance(e, Sealable) else prepare([e])[0] for e in entries]
+    return _append(s, prepare(entries))
+
+
+def _append(s: Session, items: Sequence[Sealable]) -> Head:
+    """``append`` of entries already ``prepare``d: the head's lock is held for numbering,
+    hashing and the insert only."""
     try:
         locked = s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
                            .values(seq=_HEAD.c.seq)
@@ -66,7 +70,7 @@ def record(db: Database, entries: Sequence[AuditEntry],
         with db.session() as s:
             for write in along:
                 write(s)
-            head = append(s, prepared)
+            head = _append(s, prepared)
             if before_commit is not None:
                 before_commit()
             return head

@@ -128,7 +128,7 @@ def canonical(r: AuditRecord) -> bytes:
 
 
 def _canonical(*fields: Any) -> bytes:
-    return _CANONICAL.encode([VERSION, *fields]).encode("ascii")
+    return _canonical_json([VERSION, *fields])
 
 
 def record_hash(r: AuditRecord) -> str:
@@ -186,11 +186,11 @@ def link(items: Iterable[Sealable], head: Head) -> list[tuple[int, str, str]]:
 def seal(entries: Iterable[AuditEntry], head: Head) -> list[AuditRecord]:
     """Number and chain ``entries`` after ``head``: the records to store, in order."""
     items = prepare(entries)
-    return [record_of(item, seq, prev, digest)
+    return [_record_of(item, seq, prev, digest)
             for item, (seq, prev, digest) in zip(items, link(items, head), strict=True)]
 
 
-def record_of(item: Sealable, seq: int, prev: str, digest: str) -> AuditRecord:
+def _record_of(item: Sealable, seq: int, prev: str, digest: str) -> AuditRecord:
     e = item.entry
     return AuditRecord(
         seq=seq, at=item.at, client=e.client, call_id=e.call_id, method=e.method,

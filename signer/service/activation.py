@@ -141,7 +141,7 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
                 image_id=image.record.image_id, device_count=1, details=detail)
             documents = {d: BuiltActivation(device=d, request_id=r, document=p.finish(sig))
                          for (d, r, p), sig in zip(built, signatures, strict=True)}
-            del built, signatures
+            del built, signatures  # the trees: not held while the caller reads the batch
             results = [refusals[d] if d in refusals else documents[d] for d in devices]
         yield results
 

@@ -325,3 +325,27 @@ def _device_stream(ids: list[str], devices_file: Path | None) -> Iterator[str]:
     if devices_file is not None:
         with devices_file.open() as f:
             yield from (ln.strip() for ln in f if ln.strip())
+
+
+@click.command()
+@click.option("--service", default="", show_default="the whole server",
+              help="Health service name to ask about (\"\" or signer.v1.FirmwareSigner).")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
+@connection_options
+def health(service: str, timeout: float, connection: Connection) -> None:
+    """Ask the server's gRPC health service; exit 0 only if it answers SERVING.
+
+    This is what a container HEALTHCHECK or a probe runs: the server answers SERVING only
+    while both the HSM and the database answer it.
+    """
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with connection.channel() as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as exc:
+            connection.fail(exc)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    click.echo(status)
+    sys.exit(0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1)

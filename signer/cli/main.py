@@ -94,15 +94,26 @@ def dev() -> None:
               help="PKCS#11 module (SoftHSM2).")
 @click.option("--schema-dir", type=click.Path(file_okay=False, path_type=Path),
               help="DUIS schema directory to validate against (none: no schema check).")
+@click.option("--database-url", envvar="SIGNER_DATABASE_URL", show_envvar=True,
+              help="Database to provision and to write into the configuration "
+                   "(default: SQLite beside the token, DIR/signer.db).")
+@click.option("--listen", default="127.0.0.1:50051", show_default=True,
+              help="gRPC address written into the configuration.")
+@click.option("--metrics-listen", default="127.0.0.1:9464", show_default=True,
+              help="Metrics address written into the configuration.")
 @reports_errors
-def dev_provision(directory: Path, module: str, schema_dir: Path | None) -> None:
+def dev_provision(directory: Path, module: str, schema_dir: Path | None,
+                  database_url: str | None, listen: str, metrics_listen: str) -> None:
     """Provision (once) the dev token's keys, certificates, devices and an example delivery.
 
-    The token itself comes first, from `softhsm/init-token DIR signer-dev`.
+    The token itself comes first, from `softhsm/init-token DIR signer-dev`. The database
+    URL, listen addresses and schema directory given here are the ones the written
+    configuration keeps.
     """
     from signer.service.devsetup import DEV_DEVICES, provision
 
-    env = provision(directory, module=module, schema_dir=schema_dir)
+    env = provision(directory, module=module, schema_dir=schema_dir, database_url=database_url,
+                    listen=listen, metrics_listen=metrics_listen)
     example = env.directory / "example"
     image_id = (example / "hash.hex").read_text().strip()
 
@@ -138,6 +149,7 @@ cli.add_command(client.resign)
 cli.add_command(client.build_duis)
 cli.add_command(client.activate)
 cli.add_command(client.sign_precommand)
+cli.add_command(client.health)
 
 
 def main() -> None:

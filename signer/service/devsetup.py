@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,8 @@ class DevEnvironment:
 
 
 def provision(directory: Path, *, module: str, schema_dir: Path | None,
-              now: dt.datetime | None = None,
+              database_url: str | None = None, listen: str = "127.0.0.1:50051",
+              metrics_listen: str = "127.0.0.1:9464", now: dt.datetime | None = None,
               actor: str = "signer dev provision") -> DevEnvironment:
     """Provision (once) the token that ``softhsm/init-token DIR signer-dev`` made in ``directory``.
 
@@ -67,18 +69,20 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         raise ConfigurationError(f"no SoftHSM2 token in {directory}: run "
                                  f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first")
     now = now or dt.datetime.now(dt.UTC)
-    db_url = f"sqlite:///{directory / 'signer.db'}"
+    db_url = database_url or f"sqlite:///{directory / 'signer.db'}"
     schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
     partial = env.config_path.with_suffix(".partial")
+    partial.touch(mode=0o600)  # a database URL may carry a password
     partial.write_text(
         "# Development configuration written by `signer dev provision`.\n"
-        "[server]\nlisten = \"127.0.0.1:50051\"\n"
+        f"[server]\nlisten = {_toml_string(listen)}\n"
         "# development only: plaintext gRPC, no client certificates, every call allowed\n"
-        "dev_mode = true\n\n[metrics]\nlisten = \"127.0.0.1:9464\"\n\n"
+        "dev_mode = true\n\n"
+        f"[metrics]\nlisten = {_toml_string(metrics_listen)}\n\n"
         f"[token]\nmodule = \"{module}\"\nlabel = \"{DEV_TOKEN_LABEL}\"\n"
         f"pin_file = \"{pin_file}\"\nsofthsm2_conf = \"{env.softhsm2_conf}\"\n\n"
         f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"
-        f"[database]\nurl = \"{db_url}\"\n\n[duis]\n{schema_line}")
+        f"[database]\nurl = {_toml_string(db_url)}\n\n[duis]\n{schema_line}")
     svc = open_services(load_config(partial))
     try:
         start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
@@ -107,6 +111,11 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         svc.close()
     partial.rename(env.config_path)  # last: its presence says "provisioned"
     return env
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escaping is a subset TOML accepts."""
+    return json.dumps(value)
 
 
 def dev_cpl_csv(example_hash: bytes) -> str:

@@ -1,35 +1,68 @@
-"""The audit trail read and re-hashed without the project's code: sqlite3 and the README's
-canonical form, so a bug shared by the writer and the verifier cannot hide."""
+"""The audit trail read and re-hashed without the project's code: sqlite3 or psycopg and the
+README's canonical form, so a bug shared by the writer and the verifier cannot hide.
+
+Each function takes the database as a SQLite file path or as the service's URL (SQLite or
+PostgreSQL).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.support.postgres import libpq_of
 
 FIELDS = ("seq", "at", "client", "call_id", "method", "operation", "outcome", "image_id",
           "digest", "key_label", "key_ski", "certificate_serial", "device_count",
           "duis_request_id", "details", "prev_hash")
+
+Target = Path | str
 
 
 def db_file(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def rows(path: Path, after: int = 0) -> list[dict[str, Any]]:
+@contextmanager
+def _cursor(target: Target) -> Iterator[Any]:
+    """A DB-API cursor with ``?`` placeholders turned into the driver's own."""
+    if isinstance(target, str) and target.startswith("postgresql"):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(libpq_of(target), row_factory=dict_row) as conn:
+            yield _Pg(conn)
+        return
+    path = db_file(target) if isinstance(target, str) else target
     with sqlite3.connect(path) as conn:
         conn.row_factory = sqlite3.Row
+        yield conn
+
+
+class _Pg:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self._conn.execute(sql.replace("?", "%s"), params)
+
+
+def rows(target: Target, after: int = 0) -> list[dict[str, Any]]:
+    with _cursor(target) as conn:
         found = conn.execute("SELECT * FROM audit_records WHERE seq > ? ORDER BY seq",
                              (after,)).fetchall()
     return [dict(r) for r in found]
 
 
-def head(path: Path) -> tuple[int, str]:
-    with sqlite3.connect(path) as conn:
-        seq, hash_ = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
-    return int(seq), str(hash_)
+def head(target: Target) -> tuple[int, str]:
+    with _cursor(target) as conn:
+        row = dict(conn.execute("SELECT seq, hash FROM audit_head").fetchone())
+    return int(row["seq"]), str(row["hash"])
 
 
 def expected_hash(row: dict[str, Any]) -> str:
@@ -38,7 +71,7 @@ def expected_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, separators=(",", ":")).encode()).hexdigest()
 
 
-def assert_chain(path: Path) -> int:
+def assert_chain(path: Target) -> int:
     """Every record hashes to its stored hash and links to the one before; returns the count."""
     prev, n = "0" * 64, 0
     for n, row in enumerate(rows(path), start=1):
@@ -50,7 +83,7 @@ def assert_chain(path: Path) -> int:
     return n
 
 
-def execute(path: Path, sql: str, *params: Any) -> None:
+def execute(target: Target, sql: str, *params: Any) -> None:
     """Tamper with the database directly, as someone with write access could."""
-    with sqlite3.connect(path) as conn:
+    with _cursor(target) as conn:
         conn.execute(sql, params)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.hsm.pin import Pin
 from signer.hsm.token import Token
+from tests.support.postgres import Cluster, start_cluster
 from tests.vectors import require_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,43 @@ MANUFACTURER_CODE = 0x121D
 def vectors() -> Path:
     """../shared/vectors: skipped on a fresh clone without it, a failure under CI=true."""
     return require_dir()
+
+
+# the database backends the registry, counter, audit, activation and key-ledger tests run on
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the session; a failure under CI=true if missing."""
+    try:
+        cluster = start_cluster()
+    except LookupError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.stop()
+
+
+def new_database(request: pytest.FixtureRequest, backend: str, directory: Path) -> str:
+    """The URL of a new, empty database on ``backend`` (a SQLite file in ``directory``)."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'signer.db'}"
+    cluster: Cluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database per test, once on SQLite and once on PostgreSQL."""
+    return new_database(request, request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """For module-scoped fixtures that make their own database on each backend."""
+    return str(request.param)
 
 
 @dataclass

@@ -7,6 +7,7 @@ is read at scrape time: whether the HSM is up, each key's certificate expiry, bu
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import logging
 import platform
@@ -30,7 +31,7 @@ from signer.api.handlers import (
     final_code,
     wrap,
 )
-from signer.errors import SignerError
+from signer.errors import ConfigurationError, SignerError
 from signer.metrics import (
     GRPC_HANDLED,
     GRPC_HANDLING_SECONDS,
@@ -274,22 +275,40 @@ def _split(listen: str) -> tuple[str, str, int]:
     return host, host.strip("[]"), int(port)
 
 
-def start_metrics_server(services: Services, listen: str) -> tuple[str, int, Callable[[], None]]:
-    """Serve /metrics on its own port; returns host, bound port (port 0 works) and a stop."""
-    host, bind, port = _split(listen)
-    # as Go's client does: no *_created series beside every counter and histogram
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    collector = ServiceCollector(services)
-    REGISTRY.register(collector)
+class MetricsEndpoint:
+    """/metrics on its own port: bound at start-up, before the HSM and the database, then
+    given the service's collector once those are open."""
+
+    def __init__(self, listen: str) -> None:
+        self.host, bind, port = _split(listen)
+        # as Go's client does: no *_created series beside every counter and histogram
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        try:
+            self._server, _thread = start_http_server(port, addr=bind)
+        except OSError as exc:
+            reason = ("address already in use (another signer serve?)"
+                      if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
+            raise ConfigurationError(f"metrics.listen {listen}: {reason}") from None
+        self.port: int = self._server.server_port
+        self._collector: ServiceCollector | None = None
+
+    def start(self, services: Services) -> Callable[[], None]:
+        """Add the service metrics (HSM, keys, build); returns the stop."""
+        self._collector = ServiceCollector(services)
+        REGISTRY.register(self._collector)
+        return self.stop
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._collector is not None:
+            REGISTRY.unregister(self._collector)
+            self._collector = None
+
+
+def bind_metrics(listen: str) -> MetricsEndpoint:
     try:
-        server, _thread = start_http_server(port, addr=bind)
-    except BaseException:
-        REGISTRY.unregister(collector)
-        raise
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        REGISTRY.unregister(collector)
-
-    return host, server.server_port, stop
+        _split(listen)
+    except ValueError:
+        raise ConfigurationError(f"metrics.listen {listen!r} is not host:port") from None
+    return MetricsEndpoint(listen)

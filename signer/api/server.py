@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import signal
+import socket
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -19,7 +22,7 @@ from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.auth import AuthInterceptor, Policy
 from signer.api.callctx import HANDLERS, CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
-from signer.api.metrics import MetricsInterceptor, start_metrics_server
+from signer.api.metrics import MetricsEndpoint, MetricsInterceptor, bind_metrics
 from signer.api.servicer import FirmwareSigner
 from signer.config import Config, TlsConfig
 from signer.errors import ConfigurationError
@@ -51,34 +54,78 @@ def transport_policy(config: Config) -> Policy | None:
     return Policy.load(config.tls.policy) if config.tls is not None else None
 
 
-def build_server(services: Services,
-                 listen: str) -> tuple[grpc.Server, int, HealthMonitor]:
-    """The signer service, gRPC health checking and server reflection on one port.
+@dataclass
+class Listeners:
+    """The gRPC and metrics ports, bound before the HSM or the database is touched, so a port
+    already in use stops the start with one line and nothing created or migrated."""
+
+    server: grpc.Server
+    port: int
+    metrics: MetricsEndpoint | None
+
+
+def bind(config: Config) -> Listeners:
+    """Bind both ports exclusively: grpcio shares a port by default (SO_REUSEPORT), so a
+    second server would silently take part of the traffic; here it fails instead."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
+                         options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
+                         interceptors=[CallContextInterceptor(), MetricsInterceptor(),
+                                       AuthInterceptor(transport_policy(config))])
+    listen = config.listen
+    ensure_free(listen, "server.listen")
+    try:
+        if config.tls is not None:
+            port = server.add_secure_port(listen, _credentials(config.tls))
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigurationError(f"server.listen {listen}: cannot listen there (address in "
+                                 "use or not this host's)")
+    metrics = bind_metrics(config.metrics_listen) if config.metrics_listen else None
+    return Listeners(server, port, metrics)
+
+
+def ensure_free(listen: str, setting: str) -> None:
+    """Fail with the setting's name if ``listen`` is taken (grpcio itself only logs why)."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - the operator's own setting
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (ValueError, socket.gaierror) as exc:
+        raise ConfigurationError(f"{setting} {listen!r} is not host:port ({exc})") from None
+    if port == 0:
+        return
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigurationError(f"{setting} {listen}: address already in use "
+                                             "(another signer serve?)") from None
+                raise ConfigurationError(f"{setting} {listen}: {exc.strerror}") from None
+
+
+def attach(listeners: Listeners, services: Services) -> HealthMonitor:
+    """The signer service, gRPC health checking and server reflection on the bound port.
 
     Interceptors, outermost first: bind the caller (request ID, identity) so every log line
     carries it; count and time the call, refusals included; then apply the role policy.
     """
-    config = services.config
-    policy = transport_policy(config)
-    if policy is None:
+    server = listeners.server
+    if services.config.tls is None:
         log.warning("DEVELOPMENT MODE: plaintext gRPC, no client certificates, every call "
                     "allowed; never run production like this")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         options=SERVER_OPTIONS,
-                         interceptors=[CallContextInterceptor(), MetricsInterceptor(),
-                                       AuthInterceptor(policy)])
     pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if config.tls is not None:
-        port = server.add_secure_port(listen, _credentials(config.tls))
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    return server, port, HealthMonitor(services, health_servicer)
+    return HealthMonitor(services, health_servicer)
 
 
 def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
@@ -98,7 +145,8 @@ def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 LINGER = 2.0
 
 
-def serve(services: Services, *, ready: threading.Event | None = None) -> None:
+def serve(services: Services, listeners: Listeners, *,
+          ready: threading.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
     ``server.shutdown_grace`` seconds, then return (the process exits 0).
 
@@ -108,7 +156,8 @@ def serve(services: Services, *, ready: threading.Event | None = None) -> None:
     were never released (nothing is returned before its audit record is committed).
     """
     grace = services.config.shutdown_grace
-    server, port, monitor = build_server(services, services.config.listen)
+    server, port = listeners.server, listeners.port
+    monitor = attach(listeners, services)
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -119,9 +168,9 @@ def serve(services: Services, *, ready: threading.Event | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # before anything starts: a TERM at start-up is clean
     signal.signal(signal.SIGINT, _stop)
     stop_metrics = None
-    if services.config.metrics_listen:
-        m_host, m_port, stop_metrics = start_metrics_server(services,
-                                                            services.config.metrics_listen)
+    if listeners.metrics is not None:
+        stop_metrics = listeners.metrics.start(services)
+        m_host, m_port = listeners.metrics.host, listeners.metrics.port
         log.info("metrics on http://%s:%d/metrics", m_host, m_port)
         print(f"METRICS {m_host}:{m_port}", flush=True)
     # What start-up made (modules, schema, caches, the server) lives as long as the process:

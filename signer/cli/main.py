@@ -11,6 +11,7 @@ import click
 from signer.cli import admin, client
 from signer.cli import audit as audit_commands
 from signer.cli import cpl as cpl_commands
+from signer.cli import db as db_commands
 from signer.cli import keys as key_commands
 from signer.cli.common import config_option, load, reports_errors
 from signer.cli.logs import setup_logging
@@ -44,18 +45,20 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     Logs go to stderr as JSON lines (log.format = "text" for people), each with the
     request ID and client identity of the call it belongs to.
     """
+    from signer.api.server import bind
     from signer.api.server import serve as run
-    from signer.api.server import transport_policy
 
     config = load(config_path)
     root = ctx.parent.params if ctx.parent is not None else {}
     setup_logging(bool(root.get("verbose")), config.log_format)
-    transport_policy(config)  # a missing certificate or a bad policy fails before the HSM
+    # a bad policy, a missing certificate or a port in use fails here, before anything is
+    # opened, created or migrated
+    listeners = bind(config)
     for key, value in config.describe().items():
         log.info("config %s = %s", key, value)
     services = open_services(config)
     _log_keys(services)
-    run(services)
+    run(services, listeners)
 
 
 def _log_keys(services: Services) -> None:
@@ -144,6 +147,7 @@ cli.add_command(admin.manufacturers)
 cli.add_command(admin.devices)
 cli.add_command(admin.activations)
 cli.add_command(audit_commands.audit)
+cli.add_command(db_commands.db)
 cli.add_command(client.verify)
 cli.add_command(client.resign)
 cli.add_command(client.build_duis)

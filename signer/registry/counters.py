@@ -3,11 +3,29 @@
 A counter handed out is never handed out again, by this process or another: the
 increment is one atomic UPDATE ... RETURNING. A crash after reserving leaves a gap,
 which DUIS tolerates; a repeat it does not.
+
+**A database restored from a backup** has forgotten the counters issued since. So every
+reservation starts at or above a floor read from the wall clock (microseconds since the Unix
+epoch), and no counter is handed out before the clock has passed it. Counters handed out
+before a restore were all below the clock at the time; counters handed out after it start
+above the clock then, which has moved on. The guarantee therefore holds as long as the clocks
+of the replicas agree to within the time between the last issue before the restore and the
+first after it (a restore takes minutes; NTP keeps clocks within milliseconds), and as long
+as no clock is set back past counters already issued.
+
+The cost: counters are large (about 1.8e15 in 2026; BIGINT holds them for another 290,000 years)
+and a reservation of ``count`` counters that runs ahead of the clock waits up to ``count``
+microseconds before returning; at 1 counter per microsecond the clock is never outrun in
+practice (a batch of 1,000 waits at most a millisecond, outside any transaction).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import BigInteger, case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from signer.errors import PolicyRefusal
@@ -15,25 +33,57 @@ from signer.gbcs.eui import Eui64
 from signer.registry.db import Database
 from signer.registry.models import RequestCounter
 
+log = logging.getLogger(__name__)
+
 # BIGINT is signed on every portable backend; DUIS allows up to 2**64-1 but we stop here.
 MAX_COUNTER = 2**63 - 1
+#: the longest a reservation waits for the clock to pass its counters; further ahead (a
+#: clock set back, counters imported from elsewhere) it returns at once and says so
+MAX_WAIT = 1.0
+
+#: the floor: now in microseconds since the Unix epoch
+CounterClock = Callable[[], int]
 
 
-def reserve(db: Database, originator: Eui64, count: int = 1) -> int:
-    """Reserve ``count`` consecutive counters; returns the first."""
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def reserve(db: Database, originator: Eui64, count: int = 1, *,
+            clock: CounterClock = wall_clock_us) -> int:
+    """Reserve ``count`` consecutive counters above the clock's floor; returns the first."""
     if count < 1:
         raise ValueError("reserve at least one counter")
     _ensure_row(db, originator)
+    floor = clock()
+    start = case((RequestCounter.last_counter + 1 > literal(floor, BigInteger),
+                  RequestCounter.last_counter + 1), else_=literal(floor, BigInteger))
     with db.session() as s:
         last = s.scalar(
             update(RequestCounter)
             .where(RequestCounter.originator == originator.hex,
-                   RequestCounter.last_counter <= MAX_COUNTER - count)
-            .values(last_counter=RequestCounter.last_counter + count)
+                   RequestCounter.last_counter <= MAX_COUNTER - count,
+                   literal(floor, BigInteger) <= MAX_COUNTER - count)
+            .values(last_counter=start + (count - 1))
             .returning(RequestCounter.last_counter))
     if last is None:
         raise PolicyRefusal(f"RequestID counters for {originator} are exhausted")
+    _wait_for_clock(int(last), clock)
     return int(last) - count + 1
+
+
+def _wait_for_clock(last: int, clock: CounterClock) -> None:
+    """Return once the clock has passed ``last``: what a restore relies on."""
+    ahead = last - clock()
+    if ahead <= 0:
+        return
+    if ahead > MAX_WAIT * 1e6:
+        log.warning("RequestID counters are %.1f s ahead of this host's clock (clock set "
+                    "back?): a database restored from a backup could repeat them", ahead / 1e6)
+        return
+    deadline = time.monotonic() + ahead / 1e6 + 0.001
+    while clock() < last and time.monotonic() < deadline:
+        time.sleep(max(0.0, (last - clock()) / 1e6))
 
 
 def last_issued(db: Database, originator: Eui64) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,14 +10,26 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from signer.errors import Unavailable
+from signer.errors import ConfigurationError, Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: pg_advisory_xact_lock key held while migrating ("signer" in ASCII)
+MIGRATION_LOCK = 0x7369676E6572
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's first line (e.g. "connection refused"), without the SQL or parameters."""
+    orig = getattr(exc, "orig", None)
+    text_ = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text_[0][:200]}" if text_ else type(exc).__name__
 
 
 class Database:
@@ -38,14 +51,54 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
+    def migrate(self) -> str | None:
+        """Bring the schema to the newest revision (idempotent); returns the revision before.
+
+        Replicas starting at once take turns: on PostgreSQL a transaction-scoped advisory
+        lock, on SQLite an exclusive lock on a file beside the database. The first applies
+        the migrations; the others wait for it, then find nothing to do.
+        """
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["connection"] = None
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        try:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": MIGRATION_LOCK})
+                before = MigrationContext.configure(conn).get_current_revision()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except (OperationalError, SATimeoutError, DisconnectionError) as exc:
+            raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
+        except CommandError as exc:
+            # typically a revision this build does not know: a newer signer migrated it
+            raise ConfigurationError(f"database schema: {exc} (is this signer older than "
+                                     "the one that last migrated the database?)") from None
+        return before
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: never migrated)."""
+        with self.read() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        path = self.url.removeprefix("sqlite:///")
+        if not self.url.startswith("sqlite") or not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,24 +1,68 @@
-"""The Alembic migrations build exactly the schema the models describe."""
+"""The Alembic migrations build exactly the schema the models describe, on both backends,
+and replicas starting at once take turns applying them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import subprocess
+import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
-from signer.registry.db import open_database
+from signer.errors import ConfigurationError
+from signer.registry.db import Database, open_database
 from signer.registry.models import Base
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
-    db = open_database(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrated_schema_matches_the_models(db_url: str) -> None:
+    db = open_database(db_url)
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+    assert db.revision() == Database.head_revision()
+    db.dispose()
 
 
-def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    open_database(url).dispose()
-    open_database(url).dispose()
+def test_migrating_twice_is_harmless(db_url: str) -> None:
+    db = Database(db_url)
+    assert db.migrate() is None  # a new database
+    assert db.migrate() == Database.head_revision()
+    db.dispose()
+
+
+STARTER = """
+import sys, time
+from signer.registry.db import Database
+db = Database(sys.argv[1])
+while time.time() < float(sys.argv[2]):  # all start at the same moment
+    time.sleep(0.001)
+print(db.migrate())
+"""
+
+
+def test_replicas_starting_at_once_apply_the_migrations_once(db_url: str) -> None:
+    """One migrates a fresh database, the others wait for it and find it at head."""
+    import time
+
+    at = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, db_url, at],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    befores = sorted(out.strip() for out, _ in results)
+    assert befores == sorted(["None"] + [str(Database.head_revision())] * 3)
+    db = Database(db_url)
+    assert db.revision() == Database.head_revision()
+    db.dispose()
+
+
+def test_a_database_migrated_by_a_newer_signer_is_refused_by_name(db_url: str) -> None:
+    db = open_database(db_url)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigurationError, match=r"database schema: .*9999.*older than"):
+        db.migrate()
+    db.dispose()

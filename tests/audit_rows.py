@@ -87,3 +87,34 @@ def execute(target: Target, sql: str, *params: Any) -> None:
     """Tamper with the database directly, as someone with write access could."""
     with _cursor(target) as conn:
         conn.execute(sql, params)
+
+
+def query(target: Target, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a read, as tuples, straight from the driver."""
+    with _cursor(target) as conn:
+        return [tuple(dict(r).values()) for r in conn.execute(sql, params).fetchall()]
+
+
+def _is_pg(target: Target) -> bool:
+    return isinstance(target, str) and target.startswith("postgresql")
+
+
+def fail_inserts(target: Target, table: str, name: str, message: str) -> None:
+    """A trigger that makes every insert into ``table`` fail, as a full or broken store would
+    (the trigger dialect differs: SQLite RAISE(ABORT), PostgreSQL a PL/pgSQL function)."""
+    if _is_pg(target):
+        execute(target, f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                        f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$")
+        execute(target, f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                        f"EXECUTE FUNCTION {name}()")
+    else:
+        execute(target, f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+                        f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+
+
+def allow_inserts(target: Target, table: str, name: str) -> None:
+    if _is_pg(target):
+        execute(target, f"DROP TRIGGER {name} ON {table}")
+        execute(target, f"DROP FUNCTION {name}()")
+    else:
+        execute(target, f"DROP TRIGGER {name}")

@@ -65,13 +65,16 @@ class Running:
 
 
 def prepare(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-            tmp: Path, *, cpl_mode: str = "advisory") -> tuple[Path, Database, str]:
+            tmp: Path, *, cpl_mode: str = "advisory",
+            db_url: str | None = None) -> tuple[Path, Database, str]:
+    """A configuration, database and key ledger for a server; SQLite in ``tmp`` unless
+    ``db_url`` names another (a PostgreSQL database from the ``postgres`` fixture)."""
     token = hsm.token()
     ensure_key(token, "z1-supplier-ds", vectors / "keys/Z1-supplier-ds.key.pem",
                vectors / "certs/Z1-supplier-ds.pem")
     ensure_key(token, "xml-sign", vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
                vectors / "certs/xml-sign-90B3D51F30010000-ds.pem")
-    db_url = f"sqlite:///{tmp / 'signer.db'}"
+    db_url = db_url or f"sqlite:///{tmp / 'signer.db'}"
     db = open_database(db_url)
     admin.add_manufacturer(db, f"{MANUFACTURER_CODE:04X}",
                            manufacturer.cert_pem.read_bytes(), fixed_clock(PINNED)())

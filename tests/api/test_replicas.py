@@ -1,4 +1,5 @@
-"""Two `signer serve` replicas on one database and one token, as a deployment scales out.
+"""Two `signer serve` replicas on one database (SQLite or PostgreSQL) and one token, as a
+deployment scales out.
 
 A campaign split across them gets distinct RequestID counters; each pre-command, sent to
 both at once, is signed by exactly one of them; the audit trail stays one intact chain.
@@ -26,7 +27,7 @@ from tests.api.test_activation import (
     _cpl_csv,
     _device,
 )
-from tests.audit_rows import assert_chain, db_file, rows
+from tests.audit_rows import assert_chain, rows
 from tests.conftest import PINNED, SUPPLIER_EUI, Hsm, Manufacturer, start_server
 from tests.independent import cs06_pre_command, raw_signature_verifies
 
@@ -57,8 +58,10 @@ def _together(*calls: Callable[[], object]) -> list[object]:
 
 
 def test_two_replicas_share_a_campaign(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-                                       tmp_path: Path) -> None:
-    config, db, url = prepare(hsm, vectors, manufacturer, tmp_path, cpl_mode="strict")
+                                       db_url: str, tmp_path: Path) -> None:
+    """On SQLite and on PostgreSQL."""
+    config, db, url = prepare(hsm, vectors, manufacturer, tmp_path, cpl_mode="strict",
+                              db_url=db_url)
     assert cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED).applied
     for eui in DEVICES:
         _device(db, eui, entry="T-2")
@@ -112,7 +115,7 @@ def test_two_replicas_share_a_campaign(hsm: Hsm, vectors: Path, manufacturer: Ma
     finally:
         for r in replicas:
             assert r.stop() == 0
-    path = db_file(url)
+    path = url
     assert assert_chain(path) >= 3 * len(DEVICES)
     ops = [r["operation"] for r in rows(path)]
     assert ops.count("precommand-sign") == len(DEVICES)  # none signed twice, none lost

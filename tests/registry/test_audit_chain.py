@@ -23,7 +23,14 @@ from signer.registry.auditchain import (
 )
 from signer.registry.db import open_database
 from signer.service.audit import Anchor, verify_chain
-from tests.audit_rows import assert_chain, execute, expected_hash, rows
+from tests.audit_rows import (
+    allow_inserts,
+    assert_chain,
+    execute,
+    expected_hash,
+    fail_inserts,
+    rows,
+)
 
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -208,18 +215,19 @@ def test_anchor_text_forms() -> None:
 # -- stored -------------------------------------------------------------------------------
 
 
-def test_stored_records_verify_independently_and_through_the_service(tmp_path: Path) -> None:
-    db = open_database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_stored_records_verify_independently_and_through_the_service(db_url: str) -> None:
+    db = open_database(db_url)
     with db.session() as s:
         assert audit.append(s, [entry(i) for i in range(3)]).seq == 3
     audit.record(db, [entry(5)])
-    assert assert_chain(tmp_path / "a.db") == 4
+    assert assert_chain(db_url) == 4
     report = verify_chain(db)
     assert report.intact and report.checked == 4 and report.head is not None
     assert report.head.seq == 4
     assert [r.seq for r in audit.records(db, after=1, page=2)] == [2, 3, 4]
-    assert verify_chain(db, Anchor(rows(tmp_path / "a.db")[1]["hash"], 2)).intact
-    assert not verify_chain(db, Anchor(rows(tmp_path / "a.db")[1]["hash"], 3)).intact
+    assert verify_chain(db, Anchor(rows(db_url)[1]["hash"], 2)).intact
+    assert not verify_chain(db, Anchor(rows(db_url)[1]["hash"], 3)).intact
+    db.dispose()
 
 
 def test_records_appended_past_the_head_are_found(tmp_path: Path) -> None:
@@ -232,24 +240,23 @@ def test_records_appended_past_the_head_are_found(tmp_path: Path) -> None:
     assert report.finding is not None and report.finding.seq == 2
 
 
-def test_a_failing_insert_writes_nothing_and_says_unavailable(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    db = open_database(f"sqlite:///{path}")
+def test_a_failing_insert_writes_nothing_and_says_unavailable(db_url: str) -> None:
+    path = db_url
+    db = open_database(db_url)
     audit.record(db, [entry(0)])
-    execute(path, "CREATE TRIGGER fail BEFORE INSERT ON audit_records "
-                  "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    fail_inserts(path, "audit_records", "fail", "disk full")
     with pytest.raises(Unavailable, match="audit trail unavailable"):
         audit.record(db, [entry(1), entry(2)])
     assert len(rows(path)) == 1 and assert_chain(path) == 1
     execute(path, "DELETE FROM audit_head")
-    execute(path, "DROP TRIGGER fail")
+    allow_inserts(path, "audit_records", "fail")
     with pytest.raises(Unavailable, match="head row is missing"):
         audit.record(db, [entry(1)])
 
 
-def test_concurrent_appends_from_threads_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    db = open_database(f"sqlite:///{path}")
+def test_concurrent_appends_from_threads_keep_one_chain(db_url: str) -> None:
+    path = db_url
+    db = open_database(db_url)
     errors: list[BaseException] = []
 
     def work(t: int) -> None:
@@ -281,10 +288,9 @@ for i in range(60):
 """
 
 
-def test_concurrent_appends_from_processes_keep_one_chain(tmp_path: Path) -> None:
+def test_concurrent_appends_from_processes_keep_one_chain(db_url: str) -> None:
     """Two replicas (or the CLI beside a server) on one database take turns at the head."""
-    path = tmp_path / "a.db"
-    url = f"sqlite:///{path}"
+    path = url = db_url
     open_database(url).dispose()
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, f"process-{n}"])
              for n in range(2)]

@@ -1,7 +1,7 @@
 """Every signature and key operation lands in the audit trail, attributed; none without it.
 
-The records are read with sqlite3 and re-hashed by ``tests.audit_rows``; each recorded
-digest is recomputed from the returned artefact and the artefact's signature is verified
+The records are read with sqlite3 or psycopg and re-hashed by ``tests.audit_rows``; each
+recorded digest is recomputed from the returned artefact and the artefact's signature is verified
 over it with `cryptography`; SKI and serial come from the certificate files.
 """
 
@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,8 +56,8 @@ from signer.service.resign import resign
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose
 from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.audit_rows import assert_chain, db_file, execute, head, rows
-from tests.conftest import SUPPLIER_EUI, Hsm, Manufacturer
+from tests.audit_rows import allow_inserts, assert_chain, fail_inserts, head, query, rows
+from tests.conftest import SUPPLIER_EUI, Hsm, Manufacturer, new_database
 from tests.independent import (
     cs06_pre_command,
     duis_fields,
@@ -77,17 +76,20 @@ IMAGE = b"audit trail test firmware " * 30
 @dataclass
 class Env:
     svc: Services
-    path: Path
+    path: str  # the database URL (tests.audit_rows reads it independently)
     image_id: str
     z1: x509.Certificate
     xml: x509.Certificate
 
 
 @pytest.fixture(scope="module")
-def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
+def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer, backend: str,
+        request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """Services whose audit trail is on SQLite, then on PostgreSQL."""
     tmp = tmp_path_factory.mktemp("audit")
-    config, db, db_url = prepare(hsm, vectors, manufacturer, tmp)
+    config, db, db_url = prepare(hsm, vectors, manufacturer, tmp,
+                                 db_url=new_database(request, backend, tmp))
     svc = services_for(hsm.token(), db, config)
     header = ota_header(len(IMAGE))
     verdict = verify_manufacturer(svc, deliveries.from_separate(
@@ -98,7 +100,7 @@ def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
     def cert(name: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate((vectors / "certs" / f"{name}.pem").read_bytes())
 
-    yield Env(svc, db_file(db_url), verdict.image_id, cert("Z1-supplier-ds"),
+    yield Env(svc, db_url, verdict.image_id, cert("Z1-supplier-ds"),
               cert("xml-sign-90B3D51F30010000-ds"))
     db.dispose()
 
@@ -245,9 +247,8 @@ def test_key_operations_are_in_the_chain_refusals_included(env: Env, vectors: Pa
     assert "public key" in json.loads(new[1]["details"])["reason"]
     assert new[1]["key_ski"] == ski(env.z1)  # the certificate that was offered
     # every key operation record has its audit record, in the same order
-    with sqlite3.connect(env.path) as conn:
-        operations = conn.execute("SELECT actor, operation, key_label, outcome "
-                                  "FROM key_operations ORDER BY id").fetchall()
+    operations = query(env.path, "SELECT actor, operation, key_label, outcome "
+                                 "FROM key_operations ORDER BY id")
     audited = [(r["client"], r["operation"], r["key_label"], r["outcome"])
                for r in rows(env.path) if r["operation"].startswith("key-")]
     assert audited == [(a, f"key-{o}", k, out) for a, o, k, out in operations]
@@ -385,8 +386,7 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
     before = head(env.path)
     counted = (signatures("z1-supplier-ds", "supplier-ds"), signatures("xml-sign", "xml-sign"))
     label = f"audit-down-{uuid.uuid4().hex[:8]}"
-    execute(env.path, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_records "
-                      "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+    fail_inserts(env.path, "audit_records", "audit_down", "audit store full")
     try:
         with bound(BACKOFFICE):
             with pytest.raises(Unavailable, match="audit trail unavailable"):
@@ -405,7 +405,7 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
                 keys.certificate_request(svc, "z1-supplier-ds", SUPPLIER_EUI,
                                          actor="cli:bob@host")
     finally:
-        execute(env.path, "DROP TRIGGER audit_down")
+        allow_inserts(env.path, "audit_records", "audit_down")
     assert head(env.path) == before
     assert (signatures("z1-supplier-ds", "supplier-ds"),
             signatures("xml-sign", "xml-sign")) == counted
@@ -425,19 +425,16 @@ def test_an_activation_whose_record_fails_is_never_issued(env: Env) -> None:
     """The 11.3 requests of a batch whose audit records cannot be written are not issued:
     no activation row remains, so a pre-command for one is refused as never issued."""
     svc, supplier = env.svc, Eui64.parse(SUPPLIER_EUI)
-    with sqlite3.connect(env.path) as conn:
-        (stored,) = conn.execute("SELECT COUNT(*) FROM activations").fetchone()
-    execute(env.path, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_records "
-                      "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+    [(stored,)] = query(env.path, "SELECT COUNT(*) FROM activations")
+    fail_inserts(env.path, "audit_records", "audit_down", "audit store full")
     try:
         with bound(BACKOFFICE), pytest.raises(Unavailable, match="audit trail unavailable"):
             build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
         with bound(BACKOFFICE), pytest.raises(Unavailable, match="audit trail unavailable"):
             next(stream_activations(svc, ActivationSpec(env.image_id), [[RTDS_DEVICE]]))
     finally:
-        execute(env.path, "DROP TRIGGER audit_down")
-    with sqlite3.connect(env.path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM activations").fetchone() == (stored,)
+        allow_inserts(env.path, "audit_records", "audit_down")
+    assert query(env.path, "SELECT COUNT(*) FROM activations") == [(stored,)]
     reserved = counters.last_issued(svc.db, supplier)  # the counter the failed batch took
     assert reserved is not None and activations.get(svc.db, supplier, reserved) is None
     pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=reserved,
@@ -453,13 +450,12 @@ def test_issuance_and_its_records_stand_or_fall_together(env: Env) -> None:
     """The other way round: if the activation rows cannot be stored, the batch's audit
     records are not written either (one transaction), and nothing is returned."""
     start, _ = head(env.path)
-    execute(env.path, "CREATE TRIGGER issue_down BEFORE INSERT ON activations "
-                      "BEGIN SELECT RAISE(ABORT, 'activations full'); END")
+    fail_inserts(env.path, "activations", "issue_down", "activations full")
     try:
         with bound(BACKOFFICE), pytest.raises(Unavailable):
             build_activations(env.svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
     finally:
-        execute(env.path, "DROP TRIGGER issue_down")
+        allow_inserts(env.path, "activations", "issue_down")
     assert [r["outcome"] for r in rows(env.path, after=start)] == ["failed"]  # withheld
 
 

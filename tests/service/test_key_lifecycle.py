@@ -54,6 +54,7 @@ from tests.conftest import (
     TOKEN_LABEL,
     Hsm,
     Manufacturer,
+    new_database,
     write_config,
 )
 from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
@@ -75,7 +76,8 @@ def ca() -> TestCa:
 
 
 @pytest.fixture(scope="module")
-def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer,
+def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer, backend: str,
+        request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """Services on the session token with this module's own database and SMKI issuer.
 
@@ -83,7 +85,7 @@ def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer,
     """
     tmp = tmp_path_factory.mktemp("lifecycle")
     issuer = ca.write(tmp / "ca.pem")
-    config = write_config(tmp / "signer.toml", hsm, f"sqlite:///{tmp / 'keys.sqlite'}",
+    config = write_config(tmp / "signer.toml", hsm, new_database(request, backend, tmp),
                           pinned=None, extra=f'\n[smki]\nissuers = ["{issuer}"]\n')
     services = open_services(load_config(config), clock=fixed_clock(NOW), token=hsm.token())
     assert len(services.issuers) == 1

@@ -30,6 +30,9 @@ MODULE = os.environ.get("SIGNER_TEST_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 TOKEN_LABEL = "signer-test"
 Z1B_TOKEN_LABEL = "signer-z1b"
 SPARE_TOKEN_LABEL = "signer-spare"  # never logged in: for the wrong-PIN test
+# the key-lifecycle tests run twice (SQLite, PostgreSQL) and make keys with fixed labels:
+# the second run gets a token of its own
+LIFECYCLE_PG_TOKEN_LABEL = "signer-lifecycle-pg"
 SUPPLIER_EUI = "90-B3-D5-1F-30-01-00-00"
 # Inside the validity of Z1-supplier-ds (2015-10-30 .. 2025-10-29): the published test
 # certificates have expired, so the service's clock is pinned for these tests.
@@ -106,7 +109,7 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hsm]:
     pin_file = d / "user.pin"
     pin_file.write_text("test-pin-4821\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
-    for label in (TOKEN_LABEL, Z1B_TOKEN_LABEL, SPARE_TOKEN_LABEL):
+    for label in (TOKEN_LABEL, Z1B_TOKEN_LABEL, SPARE_TOKEN_LABEL, LIFECYCLE_PG_TOKEN_LABEL):
         subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
                         "--so-pin", "so-pin-1234", "--pin", "test-pin-4821"],
                        check=True, capture_output=True)

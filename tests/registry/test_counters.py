@@ -5,7 +5,6 @@ Each test runs on SQLite and on a real PostgreSQL.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -80,6 +79,16 @@ def test_a_second_database_connection_sees_the_same_sequence(db_url: str) -> Non
     two.dispose()
 
 
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """SQLite's online backup API (what `.backup` and `.restore` use), connections closed."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
 class Backups:
     """Back up and restore the database behind a URL the way an operator would."""
 
@@ -88,18 +97,16 @@ class Backups:
 
     def backup(self) -> None:
         if self.url.startswith("sqlite"):
-            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as src, \
-                    sqlite3.connect(self.file) as dst:
-                src.backup(dst)
+            _sqlite_copy(Path(self.url.removeprefix("sqlite:///")), self.file)
         else:
             self._cluster().dump(self.url, self.file)
 
     def restore(self) -> None:
         if self.url.startswith("sqlite"):
             path = Path(self.url.removeprefix("sqlite:///"))
-            for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-                extra.unlink(missing_ok=True)
-            shutil.copyfile(self.file, path)
+            for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                stale.unlink(missing_ok=True)
+            _sqlite_copy(self.file, path)
         else:
             self._cluster().restore(self.url, self.file)
 

@@ -47,6 +47,7 @@ from signer.service.resign import ResignResult, resign
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose, KeyState
 from tests.conftest import (
+    LIFECYCLE_PG_TOKEN_LABEL,
     MANUFACTURER_CODE,
     MODULE,
     PINNED,
@@ -70,6 +71,11 @@ P256_PARAMS = "06082a8648ce3d030107"  # DER OID 1.2.840.10045.3.1.7 (prime256v1)
 # -- fixtures -------------------------------------------------------------------------------
 
 
+#: the token of the module instance being run: the session token on SQLite, a token of its
+#: own on PostgreSQL (set by the ``svc`` fixture)
+_TOKEN = TOKEN_LABEL
+
+
 @pytest.fixture(scope="module")
 def ca() -> TestCa:
     return TestCa(cn="LCCA")
@@ -85,9 +91,13 @@ def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer, backend: str,
     """
     tmp = tmp_path_factory.mktemp("lifecycle")
     issuer = ca.write(tmp / "ca.pem")
+    global _TOKEN  # one module instance at a time (a module-scoped param)
+    _TOKEN = TOKEN_LABEL if backend == "sqlite" else LIFECYCLE_PG_TOKEN_LABEL
     config = write_config(tmp / "signer.toml", hsm, new_database(request, backend, tmp),
+                          token_label=_TOKEN,
                           pinned=None, extra=f'\n[smki]\nissuers = ["{issuer}"]\n')
-    services = open_services(load_config(config), clock=fixed_clock(NOW), token=hsm.token())
+    services = open_services(load_config(config), clock=fixed_clock(NOW),
+                             token=hsm.token(_TOKEN))
     assert len(services.issuers) == 1
     admin.add_manufacturer(services.db, f"{MANUFACTURER_CODE:04X}",
                            manufacturer.cert_pem.read_bytes(), NOW)
@@ -99,7 +109,7 @@ def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer, backend: str,
 
 
 def _p11(hsm: Hsm, *args: str, login: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = ["pkcs11-tool", "--module", MODULE, "--token-label", TOKEN_LABEL]
+    cmd = ["pkcs11-tool", "--module", MODULE, "--token-label", _TOKEN]
     if login:
         cmd += ["--login", "--pin", hsm.pin_file.read_text().strip()]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False,
@@ -257,7 +267,7 @@ def test_generate_makes_a_pending_p256_key_that_never_leaves_the_token(
     assert svc.token.find(label="lc-generated").public_key == public_key
 
     # the ledger: pending, for its purpose, with who made it and which public key it has
-    stored = ledger.get(svc.db, TOKEN_LABEL, record.key_id)
+    stored = ledger.get(svc.db, _TOKEN, record.key_id)
     assert stored is not None
     assert (stored.label, stored.state, stored.purpose, stored.ski, stored.created_at) == (
         "lc-generated", KeyState.PENDING, KeyPurpose.SUPPLIER_DS, None, NOW)
@@ -509,7 +519,7 @@ def test_rotation_signs_each_device_group_with_the_key_its_cell_names(
 
 def test_a_pkcs11_uri_names_the_key_for_csr_and_activate(svc: Services, ca: TestCa, hsm: Hsm,
                                                          tmp_path: Path) -> None:
-    uri = f"pkcs11:token={TOKEN_LABEL};object=lc-uri"
+    uri = f"pkcs11:token={_TOKEN};object=lc-uri"
     record = keys.generate(svc, "lc-uri", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     csr = keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR)
     assert _spki(csr.public_key()) == _spki(  # type: ignore[arg-type]
@@ -536,7 +546,7 @@ def test_a_uri_naming_another_token_is_refused_naming_the_field(svc: Services,
         calls[operation]()
     assert err.value.field == "label"
     assert "names token 'other-hsm'" in str(err.value)
-    assert f"uses token '{TOKEN_LABEL}'" in str(err.value)
+    assert f"uses token '{_TOKEN}'" in str(err.value)
     assert _state(svc, f"lc-other-token-{operation}") is KeyState.PENDING
 
 

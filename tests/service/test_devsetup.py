@@ -7,13 +7,16 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import psycopg
 from cryptography import x509
 from lxml import etree
 
 from tests.conftest import MODULE, ROOT, start_server
 from tests.independent import xmlsec1_verify
+from tests.support.postgres import Cluster, libpq_of
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 
@@ -59,3 +62,26 @@ def test_provisioned_token_serves_the_printed_examples(tmp_path: Path) -> None:
     pins = [(tmp_path / "var/dev" / p).read_text().strip() for p in ("user.pin", "so.pin")]
     for text in (provision.stdout, provision.stderr, (tmp_path / "server.log").read_text()):
         assert not any(p in text for p in pins)
+
+
+def test_provision_keeps_the_database_url_it_was_given(tmp_path: Path, postgres: Cluster) -> None:
+    """`--database-url` (or $SIGNER_DATABASE_URL): provisioned there, and written there."""
+    url = postgres.create_database("dev")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNER_", "SOFTHSM2_"))}
+    subprocess.run([str(ROOT / "softhsm/init-token"), "var/dev", "signer-dev"], cwd=tmp_path,
+                   check=True, capture_output=True, env=env)
+    subprocess.run([sys.executable, "-m", "signer.cli.main", "dev", "provision", "--dir",
+                    "var/dev", "--listen", "127.0.0.1:0"], cwd=tmp_path, check=True,
+                   capture_output=True, text=True, env={**env, "SIGNER_DATABASE_URL": url})
+    config_path = tmp_path / "var/dev/signer.toml"
+    written = tomllib.loads(config_path.read_text())
+    assert written["database"]["url"] == url
+    assert written["server"]["listen"] == "127.0.0.1:0"
+    assert oct(config_path.stat().st_mode & 0o777) == "0o600"  # a URL may hold a password
+    assert not (tmp_path / "var/dev/signer.db").exists()
+    # the development devices and keys are in PostgreSQL, read without the project's code
+    with psycopg.connect(libpq_of(url)) as conn:
+        [(devices,)] = conn.execute("SELECT COUNT(*) FROM devices").fetchall()
+        [(active,)] = conn.execute("SELECT COUNT(*) FROM signing_keys WHERE state = 'active'"
+                                   ).fetchall()
+    assert (devices, active) == (3, 2)

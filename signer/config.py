@@ -39,6 +39,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SIGNER_TLS_CLIENT_CA": ("tls", "client_ca"),
     "SIGNER_POLICY": ("tls", "policy"),
     "SIGNER_METRICS_LISTEN": ("metrics", "listen"),
+    "SIGNER_HEALTH_LISTEN": ("server", "health_listen"),
     "SIGNER_LOG_FORMAT": ("log", "format"),
 }
 
@@ -86,6 +87,9 @@ class Config:
     dev_mode: bool = False
     tls: TlsConfig | None = None
     metrics_listen: str | None = "127.0.0.1:9464"  # None: no metrics endpoint
+    # a plaintext port serving grpc.health.v1 only, for probes that cannot present a client
+    # certificate (Kubernetes' gRPC probes); None: health on the main port only
+    health_listen: str | None = None
     log_format: str = "json"
     shutdown_grace: float = 10.0  # seconds calls in flight get after SIGTERM
 
@@ -108,6 +112,8 @@ class Config:
                           f"mTLS (certificate {self.tls.cert}, client CA {self.tls.client_ca}, "
                           f"policy {self.tls.policy})"),
             "metrics": self.metrics_listen or "(off)",
+            "health_port": (f"{self.health_listen} (plaintext, grpc.health.v1 only)"
+                            if self.health_listen else "(none: health on the main port)"),
             "log_format": self.log_format,
             "clock": (f"PINNED at {self.pinned_time.isoformat()} (tests only)"
                       if self.pinned_time else "system"),
@@ -189,6 +195,7 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         dev_mode=dev_mode,
         tls=tls,
         metrics_listen=metrics_listen or None,
+        health_listen=get("server", "health_listen") or None,
         log_format=log_format,
         shutdown_grace=_seconds(get("server", "shutdown_grace", 10.0), "server.shutdown_grace"),
     )

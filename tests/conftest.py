@@ -150,6 +150,7 @@ class ServerProcess:
     proc: subprocess.Popen[str]
     log: Path
     metrics: str | None = None  # host:port of /metrics
+    health: str | None = None  # host:port of the plaintext health-only port, if configured
 
     def stop(self) -> int:
         self.proc.terminate()
@@ -188,12 +189,13 @@ def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> 
                              str(config)], stdout=subprocess.PIPE, stderr=out, text=True,
                             env=environ)
     assert proc.stdout is not None
-    metrics = None
+    ports: dict[str, str] = {}
     line = proc.stdout.readline()
-    if line.startswith("METRICS "):
-        metrics = line.split()[1]
+    while line.startswith(("METRICS ", "HEALTH ")):
+        ports[line.split()[0]] = line.split()[1]
         line = proc.stdout.readline()
     if not line.startswith("READY "):
         proc.kill()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
-    return ServerProcess(config, line.split()[1], proc, log, metrics)
+    return ServerProcess(config, line.split()[1], proc, log, ports.get("METRICS"),
+                         ports.get("HEALTH"))

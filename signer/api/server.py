@@ -62,6 +62,8 @@ class Listeners:
     server: grpc.Server
     port: int
     metrics: MetricsEndpoint | None
+    health: grpc.Server | None = None  # the plaintext health-only port, if configured
+    health_port: int = 0
 
 
 def bind(config: Config) -> Listeners:
@@ -83,8 +85,20 @@ def bind(config: Config) -> Listeners:
     if port == 0:
         raise ConfigurationError(f"server.listen {listen}: cannot listen there (address in "
                                  "use or not this host's)")
+    health, health_port = None, 0
+    if config.health_listen:
+        ensure_free(config.health_listen, "server.health_listen")
+        health = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                             options=[("grpc.so_reuseport", 0)])
+        try:
+            health_port = health.add_insecure_port(config.health_listen)
+        except RuntimeError:
+            health_port = 0
+        if health_port == 0:
+            raise ConfigurationError(f"server.health_listen {config.health_listen}: cannot "
+                                     "listen there")
     metrics = bind_metrics(config.metrics_listen) if config.metrics_listen else None
-    return Listeners(server, port, metrics)
+    return Listeners(server, port, metrics, health, health_port)
 
 
 def ensure_free(listen: str, setting: str) -> None:
@@ -123,6 +137,8 @@ def attach(listeners: Listeners, services: Services) -> HealthMonitor:
     pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if listeners.health is not None:  # the same answers, without TLS, and nothing else
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, listeners.health)
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return HealthMonitor(services, health_servicer)
@@ -179,6 +195,12 @@ def serve(services: Services, listeners: Listeners, *,
     gc.freeze()
     server.start()
     monitor.start()
+    if listeners.health is not None:
+        listeners.health.start()
+        h_host = str(services.config.health_listen).rsplit(":", 1)[0]
+        log.info("grpc.health.v1 (plaintext, health only) on %s:%d", h_host,
+                 listeners.health_port)
+        print(f"HEALTH {h_host}:{listeners.health_port}", flush=True)
     host = services.config.listen.rsplit(":", 1)[0]
     log.info("%s listening on %s:%d (with grpc.health.v1 and reflection)", SERVICE, host, port)
     print(f"READY {host}:{port}", flush=True)
@@ -187,6 +209,8 @@ def serve(services: Services, listeners: Listeners, *,
     while not stopping.wait(1.0):  # a timed wait, so the signal handler runs promptly
         pass
     monitor.stop()
+    if listeners.health is not None:
+        listeners.health.stop(0)
     server.stop(grace).wait()
     if stop_metrics is not None:
         stop_metrics()

@@ -58,3 +58,25 @@ def test_a_second_server_on_a_port_in_use_fails_at_start(hsm: Hsm, tmp_path: Pat
         assert _serving(first.address)  # the first keeps serving
     finally:
         assert first.stop() == 0
+
+
+def test_the_health_port_answers_health_and_nothing_else(hsm: Hsm, tmp_path: Path) -> None:
+    """`server.health_listen`: plaintext grpc.health.v1 for probes without a client
+    certificate (Kubernetes' gRPC probes); the service itself is not on it."""
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+
+    config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{tmp_path / 'signer.db'}")
+    config.write_text(config.read_text().replace("[server]\n",
+                                                 '[server]\nhealth_listen = "127.0.0.1:0"\n', 1))
+    server = start_server(config, tmp_path / "server.log")
+    try:
+        assert server.health is not None and server.health != server.address
+        assert _serving(server.health)
+        with grpc.insecure_channel(server.health) as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.FirmwareSignerStub(channel).ListKeys(pb.ListKeysRequest(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert _serving(server.address)
+    finally:
+        assert server.stop() == 0

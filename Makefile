@@ -18,3 +18,4 @@ bench:      ## performance goals of bench/README.md (not part of the tests)
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/paths.py
 	.venv/bin/python bench/activation.py
+	.venv/bin/python bench/replicas.py

@@ -29,8 +29,10 @@ import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 MAX_MESSAGE = 64 * 1024 * 1024
-OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE),
-           ("grpc.max_send_message_length", MAX_MESSAGE)]
+OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+]
 METHOD = "/bench.Baseline/Sign"
 
 
@@ -45,8 +47,9 @@ class HsmSigner:
             lib = pkcs11.lib(module)
             token = lib.get_token(token_label=token_label)
             self._session = token.open(user_pin=pin)
-            self._key = self._session.get_key(object_class=ObjectClass.PRIVATE_KEY,
-                                              key_type=KeyType.EC, label=key_label)
+            self._key = self._session.get_key(
+                object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=key_label
+            )
             assert self._key[Attribute.SIGN]
 
     def sign(self, data: bytes) -> bytes:
@@ -71,9 +74,14 @@ def main() -> int:
     def sign(request: bytes, context: grpc.ServicerContext) -> bytes:
         return request + hsm.sign(request)
 
-    handler = grpc.method_handlers_generic_handler("bench.Baseline", {
-        "Sign": grpc.unary_unary_rpc_method_handler(
-            sign, request_deserializer=_identity, response_serializer=_identity)})
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Baseline",
+        {
+            "Sign": grpc.unary_unary_rpc_method_handler(
+                sign, request_deserializer=_identity, response_serializer=_identity
+            )
+        },
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=OPTIONS)
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")

@@ -49,8 +49,15 @@ class Fleet:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def _model(rnd: random.Random, serial: int, size: int, code: int, dtype: DeviceType,
-           out: list[CplEntry], stats: dict[str, int]) -> list[str]:
+def _model(
+    rnd: random.Random,
+    serial: int,
+    size: int,
+    code: int,
+    dtype: DeviceType,
+    out: list[CplEntry],
+    stats: dict[str, int],
+) -> list[str]:
     """One model's releases, appended to ``out``; returns its entry IDs, oldest first."""
     specs: list[tuple[str, set[str], int, str]] = []  # entry ID, upgrade_from, version, tag
     main: list[int] = []  # indexes of the release chain, without hot-fixes
@@ -79,8 +86,9 @@ def _model(rnd: random.Random, serial: int, size: int, code: int, dtype: DeviceT
         specs.append((entry_id, preds, version, ""))
         if len(specs) < size - 1 and len(main) >= 2 and rnd.random() < 0.15:
             # a hot-fix: the same version string with another hash, from the previous release
-            specs.append((f"CPL-{serial:04d}-{len(specs):03d}", {specs[main[-2]][0]}, version,
-                          " hot-fix"))
+            specs.append(
+                (f"CPL-{serial:04d}-{len(specs):03d}", {specs[main[-2]][0]}, version, " hot-fix")
+            )
             stats["same-version entries"] += 1
     if len(main) >= 3 and rnd.random() < 0.2:
         i = rnd.randrange(len(main) - 1)  # release i may also come back from i+1: a cycle
@@ -90,21 +98,30 @@ def _model(rnd: random.Random, serial: int, size: int, code: int, dtype: DeviceT
     hardware = rnd.choice((0x0100, 0x0101, 0x0200))
     band = rnd.choice(list(BandJoinOption)[:5])
     for entry_id, preds, fw, tag in specs:
-        out.append(CplEntry(
-            entry_id=entry_id, manufacturer_code=code, device_type=dtype,
-            model=f"Model {serial}", image_type=image_type, hardware_version=hardware,
-            firmware_version=f"{fw:08X}",
-            image_hash=hashlib.sha256(f"{entry_id}{tag}".encode()).digest(),
-            upgrade_from=frozenset(preds), zigbee_chipset_vendor="Vendor",
-            zigbee_stack_version="6.7", band_join_option=band,
-        ))
+        out.append(
+            CplEntry(
+                entry_id=entry_id,
+                manufacturer_code=code,
+                device_type=dtype,
+                model=f"Model {serial}",
+                image_type=image_type,
+                hardware_version=hardware,
+                firmware_version=f"{fw:08X}",
+                image_hash=hashlib.sha256(f"{entry_id}{tag}".encode()).digest(),
+                upgrade_from=frozenset(preds),
+                zigbee_chipset_vendor="Vendor",
+                zigbee_stack_version="6.7",
+                band_join_option=band,
+            )
+        )
     return [spec[0] for spec in specs]
 
 
 def generate(seed: int) -> Fleet:
     rnd = random.Random(seed)
-    stats = dict.fromkeys(("roots", "skip edges", "dangling", "same-version entries",
-                           "cycles", "models"), 0)
+    stats = dict.fromkeys(
+        ("roots", "skip edges", "dangling", "same-version entries", "cycles", "models"), 0
+    )
     entries: list[CplEntry] = []
     codes = [rnd.randrange(0x1000, 0xFFFF) for _ in range(25)]
     types = list(DeviceType)
@@ -164,14 +181,25 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 def csv_lines(entries: list[CplEntry]) -> list[str]:
     out = [",".join(COLUMNS) + "\n"]
     for e in entries:
-        out.append(",".join([
-            e.entry_id, f"{e.manufacturer_code:04X}", e.device_type.value, e.model,
-            f"{e.image_type:04X}" if e.image_type is not None else "",
-            f"{e.hardware_version:04X}" if e.hardware_version is not None else "",
-            e.firmware_version, e.image_hash.hex(),
-            ";".join(sorted(e.upgrade_from)) or "N/A", e.zigbee_chipset_vendor,
-            e.zigbee_stack_version, e.band_join_option.value if e.band_join_option else "",
-        ]) + "\n")
+        out.append(
+            ",".join(
+                [
+                    e.entry_id,
+                    f"{e.manufacturer_code:04X}",
+                    e.device_type.value,
+                    e.model,
+                    f"{e.image_type:04X}" if e.image_type is not None else "",
+                    f"{e.hardware_version:04X}" if e.hardware_version is not None else "",
+                    e.firmware_version,
+                    e.image_hash.hex(),
+                    ";".join(sorted(e.upgrade_from)) or "N/A",
+                    e.zigbee_chipset_vendor,
+                    e.zigbee_stack_version,
+                    e.band_join_option.value if e.band_join_option else "",
+                ]
+            )
+            + "\n"
+        )
     return out
 
 
@@ -213,18 +241,39 @@ def main() -> None:
 
     med = statistics.median
     rows = [
-        (f"PathEvaluator: 1 reverse BFS + {DEVICES:,} devices", f"{med(cand):,.1f} ms",
-         f"<= {GOAL_MS:g} ms", "pass" if med(cand) <= GOAL_MS else "FAIL"),
+        (
+            f"PathEvaluator: 1 reverse BFS + {DEVICES:,} devices",
+            f"{med(cand):,.1f} ms",
+            f"<= {GOAL_MS:g} ms",
+            "pass" if med(cand) <= GOAL_MS else "FAIL",
+        ),
         ("  of which: the reverse BFS from the target", f"{med(build):,.2f} ms", "(context)", ""),
-        (f"  of which: {DEVICES:,} lookups (fresh path cache)", f"{med(lookups):,.1f} ms",
-         "(context)", ""),
-        (f"BASELINE naive BFS per device (shortest_path), {SAMPLE:,}-device sample "
-         f"x{DEVICES // SAMPLE} = EXTRAPOLATED", f"{med(base):,.0f} ms", "(baseline)", ""),
+        (
+            f"  of which: {DEVICES:,} lookups (fresh path cache)",
+            f"{med(lookups):,.1f} ms",
+            "(context)",
+            "",
+        ),
+        (
+            f"BASELINE naive BFS per device (shortest_path), {SAMPLE:,}-device sample "
+            f"x{DEVICES // SAMPLE} = EXTRAPOLATED",
+            f"{med(base):,.0f} ms",
+            "(baseline)",
+            "",
+        ),
         ("  speed-up: baseline / candidate", f"{med(base) / med(cand):,.0f}x", "(context)", ""),
-        (f"UpgradeGraph build from {len(fleet.entries):,} entries", f"{med(build_graph):,.1f} ms",
-         "(context)", ""),
-        (f"read_csv of those {len(fleet.entries):,} entries", f"{med(parse):,.0f} ms",
-         "(context)", ""),
+        (
+            f"UpgradeGraph build from {len(fleet.entries):,} entries",
+            f"{med(build_graph):,.1f} ms",
+            "(context)",
+            "",
+        ),
+        (
+            f"read_csv of those {len(fleet.entries):,} entries",
+            f"{med(parse):,.0f} ms",
+            "(context)",
+            "",
+        ),
     ]
     head = ("what", f"median of {runs}", "goal", "result")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
@@ -234,18 +283,31 @@ def main() -> None:
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     print(line)
     for r in rows:
-        print("  ".join(c.rjust(w) if i == 1 else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  ".join(
+                c.rjust(w) if i == 1 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     print(line)
     permitted, routed, no_path = outcome
-    print(f"devices: {permitted:,} permitted directly, {routed:,} need a longer path, "
-          f"{no_path:,} have no path; target {fleet.target} "
-          f"(longest path {max(len(p) for d in set(fleet.devices) if (p := ev.path_from(d)))}"
-          " entries)")
-    print("CPL: " + ", ".join(f"{v:,} {k}" for k, v in fleet.stats.items())
-          + f", {len(graph.dangling())} IDs not on the CPL referenced")
-    print("per run (ms): candidate " + ", ".join(f"{c:.1f}" for c in cand)
-          + "; baseline (extrapolated) " + ", ".join(f"{b:.0f}" for b in base))
+    print(
+        f"devices: {permitted:,} permitted directly, {routed:,} need a longer path, "
+        f"{no_path:,} have no path; target {fleet.target} "
+        f"(longest path {max(len(p) for d in set(fleet.devices) if (p := ev.path_from(d)))}"
+        " entries)"
+    )
+    print(
+        "CPL: "
+        + ", ".join(f"{v:,} {k}" for k, v in fleet.stats.items())
+        + f", {len(graph.dangling())} IDs not on the CPL referenced"
+    )
+    print(
+        "per run (ms): candidate "
+        + ", ".join(f"{c:.1f}" for c in cand)
+        + "; baseline (extrapolated) "
+        + ", ".join(f"{b:.0f}" for b in base)
+    )
 
 
 if __name__ == "__main__":

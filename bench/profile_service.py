@@ -59,10 +59,13 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
         return out
 
     devices = step("keyselect.parse_devices", lambda: parse_devices(device_ids))
-    step("  (registry.devices.supplier_signing_skis alone)",
-         lambda: device_registry.supplier_signing_skis(svc.db, devices))
+    step(
+        "  (registry.devices.supplier_signing_skis alone)",
+        lambda: device_registry.supplier_signing_skis(svc.db, devices),
+    )
     sel = step("keyselect.select_keys", lambda: select_keys(svc, devices))
     image = step("resign.verified_image (10 MB from the DB)", lambda: verified_image(svc, big_id))
+
     def resign_step() -> Any:
         with signing.batch(svc) as signer:  # the signature and its audit record
             return sign_for_group(signer, image, sel.groups[0], False)
@@ -71,21 +74,47 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
     key, cert = step("duis.xml_signing_key", lambda: xml_signing_key(svc))
     counter = step("counters.reserve", lambda: counters.reserve(svc.db, svc.config.supplier_eui))
     rid = RequestId(svc.config.supplier_eui, svc.config.dcc_eui, counter)
-    root = step("request.build_update_firmware", lambda: build_update_firmware(
-        request_id=rid, service="11.1", firmware_image=signed.upgrade_image,
-        firmware_version="BENCH", devices=list(sel.groups[0].devices)))
+    root = step(
+        "request.build_update_firmware",
+        lambda: build_update_firmware(
+            request_id=rid,
+            service="11.1",
+            firmware_image=signed.upgrade_image,
+            firmware_version="BENCH",
+            devices=list(sel.groups[0].devices),
+        ),
+    )
     if svc.schema is not None:
         step("schema.validate", lambda: svc.schema.validate(root))
-    doc = step("xmldsig.sign_document", lambda: sign_document(
-        root, sign_digest=lambda d: svc.token.sign_digest(key, d),
-        issuer_name=cert.issuer_name, serial=cert.serial))
-    ids = step("servicer: [str(d) for d in devices]",
-               lambda: [str(d) for d in sel.groups[0].devices])
-    step("servicer: BuildDUISResponse + serialise", lambda: pb.BuildDUISResponse(
-        duis_request=doc, request_id=str(rid), device_ids=ids).SerializeToString())
-    step("== build_duis as a whole", lambda: build_duis(
-        svc, image_id=big_id, upgrade_image=None, device_ids=device_ids,
-        firmware_version="BENCH", service="11.1"))
+    doc = step(
+        "xmldsig.sign_document",
+        lambda: sign_document(
+            root,
+            sign_digest=lambda d: svc.token.sign_digest(key, d),
+            issuer_name=cert.issuer_name,
+            serial=cert.serial,
+        ),
+    )
+    ids = step(
+        "servicer: [str(d) for d in devices]", lambda: [str(d) for d in sel.groups[0].devices]
+    )
+    step(
+        "servicer: BuildDUISResponse + serialise",
+        lambda: pb.BuildDUISResponse(
+            duis_request=doc, request_id=str(rid), device_ids=ids
+        ).SerializeToString(),
+    )
+    step(
+        "== build_duis as a whole",
+        lambda: build_duis(
+            svc,
+            image_id=big_id,
+            upgrade_image=None,
+            device_ids=device_ids,
+            firmware_version="BENCH",
+            service="11.1",
+        ),
+    )
     print("BuildDUIS steps (ms): " + ", ".join(f"{k.strip()} {v:.1f}" for k, v in times.items()))
 
 
@@ -99,9 +128,13 @@ def main() -> int:
     args = ap.parse_args()
     svc = open_services(load_config(args.config))
     with svc.db.session() as s:
-        by_size = list(s.execute(
-            select(FirmwareImage.image_id, func.length(FirmwareImage.manufacturer_image))
-            .where(FirmwareImage.verified).order_by(func.length(FirmwareImage.manufacturer_image))))
+        by_size = list(
+            s.execute(
+                select(FirmwareImage.image_id, func.length(FirmwareImage.manufacturer_image))
+                .where(FirmwareImage.verified)
+                .order_by(func.length(FirmwareImage.manufacturer_image))
+            )
+        )
     small_id, big_id = by_size[0][0], by_size[-1][0]
 
     if args.case == "duis-phases":
@@ -112,26 +145,37 @@ def main() -> int:
     if args.case == "duis":
         calls = args.calls or 3
         devices = bulk_device_euis(args.devices)
-        wire = pb.BuildDUISRequest(image_id=big_id, device_ids=devices, firmware_version="BENCH",
-                                   service_reference="11.1").SerializeToString()
+        wire = pb.BuildDUISRequest(
+            image_id=big_id, device_ids=devices, firmware_version="BENCH", service_reference="11.1"
+        ).SerializeToString()
 
         def one() -> object:
             t = time.perf_counter()
             req = pb.BuildDUISRequest.FromString(wire)
             t_in = time.perf_counter() - t
             t = time.perf_counter()
-            r = build_duis(svc, image_id=req.image_id, upgrade_image=None,
-                           device_ids=list(req.device_ids), firmware_version=req.firmware_version,
-                           service=req.service_reference)
+            r = build_duis(
+                svc,
+                image_id=req.image_id,
+                upgrade_image=None,
+                device_ids=list(req.device_ids),
+                firmware_version=req.firmware_version,
+                service=req.service_reference,
+            )
             t_case = time.perf_counter() - t
             t = time.perf_counter()
-            out = pb.BuildDUISResponse(duis_request=r.document, request_id=str(r.request_id),
-                                       device_ids=[str(d) for d in r.devices],
-                                       refused=convert.refusals_to_pb(r.refused))
+            out = pb.BuildDUISResponse(
+                duis_request=r.document,
+                request_id=str(r.request_id),
+                device_ids=[str(d) for d in r.devices],
+                refused=convert.refusals_to_pb(r.refused),
+            )
             n = len(out.SerializeToString())
             t_out = time.perf_counter() - t
-            print(f"  decode request {t_in * 1e3:.0f} ms, build_duis {t_case * 1e3:.0f} ms, "
-                  f"encode response {t_out * 1e3:.0f} ms ({n:,} bytes)")
+            print(
+                f"  decode request {t_in * 1e3:.0f} ms, build_duis {t_case * 1e3:.0f} ms, "
+                f"encode response {t_out * 1e3:.0f} ms ({n:,} bytes)"
+            )
             return out
     else:
         image_id = big_id if args.case == "resign-big" else small_id
@@ -148,8 +192,10 @@ def main() -> int:
         one()
     prof.disable()
     elapsed = time.perf_counter() - t
-    print(f"{args.case}: {calls} calls in {elapsed:.2f} s under cProfile "
-          f"({elapsed / calls * 1e3:.3f} ms/call)")
+    print(
+        f"{args.case}: {calls} calls in {elapsed:.2f} s under cProfile "
+        f"({elapsed / calls * 1e3:.3f} ms/call)"
+    )
     stats = pstats.Stats(prof)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)

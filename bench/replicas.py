@@ -85,11 +85,11 @@ from tests.support.postgres import Cluster, libpq_of, start_cluster  # noqa: E40
 
 SCHEMA_DIR = ROOT.parent / "shared" / "vectors" / "xsd"
 GOAL_RATIO = 1.8
-DUIS_DEVICES = 10         # devices per BuildDUIS call
-DUIS_GROUPS = 100         # distinct 10-device lists the clients cycle through
-SIGS_ACTIVATION = 3       # 11.3 XML signature, CS06 signature, SignedPreCommand XML signature
-SIGS_DUIS = 2             # the image's ARP signature, the 11.1 XML signature
-SAMPLE_EVERY = 0.02       # pg_stat_activity sampling period, seconds
+DUIS_DEVICES = 10  # devices per BuildDUIS call
+DUIS_GROUPS = 100  # distinct 10-device lists the clients cycle through
+SIGS_ACTIVATION = 3  # 11.3 XML signature, CS06 signature, SignedPreCommand XML signature
+SIGS_DUIS = 2  # the image's ARP signature, the 11.1 XML signature
+SAMPLE_EVERY = 0.02  # pg_stat_activity sampling period, seconds
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -121,12 +121,23 @@ def setup_worker(directory: str, db_url: str, schema_dir: str) -> None:
     finally:
         svc.close()
     assert supplier.ski is not None
-    json.dump({"directory": str(d), "config": str(config), "softhsm2_conf": str(conf),
-               "module": se.MODULE, "token_label": se.TOKEN_LABEL, "pin_file": str(pin_file),
-               "supplier_key_label": se.SUPPLIER_KEY_LABEL,
-               "supplier_key_id": supplier.key_id.hex(), "supplier_ski": supplier.ski.hex(),
-               "manufacturer_key": str(mkey), "manufacturer_code": se.MANUFACTURER_CODE,
-               "db_url": db_url}, sys.stdout)
+    json.dump(
+        {
+            "directory": str(d),
+            "config": str(config),
+            "softhsm2_conf": str(conf),
+            "module": se.MODULE,
+            "token_label": se.TOKEN_LABEL,
+            "pin_file": str(pin_file),
+            "supplier_key_label": se.SUPPLIER_KEY_LABEL,
+            "supplier_key_id": supplier.key_id.hex(),
+            "supplier_ski": supplier.ski.hex(),
+            "manufacturer_key": str(mkey),
+            "manufacturer_code": se.MANUFACTURER_CODE,
+            "db_url": db_url,
+        },
+        sys.stdout,
+    )
     sys.stdout.write("\n")
 
 
@@ -193,8 +204,13 @@ class Meter:
         self.servers, self.cluster, self.sampler = servers, cluster, sampler
 
     def _now(self) -> Usage:
-        return Usage(time.perf_counter(), sum(cpu_seconds(s.proc.pid) for s in self.servers),
-                     postgres_cpu(self.cluster), time.process_time(), machine_busy())
+        return Usage(
+            time.perf_counter(),
+            sum(cpu_seconds(s.proc.pid) for s in self.servers),
+            postgres_cpu(self.cluster),
+            time.process_time(),
+            machine_busy(),
+        )
 
     def measure(self, label: str, work: Callable[[], Any]) -> tuple[Any, Usage]:
         """work()'s result and the CPU it took; the wait sampler files its samples under
@@ -212,10 +228,12 @@ class WaitSampler:
     audit trail's head row was held (a backend inside the audit append, not itself waiting
     for a lock) and by a holder that was waiting on its client (idle in transaction)."""
 
-    QUERY = ("SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), "
-             "left(regexp_replace(query, '\\s+', ' ', 'g'), 48) FROM pg_stat_activity "
-             "WHERE state IN ('active', 'idle in transaction') "
-             "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    QUERY = (
+        "SELECT state, coalesce(wait_event_type, ''), coalesce(wait_event, ''), "
+        "left(regexp_replace(query, '\\s+', ' ', 'g'), 48) FROM pg_stat_activity "
+        "WHERE state IN ('active', 'idle in transaction') "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
     AUDIT = ("UPDATE audit_head", "INSERT INTO audit_records")
 
     def __init__(self, libpq: str) -> None:
@@ -243,8 +261,15 @@ class WaitSampler:
             what = self.what.setdefault(label, Counter())
             holders = []
             for state, kind, event, query in rows:
-                doing = (f"Lock:{event}" if kind == "Lock" else "idle in tx"
-                         if state != "active" else "running" if not kind else f"{kind}:{event}")
+                doing = (
+                    f"Lock:{event}"
+                    if kind == "Lock"
+                    else "idle in tx"
+                    if state != "active"
+                    else "running"
+                    if not kind
+                    else f"{kind}:{event}"
+                )
                 what[(doing, query)] += 1
                 if query.startswith(self.AUDIT) and kind != "Lock":
                     holders.append(state)
@@ -265,13 +290,18 @@ class WaitSampler:
         if not n:
             return f"{label}: no samples"
         what = self.what.get(label, Counter())
-        head = sum(c for (d, q), c in what.items()
-                   if d.startswith("Lock:") and q.startswith("UPDATE audit_head"))
+        head = sum(
+            c
+            for (d, q), c in what.items()
+            if d.startswith("Lock:") and q.startswith("UPDATE audit_head")
+        )
         parts = [f"{d} {q!r} {c / n:.2f}" for (d, q), c in what.most_common(top)]
-        return (f"{label} ({n} samples): audit head held {self.held[label] / n:.0%} of the "
-                f"time (by a holder idle in transaction {self.held_idle[label] / n:.0%}), "
-                f"{head / n:.2f} backends waiting for it; {self.busy[label] / n:.2f} "
-                "backends busy:\n        " + "; ".join(parts))
+        return (
+            f"{label} ({n} samples): audit head held {self.held[label] / n:.0%} of the "
+            f"time (by a holder idle in transaction {self.held_idle[label] / n:.0%}), "
+            f"{head / n:.2f} backends waiting for it; {self.busy[label] / n:.2f} "
+            "backends busy:\n        " + "; ".join(parts)
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -282,8 +312,9 @@ class WaitSampler:
 # -- measurements -------------------------------------------------------------------------
 
 
-def duis_rate(stubs: list[pb_grpc.FirmwareSignerStub], requests: list[pb.BuildDUISRequest],
-              seconds: float) -> float:
+def duis_rate(
+    stubs: list[pb_grpc.FirmwareSignerStub], requests: list[pb.BuildDUISRequest], seconds: float
+) -> float:
     """BuildDUIS calls/s: one thread per stub (each its own channel), cycling through the
     requests from its own offset, for ``seconds``."""
     counts = [0] * len(stubs)
@@ -329,8 +360,9 @@ class Side:
     bound: Row
     usage: dict[int, list[Usage]] = field(default_factory=lambda: {1: [], 2: []})
 
-    def add(self, rate: dict[int, float], use: dict[int, Usage], units: dict[int, int],
-            ceiling: float) -> None:
+    def add(
+        self, rate: dict[int, float], use: dict[int, Usage], units: dict[int, int], ceiling: float
+    ) -> None:
         self.goal.candidate.append(rate[2])
         self.goal.baseline.append(rate[1])
         self.hsm1.candidate.append(rate[1])
@@ -350,8 +382,13 @@ class Side:
         self.cores.baseline.append(use[1].servers / use[1].wall)
         # floored: /proc/stat and the per-process figures are sampled a moment apart
         for r, row in ((2, self.other.candidate), (1, self.other.baseline)):
-            row.append(max(0.01, (use[r].machine - use[r].servers - use[r].postgres
-                                  - use[r].client) / use[r].wall))
+            row.append(
+                max(
+                    0.01,
+                    (use[r].machine - use[r].servers - use[r].postgres - use[r].client)
+                    / use[r].wall,
+                )
+            )
         total = use[2].servers + use[2].postgres + use[2].client  # CPU-s for units[2]
         self.bound.candidate.append(2.0 * units[2] / total)
         self.bound.baseline.append(rate[1])
@@ -359,8 +396,18 @@ class Side:
             self.usage[r].append(use[r])
 
     def rows(self) -> list[Row]:
-        return [self.goal, self.hsm1, self.hsm2, self.server, self.postgres, self.client,
-                self.cores, self.busy, self.other, self.bound]
+        return [
+            self.goal,
+            self.hsm1,
+            self.hsm2,
+            self.server,
+            self.postgres,
+            self.client,
+            self.cores,
+            self.busy,
+            self.other,
+            self.bound,
+        ]
 
 
 def side(n: str, what: str, unit: str, per: str, sigs: int) -> Side:
@@ -374,7 +421,8 @@ def side(n: str, what: str, unit: str, per: str, sigs: int) -> Side:
         cores=Row("  servers' CPU, sum over replicas, 2 vs 1", "cores"),
         busy=Row("  machine busy (all processes, /proc/stat), 2 vs 1", "cores"),
         other=Row("  of which not servers/PostgreSQL/bench (other load), 2 vs 1", "cores"),
-        bound=Row("  2-core bound 2/(server+PG+client CPU), 2 repl., vs 1 replica", unit))
+        bound=Row("  2-core bound 2/(server+PG+client CPU), 2 repl., vs 1 replica", unit),
+    )
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -383,19 +431,37 @@ def side(n: str, what: str, unit: str, per: str, sigs: int) -> Side:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 1 run, 1,000 devices, 0.5 s windows (not a measurement)")
-    ap.add_argument("--devices", type=int, default=None,
-                    help="devices per activation measurement (default 5,000; --quick 1,000)")
-    ap.add_argument("--clients", type=int, default=8,
-                    help="BuildDUIS client threads, spread over the replicas (default 8)")
-    ap.add_argument("--window", type=float, default=None,
-                    help="seconds per BuildDUIS measurement (default 3; --quick 0.5)")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the temp dir (server logs, token, a pg_dump of the database, "
-                         "PostgreSQL's log)")
-    ap.add_argument("--setup-worker", nargs=3, metavar=("DIR", "DB_URL", "SCHEMA_DIR"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run, 1,000 devices, 0.5 s windows (not a measurement)",
+    )
+    ap.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices per activation measurement (default 5,000; --quick 1,000)",
+    )
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=8,
+        help="BuildDUIS client threads, spread over the replicas (default 8)",
+    )
+    ap.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="seconds per BuildDUIS measurement (default 3; --quick 0.5)",
+    )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp dir (server logs, token, a pg_dump of the database, PostgreSQL's log)",
+    )
+    ap.add_argument(
+        "--setup-worker", nargs=3, metavar=("DIR", "DB_URL", "SCHEMA_DIR"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.setup_worker:
         setup_worker(*args.setup_worker)
@@ -423,8 +489,14 @@ def main() -> int:
             raise SystemExit(f"bench/replicas.py needs PostgreSQL: {exc}") from None
         db_url = cluster.create_database("bench")
         log(f"setting up token, keys and config in {tmp} (database {db_url})")
-        setup = [sys.executable, str(Path(__file__).resolve()), "--setup-worker",
-                 str(tmp / "env"), db_url, str(schema_dir or "")]
+        setup = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--setup-worker",
+            str(tmp / "env"),
+            db_url,
+            str(schema_dir or ""),
+        ]
         out = subprocess.run(setup, capture_output=True, text=True, cwd=ROOT, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"setup failed:\n{out.stderr[-3000:]}")
@@ -433,26 +505,35 @@ def main() -> int:
         insert_s = add_inventory_devices(db_url, activation_eui, devices, info["supplier_ski"])
         log(f"{devices:,} devices with inventory inserted in {insert_s:,.1f} s")
         analyze_s = analyze(db_url)
-        mkey = serialization.load_pem_private_key(Path(info["manufacturer_key"]).read_bytes(),
-                                                  password=None)
+        mkey = serialization.load_pem_private_key(
+            Path(info["manufacturer_key"]).read_bytes(), password=None
+        )
         assert isinstance(mkey, ec.EllipticCurvePrivateKey)
 
         for r in range(2):
             servers.append(start_signer(info, tmp, f"replica-{r}"))
-        log("signer serve replicas: " + ", ".join(f"{s.address} (pid {s.proc.pid})"
-                                                  for s in servers))
+        log(
+            "signer serve replicas: "
+            + ", ".join(f"{s.address} (pid {s.proc.pid})" for s in servers)
+        )
         stubs = [pb_grpc.FirmwareSignerStub(channel(s.address)) for s in servers]
         image_id = verify_delivery(stubs[0], mkey, IMAGE)
         digest = hashlib.sha256(IMAGE).digest()
         ids = [activation_eui(i) for i in range(DUIS_DEVICES * DUIS_GROUPS)]
-        duis_requests = [pb.BuildDUISRequest(image_id=image_id,
-                                             device_ids=ids[g * DUIS_DEVICES:(g + 1)
-                                                            * DUIS_DEVICES],
-                                             firmware_version="BENCH", service_reference="11.1")
-                         for g in range(DUIS_GROUPS)]
+        duis_requests = [
+            pb.BuildDUISRequest(
+                image_id=image_id,
+                device_ids=ids[g * DUIS_DEVICES : (g + 1) * DUIS_DEVICES],
+                firmware_version="BENCH",
+                service_reference="11.1",
+            )
+            for g in range(DUIS_GROUPS)
+        ]
         # thread i talks to replica i mod R, each thread over a channel of its own
-        duis_stubs = {n: [pb_grpc.FirmwareSignerStub(channel(servers[i % n].address))
-                          for i in range(clients)] for n in (1, 2)}
+        duis_stubs = {
+            n: [pb_grpc.FirmwareSignerStub(channel(servers[i % n].address)) for i in range(clients)]
+            for n in (1, 2)
+        }
 
         # warm-up and checks: connections, pools, caches (image, CPL graph, schema)
         activate_and_sign(stubs, image_id, min(devices, 2 * BATCH * 2), digest)
@@ -466,10 +547,20 @@ def main() -> int:
         sampler = WaitSampler(libpq_of(db_url))
         meter = Meter(servers, cluster, sampler)
 
-        act = side("1", f"activation 11.3+CS06 on PostgreSQL, {devices:,} dev, N/(Ta+Ts)",
-                   "dev/s", "device", SIGS_ACTIVATION)
-        duis = side("2", f"BuildDUIS 11.1 ~300 B on PostgreSQL, {DUIS_DEVICES} dev/call, "
-                    f"{clients} clients", "calls/s", "call", SIGS_DUIS)
+        act = side(
+            "1",
+            f"activation 11.3+CS06 on PostgreSQL, {devices:,} dev, N/(Ta+Ts)",
+            "dev/s",
+            "device",
+            SIGS_ACTIVATION,
+        )
+        duis = side(
+            "2",
+            f"BuildDUIS 11.1 ~300 B on PostgreSQL, {DUIS_DEVICES} dev/call, {clients} clients",
+            "calls/s",
+            "call",
+            SIGS_DUIS,
+        )
         r_raw = Row("3 SoftHSM raw sign rate, python-pkcs11, 1 thread", "sign/s")
         for run in range(runs):
             order = (1, 2) if run % 2 == 0 else (2, 1)
@@ -480,63 +571,89 @@ def main() -> int:
             for n in order:
                 (ta, ts), use[n] = meter.measure(
                     f"activation, {n} replica(s)",
-                    partial(activate_and_sign, stubs[:n], image_id, devices, digest))
+                    partial(activate_and_sign, stubs[:n], image_id, devices, digest),
+                )
                 rates[n] = devices / (ta + ts)
             raws.append(raw.rate(0.3 if args.quick else 0.5))
             ceiling = statistics.median(raws)
             act.add(rates, use, {1: devices, 2: devices}, ceiling / SIGS_ACTIVATION)
-            log(f"  activation: 1 replica {rates[1]:,.0f} dev/s, 2 replicas {rates[2]:,.0f} "
-                f"dev/s ({rates[2] / rates[1]:.2f}x)")
+            log(
+                f"  activation: 1 replica {rates[1]:,.0f} dev/s, 2 replicas {rates[2]:,.0f} "
+                f"dev/s ({rates[2] / rates[1]:.2f}x)"
+            )
             d_rates: dict[int, float] = {}
             d_use: dict[int, Usage] = {}
             for n in reversed(order):
                 d_rates[n], d_use[n] = meter.measure(
                     f"BuildDUIS, {n} replica(s)",
-                    partial(duis_rate, duis_stubs[n], duis_requests, window))
+                    partial(duis_rate, duis_stubs[n], duis_requests, window),
+                )
             raws.append(raw.rate(0.3 if args.quick else 0.5))
             ceiling = statistics.median(raws)
             units = {n: round(d_rates[n] * d_use[n].wall) for n in (1, 2)}
             duis.add(d_rates, d_use, units, ceiling / SIGS_DUIS)
             r_raw.candidate.append(ceiling)
-            log(f"  BuildDUIS: 1 replica {d_rates[1]:,.0f} calls/s, 2 replicas "
+            log(
+                f"  BuildDUIS: 1 replica {d_rates[1]:,.0f} calls/s, 2 replicas "
                 f"{d_rates[2]:,.0f} calls/s ({d_rates[2] / d_rates[1]:.2f}x); raw "
-                f"{ceiling:,.0f} sign/s")
+                f"{ceiling:,.0f} sign/s"
+            )
         raw.close()
         raw = None
         sampler.close()
-        waits = [sampler.report(f"{w}, {n} replica(s)") for w in ("activation", "BuildDUIS")
-                 for n in (1, 2)]
+        waits = [
+            sampler.report(f"{w}, {n} replica(s)")
+            for w in ("activation", "BuildDUIS")
+            for n in (1, 2)
+        ]
         sampler = None
         hwm = [vm_of(s.proc.pid, "VmHWM") for s in servers]
         errors = [s.log.name for s in servers if "Traceback" in s.log.read_text()]
 
         rows = [*act.rows(), *duis.rows(), r_raw]
         mode = "QUICK SMOKE RUN (not a measurement)" if args.quick else f"median of {runs} runs"
-        print_table(rows, f"replicas on PostgreSQL, {mode}; {os.cpu_count()} CPUs, "
-                          f"{dt.datetime.now():%Y-%m-%d %H:%M}")
+        print_table(
+            rows,
+            f"replicas on PostgreSQL, {mode}; {os.cpu_count()} CPUs, "
+            f"{dt.datetime.now():%Y-%m-%d %H:%M}",
+        )
         schema = "set (every document validated)" if schema_dir else "NOT set (no validation)"
         print("notes:")
-        print(f"  PostgreSQL {cluster.bin_dir.parent.name} (tests/support/postgres.py: Unix "
-              "socket, fsync off); two signer serve processes on it and on one SoftHSM2 token;"
-              f"\n  CPL strict, schema_dir {schema}, audit trail on; 1 replica = the first "
-              "server alone, the second idle; order alternates per run.")
-        print(f"  devices bulk-inserted ({insert_s:,.1f} s), then ANALYZE ({analyze_s:,.1f} s) "
-              "so the planner has statistics from the start.")
-        print(f"  1: the N devices dealt round-robin; one StreamActivation per replica at once "
-              f"(Ta), then one StreamSignPreCommands per replica, batches of {BATCH:,} (Ts).")
-        print(f"  2: {clients} client threads, thread i on replica i mod R, {window:g} s "
-              f"windows, {DUIS_GROUPS} distinct {DUIS_DEVICES}-device lists.")
-        print("  candidate/baseline of the goal rows: 2 replicas / 1 replica; HSM rows: "
-              "the rate / raw SoftHSM rate over the HSM signatures it needs; CPU rows: "
-              "2 replicas / 1 replica;\n  2-core bound = 2 CPU-s/s over the server + "
-              "PostgreSQL + client CPU per unit at 2 replicas, against the 1-replica rate "
-              "(its ratio: the best 2/1 these cores allow).")
-        print("  PostgreSQL activity (pg_stat_activity every "
-              f"{SAMPLE_EVERY * 1000:.0f} ms; per statement: backends per sample):")
+        print(
+            f"  PostgreSQL {cluster.bin_dir.parent.name} (tests/support/postgres.py: Unix "
+            "socket, fsync off); two signer serve processes on it and on one SoftHSM2 token;"
+            f"\n  CPL strict, schema_dir {schema}, audit trail on; 1 replica = the first "
+            "server alone, the second idle; order alternates per run."
+        )
+        print(
+            f"  devices bulk-inserted ({insert_s:,.1f} s), then ANALYZE ({analyze_s:,.1f} s) "
+            "so the planner has statistics from the start."
+        )
+        print(
+            f"  1: the N devices dealt round-robin; one StreamActivation per replica at once "
+            f"(Ta), then one StreamSignPreCommands per replica, batches of {BATCH:,} (Ts)."
+        )
+        print(
+            f"  2: {clients} client threads, thread i on replica i mod R, {window:g} s "
+            f"windows, {DUIS_GROUPS} distinct {DUIS_DEVICES}-device lists."
+        )
+        print(
+            "  candidate/baseline of the goal rows: 2 replicas / 1 replica; HSM rows: "
+            "the rate / raw SoftHSM rate over the HSM signatures it needs; CPU rows: "
+            "2 replicas / 1 replica;\n  2-core bound = 2 CPU-s/s over the server + "
+            "PostgreSQL + client CPU per unit at 2 replicas, against the 1-replica rate "
+            "(its ratio: the best 2/1 these cores allow)."
+        )
+        print(
+            "  PostgreSQL activity (pg_stat_activity every "
+            f"{SAMPLE_EVERY * 1000:.0f} ms; per statement: backends per sample):"
+        )
         for w in waits:
             print(f"    {w}")
-        print(f"  servers' VmHWM: {', '.join(f'{h / 1e6:,.0f} MB' for h in hwm)}; "
-              f"tracebacks in server logs: {', '.join(errors) or 'none'}")
+        print(
+            f"  servers' VmHWM: {', '.join(f'{h / 1e6:,.0f} MB' for h in hwm)}; "
+            f"tracebacks in server logs: {', '.join(errors) or 'none'}"
+        )
         print("  ratio = median of the per-run ratios; candidate/baseline = medians of the runs")
         per_run(rows)
         log(f"done in {time.perf_counter() - began:,.0f} s")

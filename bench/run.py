@@ -96,8 +96,7 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 def start(name: str, cmd: list[str], env: dict[str, str], log: Path) -> Server:
     out = log.open("w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, text=True, env=env,
-                            cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, text=True, env=env, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     while line.startswith("METRICS "):  # the metrics endpoint is announced first
@@ -109,23 +108,39 @@ def start(name: str, cmd: list[str], env: dict[str, str], log: Path) -> Server:
 
 
 def start_signer(info: dict[str, Any], tmp: Path, tag: str) -> Server:
-    return start("signer serve",
-                 [sys.executable, "-m", "signer.cli.main", "serve", "--config", info["config"]],
-                 _env({"SOFTHSM2_CONF": info["softhsm2_conf"]}), tmp / f"signer-{tag}.log")
+    return start(
+        "signer serve",
+        [sys.executable, "-m", "signer.cli.main", "serve", "--config", info["config"]],
+        _env({"SOFTHSM2_CONF": info["softhsm2_conf"]}),
+        tmp / f"signer-{tag}.log",
+    )
 
 
 def start_baseline(info: dict[str, Any], tmp: Path) -> Server:
-    return start("baseline",
-                 [sys.executable, str(BENCH / "baseline_signer.py"), "--module", info["module"],
-                  "--token-label", info["token_label"], "--pin-file", info["pin_file"],
-                  "--key-label", info["supplier_key_label"]],
-                 _env({"SOFTHSM2_CONF": info["softhsm2_conf"]}), tmp / "baseline.log")
+    return start(
+        "baseline",
+        [
+            sys.executable,
+            str(BENCH / "baseline_signer.py"),
+            "--module",
+            info["module"],
+            "--token-label",
+            info["token_label"],
+            "--pin-file",
+            info["pin_file"],
+            "--key-label",
+            info["supplier_key_label"],
+        ],
+        _env({"SOFTHSM2_CONF": info["softhsm2_conf"]}),
+        tmp / "baseline.log",
+    )
 
 
 def channel(address: str) -> grpc.Channel:
     # A local subchannel pool gives each channel its own TCP connection.
-    return grpc.insecure_channel(address, options=[*CHANNEL_OPTIONS,
-                                                   ("grpc.use_local_subchannel_pool", 1)])
+    return grpc.insecure_channel(
+        address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+    )
 
 
 # -- images ----------------------------------------------------------------------------
@@ -133,21 +148,36 @@ def channel(address: str) -> grpc.Channel:
 
 def ota_header(image_length: int, file_version: int = 2) -> bytes:
     return OtaHeader(
-        header_version=0x0100, header_length=OTA_HEADER_LENGTH, field_control=0,
-        manufacturer_code=MANUFACTURER_CODE, image_type=0x0001, file_version=file_version,
-        zigbee_stack_version=0x0002, header_string=b"signer benchmark image".ljust(32, b"\0"),
+        header_version=0x0100,
+        header_length=OTA_HEADER_LENGTH,
+        field_control=0,
+        manufacturer_code=MANUFACTURER_CODE,
+        image_type=0x0001,
+        file_version=file_version,
+        zigbee_stack_version=0x0002,
+        header_string=b"signer benchmark image".ljust(32, b"\0"),
         total_image_size=OTA_HEADER_LENGTH + image_length + TAIL_LENGTH,
-        security_credential_version=None, upgrade_file_destination=None,
-        min_hardware_version=None, max_hardware_version=None).to_bytes()
+        security_credential_version=None,
+        upgrade_file_destination=None,
+        min_hardware_version=None,
+        max_hardware_version=None,
+    ).to_bytes()
 
 
-def verify_delivery(stub: pb_grpc.FirmwareSignerStub, key: ec.EllipticCurvePrivateKey,
-                    image: bytes) -> str:
+def verify_delivery(
+    stub: pb_grpc.FirmwareSignerStub, key: ec.EllipticCurvePrivateKey, image: bytes
+) -> str:
     header = ota_header(len(image))
-    verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
-        ota_header=header, manufacturer_image=image,
-        signature=key.sign(header + image, ec.ECDSA(hashes.SHA256())),
-        hash=hashlib.sha256(image).digest())))
+    verdict = stub.VerifyManufacturer(
+        pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(
+                ota_header=header,
+                manufacturer_image=image,
+                signature=key.sign(header + image, ec.ECDSA(hashes.SHA256())),
+                hash=hashlib.sha256(image).digest(),
+            )
+        )
+    )
     if not verdict.verified:
         raise RuntimeError(f"delivery not verified: {verdict.checks}")
     return str(verdict.image_id)
@@ -162,8 +192,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(calls: list[Callable[[], object]], seconds: float,
-               server: Server) -> tuple[float, float]:
+def throughput(
+    calls: list[Callable[[], object]], seconds: float, server: Server
+) -> tuple[float, float]:
     """Calls/s with one thread per callable (each bound to its own channel), and the
     server's CPU time per call in microseconds."""
     for c in calls:  # warm-up: connections up, server threads spun
@@ -209,9 +240,12 @@ def pipeline_rate(info: dict[str, Any], files: list[Path]) -> float:
     """Images/s of the by-hand pipeline, one shell per image, sequential."""
     pin = Path(info["pin_file"]).read_text().strip()
     env = _env({"SOFTHSM2_CONF": info["softhsm2_conf"]})
-    cmds = [f"openssl dgst -sha256 -binary {f} | pkcs11-tool --module {info['module']} "
-            f"--token-label {info['token_label']} --pin {pin} --sign -m ECDSA "
-            f"--id {info['supplier_key_id']} -o {f}.sig" for f in files]
+    cmds = [
+        f"openssl dgst -sha256 -binary {f} | pkcs11-tool --module {info['module']} "
+        f"--token-label {info['token_label']} --pin {pin} --sign -m ECDSA "
+        f"--id {info['supplier_key_id']} -o {f}.sig"
+        for f in files
+    ]
     t = time.perf_counter()
     for cmd in cmds:
         subprocess.run(["sh", "-c", cmd], env=env, check=True, capture_output=True)
@@ -232,9 +266,13 @@ class RawHsm:
         os.environ["SOFTHSM2_CONF"] = info["softhsm2_conf"]
         lib = pkcs11.lib(info["module"])
         self.session = lib.get_token(token_label=info["token_label"]).open(
-            user_pin=Path(info["pin_file"]).read_text().strip())
-        self.key = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY,
-                                        key_type=KeyType.EC, label=info["supplier_key_label"])
+            user_pin=Path(info["pin_file"]).read_text().strip()
+        )
+        self.key = self.session.get_key(
+            object_class=ObjectClass.PRIVATE_KEY,
+            key_type=KeyType.EC,
+            label=info["supplier_key_label"],
+        )
         self.mechanism = Mechanism.ECDSA
 
     def rate(self, seconds: float) -> float:
@@ -287,8 +325,12 @@ class Row:
         cand = f"{fmt(statistics.median(self.candidate))} {self.unit}" if self.candidate else "-"
         base = f"{fmt(statistics.median(self.baseline))} {self.unit}" if self.baseline else "-"
         ratio = f"{statistics.median(self.ratios()):.2f}x" if self.baseline else "-"
-        goal = {"min_ratio": f">= {self.goal:g}x", "max_ratio": f"<= {self.goal:g}x",
-                "max_abs": f"<= {fmt(self.goal)} {self.unit}", "": "(context)"}[self.goal_kind]
+        goal = {
+            "min_ratio": f">= {self.goal:g}x",
+            "max_ratio": f"<= {self.goal:g}x",
+            "max_abs": f"<= {fmt(self.goal)} {self.unit}",
+            "": "(context)",
+        }[self.goal_kind]
         return [self.what, cand, base, ratio, goal, self.verdict()]
 
 
@@ -303,16 +345,23 @@ def print_table(rows: list[Row], header: str) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     print(line)
     for cells in body:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < 4 else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) if i < 4 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
     print(line)
 
 
 def per_run(rows: list[Row]) -> None:
     print("\nper run (candidate / baseline):")
     for r in rows:
-        pairs = (zip(r.candidate, r.baseline, strict=True) if r.baseline
-                 else ((c, None) for c in r.candidate))
+        pairs = (
+            zip(r.candidate, r.baseline, strict=True)
+            if r.baseline
+            else ((c, None) for c in r.candidate)
+        )
         shown = ", ".join(f"{c:,.1f}" + (f"/{b:,.1f}" if b is not None else "") for c, b in pairs)
         print(f"  {r.what}: {shown}")
 
@@ -327,17 +376,22 @@ def log(msg: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 1 run, short windows, 5,000 devices (not a measurement)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run, short windows, 5,000 devices (not a measurement)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, token, DB)")
-    ap.add_argument("--profile", action="store_true",
-                    help="afterwards, cProfile Resign and BuildDUIS in-process "
-                         "(bench/profile_service.py)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, cProfile Resign and BuildDUIS in-process (bench/profile_service.py)",
+    )
     args = ap.parse_args()
     runs = 1 if args.quick else max(1, args.runs)
-    window = 0.5 if args.quick else 2.0          # seconds per throughput measurement
+    window = 0.5 if args.quick else 2.0  # seconds per throughput measurement
     pipeline_images = 5 if args.quick else 20
-    big_calls = 1 if args.quick else 5           # 10 MB calls per side per run
+    big_calls = 1 if args.quick else 5  # 10 MB calls per side per run
     devices = 5_000 if args.quick else 50_000
     schema_dir = SCHEMA_DIR if SCHEMA_DIR.is_dir() else None
 
@@ -347,24 +401,32 @@ def main() -> int:
     began = time.perf_counter()
     try:
         log(f"setting up token, DB ({devices:,} devices) and config in {tmp}")
-        setup = [sys.executable, str(BENCH / "setup_env.py"), str(tmp / "env"),
-                 "--devices", str(devices)]
+        setup = [
+            sys.executable,
+            str(BENCH / "setup_env.py"),
+            str(tmp / "env"),
+            "--devices",
+            str(devices),
+        ]
         if schema_dir is not None:
             setup += ["--schema-dir", str(schema_dir)]
         out = subprocess.run(setup, capture_output=True, text=True, cwd=ROOT, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"bench/setup_env.py failed:\n{out.stderr[-3000:]}")
         info: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        mkey = serialization.load_pem_private_key(Path(info["manufacturer_key"]).read_bytes(),
-                                                  password=None)
+        mkey = serialization.load_pem_private_key(
+            Path(info["manufacturer_key"]).read_bytes(), password=None
+        )
         assert isinstance(mkey, ec.EllipticCurvePrivateKey)
 
         signer = start_signer(info, tmp, "main")
         servers.append(signer)
         baseline = start_baseline(info, tmp)
         servers.append(baseline)
-        log(f"signer serve at {signer.address} (pid {signer.proc.pid}), "
-            f"baseline at {baseline.address} (pid {baseline.proc.pid})")
+        log(
+            f"signer serve at {signer.address} (pid {signer.proc.pid}), "
+            f"baseline at {baseline.address} (pid {baseline.proc.pid})"
+        )
 
         setup_ch = channel(signer.address)
         stub = pb_grpc.FirmwareSignerStub(setup_ch)
@@ -390,13 +452,14 @@ def main() -> int:
         base_calls = []
         for _ in range(CLIENTS):
             m = channel(baseline.address).unary_unary(
-                BASELINE_METHOD, request_serializer=lambda b: b,
-                response_deserializer=lambda b: b)
+                BASELINE_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
+            )
             base_calls.append(lambda m=m: m(small_delivery))
         assert len(base_calls[0]()) == len(small_delivery) + 64
         big_signer = lambda: stub.Resign(big_req)  # noqa: E731
         big_base_m = channel(baseline.address).unary_unary(
-            BASELINE_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            BASELINE_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
         big_base = lambda: big_base_m(big_delivery)  # noqa: E731
         assert len(big_base()) == len(big_delivery) + 64
 
@@ -411,12 +474,21 @@ def main() -> int:
             big_signer()
             big_base()
 
-        r1 = Row(f"1 Resign ~300 B, {CLIENTS} clients vs minimal service", "calls/s",
-                 goal_kind="min_ratio", goal=0.8)
-        r2 = Row(f"2 Resign ~300 B, {CLIENTS} clients vs openssl|pkcs11-tool per image", "/s",
-                 goal_kind="min_ratio", goal=30)
-        r3 = Row("3 Resign 10 MB, one call vs echo+SHA-256+sign", "ms",
-                 goal_kind="max_ratio", goal=1.5)
+        r1 = Row(
+            f"1 Resign ~300 B, {CLIENTS} clients vs minimal service",
+            "calls/s",
+            goal_kind="min_ratio",
+            goal=0.8,
+        )
+        r2 = Row(
+            f"2 Resign ~300 B, {CLIENTS} clients vs openssl|pkcs11-tool per image",
+            "/s",
+            goal_kind="min_ratio",
+            goal=30,
+        )
+        r3 = Row(
+            "3 Resign 10 MB, one call vs echo+SHA-256+sign", "ms", goal_kind="max_ratio", goal=1.5
+        )
         c_cpu = Row("  server CPU per small call, signer vs minimal", "us")
         c_pipe = Row("  minimal service vs openssl|pkcs11-tool", "/s")
         c_raw = Row("  SoftHSM raw sign rate, in-process, 1 thread", "sign/s")
@@ -425,8 +497,11 @@ def main() -> int:
             order = ["b", "s"] if run % 2 else ["s", "b"]  # alternate who goes first
             rates: dict[str, tuple[float, float]] = {}
             for who in order:
-                rates[who] = throughput(signer_calls if who == "s" else base_calls, window,
-                                        signer if who == "s" else baseline)
+                rates[who] = throughput(
+                    signer_calls if who == "s" else base_calls,
+                    window,
+                    signer if who == "s" else baseline,
+                )
             pipe = pipeline_rate(info, files)
             lat: dict[str, list[float]] = {"s": [], "b": []}
             for _ in range(big_calls):
@@ -459,12 +534,21 @@ def main() -> int:
         from setup_env import bulk_device_euis  # bench/ is sys.path[0]
 
         device_ids = bulk_device_euis(devices)
-        by_id = pb.BuildDUISRequest(image_id=big_id, device_ids=device_ids,
-                                    firmware_version="BENCH", service_reference="11.1")
-        r4 = Row(f"4 BuildDUIS 11.1, 10 MB, {devices:,} devices, image_id path", "ms",
-                 goal_kind="max_abs", goal=1000)
-        r5 = Row("4 ... server peak RSS (VmHWM) after those calls", "MB",
-                 goal_kind="max_abs", goal=400)
+        by_id = pb.BuildDUISRequest(
+            image_id=big_id,
+            device_ids=device_ids,
+            firmware_version="BENCH",
+            service_reference="11.1",
+        )
+        r4 = Row(
+            f"4 BuildDUIS 11.1, 10 MB, {devices:,} devices, image_id path",
+            "ms",
+            goal_kind="max_abs",
+            goal=1000,
+        )
+        r5 = Row(
+            "4 ... server peak RSS (VmHWM) after those calls", "MB", goal_kind="max_abs", goal=400
+        )
         c_up = Row("  BuildDUIS, same, upgrade_image path (10 MB sent)", "ms")
         first = 0.0
         upgrade = b""
@@ -481,8 +565,12 @@ def main() -> int:
             del resp
         r5.candidate.append(duis_server.vm("VmHWM") / 1e6)
         upgrade = dstub.Resign(big_req).images[0].upgrade_image
-        by_image = pb.BuildDUISRequest(upgrade_image=upgrade, device_ids=device_ids,
-                                       firmware_version="BENCH", service_reference="11.1")
+        by_image = pb.BuildDUISRequest(
+            upgrade_image=upgrade,
+            device_ids=device_ids,
+            firmware_version="BENCH",
+            service_reference="11.1",
+        )
         for i in range(runs + 1):
             t = time.perf_counter()
             resp = dstub.BuildDUIS(by_image)
@@ -498,32 +586,50 @@ def main() -> int:
 
         rows = [r1, r2, r3, r4, r5, c_cpu, c_pipe, c_raw, c_up]
         mode = "QUICK SMOKE RUN (not a measurement)" if args.quick else f"median of {runs} runs"
-        print_table(rows, f"signer benchmark, {mode}; {os.cpu_count()} CPUs, "
-                          f"{dt.datetime.now():%Y-%m-%d %H:%M}")
+        print_table(
+            rows,
+            f"signer benchmark, {mode}; {os.cpu_count()} CPUs, {dt.datetime.now():%Y-%m-%d %H:%M}",
+        )
         print("notes:")
-        print(f"  1/2: {CLIENTS} client threads in one process, each with its own channel "
-              f"(own TCP connection), {window:g} s windows, candidate and baseline interleaved;"
-              "\n       minimal = bench/baseline_signer.py (proto-less gRPC, SHA-256 + "
-              "CKM_ECDSA under one lock, same token, echoes header+image+signature);"
-              f"\n       pipeline = `openssl dgst | pkcs11-tool --sign` per image, "
-              f"{pipeline_images} images, sequential; server CPU from /proc/<pid>/stat")
-        print(f"  3:   median of {big_calls} calls per side per run; the minimal service "
-              "receives and returns the 10 MB, signer receives an image_id, returns the 10 MB")
+        print(
+            f"  1/2: {CLIENTS} client threads in one process, each with its own channel "
+            f"(own TCP connection), {window:g} s windows, candidate and baseline interleaved;"
+            "\n       minimal = bench/baseline_signer.py (proto-less gRPC, SHA-256 + "
+            "CKM_ECDSA under one lock, same token, echoes header+image+signature);"
+            f"\n       pipeline = `openssl dgst | pkcs11-tool --sign` per image, "
+            f"{pipeline_images} images, sequential; server CPU from /proc/<pid>/stat"
+        )
+        print(
+            f"  3:   median of {big_calls} calls per side per run; the minimal service "
+            "receives and returns the 10 MB, signer receives an image_id, returns the 10 MB"
+        )
         schema = "set" if schema_dir else "NOT set (no validation)"
-        print(f"  4:   fresh server, schema_dir {schema}"
-              f"; first (warm-up) call {first * 1000:,.0f} ms; VmHWM right after start "
-              f"{idle_hwm / 1e6:,.0f} MB,\n       after the upgrade_image calls too "
-              f"{both_hwm / 1e6:,.0f} MB; (the rows 1-3 server ended at VmHWM "
-              f"{resign_hwm / 1e6:,.0f} MB)")
+        print(
+            f"  4:   fresh server, schema_dir {schema}"
+            f"; first (warm-up) call {first * 1000:,.0f} ms; VmHWM right after start "
+            f"{idle_hwm / 1e6:,.0f} MB,\n       after the upgrade_image calls too "
+            f"{both_hwm / 1e6:,.0f} MB; (the rows 1-3 server ended at VmHWM "
+            f"{resign_hwm / 1e6:,.0f} MB)"
+        )
         print("  ratio = median of the per-run ratios; candidate/baseline = medians of the runs")
         per_run(rows)
         log(f"done in {time.perf_counter() - began:,.0f} s")
 
         if args.profile:
             for case in ("resign", "duis"):
-                subprocess.run([sys.executable, str(BENCH / "profile_service.py"),
-                                info["config"], case, "--devices", str(devices)], cwd=ROOT,
-                               env=_env({"SOFTHSM2_CONF": info["softhsm2_conf"]}), check=False)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(BENCH / "profile_service.py"),
+                        info["config"],
+                        case,
+                        "--devices",
+                        str(devices),
+                    ],
+                    cwd=ROOT,
+                    env=_env({"SOFTHSM2_CONF": info["softhsm2_conf"]}),
+                    check=False,
+                )
     finally:
         if raw is not None:
             raw.close()

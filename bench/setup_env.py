@@ -52,31 +52,52 @@ SMALL_DEVICE = "00-DB-12-34-56-78-90-B1"
 
 def bulk_device_euis(n: int) -> list[str]:
     """``n`` distinct dashed EUI-64s, disjoint from SMALL_DEVICE."""
-    return [f"00-DB-00-00-00-{i >> 16 & 0xFF:02X}-{i >> 8 & 0xFF:02X}-{i & 0xFF:02X}"
-            for i in range(n)]
+    return [
+        f"00-DB-00-00-00-{i >> 16 & 0xFF:02X}-{i >> 8 & 0xFF:02X}-{i & 0xFF:02X}" for i in range(n)
+    ]
 
 
 def init_token(d: Path) -> tuple[Path, Path]:
     (d / "tokens").mkdir(parents=True)
     conf = d / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\nslots.removable = false\n")
+    conf.write_text(
+        f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\n"
+        "log.level = ERROR\nslots.removable = false\n"
+    )
     pin_file = d / "user.pin"
     pin_file.touch(mode=0o600)
     pin_file.write_text(secrets.token_hex(8) + "\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     # softhsm2-util takes PINs only as arguments: a throwaway benchmark token.
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-                    "--so-pin", secrets.token_hex(8), "--pin", pin_file.read_text().strip()],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--so-pin",
+            secrets.token_hex(8),
+            "--pin",
+            pin_file.read_text().strip(),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return conf, pin_file
 
 
 def token_key(svc: Services, label: str, purpose: KeyPurpose, now: dt.datetime) -> TokenKey:
     """Generated, self-certified and activated through the key lifecycle use cases."""
     keys.generate(svc, label, purpose, actor="bench")
-    keys.self_certify(svc, label, not_before=now - dt.timedelta(days=1),
-                      not_after=now + dt.timedelta(days=30), actor="bench", issuer_cn="BENCH")
+    keys.self_certify(
+        svc,
+        label,
+        not_before=now - dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=30),
+        actor="bench",
+        issuer_cn="BENCH",
+    )
     keys.activate(svc, label, actor="bench")
     return svc.token.find(label=label)
 
@@ -84,15 +105,25 @@ def token_key(svc: Services, label: str, purpose: KeyPurpose, now: dt.datetime) 
 def manufacturer(d: Path, now: dt.datetime) -> tuple[Path, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "BENCH manufacturer 121D")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     path = d / "manufacturer.key.pem"
     path.touch(mode=0o600)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return path, cert
 
 
@@ -101,26 +132,49 @@ def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) ->
     batch = 10_000
     with db.engine.begin() as conn:
         for i in range(0, len(euis), batch):
-            chunk = [e.replace("-", "") for e in euis[i:i + batch]]
+            chunk = [e.replace("-", "") for e in euis[i : i + batch]]
             conn.execute(insert(Device.__table__), [{"eui": e, "updated_at": now} for e in chunk])
-            conn.execute(insert(TrustAnchorCellRow.__table__), [
-                {"device_eui": e, "role": int(RemotePartyRole.SUPPLIER),
-                 "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
-                 "cell_usage": int(CellUsage.MANAGEMENT), "subject_eui": SUPPLIER_EUI.hex,
-                 "ski": ski_hex}
-                for e in chunk])
+            conn.execute(
+                insert(TrustAnchorCellRow.__table__),
+                [
+                    {
+                        "device_eui": e,
+                        "role": int(RemotePartyRole.SUPPLIER),
+                        "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
+                        "cell_usage": int(CellUsage.MANAGEMENT),
+                        "subject_eui": SUPPLIER_EUI.hex,
+                        "ski": ski_hex,
+                    }
+                    for e in chunk
+                ],
+            )
     db.dispose()
 
 
-def write_config(d: Path, conf: Path, pin_file: Path, db_url: str,
-                 schema_dir: Path | None) -> Path:
+def write_config(d: Path, conf: Path, pin_file: Path, db_url: str, schema_dir: Path | None) -> Path:
     lines = [
-        "[server]", 'listen = "127.0.0.1:0"', "dev_mode = true", "",
-        "[metrics]", 'listen = "127.0.0.1:0"', "", "[log]", 'format = "text"', "",
-        "[token]", f'module = "{MODULE}"', f'label = "{TOKEN_LABEL}"',
-        f'pin_file = "{pin_file}"', f'softhsm2_conf = "{conf}"', "",
-        "[supplier]", f'eui = "{SUPPLIER_EUI}"', "",
-        "[database]", f'url = "{db_url}"', "",
+        "[server]",
+        'listen = "127.0.0.1:0"',
+        "dev_mode = true",
+        "",
+        "[metrics]",
+        'listen = "127.0.0.1:0"',
+        "",
+        "[log]",
+        'format = "text"',
+        "",
+        "[token]",
+        f'module = "{MODULE}"',
+        f'label = "{TOKEN_LABEL}"',
+        f'pin_file = "{pin_file}"',
+        f'softhsm2_conf = "{conf}"',
+        "",
+        "[supplier]",
+        f'eui = "{SUPPLIER_EUI}"',
+        "",
+        "[database]",
+        f'url = "{db_url}"',
+        "",
     ]
     if schema_dir is not None:
         lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
@@ -152,21 +206,24 @@ def main() -> int:
         svc.close()
     assert supplier.ski is not None
     add_devices(db_url, [SMALL_DEVICE, *bulk_device_euis(args.devices)], supplier.ski.hex(), now)
-    json.dump({
-        "directory": str(d),
-        "config": str(config),
-        "softhsm2_conf": str(conf),
-        "module": MODULE,
-        "token_label": TOKEN_LABEL,
-        "pin_file": str(pin_file),
-        "supplier_key_label": SUPPLIER_KEY_LABEL,
-        "supplier_key_id": supplier.key_id.hex(),
-        "supplier_ski": supplier.ski.hex(),
-        "manufacturer_key": str(mkey),
-        "manufacturer_code": MANUFACTURER_CODE,
-        "small_device": SMALL_DEVICE,
-        "bulk_devices": args.devices,
-    }, sys.stdout)
+    json.dump(
+        {
+            "directory": str(d),
+            "config": str(config),
+            "softhsm2_conf": str(conf),
+            "module": MODULE,
+            "token_label": TOKEN_LABEL,
+            "pin_file": str(pin_file),
+            "supplier_key_label": SUPPLIER_KEY_LABEL,
+            "supplier_key_id": supplier.key_id.hex(),
+            "supplier_ski": supplier.ski.hex(),
+            "manufacturer_key": str(mkey),
+            "manufacturer_code": MANUFACTURER_CODE,
+            "small_device": SMALL_DEVICE,
+            "bulk_devices": args.devices,
+        },
+        sys.stdout,
+    )
     sys.stdout.write("\n")
     return 0
 

@@ -32,8 +32,7 @@ class Caller:
 
 
 SYSTEM = Caller(identity="system", request_id="-")
-_current: contextvars.ContextVar[Caller] = contextvars.ContextVar("signer_caller",
-                                                                  default=SYSTEM)
+_current: contextvars.ContextVar[Caller] = contextvars.ContextVar("signer_caller", default=SYSTEM)
 
 
 def current() -> Caller:

@@ -107,16 +107,24 @@ class Config:
             "smki_issuers": ", ".join(map(str, self.smki_issuers)) or "(none: no chain check)",
             "xml_signing_key": self.xml_signing_key or "(the token's XML-signing key)",
             "cpl_mode": self.cpl_mode,
-            "transport": ("DEVELOPMENT MODE: plaintext, no client authentication"
-                          if self.tls is None else
-                          f"mTLS (certificate {self.tls.cert}, client CA {self.tls.client_ca}, "
-                          f"policy {self.tls.policy})"),
+            "transport": (
+                "DEVELOPMENT MODE: plaintext, no client authentication"
+                if self.tls is None
+                else f"mTLS (certificate {self.tls.cert}, client CA {self.tls.client_ca}, "
+                f"policy {self.tls.policy})"
+            ),
             "metrics": self.metrics_listen or "(off)",
-            "health_port": (f"{self.health_listen} (plaintext, grpc.health.v1 only)"
-                            if self.health_listen else "(none: health on the main port)"),
+            "health_port": (
+                f"{self.health_listen} (plaintext, grpc.health.v1 only)"
+                if self.health_listen
+                else "(none: health on the main port)"
+            ),
             "log_format": self.log_format,
-            "clock": (f"PINNED at {self.pinned_time.isoformat()} (tests only)"
-                      if self.pinned_time else "system"),
+            "clock": (
+                f"PINNED at {self.pinned_time.isoformat()} (tests only)"
+                if self.pinned_time
+                else "system"
+            ),
         }
 
 
@@ -160,8 +168,9 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         raise ConfigurationError("supplier.eui is required")
     try:
         supplier_eui = Eui64.parse(supplier, field="supplier.eui")
-        dcc_eui = Eui64.parse(get("supplier", "dcc_eui", str(DCC_TEST_EUI)),
-                              field="supplier.dcc_eui")
+        dcc_eui = Eui64.parse(
+            get("supplier", "dcc_eui", str(DCC_TEST_EUI)), field="supplier.dcc_eui"
+        )
     except InvalidInput as exc:
         raise ConfigurationError(str(exc)) from None
     schema_dir = get("duis", "schema_dir")
@@ -179,9 +188,12 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         raise ConfigurationError(f"log.format {log_format!r} is not json or text")
     return Config(
         listen=get("server", "listen", "127.0.0.1:50051"),
-        token=TokenConfig(module=get("token", "module", DEFAULT_MODULE), label=label, pin=pin,
-                          softhsm2_conf=path_of(conf) if (conf := get("token", "softhsm2_conf"))
-                          else None),
+        token=TokenConfig(
+            module=get("token", "module", DEFAULT_MODULE),
+            label=label,
+            pin=pin,
+            softhsm2_conf=path_of(conf) if (conf := get("token", "softhsm2_conf")) else None,
+        ),
         supplier_eui=supplier_eui,
         dcc_eui=dcc_eui,
         database_url=db_url,
@@ -229,8 +241,10 @@ def _tls(section: dict[str, Any], path_of: Any, dev_mode: bool) -> TlsConfig | N
     if not given:
         return None
     if dev_mode:
-        raise ConfigurationError("server.dev_mode = true and [tls] are both set: development "
-                                 "mode serves plaintext; remove one")
+        raise ConfigurationError(
+            "server.dev_mode = true and [tls] are both set: development "
+            "mode serves plaintext; remove one"
+        )
     missing = [f"tls.{n}" for n in names if n not in given]
     if missing:
         raise ConfigurationError(f"{', '.join(missing)} required with the rest of [tls]")

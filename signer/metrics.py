@@ -16,41 +16,54 @@ from prometheus_client import Counter, Histogram
 
 # gRPC server family (go-grpc-prometheus names and labels)
 _GRPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
-GRPC_STARTED = Counter(
-    "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS)
+GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS)
 GRPC_HANDLED = Counter(
-    "grpc_server_handled_total", "RPCs completed on the server, whatever their status code.",
-    [*_GRPC_LABELS, "grpc_code"])
+    "grpc_server_handled_total",
+    "RPCs completed on the server, whatever their status code.",
+    [*_GRPC_LABELS, "grpc_code"],
+)
 GRPC_HANDLING_SECONDS = Histogram(
-    "grpc_server_handling_seconds", "Time from the start of an RPC to its status.",
+    "grpc_server_handling_seconds",
+    "Time from the start of an RPC to its status.",
     _GRPC_LABELS,
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 GRPC_MSG_RECEIVED = Counter(
-    "grpc_server_msg_received_total", "Request messages received on the server.", _GRPC_LABELS)
+    "grpc_server_msg_received_total", "Request messages received on the server.", _GRPC_LABELS
+)
 GRPC_MSG_SENT = Counter(
-    "grpc_server_msg_sent_total", "Response messages sent by the server.", _GRPC_LABELS)
+    "grpc_server_msg_sent_total", "Response messages sent by the server.", _GRPC_LABELS
+)
 
 # signing and checking
 SIGNATURES = Counter(
-    "signer_signatures_total", "Signatures returned by the HSM and recorded in the audit trail.",
-    ["key", "purpose"])
+    "signer_signatures_total",
+    "Signatures returned by the HSM and recorded in the audit trail.",
+    ["key", "purpose"],
+)
 HSM_OPERATION_SECONDS = Histogram(
     "signer_hsm_operation_seconds",
     "Duration of PKCS#11 operations under the token lock, recovery and retry included.",
     ["operation"],
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+)
 HSM_ERRORS = Counter(
     "signer_hsm_errors_total",
     "PKCS#11 failures by class: transient (recovered and retried), login (PIN refused), "
     "other (not retried), down (the token was marked down), fail_fast (a call refused "
     "without touching the token while it is down).",
-    ["error"])
+    ["error"],
+)
 VERIFICATIONS = Counter(
-    "signer_verifications_total", "Checks made on manufacturer deliveries, pass or fail.",
-    ["check", "result"])
+    "signer_verifications_total",
+    "Checks made on manufacturer deliveries, pass or fail.",
+    ["check", "result"],
+)
 REFUSALS = Counter(
     "signer_refusals_total",
-    "Devices and pre-commands refused, by machine-readable reason code.", ["reason"])
+    "Devices and pre-commands refused, by machine-readable reason code.",
+    ["reason"],
+)
 
 #: every value of signer_hsm_errors_total{error}
 HSM_ERROR_CLASSES = ("transient", "login", "other", "down", "fail_fast")

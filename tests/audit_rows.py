@@ -17,9 +17,24 @@ from typing import Any
 
 from tests.support.postgres import libpq_of
 
-FIELDS = ("seq", "at", "client", "call_id", "method", "operation", "outcome", "image_id",
-          "digest", "key_label", "key_ski", "certificate_serial", "device_count",
-          "duis_request_id", "details", "prev_hash")
+FIELDS = (
+    "seq",
+    "at",
+    "client",
+    "call_id",
+    "method",
+    "operation",
+    "outcome",
+    "image_id",
+    "digest",
+    "key_label",
+    "key_ski",
+    "certificate_serial",
+    "device_count",
+    "duis_request_id",
+    "details",
+    "prev_hash",
+)
 
 Target = Path | str
 
@@ -54,8 +69,9 @@ class _Pg:
 
 def rows(target: Target, after: int = 0) -> list[dict[str, Any]]:
     with _cursor(target) as conn:
-        found = conn.execute("SELECT * FROM audit_records WHERE seq > ? ORDER BY seq",
-                             (after,)).fetchall()
+        found = conn.execute(
+            "SELECT * FROM audit_records WHERE seq > ? ORDER BY seq", (after,)
+        ).fetchall()
     return [dict(r) for r in found]
 
 
@@ -103,13 +119,22 @@ def fail_inserts(target: Target, table: str, name: str, message: str) -> None:
     """A trigger that makes every insert into ``table`` fail, as a full or broken store would
     (the trigger dialect differs: SQLite RAISE(ABORT), PostgreSQL a PL/pgSQL function)."""
     if _is_pg(target):
-        execute(target, f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-                        f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$")
-        execute(target, f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
-                        f"EXECUTE FUNCTION {name}()")
+        execute(
+            target,
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+        )
+        execute(
+            target,
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+            f"EXECUTE FUNCTION {name}()",
+        )
     else:
-        execute(target, f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
-                        f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        execute(
+            target,
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
+        )
 
 
 def allow_inserts(target: Target, table: str, name: str) -> None:

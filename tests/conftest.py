@@ -104,15 +104,28 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hsm]:
     d = tmp_path_factory.mktemp("softhsm")
     (d / "tokens").mkdir()
     conf = d / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
+    conf.write_text(
+        f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
     pin_file = d / "user.pin"
     pin_file.write_text("test-pin-4821\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     for label in (TOKEN_LABEL, Z1B_TOKEN_LABEL, SPARE_TOKEN_LABEL, LIFECYCLE_PG_TOKEN_LABEL):
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
-                        "--so-pin", "so-pin-1234", "--pin", "test-pin-4821"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                "so-pin-1234",
+                "--pin",
+                "test-pin-4821",
+            ],
+            check=True,
+            capture_output=True,
+        )
     h = Hsm(d, conf, pin_file)
     yield h
     for t in h.tokens.values():
@@ -134,10 +147,16 @@ def manufacturer(tmp_path_factory: pytest.TempPathFactory) -> Manufacturer:
     """A test manufacturer: its key is the manufacturer's, so it lives outside the token."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Test Manufacturer 121D")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(PINNED - dt.timedelta(days=365))
-            .not_valid_after(PINNED + dt.timedelta(days=365)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(PINNED - dt.timedelta(days=365))
+        .not_valid_after(PINNED + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
     path = tmp_path_factory.mktemp("manufacturer") / "cert.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return Manufacturer(key, cert, path)
@@ -157,18 +176,39 @@ class ServerProcess:
         return self.proc.wait(timeout=30)
 
 
-def write_config(path: Path, hsm: Hsm, db_url: str, *, token_label: str = TOKEN_LABEL,
-                 schema_dir: Path | None = None, pinned: dt.datetime | None = PINNED,
-                 cpl_mode: str | None = "advisory", extra: str = "",
-                 dev_mode: bool = True) -> Path:
+def write_config(
+    path: Path,
+    hsm: Hsm,
+    db_url: str,
+    *,
+    token_label: str = TOKEN_LABEL,
+    schema_dir: Path | None = None,
+    pinned: dt.datetime | None = PINNED,
+    cpl_mode: str | None = "advisory",
+    extra: str = "",
+    dev_mode: bool = True,
+) -> Path:
     """A test configuration; with dev_mode=False pass the [tls] section in `extra`."""
     lines = [
-        "[server]", 'listen = "127.0.0.1:0"', *(["dev_mode = true"] if dev_mode else []), "",
-        "[metrics]", 'listen = "127.0.0.1:0"', "",
-        "[token]", f'module = "{MODULE}"', f'label = "{token_label}"',
-        f'pin_file = "{hsm.pin_file}"', f'softhsm2_conf = "{hsm.conf}"', "",
-        "[supplier]", f'eui = "{SUPPLIER_EUI}"', "",
-        "[database]", f'url = "{db_url}"', "",
+        "[server]",
+        'listen = "127.0.0.1:0"',
+        *(["dev_mode = true"] if dev_mode else []),
+        "",
+        "[metrics]",
+        'listen = "127.0.0.1:0"',
+        "",
+        "[token]",
+        f'module = "{MODULE}"',
+        f'label = "{token_label}"',
+        f'pin_file = "{hsm.pin_file}"',
+        f'softhsm2_conf = "{hsm.conf}"',
+        "",
+        "[supplier]",
+        f'eui = "{SUPPLIER_EUI}"',
+        "",
+        "[database]",
+        f'url = "{db_url}"',
+        "",
     ]
     if schema_dir is not None:
         lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
@@ -185,9 +225,13 @@ def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> 
     out = log.open("w")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     environ.update(env or {})
-    proc = subprocess.Popen([sys.executable, "-m", "signer.cli.main", "serve", "--config",
-                             str(config)], stdout=subprocess.PIPE, stderr=out, text=True,
-                            env=environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signer.cli.main", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=out,
+        text=True,
+        env=environ,
+    )
     assert proc.stdout is not None
     ports: dict[str, str] = {}
     line = proc.stdout.readline()
@@ -197,5 +241,6 @@ def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> 
     if not line.startswith("READY "):
         proc.kill()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
-    return ServerProcess(config, line.split()[1], proc, log, ports.get("METRICS"),
-                         ports.get("HEALTH"))
+    return ServerProcess(
+        config, line.split()[1], proc, log, ports.get("METRICS"), ports.get("HEALTH")
+    )

@@ -22,13 +22,21 @@ from lxml import etree
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
 
 
-def ota_header(image_len: int, *, code: int = 0x121D, image_type: int = 0x0001,
-               file_version: int = 0x01020304, tail: bool = True) -> bytes:
+def ota_header(
+    image_len: int,
+    *,
+    code: int = 0x121D,
+    image_type: int = 0x0001,
+    file_version: int = 0x01020304,
+    tail: bool = True,
+) -> bytes:
     """A minimal ZigBee OTA header (no optional fields), laid out from the spec table."""
     total = 56 + image_len + (66 if tail else 0)
-    return (struct.pack("<IHHHHHIH", 0x0BEEF11E, 0x0100, 56, 0, code, image_type, file_version,
-                        0x0002) + b"independent test image".ljust(32, b"\0")
-            + struct.pack("<I", total))
+    return (
+        struct.pack("<IHHHHHIH", 0x0BEEF11E, 0x0100, 56, 0, code, image_type, file_version, 0x0002)
+        + b"independent test image".ljust(32, b"\0")
+        + struct.pack("<I", total)
+    )
 
 
 def raw_signature_verifies(cert: x509.Certificate, message: bytes, raw: bytes) -> bool:
@@ -62,23 +70,42 @@ def assert_schema_valid(document: bytes, xsd_dir: Path) -> None:
         raise AssertionError(f"DUIS schema: {schema.error_log.last_error}")
 
 
-def xmlsec1_verify(document: bytes, cert: x509.Certificate,
-                   tmp: Path) -> subprocess.CompletedProcess[str]:
+def xmlsec1_verify(
+    document: bytes, cert: x509.Certificate, tmp: Path
+) -> subprocess.CompletedProcess[str]:
     """Debian's xmlsec1 over the document, with the signer's certificate as the key."""
     doc = tmp / "doc.xml"
     doc.write_bytes(document)
     pem = tmp / "signer.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", str(pem),
-                           "--enabled-reference-uris", "empty", str(doc)],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [
+            "xmlsec1",
+            "--verify",
+            "--pubkey-cert-pem",
+            str(pem),
+            "--enabled-reference-uris",
+            "empty",
+            str(doc),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def duis_fields(document: bytes) -> dict[str, str]:
     doc = etree.fromstring(document, etree.XMLParser(huge_tree=True, resolve_entities=False))
     out = {}
-    for name in ("RequestID", "CommandVariant", "ServiceReference", "ServiceReferenceVariant",
-                 "FirmwareImage", "FirmwareVersion", "DeviceIDList"):
+    for name in (
+        "RequestID",
+        "CommandVariant",
+        "ServiceReference",
+        "ServiceReferenceVariant",
+        "FirmwareImage",
+        "FirmwareVersion",
+        "DeviceIDList",
+    ):
         el = doc.find(f".//{{{SR}}}{name}")
         if el is not None:
             out[name] = el.text or ""
@@ -93,9 +120,16 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def cs06_pre_command(*, originator: str, recipient: str, counter: int, firmware_hash: bytes,
-                     execution_time: str | None = None, message_code: int = 0x0012,
-                     cra_flag: int = 0x01) -> bytes:
+def cs06_pre_command(
+    *,
+    originator: str,
+    recipient: str,
+    counter: int,
+    firmware_hash: bytes,
+    execution_time: str | None = None,
+    message_code: int = 0x0012,
+    cra_flag: int = 0x01,
+) -> bytes:
     """A GBCS CS06 pre-command laid out by hand from spec section 6, as the DCC would send it.
 
     ``execution_time`` is GeneralizedTime text such as ``20300115090000Z``.
@@ -106,8 +140,16 @@ def cs06_pre_command(*, originator: str, recipient: str, counter: int, firmware_
     if execution_time is not None:
         content += bytes([0x18, len(execution_time)]) + execution_time.encode()
     content = bytes([0x30, len(content)]) + content
-    return (bytes([0xDF, 0x09, cra_flag]) + counter.to_bytes(8, "big")
-            + b"\x08" + bytes.fromhex(originator.replace("-", ""))
-            + b"\x08" + bytes.fromhex(recipient.replace("-", ""))
-            + b"\x00" + b"\x02" + message_code.to_bytes(2, "big")
-            + bytes([len(content)]) + content)
+    return (
+        bytes([0xDF, 0x09, cra_flag])
+        + counter.to_bytes(8, "big")
+        + b"\x08"
+        + bytes.fromhex(originator.replace("-", ""))
+        + b"\x08"
+        + bytes.fromhex(recipient.replace("-", ""))
+        + b"\x00"
+        + b"\x02"
+        + message_code.to_bytes(2, "big")
+        + bytes([len(content)])
+        + content
+    )

@@ -24,8 +24,7 @@ from tests.conftest import PINNED
 ACTOR = "tests"
 
 
-def services_for(token: Token, db: Database, config: Path,
-                 now: dt.datetime = PINNED) -> Services:
+def services_for(token: Token, db: Database, config: Path, now: dt.datetime = PINNED) -> Services:
     """The configuration's Services (SMKI issuers included) on this token and database."""
     return open_services(load_config(config), clock=fixed_clock(now), token=token, database=db)
 
@@ -45,9 +44,21 @@ def force_active(svc: Services, key: TokenKey, purpose: KeyPurpose) -> None:
     certificate went bad after it was activated (expired, re-issued wrongly)."""
     if ledger.get(svc.db, svc.token.token_label, key.key_id) is not None:
         return
-    op = Operation(actor=ACTOR, operation="test-setup", token_label=svc.token.token_label,
-                   key_label=key.label, key_id=key.key_id)
-    record = ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
-                           label=key.label, purpose=purpose, now=PINNED, op=op)
+    op = Operation(
+        actor=ACTOR,
+        operation="test-setup",
+        token_label=svc.token.token_label,
+        key_label=key.label,
+        key_id=key.key_id,
+    )
+    record = ledger.create(
+        svc.db,
+        token_label=svc.token.token_label,
+        key_id=key.key_id,
+        label=key.label,
+        purpose=purpose,
+        now=PINNED,
+        op=op,
+    )
     ledger.transition(svc.db, record, KeyState.ACTIVE, now=PINNED, op=op, ski=key.ski)
     svc.ledger.invalidate()

@@ -51,16 +51,20 @@ def test_tls_paths_are_relative_to_the_file_and_env_overrides_them(tmp_path: Pat
     assert "mTLS" in config.describe()["transport"]
 
 
-@pytest.mark.parametrize(("text", "env", "named"), [
-    ('[tls]\ncert = "a"\nkey = "b"\n', {}, "tls.client_ca, tls.policy"),
-    ("[server]\ndev_mode = true\n" + TLS, {}, "dev_mode"),
-    ("", {"SIGNER_DEV_MODE": "maybe"}, "server.dev_mode 'maybe'"),
-    ('[log]\nformat = "xml"\n', {}, "log.format 'xml'"),
-    ('[server]\nshutdown_grace = "soon"\n', {}, "server.shutdown_grace"),
-    ("[server]\nshutdown_grace = -1\n", {}, "outside 0..3600"),
-])
-def test_wrong_settings_are_refused_naming_the_key(tmp_path: Path, text: str,
-                                                   env: dict[str, str], named: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "env", "named"),
+    [
+        ('[tls]\ncert = "a"\nkey = "b"\n', {}, "tls.client_ca, tls.policy"),
+        ("[server]\ndev_mode = true\n" + TLS, {}, "dev_mode"),
+        ("", {"SIGNER_DEV_MODE": "maybe"}, "server.dev_mode 'maybe'"),
+        ('[log]\nformat = "xml"\n', {}, "log.format 'xml'"),
+        ('[server]\nshutdown_grace = "soon"\n', {}, "server.shutdown_grace"),
+        ("[server]\nshutdown_grace = -1\n", {}, "outside 0..3600"),
+    ],
+)
+def test_wrong_settings_are_refused_naming_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], named: str
+) -> None:
     with pytest.raises(ConfigurationError, match=named):
         _load(tmp_path, text, env)
 
@@ -74,8 +78,12 @@ def test_dev_mode_from_the_environment_and_metrics_off(tmp_path: Path) -> None:
 def test_serve_without_tls_outside_dev_mode_refuses_to_start(tmp_path: Path) -> None:
     path = tmp_path / "signer.toml"
     path.write_text(BASE)
-    proc = subprocess.run([sys.executable, "-m", "signer.cli.main", "serve", "--config",
-                           str(path)], capture_output=True, text=True, timeout=60,
-                          env={"PIN": "1234", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PIN": "1234", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 1
     assert "client certificates are mandatory unless server.dev_mode = true" in proc.stderr

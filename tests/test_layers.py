@@ -9,8 +9,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "signer"
 # layer of each subpackage; a module may import only from its own layer or lower ones
-LAYERS = {"gbcs": 0, "smki": 0, "duis": 0, "cpl": 0, "hsm": 1, "registry": 1, "service": 2,
-          "api": 3, "cli": 3}
+LAYERS = {
+    "gbcs": 0,
+    "smki": 0,
+    "duis": 0,
+    "cpl": 0,
+    "hsm": 1,
+    "registry": 1,
+    "service": 2,
+    "api": 3,
+    "cli": 3,
+}
 SHARED = {"errors", "clock", "config", "caller", "metrics"}
 
 
@@ -50,8 +59,17 @@ def test_pure_formats_do_no_io() -> None:
     for sub in ("gbcs", "smki", "duis", "cpl"):
         for path in (PACKAGE / sub).rglob("*.py"):
             text = path.read_text()
-            for banned in ("open(", "read_bytes(", "read_text(", "subprocess", "socket",
-                           "datetime.now", "import pkcs11", "sqlalchemy", "import grpc"):
+            for banned in (
+                "open(",
+                "read_bytes(",
+                "read_text(",
+                "subprocess",
+                "socket",
+                "datetime.now",
+                "import pkcs11",
+                "sqlalchemy",
+                "import grpc",
+            ):
                 if path.name == "schema.py" and banned in ("open(", "read_bytes("):
                     continue  # the DUIS schema is loaded once from the configured directory
                 assert banned not in text, f"{path.relative_to(PACKAGE)} uses {banned}"
@@ -60,8 +78,10 @@ def test_pure_formats_do_no_io() -> None:
 # Where the token's signing primitive may be reached: the signing door (every signature it
 # makes is in the audit trail), the key CSR and the development self-certification (recorded
 # as key operations), and the HSM adapter that defines it.
-SIGN_DIGEST_ALLOWED = {"service/signing.py": None,
-                       "service/keys.py": {"certificate_request", "self_certify"}}
+SIGN_DIGEST_ALLOWED = {
+    "service/signing.py": None,
+    "service/keys.py": {"certificate_request", "self_certify"},
+}
 
 
 PRIMITIVES = ("sign_digest", "sign_digests")  # the token's signing methods
@@ -77,10 +97,12 @@ def _sign_digest_uses(tree: ast.AST) -> list[tuple[int, str | None]]:
             function = node.name
         if isinstance(node, ast.Attribute) and node.attr in PRIMITIVES:
             found.append((node.lineno, function))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in ("getattr", "setattr", "hasattr")
-              and any(isinstance(a, ast.Constant) and a.value in PRIMITIVES
-                      for a in node.args)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr")
+            and any(isinstance(a, ast.Constant) and a.value in PRIMITIVES for a in node.args)
+        ):
             found.append((node.lineno, function))
         for child in ast.iter_child_nodes(node):
             visit(child, function)
@@ -101,19 +123,28 @@ def test_only_the_signing_door_calls_the_tokens_sign_digest() -> None:
             if allowed is None or function in allowed:
                 continue
             stray.append(f"signer/{rel}:{line} ({function or 'module level'})")
-    assert not stray, ("call the token through signer.service.signing (SigningBatch), "
-                       f"never directly: {stray}")
+    assert not stray, (
+        f"call the token through signer.service.signing (SigningBatch), never directly: {stray}"
+    )
 
 
 def test_the_sign_digest_check_finds_a_direct_call() -> None:
-    tree = ast.parse("from functools import partial\n"
-                     "def resign(svc, key, d):\n"
-                     "    svc.token.sign_digest(key, d)\n"
-                     "    f = partial(svc.token.sign_digest, key)\n"
-                     "    g = getattr(svc.token, 'sign_digest')\n"
-                     "    svc.token.sign_digests(key, [d])\n"
-                     "    h = getattr(svc.token, 'sign_digests')\n")
-    assert _sign_digest_uses(tree) == [(3, "resign"), (4, "resign"), (5, "resign"),
-                                       (6, "resign"), (7, "resign")]
+    tree = ast.parse(
+        "from functools import partial\n"
+        "def resign(svc, key, d):\n"
+        "    svc.token.sign_digest(key, d)\n"
+        "    f = partial(svc.token.sign_digest, key)\n"
+        "    g = getattr(svc.token, 'sign_digest')\n"
+        "    svc.token.sign_digests(key, [d])\n"
+        "    h = getattr(svc.token, 'sign_digests')\n"
+    )
+    assert _sign_digest_uses(tree) == [
+        (3, "resign"),
+        (4, "resign"),
+        (5, "resign"),
+        (6, "resign"),
+        (7, "resign"),
+    ]
     assert SIGN_DIGEST_ALLOWED["service/keys.py"] and _sign_digest_uses(
-        ast.parse((PACKAGE / "service/keys.py").read_text()))  # the CSR path is still seen
+        ast.parse((PACKAGE / "service/keys.py").read_text())
+    )  # the CSR path is still seen

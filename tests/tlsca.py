@@ -39,7 +39,7 @@ def _name(cn: str | None, org: str, more_cns: tuple[str, ...] = ()) -> x509.Name
 
 
 def _san(entry: str) -> x509.GeneralName:
-    """"DNS:x", "URI:y", "email:z", "IP:1.2.3.4", as `signer.caller.Caller` spells them."""
+    """ "DNS:x", "URI:y", "email:z", "IP:1.2.3.4", as `signer.caller.Caller` spells them."""
     kind, _, value = entry.partition(":")
     if kind == "DNS":
         return x509.DNSName(value)
@@ -62,54 +62,92 @@ class CertificateAuthority:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = _name(name, "Signer Tests")
         self.certificate = (
-            x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(self.now - dt.timedelta(days=30))
             .not_valid_after(self.now + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
-                           critical=False)
-            .sign(self.key, hashes.SHA256()))
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
         self.cert_path = directory / "ca.pem"
         self.cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, file_stem: str, *, cn: str | None, org: str = "Signer Tests",
-              sans: tuple[str, ...] = (), server: bool = False,
-              expired: bool = False, more_cns: tuple[str, ...] = ()) -> Issued:
+    def issue(
+        self,
+        file_stem: str,
+        *,
+        cn: str | None,
+        org: str = "Signer Tests",
+        sans: tuple[str, ...] = (),
+        server: bool = False,
+        expired: bool = False,
+        more_cns: tuple[str, ...] = (),
+    ) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         if expired:
             start, end = self.now - dt.timedelta(days=20), self.now - dt.timedelta(days=1)
         else:
             start, end = self.now - dt.timedelta(hours=1), self.now + dt.timedelta(days=2)
         builder = (
-            x509.CertificateBuilder().subject_name(_name(cn, org, more_cns)).issuer_name(self.name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
+            x509.CertificateBuilder()
+            .subject_name(_name(cn, org, more_cns))
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                  else ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.key.public_key()), critical=False))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
         if sans:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
+                x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False
+            )
         cert = builder.sign(self.key, hashes.SHA256())
         cert_path = self.directory / f"{file_stem}.pem"
         key_path = self.directory / f"{file_stem}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         return Issued(cert, key, cert_path, key_path)
 
     def server(self) -> Issued:
         """For a server on 127.0.0.1 reached as "127.0.0.1:port" or "localhost:port"."""
-        return self.issue("server", cn="localhost", sans=("IP:127.0.0.1", "DNS:localhost"),
-                          server=True)
+        return self.issue(
+            "server", cn="localhost", sans=("IP:127.0.0.1", "DNS:localhost"), server=True
+        )
 
-    def client(self, file_stem: str, cn: str | None, *, sans: tuple[str, ...] = (),
-               expired: bool = False, more_cns: tuple[str, ...] = ()) -> Issued:
+    def client(
+        self,
+        file_stem: str,
+        cn: str | None,
+        *,
+        sans: tuple[str, ...] = (),
+        expired: bool = False,
+        more_cns: tuple[str, ...] = (),
+    ) -> Issued:
         return self.issue(file_stem, cn=cn, sans=sans, expired=expired, more_cns=more_cns)

@@ -56,8 +56,13 @@ OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
 #: subjectAltName forms as `signer.caller.Caller.alt_names` spells them
 SAN_PREFIXES = ("DNS:", "URI:", "email:", "IP:")
 #: attribute names OpenSSL prints (``-nameopt RFC2253``) that cryptography does not know
-_OPENSSL_NAMES = {"serialNumber": NameOID.SERIAL_NUMBER, "emailAddress": NameOID.EMAIL_ADDRESS,
-                  "title": NameOID.TITLE, "GN": NameOID.GIVEN_NAME, "SN": NameOID.SURNAME}
+_OPENSSL_NAMES = {
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "title": NameOID.TITLE,
+    "GN": NameOID.GIVEN_NAME,
+    "SN": NameOID.SURNAME,
+}
 
 MatchKind = Literal["cn", "san", "subject"]
 Fail = Callable[[str], ConfigurationError]
@@ -133,7 +138,8 @@ class Policy:
             return None
         held = self.roles_of(caller)
         who = f"client {describe_caller(caller)} " + (
-            f"has roles: {', '.join(held)}" if held else "has no role")
+            f"has roles: {', '.join(held)}" if held else "has no role"
+        )
         if rpc.service != SERVICE:
             return f"{rpc.full_method.lstrip('/')} is not covered by the policy; {who}"
         needed = self.roles_for(rpc.method)
@@ -147,10 +153,15 @@ class Policy:
 
     def describe(self) -> str:
         """One line for the start-up log."""
-        return (f"role policy {self.source}: {len(self.clients)} client entr"
-                f"{'y' if len(self.clients) == 1 else 'ies'}; " +
-                "; ".join(f"{role}: {', '.join(sorted(self.grants[role])) or '(nothing)'}"
-                          for role in ROLES if role in self.grants))
+        return (
+            f"role policy {self.source}: {len(self.clients)} client entr"
+            f"{'y' if len(self.clients) == 1 else 'ies'}; "
+            + "; ".join(
+                f"{role}: {', '.join(sorted(self.grants[role])) or '(nothing)'}"
+                for role in ROLES
+                if role in self.grants
+            )
+        )
 
 
 def describe_caller(caller: Caller) -> str:
@@ -162,24 +173,29 @@ def _grants(table: Any, fail: Fail) -> dict[str, frozenset[str]]:
     if table is None:
         raise fail("no [roles] table: it maps each role to the RPCs it may call")
     if not isinstance(table, dict):
-        raise fail("roles must be a table: [roles] role = [\"Rpc\", ...]")
+        raise fail('roles must be a table: [roles] role = ["Rpc", ...]')
     grants: dict[str, frozenset[str]] = {}
     for role, methods in table.items():
         if role not in ROLES:
-            raise fail(f"[roles] {role}: unknown role {role!r}{_hint(role, ROLES)} "
-                       f"(roles: {', '.join(ROLES)})")
+            raise fail(
+                f"[roles] {role}: unknown role {role!r}{_hint(role, ROLES)} "
+                f"(roles: {', '.join(ROLES)})"
+            )
         if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
             raise fail(f"[roles] {role}: give a list of RPC names")
         for method in methods:
             if method not in RPC_NAMES:
-                raise fail(f"[roles] {role}: unknown RPC {method!r}{_hint(method, RPC_NAMES)} "
-                           f"({SERVICE} has: {', '.join(RPC_NAMES)})")
+                raise fail(
+                    f"[roles] {role}: unknown RPC {method!r}{_hint(method, RPC_NAMES)} "
+                    f"({SERVICE} has: {', '.join(RPC_NAMES)})"
+                )
         grants[role] = frozenset(methods)
     return grants
 
 
-def _clients(entries: Any, grants: Mapping[str, frozenset[str]],
-             fail: Fail) -> tuple[ClientEntry, ...]:
+def _clients(
+    entries: Any, grants: Mapping[str, frozenset[str]], fail: Fail
+) -> tuple[ClientEntry, ...]:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise fail("clients must be [[clients]] entries (an array of tables)")
     out: list[ClientEntry] = []
@@ -191,8 +207,10 @@ def _clients(entries: Any, grants: Mapping[str, frozenset[str]],
             raise fail(f"{where}: unknown key {unknown[0]!r} (keys: cn, san, subject, roles)")
         kinds = [k for k in _MATCH_KINDS if k in entry]
         if len(kinds) != 1:
-            raise fail(f"{where}: give exactly one of cn, san or subject"
-                       + (f", not {' and '.join(kinds)}" if kinds else ""))
+            raise fail(
+                f"{where}: give exactly one of cn, san or subject"
+                + (f", not {' and '.join(kinds)}" if kinds else "")
+            )
         kind = kinds[0]
         value = entry[kind]
         if not isinstance(value, str) or not value:
@@ -200,19 +218,22 @@ def _clients(entries: Any, grants: Mapping[str, frozenset[str]],
         where = f'{where} ({kind} = "{value}")'
         value = _normalised(kind, value, _prefixed(fail, where))
         roles = entry.get("roles")
-        if not isinstance(roles, list) or not roles or not all(isinstance(r, str)
-                                                               for r in roles):
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
             raise fail(f"{where}: roles must be a non-empty list of role names")
         for role in roles:
             if role not in ROLES:
-                raise fail(f"{where}: unknown role {role!r}{_hint(role, ROLES)} "
-                           f"(roles: {', '.join(ROLES)})")
+                raise fail(
+                    f"{where}: unknown role {role!r}{_hint(role, ROLES)} "
+                    f"(roles: {', '.join(ROLES)})"
+                )
             if role not in grants:
                 raise fail(f"{where}: role {role!r} is not defined in [roles]")
         client = ClientEntry(kind, value, tuple(dict.fromkeys(roles)), index)
         if (kind, value) in seen:
-            raise fail(f"{client.describe()} repeats {seen[kind, value].describe()}: "
-                       "give one entry all of its roles")
+            raise fail(
+                f"{client.describe()} repeats {seen[kind, value].describe()}: "
+                "give one entry all of its roles"
+            )
         seen[kind, value] = client
         out.append(client)
     return tuple(out)
@@ -225,8 +246,10 @@ def _normalised(kind: MatchKind, value: str, fail: Fail) -> str:
     if kind == "san":
         prefix = next((p for p in SAN_PREFIXES if value.startswith(p)), None)
         if prefix is None or len(value) == len(prefix):
-            raise fail(f"san must start with one of {', '.join(SAN_PREFIXES)} and name "
-                       "something, e.g. DNS:backoffice.example.com")
+            raise fail(
+                f"san must start with one of {', '.join(SAN_PREFIXES)} and name "
+                "something, e.g. DNS:backoffice.example.com"
+            )
         if prefix == "IP:":
             try:
                 return f"IP:{ipaddress.ip_address(value[3:])}"
@@ -236,9 +259,11 @@ def _normalised(kind: MatchKind, value: str, fail: Fail) -> str:
     try:
         name = x509.Name.from_rfc4514_string(value, _OPENSSL_NAMES)
     except ValueError:
-        raise fail("subject is not an RFC 4514 name; write it as `openssl x509 -noout "
-                   "-subject -nameopt RFC2253` prints it (most specific first, no spaces "
-                   "after the commas)") from None
+        raise fail(
+            "subject is not an RFC 4514 name; write it as `openssl x509 -noout "
+            "-subject -nameopt RFC2253` prints it (most specific first, no spaces "
+            "after the commas)"
+        ) from None
     return name.rfc4514_string()
 
 
@@ -263,8 +288,9 @@ class AuthInterceptor(ServerInterceptor):
         if policy is not None:
             log.info("%s", policy.describe())
 
-    def intercept_service(self, continuation: Continuation,
-                          details: grpc.HandlerCallDetails) -> Handler | None:
+    def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         return wrap(continuation(details), details, self._around)
 
     def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
@@ -273,6 +299,7 @@ class AuthInterceptor(ServerInterceptor):
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             self._check(rpc, context)
             return behavior(request, context)
+
         return checked
 
     def _check(self, rpc: Rpc, context: grpc.ServicerContext) -> None:

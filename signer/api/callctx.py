@@ -42,15 +42,26 @@ def caller_of(context: grpc.ServicerContext, rpc: Rpc) -> Caller:
     request_id = new_request_id()
     pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
     if not isinstance(pem, bytes) or not pem:
-        return Caller(identity=UNAUTHENTICATED, request_id=request_id, method=rpc.method,
-                      client_request_id=offered, active=_waiting(context))
+        return Caller(
+            identity=UNAUTHENTICATED,
+            request_id=request_id,
+            method=rpc.method,
+            client_request_id=offered,
+            active=_waiting(context),
+        )
     cert = x509.load_pem_x509_certificate(pem)
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     # with several CNs "the" CN is ambiguous (DER order and RFC 4514 order differ): none
     cn = str(names[0].value) if len(names) == 1 else None
-    return Caller(identity=cert.subject.rfc4514_string(), request_id=request_id,
-                  method=rpc.method, common_name=cn, alt_names=_alt_names(cert),
-                  client_request_id=offered, active=_waiting(context))
+    return Caller(
+        identity=cert.subject.rfc4514_string(),
+        request_id=request_id,
+        method=rpc.method,
+        common_name=cn,
+        alt_names=_alt_names(cert),
+        client_request_id=offered,
+        active=_waiting(context),
+    )
 
 
 class InFlight:
@@ -84,9 +95,11 @@ HANDLERS = InFlight()
 def _waiting(context: grpc.ServicerContext) -> Callable[[], bool]:
     """Whether the client still waits: the call is live and its deadline has not passed
     (`is_active` can lag a passed deadline by a moment)."""
+
     def waiting() -> bool:
         remaining = context.time_remaining()
         return bool(context.is_active()) and (remaining is None or remaining > 0)
+
     return waiting
 
 
@@ -103,13 +116,15 @@ def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 class CallContextInterceptor(ServerInterceptor):
-    def intercept_service(self, continuation: Continuation,
-                          details: grpc.HandlerCallDetails) -> Handler | None:
+    def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         return wrap(continuation(details), details, _around)
 
 
 def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
     if rpc.streams_responses:
+
         def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             caller, start = _begin(rpc, context)
             error: BaseException | None = None
@@ -129,6 +144,7 @@ def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
             finally:
                 with bound(caller):
                     _end(rpc, context, start, error)
+
         return streaming
 
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
@@ -142,6 +158,7 @@ def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
                 raise
             finally:
                 _end(rpc, context, start, error)
+
     return unary
 
 
@@ -152,15 +169,26 @@ def _begin(rpc: Rpc, context: grpc.ServicerContext) -> tuple[Caller, float]:
     return caller, time.perf_counter()
 
 
-def _end(rpc: Rpc, context: grpc.ServicerContext, start: float,
-         error: BaseException | None) -> None:
+def _end(
+    rpc: Rpc, context: grpc.ServicerContext, start: float, error: BaseException | None
+) -> None:
     try:
         code = final_code(context, error)
         ms = (time.perf_counter() - start) * 1000
         # probes call the health service every few seconds: keep their successes out of INFO
         quiet = rpc.service.startswith("grpc.") and code == grpc.StatusCode.OK
-        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s in %.1f ms", rpc.method,
-                code.name, ms, extra={"grpc_service": rpc.service, "grpc_method": rpc.method,
-                                      "grpc_code": code.name, "duration_ms": round(ms, 3)})
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "%s %s in %.1f ms",
+            rpc.method,
+            code.name,
+            ms,
+            extra={
+                "grpc_service": rpc.service,
+                "grpc_method": rpc.method,
+                "grpc_code": code.name,
+                "duration_ms": round(ms, 3),
+            },
+        )
     finally:
         HANDLERS.leave()

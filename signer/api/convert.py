@@ -23,26 +23,34 @@ def delivery_from(request: pb.VerifyManufacturerRequest) -> ManufacturerDelivery
     shape = request.WhichOneof("delivery")
     if shape == "separate":
         d = request.separate
-        return deliveries.from_separate(ota_header=d.ota_header,
-                                        manufacturer_image=d.manufacturer_image,
-                                        signature=d.signature, hash=d.hash)
+        return deliveries.from_separate(
+            ota_header=d.ota_header,
+            manufacturer_image=d.manufacturer_image,
+            signature=d.signature,
+            hash=d.hash,
+        )
     if shape == "gbcs":
         return deliveries.from_gbcs(request.gbcs.upgrade_image, hash=request.gbcs.hash or None)
     if shape == "combined":
         c = request.combined
-        return deliveries.from_combined(header_and_image=c.header_and_image,
-                                        signature=c.signature, hash=c.hash)
-    raise InvalidInput("no delivery given: set one of separate, gbcs or combined",
-                       field="delivery")
+        return deliveries.from_combined(
+            header_and_image=c.header_and_image, signature=c.signature, hash=c.hash
+        )
+    raise InvalidInput("no delivery given: set one of separate, gbcs or combined", field="delivery")
 
 
 def header_to_pb(h: OtaHeader) -> pb.OtaHeader:
     msg = pb.OtaHeader(
-        header_version=h.header_version, header_length=h.header_length,
-        field_control=h.field_control, manufacturer_code=h.manufacturer_code,
-        image_type=h.image_type, file_version=h.file_version,
-        zigbee_stack_version=h.zigbee_stack_version, header_string=h.header_string_text,
-        total_image_size=h.total_image_size)
+        header_version=h.header_version,
+        header_length=h.header_length,
+        field_control=h.field_control,
+        manufacturer_code=h.manufacturer_code,
+        image_type=h.image_type,
+        file_version=h.file_version,
+        zigbee_stack_version=h.zigbee_stack_version,
+        header_string=h.header_string_text,
+        total_image_size=h.total_image_size,
+    )
     if h.security_credential_version is not None:
         msg.security_credential_version = h.security_credential_version
     if h.upgrade_file_destination is not None:
@@ -56,9 +64,12 @@ def header_to_pb(h: OtaHeader) -> pb.OtaHeader:
 
 def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
     return pb.VerifyManufacturerResponse(
-        verified=v.verified, image_id=v.image_id, header=header_to_pb(v.header),
+        verified=v.verified,
+        image_id=v.image_id,
+        header=header_to_pb(v.header),
         cpl_entry_id=v.cpl_entry_id or "",
-        checks=[pb.Check(name=c.name, passed=c.passed, detail=c.detail) for c in v.checks])
+        checks=[pb.Check(name=c.name, passed=c.passed, detail=c.detail) for c in v.checks],
+    )
 
 
 def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
@@ -74,17 +85,25 @@ def refusal_to_pb(r: Refusal) -> pb.DeviceRefusal:
 
 
 def _refusal(r: Refusal) -> pb.DeviceRefusal:
-    return pb.DeviceRefusal(device_id=str(r.device), reason=r.reason, detail=r.detail,
-                            upgrade_path=list(r.path or ()), no_path=r.no_path)
+    return pb.DeviceRefusal(
+        device_id=str(r.device),
+        reason=r.reason,
+        detail=r.detail,
+        upgrade_path=list(r.path or ()),
+        no_path=r.no_path,
+    )
 
 
 def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
     resp = pb.ResignResponse(image_id=r.image_id, refused=refusals_to_pb(r.refused))
     for i in r.images:  # add() in place: each 10 MB image is copied into the message once
-        resp.images.add(upgrade_image=i.upgrade_image, key_label=i.group.key.label,
-                        key_ski=i.group.key.ski or b"",
-                        certificate_serial=str(i.group.certificate.serial),
-                        device_ids=[str(d) for d in i.group.devices])
+        resp.images.add(
+            upgrade_image=i.upgrade_image,
+            key_label=i.group.key.label,
+            key_ski=i.group.key.ski or b"",
+            certificate_serial=str(i.group.certificate.serial),
+            device_ids=[str(d) for d in i.group.devices],
+        )
     return resp
 
 
@@ -94,29 +113,42 @@ def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:
         try:
             when = msg.execution_time.ToDatetime(tzinfo=dt.UTC)
         except (ValueError, OverflowError):
-            raise InvalidInput("the execution time is out of range",
-                               field="execution_time") from None
+            raise InvalidInput(
+                "the execution time is out of range", field="execution_time"
+            ) from None
     return ActivationSpec(image_id=msg.image_id, execution_time=when, cancel=msg.cancel)
 
 
 def activation_to_pb(b: BuiltActivation) -> pb.ActivationRequest:
-    return pb.ActivationRequest(device_id=str(b.device), request_id=str(b.request_id),
-                                duis_request=b.document)
+    return pb.ActivationRequest(
+        device_id=str(b.device), request_id=str(b.request_id), duis_request=b.document
+    )
 
 
 def signed_pre_command_to_pb(r: SignedPreCommand) -> pb.SignPreCommandResponse:
-    return pb.SignPreCommandResponse(device_id=str(r.device), request_id=str(r.request_id),
-                                     signed_pre_command=r.signed_command, duis_request=r.document)
+    return pb.SignPreCommandResponse(
+        device_id=str(r.device),
+        request_id=str(r.request_id),
+        signed_pre_command=r.signed_command,
+        duis_request=r.document,
+    )
 
 
 def key_to_pb(v: KeyView, now: dt.datetime) -> pb.KeyInfo:
     """Public facts only: a KeyView holds nothing secret, and nothing more is read here."""
-    info = pb.KeyInfo(label=v.label, cka_id=v.key_id, ski=v.ski or b"", purpose=v.purpose,
-                      state=v.state, on_token=v.on_token, devices=v.devices,
-                      role=f"{v.role:02X}" if v.role is not None else "",
-                      eui=str(v.eui) if v.eui else "",
-                      certificate_serial=str(v.serial) if v.serial is not None else "",
-                      issuer=v.issuer)
+    info = pb.KeyInfo(
+        label=v.label,
+        cka_id=v.key_id,
+        ski=v.ski or b"",
+        purpose=v.purpose,
+        state=v.state,
+        on_token=v.on_token,
+        devices=v.devices,
+        role=f"{v.role:02X}" if v.role is not None else "",
+        eui=str(v.eui) if v.eui else "",
+        certificate_serial=str(v.serial) if v.serial is not None else "",
+        issuer=v.issuer,
+    )
     if v.not_before is not None:
         info.not_before.FromDatetime(v.not_before)
     if v.not_after is not None:

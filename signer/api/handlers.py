@@ -47,21 +47,25 @@ Behavior = Callable[[Any, grpc.ServicerContext], Any]
 Around = Callable[[Rpc, Behavior], Behavior]
 
 
-def wrap(handler: Handler | None, details: grpc.HandlerCallDetails,
-         around: Around) -> Handler | None:
+def wrap(
+    handler: Handler | None, details: grpc.HandlerCallDetails, around: Around
+) -> Handler | None:
     if handler is None:
         return None
     method = details.method
     for kind, attr, factory in (
-            ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
-            ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
-            ("client_stream", "stream_unary", grpc.stream_unary_rpc_method_handler),
-            ("bidi_stream", "stream_stream", grpc.stream_stream_rpc_method_handler)):
+        ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("client_stream", "stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("bidi_stream", "stream_stream", grpc.stream_stream_rpc_method_handler),
+    ):
         behavior = getattr(handler, attr)
         if behavior is not None:
-            return factory(around(Rpc(method, kind), behavior),
-                           request_deserializer=handler.request_deserializer,
-                           response_serializer=handler.response_serializer)
+            return factory(
+                around(Rpc(method, kind), behavior),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
     return handler
 
 
@@ -78,8 +82,9 @@ def final_code(context: grpc.ServicerContext, error: BaseException | None) -> gr
     then did: a response stream closed under it (GeneratorExit), or a handler that finished
     OK (health Watch ends its stream normally on cancellation) after the RPC was over."""
     code = status_of(context, error)
-    gone = isinstance(error, GeneratorExit) or (code == grpc.StatusCode.OK
-                                                and not context.is_active())
+    gone = isinstance(error, GeneratorExit) or (
+        code == grpc.StatusCode.OK and not context.is_active()
+    )
     if not gone:
         return code
     if context.time_remaining() <= 0:

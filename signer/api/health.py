@@ -21,8 +21,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class HealthMonitor:
-    def __init__(self, services: Services, servicer: health.HealthServicer, *,
-                 interval: float = 2.0) -> None:
+    def __init__(
+        self, services: Services, servicer: health.HealthServicer, *, interval: float = 2.0
+    ) -> None:
         self._svc = services
         self._servicer = servicer
         self._interval = interval

@@ -65,8 +65,9 @@ class _Series:
         self.seconds = GRPC_HANDLING_SECONDS.labels(*labels)
         self.received = GRPC_MSG_RECEIVED.labels(*labels)
         self.sent = GRPC_MSG_SENT.labels(*labels)
-        self.handled = {code: GRPC_HANDLED.labels(*labels, GO_CODES[code])
-                        for code in grpc.StatusCode}
+        self.handled = {
+            code: GRPC_HANDLED.labels(*labels, GO_CODES[code]) for code in grpc.StatusCode
+        }
 
 
 class MetricsInterceptor(ServerInterceptor):
@@ -85,8 +86,9 @@ class MetricsInterceptor(ServerInterceptor):
                 rpc = Rpc(f"/{service.full_name}/{m.name}", _kind(m))
                 self._series[rpc] = _Series(rpc)
 
-    def intercept_service(self, continuation: Continuation,
-                          details: grpc.HandlerCallDetails) -> Handler | None:
+    def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         return wrap(continuation(details), details, self._around)
 
     def _series_of(self, rpc: Rpc) -> _Series:
@@ -100,6 +102,7 @@ class MetricsInterceptor(ServerInterceptor):
         s = self._series_of(rpc)
         client_streams = rpc.grpc_type in ("client_stream", "bidi_stream")
         if rpc.streams_responses:
+
             def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 request, start = _begin(s, request, client_streams)
                 error: BaseException | None = None
@@ -112,6 +115,7 @@ class MetricsInterceptor(ServerInterceptor):
                     raise
                 finally:
                     _end(s, context, start, error)
+
             return streaming
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
@@ -127,6 +131,7 @@ class MetricsInterceptor(ServerInterceptor):
             if code == grpc.StatusCode.OK:
                 s.sent.inc()
             return response
+
         return unary
 
 
@@ -140,8 +145,9 @@ def _begin(s: _Series, request: Any, client_streams: bool) -> tuple[Any, float]:
     return request, time.perf_counter()
 
 
-def _end(s: _Series, context: grpc.ServicerContext, start: float,
-         error: BaseException | None) -> grpc.StatusCode:
+def _end(
+    s: _Series, context: grpc.ServicerContext, start: float, error: BaseException | None
+) -> grpc.StatusCode:
     code = final_code(context, error)
     s.handled[code].inc()
     s.seconds.observe(time.perf_counter() - start)
@@ -168,6 +174,7 @@ class _Counted:
 
 # -- the endpoint and what it reads at scrape time -------------------------------------------
 
+
 def _versions() -> dict[str, str]:
     def version(dist: str) -> str:
         try:
@@ -175,9 +182,14 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
 
-    return {"version": version("signer"), "python": platform.python_version(),
-            "grpc": grpc.__version__, "cryptography": version("cryptography"),
-            "pkcs11": version("python-pkcs11"), "prometheus_client": version("prometheus-client")}
+    return {
+        "version": version("signer"),
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+        "cryptography": version("cryptography"),
+        "pkcs11": version("python-pkcs11"),
+        "prometheus_client": version("prometheus-client"),
+    }
 
 
 class _KeyExpiry:
@@ -188,8 +200,13 @@ class _KeyExpiry:
     instead of a hung scrape, and only one refresh runs at a time.
     """
 
-    def __init__(self, services: Services, *, ttl: float = KEY_CACHE_SECONDS,
-                 wait: float = SCRAPE_WAIT_SECONDS) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        ttl: float = KEY_CACHE_SECONDS,
+        wait: float = SCRAPE_WAIT_SECONDS,
+    ) -> None:
         self._svc = services
         self._ttl = ttl
         self._wait = wait
@@ -203,8 +220,9 @@ class _KeyExpiry:
         with self._lock:
             stale = self._at is None or time.monotonic() - self._at >= self._ttl
             if stale and (self._thread is None or not self._thread.is_alive()):
-                self._thread = threading.Thread(target=self._refresh, name="metrics-keys",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._refresh, name="metrics-keys", daemon=True
+                )
                 self._thread.start()
             thread = self._thread
         if thread is not None:
@@ -216,8 +234,11 @@ class _KeyExpiry:
             views = list_keys(self._svc)
         except Exception as exc:  # HSM or database away: said once per outage, not per scrape
             if not self._failing:
-                log.warning("metrics: cannot list keys, keeping the last expiry values: %s",
-                            exc, exc_info=not isinstance(exc, SignerError))
+                log.warning(
+                    "metrics: cannot list keys, keeping the last expiry values: %s",
+                    exc,
+                    exc_info=not isinstance(exc, SignerError),
+                )
             self._failing = True
             return
         if self._failing:
@@ -251,17 +272,21 @@ class ServiceCollector(Collector):
         up, _why = self._svc.token.status()  # no PKCS#11 call: never blocks on a dead HSM
         return self._families(hsm_up=up, keys=self._keys.current())
 
-    def _families(self, *, hsm_up: bool | None,
-                  keys: list[tuple[str, str, str, float]]) -> list[Metric]:
+    def _families(
+        self, *, hsm_up: bool | None, keys: list[tuple[str, str, str, float]]
+    ) -> list[Metric]:
         up = GaugeMetricFamily(
-            "signer_hsm_up", "1 while the token answers (as of its last operation or health "
-            "probe, every 2 s), 0 while it is down.")
+            "signer_hsm_up",
+            "1 while the token answers (as of its last operation or health "
+            "probe, every 2 s), 0 while it is down.",
+        )
         if hsm_up is not None:
             up.add_metric([], 1.0 if hsm_up else 0.0)
         expiry = GaugeMetricFamily(
             "signer_key_not_after_timestamp_seconds",
             "End of validity (Unix time) of each token key's certificate.",
-            labels=["key", "purpose", "state"])
+            labels=["key", "purpose", "state"],
+        )
         for label, purpose, state, not_after in keys:
             expiry.add_metric([label, purpose, state], not_after)
         info = InfoMetricFamily("signer_build", "Versions of the signer and what it runs on.")
@@ -286,8 +311,11 @@ class MetricsEndpoint:
         try:
             self._server, _thread = start_http_server(port, addr=bind)
         except OSError as exc:
-            reason = ("address already in use (another signer serve?)"
-                      if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
+            reason = (
+                "address already in use (another signer serve?)"
+                if exc.errno == errno.EADDRINUSE
+                else exc.strerror or str(exc)
+            )
             raise ConfigurationError(f"metrics.listen {listen}: {reason}") from None
         self.port: int = self._server.server_port
         self._collector: ServiceCollector | None = None

@@ -49,8 +49,10 @@ CHANNEL_OPTIONS = [
 def transport_policy(config: Config) -> Policy | None:
     """The role policy, or None in development mode; checked before the HSM is opened."""
     if config.tls is None and not config.dev_mode:
-        raise ConfigurationError("[tls] cert, key, client_ca and policy are required: client "
-                                 "certificates are mandatory unless server.dev_mode = true")
+        raise ConfigurationError(
+            "[tls] cert, key, client_ca and policy are required: client "
+            "certificates are mandatory unless server.dev_mode = true"
+        )
     return Policy.load(config.tls.policy) if config.tls is not None else None
 
 
@@ -69,10 +71,15 @@ class Listeners:
 def bind(config: Config) -> Listeners:
     """Bind both ports exclusively: grpcio shares a port by default (SO_REUSEPORT), so a
     second server would silently take part of the traffic; here it fails instead."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
-                         interceptors=[CallContextInterceptor(), MetricsInterceptor(),
-                                       AuthInterceptor(transport_policy(config))])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers),
+        options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
+        interceptors=[
+            CallContextInterceptor(),
+            MetricsInterceptor(),
+            AuthInterceptor(transport_policy(config)),
+        ],
+    )
     listen = config.listen
     ensure_free(listen, "server.listen")
     try:
@@ -83,20 +90,23 @@ def bind(config: Config) -> Listeners:
     except RuntimeError:
         port = 0
     if port == 0:
-        raise ConfigurationError(f"server.listen {listen}: cannot listen there (address in "
-                                 "use or not this host's)")
+        raise ConfigurationError(
+            f"server.listen {listen}: cannot listen there (address in use or not this host's)"
+        )
     health, health_port = None, 0
     if config.health_listen:
         ensure_free(config.health_listen, "server.health_listen")
-        health = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
-                             options=[("grpc.so_reuseport", 0)])
+        health = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)]
+        )
         try:
             health_port = health.add_insecure_port(config.health_listen)
         except RuntimeError:
             health_port = 0
         if health_port == 0:
-            raise ConfigurationError(f"server.health_listen {config.health_listen}: cannot "
-                                     "listen there")
+            raise ConfigurationError(
+                f"server.health_listen {config.health_listen}: cannot listen there"
+            )
     metrics = bind_metrics(config.metrics_listen) if config.metrics_listen else None
     return Listeners(server, port, metrics, health, health_port)
 
@@ -119,8 +129,9 @@ def ensure_free(listen: str, setting: str) -> None:
                 probe.bind(address)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise ConfigurationError(f"{setting} {listen}: address already in use "
-                                             "(another signer serve?)") from None
+                    raise ConfigurationError(
+                        f"{setting} {listen}: address already in use (another signer serve?)"
+                    ) from None
                 raise ConfigurationError(f"{setting} {listen}: {exc.strerror}") from None
 
 
@@ -132,20 +143,24 @@ def attach(listeners: Listeners, services: Services) -> HealthMonitor:
     """
     server = listeners.server
     if services.config.tls is None:
-        log.warning("DEVELOPMENT MODE: plaintext gRPC, no client certificates, every call "
-                    "allowed; never run production like this")
+        log.warning(
+            "DEVELOPMENT MODE: plaintext gRPC, no client certificates, every call "
+            "allowed; never run production like this"
+        )
     pb_grpc.add_FirmwareSignerServicer_to_server(FirmwareSigner(services), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if listeners.health is not None:  # the same answers, without TLS, and nothing else
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, listeners.health)
     reflection.enable_server_reflection(
-        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     return HealthMonitor(services, health_servicer)
 
 
 def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     """The server's own TLS key (not an HSM key) and the CA every client must chain to."""
+
     def read(path: Path, name: str) -> bytes:
         try:
             return path.read_bytes()
@@ -154,15 +169,18 @@ def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
     return grpc.ssl_server_credentials(
         [(read(tls.key, "key"), read(tls.cert, "cert"))],
-        root_certificates=read(tls.client_ca, "client_ca"), require_client_auth=True)
+        root_certificates=read(tls.client_ca, "client_ca"),
+        require_client_auth=True,
+    )
 
 
 #: after the grace period, how long cancelled handlers get to notice before we stop waiting
 LINGER = 2.0
 
 
-def serve(services: Services, listeners: Listeners, *,
-          ready: threading.Event | None = None) -> None:
+def serve(
+    services: Services, listeners: Listeners, *, ready: threading.Event | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
     ``server.shutdown_grace`` seconds, then return (the process exits 0).
 
@@ -198,8 +216,7 @@ def serve(services: Services, listeners: Listeners, *,
     if listeners.health is not None:
         listeners.health.start()
         h_host = str(services.config.health_listen).rsplit(":", 1)[0]
-        log.info("grpc.health.v1 (plaintext, health only) on %s:%d", h_host,
-                 listeners.health_port)
+        log.info("grpc.health.v1 (plaintext, health only) on %s:%d", h_host, listeners.health_port)
         print(f"HEALTH {h_host}:{listeners.health_port}", flush=True)
     host = services.config.listen.rsplit(":", 1)[0]
     log.info("%s listening on %s:%d (with grpc.health.v1 and reflection)", SERVICE, host, port)
@@ -216,8 +233,12 @@ def serve(services: Services, listeners: Listeners, *,
         stop_metrics()
     stuck = HANDLERS.wait_idle(LINGER)
     if stuck:
-        log.error("%d call handler(s) still running %ss after the grace period (a hung HSM "
-                  "or database?): exiting without them", stuck, LINGER)
+        log.error(
+            "%d call handler(s) still running %ss after the grace period (a hung HSM "
+            "or database?): exiting without them",
+            stuck,
+            LINGER,
+        )
         logging.shutdown()
         os._exit(0)
     services.close()

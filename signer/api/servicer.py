@@ -94,63 +94,81 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         self.svc = services
 
     @_mapped
-    def ListKeys(self, request: pb.ListKeysRequest,
-                 context: grpc.ServicerContext) -> pb.ListKeysResponse:
+    def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.ServicerContext
+    ) -> pb.ListKeysResponse:
         now = self.svc.clock()
         return pb.ListKeysResponse(keys=[convert.key_to_pb(v, now) for v in list_keys(self.svc)])
 
     @_mapped
-    def VerifyManufacturer(self, request: pb.VerifyManufacturerRequest,
-                           context: grpc.ServicerContext) -> pb.VerifyManufacturerResponse:
+    def VerifyManufacturer(
+        self, request: pb.VerifyManufacturerRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyManufacturerResponse:
         verdict = verify_manufacturer(self.svc, convert.delivery_from(request))
         return convert.verdict_to_pb(verdict)
 
     @_mapped
-    def Resign(self, request: pb.ResignRequest,
-               context: grpc.ServicerContext) -> pb.ResignResponse:
-        result = resign(self.svc, request.image_id, list(request.device_ids),
-                        _optional(request, "force_replace"))
+    def Resign(self, request: pb.ResignRequest, context: grpc.ServicerContext) -> pb.ResignResponse:
+        result = resign(
+            self.svc,
+            request.image_id,
+            list(request.device_ids),
+            _optional(request, "force_replace"),
+        )
         return convert.resign_to_pb(result)
 
     @_mapped
-    def BuildDUIS(self, request: pb.BuildDUISRequest,
-                  context: grpc.ServicerContext) -> pb.BuildDUISResponse:
+    def BuildDUIS(
+        self, request: pb.BuildDUISRequest, context: grpc.ServicerContext
+    ) -> pb.BuildDUISResponse:
         which = request.WhichOneof("image")
         result = build_duis(
             self.svc,
             image_id=request.image_id if which == "image_id" else None,
             upgrade_image=request.upgrade_image if which == "upgrade_image" else None,
-            device_ids=list(request.device_ids), firmware_version=request.firmware_version,
+            device_ids=list(request.device_ids),
+            firmware_version=request.firmware_version,
             service=request.service_reference,
-            force_replace=_optional(request, "force_replace"))
-        return pb.BuildDUISResponse(duis_request=result.document,
-                                    request_id=str(result.request_id),
-                                    device_ids=[str(d) for d in result.devices],
-                                    refused=convert.refusals_to_pb(result.refused))
+            force_replace=_optional(request, "force_replace"),
+        )
+        return pb.BuildDUISResponse(
+            duis_request=result.document,
+            request_id=str(result.request_id),
+            device_ids=[str(d) for d in result.devices],
+            refused=convert.refusals_to_pb(result.refused),
+        )
 
     @_mapped
-    def GetUpgradePath(self, request: pb.GetUpgradePathRequest,
-                       context: grpc.ServicerContext) -> pb.GetUpgradePathResponse:
+    def GetUpgradePath(
+        self, request: pb.GetUpgradePathRequest, context: grpc.ServicerContext
+    ) -> pb.GetUpgradePathResponse:
         path = upgrade_path_for(
             self.svc,
             from_entry_id=_one_of(request, "from", "from_entry_id"),
             device_id=_one_of(request, "from", "device_id"),
             to_entry_id=_one_of(request, "to", "to_entry_id"),
-            image_id=_one_of(request, "to", "image_id"))
+            image_id=_one_of(request, "to", "image_id"),
+        )
         return pb.GetUpgradePathResponse(path=path or [], reachable=path is not None)
 
     @_mapped
-    def BuildActivation(self, request: pb.BuildActivationRequest,
-                        context: grpc.ServicerContext) -> pb.BuildActivationResponse:
-        built, refused = build_activations(self.svc, convert.activation_spec(request.activation),
-                                           list(request.device_ids))
+    def BuildActivation(
+        self, request: pb.BuildActivationRequest, context: grpc.ServicerContext
+    ) -> pb.BuildActivationResponse:
+        built, refused = build_activations(
+            self.svc, convert.activation_spec(request.activation), list(request.device_ids)
+        )
         return pb.BuildActivationResponse(
             requests=[convert.activation_to_pb(b) for b in built],
-            refused=convert.refusals_to_pb(tuple(refused)))
+            refused=convert.refusals_to_pb(tuple(refused)),
+        )
 
     @_mapped_stream
-    def StreamActivation(self, request_iterator: Iterator[pb.ActivationCampaignRequest],
-                         context: grpc.ServicerContext) -> Iterator[pb.ActivationResults]:
+    def StreamActivation(
+        self,
+        request_iterator: Iterator[pb.ActivationCampaignRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.ActivationResults]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "activation":
             raise InvalidInput("the first message must name the activation", field="activation")
@@ -166,31 +184,40 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             yield message
 
     @_mapped
-    def SignPreCommand(self, request: pb.SignPreCommandRequest,
-                       context: grpc.ServicerContext) -> pb.SignPreCommandResponse:
+    def SignPreCommand(
+        self, request: pb.SignPreCommandRequest, context: grpc.ServicerContext
+    ) -> pb.SignPreCommandResponse:
         which = request.WhichOneof("source")
         try:
             result = sign_pre_command_for(
-                self.svc, pre_command=request.pre_command if which == "pre_command" else None,
-                dcc_response=request.dcc_response if which == "dcc_response" else None)
+                self.svc,
+                pre_command=request.pre_command if which == "pre_command" else None,
+                dcc_response=request.dcc_response if which == "dcc_response" else None,
+            )
         except PreCommandRefusal as exc:
             count_refusals([exc.code])
             raise
         return convert.signed_pre_command_to_pb(result)
 
     @_mapped_stream
-    def StreamSignPreCommands(self, request_iterator: Iterator[pb.PreCommandBatch],
-                              context: grpc.ServicerContext) -> Iterator[pb.PreCommandResults]:
+    def StreamSignPreCommands(
+        self, request_iterator: Iterator[pb.PreCommandBatch], context: grpc.ServicerContext
+    ) -> Iterator[pb.PreCommandResults]:
         for batch in request_iterator:
             message = pb.PreCommandResults()
             results = sign_pre_command_batch(self.svc, list(batch.pre_commands))
             count_refusals([r.code for r in results if isinstance(r, PreCommandRefused)])
             for item in results:
                 if isinstance(item, PreCommandRefused):
-                    message.results.add(refused=pb.PreCommandRefusal(
-                        index=item.index, device_id=str(item.device or ""),
-                        request_id=str(item.request_id or ""), reason=item.reason,
-                        code=item.code))
+                    message.results.add(
+                        refused=pb.PreCommandRefusal(
+                            index=item.index,
+                            device_id=str(item.device or ""),
+                            request_id=str(item.request_id or ""),
+                            reason=item.reason,
+                            code=item.code,
+                        )
+                    )
                 else:
                     message.results.add(signed=convert.signed_pre_command_to_pb(item))
             yield message

@@ -22,17 +22,23 @@ def manufacturers() -> None:
 
 @manufacturers.command("add")
 @click.option("--code", required=True, help="Manufacturer code, 4 hex digits (e.g. 121D).")
-@click.option("--cert", "cert_file", required=True, type=click.File("rb"),
-              help="The manufacturer's certificate (PEM or DER, P-256).")
+@click.option(
+    "--cert",
+    "cert_file",
+    required=True,
+    type=click.File("rb"),
+    help="The manufacturer's certificate (PEM or DER, P-256).",
+)
 @config_option
 @reports_errors
-def manufacturers_add(code: str, cert_file: BinaryIO,
-                      config_path: Path | None) -> None:
+def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) -> None:
     """Trust a certificate for deliveries carrying this manufacturer code."""
     db = open_database(load(config_path).database_url)
     added = admin.add_manufacturer(db, code, cert_file.read(), system_clock())
-    click.echo(f"manufacturer {code.upper()}: " + ("certificate added" if added
-                                                   else "certificate already registered"))
+    click.echo(
+        f"manufacturer {code.upper()}: "
+        + ("certificate added" if added else "certificate already registered")
+    )
 
 
 @manufacturers.command("list")
@@ -66,8 +72,10 @@ def devices_import(files: tuple[BinaryIO, ...], config_path: Path | None) -> Non
         creds, created = admin.import_device(db, f.read(), system_clock())
         cell = creds.supplier_signing_cell()
         ski = cell.ski.hex() if cell else "none"
-        click.echo(f"{creds.device}: {'added' if created else 'updated'}, "
-                   f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}")
+        click.echo(
+            f"{creds.device}: {'added' if created else 'updated'}, "
+            f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}"
+        )
 
 
 @devices.command("show")
@@ -81,23 +89,42 @@ def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
     record = admin.show_device(db, eui)
     if record is None:
         raise click.ClickException(f"device {eui} is not registered")
-    cells = [{"role": f"{c.role:02X}", "key_usage": c.key_usage.value,
-              "cell_usage": c.cell_usage.name.lower(), "subject_eui": str(c.subject_eui),
-              "ski": c.ski.hex()} for c in record.cells]
+    cells = [
+        {
+            "role": f"{c.role:02X}",
+            "key_usage": c.key_usage.value,
+            "cell_usage": c.cell_usage.name.lower(),
+            "subject_eui": str(c.subject_eui),
+            "ski": c.ski.hex(),
+        }
+        for c in record.cells
+    ]
     if as_json:
-        click.echo(json.dumps({"eui": str(record.eui), "updated_at": record.updated_at.isoformat(),
-                               "device_type": record.device_type,
-                               "hardware_version": record.hardware_version,
-                               "current_entry_id": record.current_entry_id, "cells": cells}))
+        click.echo(
+            json.dumps(
+                {
+                    "eui": str(record.eui),
+                    "updated_at": record.updated_at.isoformat(),
+                    "device_type": record.device_type,
+                    "hardware_version": record.hardware_version,
+                    "current_entry_id": record.current_entry_id,
+                    "cells": cells,
+                }
+            )
+        )
         return
     click.echo(f"{record.eui} (updated {record.updated_at:%Y-%m-%d %H:%M:%S})")
     if record.current_entry_id is not None:
         hw = f"{record.hardware_version:04X}" if record.hardware_version is not None else "?"
-        click.echo(f"  {record.device_type or '?'}, hardware {hw}, runs CPL entry "
-                   f"{record.current_entry_id}")
+        click.echo(
+            f"  {record.device_type or '?'}, hardware {hw}, runs CPL entry "
+            f"{record.current_entry_id}"
+        )
     for c in cells:
-        click.echo(f"  role {c['role']}  {c['key_usage']:<16} {c['cell_usage']:<17} "
-                   f"EUI {c['subject_eui']}  SKI {c['ski']}")
+        click.echo(
+            f"  role {c['role']}  {c['key_usage']:<16} {c['cell_usage']:<17} "
+            f"EUI {c['subject_eui']}  SKI {c['ski']}"
+        )
 
 
 @devices.command("inventory")
@@ -125,8 +152,13 @@ def devices_inventory(file: Path, config_path: Path | None) -> None:
 @click.option("--current-entry", help="CPL entry ID of the firmware the device runs now.")
 @config_option
 @reports_errors
-def devices_set(eui: str, device_type: str | None, hardware_version: str | None,
-                current_entry: str | None, config_path: Path | None) -> None:
+def devices_set(
+    eui: str,
+    device_type: str | None,
+    hardware_version: str | None,
+    current_entry: str | None,
+    config_path: Path | None,
+) -> None:
     """Update one device's inventory."""
     from signer.cpl.model import DeviceType, check_entry_id
     from signer.errors import InvalidInput
@@ -141,9 +173,13 @@ def devices_set(eui: str, device_type: str | None, hardware_version: str | None,
         except ValueError:
             raise InvalidInput("not hexadecimal", field="hardware_version") from None
     registry.set_inventory(
-        db, Eui64.parse(eui), now=system_clock(), hardware_version=hw,
+        db,
+        Eui64.parse(eui),
+        now=system_clock(),
+        hardware_version=hw,
         device_type=DeviceType.parse(device_type).name if device_type else None,
-        current_entry_id=check_entry_id(current_entry) if current_entry else None)
+        current_entry_id=check_entry_id(current_entry) if current_entry else None,
+    )
     click.echo(f"{Eui64.parse(eui)} updated")
 
 
@@ -163,6 +199,7 @@ def activations_succeeded(request_ids: tuple[str, ...], config_path: Path | None
 
     config = load(config_path)
     db = open_database(config.database_url)
-    for line in cplops.record_activation_results(db, config.supplier_eui, request_ids,
-                                                 system_clock()):
+    for line in cplops.record_activation_results(
+        db, config.supplier_eui, request_ids, system_clock()
+    ):
         click.echo(line)

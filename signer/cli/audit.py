@@ -31,9 +31,12 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--anchor", metavar="[SEQ:]HASH",
-              help="A head hash printed by an earlier verify and kept outside this database: "
-                   "checks it is still a record of the chain (a rewritten chain fails).")
+@click.option(
+    "--anchor",
+    metavar="[SEQ:]HASH",
+    help="A head hash printed by an earlier verify and kept outside this database: "
+    "checks it is still a record of the chain (a rewritten chain fails).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
 @config_option
 @reports_errors
@@ -60,10 +63,21 @@ def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) ->
 
 
 @audit.command("export")
-@click.option("--out", type=click.File("w"), default="-", show_default="stdout",
-              help="Where to write the JSON lines.")
-@click.option("--since", type=click.IntRange(min=0), default=0, show_default=True,
-              metavar="SEQ", help="Only records after this seq (the last one exported before).")
+@click.option(
+    "--out",
+    type=click.File("w"),
+    default="-",
+    show_default="stdout",
+    help="Where to write the JSON lines.",
+)
+@click.option(
+    "--since",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SEQ",
+    help="Only records after this seq (the last one exported before).",
+)
 @config_option
 @reports_errors
 def audit_export(out: TextIO, since: int, config_path: Path | None) -> None:
@@ -83,7 +97,8 @@ def audit_export(out: TextIO, since: int, config_path: Path | None) -> None:
 def _report_json(r: ChainReport) -> dict[str, Any]:
     f = r.finding
     return {
-        "intact": r.intact, "checked": r.checked,
+        "intact": r.intact,
+        "checked": r.checked,
         "head": {"seq": r.head.seq, "hash": r.head.hash} if r.head else None,
         "last_good": {"seq": r.last.seq, "hash": r.last.hash},
         "first_bad": {"seq": f.seq, "kind": f.kind, "detail": f.detail} if f else None,
@@ -99,9 +114,13 @@ def _print_report(r: ChainReport) -> None:
         if r.anchor is not None:
             click.echo(f"anchor found: record {r.anchor_seq}")
         click.echo(f"head: seq {r.head.seq} hash {r.head.hash}")
-        click.echo(f"keep it outside this database; next time: signer audit verify "
-                   f"--anchor {r.head.seq}:{r.head.hash}")
+        click.echo(
+            f"keep it outside this database; next time: signer audit verify "
+            f"--anchor {r.head.seq}:{r.head.hash}"
+        )
         return
     click.echo(f"audit trail BROKEN at record {f.seq} ({f.kind}): {f.detail}")
-    click.echo(f"{r.checked} record(s) read; the chain is good up to record {r.last.seq}"
-               + (f" (hash {r.last.hash})" if r.last.seq else ""))
+    click.echo(
+        f"{r.checked} record(s) read; the chain is good up to record {r.last.seq}"
+        + (f" (hash {r.last.hash})" if r.last.seq else "")
+    )

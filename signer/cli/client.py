@@ -32,8 +32,12 @@ def _env(name: str) -> Callable[[], str | None]:
 # (option, its environment variable, help)
 _TLS_OPTIONS = (
     ("--tls-ca", "SIGNER_CLIENT_CA", "CA certificate(s) the server's certificate chains to (PEM)."),
-    ("--tls-cert", "SIGNER_CLIENT_CERT", "This client's certificate (PEM); its subject is "
-     "the identity the server's role policy matches."),
+    (
+        "--tls-cert",
+        "SIGNER_CLIENT_CERT",
+        "This client's certificate (PEM); its subject is "
+        "the identity the server's role policy matches.",
+    ),
     ("--tls-key", "SIGNER_CLIENT_KEY", "This client's private key (PEM)."),
 )
 
@@ -50,12 +54,17 @@ class Connection:
         given = (ca, cert, key)
         if all(p is None for p in given):
             return cls(server)  # a development-mode server: plaintext, no identity
-        missing = [f"{opt} (or ${env})" for (opt, env, _), p in zip(_TLS_OPTIONS, given,
-                                                                      strict=True) if p is None]
+        missing = [
+            f"{opt} (or ${env})"
+            for (opt, env, _), p in zip(_TLS_OPTIONS, given, strict=True)
+            if p is None
+        ]
         if missing:
-            raise click.UsageError(f"missing {' and '.join(missing)}: mTLS needs --tls-ca, "
-                                   "--tls-cert and --tls-key together (none of them for a "
-                                   "development-mode server)")
+            raise click.UsageError(
+                f"missing {' and '.join(missing)}: mTLS needs --tls-ca, "
+                "--tls-cert and --tls-key together (none of them for a "
+                "development-mode server)"
+            )
         assert ca is not None and cert is not None and key is not None
         return cls(server, (ca, cert, key))
 
@@ -64,7 +73,8 @@ class Connection:
             return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
         ca, cert, key = (p.read_bytes() for p in self.tls)
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=key, certificate_chain=cert)
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
         return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
 
     def fail(self, exc: grpc.RpcError) -> NoReturn:
@@ -72,8 +82,11 @@ class Connection:
         code = exc.code()
         click.echo(f"error: {code.name}: {exc.details()}", err=True)
         if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
-            click.echo("hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
-                       "a server outside development mode needs mTLS", err=True)
+            click.echo(
+                "hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
+                "a server outside development mode needs mTLS",
+                err=True,
+            )
         sys.exit(1)
 
     def call(self, name: str, request: Any) -> Any:
@@ -89,17 +102,26 @@ def connection_options(fn: F) -> F:
     """--server and the three mTLS files, handed to the command as one `Connection`."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, server: str, tls_ca: Path | None, tls_cert: Path | None,
-                tls_key: Path | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        server: str,
+        tls_ca: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        **kwargs: Any,
+    ) -> Any:
         return fn(*args, connection=Connection.of(server, tls_ca, tls_cert, tls_key), **kwargs)
 
     for opt, env, text in reversed(_TLS_OPTIONS):
-        wrapper = click.option(opt, type=_file, default=_env(env), show_default=f"${env}",
-                               help=text)(wrapper)
+        wrapper = click.option(
+            opt, type=_file, default=_env(env), show_default=f"${env}", help=text
+        )(wrapper)
     wrapper = click.option(
-        "--server", default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
+        "--server",
+        default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
         show_default="$SIGNER_SERVER or 127.0.0.1:50051",
-        help="Address of the signer service.")(wrapper)
+        help="Address of the signer service.",
+    )(wrapper)
     return wrapper  # type: ignore[return-value]
 
 
@@ -124,32 +146,57 @@ def _devices(device: tuple[str, ...], devices_file: Path | None) -> list[str]:
 @click.command()
 @click.option("--ota-header", type=_file, help="Separate shape: the OTA header.")
 @click.option("--manufacturer-image", type=_file, help="Separate shape: the Manufacturer Image.")
-@click.option("--gbcs", "gbcs_file", type=_file,
-              help="GBCS shape: upgrade image whose signature slot holds the manufacturer's.")
+@click.option(
+    "--gbcs",
+    "gbcs_file",
+    type=_file,
+    help="GBCS shape: upgrade image whose signature slot holds the manufacturer's.",
+)
 @click.option("--header-and-image", type=_file, help="Combination shape: header || image.")
 @click.option("--signature", type=_file, help="Manufacturer signature (raw r||s or DER).")
 @click.option("--hash", "hash_file", type=_file, help="SHA-256 of the Manufacturer Image.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the verdict as JSON here (default: stdout).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the verdict as JSON here (default: stdout).",
+)
 @connection_options
-def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: Path | None,
-           header_and_image: Path | None, signature: Path | None, hash_file: Path | None,
-           out: Path | None, connection: Connection) -> None:
+def verify(
+    ota_header: Path | None,
+    manufacturer_image: Path | None,
+    gbcs_file: Path | None,
+    header_and_image: Path | None,
+    signature: Path | None,
+    hash_file: Path | None,
+    out: Path | None,
+    connection: Connection,
+) -> None:
     """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
     if gbcs_file:
-        req = pb.VerifyManufacturerRequest(gbcs=pb.GbcsDelivery(
-            upgrade_image=gbcs_file.read_bytes(), hash=_read(hash_file)))
+        req = pb.VerifyManufacturerRequest(
+            gbcs=pb.GbcsDelivery(upgrade_image=gbcs_file.read_bytes(), hash=_read(hash_file))
+        )
     elif header_and_image:
-        req = pb.VerifyManufacturerRequest(combined=pb.CombinedDelivery(
-            header_and_image=header_and_image.read_bytes(), signature=_read(signature),
-            hash=_read(hash_file)))
+        req = pb.VerifyManufacturerRequest(
+            combined=pb.CombinedDelivery(
+                header_and_image=header_and_image.read_bytes(),
+                signature=_read(signature),
+                hash=_read(hash_file),
+            )
+        )
     elif ota_header and manufacturer_image:
-        req = pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
-            ota_header=ota_header.read_bytes(), manufacturer_image=manufacturer_image.read_bytes(),
-            signature=_read(signature), hash=_read(hash_file)))
+        req = pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(
+                ota_header=ota_header.read_bytes(),
+                manufacturer_image=manufacturer_image.read_bytes(),
+                signature=_read(signature),
+                hash=_read(hash_file),
+            )
+        )
     else:
-        raise click.UsageError("give --ota-header and --manufacturer-image, or --gbcs, "
-                               "or --header-and-image")
+        raise click.UsageError(
+            "give --ota-header and --manufacturer-image, or --gbcs, or --header-and-image"
+        )
     resp = connection.call("VerifyManufacturer", req)
     text = json_format.MessageToJson(resp, always_print_fields_with_no_presence=True)
     if out:
@@ -165,29 +212,50 @@ def verify(ota_header: Path | None, manufacturer_image: Path | None, gbcs_file: 
 @click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
 @click.option("--devices-file", type=_file, help="One device EUI-64 per line.")
 @click.option("--force-replace", is_flag=True, help="Set the Force Replace byte to 0x01.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write one upgrade image per key, and result.json.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write one upgrade image per key, and result.json.",
+)
 @connection_options
-def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
-           force_replace: bool, out_dir: Path, connection: Connection) -> None:
+def resign(
+    image_id: str,
+    device: tuple[str, ...],
+    devices_file: Path | None,
+    force_replace: bool,
+    out_dir: Path,
+    connection: Connection,
+) -> None:
     """Re-sign a verified image for devices (Resign): one upgrade image per key.
 
     Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
     OUT_DIR/result.json listing which devices each image serves and which were refused.
     """
-    req = pb.ResignRequest(image_id=image_id, device_ids=_devices(device, devices_file),
-                           force_replace=force_replace)
+    req = pb.ResignRequest(
+        image_id=image_id, device_ids=_devices(device, devices_file), force_replace=force_replace
+    )
     resp = connection.call("Resign", req)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"image_id": resp.image_id, "images": [], "refused": [
-        {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused]}
+    summary = {
+        "image_id": resp.image_id,
+        "images": [],
+        "refused": [
+            {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused
+        ],
+    }
     for img in resp.images:
         path = out_dir / f"{_safe_name(img.key_label)}.bin"  # labels are unique on a token
         path.write_bytes(img.upgrade_image)
-        summary["images"].append({"file": str(path), "key_label": img.key_label,
-                                  "key_ski": img.key_ski.hex(),
-                                  "certificate_serial": img.certificate_serial,
-                                  "device_ids": list(img.device_ids)})
+        summary["images"].append(
+            {
+                "file": str(path),
+                "key_label": img.key_label,
+                "key_ski": img.key_ski.hex(),
+                "certificate_serial": img.certificate_serial,
+                "device_ids": list(img.device_ids),
+            }
+        )
         click.echo(f"{path}: key {img.key_label} for {len(img.device_ids)} device(s)")
     for r in resp.refused:
         click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")
@@ -202,18 +270,33 @@ def resign(image_id: str, device: tuple[str, ...], devices_file: Path | None,
 @click.option("--firmware-version", required=True, help="DUIS FirmwareVersion, 1-8 characters.")
 @click.option("--service", type=click.Choice(["11.1", "11.4"]), default="11.1", show_default=True)
 @click.option("--force-replace", is_flag=True, help="With --image-id: Force Replace 0x01.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the signed DUIS XML.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the signed DUIS XML.",
+)
 @connection_options
-def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[str, ...],
-               devices_file: Path | None, firmware_version: str, service: str,
-               force_replace: bool, out: Path, connection: Connection) -> None:
+def build_duis(
+    image_id: str | None,
+    upgrade_image: Path | None,
+    device: tuple[str, ...],
+    devices_file: Path | None,
+    firmware_version: str,
+    service: str,
+    force_replace: bool,
+    out: Path,
+    connection: Connection,
+) -> None:
     """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS)."""
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
-    req = pb.BuildDUISRequest(device_ids=_devices(device, devices_file),
-                              firmware_version=firmware_version, service_reference=service,
-                              force_replace=force_replace)
+    req = pb.BuildDUISRequest(
+        device_ids=_devices(device, devices_file),
+        firmware_version=firmware_version,
+        service_reference=service,
+        force_replace=force_replace,
+    )
     if image_id is not None:
         req.image_id = image_id
     else:
@@ -230,16 +313,31 @@ def build_duis(image_id: str | None, upgrade_image: Path | None, device: tuple[s
 @click.option("--image-id", required=True, help="The verified image being activated.")
 @click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
 @click.option("--devices-file", type=_file, help="One device EUI-64 per line (any number).")
-@click.option("--at", "at", help="Future-dated activation time, ISO 8601 with a zone "
-              "(e.g. 2030-01-15T09:00:00Z); default: immediate.")
+@click.option(
+    "--at",
+    "at",
+    help="Future-dated activation time, ISO 8601 with a zone "
+    "(e.g. 2030-01-15T09:00:00Z); default: immediate.",
+)
 @click.option("--cancel", is_flag=True, help="Cancel a future-dated activation instead.")
 @click.option("--batch", default=1000, show_default=True, help="Devices per streamed message.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Writes <device>.xml per request and refused.jsonl.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Writes <device>.xml per request and refused.jsonl.",
+)
 @connection_options
-def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, at: str | None,
-             cancel: bool, batch: int, out_dir: Path,
-             connection: Connection) -> None:
+def activate(
+    image_id: str,
+    device: tuple[str, ...],
+    devices_file: Path | None,
+    at: str | None,
+    cancel: bool,
+    batch: int,
+    out_dir: Path,
+    connection: Connection,
+) -> None:
     """Build signed SR 11.3 Activate Firmware requests (StreamActivation), one per device.
 
     The device list is streamed, so it may be any length.
@@ -273,8 +371,11 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
     with (out_dir / "refused.jsonl").open("w") as rejects, connection.channel() as channel:
         try:
             stub = pb_grpc.FirmwareSignerStub(channel)
-            results = (r for batch in stub.StreamActivation(requests(), timeout=3600)
-                       for r in batch.results)
+            results = (
+                r
+                for batch in stub.StreamActivation(requests(), timeout=3600)
+                for r in batch.results
+            )
             for result in results:
                 if result.WhichOneof("result") == "request":
                     r = result.request
@@ -283,9 +384,17 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
                     built += 1
                 else:
                     f = result.refused
-                    rejects.write(json.dumps({"device_id": f.device_id, "reason": f.reason,
-                                              "detail": f.detail,
-                                              "upgrade_path": list(f.upgrade_path)}) + "\n")
+                    rejects.write(
+                        json.dumps(
+                            {
+                                "device_id": f.device_id,
+                                "reason": f.reason,
+                                "detail": f.detail,
+                                "upgrade_path": list(f.upgrade_path),
+                            }
+                        )
+                        + "\n"
+                    )
                     refused += 1
         except grpc.RpcError as exc:
             connection.fail(exc)
@@ -295,11 +404,16 @@ def activate(image_id: str, device: tuple[str, ...], devices_file: Path | None, 
 @click.command("sign-precommand")
 @click.option("--pre-command", type=_file, help="The CS06 pre-command (binary or hex).")
 @click.option("--dcc-response", type=_file, help="Or the DUIS response XML carrying it.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Writes signed-pre-command.bin and signed-pre-command.xml.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Writes signed-pre-command.bin and signed-pre-command.xml.",
+)
 @connection_options
-def sign_precommand(pre_command: Path | None, dcc_response: Path | None, out_dir: Path,
-                    connection: Connection) -> None:
+def sign_precommand(
+    pre_command: Path | None, dcc_response: Path | None, out_dir: Path, connection: Connection
+) -> None:
     """Check a CS06 pre-command against the 11.3 request it answers and sign it."""
     if (pre_command is None) == (dcc_response is None):
         raise click.UsageError("give exactly one of --pre-command or --dcc-response")
@@ -328,8 +442,12 @@ def _device_stream(ids: list[str], devices_file: Path | None) -> Iterator[str]:
 
 
 @click.command()
-@click.option("--service", default="", show_default="the whole server",
-              help="Health service name to ask about (\"\" or signer.v1.FirmwareSigner).")
+@click.option(
+    "--service",
+    default="",
+    show_default="the whole server",
+    help='Health service name to ask about ("" or signer.v1.FirmwareSigner).',
+)
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
 @connection_options
 def health(service: str, timeout: float, connection: Connection) -> None:
@@ -343,7 +461,8 @@ def health(service: str, timeout: float, connection: Connection) -> None:
     with connection.channel() as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
         except grpc.RpcError as exc:
             connection.fail(exc)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)

@@ -22,9 +22,13 @@ from signer.service.context import Services
 F = TypeVar("F", bound=Callable[..., Any])
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-    default=lambda: os.environ.get("SIGNER_CONFIG"), show_default="$SIGNER_CONFIG",
-    help="Service configuration (TOML); SIGNER_* environment variables override it.")
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("SIGNER_CONFIG"),
+    show_default="$SIGNER_CONFIG",
+    help="Service configuration (TOML); SIGNER_* environment variables override it.",
+)
 
 
 def load(config_path: Path | None) -> Config:
@@ -93,4 +97,3 @@ def reports_errors(fn: F) -> F:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
-

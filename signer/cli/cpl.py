@@ -23,8 +23,12 @@ def cpl() -> None:
 
 @cpl.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]),
-              help="Default: by the file's extension (.json, else CSV).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="Default: by the file's extension (.json, else CSV).",
+)
 @config_option
 @reports_errors
 def cpl_import(file: Path, fmt: str | None, config_path: Path | None) -> None:
@@ -34,8 +38,9 @@ def cpl_import(file: Path, fmt: str | None, config_path: Path | None) -> None:
     there is any, nothing is imported (exit 1).
     """
     db = open_database(load(config_path).database_url)
-    with click.progressbar(length=_count_rows(file), label="importing", show_pos=True,
-                           file=sys.stderr) as bar:
+    with click.progressbar(
+        length=_count_rows(file), label="importing", show_pos=True, file=sys.stderr
+    ) as bar:
         progress: Any = bar  # click types the bar by its iterable, which we do not use
         report = cplops.import_cpl(db, file, system_clock(), fmt=fmt, progress=progress.update)
     for error in report.errors:
@@ -67,8 +72,12 @@ def cpl_path(from_id: str, to_id: str, config_path: Path | None) -> None:
 
 @cpl.command("graph")
 @click.option("--model", help="Only this model's entries (default: the whole CPL).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="DOT file to write; an SVG is written beside it when Graphviz is installed.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="DOT file to write; an SVG is written beside it when Graphviz is installed.",
+)
 @config_option
 @reports_errors
 def cpl_graph(model: str | None, out: Path, config_path: Path | None) -> None:

@@ -30,8 +30,9 @@ def db_upgrade(config_path: Path | None, as_json: bool) -> None:
 
     result = upgrade(load(config_path).database_url)
     if as_json:
-        click.echo(json.dumps({"before": result.before, "after": result.after,
-                               "changed": result.changed}))
+        click.echo(
+            json.dumps({"before": result.before, "after": result.after, "changed": result.changed})
+        )
     elif result.changed:
         click.echo(f"schema migrated from {result.before or '(empty)'} to {result.after}")
     else:

@@ -36,11 +36,20 @@ def keys() -> None:
 
 
 @keys.command("generate")
-@click.option("--purpose", type=purpose_choice, required=True,
-              help="supplier-ds: ARP signatures on firmware and pre-commands; "
-                   "xml-sign: DUIS request signatures.")
-@click.option("--label", "name", required=True, metavar="LABEL|URI",
-              help="Label of the new key (a URI may also fix its 8-byte CKA_ID with id=).")
+@click.option(
+    "--purpose",
+    type=purpose_choice,
+    required=True,
+    help="supplier-ds: ARP signatures on firmware and pre-commands; "
+    "xml-sign: DUIS request signatures.",
+)
+@click.option(
+    "--label",
+    "name",
+    required=True,
+    metavar="LABEL|URI",
+    help="Label of the new key (a URI may also fix its 8-byte CKA_ID with id=).",
+)
 @config_option
 @reports_errors
 def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
@@ -50,8 +59,10 @@ def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
     """
     with services(load(config_path)) as svc:
         record = lifecycle.generate(svc, name, KeyPurpose(purpose), actor=actor())
-    click.echo(f"generated {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: "
-               f"{record.state}")
+    click.echo(
+        f"generated {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: "
+        f"{record.state}"
+    )
 
 
 @keys.command("csr")
@@ -59,12 +70,18 @@ def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
 @click.option("--eui", required=True, help="The Supplier's EUI-64 (x500UniqueIdentifier).")
 @click.option("--cn", default="", help="Optional subject common name.")
 @click.option("--der", is_flag=True, help="Write DER instead of PEM.")
-@click.option("--out", type=click.File("wb"), default="-", show_default=True,
-              help="Where to write the request.")
+@click.option(
+    "--out",
+    type=click.File("wb"),
+    default="-",
+    show_default=True,
+    help="Where to write the request.",
+)
 @config_option
 @reports_errors
-def keys_csr(name: str, eui: str, cn: str, der: bool, out: BinaryIO,
-             config_path: Path | None) -> None:
+def keys_csr(
+    name: str, eui: str, cn: str, der: bool, out: BinaryIO, config_path: Path | None
+) -> None:
     """Write a PKCS#10 request for the key, signed inside the token.
 
     The subject is the SMKI Organisation form: CN (if given), OU = the role code of the
@@ -93,24 +110,30 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
 
 @keys.command("activate")
 @click.option("--label", "name", required=True, metavar="LABEL|URI", help=KEY_HELP)
-@click.option("--purpose", type=purpose_choice,
-              help="Only to adopt a key the ledger does not know (default: its certificate's "
-                   "role).")
+@click.option(
+    "--purpose",
+    type=purpose_choice,
+    help="Only to adopt a key the ledger does not know (default: its certificate's role).",
+)
 @config_option
 @reports_errors
 def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> None:
     """Let a key with an installed certificate sign for the devices that trust it."""
     with services(load(config_path)) as svc:
-        record = lifecycle.activate(svc, name, actor=actor(),
-                                    purpose=KeyPurpose(purpose) if purpose else None)
+        record = lifecycle.activate(
+            svc, name, actor=actor(), purpose=KeyPurpose(purpose) if purpose else None
+        )
     click.echo(f"{record.label!r} is {record.state} (SKI {(record.ski or b'').hex()})")
 
 
 @keys.command("retire")
 @click.option("--label", "name", required=True, metavar="LABEL|URI", help=KEY_HELP)
-@click.option("--force", is_flag=True,
-              help="Retire although registered devices still trust the key: they can no "
-                   "longer be updated by this Supplier key.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retire although registered devices still trust the key: they can no "
+    "longer be updated by this Supplier key.",
+)
 @click.option("--reason", default="", help="Why; required with --force, recorded.")
 @config_option
 @reports_errors
@@ -135,11 +158,21 @@ def keys_list(as_json: bool, config_path: Path | None) -> None:
         for row in rows:
             click.echo(json.dumps(row))
         return
-    columns = [("label", "LABEL"), ("cka_id", "CKA_ID"), ("ski", "SKI"),
-               ("purpose", "PURPOSE"), ("role", "ROLE"), ("eui", "EUI"),
-               ("serial_hex", "SERIAL(hex)"), ("issuer", "ISSUER"), ("not_before", "NOT_BEFORE"),
-               ("not_after", "NOT_AFTER"), ("days_left", "DAYS"), ("state", "STATE"),
-               ("devices", "DEVICES")]
+    columns = [
+        ("label", "LABEL"),
+        ("cka_id", "CKA_ID"),
+        ("ski", "SKI"),
+        ("purpose", "PURPOSE"),
+        ("role", "ROLE"),
+        ("eui", "EUI"),
+        ("serial_hex", "SERIAL(hex)"),
+        ("issuer", "ISSUER"),
+        ("not_before", "NOT_BEFORE"),
+        ("not_after", "NOT_AFTER"),
+        ("days_left", "DAYS"),
+        ("state", "STATE"),
+        ("devices", "DEVICES"),
+    ]
     table = [[title for _, title in columns]]
     for row in rows:
         table.append([_cell(row[k], k) for k, _ in columns])
@@ -168,18 +201,29 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
     with services(load(config_path)) as svc:
         report = rotation_report(svc, old, new)
     if as_json:
-        click.echo(json.dumps({
-            "from": {"label": report.old.label, "ski": (report.old.ski or b"").hex()},
-            "to": {"label": report.new.label, "ski": (report.new.ski or b"").hex()},
-            "still_on_old": [str(d) for d in report.still_on_old],
-            "on_new": report.on_new}))
+        click.echo(
+            json.dumps(
+                {
+                    "from": {"label": report.old.label, "ski": (report.old.ski or b"").hex()},
+                    "to": {"label": report.new.label, "ski": (report.new.ski or b"").hex()},
+                    "still_on_old": [str(d) for d in report.still_on_old],
+                    "on_new": report.on_new,
+                }
+            )
+        )
         return
-    click.echo(f"{len(report.still_on_old)} device(s) still trust {report.old.label!r} "
-               f"(SKI {(report.old.ski or b'').hex()}); {report.on_new} already trust "
-               f"{report.new.label!r} (SKI {(report.new.ski or b'').hex()})", err=True)
+    click.echo(
+        f"{len(report.still_on_old)} device(s) still trust {report.old.label!r} "
+        f"(SKI {(report.old.ski or b'').hex()}); {report.on_new} already trust "
+        f"{report.new.label!r} (SKI {(report.new.ski or b'').hex()})",
+        err=True,
+    )
     if report.new.state != "active":
-        click.echo(f"warning: {report.new.label!r} is {report.new.state}: devices moved to it "
-                   "are refused until it is activated", err=True)
+        click.echo(
+            f"warning: {report.new.label!r} is {report.new.state}: devices moved to it "
+            "are refused until it is activated",
+            err=True,
+        )
     for device in report.still_on_old:
         click.echo(str(device))
 
@@ -194,28 +238,59 @@ def keys_operations(as_json: bool, config_path: Path | None) -> None:
         records = lifecycle.operations(svc)
     for r in records:
         if as_json:
-            click.echo(json.dumps({"id": r.id, "at": r.at.isoformat(), "actor": r.actor,
-                                   "operation": r.operation, "key": r.key_label,
-                                   "cka_id": r.key_id.hex() if r.key_id else None,
-                                   "outcome": r.outcome, "detail": r.detail}))
+            click.echo(
+                json.dumps(
+                    {
+                        "id": r.id,
+                        "at": r.at.isoformat(),
+                        "actor": r.actor,
+                        "operation": r.operation,
+                        "key": r.key_label,
+                        "cka_id": r.key_id.hex() if r.key_id else None,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                    }
+                )
+            )
         else:
-            click.echo(f"{r.at:%Y-%m-%d %H:%M:%S}  {r.actor}  {r.operation} {r.key_label!r}  "
-                       f"{r.outcome}" + (f": {r.detail['reason']}" if "reason" in r.detail
-                                         and r.outcome != "ok" else ""))
+            click.echo(
+                f"{r.at:%Y-%m-%d %H:%M:%S}  {r.actor}  {r.operation} {r.key_label!r}  "
+                f"{r.outcome}"
+                + (f": {r.detail['reason']}" if "reason" in r.detail and r.outcome != "ok" else "")
+            )
 
 
 @keys.command("import")
-@click.option("--label", required=True, metavar="LABEL|URI",
-              help="CKA_LABEL for the key pair and certificate.")
-@click.option("--key", "key_file", required=True, type=click.File("rb"),
-              help="PEM private key (P-256, unencrypted). Test keys only.")
-@click.option("--cert", "cert_file", required=True, type=click.File("rb"),
-              help="PEM or DER certificate of that key.")
+@click.option(
+    "--label",
+    required=True,
+    metavar="LABEL|URI",
+    help="CKA_LABEL for the key pair and certificate.",
+)
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.File("rb"),
+    help="PEM private key (P-256, unencrypted). Test keys only.",
+)
+@click.option(
+    "--cert",
+    "cert_file",
+    required=True,
+    type=click.File("rb"),
+    help="PEM or DER certificate of that key.",
+)
 @click.option("--purpose", type=purpose_choice, help="Default: the certificate's role.")
 @config_option
 @reports_errors
-def keys_import(label: str, key_file: BinaryIO, cert_file: BinaryIO, purpose: str | None,
-                config_path: Path | None) -> None:
+def keys_import(
+    label: str,
+    key_file: BinaryIO,
+    cert_file: BinaryIO,
+    purpose: str | None,
+    config_path: Path | None,
+) -> None:
     """Import an existing test key and its certificate as non-extractable and sensitive.
 
     For published test keys only: a production key is generated inside the token. The key
@@ -223,24 +298,37 @@ def keys_import(label: str, key_file: BinaryIO, cert_file: BinaryIO, purpose: st
     """
     with services(load(config_path)) as svc:
         record: KeyRecord = lifecycle.import_existing(
-            svc, label, key_file.read(), cert_file.read(), actor=actor(),
-            purpose=KeyPurpose(purpose) if purpose else None)
-    click.echo(f"imported {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: "
-               f"{record.state}")
+            svc,
+            label,
+            key_file.read(),
+            cert_file.read(),
+            actor=actor(),
+            purpose=KeyPurpose(purpose) if purpose else None,
+        )
+    click.echo(
+        f"imported {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: {record.state}"
+    )
 
 
 def _row(v: KeyView, now: dt.datetime) -> dict[str, Any]:
     return {
-        "label": v.label, "cka_id": v.key_id.hex(), "ski": v.ski.hex() if v.ski else None,
-        "purpose": v.purpose or None, "role": f"{v.role:02X}" if v.role is not None else None,
+        "label": v.label,
+        "cka_id": v.key_id.hex(),
+        "ski": v.ski.hex() if v.ski else None,
+        "purpose": v.purpose or None,
+        "role": f"{v.role:02X}" if v.role is not None else None,
         "eui": str(v.eui) if v.eui else None,
         "serial": str(v.serial) if v.serial is not None else None,
         "serial_hex": f"{v.serial:x}" if v.serial is not None else None,
         "issuer": v.issuer or None,
         "not_before": v.not_before.isoformat() if v.not_before else None,
         "not_after": v.not_after.isoformat() if v.not_after else None,
-        "days_left": v.days_left(now), "state": v.state, "on_token": v.on_token,
-        "can_sign": v.can_sign, "devices": v.devices, "note": v.certificate_note or None,
+        "days_left": v.days_left(now),
+        "state": v.state,
+        "on_token": v.on_token,
+        "can_sign": v.can_sign,
+        "devices": v.devices,
+        "note": v.certificate_note or None,
     }
 
 

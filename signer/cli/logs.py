@@ -32,10 +32,14 @@ def setup_logging(verbose: bool, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CallerFields())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter(
-            "%(levelname)s %(name)s %(message)s %(request_id)s %(client)s",
-            rename_fields={"levelname": "level", "name": "logger"},
-            timestamp="time", json_ensure_ascii=False))  # ISO 8601, UTC
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(name)s %(message)s %(request_id)s %(client)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+                json_ensure_ascii=False,
+            )
+        )  # ISO 8601, UTC
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

@@ -68,16 +68,27 @@ def _log_keys(services: Services) -> None:
     from signer.service.keyviews import UNREGISTERED, list_keys
 
     for view in list_keys(services):
-        log.info("key %r (%s) %s, SKI %s, %s", view.label, view.purpose or "no purpose",
-                 view.state, (view.ski or b"").hex() or "-",
-                 f"certificate valid to {view.not_after:%Y-%m-%d}" if view.not_after
-                 else "no certificate")
+        log.info(
+            "key %r (%s) %s, SKI %s, %s",
+            view.label,
+            view.purpose or "no purpose",
+            view.state,
+            (view.ski or b"").hex() or "-",
+            f"certificate valid to {view.not_after:%Y-%m-%d}"
+            if view.not_after
+            else "no certificate",
+        )
         if view.state == UNREGISTERED:
-            log.warning("key %r is on the token but not in the key ledger: it will not sign "
-                        "until `signer keys activate --label %s`", view.label, view.label)
+            log.warning(
+                "key %r is on the token but not in the key ledger: it will not sign "
+                "until `signer keys activate --label %s`",
+                view.label,
+                view.label,
+            )
         elif not view.on_token:
-            log.warning("key %r is %s in the key ledger but missing from the token",
-                        view.label, view.state)
+            log.warning(
+                "key %r is %s in the key ledger but missing from the token", view.label, view.state
+            )
     try:
         key, _cert = xml_signing_key(services)
         log.info("DUIS requests are signed with XML-signing key %r", key.label)
@@ -91,22 +102,49 @@ def dev() -> None:
 
 
 @dev.command("provision")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("var/dev"), show_default=True)
-@click.option("--module", default=DEFAULT_MODULE, show_default=True,
-              help="PKCS#11 module (SoftHSM2).")
-@click.option("--schema-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="DUIS schema directory to validate against (none: no schema check).")
-@click.option("--database-url", envvar="SIGNER_DATABASE_URL", show_envvar=True,
-              help="Database to provision and to write into the configuration "
-                   "(default: SQLite beside the token, DIR/signer.db).")
-@click.option("--listen", default="127.0.0.1:50051", show_default=True,
-              help="gRPC address written into the configuration.")
-@click.option("--metrics-listen", default="127.0.0.1:9464", show_default=True,
-              help="Metrics address written into the configuration.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/dev"),
+    show_default=True,
+)
+@click.option(
+    "--module", default=DEFAULT_MODULE, show_default=True, help="PKCS#11 module (SoftHSM2)."
+)
+@click.option(
+    "--schema-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="DUIS schema directory to validate against (none: no schema check).",
+)
+@click.option(
+    "--database-url",
+    envvar="SIGNER_DATABASE_URL",
+    show_envvar=True,
+    help="Database to provision and to write into the configuration "
+    "(default: SQLite beside the token, DIR/signer.db).",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="gRPC address written into the configuration.",
+)
+@click.option(
+    "--metrics-listen",
+    default="127.0.0.1:9464",
+    show_default=True,
+    help="Metrics address written into the configuration.",
+)
 @reports_errors
-def dev_provision(directory: Path, module: str, schema_dir: Path | None,
-                  database_url: str | None, listen: str, metrics_listen: str) -> None:
+def dev_provision(
+    directory: Path,
+    module: str,
+    schema_dir: Path | None,
+    database_url: str | None,
+    listen: str,
+    metrics_listen: str,
+) -> None:
     """Provision (once) the dev token's keys, certificates, devices and an example delivery.
 
     The token itself comes first, from `softhsm/init-token DIR signer-dev`. The database
@@ -115,8 +153,14 @@ def dev_provision(directory: Path, module: str, schema_dir: Path | None,
     """
     from signer.service.devsetup import DEV_DEVICES, provision
 
-    env = provision(directory, module=module, schema_dir=schema_dir, database_url=database_url,
-                    listen=listen, metrics_listen=metrics_listen)
+    env = provision(
+        directory,
+        module=module,
+        schema_dir=schema_dir,
+        database_url=database_url,
+        listen=listen,
+        metrics_listen=metrics_listen,
+    )
     example = env.directory / "example"
     image_id = (example / "hash.hex").read_text().strip()
 
@@ -129,15 +173,15 @@ def dev_provision(directory: Path, module: str, schema_dir: Path | None,
 
 Once the server is up, try the three calls from another shell in this directory:
 
-  .venv/bin/signer verify --ota-header {rel(example / 'ota_header.bin')} \\
-      --manufacturer-image {rel(example / 'manufacturer_image.bin')} \\
-      --signature {rel(example / 'manufacturer_signature.der')} --hash {rel(example / 'hash.hex')}
+  .venv/bin/signer verify --ota-header {rel(example / "ota_header.bin")} \\
+      --manufacturer-image {rel(example / "manufacturer_image.bin")} \\
+      --signature {rel(example / "manufacturer_signature.der")} --hash {rel(example / "hash.hex")}
 
   .venv/bin/signer resign --image-id {image_id} \\
       {devices} --out-dir {rel(out)}
 
-  .venv/bin/signer build-duis --upgrade-image {rel(out / 'supplier-ds.bin')} \\
-      {devices} --firmware-version 00000002 --out {rel(out / 'update-firmware.xml')}
+  .venv/bin/signer build-duis --upgrade-image {rel(out / "supplier-ds.bin")} \\
+      {devices} --firmware-version 00000002 --out {rel(out / "update-firmware.xml")}
 """)
 
 

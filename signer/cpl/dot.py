@@ -42,9 +42,7 @@ def to_dot(
         if (model is None or e.model == model)
         and (manufacturer_code is None or e.manufacturer_code == manufacturer_code)
     }
-    edges = sorted(
-        (a, b) for a, b in graph.edges() if a in selected or b in selected
-    )
+    edges = sorted((a, b) for a, b in graph.edges() if a in selected or b in selected)
     nodes = set(selected)
     for a, b in edges:
         nodes.add(a)
@@ -105,12 +103,7 @@ def _attributes(
 
 def _escape(text: str) -> str:
     """Inside a DOT quoted string: backslash and quote escaped, line breaks made visible."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\r", "\\r")
-        .replace("\n", "\\n")
-    )
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _quote(text: str) -> str:

@@ -17,12 +17,14 @@ from signer.cpl.parse import RowError
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
 
-INVENTORY_COLUMNS: Final = MappingProxyType({
-    "device_id": "the device's EUI-64, e.g. 00-DB-12-34-56-78-90-A0",
-    "device_type": "ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC",
-    "hardware_version": "hardware version, 4 hex digits as the OTA header counts it",
-    "current_entry_id": "the CPL entry ID of the firmware the device runs now",
-})
+INVENTORY_COLUMNS: Final = MappingProxyType(
+    {
+        "device_id": "the device's EUI-64, e.g. 00-DB-12-34-56-78-90-A0",
+        "device_type": "ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC",
+        "hardware_version": "hardware version, 4 hex digits as the OTA header counts it",
+        "current_entry_id": "the CPL entry ID of the firmware the device runs now",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,15 @@ def read_inventory_csv(lines: Iterable[str]) -> Iterator[InventoryRow | RowError
         if header is None:
             header = [c.strip().lstrip("\ufeff").lower() for c in cells]
             if sorted(header) != sorted(INVENTORY_COLUMNS):
-                yield RowError(start, None, f"the header must name exactly the columns "
-                               f"{', '.join(INVENTORY_COLUMNS)}")
+                yield RowError(
+                    start,
+                    None,
+                    f"the header must name exactly the columns {', '.join(INVENTORY_COLUMNS)}",
+                )
                 return
             continue
         if len(cells) != len(header):
-            yield RowError(start, None, f"the row has {len(cells)} cells, the header "
-                           f"{len(header)}")
+            yield RowError(start, None, f"the row has {len(cells)} cells, the header {len(header)}")
             continue
         row = dict(zip(header, (c.strip() for c in cells), strict=True))
         try:
@@ -79,12 +83,16 @@ def _row(row: dict[str, str]) -> InventoryRow:
     device_type = DeviceType.parse(row["device_type"], field="device_type")
     text = row["hardware_version"].removeprefix("0x").removeprefix("0X")
     if len(text) != 4:
-        raise InvalidInput(f"hardware version {row['hardware_version']!r} is not 4 hex digits",
-                           field="hardware_version")
+        raise InvalidInput(
+            f"hardware version {row['hardware_version']!r} is not 4 hex digits",
+            field="hardware_version",
+        )
     try:
         hardware_version = int(text, 16)
     except ValueError:
-        raise InvalidInput(f"hardware version {row['hardware_version']!r} is not hexadecimal",
-                           field="hardware_version") from None
+        raise InvalidInput(
+            f"hardware version {row['hardware_version']!r} is not hexadecimal",
+            field="hardware_version",
+        ) from None
     entry = check_entry_id(row["current_entry_id"], field="current_entry_id")
     return InventoryRow(device, device_type, hardware_version, entry)

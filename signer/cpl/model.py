@@ -81,25 +81,53 @@ class DeviceType(enum.Enum):
 
 
 DEVICE_TYPE_SPELLINGS: tuple[str, ...] = (
-    "ESME", "Electricity Smart Metering Equipment",
-    "GSME", "Gas Smart Metering Equipment",
-    "Comms Hub", "Communications Hub",
-    "PPMID", "Prepayment Meter Interface Device",
-    "HCALCS", "HAN Connected Auxiliary Load Control Switch",
-    "SAPC", "Standalone Auxiliary Proportional Controller",
+    "ESME",
+    "Electricity Smart Metering Equipment",
+    "GSME",
+    "Gas Smart Metering Equipment",
+    "Comms Hub",
+    "Communications Hub",
+    "PPMID",
+    "Prepayment Meter Interface Device",
+    "HCALCS",
+    "HAN Connected Auxiliary Load Control Switch",
+    "SAPC",
+    "Standalone Auxiliary Proportional Controller",
 )
 _DEVICE_SPELLINGS: dict[str, DeviceType] = {}
 for _type, _names in (
     (DeviceType.ESME, ("ESME", "ESMEs", "Electricity Smart Metering Equipment")),
     (DeviceType.GSME, ("GSME", "GSMEs", "Gas Smart Metering Equipment")),
-    (DeviceType.COMMS_HUB, ("Comms Hub", "Comms Hubs", "Communications Hub",
-                            "Communications Hubs")),
-    (DeviceType.PPMID, ("PPMID", "PPMIDs", "Prepayment Meter Interface Device",
-                        "Prepayment Meter Interface Devices")),
-    (DeviceType.HCALCS, ("HCALCS", "HAN Connected Auxiliary Load Control Switch",
-                         "HAN Connected Auxiliary Load Control Switches")),
-    (DeviceType.SAPC, ("SAPC", "SAPCs", "Standalone Auxiliary Proportional Controller",
-                       "Standalone Auxiliary Proportional Controllers")),
+    (
+        DeviceType.COMMS_HUB,
+        ("Comms Hub", "Comms Hubs", "Communications Hub", "Communications Hubs"),
+    ),
+    (
+        DeviceType.PPMID,
+        (
+            "PPMID",
+            "PPMIDs",
+            "Prepayment Meter Interface Device",
+            "Prepayment Meter Interface Devices",
+        ),
+    ),
+    (
+        DeviceType.HCALCS,
+        (
+            "HCALCS",
+            "HAN Connected Auxiliary Load Control Switch",
+            "HAN Connected Auxiliary Load Control Switches",
+        ),
+    ),
+    (
+        DeviceType.SAPC,
+        (
+            "SAPC",
+            "SAPCs",
+            "Standalone Auxiliary Proportional Controller",
+            "Standalone Auxiliary Proportional Controllers",
+        ),
+    ),
 ):
     for _name in _names:
         _DEVICE_SPELLINGS[_key(_name)] = _type
@@ -130,8 +158,7 @@ class BandJoinOption(enum.Enum):
             accepted = ", ".join(repr(o.value) for o in cls)
             legacy = " (a pre-MP231 value, which MP231 replaced)" if "singleband" in key else ""
             raise InvalidInput(
-                f"unknown band join option {_shown(text)}{legacy}; accepted (MP231 §3): "
-                f"{accepted}",
+                f"unknown band join option {_shown(text)}{legacy}; accepted (MP231 §3): {accepted}",
                 field=field,
             )
         return found
@@ -225,8 +252,9 @@ def model_key(entry: CplEntry) -> tuple[int, DeviceType, str]:
 def file_version_text(file_version: int) -> str:
     """The OTA file version as the CPL must write it: 8 upper-case hex digits."""
     if not 0 <= file_version <= 0xFFFFFFFF:
-        raise InvalidInput(f"file version must fit 32 bits, got {file_version}",
-                           field="file_version")
+        raise InvalidInput(
+            f"file version must fit 32 bits, got {file_version}", field="file_version"
+        )
     return f"{file_version:08X}"
 
 

@@ -25,27 +25,42 @@ from signer.cpl.model import (
 )
 from signer.errors import FormatError, InvalidInput
 
-COLUMNS: Final[Mapping[str, str]] = MappingProxyType({
-    "entry_id": "CPL entry ID, which identifies the firmware: 1-64 printable ASCII characters",
-    "manufacturer_code": "ZigBee manufacturer code, 4 hex digits (= OTA header manufacturer code)",
-    "device_type": "ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC (MP231 names accepted, any case)",
-    "model": "device model as the CPL writes it",
-    "image_type": "OTA image type of the model, 4 hex digits; may be empty (then not verifiable)",
-    "hardware_version": "hardware version, 4 hex digits as the OTA header counts it",
-    "firmware_version": "firmware version as the CPL writes it; 8 hex digits = OTA file version",
-    "image_hash": "SHA-256 of the Manufacturer Image, 64 hex digits",
-    "upgrade_from": "entry IDs this entry may be upgraded from, ';'-separated; N/A for none; "
-                    "empty = not recorded",
-    "zigbee_chipset_vendor": "ZigBee chipset vendor; may be empty (MP231: SSC-only data)",
-    "zigbee_stack_version": "ZigBee stack version; may be empty (MP231: SSC-only data)",
-    "band_join_option": "one of the six MP231 §3 join options; may be empty for old entries",
-})
+COLUMNS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "entry_id": "CPL entry ID, which identifies the firmware: 1-64 printable ASCII characters",
+        "manufacturer_code": (
+            "ZigBee manufacturer code, 4 hex digits (= OTA header manufacturer code)"
+        ),
+        "device_type": (
+            "ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC (MP231 names accepted, any case)"
+        ),
+        "model": "device model as the CPL writes it",
+        "image_type": (
+            "OTA image type of the model, 4 hex digits; may be empty (then not verifiable)"
+        ),
+        "hardware_version": "hardware version, 4 hex digits as the OTA header counts it",
+        "firmware_version": (
+            "firmware version as the CPL writes it; 8 hex digits = OTA file version"
+        ),
+        "image_hash": "SHA-256 of the Manufacturer Image, 64 hex digits",
+        "upgrade_from": "entry IDs this entry may be upgraded from, ';'-separated; N/A for none; "
+        "empty = not recorded",
+        "zigbee_chipset_vendor": "ZigBee chipset vendor; may be empty (MP231: SSC-only data)",
+        "zigbee_stack_version": "ZigBee stack version; may be empty (MP231: SSC-only data)",
+        "band_join_option": "one of the six MP231 §3 join options; may be empty for old entries",
+    }
+)
 """The columns of a CPL file (CSV header / JSON keys), in the order we write them."""
 
-OPTIONAL_COLUMNS: Final = frozenset({
-    "image_type", "upgrade_from", "zigbee_chipset_vendor", "zigbee_stack_version",
-    "band_join_option",
-})
+OPTIONAL_COLUMNS: Final = frozenset(
+    {
+        "image_type",
+        "upgrade_from",
+        "zigbee_chipset_vendor",
+        "zigbee_stack_version",
+        "band_join_option",
+    }
+)
 """Columns whose cell may be empty. In CSV every column must still be in the header; a JSON
 object may leave these keys out."""
 
@@ -114,9 +129,7 @@ def read_csv(lines: Iterable[str]) -> Iterator[CplEntry | RowError]:
                 return
             continue
         if len(cells) != len(header):
-            yield RowError(
-                start, None, f"the row has {len(cells)} cells, the header {len(header)}"
-            )
+            yield RowError(start, None, f"the row has {len(cells)} cells, the header {len(header)}")
             continue
         yield from _row(dict(zip(header, cells, strict=True)), start, seen, "line")
     if header is None:
@@ -136,7 +149,8 @@ def read_json(text: str) -> Iterator[CplEntry | RowError]:
     except json.JSONDecodeError as exc:
         raise FormatError(
             f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            field="cpl", offset=exc.pos,
+            field="cpl",
+            offset=exc.pos,
         ) from None
     except _DuplicateKey as exc:
         raise FormatError(f"a JSON object repeats the key {exc.args[0]!r}", field="cpl") from None
@@ -159,8 +173,9 @@ def _json_rows(items: list[Any]) -> Iterator[CplEntry | RowError]:
     unit = "entry index"
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            yield RowError(index, None, f"an entry must be an object, got {type(item).__name__}",
-                           unit)
+            yield RowError(
+                index, None, f"an entry must be an object, got {type(item).__name__}", unit
+            )
             continue
         bad = False
         for key in sorted(set(item) - set(COLUMNS)):
@@ -179,22 +194,27 @@ def _json_rows(items: list[Any]) -> Iterator[CplEntry | RowError]:
                 cells[key] = value
             elif key == "upgrade_from" and isinstance(value, list):
                 if not value:
-                    yield RowError(index, key, "an empty list: write [\"N/A\"] for no "
-                                   "predecessor, or null when not recorded", unit)
+                    yield RowError(
+                        index,
+                        key,
+                        'an empty list: write ["N/A"] for no '
+                        "predecessor, or null when not recorded",
+                        unit,
+                    )
                     bad = True
                 elif not all(isinstance(v, str) for v in value):
                     yield RowError(index, key, "the list must hold entry ID strings", unit)
                     bad = True
                 elif any(UPGRADE_FROM_SEPARATOR in v for v in value):
-                    yield RowError(index, key, "a list item holds ';': give one ID per item",
-                                   unit)
+                    yield RowError(index, key, "a list item holds ';': give one ID per item", unit)
                     bad = True
                 else:
                     cells[key] = UPGRADE_FROM_SEPARATOR.join(value)
             else:
                 hint = " (hex fields are strings of hex digits)" if isinstance(value, int) else ""
-                yield RowError(index, key, f"must be a string, got {type(value).__name__}{hint}",
-                               unit)
+                yield RowError(
+                    index, key, f"must be a string, got {type(value).__name__}{hint}", unit
+                )
                 bad = True
         if bad:
             entry_id = cells.get("entry_id", "").strip()
@@ -335,9 +355,11 @@ def _row(
     if cells["band_join_option"].strip():
         band = row.convert("band_join_option", BandJoinOption.parse)
         if band is BandJoinOption.DUAL_BAND and device_type not in (None, DeviceType.COMMS_HUB):
-            row.fail("band_join_option",
-                     f"'Dual Band' (both bands at once) is for Comms Hubs only (MP231 §3), "
-                     f"not a {device_type.value}; an old 'Dual Band' means a Multi MAC option")
+            row.fail(
+                "band_join_option",
+                f"'Dual Band' (both bands at once) is for Comms Hubs only (MP231 §3), "
+                f"not a {device_type.value}; an old 'Dual Band' means a Multi MAC option",
+            )
     if row.errors:
         yield from row.errors
         return

@@ -213,8 +213,11 @@ def build_signed_pre_command(
 def _is_signed(signed_command: bytes, pc: PreCommand) -> bool:
     """``signed_command`` is ``pc.apdu || 0x40 || r||s``: what parsing it would find."""
     n = len(pc.apdu)
-    return (len(signed_command) == n + 1 + SIGNATURE_LENGTH
-            and signed_command[n] == SIGNATURE_PRESENT and signed_command.startswith(pc.apdu))
+    return (
+        len(signed_command) == n + 1 + SIGNATURE_LENGTH
+        and signed_command[n] == SIGNATURE_PRESENT
+        and signed_command.startswith(pc.apdu)
+    )
 
 
 def extract_pre_command(xml: bytes) -> tuple[RequestId | None, bytes]:
@@ -246,8 +249,7 @@ def pre_command_of(root: etree._Element) -> tuple[RequestId | None, bytes]:
     pre_commands = message.findall(_sr("PreCommand"))
     if len(pre_commands) != 1:
         raise InvalidInput(
-            f"sr:ResponseMessage carries {len(pre_commands)} sr:PreCommand elements, "
-            "expected one",
+            f"sr:ResponseMessage carries {len(pre_commands)} sr:PreCommand elements, expected one",
             field=_FIELD_RESPONSE,
         )
     payloads = pre_commands[0].findall(_sr("GBCSPayload"))

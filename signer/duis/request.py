@@ -83,8 +83,9 @@ def check_firmware_version(version: str) -> str:
             field="firmware_version",
         )
     if not all(" " <= c <= "~" for c in version):
-        raise InvalidInput(f"FirmwareVersion {version!r} must be printable ASCII",
-                           field="firmware_version")
+        raise InvalidInput(
+            f"FirmwareVersion {version!r} must be printable ASCII", field="firmware_version"
+        )
     return version
 
 

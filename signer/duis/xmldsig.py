@@ -100,8 +100,9 @@ class PendingSignature:
             self.abandon()
             raise ValueError(f"sign_digest returned {len(raw)} bytes, expected raw r||s (64)")
         self._sig[1].text = _b64(raw)
-        body: bytes = etree.tostring(self._root.getroottree(), encoding="UTF-8",
-                                     xml_declaration=False)
+        body: bytes = etree.tostring(
+            self._root.getroottree(), encoding="UTF-8", xml_declaration=False
+        )
         return XML_DECLARATION + body
 
     def abandon(self) -> None:
@@ -109,8 +110,7 @@ class PendingSignature:
             self._root.remove(self._sig)
 
 
-def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int
-                      ) -> PendingSignature:
+def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int) -> PendingSignature:
     """The first half of ``sign_document``: the Signature appended, SignatureValue empty."""
     if root.getparent() is not None:
         raise ValueError("sign_document needs the document's root element")

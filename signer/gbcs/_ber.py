@@ -140,8 +140,7 @@ def bit_string_bits(buf: bytes, tlv: Tlv, *, field: str, what: str) -> frozenset
     return frozenset(bits)
 
 
-def length_prefixed(data: bytes, pos: int, limit: int, *, field: str,
-                    what: str) -> tuple[int, int]:
+def length_prefixed(data: bytes, pos: int, limit: int, *, field: str, what: str) -> tuple[int, int]:
     """Read a length-prefixed (A-XDR) octet string; return (content start, content end)."""
     length, start = read_length(data, pos, limit, field=field, what=what)
     if start + length > limit:

@@ -206,8 +206,7 @@ def check_pre_command(pc: PreCommand, expected: ExpectedActivation) -> list[str]
         )
     if pc.counter != expected.counter:
         failures.append(
-            f"counter: expected {expected.counter} (the 11.3 RequestID counter), "
-            f"found {pc.counter}"
+            f"counter: expected {expected.counter} (the 11.3 RequestID counter), found {pc.counter}"
         )
     if pc.originator_counter != expected.counter:
         failures.append(
@@ -381,13 +380,19 @@ def _generalized_time(data: bytes, tlv: _ber.Tlv, *, field: str) -> dt.datetime:
     digits = raw[:14]
     try:
         return dt.datetime(
-            int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
-            int(digits[8:10]), int(digits[10:12]), int(digits[12:14]), tzinfo=dt.UTC,
+            int(digits[0:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+            tzinfo=dt.UTC,
         )
     except ValueError:
         raise FormatError(
             f"execution date-time {text!r} is not a valid date", field=field, offset=tlv.offset
         ) from None
+
 
 def _describe_time(value: dt.datetime | None, cancellation: bool) -> str:
     if value is None:

@@ -151,8 +151,9 @@ def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
         "date-time",
         "other-information",
     ):
-        _, pos = _ber.length_prefixed(data, pos, limit, field=field,
-                                      what=f"General-Ciphering {what}")
+        _, pos = _ber.length_prefixed(
+            data, pos, limit, field=field, what=f"General-Ciphering {what}"
+        )
     if pos >= limit:
         raise FormatError("General-Ciphering truncated before key-info", field=field, offset=pos)
     if data[pos] != 0x00:

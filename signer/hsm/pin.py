@@ -48,7 +48,8 @@ class PinSource:
                 text = self.file.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigurationError(
-                    f"cannot read PIN file {self.file}: {exc.strerror}") from None
+                    f"cannot read PIN file {self.file}: {exc.strerror}"
+                ) from None
             return Pin(text.strip())
         assert self.env is not None
         value = os.environ.get(self.env)

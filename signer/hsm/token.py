@@ -128,8 +128,7 @@ class TokenKey:
         if self.certificate is not None:
             fingerprint = self.certificate.fingerprint(hashes.SHA256())
             try:
-                ext = self.certificate.extensions.get_extension_for_class(
-                    x509.SubjectKeyIdentifier)
+                ext = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
                 ski = ext.value.digest
             except x509.ExtensionNotFound:
                 pass
@@ -233,6 +232,7 @@ class Token:
         silently find nothing), and reading an attribute of a private key fails on a dead
         or logged-out session.
         """
+
         def check() -> None:
             self._session.token.slot.get_token()
             for handle in list(self._handles.values())[:1]:
@@ -264,8 +264,9 @@ class Token:
 
         return self._run("list keys", current)
 
-    def find(self, *, label: str | None = None, key_id: bytes | None = None,
-             ski: bytes | None = None) -> TokenKey:
+    def find(
+        self, *, label: str | None = None, key_id: bytes | None = None, ski: bytes | None = None
+    ) -> TokenKey:
         """Find one key by label, CKA_ID or its certificate's SKI; rescans once on a miss."""
         for refresh in (False, True):
             matches = [k for k in self.keys(refresh=refresh) if _matches(k, label, key_id, ski)]
@@ -280,17 +281,18 @@ class Token:
         def read() -> list[KeyProtection]:
             out = []
             for obj in list(self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
-                out.append(KeyProtection(
-                    label=obj.label,
-                    extractable=bool(obj[Attribute.EXTRACTABLE]),
-                    sensitive=bool(obj[Attribute.SENSITIVE]),
-                    always_sensitive=bool(obj[Attribute.ALWAYS_SENSITIVE]),
-                    never_extractable=bool(obj[Attribute.NEVER_EXTRACTABLE]),
-                    key_id=bytes(obj[Attribute.ID]),
-                    local=bool(obj[Attribute.LOCAL]),
-                    other_usages=tuple(name for name, attr in _OTHER_USAGES
-                                       if bool(obj[attr])),
-                ))
+                out.append(
+                    KeyProtection(
+                        label=obj.label,
+                        extractable=bool(obj[Attribute.EXTRACTABLE]),
+                        sensitive=bool(obj[Attribute.SENSITIVE]),
+                        always_sensitive=bool(obj[Attribute.ALWAYS_SENSITIVE]),
+                        never_extractable=bool(obj[Attribute.NEVER_EXTRACTABLE]),
+                        key_id=bytes(obj[Attribute.ID]),
+                        local=bool(obj[Attribute.LOCAL]),
+                        other_usages=tuple(name for name, attr in _OTHER_USAGES if bool(obj[attr])),
+                    )
+                )
             return out
 
         return self._run("read key attributes", read)
@@ -306,9 +308,14 @@ class Token:
         """
         return self.sign_digests(key, [digest])[0]
 
-    def sign_digests(self, key: TokenKey, digests: Sequence[bytes], *,
-                     into: list[bytes] | None = None,
-                     check: Callable[[bytes, bytes], None] | None = None) -> list[bytes]:
+    def sign_digests(
+        self,
+        key: TokenKey,
+        digests: Sequence[bytes],
+        *,
+        into: list[bytes] | None = None,
+        check: Callable[[bytes, bytes], None] | None = None,
+    ) -> list[bytes]:
         """``sign_digest`` for many digests with one key, in order.
 
         A batch of a campaign signs back to back, up to ``SIGN_CHUNK`` per hold of the lock:
@@ -324,8 +331,9 @@ class Token:
         """
         for i, digest in enumerate(digests):
             if len(digest) != 32:
-                raise ValueError(f"sign_digests takes 32-byte SHA-256 digests (#{i} is "
-                                 f"{len(digest)} bytes)")
+                raise ValueError(
+                    f"sign_digests takes 32-byte SHA-256 digests (#{i} is {len(digest)} bytes)"
+                )
         out: list[bytes] = [] if into is None else into
         if out:
             raise ValueError("sign_digests fills an empty list")
@@ -337,8 +345,10 @@ class Token:
                 if not hasattr(handle, "sign"):
                     # python-pkcs11 builds the handle without its sign method when CKA_SIGN
                     # was false at scan time: the key was retired (see disable_signing).
-                    raise PolicyRefusal(f"the token refuses to sign with key {key.label!r}: "
-                                        "its CKA_SIGN is false (retired)")
+                    raise PolicyRefusal(
+                        f"the token refuses to sign with key {key.label!r}: "
+                        "its CKA_SIGN is false (retired)"
+                    )
                 first = True
                 while len(out) < stop:
                     digest = digests[len(out)]
@@ -347,13 +357,16 @@ class Token:
                     except pkcs11.PKCS11Error as exc:
                         if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
                             self._keys = None
-                            raise PolicyRefusal(f"the token refuses to sign with key "
-                                                f"{key.label!r}: its CKA_SIGN is false "
-                                                "(retired)") from None
+                            raise PolicyRefusal(
+                                f"the token refuses to sign with key "
+                                f"{key.label!r}: its CKA_SIGN is false "
+                                "(retired)"
+                            ) from None
                         raise
                     if len(signature) != 64:
-                        raise HsmUnavailable(f"token returned a {len(signature)}-byte ECDSA "
-                                             "signature")
+                        raise HsmUnavailable(
+                            f"token returned a {len(signature)}-byte ECDSA signature"
+                        )
                     if first and check is not None:
                         check(digest, bytes(signature))
                     first = False
@@ -365,19 +378,23 @@ class Token:
 
     # -- writes (key administration) -------------------------------------------------------
 
-    def import_key(self, label: str, private_key: ec.EllipticCurvePrivateKey,
-                   certificate: x509.Certificate) -> TokenKey:
+    def import_key(
+        self, label: str, private_key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate
+    ) -> TokenKey:
         """Import a test key as non-extractable and sensitive, with its certificate."""
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise InvalidInput("only P-256 keys are supported", field="key")
         if certificate.public_key() != private_key.public_key():
             raise InvalidInput("the certificate does not belong to this key", field="cert")
         key_id = _ski_or_random(certificate)
-        sec1 = private_key.private_bytes(serialization.Encoding.DER,
-                                         serialization.PrivateFormat.TraditionalOpenSSL,
-                                         serialization.NoEncryption())
-        spki = private_key.public_key().public_bytes(serialization.Encoding.DER,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        sec1 = private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        spki = private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
         def create() -> None:
             self._refuse_duplicate(label, key_id)
@@ -402,11 +419,17 @@ class Token:
         def generate() -> None:
             self._refuse_duplicate(label, new_id)
             params = self._session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
-                local=True)
-            params.generate_keypair(store=True, label=label, id=new_id,
-                                    private_template=dict(PRIVATE_KEY_POLICY),
-                                    public_template=dict(PUBLIC_KEY_POLICY))
+                KeyType.EC,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+                local=True,
+            )
+            params.generate_keypair(
+                store=True,
+                label=label,
+                id=new_id,
+                private_template=dict(PRIVATE_KEY_POLICY),
+                public_template=dict(PUBLIC_KEY_POLICY),
+            )
             self._keys = None
 
         self._run("generate key", generate)
@@ -417,8 +440,11 @@ class Token:
             raise InvalidInput("the certificate's public key is not this key's", field="cert")
 
         def store() -> None:
-            for old in list(self._session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE,
-                                                       Attribute.ID: key.key_id})):
+            for old in list(
+                self._session.get_objects(
+                    {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key.key_id}
+                )
+            ):
                 old.destroy()
             self._store_certificate(key.label, key.key_id, certificate)
             self._keys = None
@@ -432,6 +458,7 @@ class Token:
         The key ledger is the authority (CKA_SIGN can be set again); this is the second
         barrier, and it stops a service instance whose view of the ledger is stale.
         """
+
         def disable() -> None:
             self._private_handle(key.key_id)[Attribute.SIGN] = False
             self._keys = None
@@ -441,6 +468,7 @@ class Token:
 
     def destroy_key(self, key: TokenKey) -> None:
         """Remove a key pair and its certificate: only to undo a generation nobody recorded."""
+
         def destroy() -> None:
             objects = list(self._session.get_objects({Attribute.ID: key.key_id}))
             for obj in objects:
@@ -465,8 +493,10 @@ class Token:
                 try:
                     return self._mapped(what, fn)
                 except _Recoverable as first:
-                    self._recover(f"{what} failed: {first.reason}",
-                                  handles_only=isinstance(first.__cause__, _HANDLE_ERRORS))
+                    self._recover(
+                        f"{what} failed: {first.reason}",
+                        handles_only=isinstance(first.__cause__, _HANDLE_ERRORS),
+                    )
                 try:
                     return self._mapped(what, fn)
                 except _Recoverable as second:
@@ -497,8 +527,11 @@ class Token:
         if self._down is None and self._generation is None:
             self._connect_or_raise(what)  # a first open: no session of this module state yet
             return
-        self._recover("retrying after the outage" if self._down is not None
-                      else "the PKCS#11 module was re-initialised")
+        self._recover(
+            "retrying after the outage"
+            if self._down is not None
+            else "the PKCS#11 module was re-initialised"
+        )
 
     def _mapped(self, what: str, fn: Callable[[], T]) -> T:
         """Run fn; transient failures become _Recoverable, the rest the signer's errors."""
@@ -525,8 +558,11 @@ class Token:
         Raises ``HsmUnavailable`` (token down until the interval has passed) or
         ``HsmLoginFailed`` (down for good) when the token cannot be brought back.
         """
-        if (handles_only and self._session is not None
-                and self._generation == self._module.generation):
+        if (
+            handles_only
+            and self._session is not None
+            and self._generation == self._module.generation
+        ):
             had = len(self._handles)
             try:
                 keys = self._scan()
@@ -535,8 +571,11 @@ class Token:
             else:
                 if keys or not had:
                     self._keys = keys
-                    log.info("token %r: %s; key handles resolved again by a rescan",
-                             self.token_label, cause)
+                    log.info(
+                        "token %r: %s; key handles resolved again by a rescan",
+                        self.token_label,
+                        cause,
+                    )
                     return
                 cause = f"{cause}, then the rescan found no key"
         self._drop_session()
@@ -547,8 +586,12 @@ class Token:
                 reason = f"{cause}; module re-initialised less than {RECOVERY_INTERVAL} s ago"
                 self._mark_down(reason, retry_at=module.reinit_at + RECOVERY_INTERVAL)
                 raise HsmUnavailable(reason)
-            log.warning("token %r: %s; re-initialising PKCS#11 module %s",
-                        self.token_label, cause, self.module_path)
+            log.warning(
+                "token %r: %s; re-initialising PKCS#11 module %s",
+                self.token_label,
+                cause,
+                self.module_path,
+            )
             try:
                 with HSM_OPERATION_SECONDS.labels(operation="reinitialize").time():
                     module.reinitialize(now)
@@ -571,8 +614,7 @@ class Token:
         except HsmUnavailable as exc:
             self._mark_down(f"recovery ({cause}) failed: rescan: {exc}")
             raise
-        log.info("token %r recovered: session reopened, %d keys", self.token_label,
-                 len(self._keys))
+        log.info("token %r recovered: session reopened, %d keys", self.token_label, len(self._keys))
 
     def _connect_or_raise(self, what: str) -> None:
         """Find the token by label and log in; the failure leaves the token down."""
@@ -598,8 +640,7 @@ class Token:
             except pkcs11.NoSuchToken:
                 raise _Recoverable(f"no token labelled {self.token_label!r}") from None
             except pkcs11.MultipleTokensReturned:
-                raise HsmUnavailable(
-                    f"more than one token labelled {self.token_label!r}") from None
+                raise HsmUnavailable(f"more than one token labelled {self.token_label!r}") from None
             return _login(token, self._pin)
 
         with HSM_OPERATION_SECONDS.labels(operation="login").time():
@@ -611,8 +652,10 @@ class Token:
     def _refused(self, exc: BaseException) -> HsmLoginFailed:
         """The PIN was refused: down for good, never another login in this process."""
         self._drop_session()
-        self._fatal = (f"token {self.token_label!r} refused the PIN ({type(exc).__name__}); "
-                       "not logging in again until the service restarts")
+        self._fatal = (
+            f"token {self.token_label!r} refused the PIN ({type(exc).__name__}); "
+            "not logging in again until the service restarts"
+        )
         self._down = self._fatal
         log.error("%s", self._fatal)
         return HsmLoginFailed(self._fatal)
@@ -638,27 +681,38 @@ class Token:
         keys: dict[bytes, TokenKey] = {}
         self._handles.clear()
         # PKCS#11 allows one object search per session at a time: materialise each one.
-        privates = list(self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                                                   Attribute.KEY_TYPE: KeyType.EC}))
+        privates = list(
+            self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC}
+            )
+        )
         for priv in privates:
             key_id = bytes(priv[Attribute.ID])
             if priv[Attribute.EXTRACTABLE] or not priv[Attribute.SENSITIVE]:
-                log.warning("private key %r is extractable or not sensitive; not used",
-                            priv.label)
+                log.warning("private key %r is extractable or not sensitive; not used", priv.label)
                 continue
-            pubs = list(self._session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                                                   Attribute.ID: key_id}))
+            pubs = list(
+                self._session.get_objects(
+                    {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}
+                )
+            )
             if not pubs:
                 log.warning("private key %r has no public key object; skipped", priv.label)
                 continue
             public_key = _public_key_from_point(pubs[0][Attribute.EC_POINT])
             cert = certs.get(key_id)
             if cert is not None and cert.public_key() != public_key:
-                log.warning("certificate stored with key %r is for another key; not used",
-                            priv.label)
+                log.warning(
+                    "certificate stored with key %r is for another key; not used", priv.label
+                )
                 continue
-            keys[key_id] = TokenKey(label=priv.label, key_id=key_id, public_key=public_key,
-                                    certificate=cert, can_sign=bool(priv[Attribute.SIGN]))
+            keys[key_id] = TokenKey(
+                label=priv.label,
+                key_id=key_id,
+                public_key=public_key,
+                certificate=cert,
+                can_sign=bool(priv[Attribute.SIGN]),
+            )
             self._handles[key_id] = priv
         # SoftHSM2 that lost its token directory finds nothing instead of failing; the token
         # info call does fail then (GeneralError), so an empty view is never taken for real.
@@ -686,17 +740,19 @@ class Token:
 
         der = certificate.public_bytes(serialization.Encoding.DER)
         parsed = asn1_x509.Certificate.load(der)
-        self._session.create_object({
-            Attribute.CLASS: ObjectClass.CERTIFICATE,
-            Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
-            Attribute.TOKEN: True,
-            Attribute.LABEL: label,
-            Attribute.ID: key_id,
-            Attribute.SUBJECT: parsed.subject.dump(),
-            Attribute.ISSUER: parsed.issuer.dump(),
-            Attribute.SERIAL_NUMBER: parsed["tbs_certificate"]["serial_number"].dump(),
-            Attribute.VALUE: der,
-        })
+        self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.LABEL: label,
+                Attribute.ID: key_id,
+                Attribute.SUBJECT: parsed.subject.dump(),
+                Attribute.ISSUER: parsed.issuer.dump(),
+                Attribute.SERIAL_NUMBER: parsed["tbs_certificate"]["serial_number"].dump(),
+                Attribute.VALUE: der,
+            }
+        )
 
 
 class _Recoverable(Exception):
@@ -752,7 +808,8 @@ def _module(path: str) -> _Module:
 def _observe(what: str, started: float) -> None:
     """``what`` is one of the literals given to ``Token._run``: a bounded label set."""
     HSM_OPERATION_SECONDS.labels(operation=what.replace(" ", "_")).observe(
-        time.perf_counter() - started)
+        time.perf_counter() - started
+    )
 
 
 def _login(token: Any, pin: Pin) -> Any:
@@ -761,12 +818,19 @@ def _login(token: Any, pin: Pin) -> Any:
 
 
 def _matches(k: TokenKey, label: str | None, key_id: bytes | None, ski: bytes | None) -> bool:
-    return ((label is None or k.label == label) and (key_id is None or k.key_id == key_id)
-            and (ski is None or k.ski == ski))
+    return (
+        (label is None or k.label == label)
+        and (key_id is None or k.key_id == key_id)
+        and (ski is None or k.ski == ski)
+    )
 
 
-_OTHER_USAGES = (("decrypt", Attribute.DECRYPT), ("unwrap", Attribute.UNWRAP),
-                 ("derive", Attribute.DERIVE), ("sign-recover", Attribute.SIGN_RECOVER))
+_OTHER_USAGES = (
+    ("decrypt", Attribute.DECRYPT),
+    ("unwrap", Attribute.UNWRAP),
+    ("derive", Attribute.DERIVE),
+    ("sign-recover", Attribute.SIGN_RECOVER),
+)
 
 
 def _may_sign(handle: Any) -> bool:

@@ -40,20 +40,45 @@ def insert_issued(s: Session, issued: Sequence[IssuedActivation]) -> None:
     so the requests are issued exactly when their signatures' audit records commit."""
     if not issued:
         return
-    s.execute(insert(_TABLE), [
-        {"originator": a.originator.hex, "counter": a.counter, "device_eui": a.device.hex,
-         "image_id": a.image_id, "execution_time": a.execution_time, "cancel": a.cancel,
-         "issued_at": a.issued_at} for a in issued])
+    s.execute(
+        insert(_TABLE),
+        [
+            {
+                "originator": a.originator.hex,
+                "counter": a.counter,
+                "device_eui": a.device.hex,
+                "image_id": a.image_id,
+                "execution_time": a.execution_time,
+                "cancel": a.cancel,
+                "issued_at": a.issued_at,
+            }
+            for a in issued
+        ],
+    )
 
 
-_MANY = select(Activation.counter, Activation.device_eui, Activation.image_id,
-               Activation.execution_time, Activation.cancel, Activation.issued_at,
-               Activation.pre_command_signed_at).where(
+_MANY = select(
+    Activation.counter,
+    Activation.device_eui,
+    Activation.image_id,
+    Activation.execution_time,
+    Activation.cancel,
+    Activation.issued_at,
+    Activation.pre_command_signed_at,
+).where(
     Activation.originator == bindparam("originator"),
-    Activation.counter.in_(bindparam("counters", expanding=True)))
-_GET = select(Activation.device_eui, Activation.image_id, Activation.execution_time,
-              Activation.cancel, Activation.issued_at, Activation.pre_command_signed_at).where(
-    Activation.originator == bindparam("originator"), Activation.counter == bindparam("counter"))
+    Activation.counter.in_(bindparam("counters", expanding=True)),
+)
+_GET = select(
+    Activation.device_eui,
+    Activation.image_id,
+    Activation.execution_time,
+    Activation.cancel,
+    Activation.issued_at,
+    Activation.pre_command_signed_at,
+).where(
+    Activation.originator == bindparam("originator"), Activation.counter == bindparam("counter")
+)
 
 
 def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | None:
@@ -62,27 +87,38 @@ def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | Non
     if row is None:
         return None
     return IssuedActivation(
-        originator=originator, counter=counter, device=Eui64(bytes.fromhex(row.device_eui)),
-        image_id=row.image_id, execution_time=_aware(row.execution_time), cancel=row.cancel,
+        originator=originator,
+        counter=counter,
+        device=Eui64(bytes.fromhex(row.device_eui)),
+        image_id=row.image_id,
+        execution_time=_aware(row.execution_time),
+        cancel=row.cancel,
         issued_at=_aware(row.issued_at) or row.issued_at,
-        pre_command_signed_at=_aware(row.pre_command_signed_at))
+        pre_command_signed_at=_aware(row.pre_command_signed_at),
+    )
 
 
-def get_many(db: Database, originator: Eui64, counters: Sequence[int]
-             ) -> dict[int, IssuedActivation]:
+def get_many(
+    db: Database, originator: Eui64, counters: Sequence[int]
+) -> dict[int, IssuedActivation]:
     """The activations with these counters, in one query per thousand."""
     out: dict[int, IssuedActivation] = {}
     wanted = sorted(set(counters))
     with db.read() as conn:
         for i in range(0, len(wanted), 1000):
-            for row in conn.execute(_MANY, {"originator": originator.hex,
-                                            "counters": wanted[i:i + 1000]}):
+            for row in conn.execute(
+                _MANY, {"originator": originator.hex, "counters": wanted[i : i + 1000]}
+            ):
                 out[row.counter] = IssuedActivation(
-                    originator=originator, counter=row.counter,
-                    device=Eui64(bytes.fromhex(row.device_eui)), image_id=row.image_id,
-                    execution_time=_aware(row.execution_time), cancel=row.cancel,
+                    originator=originator,
+                    counter=row.counter,
+                    device=Eui64(bytes.fromhex(row.device_eui)),
+                    image_id=row.image_id,
+                    execution_time=_aware(row.execution_time),
+                    cancel=row.cancel,
                     issued_at=_aware(row.issued_at) or row.issued_at,
-                    pre_command_signed_at=_aware(row.pre_command_signed_at))
+                    pre_command_signed_at=_aware(row.pre_command_signed_at),
+                )
     return out
 
 
@@ -90,8 +126,9 @@ def get_many(db: Database, originator: Eui64, counters: Sequence[int]
 CLAIM_LEASE = dt.timedelta(minutes=5)
 
 
-def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
-                       now: dt.datetime) -> set[int]:
+def claim_pre_commands(
+    db: Database, originator: Eui64, counters: Sequence[int], now: dt.datetime
+) -> set[int]:
     """Claim these activations' pre-commands for signing; returns the counters claimed.
 
     One atomic UPDATE ... RETURNING per call: of two concurrent claims, one wins each row,
@@ -102,32 +139,46 @@ def claim_pre_commands(db: Database, originator: Eui64, counters: Sequence[int],
     if not counters:
         return set()
     with db.session() as s:
-        rows = s.execute(update(Activation).where(
-            Activation.originator == originator.hex, Activation.counter.in_(list(counters)),
-            Activation.pre_command_signed_at.is_(None),
-            or_(Activation.pre_command_claimed_at.is_(None),
-                Activation.pre_command_claimed_at <= now - CLAIM_LEASE))
-            .values(pre_command_claimed_at=now).returning(Activation.counter))
+        rows = s.execute(
+            update(Activation)
+            .where(
+                Activation.originator == originator.hex,
+                Activation.counter.in_(list(counters)),
+                Activation.pre_command_signed_at.is_(None),
+                or_(
+                    Activation.pre_command_claimed_at.is_(None),
+                    Activation.pre_command_claimed_at <= now - CLAIM_LEASE,
+                ),
+            )
+            .values(pre_command_claimed_at=now)
+            .returning(Activation.counter)
+        )
         return {int(r[0]) for r in rows}
 
 
-def mark_signed(s: Session, originator: Eui64, counters: Sequence[int],
-                now: dt.datetime) -> None:
+def mark_signed(s: Session, originator: Eui64, counters: Sequence[int], now: dt.datetime) -> None:
     """Inside the audit records' transaction: signed exactly when the records commit."""
     if counters:
-        s.execute(update(Activation).where(Activation.originator == originator.hex,
-                                           Activation.counter.in_(list(counters)))
-                  .values(pre_command_signed_at=now, pre_command_claimed_at=None))
+        s.execute(
+            update(Activation)
+            .where(Activation.originator == originator.hex, Activation.counter.in_(list(counters)))
+            .values(pre_command_signed_at=now, pre_command_claimed_at=None)
+        )
 
 
 def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:
     """Give back claims whose signing failed, so those pre-commands can be tried at once
     (if this fails too, the lease runs out)."""
     with db.session() as s:
-        s.execute(update(Activation).where(Activation.originator == originator.hex,
-                                           Activation.counter.in_(list(counters)),
-                                           Activation.pre_command_signed_at.is_(None))
-                  .values(pre_command_claimed_at=None))
+        s.execute(
+            update(Activation)
+            .where(
+                Activation.originator == originator.hex,
+                Activation.counter.in_(list(counters)),
+                Activation.pre_command_signed_at.is_(None),
+            )
+            .values(pre_command_claimed_at=None)
+        )
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

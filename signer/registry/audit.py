@@ -42,9 +42,12 @@ def _append(s: Session, items: Sequence[Sealable]) -> Head:
     """``append`` of entries already ``prepare``d: the head's lock is held for numbering,
     hashing and the insert only."""
     try:
-        locked = s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID)
-                           .values(seq=_HEAD.c.seq)
-                           .returning(_HEAD.c.seq, _HEAD.c.hash)).one_or_none()
+        locked = s.execute(
+            update(_HEAD)
+            .where(_HEAD.c.id == HEAD_ID)
+            .values(seq=_HEAD.c.seq)
+            .returning(_HEAD.c.seq, _HEAD.c.hash)
+        ).one_or_none()
         if locked is None:
             raise Unavailable("audit trail unavailable: its head row is missing")
         head = Head(int(locked[0]), str(locked[1]))
@@ -59,9 +62,12 @@ def _append(s: Session, items: Sequence[Sealable]) -> Head:
         raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
 
 
-def record(db: Database, entries: Sequence[AuditEntry],
-           along: Sequence[Callable[[Session], None]] = (),
-           before_commit: Callable[[], None] | None = None) -> Head:
+def record(
+    db: Database,
+    entries: Sequence[AuditEntry],
+    along: Sequence[Callable[[Session], None]] = (),
+    before_commit: Callable[[], None] | None = None,
+) -> Head:
     """Append ``entries`` in a transaction of their own (signatures: one per call or batch),
     with the writes in ``along`` that must stand or fall with them. ``before_commit`` runs
     last, holding the head's lock; if it raises, nothing is written."""
@@ -87,15 +93,17 @@ def head(db: Database) -> tuple[Head | None, int | None]:
     query = select(
         select(_HEAD.c.seq).where(_HEAD.c.id == HEAD_ID).scalar_subquery(),
         select(_HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).scalar_subquery(),
-        select(func.max(_RECORDS.c.seq)).scalar_subquery())
+        select(func.max(_RECORDS.c.seq)).scalar_subquery(),
+    )
     with db.read() as conn:
         seq, hash_, top = conn.execute(query).one()
     found = None if seq is None else Head(int(seq), str(hash_))
     return found, None if top is None else int(top)
 
 
-def records(db: Database, *, after: int = 0, upto: int | None = None,
-            page: int = PAGE) -> Iterator[AuditRecord]:
+def records(
+    db: Database, *, after: int = 0, upto: int | None = None, page: int = PAGE
+) -> Iterator[AuditRecord]:
     """Records with ``after < seq <= upto`` in seq order, a page per read (never the table)."""
     last = after
     while True:
@@ -114,30 +122,55 @@ def records(db: Database, *, after: int = 0, upto: int | None = None,
 def find_by_hash(db: Database, hash_: str) -> AuditRecord | None:
     """The stored record with this hash (a scan: only called once a chain is broken)."""
     with db.read() as conn:
-        row = conn.execute(select(*_COLUMNS).where(_RECORDS.c.hash == hash_)
-                           .order_by(_RECORDS.c.seq).limit(1)).first()
+        row = conn.execute(
+            select(*_COLUMNS).where(_RECORDS.c.hash == hash_).order_by(_RECORDS.c.seq).limit(1)
+        ).first()
     return None if row is None else _record(row._mapping)
 
 
 def _row(item: Sealable, seq: int, prev: str, hash_: str) -> dict[str, Any]:
     e = item.entry
-    return {"seq": seq, "at": item.at, "client": e.client, "call_id": e.call_id,
-            "method": e.method, "operation": e.operation, "outcome": e.outcome,
-            "image_id": e.image_id, "digest": e.digest, "key_label": e.key_label,
-            "key_ski": e.key_ski, "certificate_serial": e.certificate_serial,
-            "device_count": e.device_count, "duis_request_id": e.duis_request_id,
-            "details": item.details, "prev_hash": prev, "hash": hash_}
+    return {
+        "seq": seq,
+        "at": item.at,
+        "client": e.client,
+        "call_id": e.call_id,
+        "method": e.method,
+        "operation": e.operation,
+        "outcome": e.outcome,
+        "image_id": e.image_id,
+        "digest": e.digest,
+        "key_label": e.key_label,
+        "key_ski": e.key_ski,
+        "certificate_serial": e.certificate_serial,
+        "device_count": e.device_count,
+        "duis_request_id": e.duis_request_id,
+        "details": item.details,
+        "prev_hash": prev,
+        "hash": hash_,
+    }
 
 
 def _record(m: Any) -> AuditRecord:
     return AuditRecord(
-        seq=int(m["seq"]), at=m["at"],
-        client=m["client"], call_id=m["call_id"], method=m["method"],
-        operation=m["operation"], outcome=m["outcome"], image_id=m["image_id"],
-        digest=m["digest"], key_label=m["key_label"], key_ski=m["key_ski"],
-        certificate_serial=m["certificate_serial"], device_count=m["device_count"],
-        duis_request_id=m["duis_request_id"], details=m["details"],
-        prev_hash=m["prev_hash"], hash=m["hash"])
+        seq=int(m["seq"]),
+        at=m["at"],
+        client=m["client"],
+        call_id=m["call_id"],
+        method=m["method"],
+        operation=m["operation"],
+        outcome=m["outcome"],
+        image_id=m["image_id"],
+        digest=m["digest"],
+        key_label=m["key_label"],
+        key_ski=m["key_ski"],
+        certificate_serial=m["certificate_serial"],
+        device_count=m["device_count"],
+        duis_request_id=m["duis_request_id"],
+        details=m["details"],
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+    )
 
 
 def _reason(exc: SQLAlchemyError) -> str:

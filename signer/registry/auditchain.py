@@ -85,14 +85,26 @@ class AuditRecord:
             details: Any = json.loads(self.details)
         except ValueError:
             details = self.details
-        return {"seq": self.seq, "at": self.at, "client": self.client,
-                "call_id": self.call_id, "method": self.method, "operation": self.operation,
-                "outcome": self.outcome, "image_id": self.image_id, "digest": self.digest,
-                "key_label": self.key_label, "key_ski": self.key_ski,
-                "certificate_serial": self.certificate_serial,
-                "device_count": self.device_count, "duis_request_id": self.duis_request_id,
-                "details": details, "details_text": self.details,
-                "prev_hash": self.prev_hash, "hash": self.hash}
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "client": self.client,
+            "call_id": self.call_id,
+            "method": self.method,
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "image_id": self.image_id,
+            "digest": self.digest,
+            "key_label": self.key_label,
+            "key_ski": self.key_ski,
+            "certificate_serial": self.certificate_serial,
+            "device_count": self.device_count,
+            "duis_request_id": self.duis_request_id,
+            "details": details,
+            "details_text": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,8 +124,7 @@ def time_text(at: dt.datetime) -> str:
 
 # Made once: json.dumps would build an encoder per call, on the signing path.
 _CANONICAL = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
-_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                            default=str)
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def details_text(details: Mapping[str, Any]) -> str:
@@ -122,9 +133,24 @@ def details_text(details: Mapping[str, Any]) -> str:
 
 def canonical(r: AuditRecord) -> bytes:
     """The bytes a record's hash covers: every field but the hash, in a fixed order."""
-    return _canonical(r.seq, r.at, r.client, r.call_id, r.method, r.operation, r.outcome,
-                      r.image_id, r.digest, r.key_label, r.key_ski, r.certificate_serial,
-                      r.device_count, r.duis_request_id, r.details, r.prev_hash)
+    return _canonical(
+        r.seq,
+        r.at,
+        r.client,
+        r.call_id,
+        r.method,
+        r.operation,
+        r.outcome,
+        r.image_id,
+        r.digest,
+        r.key_label,
+        r.key_ski,
+        r.certificate_serial,
+        r.device_count,
+        r.duis_request_id,
+        r.details,
+        r.prev_hash,
+    )
 
 
 def _canonical(*fields: Any) -> bytes:
@@ -162,10 +188,24 @@ def prepare(entries: Iterable[AuditEntry]) -> list[Sealable]:
         if details is None:
             details = texts[id(e.details)] = details_text(e.details)
         # the array's middle, exactly as the encoder writes it between its neighbours
-        middle = _canonical_json([at, e.client, e.call_id, e.method, e.operation, e.outcome,
-                                  e.image_id, e.digest, e.key_label, e.key_ski,
-                                  e.certificate_serial, e.device_count, e.duis_request_id,
-                                  details])[1:-1]
+        middle = _canonical_json(
+            [
+                at,
+                e.client,
+                e.call_id,
+                e.method,
+                e.operation,
+                e.outcome,
+                e.image_id,
+                e.digest,
+                e.key_label,
+                e.key_ski,
+                e.certificate_serial,
+                e.device_count,
+                e.duis_request_id,
+                details,
+            ]
+        )[1:-1]
         out.append(Sealable(e, at, details, middle))
     return out
 
@@ -176,8 +216,19 @@ def link(items: Iterable[Sealable], head: Head) -> list[tuple[int, str, str]]:
     seq, prev = head.seq, head.hash
     for item in items:
         seq += 1
-        digest = hashlib.sha256(b"".join((_OPEN, str(seq).encode("ascii"), b",", item.middle,
-                                          b",", _canonical_json(prev), b"]"))).hexdigest()
+        digest = hashlib.sha256(
+            b"".join(
+                (
+                    _OPEN,
+                    str(seq).encode("ascii"),
+                    b",",
+                    item.middle,
+                    b",",
+                    _canonical_json(prev),
+                    b"]",
+                )
+            )
+        ).hexdigest()
         out.append((seq, prev, digest))
         prev = digest
     return out
@@ -186,18 +237,33 @@ def link(items: Iterable[Sealable], head: Head) -> list[tuple[int, str, str]]:
 def seal(entries: Iterable[AuditEntry], head: Head) -> list[AuditRecord]:
     """Number and chain ``entries`` after ``head``: the records to store, in order."""
     items = prepare(entries)
-    return [_record_of(item, seq, prev, digest)
-            for item, (seq, prev, digest) in zip(items, link(items, head), strict=True)]
+    return [
+        _record_of(item, seq, prev, digest)
+        for item, (seq, prev, digest) in zip(items, link(items, head), strict=True)
+    ]
 
 
 def _record_of(item: Sealable, seq: int, prev: str, digest: str) -> AuditRecord:
     e = item.entry
     return AuditRecord(
-        seq=seq, at=item.at, client=e.client, call_id=e.call_id, method=e.method,
-        operation=e.operation, outcome=e.outcome, image_id=e.image_id, digest=e.digest,
-        key_label=e.key_label, key_ski=e.key_ski, certificate_serial=e.certificate_serial,
-        device_count=e.device_count, duis_request_id=e.duis_request_id, details=item.details,
-        prev_hash=prev, hash=digest)
+        seq=seq,
+        at=item.at,
+        client=e.client,
+        call_id=e.call_id,
+        method=e.method,
+        operation=e.operation,
+        outcome=e.outcome,
+        image_id=e.image_id,
+        digest=e.digest,
+        key_label=e.key_label,
+        key_ski=e.key_ski,
+        certificate_serial=e.certificate_serial,
+        device_count=e.device_count,
+        duis_request_id=e.duis_request_id,
+        details=item.details,
+        prev_hash=prev,
+        hash=digest,
+    )
 
 
 def _canonical_json(value: Any) -> bytes:
@@ -268,41 +334,70 @@ class ChainChecker:
     def _check(self, r: AuditRecord, prev: Head) -> Finding | None:
         expected = prev.seq + 1
         if r.seq != expected:
-            missing = (f"record {expected}" if r.seq == expected + 1
-                       else f"records {expected}..{r.seq - 1}")
-            return Finding(expected, "deleted", f"{missing} missing: the chain jumps from "
-                           f"{prev.seq or 'its start'} to {r.seq}")
+            missing = (
+                f"record {expected}"
+                if r.seq == expected + 1
+                else f"records {expected}..{r.seq - 1}"
+            )
+            return Finding(
+                expected,
+                "deleted",
+                f"{missing} missing: the chain jumps from {prev.seq or 'its start'} to {r.seq}",
+            )
         recomputed = record_hash(r)
         if recomputed != r.hash:
             moved = self._moved_from(r)
             if moved is not None:
-                return Finding(r.seq, "reordered",
-                               f"record {r.seq} holds the record that was sealed as {moved} "
-                               f"(it links to record {moved - 1}): records were reordered")
+                return Finding(
+                    r.seq,
+                    "reordered",
+                    f"record {r.seq} holds the record that was sealed as {moved} "
+                    f"(it links to record {moved - 1}): records were reordered",
+                )
             sealed = self._renumbered_from(r)
             if sealed is not None:
-                gone = (f"record {r.seq} was" if sealed == r.seq + 1
-                        else f"records {r.seq}..{sealed - 1} were")
-                return Finding(r.seq, "deleted",
-                               f"record {r.seq} holds the record that was sealed as {sealed}: "
-                               f"{gone} deleted and the records after renumbered to close "
-                               "the gap")
-            return Finding(r.seq, "edited", f"record {r.seq} does not match its hash: its "
-                           f"contents were changed (stored {r.hash[:16]}…, contents hash to "
-                           f"{recomputed[:16]}…)")
+                gone = (
+                    f"record {r.seq} was"
+                    if sealed == r.seq + 1
+                    else f"records {r.seq}..{sealed - 1} were"
+                )
+                return Finding(
+                    r.seq,
+                    "deleted",
+                    f"record {r.seq} holds the record that was sealed as {sealed}: "
+                    f"{gone} deleted and the records after renumbered to close "
+                    "the gap",
+                )
+            return Finding(
+                r.seq,
+                "edited",
+                f"record {r.seq} does not match its hash: its "
+                f"contents were changed (stored {r.hash[:16]}…, contents hash to "
+                f"{recomputed[:16]}…)",
+            )
         if r.prev_hash != prev.hash:
             linked = self._locate(r.prev_hash)
             if linked is not None and linked.seq != prev.seq:
-                return Finding(r.seq, "reordered",
-                               f"record {r.seq} links to record {linked.seq}, not to record "
-                               f"{prev.seq}: records were reordered")
+                return Finding(
+                    r.seq,
+                    "reordered",
+                    f"record {r.seq} links to record {linked.seq}, not to record "
+                    f"{prev.seq}: records were reordered",
+                )
             if prev.seq == 0:
-                return Finding(r.seq, "edited", f"record {r.seq} is the first record but does "
-                               "not link to the genesis hash: earlier records were removed or "
-                               "it was changed")
-            return Finding(prev.seq, "edited",
-                           f"record {prev.seq} is not the record that record {r.seq} links to: "
-                           f"it was changed and its hash recomputed, or replaced")
+                return Finding(
+                    r.seq,
+                    "edited",
+                    f"record {r.seq} is the first record but does "
+                    "not link to the genesis hash: earlier records were removed or "
+                    "it was changed",
+                )
+            return Finding(
+                prev.seq,
+                "edited",
+                f"record {prev.seq} is not the record that record {r.seq} links to: "
+                f"it was changed and its hash recomputed, or replaced",
+            )
         return None
 
     def _moved_from(self, r: AuditRecord, depth: int = MOVE_DEPTH) -> int | None:
@@ -336,8 +431,7 @@ class ChainChecker:
         which no edit can bring about. Only claimed when the linked-to record is not stored
         anywhere (otherwise it was moved, not deleted), so a lookup is needed.
         """
-        if (not self._can_locate or r.prev_hash == GENESIS
-                or self._locate(r.prev_hash) is not None):
+        if not self._can_locate or r.prev_hash == GENESIS or self._locate(r.prev_hash) is not None:
             return None
         for sealed in range(r.seq + 1, r.seq + 1 + RENUMBER_SPAN):
             if record_hash(_with_seq(r, sealed)) == r.hash:
@@ -355,33 +449,62 @@ class ChainChecker:
             f = self._check_head(head, beyond)
         anchor_found = self.anchor_seq
         if f is None and self.anchor is not None and anchor_found is None:
-            f = Finding(self.last.seq, "anchor",
-                        f"the anchor {self.anchor[:16]}… is not the hash of any record of this "
-                        "chain: the chain was rewritten since the anchor was taken, or the "
-                        "anchor belongs to another database")
-        return ChainReport(intact=f is None, checked=self.checked, head=head, last=self.last,
-                           finding=f, anchor=self.anchor, anchor_seq=anchor_found)
+            f = Finding(
+                self.last.seq,
+                "anchor",
+                f"the anchor {self.anchor[:16]}… is not the hash of any record of this "
+                "chain: the chain was rewritten since the anchor was taken, or the "
+                "anchor belongs to another database",
+            )
+        return ChainReport(
+            intact=f is None,
+            checked=self.checked,
+            head=head,
+            last=self.last,
+            finding=f,
+            anchor=self.anchor,
+            anchor_seq=anchor_found,
+        )
 
     def _check_head(self, head: Head | None, beyond: int | None) -> Finding | None:
         last = self.last
         if head is None:
             return Finding(last.seq + 1, "head", "the audit head row is missing")
         if head.seq > last.seq:
-            missing = (f"record {head.seq}" if head.seq == last.seq + 1
-                       else f"records {last.seq + 1}..{head.seq}")
-            return Finding(last.seq + 1, "truncated", f"{missing} missing: the head says the "
-                           f"chain ends at {head.seq}, the last record is {last.seq}")
+            missing = (
+                f"record {head.seq}"
+                if head.seq == last.seq + 1
+                else f"records {last.seq + 1}..{head.seq}"
+            )
+            return Finding(
+                last.seq + 1,
+                "truncated",
+                f"{missing} missing: the head says the "
+                f"chain ends at {head.seq}, the last record is {last.seq}",
+            )
         if head.seq < last.seq:
-            return Finding(head.seq + 1, "head", f"records after {head.seq} are not covered by "
-                           f"the head (it says {head.seq}, records go to {last.seq}): they were "
-                           "added outside the service, or the head was rolled back")
+            return Finding(
+                head.seq + 1,
+                "head",
+                f"records after {head.seq} are not covered by "
+                f"the head (it says {head.seq}, records go to {last.seq}): they were "
+                "added outside the service, or the head was rolled back",
+            )
         if head.hash != last.hash:
-            return Finding(last.seq, "edited", f"record {last.seq} is not the record the head "
-                           "names: it was changed and its hash recomputed, or the head was "
-                           "changed")
+            return Finding(
+                last.seq,
+                "edited",
+                f"record {last.seq} is not the record the head "
+                "names: it was changed and its hash recomputed, or the head was "
+                "changed",
+            )
         if beyond is not None and beyond > head.seq:
-            return Finding(head.seq + 1, "head", f"records {head.seq + 1}..{beyond} are beyond "
-                           "the head: they were added outside the service")
+            return Finding(
+                head.seq + 1,
+                "head",
+                f"records {head.seq + 1}..{beyond} are beyond "
+                "the head: they were added outside the service",
+            )
         return None
 
 
@@ -389,9 +512,14 @@ def _with_seq(r: AuditRecord, seq: int) -> AuditRecord:
     return dataclasses.replace(r, seq=seq)
 
 
-def check_chain(records: Iterable[AuditRecord], head: Head | None, *,
-                locate: Locate | None = None, anchor: str | None = None,
-                beyond: int | None = None) -> ChainReport:
+def check_chain(
+    records: Iterable[AuditRecord],
+    head: Head | None,
+    *,
+    locate: Locate | None = None,
+    anchor: str | None = None,
+    beyond: int | None = None,
+) -> ChainReport:
     """Check a whole chain, given in seq order; stops reading at the first finding."""
     checker = ChainChecker(locate, anchor)
     for r in records:

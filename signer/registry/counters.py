@@ -49,23 +49,32 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-def reserve(db: Database, originator: Eui64, count: int = 1, *,
-            clock: CounterClock = wall_clock_us) -> int:
+def reserve(
+    db: Database, originator: Eui64, count: int = 1, *, clock: CounterClock = wall_clock_us
+) -> int:
     """Reserve ``count`` consecutive counters above the clock's floor; returns the first."""
     if count < 1:
         raise ValueError("reserve at least one counter")
     _ensure_row(db, originator)
     floor = clock()
-    start = case((RequestCounter.last_counter + 1 > literal(floor, BigInteger),
-                  RequestCounter.last_counter + 1), else_=literal(floor, BigInteger))
+    start = case(
+        (
+            RequestCounter.last_counter + 1 > literal(floor, BigInteger),
+            RequestCounter.last_counter + 1,
+        ),
+        else_=literal(floor, BigInteger),
+    )
     with db.session() as s:
         last = s.scalar(
             update(RequestCounter)
-            .where(RequestCounter.originator == originator.hex,
-                   RequestCounter.last_counter <= MAX_COUNTER - count,
-                   literal(floor, BigInteger) <= MAX_COUNTER - count)
+            .where(
+                RequestCounter.originator == originator.hex,
+                RequestCounter.last_counter <= MAX_COUNTER - count,
+                literal(floor, BigInteger) <= MAX_COUNTER - count,
+            )
             .values(last_counter=start + (count - 1))
-            .returning(RequestCounter.last_counter))
+            .returning(RequestCounter.last_counter)
+        )
     if last is None:
         raise PolicyRefusal(f"RequestID counters for {originator} are exhausted")
     _wait_for_clock(int(last), clock)
@@ -78,8 +87,11 @@ def _wait_for_clock(last: int, clock: CounterClock) -> None:
     if ahead <= 0:
         return
     if ahead > MAX_WAIT * 1e6:
-        log.warning("RequestID counters are %.1f s ahead of this host's clock (clock set "
-                    "back?): a database restored from a backup could repeat them", ahead / 1e6)
+        log.warning(
+            "RequestID counters are %.1f s ahead of this host's clock (clock set "
+            "back?): a database restored from a backup could repeat them",
+            ahead / 1e6,
+        )
         return
     deadline = time.monotonic() + ahead / 1e6 + 0.001
     while clock() < last and time.monotonic() < deadline:
@@ -88,8 +100,9 @@ def _wait_for_clock(last: int, clock: CounterClock) -> None:
 
 def last_issued(db: Database, originator: Eui64) -> int | None:
     with db.session() as s:
-        value = s.scalar(select(RequestCounter.last_counter).where(
-            RequestCounter.originator == originator.hex))
+        value = s.scalar(
+            select(RequestCounter.last_counter).where(RequestCounter.originator == originator.hex)
+        )
     return None if value is None else int(value)
 
 

@@ -43,8 +43,12 @@ class _Refused(Exception):
     """Raised inside the import transaction to roll it back."""
 
 
-def import_entries(db: Database, items: Iterable[CplEntry | RowError], now: dt.datetime,
-                   progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_entries(
+    db: Database,
+    items: Iterable[CplEntry | RowError],
+    now: dt.datetime,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     report = ImportReport()
     try:
         with db.session() as s:
@@ -52,8 +56,10 @@ def import_entries(db: Database, items: Iterable[CplEntry | RowError], now: dt.d
                 entries = [i for i in chunk if isinstance(i, CplEntry)]
                 report.errors.extend(i for i in chunk if isinstance(i, RowError))
                 ids = [e.entry_id for e in entries]
-                stored = {r.entry_id: r for r in s.scalars(
-                    select(CplEntryRow).where(CplEntryRow.entry_id.in_(ids)))}
+                stored = {
+                    r.entry_id: r
+                    for r in s.scalars(select(CplEntryRow).where(CplEntryRow.entry_id.in_(ids)))
+                }
                 for entry in entries:
                     row = stored.get(entry.entry_id)
                     if row is None:
@@ -83,22 +89,30 @@ def get(db: Database, entry_id: str) -> CplEntry | None:
 def for_image(db: Database, image_hash: bytes) -> list[CplEntry]:
     """Every entry recording this Manufacturer Image hash (normally one)."""
     with db.session() as s:
-        rows = s.scalars(select(CplEntryRow).where(CplEntryRow.image_hash == image_hash.hex())
-                         .order_by(CplEntryRow.entry_id))
+        rows = s.scalars(
+            select(CplEntryRow)
+            .where(CplEntryRow.image_hash == image_hash.hex())
+            .order_by(CplEntryRow.entry_id)
+        )
         return [_entry(r) for r in rows]
 
 
 def matching(db: Database, image_hash: bytes, header: OtaHeader) -> list[CplEntry]:
     """The entries recording this image whose fields agree with its OTA header."""
-    return [e for e in for_image(db, image_hash)
-            if not ota_matches_entry(header.manufacturer_code, header.image_type,
-                                     header.file_version, e)]
+    return [
+        e
+        for e in for_image(db, image_hash)
+        if not ota_matches_entry(
+            header.manufacturer_code, header.image_type, header.file_version, e
+        )
+    ]
 
 
 def all_entries(db: Database) -> Iterator[CplEntry]:
     with db.session() as s:
-        for row in s.scalars(select(CplEntryRow).order_by(CplEntryRow.entry_id)
-                             .execution_options(yield_per=2000)):
+        for row in s.scalars(
+            select(CplEntryRow).order_by(CplEntryRow.entry_id).execution_options(yield_per=2000)
+        ):
             yield _entry(row)
 
 
@@ -107,8 +121,9 @@ def generation(db: Database) -> tuple[int, dt.datetime | None]:
     from sqlalchemy import func
 
     with db.session() as s:
-        count, latest = s.execute(select(func.count(), func.max(CplEntryRow.imported_at))
-                                  .select_from(CplEntryRow)).one()
+        count, latest = s.execute(
+            select(func.count(), func.max(CplEntryRow.imported_at)).select_from(CplEntryRow)
+        ).one()
     return int(count), latest
 
 
@@ -137,8 +152,13 @@ def _fill(row: CplEntryRow, e: CplEntry, now: dt.datetime) -> None:
     row.hardware_version = e.hardware_version
     row.firmware_version = e.firmware_version
     row.image_hash = e.image_hash.hex()
-    row.upgrade_from = (";".join(sorted(e.upgrade_from)) if e.upgrade_from
-                        else NOT_APPLICABLE if e.pathway_known else "")
+    row.upgrade_from = (
+        ";".join(sorted(e.upgrade_from))
+        if e.upgrade_from
+        else NOT_APPLICABLE
+        if e.pathway_known
+        else ""
+    )
     row.zigbee_chipset_vendor = e.zigbee_chipset_vendor
     row.zigbee_stack_version = e.zigbee_stack_version
     row.band_join_option = e.band_join_option.name if e.band_join_option else ""
@@ -147,14 +167,17 @@ def _fill(row: CplEntryRow, e: CplEntry, now: dt.datetime) -> None:
 
 def _entry(row: CplEntryRow) -> CplEntry:
     return CplEntry(
-        entry_id=row.entry_id, manufacturer_code=row.manufacturer_code,
-        device_type=DeviceType[row.device_type], model=row.model, image_type=row.image_type,
-        hardware_version=row.hardware_version, firmware_version=row.firmware_version,
+        entry_id=row.entry_id,
+        manufacturer_code=row.manufacturer_code,
+        device_type=DeviceType[row.device_type],
+        model=row.model,
+        image_type=row.image_type,
+        hardware_version=row.hardware_version,
+        firmware_version=row.firmware_version,
         image_hash=bytes.fromhex(row.image_hash),
-        upgrade_from=frozenset(x for x in row.upgrade_from.split(";")
-                               if x and x != NOT_APPLICABLE),
+        upgrade_from=frozenset(x for x in row.upgrade_from.split(";") if x and x != NOT_APPLICABLE),
         zigbee_chipset_vendor=row.zigbee_chipset_vendor,
         zigbee_stack_version=row.zigbee_stack_version,
-        band_join_option=(BandJoinOption[row.band_join_option] if row.band_join_option
-                          else None),
-        pathway_known=row.upgrade_from != "")
+        band_join_option=(BandJoinOption[row.band_join_option] if row.band_join_option else None),
+        pathway_known=row.upgrade_from != "",
+    )

@@ -63,8 +63,9 @@ class Database:
         try:
             with self._migration_lock(), self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                 {"key": MIGRATION_LOCK})
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                    )
                 before = MigrationContext.configure(conn).get_current_revision()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -72,8 +73,10 @@ class Database:
             raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
         except CommandError as exc:
             # typically a revision this build does not know: a newer signer migrated it
-            raise ConfigurationError(f"database schema: {exc} (is this signer older than "
-                                     "the one that last migrated the database?)") from None
+            raise ConfigurationError(
+                f"database schema: {exc} (is this signer older than "
+                "the one that last migrated the database?)"
+            ) from None
         return before
 
     def revision(self) -> str | None:

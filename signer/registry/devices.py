@@ -45,9 +45,13 @@ def store_credentials(db: Database, creds: DeviceCredentials, now: dt.datetime) 
             s.add(device)
         device.updated_at = now
         device.cells = [
-            TrustAnchorCellRow(role=c.role, key_usage=c.key_usage.value,
-                               cell_usage=int(c.cell_usage), subject_eui=c.subject_eui.hex,
-                               ski=c.ski.hex())
+            TrustAnchorCellRow(
+                role=c.role,
+                key_usage=c.key_usage.value,
+                cell_usage=int(c.cell_usage),
+                subject_eui=c.subject_eui.hex,
+                ski=c.ski.hex(),
+            )
             for c in creds.cells
         ]
     return created
@@ -58,10 +62,14 @@ def get_device(db: Database, eui: Eui64) -> DeviceRecord | None:
         device = s.get(Device, eui.hex)
         if device is None:
             return None
-        return DeviceRecord(eui=eui, cells=tuple(_cell(r) for r in device.cells),
-                            updated_at=device.updated_at, device_type=device.device_type,
-                            hardware_version=device.hardware_version,
-                            current_entry_id=device.current_entry_id)
+        return DeviceRecord(
+            eui=eui,
+            cells=tuple(_cell(r) for r in device.cells),
+            updated_at=device.updated_at,
+            device_type=device.device_type,
+            hardware_version=device.hardware_version,
+            current_entry_id=device.current_entry_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,23 @@ class DeviceFacts:
 # Devices with their Supplier digital-signing (management) cell, if any: one statement, built
 # once, the device list bound as an expanding IN parameter.
 _FACTS = (
-    select(Device.eui, TrustAnchorCellRow.ski, Device.device_type, Device.hardware_version,
-           Device.current_entry_id)
+    select(
+        Device.eui,
+        TrustAnchorCellRow.ski,
+        Device.device_type,
+        Device.hardware_version,
+        Device.current_entry_id,
+    )
     .select_from(Device)
-    .outerjoin(TrustAnchorCellRow, and_(
-        TrustAnchorCellRow.device_eui == Device.eui,
-        TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
-        TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
-        TrustAnchorCellRow.cell_usage == int(CellUsage.MANAGEMENT)))
+    .outerjoin(
+        TrustAnchorCellRow,
+        and_(
+            TrustAnchorCellRow.device_eui == Device.eui,
+            TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
+            TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
+            TrustAnchorCellRow.cell_usage == int(CellUsage.MANAGEMENT),
+        ),
+    )
     .where(Device.eui.in_(bindparam("euis", expanding=True)))
 )
 
@@ -97,9 +114,11 @@ def device_facts(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, DeviceFacts
     with db.read() as conn:
         for i in range(0, len(keys), _BATCH):
             for eui_hex, ski, dtype, hw, entry in conn.execute(
-                    _FACTS, {"euis": keys[i:i + _BATCH]}):
+                _FACTS, {"euis": keys[i : i + _BATCH]}
+            ):
                 out[by_hex[eui_hex]] = DeviceFacts(
-                    bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry)
+                    bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry
+                )
     return out
 
 
@@ -108,9 +127,15 @@ def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, by
     return {eui: f.supplier_ski for eui, f in device_facts(db, euis).items()}
 
 
-def set_inventory(db: Database, eui: Eui64, *, device_type: str | None,
-                  hardware_version: int | None, current_entry_id: str | None,
-                  now: dt.datetime) -> bool:
+def set_inventory(
+    db: Database,
+    eui: Eui64,
+    *,
+    device_type: str | None,
+    hardware_version: int | None,
+    current_entry_id: str | None,
+    now: dt.datetime,
+) -> bool:
     """Record what a device is and runs; True if the device was new to the registry."""
     with db.session() as s:
         device = s.get(Device, eui.hex)
@@ -129,14 +154,18 @@ def set_inventory(db: Database, eui: Eui64, *, device_type: str | None,
 
 
 def _cell(r: TrustAnchorCellRow) -> TrustAnchorCell:
-    return TrustAnchorCell(role=r.role, key_usage=KeyUsage(r.key_usage),
-                           cell_usage=CellUsage(r.cell_usage),
-                           subject_eui=Eui64(bytes.fromhex(r.subject_eui)),
-                           ski=bytes.fromhex(r.ski))
+    return TrustAnchorCell(
+        role=r.role,
+        key_usage=KeyUsage(r.key_usage),
+        cell_usage=CellUsage(r.cell_usage),
+        subject_eui=Eui64(bytes.fromhex(r.subject_eui)),
+        ski=bytes.fromhex(r.ski),
+    )
 
 
-def import_inventory(db: Database, rows: Iterable[InventoryRow | RowError], now: dt.datetime
-                     ) -> tuple[int, list[RowError]]:
+def import_inventory(
+    db: Database, rows: Iterable[InventoryRow | RowError], now: dt.datetime
+) -> tuple[int, list[RowError]]:
     """Record every row in one transaction; with any bad row, nothing is recorded."""
     errors: list[RowError] = []
     count = 0
@@ -151,8 +180,9 @@ class _Refused(Exception):
     """Rolls the inventory transaction back."""
 
 
-def _record_inventory(db: Database, rows: Iterable[InventoryRow | RowError],
-                      errors: list[RowError], now: dt.datetime) -> int:
+def _record_inventory(
+    db: Database, rows: Iterable[InventoryRow | RowError], errors: list[RowError], now: dt.datetime
+) -> int:
     count = 0
     with db.session() as s:
         for row in rows:
@@ -176,29 +206,38 @@ def _record_inventory(db: Database, rows: Iterable[InventoryRow | RowError],
 def devices_per_entry(db: Database) -> dict[str, int]:
     """How many registered devices run each CPL entry: for drawing the upgrade graph."""
     with db.session() as s:
-        rows = s.execute(select(Device.current_entry_id, func.count())
-                         .where(Device.current_entry_id.is_not(None))
-                         .group_by(Device.current_entry_id))
+        rows = s.execute(
+            select(Device.current_entry_id, func.count())
+            .where(Device.current_entry_id.is_not(None))
+            .group_by(Device.current_entry_id)
+        )
         return {entry: int(n) for entry, n in rows if entry is not None}
 
 
-_SUPPLIER_DS_CELLS = and_(TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
-                          TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value)
+_SUPPLIER_DS_CELLS = and_(
+    TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
+    TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
+)
 
 
 def devices_trusting(db: Database, ski: bytes) -> list[Eui64]:
     """Devices whose Supplier digital-signing cell (either cell usage) names this SKI."""
-    query = (select(TrustAnchorCellRow.device_eui).distinct()
-             .where(_SUPPLIER_DS_CELLS, TrustAnchorCellRow.ski == ski.hex())
-             .order_by(TrustAnchorCellRow.device_eui))
+    query = (
+        select(TrustAnchorCellRow.device_eui)
+        .distinct()
+        .where(_SUPPLIER_DS_CELLS, TrustAnchorCellRow.ski == ski.hex())
+        .order_by(TrustAnchorCellRow.device_eui)
+    )
     with db.read() as conn:
         return [Eui64(bytes.fromhex(e)) for (e,) in conn.execute(query)]
 
 
 def trusting_counts(db: Database) -> dict[bytes, int]:
     """How many devices name each SKI in their Supplier digital-signing cells."""
-    query = (select(TrustAnchorCellRow.ski,
-                    func.count(func.distinct(TrustAnchorCellRow.device_eui)))
-             .where(_SUPPLIER_DS_CELLS).group_by(TrustAnchorCellRow.ski))
+    query = (
+        select(TrustAnchorCellRow.ski, func.count(func.distinct(TrustAnchorCellRow.device_eui)))
+        .where(_SUPPLIER_DS_CELLS)
+        .group_by(TrustAnchorCellRow.ski)
+    )
     with db.read() as conn:
         return {bytes.fromhex(ski): n for ski, n in conn.execute(query)}

@@ -80,63 +80,101 @@ def all_keys(db: Database, token_label: str) -> dict[bytes, KeyRecord]:
 def states(db: Database, token_label: str) -> dict[bytes, tuple[KeyState, KeyPurpose]]:
     """Every ledger key's state and purpose: what signing consults, one light query."""
     query = select(SigningKey.key_id, SigningKey.state, SigningKey.purpose).where(
-        SigningKey.token_label == token_label)
+        SigningKey.token_label == token_label
+    )
     with db.read() as conn:
         return {bytes.fromhex(k): (KeyState(s), KeyPurpose(p)) for k, s, p in conn.execute(query)}
 
 
-def create(db: Database, *, token_label: str, key_id: bytes, label: str, purpose: KeyPurpose,
-           now: dt.datetime, op: Operation) -> KeyRecord:
+def create(
+    db: Database,
+    *,
+    token_label: str,
+    key_id: bytes,
+    label: str,
+    purpose: KeyPurpose,
+    now: dt.datetime,
+    op: Operation,
+) -> KeyRecord:
     """A new ledger entry in state pending, recorded with the operation that made it."""
     with db.session() as s:
         if s.get(SigningKey, (token_label, key_id.hex())) is not None:
-            raise PolicyRefusal(f"key {label!r} (CKA_ID {key_id.hex()}) is already in the "
-                                "key ledger")
-        row = SigningKey(token_label=token_label, key_id=key_id.hex(), label=label,
-                         purpose=purpose.value, state=KeyState.PENDING.value, created_at=now)
+            raise PolicyRefusal(
+                f"key {label!r} (CKA_ID {key_id.hex()}) is already in the key ledger"
+            )
+        row = SigningKey(
+            token_label=token_label,
+            key_id=key_id.hex(),
+            label=label,
+            purpose=purpose.value,
+            state=KeyState.PENDING.value,
+            created_at=now,
+        )
         s.add(row)
         _add_operation(s, op, now)
         s.flush()
         return _record(row)
 
 
-def transition(db: Database, record: KeyRecord, target: KeyState, *, now: dt.datetime,
-               op: Operation, ski: bytes | None = None,
-               certificate_serial: str | None = None) -> KeyRecord:
+def transition(
+    db: Database,
+    record: KeyRecord,
+    target: KeyState,
+    *,
+    now: dt.datetime,
+    op: Operation,
+    ski: bytes | None = None,
+    certificate_serial: str | None = None,
+) -> KeyRecord:
     """Move a key from the state the caller saw to ``target``, with its record, atomically."""
     check_transition(record.label, record.state, target)
     values: dict[str, Any] = {"state": target.value}
     if target is KeyState.ACTIVE:
-        values.update(activated_at=now, ski=ski.hex() if ski else None,
-                      certificate_serial=certificate_serial)
+        values.update(
+            activated_at=now, ski=ski.hex() if ski else None, certificate_serial=certificate_serial
+        )
     if target is KeyState.RETIRED:
         values["retired_at"] = now
     with db.session() as s:
         done = s.execute(
             update(SigningKey)
-            .where(SigningKey.token_label == record.token_label,
-                   SigningKey.key_id == record.key_id.hex(),
-                   SigningKey.state == record.state.value)
-            .values(**values)).rowcount  # type: ignore[attr-defined]
+            .where(
+                SigningKey.token_label == record.token_label,
+                SigningKey.key_id == record.key_id.hex(),
+                SigningKey.state == record.state.value,
+            )
+            .values(**values)
+        ).rowcount  # type: ignore[attr-defined]
         if done != 1:
-            raise PolicyRefusal(f"key {record.label!r} changed state while this operation "
-                                "ran; look again and retry")
-        _add_operation(s, op, now, ski=ski or record.ski,
-                       serial=certificate_serial or record.certificate_serial)
+            raise PolicyRefusal(
+                f"key {record.label!r} changed state while this operation ran; look again and retry"
+            )
+        _add_operation(
+            s,
+            op,
+            now,
+            ski=ski or record.ski,
+            serial=certificate_serial or record.certificate_serial,
+        )
         row = s.get(SigningKey, (record.token_label, record.key_id.hex()))
         assert row is not None
         s.refresh(row)
         return _record(row)
 
 
-def update_certificate(db: Database, record: KeyRecord, *, ski: bytes, serial: str,
-                       now: dt.datetime, op: Operation) -> None:
+def update_certificate(
+    db: Database, record: KeyRecord, *, ski: bytes, serial: str, now: dt.datetime, op: Operation
+) -> None:
     """A renewed certificate on an active key: keep the ledger's copy of its SKI current."""
     with db.session() as s:
-        s.execute(update(SigningKey)
-                  .where(SigningKey.token_label == record.token_label,
-                         SigningKey.key_id == record.key_id.hex())
-                  .values(ski=ski.hex(), certificate_serial=serial))
+        s.execute(
+            update(SigningKey)
+            .where(
+                SigningKey.token_label == record.token_label,
+                SigningKey.key_id == record.key_id.hex(),
+            )
+            .values(ski=ski.hex(), certificate_serial=serial)
+        )
         _add_operation(s, op, now, ski=ski, serial=serial)
 
 
@@ -151,28 +189,57 @@ def operations(db: Database, token_label: str | None = None) -> list[OperationRe
     if token_label is not None:
         query = query.where(KeyOperation.token_label == token_label)
     with db.session() as s:
-        return [OperationRecord(id=r.id, at=_utc(r.at), actor=r.actor, operation=r.operation,
-                                token_label=r.token_label, key_label=r.key_label,
-                                key_id=bytes.fromhex(r.key_id) if r.key_id else None,
-                                outcome=r.outcome, detail=json.loads(r.detail))
-                for r in s.scalars(query)]
+        return [
+            OperationRecord(
+                id=r.id,
+                at=_utc(r.at),
+                actor=r.actor,
+                operation=r.operation,
+                token_label=r.token_label,
+                key_label=r.key_label,
+                key_id=bytes.fromhex(r.key_id) if r.key_id else None,
+                outcome=r.outcome,
+                detail=json.loads(r.detail),
+            )
+            for r in s.scalars(query)
+        ]
 
 
-def _add_operation(s: Session, op: Operation, now: dt.datetime, *, ski: bytes | None = None,
-                   serial: str | None = None) -> None:
+def _add_operation(
+    s: Session,
+    op: Operation,
+    now: dt.datetime,
+    *,
+    ski: bytes | None = None,
+    serial: str | None = None,
+) -> None:
     """The operation record and its audit trail record, in the caller's transaction."""
     s.add(_operation_row(op, now))
     s.flush()  # the ledger's own errors surface as themselves, not as the audit trail's
     detail = dict(op.detail or {})
     caller = current()
-    audit.append(s, [AuditEntry(
-        at=now, client=op.actor, operation=f"key-{op.operation}", outcome=op.outcome,
-        call_id=caller.request_id, method=caller.method, key_label=op.key_label,
-        key_ski=ski.hex() if ski is not None else _text(detail.get("ski")),
-        certificate_serial=serial if serial is not None else _text(detail.get("serial")),
-        digest=_text(detail.get("digest")),
-        details={"token": op.token_label,
-                 "cka_id": op.key_id.hex() if op.key_id is not None else None, **detail})])
+    audit.append(
+        s,
+        [
+            AuditEntry(
+                at=now,
+                client=op.actor,
+                operation=f"key-{op.operation}",
+                outcome=op.outcome,
+                call_id=caller.request_id,
+                method=caller.method,
+                key_label=op.key_label,
+                key_ski=ski.hex() if ski is not None else _text(detail.get("ski")),
+                certificate_serial=serial if serial is not None else _text(detail.get("serial")),
+                digest=_text(detail.get("digest")),
+                details={
+                    "token": op.token_label,
+                    "cka_id": op.key_id.hex() if op.key_id is not None else None,
+                    **detail,
+                },
+            )
+        ],
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -180,21 +247,31 @@ def _text(value: Any) -> str | None:
 
 
 def _operation_row(op: Operation, now: dt.datetime) -> KeyOperation:
-    return KeyOperation(at=now, actor=op.actor, operation=op.operation,
-                        token_label=op.token_label, key_label=op.key_label,
-                        key_id=op.key_id.hex() if op.key_id is not None else None,
-                        outcome=op.outcome,
-                        detail=json.dumps(dict(op.detail or {}), sort_keys=True))
+    return KeyOperation(
+        at=now,
+        actor=op.actor,
+        operation=op.operation,
+        token_label=op.token_label,
+        key_label=op.key_label,
+        key_id=op.key_id.hex() if op.key_id is not None else None,
+        outcome=op.outcome,
+        detail=json.dumps(dict(op.detail or {}), sort_keys=True),
+    )
 
 
 def _record(row: SigningKey) -> KeyRecord:
     return KeyRecord(
-        token_label=row.token_label, key_id=bytes.fromhex(row.key_id), label=row.label,
-        purpose=KeyPurpose(row.purpose), state=KeyState(row.state),
+        token_label=row.token_label,
+        key_id=bytes.fromhex(row.key_id),
+        label=row.label,
+        purpose=KeyPurpose(row.purpose),
+        state=KeyState(row.state),
         ski=bytes.fromhex(row.ski) if row.ski else None,
-        certificate_serial=row.certificate_serial, created_at=_utc(row.created_at),
+        certificate_serial=row.certificate_serial,
+        created_at=_utc(row.created_at),
         activated_at=_utc(row.activated_at) if row.activated_at else None,
-        retired_at=_utc(row.retired_at) if row.retired_at else None)
+        retired_at=_utc(row.retired_at) if row.retired_at else None,
+    )
 
 
 def _utc(t: dt.datetime) -> dt.datetime:

@@ -52,8 +52,10 @@ def _record(db: Database, image: LibraryImage) -> None:
             if not image.verified:
                 return
             if row.header_bytes != image.header_bytes:
-                raise PolicyRefusal(f"image {image.image_id} is already in the library with "
-                                    "another OTA header; it was not replaced")
+                raise PolicyRefusal(
+                    f"image {image.image_id} is already in the library with "
+                    "another OTA header; it was not replaced"
+                )
         if row is None:
             row = FirmwareImage(image_id=image.image_id)
             s.add(row)
@@ -76,16 +78,24 @@ def get(db: Database, image_id: str) -> LibraryImage | None:
         if row is None:
             return None
         return LibraryImage(
-            image_id=row.image_id, manufacturer_code=row.manufacturer_code,
-            image_type=row.image_type, file_version=row.file_version,
-            header_bytes=row.header_bytes, with_tail=row.with_tail,
-            force_replace=row.force_replace, delivery_shape=row.delivery_shape,
-            verified=row.verified, verdict_json=row.verdict_json,
-            manufacturer_image=row.manufacturer_image, verified_at=row.verified_at)
+            image_id=row.image_id,
+            manufacturer_code=row.manufacturer_code,
+            image_type=row.image_type,
+            file_version=row.file_version,
+            header_bytes=row.header_bytes,
+            with_tail=row.with_tail,
+            force_replace=row.force_replace,
+            delivery_shape=row.delivery_shape,
+            verified=row.verified,
+            verdict_json=row.verdict_json,
+            manufacturer_image=row.manufacturer_image,
+            verified_at=row.verified_at,
+        )
 
 
 def exists(db: Database, image_id: str) -> bool:
     with db.session() as s:
-        found = s.scalar(select(FirmwareImage.image_id)
-                         .where(FirmwareImage.image_id == image_id.lower()))
+        found = s.scalar(
+            select(FirmwareImage.image_id).where(FirmwareImage.image_id == image_id.lower())
+        )
     return found is not None

@@ -46,15 +46,17 @@ class Device(Base):
     hardware_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     current_entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cells: Mapped[list[TrustAnchorCellRow]] = relationship(
-        back_populates="device", cascade="all, delete-orphan", order_by="TrustAnchorCellRow.id")
+        back_populates="device", cascade="all, delete-orphan", order_by="TrustAnchorCellRow.id"
+    )
 
 
 class TrustAnchorCellRow(Base):
     __tablename__ = "trust_anchor_cells"
-    __table_args__ = (Index("ix_cells_device_role_usage", "device_eui", "role", "key_usage",
-                            "cell_usage"),
-                      # which devices trust a key: rotation reports, retirement, key listings
-                      Index("ix_cells_role_usage_ski", "role", "key_usage", "ski"))
+    __table_args__ = (
+        Index("ix_cells_device_role_usage", "device_eui", "role", "key_usage", "cell_usage"),
+        # which devices trust a key: rotation reports, retirement, key listings
+        Index("ix_cells_role_usage_ski", "role", "key_usage", "ski"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     device_eui: Mapped[str] = mapped_column(ForeignKey("devices.eui", ondelete="CASCADE"))
@@ -125,15 +127,18 @@ class Activation(Base):
     counter: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     device_eui: Mapped[str] = mapped_column(String(16))
     image_id: Mapped[str] = mapped_column(String(64))
-    execution_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
-                                                                nullable=True)
+    execution_time: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     cancel: Mapped[bool] = mapped_column(Boolean)
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    pre_command_signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
-                                                                       nullable=True)
+    pre_command_signed_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     # a lease, not a mark: a claim whose signer died or could not release it expires
     pre_command_claimed_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True)
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class SigningKey(Base):
@@ -153,10 +158,8 @@ class SigningKey(Base):
     ski: Mapped[str | None] = mapped_column(String(16), nullable=True)  # of the installed cert
     certificate_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
-                                                             nullable=True)
-    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
-                                                           nullable=True)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class KeyOperation(Base):

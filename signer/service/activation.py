@@ -76,8 +76,9 @@ class SignedPreCommand:
     document: bytes
 
 
-def build_activations(svc: Services, spec: ActivationSpec, device_ids: Sequence[str]
-                      ) -> tuple[list[BuiltActivation], list[Refusal]]:
+def build_activations(
+    svc: Services, spec: ActivationSpec, device_ids: Sequence[str]
+) -> tuple[list[BuiltActivation], list[Refusal]]:
     built: list[BuiltActivation] = []
     refused: list[Refusal] = []
     for batch in stream_activations(svc, spec, [device_ids]):
@@ -89,8 +90,9 @@ def build_activations(svc: Services, spec: ActivationSpec, device_ids: Sequence[
     return built, refused
 
 
-def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Sequence[str]]
-                       ) -> Iterator[list[BuiltActivation | Refusal]]:
+def stream_activations(
+    svc: Services, spec: ActivationSpec, batches: Iterable[Sequence[str]]
+) -> Iterator[list[BuiltActivation | Refusal]]:
     """Per-device results, one list per batch: memory stays bounded by one batch."""
     _check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
@@ -104,43 +106,74 @@ def stream_activations(svc: Services, spec: ActivationSpec, batches: Iterable[Se
         selection = select_eligible(svc, image, devices)
         refusals = {r.device: r for r in selection.refused}
         accepted = [d for g in selection.groups for d in g.devices]
-        first = counters.reserve(svc.db, svc.config.supplier_eui, len(accepted)) \
-            if accepted else 0
+        first = counters.reserve(svc.db, svc.config.supplier_eui, len(accepted)) if accepted else 0
         now = svc.clock()
         counter_of = {d: first + i for i, d in enumerate(accepted)}
         results: list[BuiltActivation | Refusal]
-        detail = {"cancel": spec.cancel, "execution_time":
-                  spec.execution_time.isoformat() if spec.execution_time else None}
+        detail = {
+            "cancel": spec.cancel,
+            "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
+        }
         with signing.batch(svc) as signer:  # one audit transaction per batch
             # issued in the same transaction as the batch's audit records: a request whose
             # signature was not recorded was never issued, so no pre-command can be signed
             # for it; a request issued always has its record
             if accepted:  # an all-refused batch signs nothing and needs no audit lock
-                signer.along(partial(activations.insert_issued, issued=[
-                    IssuedActivation(originator=svc.config.supplier_eui, counter=counter_of[d],
-                                     device=d, image_id=image.record.image_id,
-                                     execution_time=spec.execution_time, cancel=spec.cancel,
-                                     issued_at=now) for d in accepted]))
+                signer.along(
+                    partial(
+                        activations.insert_issued,
+                        issued=[
+                            IssuedActivation(
+                                originator=svc.config.supplier_eui,
+                                counter=counter_of[d],
+                                device=d,
+                                image_id=image.record.image_id,
+                                execution_time=spec.execution_time,
+                                cancel=spec.cancel,
+                                issued_at=now,
+                            )
+                            for d in accepted
+                        ],
+                    )
+                )
             # in phases over the batch, not device by device: the token signs back to back
             # and each step's code stays warm (measured: a third less time per document)
             built: list[tuple[Eui64, RequestId, PendingSignature]] = []
             for d in accepted:
-                request_id = RequestId(originator=svc.config.supplier_eui, target=d,
-                                       counter=counter_of[d])
-                root = build_activate_firmware(request_id=request_id,
-                                               firmware_hash=image.digest,
-                                               execution_time=spec.execution_time,
-                                               cancel=spec.cancel)
+                request_id = RequestId(
+                    originator=svc.config.supplier_eui, target=d, counter=counter_of[d]
+                )
+                root = build_activate_firmware(
+                    request_id=request_id,
+                    firmware_hash=image.digest,
+                    execution_time=spec.execution_time,
+                    cancel=spec.cancel,
+                )
                 if svc.schema is not None:
                     svc.schema.validate(root)
-                built.append((d, request_id, prepare_signature(
-                    root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)))
+                built.append(
+                    (
+                        d,
+                        request_id,
+                        prepare_signature(
+                            root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial
+                        ),
+                    )
+                )
             signatures = signer.sign_all(
-                xml_key, [p.digest for _, _, p in built], [r for _, r, _ in built],
-                purpose=KeyPurpose.XML_SIGN, operation=signing.ACTIVATION_SIGN,
-                image_id=image.record.image_id, device_count=1, details=detail)
-            documents = {d: BuiltActivation(device=d, request_id=r, document=p.finish(sig))
-                         for (d, r, p), sig in zip(built, signatures, strict=True)}
+                xml_key,
+                [p.digest for _, _, p in built],
+                [r for _, r, _ in built],
+                purpose=KeyPurpose.XML_SIGN,
+                operation=signing.ACTIVATION_SIGN,
+                image_id=image.record.image_id,
+                device_count=1,
+                details=detail,
+            )
+            documents = {
+                d: BuiltActivation(device=d, request_id=r, document=p.finish(sig))
+                for (d, r, p), sig in zip(built, signatures, strict=True)
+            }
             del built, signatures  # the trees: not held while the caller reads the batch
             results = [refusals[d] if d in refusals else documents[d] for d in devices]
         yield results
@@ -176,8 +209,9 @@ class PreCommandRefusal(PolicyRefusal):
         super().__init__(f"pre-command refused: {refused.reason}")
 
 
-def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
-                         dcc_response: bytes | None = None) -> SignedPreCommand:
+def sign_pre_command_for(
+    svc: Services, *, pre_command: bytes | None = None, dcc_response: bytes | None = None
+) -> SignedPreCommand:
     """Check a CS06 pre-command against the 11.3 request it answers, then sign it.
 
     Nothing is signed unless every check passes; a refusal lists every failed check.
@@ -196,8 +230,9 @@ def sign_pre_command_for(svc: Services, *, pre_command: bytes | None = None,
     return result
 
 
-def sign_pre_command_batch(svc: Services, payloads: Sequence[bytes]
-                           ) -> list[SignedPreCommand | PreCommandRefused]:
+def sign_pre_command_batch(
+    svc: Services, payloads: Sequence[bytes]
+) -> list[SignedPreCommand | PreCommandRefused]:
     """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
     on its own, the others are signed."""
     parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefused] = []
@@ -205,16 +240,20 @@ def sign_pre_command_batch(svc: Services, payloads: Sequence[bytes]
         try:
             parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
         except InvalidInput as exc:
-            parsed.append(PreCommandRefused(i, None, None, f"malformed: {exc}",
-                                            PRE_COMMAND_MALFORMED))
+            parsed.append(
+                PreCommandRefused(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+            )
     valid = [p for p in parsed if not isinstance(p, PreCommandRefused)]
     signed = iter(sign_pre_commands(svc, valid))
-    return [p if isinstance(p, PreCommandRefused) else _reindex(next(signed), i)
-            for i, p in enumerate(parsed)]
+    return [
+        p if isinstance(p, PreCommandRefused) else _reindex(next(signed), i)
+        for i, p in enumerate(parsed)
+    ]
 
 
-def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
-                      ) -> list[SignedPreCommand | PreCommandRefused]:
+def sign_pre_commands(
+    svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
+) -> list[SignedPreCommand | PreCommandRefused]:
     """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
 
     Each pre-command must answer an 11.3 request this service issued (same counter), match
@@ -222,8 +261,9 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
     names a usable key. Claims are taken in one statement, so a pre-command is signed once.
     """
     supplier = svc.config.supplier_eui
-    issued = activations.get_many(svc.db, supplier,
-                                  [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER])
+    issued = activations.get_many(
+        svc.db, supplier, [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER]
+    )
     results: list[SignedPreCommand | PreCommandRefused | None] = [None] * len(items)
     ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
     seen: set[int] = set()
@@ -232,8 +272,13 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
         if refusal is not None:
             results[i] = refusal
         elif entry is not None and entry[1].counter in seen:
-            results[i] = PreCommandRefused(i, entry[1].device, entry[2], "the same pre-command "
-                                           "is earlier in this batch", PRE_COMMAND_DUPLICATE)
+            results[i] = PreCommandRefused(
+                i,
+                entry[1].device,
+                entry[2],
+                "the same pre-command is earlier in this batch",
+                PRE_COMMAND_DUPLICATE,
+            )
         elif entry is not None:
             seen.add(entry[1].counter)
             ready[i] = entry
@@ -241,12 +286,18 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
     for i, (_pc, a, rid) in list(ready.items()):
         group = groups[a.device]
         if isinstance(group, Refusal):
-            results[i] = PreCommandRefused(i, a.device, rid, f"device {group.device}: "
-                                           f"{group.reason} ({group.detail})", group.reason)
+            results[i] = PreCommandRefused(
+                i,
+                a.device,
+                rid,
+                f"device {group.device}: {group.reason} ({group.detail})",
+                group.reason,
+            )
             del ready[i]
     now = svc.clock()
     claimed = activations.claim_pre_commands(
-        svc.db, supplier, [a.counter for _, a, _ in ready.values()], now)
+        svc.db, supplier, [a.counter for _, a, _ in ready.values()], now
+    )
     pending = set(claimed)
     try:
         with signing.batch(svc) as signer:
@@ -254,54 +305,79 @@ def sign_pre_commands(svc: Services, items: Sequence[tuple[PreCommand, RequestId
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
                     results[i] = PreCommandRefused(
-                        i, a.device, rid, f"the pre-command for {rid} is being signed by "
-                        "another call or was signed", PRE_COMMAND_ALREADY_SIGNED)
+                        i,
+                        a.device,
+                        rid,
+                        f"the pre-command for {rid} is being signed by another call or was signed",
+                        PRE_COMMAND_ALREADY_SIGNED,
+                    )
                     continue
                 group = groups[a.device]
                 assert isinstance(group, KeyGroup)
                 todo.setdefault((group.key.key_id, a.image_id), []).append(
-                    _Claimed(i, pc, a, rid, group))
+                    _Claimed(i, pc, a, rid, group)
+                )
             for same_key in todo.values():
                 for c, signed in zip(same_key, _sign(svc, signer, same_key), strict=True):
                     results[c.index] = signed
             # signed for good in the same transaction as the signatures' records
-            signer.along(partial(activations.mark_signed, originator=supplier,
-                                 counters=sorted(claimed), now=now))
+            signer.along(
+                partial(
+                    activations.mark_signed, originator=supplier, counters=sorted(claimed), now=now
+                )
+            )
         pending.clear()  # signed and recorded: these are done
     finally:
         if pending:  # signing or its audit record failed: nothing went out, try again later
             try:
                 activations.release_pre_commands(svc.db, supplier, sorted(pending))
             except SignerError as exc:  # never hide the error that brought us here
-                log.error("%d pre-command claim(s) could not be released and stay claimed "
-                          "(re-issue their SR 11.3 requests): %s", len(pending), exc)
+                log.error(
+                    "%d pre-command claim(s) could not be released and stay claimed "
+                    "(re-issue their SR 11.3 requests): %s",
+                    len(pending),
+                    exc,
+                )
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
 
-def _check_one(i: int, pc: PreCommand, answered: RequestId | None,
-               a: IssuedActivation | None, supplier: Eui64
-               ) -> tuple[PreCommandRefused | None,
-                          tuple[PreCommand, IssuedActivation, RequestId] | None]:
+def _check_one(
+    i: int, pc: PreCommand, answered: RequestId | None, a: IssuedActivation | None, supplier: Eui64
+) -> tuple[PreCommandRefused | None, tuple[PreCommand, IssuedActivation, RequestId] | None]:
     if a is None:
-        return PreCommandRefused(i, pc.recipient, None, f"no SR 11.3 request with counter "
-                                 f"{pc.counter} was issued by {supplier}",
-                                 PRE_COMMAND_NOT_ISSUED), None
+        return PreCommandRefused(
+            i,
+            pc.recipient,
+            None,
+            f"no SR 11.3 request with counter {pc.counter} was issued by {supplier}",
+            PRE_COMMAND_NOT_ISSUED,
+        ), None
     rid = RequestId(originator=supplier, target=a.device, counter=a.counter)
-    expected = ExpectedActivation(originator=supplier, recipient=a.device,
-                                  firmware_hash=bytes.fromhex(a.image_id), counter=a.counter,
-                                  execution_time=a.execution_time, cancel=a.cancel)
+    expected = ExpectedActivation(
+        originator=supplier,
+        recipient=a.device,
+        firmware_hash=bytes.fromhex(a.image_id),
+        counter=a.counter,
+        execution_time=a.execution_time,
+        cancel=a.cancel,
+    )
     failures = check_pre_command(pc, expected)
     if answered is not None and answered != rid:
-        failures.append(f"request_id: the DCC response answers {answered}, the pre-command "
-                        f"belongs to {rid}")
+        failures.append(
+            f"request_id: the DCC response answers {answered}, the pre-command belongs to {rid}"
+        )
     if failures:
-        return PreCommandRefused(i, a.device, rid, "; ".join(failures),
-                                 PRE_COMMAND_MISMATCH), None
+        return PreCommandRefused(i, a.device, rid, "; ".join(failures), PRE_COMMAND_MISMATCH), None
     if a.pre_command_signed_at is not None:
-        return PreCommandRefused(i, a.device, rid, f"the pre-command for {rid} was already "
-                                 f"signed at {a.pre_command_signed_at.isoformat()}",
-                                 PRE_COMMAND_ALREADY_SIGNED), None
+        return PreCommandRefused(
+            i,
+            a.device,
+            rid,
+            f"the pre-command for {rid} was already "
+            f"signed at {a.pre_command_signed_at.isoformat()}",
+            PRE_COMMAND_ALREADY_SIGNED,
+        ), None
     return None, (pc, a, rid)
 
 
@@ -320,8 +396,9 @@ def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup
     return out
 
 
-def _reindex(result: SignedPreCommand | PreCommandRefused, index: int
-             ) -> SignedPreCommand | PreCommandRefused:
+def _reindex(
+    result: SignedPreCommand | PreCommandRefused, index: int
+) -> SignedPreCommand | PreCommandRefused:
     if isinstance(result, PreCommandRefused):
         return replace(result, index=index)
     return result
@@ -338,8 +415,7 @@ class _Claimed:
     group: KeyGroup
 
 
-def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]
-          ) -> list[SignedPreCommand]:
+def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]) -> list[SignedPreCommand]:
     """Pre-commands of one key and one image: their CS06 signatures, then the
     SignedPreCommand requests around them, each phase over all of them (the token signs
     back to back; see stream_activations).
@@ -357,29 +433,51 @@ def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]
         try:
             verify_p256_prehashed(group.certificate.public_key, digest, signature)
         except SignatureInvalid:
-            raise HsmUnavailable(f"key {group.key.label!r} produced a signature that does "
-                                 "not verify with its certificate") from None
+            raise HsmUnavailable(
+                f"key {group.key.label!r} produced a signature that does "
+                "not verify with its certificate"
+            ) from None
 
-    raw = signer.sign_all(group.key, [pre_command_digest(c.pc) for c in items], request_ids,
-                          purpose=KeyPurpose.SUPPLIER_DS, operation=signing.PRECOMMAND_SIGN,
-                          image_id=image_id, device_count=1, check=check)
+    raw = signer.sign_all(
+        group.key,
+        [pre_command_digest(c.pc) for c in items],
+        request_ids,
+        purpose=KeyPurpose.SUPPLIER_DS,
+        operation=signing.PRECOMMAND_SIGN,
+        image_id=image_id,
+        device_count=1,
+        check=check,
+    )
     commands = [signed_pre_command(c.pc, r) for c, r in zip(items, raw, strict=True)]
     xml_key, xml_cert = xml_signing_key(svc)
     pending: list[PendingSignature] = []
     for c, command in zip(items, commands, strict=True):
-        root = build_signed_pre_command(request_id=c.request_id, signed_command=command,
-                                        parsed=c.pc)
+        root = build_signed_pre_command(
+            request_id=c.request_id, signed_command=command, parsed=c.pc
+        )
         if svc.schema is not None:
             svc.schema.validate(root)
-        pending.append(prepare_signature(root, issuer_name=xml_cert.issuer_name,
-                                         serial=xml_cert.serial))
-    xml_raw = signer.sign_all(xml_key, [p.digest for p in pending], request_ids,
-                              purpose=KeyPurpose.XML_SIGN,
-                              operation=signing.PRECOMMAND_DUIS_SIGN, image_id=image_id,
-                              device_count=1)
-    return [SignedPreCommand(device=c.issued.device, request_id=c.request_id,
-                             signed_command=command, document=p.finish(sig))
-            for c, command, p, sig in zip(items, commands, pending, xml_raw, strict=True)]
+        pending.append(
+            prepare_signature(root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+        )
+    xml_raw = signer.sign_all(
+        xml_key,
+        [p.digest for p in pending],
+        request_ids,
+        purpose=KeyPurpose.XML_SIGN,
+        operation=signing.PRECOMMAND_DUIS_SIGN,
+        image_id=image_id,
+        device_count=1,
+    )
+    return [
+        SignedPreCommand(
+            device=c.issued.device,
+            request_id=c.request_id,
+            signed_command=command,
+            document=p.finish(sig),
+        )
+        for c, command, p, sig in zip(items, commands, pending, xml_raw, strict=True)
+    ]
 
 
 def _check_spec(spec: ActivationSpec, now: dt.datetime) -> None:
@@ -389,8 +487,12 @@ def _check_spec(spec: ActivationSpec, now: dt.datetime) -> None:
         if spec.execution_time.tzinfo is None:
             raise InvalidInput("the execution time needs a time zone", field="execution_time")
         if spec.execution_time.microsecond:
-            raise InvalidInput("the execution time must be whole seconds (GBCS carries "
-                               "seconds)", field="execution_time")
+            raise InvalidInput(
+                "the execution time must be whole seconds (GBCS carries seconds)",
+                field="execution_time",
+            )
         if spec.execution_time <= now:
-            raise InvalidInput(f"the execution time {spec.execution_time.isoformat()} is not in "
-                               "the future", field="execution_time")
+            raise InvalidInput(
+                f"the execution time {spec.execution_time.isoformat()} is not in the future",
+                field="execution_time",
+            )

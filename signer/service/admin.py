@@ -27,8 +27,9 @@ def import_key(token: Token, label: str, key_pem: bytes, cert_pem: bytes) -> Tok
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
-        raise InvalidInput("encrypted private keys are not supported; decrypt it first",
-                           field="key") from None
+        raise InvalidInput(
+            "encrypted private keys are not supported; decrypt it first", field="key"
+        ) from None
     except ValueError as exc:
         raise InvalidInput(f"not a PEM private key: {exc}", field="key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -30,8 +30,11 @@ class Anchor:
         seq_text, _, hash_text = text.strip().rpartition(":")
         hash_text = hash_text.lower()
         if len(hash_text) != HASH_LENGTH or any(c not in "0123456789abcdef" for c in hash_text):
-            raise InvalidInput("an anchor is a record hash (64 hex digits), optionally "
-                               "preceded by its seq and a colon", field="anchor")
+            raise InvalidInput(
+                "an anchor is a record hash (64 hex digits), optionally "
+                "preceded by its seq and a colon",
+                field="anchor",
+            )
         if not seq_text:
             return cls(hash_text)
         if not seq_text.isdigit():
@@ -45,8 +48,9 @@ def verify_chain(db: Database, anchor: Anchor | None = None) -> ChainReport:
     Needs the database only, not the token: an auditor runs it without the HSM PIN.
     """
     head, _ = audit.head(db)
-    checker = ChainChecker(locate=lambda h: audit.find_by_hash(db, h),
-                           anchor=anchor.hash if anchor else None)
+    checker = ChainChecker(
+        locate=lambda h: audit.find_by_hash(db, h), anchor=anchor.hash if anchor else None
+    )
     upto = head.seq if head is not None else None
     try:
         for record in audit.records(db, upto=upto):
@@ -57,28 +61,53 @@ def verify_chain(db: Database, anchor: Anchor | None = None) -> ChainReport:
         if report.finding is not None:
             return report
         bad = checker.last.seq + 1
-        return ChainReport(intact=False, checked=checker.checked, head=head, last=checker.last,
-                           finding=Finding(bad, "edited", f"the record after {checker.last.seq} "
-                                           f"cannot be read ({type(exc).__name__}: {exc}): "
-                                           "it was changed"))
+        return ChainReport(
+            intact=False,
+            checked=checker.checked,
+            head=head,
+            last=checker.last,
+            finding=Finding(
+                bad,
+                "edited",
+                f"the record after {checker.last.seq} "
+                f"cannot be read ({type(exc).__name__}: {exc}): "
+                "it was changed",
+            ),
+        )
     # the head again, with the highest seq, in one statement: records past a head that did
     # not move were not appended by the service
     now_head, beyond = audit.head(db)
     if head is not None and now_head is not None and now_head.seq != head.seq:
         beyond = None  # appended meanwhile, through the head: checked next time
     report = checker.finish(head, beyond)
-    if (report.intact and anchor is not None and anchor.seq is not None
-            and report.anchor_seq != anchor.seq):
-        return _with_finding(report, Finding(
-            anchor.seq, "anchor", f"the anchor's hash is record {report.anchor_seq}'s, not "
-            f"record {anchor.seq}'s: the chain was rewritten since the anchor was taken"))
+    if (
+        report.intact
+        and anchor is not None
+        and anchor.seq is not None
+        and report.anchor_seq != anchor.seq
+    ):
+        return _with_finding(
+            report,
+            Finding(
+                anchor.seq,
+                "anchor",
+                f"the anchor's hash is record {report.anchor_seq}'s, not "
+                f"record {anchor.seq}'s: the chain was rewritten since the anchor was taken",
+            ),
+        )
     return report
 
 
 def _with_finding(report: ChainReport, finding: Finding) -> ChainReport:
-    return ChainReport(intact=False, checked=report.checked, head=report.head,
-                       last=report.last, finding=finding, anchor=report.anchor,
-                       anchor_seq=report.anchor_seq)
+    return ChainReport(
+        intact=False,
+        checked=report.checked,
+        head=report.head,
+        last=report.last,
+        finding=finding,
+        anchor=report.anchor,
+        anchor_seq=report.anchor_seq,
+    )
 
 
 def export(db: Database, out: TextIO, *, since: int = 0) -> int:

@@ -53,8 +53,10 @@ class VerifiedImages:
         data = record.manufacturer_image
         digest = hashlib.sha256(data).digest()
         if digest.hex() != record.image_id:
-            raise PolicyRefusal(f"library image {record.image_id} does not hash to its ID: "
-                                "the stored image is corrupt")
+            raise PolicyRefusal(
+                f"library image {record.image_id} does not hash to its ID: "
+                "the stored image is corrupt"
+            )
         item = VerifiedImage(record, data, digest)
         with self._lock:
             if image_id not in self._items and len(data) <= self._max:
@@ -80,8 +82,13 @@ class CertificateVerdicts:
             return hit[0]
         return None
 
-    def put(self, fingerprint: bytes, verdict: SmkiCertificate, valid_from: dt.datetime,
-            valid_to: dt.datetime) -> None:
+    def put(
+        self,
+        fingerprint: bytes,
+        verdict: SmkiCertificate,
+        valid_from: dt.datetime,
+        valid_to: dt.datetime,
+    ) -> None:
         with self._lock:
             self._items[fingerprint] = (verdict, valid_from, valid_to)
 
@@ -127,12 +134,14 @@ class LedgerStates:
         self._read_at = -self.MAX_AGE
         self._lock = threading.Lock()
 
-    def get(self, db: Database, token_label: str,
-            key_id: bytes) -> tuple[KeyState, KeyPurpose] | None:
+    def get(
+        self, db: Database, token_label: str, key_id: bytes
+    ) -> tuple[KeyState, KeyPurpose] | None:
         age = time.monotonic() - self._read_at
         found = self._states.get(key_id)
         if age >= self.MAX_AGE or (
-                age >= self.MIN_AGE_ON_MISS and (found is None or found[0] != KeyState.ACTIVE)):
+            age >= self.MIN_AGE_ON_MISS and (found is None or found[0] != KeyState.ACTIVE)
+        ):
             with self._lock:
                 self._states = keys.states(db, token_label)
                 self._read_at = time.monotonic()

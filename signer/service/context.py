@@ -44,8 +44,13 @@ class Services:
         self.db.dispose()
 
 
-def open_services(config: Config, *, clock: Clock = system_clock, token: Token | None = None,
-                  database: Database | None = None) -> Services:
+def open_services(
+    config: Config,
+    *,
+    clock: Clock = system_clock,
+    token: Token | None = None,
+    database: Database | None = None,
+) -> Services:
     """Open the token, migrate the database, load the schema and the SMKI issuers."""
     issuers = []
     for path in config.smki_issuers:
@@ -54,8 +59,11 @@ def open_services(config: Config, *, clock: Clock = system_clock, token: Token |
         except OSError as exc:
             raise ConfigurationError(f"cannot read SMKI issuer {path}: {exc.strerror}") from None
     if config.pinned_time is not None:
-        log.warning("the clock is PINNED at %s: certificate validity is judged at that time; "
-                    "never run production like this", config.pinned_time.isoformat())
+        log.warning(
+            "the clock is PINNED at %s: certificate validity is judged at that time; "
+            "never run production like this",
+            config.pinned_time.isoformat(),
+        )
         clock = fixed_clock(config.pinned_time)
     schema = DuisSchema.load(config.schema_dir) if config.schema_dir else None
     db = database or open_database(config.database_url)
@@ -63,5 +71,6 @@ def open_services(config: Config, *, clock: Clock = system_clock, token: Token |
         config.token.prepare_environment()
         token = Token(config.token.module, config.token.label, config.token.pin.read())
         token.open()
-    return Services(config=config, token=token, db=db, clock=clock, schema=schema,
-                    issuers=tuple(issuers))
+    return Services(
+        config=config, token=token, db=db, clock=clock, schema=schema, issuers=tuple(issuers)
+    )

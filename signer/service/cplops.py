@@ -36,8 +36,14 @@ def _csv_lines(path: Path) -> Iterable[CplEntry | RowError]:
         yield from read_csv(f)
 
 
-def import_cpl(db: Database, path: Path, now: dt.datetime, *, fmt: str | None = None,
-               progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_cpl(
+    db: Database,
+    path: Path,
+    now: dt.datetime,
+    *,
+    fmt: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     return cpl.import_entries(db, read_cpl_file(path, fmt), now, progress)
 
 
@@ -62,13 +68,19 @@ def graph_dot(db: Database, model: str | None) -> str:
 
 
 def report_json(report: ImportReport) -> str:
-    return json.dumps({"added": report.added, "updated": report.updated,
-                       "unchanged": report.unchanged,
-                       "errors": [str(e) for e in report.errors]})
+    return json.dumps(
+        {
+            "added": report.added,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "errors": [str(e) for e in report.errors],
+        }
+    )
 
 
-def record_activation_results(db: Database, supplier: Eui64, request_ids: Iterable[str],
-                              now: dt.datetime) -> list[str]:
+def record_activation_results(
+    db: Database, supplier: Eui64, request_ids: Iterable[str], now: dt.datetime
+) -> list[str]:
     """Devices whose 11.3 activation succeeded now run the image's CPL entry."""
     done = []
     for text in request_ids:
@@ -79,18 +91,32 @@ def record_activation_results(db: Database, supplier: Eui64, request_ids: Iterab
         if issued is None or issued.device != rid.target:
             raise NotFound(f"no SR 11.3 request {rid} was issued")
         if issued.pre_command_signed_at is None:
-            raise PolicyRefusal(f"the pre-command of {rid} was never signed: the activation "
-                                "cannot have been sent")
+            raise PolicyRefusal(
+                f"the pre-command of {rid} was never signed: the activation cannot have been sent"
+            )
         if issued.cancel:
             done.append(f"{rid.target}: cancellation, firmware unchanged")
             continue
         image = library.get(db, issued.image_id)
-        entries = [] if image is None else cpl.matching(
-            db, bytes.fromhex(issued.image_id), parse_ota_header(image.header_bytes))
+        entries = (
+            []
+            if image is None
+            else cpl.matching(
+                db, bytes.fromhex(issued.image_id), parse_ota_header(image.header_bytes)
+            )
+        )
         if len(entries) != 1:
-            raise PolicyRefusal(f"image {issued.image_id} has {len(entries)} CPL entries; "
-                                "cannot tell which one the device now runs")
-        devices.set_inventory(db, rid.target, device_type=None, hardware_version=None,
-                              current_entry_id=entries[0].entry_id, now=now)
+            raise PolicyRefusal(
+                f"image {issued.image_id} has {len(entries)} CPL entries; "
+                "cannot tell which one the device now runs"
+            )
+        devices.set_inventory(
+            db,
+            rid.target,
+            device_type=None,
+            hardware_version=None,
+            current_entry_id=entries[0].entry_id,
+            now=now,
+        )
         done.append(f"{rid.target}: now runs CPL entry {entries[0].entry_id}")
     return done

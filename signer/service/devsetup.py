@@ -51,10 +51,17 @@ class DevEnvironment:
     softhsm2_conf: Path
 
 
-def provision(directory: Path, *, module: str, schema_dir: Path | None,
-              database_url: str | None = None, listen: str = "127.0.0.1:50051",
-              metrics_listen: str = "127.0.0.1:9464", now: dt.datetime | None = None,
-              actor: str = "signer dev provision") -> DevEnvironment:
+def provision(
+    directory: Path,
+    *,
+    module: str,
+    schema_dir: Path | None,
+    database_url: str | None = None,
+    listen: str = "127.0.0.1:50051",
+    metrics_listen: str = "127.0.0.1:9464",
+    now: dt.datetime | None = None,
+    actor: str = "signer dev provision",
+) -> DevEnvironment:
     """Provision (once) the token that ``softhsm/init-token DIR signer-dev`` made in ``directory``.
 
     Generates the Supplier keys inside it, registers the development manufacturer and devices
@@ -66,8 +73,10 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         return env
     pin_file = directory / "user.pin"
     if not env.softhsm2_conf.exists() or not pin_file.exists():
-        raise ConfigurationError(f"no SoftHSM2 token in {directory}: run "
-                                 f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first")
+        raise ConfigurationError(
+            f"no SoftHSM2 token in {directory}: run "
+            f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first"
+        )
     now = now or dt.datetime.now(dt.UTC)
     db_url = database_url or f"sqlite:///{directory / 'signer.db'}"
     schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
@@ -79,15 +88,18 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         "# development only: plaintext gRPC, no client certificates, every call allowed\n"
         "dev_mode = true\n\n"
         f"[metrics]\nlisten = {_toml_string(metrics_listen)}\n\n"
-        f"[token]\nmodule = \"{module}\"\nlabel = \"{DEV_TOKEN_LABEL}\"\n"
-        f"pin_file = \"{pin_file}\"\nsofthsm2_conf = \"{env.softhsm2_conf}\"\n\n"
-        f"[supplier]\neui = \"{DEV_SUPPLIER_EUI}\"\n\n"
-        f"[database]\nurl = {_toml_string(db_url)}\n\n[duis]\n{schema_line}")
+        f'[token]\nmodule = "{module}"\nlabel = "{DEV_TOKEN_LABEL}"\n'
+        f'pin_file = "{pin_file}"\nsofthsm2_conf = "{env.softhsm2_conf}"\n\n'
+        f'[supplier]\neui = "{DEV_SUPPLIER_EUI}"\n\n'
+        f"[database]\nurl = {_toml_string(db_url)}\n\n[duis]\n{schema_line}"
+    )
     svc = open_services(load_config(partial))
     try:
         start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
-        for label, purpose in (("supplier-ds", KeyPurpose.SUPPLIER_DS),
-                               ("xml-sign", KeyPurpose.XML_SIGN)):
+        for label, purpose in (
+            ("supplier-ds", KeyPurpose.SUPPLIER_DS),
+            ("xml-sign", KeyPurpose.XML_SIGN),
+        ):
             keys.generate(svc, label, purpose, actor=actor)
             keys.self_certify(svc, label, not_before=start, not_after=end, actor=actor)
             keys.activate(svc, label, actor=actor)
@@ -105,8 +117,14 @@ def provision(directory: Path, *, module: str, schema_dir: Path | None,
         report = cpl.import_entries(db, read_csv(cpl_file.read_text().splitlines()), now)
         assert report.applied, report.errors
         for eui, entry in zip(DEV_DEVICES, DEV_CURRENT_ENTRIES, strict=True):
-            devices.set_inventory(db, eui, device_type="ESME", hardware_version=0x0001,
-                                  current_entry_id=entry, now=now)
+            devices.set_inventory(
+                db,
+                eui,
+                device_type="ESME",
+                hardware_version=0x0001,
+                current_entry_id=entry,
+                now=now,
+            )
     finally:
         svc.close()
     partial.rename(env.config_path)  # last: its presence says "provisioned"
@@ -125,12 +143,15 @@ def dev_cpl_csv(example_hash: bytes) -> str:
         ("DEV-1.0", "00000001", hashlib.sha256(b"DEV 1.0").hexdigest(), "DEV-0.9"),
         ("DEV-2.0", "00000002", example_hash.hex(), "DEV-1.0"),
     ]
-    head = ("entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
-            "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
-            "zigbee_stack_version,band_join_option\n")
+    head = (
+        "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
+        "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
+        "zigbee_stack_version,band_join_option\n"
+    )
     return head + "".join(
         f"{eid},{DEV_MANUFACTURER_CODE:04X},ESME,DEV-ESME,0001,0001,{ver},{h},{pred},,,\n"
-        for eid, ver, h, pred in rows)
+        for eid, ver, h, pred in rows
+    )
 
 
 def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:
@@ -140,18 +161,27 @@ def example_delivery(directory: Path, *, image: bytes | None = None) -> Path:
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     image = image or (b"DEV firmware image " * 64)
     header = OtaHeader(
-        header_version=0x0100, header_length=56, field_control=0,
-        manufacturer_code=DEV_MANUFACTURER_CODE, image_type=0x0001, file_version=0x00000002,
-        zigbee_stack_version=0x0002, header_string=b"signer development image".ljust(32, b"\0"),
-        total_image_size=56 + len(image) + 66, security_credential_version=None,
-        upgrade_file_destination=None, min_hardware_version=None, max_hardware_version=None,
+        header_version=0x0100,
+        header_length=56,
+        field_control=0,
+        manufacturer_code=DEV_MANUFACTURER_CODE,
+        image_type=0x0001,
+        file_version=0x00000002,
+        zigbee_stack_version=0x0002,
+        header_string=b"signer development image".ljust(32, b"\0"),
+        total_image_size=56 + len(image) + 66,
+        security_credential_version=None,
+        upgrade_file_destination=None,
+        min_hardware_version=None,
+        max_hardware_version=None,
     ).to_bytes()
     out = directory / "example"
     out.mkdir(exist_ok=True)
     (out / "ota_header.bin").write_bytes(header)
     (out / "manufacturer_image.bin").write_bytes(image)
     (out / "manufacturer_signature.der").write_bytes(
-        key.sign(header + image, ec.ECDSA(hashes.SHA256())))
+        key.sign(header + image, ec.ECDSA(hashes.SHA256()))
+    )
     (out / "hash.hex").write_text(hashlib.sha256(image).hexdigest() + "\n")
     return out
 
@@ -160,25 +190,42 @@ def _manufacturer(mdir: Path, now: dt.datetime) -> x509.Certificate:
     mdir.mkdir(exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "DEV manufacturer 121D")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=730))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=730))
+        .sign(key, hashes.SHA256())
+    )
     key_path = mdir / "key.pem"
     key_path.touch(mode=0o600)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (mdir / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert
 
 
 def _device_credentials(eui: Eui64, supplier_ski: bytes) -> DeviceCredentials:
-    cell = TrustAnchorCell(role=int(RemotePartyRole.SUPPLIER),
-                           key_usage=KeyUsage.DIGITAL_SIGNATURE,
-                           cell_usage=CellUsage.MANAGEMENT, subject_eui=DEV_SUPPLIER_EUI,
-                           ski=supplier_ski)
-    return DeviceCredentials(device=eui, roles=(
-        RoleCredentials(role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0,
-                        cells=(cell,)),))
+    cell = TrustAnchorCell(
+        role=int(RemotePartyRole.SUPPLIER),
+        key_usage=KeyUsage.DIGITAL_SIGNATURE,
+        cell_usage=CellUsage.MANAGEMENT,
+        subject_eui=DEV_SUPPLIER_EUI,
+        ski=supplier_ski,
+    )
+    return DeviceCredentials(
+        device=eui,
+        roles=(
+            RoleCredentials(
+                role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0, cells=(cell,)
+            ),
+        ),
+    )

@@ -51,44 +51,70 @@ class DuisResult:
     refused: tuple[Refusal, ...]
 
 
-def build_duis(svc: Services, *, image_id: str | None, upgrade_image: bytes | None,
-               device_ids: Sequence[str], firmware_version: str, service: str,
-               force_replace: bool | None = None) -> DuisResult:
+def build_duis(
+    svc: Services,
+    *,
+    image_id: str | None,
+    upgrade_image: bytes | None,
+    device_ids: Sequence[str],
+    firmware_version: str,
+    service: str,
+    force_replace: bool | None = None,
+) -> DuisResult:
     service = service or "11.1"
     if service not in SERVICES:
-        raise InvalidInput(f"service {service[:20]!r} is not one of {', '.join(SERVICES)}",
-                           field="service_reference")
+        raise InvalidInput(
+            f"service {service[:20]!r} is not one of {', '.join(SERVICES)}",
+            field="service_reference",
+        )
     check_firmware_version(firmware_version)
     if (image_id is None) == (upgrade_image is None):
         raise InvalidInput("give exactly one of image_id or upgrade_image", field="image")
     if upgrade_image is not None and len(upgrade_image) > MAX_FIRMWARE_IMAGE:
-        raise InvalidInput(f"{len(upgrade_image)} bytes exceed the DUIS limit of "
-                           f"{MAX_FIRMWARE_IMAGE}", field="upgrade_image")
+        raise InvalidInput(
+            f"{len(upgrade_image)} bytes exceed the DUIS limit of {MAX_FIRMWARE_IMAGE}",
+            field="upgrade_image",
+        )
     devices = parse_devices(device_ids)
     image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
     with signing.batch(svc) as signer:
         if service == "11.4":
             data, accepted, refused = _ppmid(svc, image, devices)
         else:
-            data, accepted, refused = _esme(svc, signer, image, upgrade_image, devices,
-                                            force_replace)
+            data, accepted, refused = _esme(
+                svc, signer, image, upgrade_image, devices, force_replace
+            )
         xml_key, xml_cert = xml_signing_key(svc)
         counter = counters.reserve(svc.db, svc.config.supplier_eui)
-        request_id = RequestId(originator=svc.config.supplier_eui, target=svc.config.dcc_eui,
-                               counter=counter)
-        root = build_update_firmware(request_id=request_id, service=service,
-                                     firmware_image=data, firmware_version=firmware_version,
-                                     devices=accepted)
+        request_id = RequestId(
+            originator=svc.config.supplier_eui, target=svc.config.dcc_eui, counter=counter
+        )
+        root = build_update_firmware(
+            request_id=request_id,
+            service=service,
+            firmware_image=data,
+            firmware_version=firmware_version,
+            devices=accepted,
+        )
         if svc.schema is not None:
             svc.schema.validate(root)
         document = sign_document(
-            root, sign_digest=signer.signer(
-                xml_key, purpose=KeyPurpose.XML_SIGN, operation=signing.DUIS_SIGN,
-                image_id=image.record.image_id, device_count=len(accepted),
-                request_id=request_id, details={"service": service}),
-            issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
-    return DuisResult(document=document, request_id=request_id, devices=tuple(accepted),
-                      refused=tuple(refused))
+            root,
+            sign_digest=signer.signer(
+                xml_key,
+                purpose=KeyPurpose.XML_SIGN,
+                operation=signing.DUIS_SIGN,
+                image_id=image.record.image_id,
+                device_count=len(accepted),
+                request_id=request_id,
+                details={"service": service},
+            ),
+            issuer_name=xml_cert.issuer_name,
+            serial=xml_cert.serial,
+        )
+    return DuisResult(
+        document=document, request_id=request_id, devices=tuple(accepted), refused=tuple(refused)
+    )
 
 
 def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
@@ -98,8 +124,11 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
     """
     now = svc.clock()
     cached = svc.xml_key
-    if (cached is not None and cached[1].not_before <= now <= cached[1].not_after
-            and keygate.refusal(svc, cached[0], KeyPurpose.XML_SIGN) is None):
+    if (
+        cached is not None
+        and cached[1].not_before <= now <= cached[1].not_after
+        and keygate.refusal(svc, cached[0], KeyPurpose.XML_SIGN) is None
+    ):
         return cached
     svc.xml_key = None
     name = svc.config.xml_signing_key
@@ -113,8 +142,7 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
             raise ConfigurationError(reason)
         if key.certificate is None:
             raise ConfigurationError(f"XML-signing key {key.label!r} has no certificate")
-        svc.xml_key = key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui,
-                                             now=now)
+        svc.xml_key = key, check_xml_signing(key.certificate, eui=svc.config.supplier_eui, now=now)
         return svc.xml_key
     except (NotFound, InvalidInput, CertificateRejected, ConfigurationError) as exc:
         raise ConfigurationError(f"no usable XML-signing key: {exc}") from None
@@ -132,14 +160,17 @@ def _the_xml_key(svc: Services) -> TokenKey:
         if smki.role == RemotePartyRole.XML_SIGNING and smki.eui == svc.config.supplier_eui:
             candidates.append(key)
     if len(candidates) != 1:
-        raise ConfigurationError(f"{len(candidates)} active XML-signing keys for "
-                                 f"{svc.config.supplier_eui} on the token; name one with "
-                                 "supplier.xml_signing_key")
+        raise ConfigurationError(
+            f"{len(candidates)} active XML-signing keys for "
+            f"{svc.config.supplier_eui} on the token; name one with "
+            "supplier.xml_signing_key"
+        )
     return candidates[0]
 
 
-def _library_image(svc: Services, image_id: str | None, upgrade_image: bytes | None, *,
-                   with_tail: bool) -> VerifiedImage:
+def _library_image(
+    svc: Services, image_id: str | None, upgrade_image: bytes | None, *, with_tail: bool
+) -> VerifiedImage:
     """The verified library image named by ID, or the one an upgrade image carries."""
     if image_id is not None:
         image = verified_image(svc, image_id)
@@ -150,18 +181,23 @@ def _library_image(svc: Services, image_id: str | None, upgrade_image: bytes | N
         if parsed.header_bytes != image.record.header_bytes:
             raise PolicyRefusal("the upgrade image's OTA header differs from the verified one")
     if image.record.with_tail != with_tail:
-        wanted = "an SR 11.1 image with a signature tail" if with_tail else \
-            "a tail-less SR 11.4 PPMID image"
+        wanted = (
+            "an SR 11.1 image with a signature tail"
+            if with_tail
+            else "a tail-less SR 11.4 PPMID image"
+        )
         raise PolicyRefusal(f"image {image.record.image_id} is not {wanted}")
     size = len(image.record.header_bytes) + len(image.manufacturer_image)
     if size + (TAIL_LENGTH if with_tail else 0) > MAX_FIRMWARE_IMAGE:
-        raise InvalidInput(f"the upgrade image exceeds the DUIS limit of {MAX_FIRMWARE_IMAGE} "
-                           "bytes", field="image")
+        raise InvalidInput(
+            f"the upgrade image exceeds the DUIS limit of {MAX_FIRMWARE_IMAGE} bytes", field="image"
+        )
     return image
 
 
-def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
-           ) -> tuple[bytes, list[Eui64], list[Refusal]]:
+def _ppmid(
+    svc: Services, image: VerifiedImage, devices: list[Eui64]
+) -> tuple[bytes, list[Eui64], list[Refusal]]:
     """SR 11.4 images carry no ARP signature: header || image goes as verified.
 
     No Supplier cell is consulted, but every device must be registered.
@@ -173,39 +209,51 @@ def _ppmid(svc: Services, image: VerifiedImage, devices: list[Eui64]
     return image.record.header_bytes + image.manufacturer_image, accepted, refused
 
 
-def _esme(svc: Services, signer: SigningBatch, image: VerifiedImage,
-          upgrade_image: bytes | None, devices: list[Eui64], force_replace: bool | None
-          ) -> tuple[bytes, list[Eui64], list[Refusal]]:
+def _esme(
+    svc: Services,
+    signer: SigningBatch,
+    image: VerifiedImage,
+    upgrade_image: bytes | None,
+    devices: list[Eui64],
+    force_replace: bool | None,
+) -> tuple[bytes, list[Eui64], list[Refusal]]:
     selection = select_eligible(svc, image, devices)
     refused = list(selection.refused)
     if not selection.groups:
         raise DevicesRefused("every device was refused", [r.as_tuple() for r in refused])
     if upgrade_image is None:
         if len(selection.groups) > 1:
-            names = ", ".join(f"{g.key.label} ({len(g.devices)} devices)"
-                              for g in selection.groups)
-            raise PolicyRefusal(f"the devices trust {len(selection.groups)} different keys "
-                                f"({names}); one DUIS request carries one image: call Resign "
-                                "and send each upgrade image it returns with its devices")
+            names = ", ".join(f"{g.key.label} ({len(g.devices)} devices)" for g in selection.groups)
+            raise PolicyRefusal(
+                f"the devices trust {len(selection.groups)} different keys "
+                f"({names}); one DUIS request carries one image: call Resign "
+                "and send each upgrade image it returns with its devices"
+            )
         group = selection.groups[0]
         signed = sign_for_group(signer, image, group, force_replace_for(image, force_replace))
         return signed.upgrade_image, list(group.devices), refused
     signature = upgrade_image[-64:]
     signer_group = _signing_group(selection.groups, image.digest, signature)
     if signer_group is None:
-        raise PolicyRefusal("the upgrade image's ARP signature was not made by a usable key "
-                            "that these devices trust; re-sign it with Resign")
+        raise PolicyRefusal(
+            "the upgrade image's ARP signature was not made by a usable key "
+            "that these devices trust; re-sign it with Resign"
+        )
     for g in selection.groups:
         if g is not signer_group:
-            refused.extend(Refusal(d, "cell_names_other_key",
-                                   f"the device trusts key {g.key.label!r}, not "
-                                   f"{signer_group.key.label!r} that signed this image")
-                           for d in g.devices)
+            refused.extend(
+                Refusal(
+                    d,
+                    "cell_names_other_key",
+                    f"the device trusts key {g.key.label!r}, not "
+                    f"{signer_group.key.label!r} that signed this image",
+                )
+                for d in g.devices
+            )
     return upgrade_image, list(signer_group.devices), refused
 
 
-def _signing_group(groups: Sequence[KeyGroup], digest: bytes,
-                   signature: bytes) -> KeyGroup | None:
+def _signing_group(groups: Sequence[KeyGroup], digest: bytes, signature: bytes) -> KeyGroup | None:
     for g in groups:
         try:
             verify_p256_prehashed(g.certificate.public_key, digest, signature)

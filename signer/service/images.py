@@ -14,8 +14,9 @@ def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> 
     """The library image, only if it passed verification."""
     text = image_id.strip().lower()
     if len(text) != 64 or not _HEX.issuperset(text):
-        raise InvalidInput("an image ID is 64 hex digits (SHA-256 of the Manufacturer Image)",
-                           field=field)
+        raise InvalidInput(
+            "an image ID is 64 hex digits (SHA-256 of the Manufacturer Image)", field=field
+        )
     image = svc.images.get(text, lambda: library.get(svc.db, text))
     if image is None:
         if library.exists(svc.db, text):

@@ -17,8 +17,10 @@ def refusal(svc: Services, key: TokenKey, purpose: KeyPurpose) -> str | None:
         return f"key {key.label!r} is disabled on the token (CKA_SIGN false: retired)"
     entry = svc.ledger.get(svc.db, svc.token.token_label, key.key_id)
     if entry is None:
-        return (f"key {key.label!r} is not in the key ledger; a security team activates it "
-                "with `signer keys activate`")
+        return (
+            f"key {key.label!r} is not in the key ledger; a security team activates it "
+            "with `signer keys activate`"
+        )
     state, recorded = entry
     if state is not KeyState.ACTIVE:
         return f"key {key.label!r} is {state}"

@@ -11,8 +11,11 @@ def key_ref(token: Token, text: str, *, field: str) -> KeyRef:
     """Parse a key name and check that a URI names this service's token."""
     ref = parse_key_ref(text, field=field)
     if ref.token is not None and ref.token != token.token_label:
-        raise InvalidInput(f"{ref.describe()} names token {ref.token!r}, but this service "
-                           f"uses token {token.token_label!r}", field=field)
+        raise InvalidInput(
+            f"{ref.describe()} names token {ref.token!r}, but this service "
+            f"uses token {token.token_label!r}",
+            field=field,
+        )
     return ref
 
 

@@ -53,10 +53,12 @@ class KeysStillTrusted(PolicyRefusal):
         self.devices = devices
         shown = ", ".join(str(d) for d in devices[:LISTED_DEVICES])
         more = f" and {len(devices) - LISTED_DEVICES} more" if len(devices) > LISTED_DEVICES else ""
-        super().__init__(f"{len(devices)} registered device(s) still trust key {label!r} in "
-                         f"their Supplier digital-signing cell: {shown}{more}; update their "
-                         "credentials first (SR 6.15.1; see `signer keys rotation-report`), "
-                         "or retire with --force --reason")
+        super().__init__(
+            f"{len(devices)} registered device(s) still trust key {label!r} in "
+            f"their Supplier digital-signing cell: {shown}{more}; update their "
+            "credentials first (SR 6.15.1; see `signer keys rotation-report`), "
+            "or retire with --force --reason"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,12 @@ def locate(svc: Services, name: str, *, field: str = "label") -> Located:
     try:
         key = svc.token.find(label=ref.label, key_id=ref.key_id)
     except NotFound:
-        records = [r for r in ledger.all_keys(svc.db, svc.token.token_label).values()
-                   if (ref.label is None or r.label == ref.label)
-                   and (ref.key_id is None or r.key_id == ref.key_id)]
+        records = [
+            r
+            for r in ledger.all_keys(svc.db, svc.token.token_label).values()
+            if (ref.label is None or r.label == ref.label)
+            and (ref.key_id is None or r.key_id == ref.key_id)
+        ]
         if len(records) != 1:
             raise
         return Located(None, records[0])
@@ -108,49 +113,79 @@ def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> Ke
     if ref.label is None:
         raise InvalidInput("a new key needs a label (URI attribute object=)", field="label")
     if ref.key_id is not None and len(ref.key_id) != KEY_ID_LENGTH:
-        raise InvalidInput(f"CKA_ID must be {KEY_ID_LENGTH} bytes, got {len(ref.key_id)}",
-                           field="label")
+        raise InvalidInput(
+            f"CKA_ID must be {KEY_ID_LENGTH} bytes, got {len(ref.key_id)}", field="label"
+        )
     op = _operation(svc, actor, "generate", ref.label, ref.key_id, purpose=purpose.value)
     with _recorded(svc, op):
         key = svc.token.generate_key(ref.label, ref.key_id)
         try:
-            return ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
-                                 label=key.label, purpose=purpose, now=svc.clock(),
-                                 op=_with(op, key_id=key.key_id, detail_extra={
-                                     "public_key_sha256": _spki_sha256(key.public_key)}))
+            return ledger.create(
+                svc.db,
+                token_label=svc.token.token_label,
+                key_id=key.key_id,
+                label=key.label,
+                purpose=purpose,
+                now=svc.clock(),
+                op=_with(
+                    op,
+                    key_id=key.key_id,
+                    detail_extra={"public_key_sha256": _spki_sha256(key.public_key)},
+                ),
+            )
         except BaseException:
             # Unrecorded keys are not left behind: the ledger is the list of what exists.
             svc.token.destroy_key(key)
             raise
 
 
-def import_existing(svc: Services, label: str, key_pem: bytes, cert_pem: bytes, *,
-                    actor: str, purpose: KeyPurpose | None = None) -> KeyRecord:
+def import_existing(
+    svc: Services,
+    label: str,
+    key_pem: bytes,
+    cert_pem: bytes,
+    *,
+    actor: str,
+    purpose: KeyPurpose | None = None,
+) -> KeyRecord:
     """Import a test key and its certificate (pending until activated)."""
     ref = key_ref(svc.token, label, field="label")
     if ref.label is None or ref.key_id is not None:
-        raise InvalidInput("name the imported key by label only (URI attribute object=); its "
-                           "CKA_ID becomes its certificate's SKI", field="label")
+        raise InvalidInput(
+            "name the imported key by label only (URI attribute object=); its "
+            "CKA_ID becomes its certificate's SKI",
+            field="label",
+        )
     label = ref.label
     cert = load_certificate(cert_pem, field="cert")
     purpose = purpose or purpose_of(cert)
     if purpose is None:
-        raise InvalidInput("the certificate's role is neither Supplier (02) nor XML signing "
-                           "(87); name the purpose", field="purpose")
+        raise InvalidInput(
+            "the certificate's role is neither Supplier (02) nor XML signing "
+            "(87); name the purpose",
+            field="purpose",
+        )
     op = _operation(svc, actor, "import", label, None, purpose=purpose.value)
     with _recorded(svc, op):
         key = import_key(svc.token, label, key_pem, cert_pem)
         try:
-            return ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
-                                 label=key.label, purpose=purpose, now=svc.clock(),
-                                 op=_with(op, key_id=key.key_id, detail_extra=_cert_facts(cert)))
+            return ledger.create(
+                svc.db,
+                token_label=svc.token.token_label,
+                key_id=key.key_id,
+                label=key.label,
+                purpose=purpose,
+                now=svc.clock(),
+                op=_with(op, key_id=key.key_id, detail_extra=_cert_facts(cert)),
+            )
         except BaseException:
             svc.token.destroy_key(key)
             raise
 
 
-def certificate_request(svc: Services, name: str, eui_text: str, *, actor: str,
-                        cn: str = "") -> x509.CertificateSigningRequest:
+def certificate_request(
+    svc: Services, name: str, eui_text: str, *, actor: str, cn: str = ""
+) -> x509.CertificateSigningRequest:
     """A PKCS#10 request in the SMKI Organisation form, signed inside the token by the key."""
     found = locate(svc, name)
     eui = Eui64.parse(eui_text, field="eui")
@@ -160,17 +195,32 @@ def certificate_request(svc: Services, name: str, eui_text: str, *, actor: str,
         if record.state is KeyState.RETIRED:
             raise PolicyRefusal(f"key {found.label!r} is retired")
         if eui != svc.config.supplier_eui:
-            raise InvalidInput(f"EUI {eui} is not this Supplier's ({svc.config.supplier_eui}); "
-                               "the certificate would fail the profile check", field="eui")
+            raise InvalidInput(
+                f"EUI {eui} is not this Supplier's ({svc.config.supplier_eui}); "
+                "the certificate would fail the profile check",
+                field="eui",
+            )
         key = found.on_token()
-        csr = build_csr(subject=smki_name(int(record.purpose.role), eui, cn),
-                        public_key=key.public_key,
-                        sign_digest=lambda digest: svc.token.sign_digest(key, digest))
+        csr = build_csr(
+            subject=smki_name(int(record.purpose.role), eui, cn),
+            public_key=key.public_key,
+            sign_digest=lambda digest: svc.token.sign_digest(key, digest),
+        )
         der = csr.public_bytes(serialization.Encoding.DER)
-        ledger.record(svc.db, _with(op, detail_extra={
-            "subject": csr.subject.rfc4514_string(), "csr_sha256": hashlib.sha256(der).hexdigest(),
-            "digest": hashlib.sha256(csr.tbs_certrequest_bytes).hexdigest(),  # what was signed
-        }), svc.clock())
+        ledger.record(
+            svc.db,
+            _with(
+                op,
+                detail_extra={
+                    "subject": csr.subject.rfc4514_string(),
+                    "csr_sha256": hashlib.sha256(der).hexdigest(),
+                    "digest": hashlib.sha256(
+                        csr.tbs_certrequest_bytes
+                    ).hexdigest(),  # what was signed
+                },
+            ),
+            svc.clock(),
+        )
         return csr
 
 
@@ -189,25 +239,34 @@ def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: st
         if cert.public_key() != key.public_key:
             raise CertificateRejected(
                 f"the certificate's public key (SHA-256 {_spki_sha256(cert.public_key())[:16]}…) "
-                f"is not key {key.label!r}'s (SHA-256 {_spki_sha256(key.public_key)[:16]}…)")
-        smki = check_certificate_for(record.purpose, cert, supplier_eui=svc.config.supplier_eui,
-                                     now=svc.clock(), issuers=svc.issuers)
+                f"is not key {key.label!r}'s (SHA-256 {_spki_sha256(key.public_key)[:16]}…)"
+            )
+        smki = check_certificate_for(
+            record.purpose,
+            cert,
+            supplier_eui=svc.config.supplier_eui,
+            now=svc.clock(),
+            issuers=svc.issuers,
+        )
         _refuse_ski_clash(svc, key, smki.ski)
         if record.state is KeyState.ACTIVE and record.ski is not None and smki.ski != record.ski:
             raise CertificateRejected(
                 f"key {key.label!r} is active and devices' cells name SKI {record.ski.hex()}; "
-                f"a renewal must keep it, this certificate has {smki.ski.hex()}")
+                f"a renewal must keep it, this certificate has {smki.ski.hex()}"
+            )
         svc.token.store_certificate(key, cert)
         if record.state is KeyState.ACTIVE:
-            ledger.update_certificate(svc.db, record, ski=smki.ski, serial=str(smki.serial),
-                                      now=svc.clock(), op=op)
+            ledger.update_certificate(
+                svc.db, record, ski=smki.ski, serial=str(smki.serial), now=svc.clock(), op=op
+            )
         else:
             ledger.record(svc.db, op, svc.clock())
         return _require_record(locate(svc, name))
 
 
-def activate(svc: Services, name: str, *, actor: str,
-             purpose: KeyPurpose | None = None) -> KeyRecord:
+def activate(
+    svc: Services, name: str, *, actor: str, purpose: KeyPurpose | None = None
+) -> KeyRecord:
     """Let a key sign: its certificate must pass its purpose's profile now.
 
     A key already on the token but unknown to the ledger (made before the ledger existed,
@@ -221,44 +280,65 @@ def activate(svc: Services, name: str, *, actor: str,
             raise PolicyRefusal(f"key {found.label!r} is retired; retirement is final")
         key = found.on_token()
         if key.certificate is None:
-            raise PolicyRefusal(f"key {key.label!r} has no certificate; install one first "
-                                "(`signer keys install-cert`)")
+            raise PolicyRefusal(
+                f"key {key.label!r} has no certificate; install one first "
+                "(`signer keys install-cert`)"
+            )
         if not key.can_sign:
             raise PolicyRefusal(f"key {key.label!r} is disabled on the token (CKA_SIGN false)")
         record = found.record
         if record is None:
             purpose = purpose or purpose_of(key.certificate)
             if purpose is None:
-                raise InvalidInput(f"key {key.label!r} is not in the key ledger and its "
-                                   "certificate's role names no purpose; give --purpose",
-                                   field="purpose")
+                raise InvalidInput(
+                    f"key {key.label!r} is not in the key ledger and its "
+                    "certificate's role names no purpose; give --purpose",
+                    field="purpose",
+                )
             op = _with(op, detail_extra={"adopted": True})
         elif purpose is not None and purpose is not record.purpose:
             raise PolicyRefusal(f"key {key.label!r} is for {record.purpose}, not {purpose}")
         use = purpose if record is None else record.purpose
         assert use is not None
-        smki = check_certificate_for(use, key.certificate, supplier_eui=svc.config.supplier_eui,
-                                     now=svc.clock(), issuers=svc.issuers)
+        smki = check_certificate_for(
+            use,
+            key.certificate,
+            supplier_eui=svc.config.supplier_eui,
+            now=svc.clock(),
+            issuers=svc.issuers,
+        )
         _refuse_ski_clash(svc, key, smki.ski)
         protection = _protection(svc, key)
         op = _with(op, detail_extra={"generated_in_token": protection.local})
         if record is None:
-            record = ledger.create(svc.db, token_label=svc.token.token_label, key_id=key.key_id,
-                                   label=key.label, purpose=use, now=svc.clock(),
-                                   op=_with(op, operation="adopt"))
-        done = ledger.transition(svc.db, record, KeyState.ACTIVE, now=svc.clock(),
-                                 ski=smki.ski, certificate_serial=str(smki.serial),
-                                 op=_with(op, detail_extra=_cert_facts(key.certificate)))
+            record = ledger.create(
+                svc.db,
+                token_label=svc.token.token_label,
+                key_id=key.key_id,
+                label=key.label,
+                purpose=use,
+                now=svc.clock(),
+                op=_with(op, operation="adopt"),
+            )
+        done = ledger.transition(
+            svc.db,
+            record,
+            KeyState.ACTIVE,
+            now=svc.clock(),
+            ski=smki.ski,
+            certificate_serial=str(smki.serial),
+            op=_with(op, detail_extra=_cert_facts(key.certificate)),
+        )
         svc.ledger.invalidate()
         return done
 
 
-def retire(svc: Services, name: str, *, actor: str, force: bool = False,
-           reason: str = "") -> KeyRecord:
+def retire(
+    svc: Services, name: str, *, actor: str, force: bool = False, reason: str = ""
+) -> KeyRecord:
     """Retire a key for good: the ledger stops it, and CKA_SIGN is cleared on the token."""
     found = locate(svc, name)
-    op = _operation(svc, actor, "retire", found.label, found.key_id, forced=force,
-                    reason=reason)
+    op = _operation(svc, actor, "retire", found.label, found.key_id, forced=force, reason=reason)
     with _recorded(svc, op):
         if force and not reason.strip():
             raise InvalidInput("a forced retirement needs a reason", field="reason")
@@ -267,14 +347,19 @@ def retire(svc: Services, name: str, *, actor: str, force: bool = False,
             done = record  # already retired: make sure the token refuses it too
         else:
             skis = {s for s in (record.ski, found.key.ski if found.key else None) if s}
-            trusting = sorted({d for s in skis
-                               for d in device_registry.devices_trusting(svc.db, s)},
-                              key=lambda d: d.value)
+            trusting = sorted(
+                {d for s in skis for d in device_registry.devices_trusting(svc.db, s)},
+                key=lambda d: d.value,
+            )
             if trusting and not force:
                 raise KeysStillTrusted(found.label, trusting)
-            done = ledger.transition(svc.db, record, KeyState.RETIRED, now=svc.clock(),
-                                     op=_with(op, detail_extra={"devices_still_trusting":
-                                                                len(trusting)}))
+            done = ledger.transition(
+                svc.db,
+                record,
+                KeyState.RETIRED,
+                now=svc.clock(),
+                op=_with(op, detail_extra={"devices_still_trusting": len(trusting)}),
+            )
             svc.ledger.invalidate()
     if found.key is not None and found.key.can_sign:
         disable = _operation(svc, actor, "disable-signing", found.label, found.key_id)
@@ -282,20 +367,34 @@ def retire(svc: Services, name: str, *, actor: str, force: bool = False,
             svc.token.disable_signing(found.key)
         except SignerError as exc:
             # The ledger already refuses the key; say loudly that the second barrier is missing.
-            log.error("key %r is retired in the ledger but CKA_SIGN could not be cleared: %s",
-                      found.label, exc)
-            ledger.record(svc.db, _with(disable, outcome="failed",
-                                        detail_extra={"error": str(exc)}), svc.clock())
+            log.error(
+                "key %r is retired in the ledger but CKA_SIGN could not be cleared: %s",
+                found.label,
+                exc,
+            )
+            ledger.record(
+                svc.db,
+                _with(disable, outcome="failed", detail_extra={"error": str(exc)}),
+                svc.clock(),
+            )
             raise HsmUnavailable(
                 f"key {found.label!r} is retired in the key ledger (it will not sign), but "
                 f"CKA_SIGN could not be cleared on the token: {exc}; run `signer keys retire` "
-                "again when the token is reachable") from exc
+                "again when the token is reachable"
+            ) from exc
         ledger.record(svc.db, disable, svc.clock())
     return done
 
 
-def self_certify(svc: Services, name: str, *, not_before: dt.datetime, not_after: dt.datetime,
-                 actor: str, issuer_cn: str = "DEV") -> KeyRecord:
+def self_certify(
+    svc: Services,
+    name: str,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    actor: str,
+    issuer_cn: str = "DEV",
+) -> KeyRecord:
     """Development only: certify a pending key with itself as ``CN=<issuer_cn>,OU=07``.
 
     Production certificates come from the SMKI issuing CA through `keys csr`.
@@ -303,18 +402,23 @@ def self_certify(svc: Services, name: str, *, not_before: dt.datetime, not_after
     found = locate(svc, name)
     record = _require_record(found)
     if record.state is not KeyState.PENDING:
-        raise PolicyRefusal(f"key {found.label!r} is {record.state}; only a pending key is "
-                            "self-certified")
+        raise PolicyRefusal(
+            f"key {found.label!r} is {record.state}; only a pending key is self-certified"
+        )
     key = found.on_token()
     cert = issue_certificate(
         subject=smki_name(int(record.purpose.role), svc.config.supplier_eui, key.label),
         issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, issuer_cn),
-        public_key=key.public_key, serial=x509.random_serial_number(),
-        not_before=not_before, not_after=not_after,
+        public_key=key.public_key,
+        serial=x509.random_serial_number(),
+        not_before=not_before,
+        not_after=not_after,
         extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-        sign_digest=lambda digest: svc.token.sign_digest(key, digest))
-    return install_certificate(svc, name, cert.public_bytes(serialization.Encoding.PEM),
-                               actor=actor)
+        sign_digest=lambda digest: svc.token.sign_digest(key, digest),
+    )
+    return install_certificate(
+        svc, name, cert.public_bytes(serialization.Encoding.PEM), actor=actor
+    )
 
 
 # -- internals ------------------------------------------------------------------------------
@@ -325,21 +429,38 @@ def operations(svc: Services) -> list[ledger.OperationRecord]:
     return ledger.operations(svc.db, svc.token.token_label)
 
 
-def _operation(svc: Services, actor: str, operation: str, label: str, key_id: bytes | None,
-               **detail: Any) -> Operation:
+def _operation(
+    svc: Services, actor: str, operation: str, label: str, key_id: bytes | None, **detail: Any
+) -> Operation:
     if not actor:
         raise InvalidInput("every key operation needs an actor", field="actor")
-    return Operation(actor=actor, operation=operation, token_label=svc.token.token_label,
-                     key_label=label, key_id=key_id, detail=detail)
+    return Operation(
+        actor=actor,
+        operation=operation,
+        token_label=svc.token.token_label,
+        key_label=label,
+        key_id=key_id,
+        detail=detail,
+    )
 
 
-def _with(op: Operation, *, operation: str | None = None, key_id: bytes | None = None,
-          outcome: str | None = None, detail_extra: dict[str, Any] | None = None) -> Operation:
-    return Operation(actor=op.actor, operation=operation or op.operation,
-                     token_label=op.token_label, key_label=op.key_label,
-                     key_id=key_id if key_id is not None else op.key_id,
-                     outcome=outcome or op.outcome,
-                     detail={**(op.detail or {}), **(detail_extra or {})})
+def _with(
+    op: Operation,
+    *,
+    operation: str | None = None,
+    key_id: bytes | None = None,
+    outcome: str | None = None,
+    detail_extra: dict[str, Any] | None = None,
+) -> Operation:
+    return Operation(
+        actor=op.actor,
+        operation=operation or op.operation,
+        token_label=op.token_label,
+        key_label=op.key_label,
+        key_id=key_id if key_id is not None else op.key_id,
+        outcome=outcome or op.outcome,
+        detail={**(op.detail or {}), **(detail_extra or {})},
+    )
 
 
 @contextmanager
@@ -359,14 +480,17 @@ def _try_record(svc: Services, op: Operation) -> None:
     try:
         ledger.record(svc.db, op, svc.clock())
     except SignerError as exc:  # the database itself may be what failed
-        log.error("could not record refused key operation %s on %r: %s", op.operation,
-                  op.key_label, exc)
+        log.error(
+            "could not record refused key operation %s on %r: %s", op.operation, op.key_label, exc
+        )
 
 
 def _require_record(found: Located) -> KeyRecord:
     if found.record is None:
-        raise PolicyRefusal(f"key {found.label!r} is not in the key ledger; adopt it with "
-                            "`signer keys activate` or generate keys with `signer keys generate`")
+        raise PolicyRefusal(
+            f"key {found.label!r} is not in the key ledger; adopt it with "
+            "`signer keys activate` or generate keys with `signer keys generate`"
+        )
     return found.record
 
 
@@ -378,8 +502,7 @@ def _protection(svc: Services, key: TokenKey) -> KeyProtection:
         raise NotFound(f"key {key.label!r}: private key attributes not readable")
     problems = found[0].problems()
     if problems:
-        raise PolicyRefusal(f"key {key.label!r} cannot be trusted to sign: "
-                            f"{'; '.join(problems)}")
+        raise PolicyRefusal(f"key {key.label!r} cannot be trusted to sign: {'; '.join(problems)}")
     return found[0]
 
 
@@ -387,16 +510,19 @@ def _refuse_ski_clash(svc: Services, key: TokenKey, ski: bytes) -> None:
     """Two signing-capable keys behind one SKI would let the token, not the device, choose."""
     for other in svc.token.keys(refresh=True):
         if other.key_id != key.key_id and other.ski == ski and other.can_sign:
-            raise CertificateRejected(f"key {other.label!r} already has a certificate with "
-                                      f"SKI {ski.hex()}")
+            raise CertificateRejected(
+                f"key {other.label!r} already has a certificate with SKI {ski.hex()}"
+            )
 
 
 def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:
     facts: dict[str, Any] = {
-        "serial": str(cert.serial_number), "issuer": cert.issuer.rfc4514_string(),
+        "serial": str(cert.serial_number),
+        "issuer": cert.issuer.rfc4514_string(),
         "subject": cert.subject.rfc4514_string(),
         "not_after": cert.not_valid_after_utc.isoformat(),
-        "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex()}
+        "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }
     try:
         facts["ski"] = parse_smki(cert).ski.hex()
     except CertificateRejected:
@@ -405,6 +531,8 @@ def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:
 
 
 def _spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
-    return hashlib.sha256(public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
-
+    return hashlib.sha256(
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).hexdigest()

@@ -38,8 +38,9 @@ def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> li
     if not device_ids:
         raise InvalidInput("at least one device is needed", field=field)
     if len(device_ids) > MAX_DEVICES:
-        raise InvalidInput(f"{len(device_ids)} devices exceed the DUIS limit of {MAX_DEVICES}",
-                           field=field)
+        raise InvalidInput(
+            f"{len(device_ids)} devices exceed the DUIS limit of {MAX_DEVICES}", field=field
+        )
     out: list[Eui64] = []
     seen: set[Eui64] = set()
     for i, text in enumerate(device_ids):
@@ -51,8 +52,9 @@ def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> li
     return out
 
 
-def select_keys(svc: Services, devices: Sequence[Eui64],
-                skis: Mapping[Eui64, bytes | None] | None = None) -> Selection:
+def select_keys(
+    svc: Services, devices: Sequence[Eui64], skis: Mapping[Eui64, bytes | None] | None = None
+) -> Selection:
     """Group devices by the token key their Supplier digital-signing cell names.
 
     Each key's certificate is checked against the ARP-signature profile at the time of the
@@ -70,18 +72,29 @@ def select_keys(svc: Services, devices: Sequence[Eui64],
     refused: list[Refusal] = []
     for eui in devices:
         if eui not in skis:
-            refused.append(Refusal(eui, "unknown_device",
-                                   "no trust anchor cells registered for this device"))
+            refused.append(
+                Refusal(eui, "unknown_device", "no trust anchor cells registered for this device")
+            )
             continue
         ski = skis[eui]
         if ski is None:
-            refused.append(Refusal(eui, "no_supplier_cell",
-                                   "the device has no Supplier digital-signing trust anchor cell"))
+            refused.append(
+                Refusal(
+                    eui,
+                    "no_supplier_cell",
+                    "the device has no Supplier digital-signing trust anchor cell",
+                )
+            )
             continue
         key = by_ski.get(ski)
         if key is None:
-            refused.append(Refusal(eui, "no_key_for_cell",
-                                   f"no key on the token has a certificate with SKI {ski.hex()}"))
+            refused.append(
+                Refusal(
+                    eui,
+                    "no_key_for_cell",
+                    f"no key on the token has a certificate with SKI {ski.hex()}",
+                )
+            )
             continue
         if ski not in gated:
             gated[ski] = keygate.refusal(svc, key, KeyPurpose.SUPPLIER_DS)
@@ -92,8 +105,7 @@ def select_keys(svc: Services, devices: Sequence[Eui64],
             checked[ski] = _check(svc, key, now)
         outcome = checked[ski]
         if isinstance(outcome, CertificateRejected):
-            refused.append(Refusal(eui, "certificate_rejected",
-                                   f"key {key.label!r}: {outcome}"))
+            refused.append(Refusal(eui, "certificate_rejected", f"key {key.label!r}: {outcome}"))
             continue
         members.setdefault(ski, []).append(eui)
     groups = []
@@ -117,8 +129,9 @@ def _check(svc: Services, key: TokenKey, now: dt.datetime) -> SmkiCertificate | 
     if cached is not None:
         return cached
     try:
-        verdict = check_supplier_signing(cert, supplier_eui=svc.config.supplier_eui, now=now,
-                                         issuers=svc.issuers)
+        verdict = check_supplier_signing(
+            cert, supplier_eui=svc.config.supplier_eui, now=now, issuers=svc.issuers
+        )
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
         if svc.issuers:
             ca = check_issued_by(cert, svc.issuers, now=now)

@@ -55,16 +55,35 @@ def list_keys(svc: Services) -> list[KeyView]:
         seen.add(key.key_id)
         record = records.get(key.key_id)
         purpose = record.purpose.value if record else _purpose_text(key.certificate)
-        views.append(_view(key.label, key.key_id, key.certificate, key.ski, purpose,
-                           record.state.value if record else UNREGISTERED, True, key.can_sign,
-                           counts))
+        views.append(
+            _view(
+                key.label,
+                key.key_id,
+                key.certificate,
+                key.ski,
+                purpose,
+                record.state.value if record else UNREGISTERED,
+                True,
+                key.can_sign,
+                counts,
+            )
+        )
     for key_id, record in records.items():
         if key_id not in seen:
-            views.append(KeyView(label=record.label, key_id=key_id, ski=record.ski,
-                                 purpose=record.purpose.value, state=record.state.value,
-                                 on_token=False, can_sign=False,
-                                 devices=counts.get(record.ski, 0) if record.ski else 0,
-                                 certificate=None, serial=_int(record.certificate_serial)))
+            views.append(
+                KeyView(
+                    label=record.label,
+                    key_id=key_id,
+                    ski=record.ski,
+                    purpose=record.purpose.value,
+                    state=record.state.value,
+                    on_token=False,
+                    can_sign=False,
+                    devices=counts.get(record.ski, 0) if record.ski else 0,
+                    certificate=None,
+                    serial=_int(record.certificate_serial),
+                )
+            )
     return sorted(views, key=lambda v: (v.purpose, v.label))
 
 
@@ -83,39 +102,85 @@ def rotation_report(svc: Services, old_name: str, new_name: str) -> RotationRepo
     old_view, new_view = views[old.key_id], views[new.key_id]
     for which, view in (("from", old_view), ("to", new_view)):
         if view.purpose != KeyPurpose.SUPPLIER_DS.value:
-            raise PolicyRefusal(f"--{which} key {view.label!r} is not a Supplier "
-                                "digital-signing key: devices do not name it")
+            raise PolicyRefusal(
+                f"--{which} key {view.label!r} is not a Supplier "
+                "digital-signing key: devices do not name it"
+            )
         if view.ski is None:
-            raise PolicyRefusal(f"--{which} key {view.label!r} has no certificate, so no SKI "
-                                "a device could name")
+            raise PolicyRefusal(
+                f"--{which} key {view.label!r} has no certificate, so no SKI a device could name"
+            )
     if old.key_id == new.key_id:
         raise PolicyRefusal("--from and --to name the same key")
     assert old_view.ski is not None and new_view.ski is not None
-    return RotationReport(old_view, new_view,
-                          device_registry.devices_trusting(svc.db, old_view.ski),
-                          len(device_registry.devices_trusting(svc.db, new_view.ski)))
+    return RotationReport(
+        old_view,
+        new_view,
+        device_registry.devices_trusting(svc.db, old_view.ski),
+        len(device_registry.devices_trusting(svc.db, new_view.ski)),
+    )
 
 
-def _view(label: str, key_id: bytes, cert: x509.Certificate | None, ski: bytes | None,
-          purpose: str, state: str, on_token: bool, can_sign: bool,
-          counts: dict[bytes, int]) -> KeyView:
+def _view(
+    label: str,
+    key_id: bytes,
+    cert: x509.Certificate | None,
+    ski: bytes | None,
+    purpose: str,
+    state: str,
+    on_token: bool,
+    can_sign: bool,
+    counts: dict[bytes, int],
+) -> KeyView:
     """``ski`` is the certificate's as the token read it: shown even when not SMKI."""
     if cert is None:
-        return KeyView(label=label, key_id=key_id, ski=None, purpose=purpose, state=state,
-                       on_token=on_token, can_sign=can_sign, devices=0, certificate=None)
+        return KeyView(
+            label=label,
+            key_id=key_id,
+            ski=None,
+            purpose=purpose,
+            state=state,
+            on_token=on_token,
+            can_sign=can_sign,
+            devices=0,
+            certificate=None,
+        )
     try:
         smki = parse_smki(cert)
     except CertificateRejected as exc:
-        return KeyView(label=label, key_id=key_id, ski=ski, purpose=purpose, state=state,
-                       on_token=on_token, can_sign=can_sign,
-                       devices=counts.get(ski, 0) if ski else 0, certificate=cert,
-                       serial=cert.serial_number, issuer=compact_name(cert.issuer),
-                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                       certificate_note=f"not SMKI: {exc}")
-    return KeyView(label=label, key_id=key_id, ski=smki.ski, purpose=purpose, state=state,
-                   on_token=on_token, can_sign=can_sign, devices=counts.get(smki.ski, 0),
-                   certificate=cert, role=smki.role, eui=smki.eui, serial=smki.serial,
-                   issuer=smki.issuer_name, not_before=smki.not_before, not_after=smki.not_after)
+        return KeyView(
+            label=label,
+            key_id=key_id,
+            ski=ski,
+            purpose=purpose,
+            state=state,
+            on_token=on_token,
+            can_sign=can_sign,
+            devices=counts.get(ski, 0) if ski else 0,
+            certificate=cert,
+            serial=cert.serial_number,
+            issuer=compact_name(cert.issuer),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            certificate_note=f"not SMKI: {exc}",
+        )
+    return KeyView(
+        label=label,
+        key_id=key_id,
+        ski=smki.ski,
+        purpose=purpose,
+        state=state,
+        on_token=on_token,
+        can_sign=can_sign,
+        devices=counts.get(smki.ski, 0),
+        certificate=cert,
+        role=smki.role,
+        eui=smki.eui,
+        serial=smki.serial,
+        issuer=smki.issuer_name,
+        not_before=smki.not_before,
+        not_after=smki.not_after,
+    )
 
 
 def _purpose_text(cert: x509.Certificate | None) -> str:
@@ -125,5 +190,3 @@ def _purpose_text(cert: x509.Certificate | None) -> str:
 
 def _int(text: str | None) -> int | None:
     return int(text) if text else None
-
-

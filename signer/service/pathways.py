@@ -64,8 +64,9 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
     entries: dict[str, CplEntry | None] = {}
     for d in devices:
         f = facts.get(d)
-        refusal = _unknown(d) if f is None else _check(svc, d, f, target, header, evaluator,
-                                                       entries)
+        refusal = (
+            _unknown(d) if f is None else _check(svc, d, f, target, header, evaluator, entries)
+        )
         if refusal is None:
             accepted.append(d)
         else:
@@ -85,57 +86,104 @@ def _unknown(d: Eui64) -> Refusal:
     return Refusal(d, "unknown_device", "the device is not registered")
 
 
-def _check(svc: Services, d: Eui64, f: DeviceFacts, target: CplEntry, header: OtaHeader,
-           evaluator: PathEvaluator, entries: dict[str, CplEntry | None]) -> Refusal | None:
+def _check(
+    svc: Services,
+    d: Eui64,
+    f: DeviceFacts,
+    target: CplEntry,
+    header: OtaHeader,
+    evaluator: PathEvaluator,
+    entries: dict[str, CplEntry | None],
+) -> Refusal | None:
     if f.current_entry_id is None or f.device_type is None:
-        return Refusal(d, "no_inventory", "the device's type and current CPL entry are not "
-                       "recorded, so no path can be given; import its inventory first",
-                       no_path=True)
+        return Refusal(
+            d,
+            "no_inventory",
+            "the device's type and current CPL entry are not "
+            "recorded, so no path can be given; import its inventory first",
+            no_path=True,
+        )
     if f.device_type != target.device_type.name:
-        return Refusal(d, "wrong_device_type", f"the device is a {f.device_type}, the image "
-                       f"is for {target.device_type.name} (CPL entry {target.entry_id})",
-                       no_path=True)
+        return Refusal(
+            d,
+            "wrong_device_type",
+            f"the device is a {f.device_type}, the image "
+            f"is for {target.device_type.name} (CPL entry {target.entry_id})",
+            no_path=True,
+        )
     if f.current_entry_id not in entries:
         entries[f.current_entry_id] = cpl.get(svc.db, f.current_entry_id)
     current = entries[f.current_entry_id]
     if current is None:
-        return Refusal(d, "unknown_current_entry",
-                       f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL",
-                       no_path=True)
+        return Refusal(
+            d,
+            "unknown_current_entry",
+            f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL",
+            no_path=True,
+        )
     if current.device_type.name != f.device_type or not same_model(current, target):
-        return Refusal(d, "wrong_model", f"the device runs {current.entry_id}, a "
-                       f"{current.device_type.value} {current.model!r} of manufacturer "
-                       f"{current.manufacturer_code:04X}; the image is for a "
-                       f"{target.device_type.value} {target.model!r} of "
-                       f"{target.manufacturer_code:04X}", no_path=True)
+        return Refusal(
+            d,
+            "wrong_model",
+            f"the device runs {current.entry_id}, a "
+            f"{current.device_type.value} {current.model!r} of manufacturer "
+            f"{current.manufacturer_code:04X}; the image is for a "
+            f"{target.device_type.value} {target.model!r} of "
+            f"{target.manufacturer_code:04X}",
+            no_path=True,
+        )
     low, high = header.min_hardware_version, header.max_hardware_version
     if low is not None and high is not None:
         if f.hardware_version is None:
-            return Refusal(d, "hardware_version_unknown", "the image is for hardware versions "
-                           f"{low:#06x}..{high:#06x} and the device's is not recorded",
-                           no_path=True)
+            return Refusal(
+                d,
+                "hardware_version_unknown",
+                "the image is for hardware versions "
+                f"{low:#06x}..{high:#06x} and the device's is not recorded",
+                no_path=True,
+            )
         if not low <= f.hardware_version <= high:
-            return Refusal(d, "hardware_version_out_of_range",
-                           f"hardware version {f.hardware_version:#06x} is outside "
-                           f"{low:#06x}..{high:#06x}", no_path=True)
+            return Refusal(
+                d,
+                "hardware_version_out_of_range",
+                f"hardware version {f.hardware_version:#06x} is outside {low:#06x}..{high:#06x}",
+                no_path=True,
+            )
     if current.entry_id == target.entry_id:
-        return Refusal(d, "already_on_target",
-                       f"the device already runs CPL entry {target.entry_id}",
-                       path=(target.entry_id,))
+        return Refusal(
+            d,
+            "already_on_target",
+            f"the device already runs CPL entry {target.entry_id}",
+            path=(target.entry_id,),
+        )
     if evaluator.permitted(current.entry_id):
         return None
     path = evaluator.path_from(current.entry_id)
     if path is None:
-        return Refusal(d, "not_permitted_predecessor",
-                       f"CPL entry {target.entry_id} may not be installed over "
-                       f"{current.entry_id}, and no permitted path leads there", no_path=True)
-    return Refusal(d, "not_permitted_predecessor",
-                   f"CPL entry {target.entry_id} may not be installed over {current.entry_id}; "
-                   f"permitted path: {' -> '.join(path)}", path=tuple(path))
+        return Refusal(
+            d,
+            "not_permitted_predecessor",
+            f"CPL entry {target.entry_id} may not be installed over "
+            f"{current.entry_id}, and no permitted path leads there",
+            no_path=True,
+        )
+    return Refusal(
+        d,
+        "not_permitted_predecessor",
+        f"CPL entry {target.entry_id} may not be installed over {current.entry_id}; "
+        f"permitted path: {' -> '.join(path)}",
+        path=tuple(path),
+    )
 
 
-def upgrade_path_for(svc: Services, *, from_entry_id: str | None, device_id: str | None,
-                     to_entry_id: str | None, image_id: str | None) -> list[str] | None:
+def upgrade_path_for(
+    svc: Services,
+    *,
+    from_entry_id: str | None,
+    device_id: str | None,
+    to_entry_id: str | None,
+    image_id: str | None,
+) -> list[str] | None:
     """GetUpgradePath: from an entry or a device's current entry, to an entry or an image's."""
     if device_id is not None:
         eui = Eui64.parse(device_id, field="device_id")
@@ -161,8 +209,11 @@ def select_eligible(svc: Services, image: VerifiedImage, devices: Sequence[Eui64
     """Pathway screening, then key selection: the groups to sign for and every refusal,
     refusals in the order the devices were given."""
     screening = screen(svc, image, devices)
-    selection = select_keys(svc, screening.accepted, skis={
-        d: screening.facts[d].supplier_ski for d in screening.accepted})
+    selection = select_keys(
+        svc,
+        screening.accepted,
+        skis={d: screening.facts[d].supplier_ski for d in screening.accepted},
+    )
     by_device = {r.device: r for r in (*screening.refused, *selection.refused)}
     refused = tuple(by_device[d] for d in devices if d in by_device)
     return Selection(groups=selection.groups, refused=refused)

@@ -37,40 +37,52 @@ class ResignResult:
     refused: tuple[Refusal, ...]
 
 
-def resign(svc: Services, image_id: str, device_ids: Sequence[str],
-           force_replace: bool | None) -> ResignResult:
+def resign(
+    svc: Services, image_id: str, device_ids: Sequence[str], force_replace: bool | None
+) -> ResignResult:
     devices = parse_devices(device_ids)
     image = verified_image(svc, image_id)
     if not image.record.with_tail:
-        raise PolicyRefusal(f"image {image.record.image_id} is a tail-less SR 11.4 image: it "
-                            "carries no ARP signature to replace")
+        raise PolicyRefusal(
+            f"image {image.record.image_id} is a tail-less SR 11.4 image: it "
+            "carries no ARP signature to replace"
+        )
     selection = select_eligible(svc, image, devices)
     if not selection.groups:
-        raise DevicesRefused("every device was refused",
-                             [r.as_tuple() for r in selection.refused])
+        raise DevicesRefused("every device was refused", [r.as_tuple() for r in selection.refused])
     force = force_replace_for(image, force_replace)
     with signing.batch(svc) as signer:
-        images = tuple(sign_for_group(signer, image, group, force)
-                       for group in selection.groups)
-    return ResignResult(image_id=image.record.image_id, images=images,
-                        refused=selection.refused)
+        images = tuple(sign_for_group(signer, image, group, force) for group in selection.groups)
+    return ResignResult(image_id=image.record.image_id, images=images, refused=selection.refused)
 
 
-def sign_for_group(signer: SigningBatch, image: VerifiedImage, group: KeyGroup,
-                   force_replace: bool) -> SignedUpgradeImage:
+def sign_for_group(
+    signer: SigningBatch, image: VerifiedImage, group: KeyGroup, force_replace: bool
+) -> SignedUpgradeImage:
     """Sign the Manufacturer Image in the token and check it with the key's certificate.
 
     A signature that does not verify means the token misbehaved: nothing is returned.
     """
-    signature = signer.sign(group.key, image.digest, purpose=KeyPurpose.SUPPLIER_DS,
-                            operation=signing.RESIGN, image_id=image.record.image_id,
-                            device_count=len(group.devices),
-                            details={"force_replace": force_replace})
+    signature = signer.sign(
+        group.key,
+        image.digest,
+        purpose=KeyPurpose.SUPPLIER_DS,
+        operation=signing.RESIGN,
+        image_id=image.record.image_id,
+        device_count=len(group.devices),
+        details={"force_replace": force_replace},
+    )
     try:
         verify_p256_prehashed(group.certificate.public_key, image.digest, signature)
     except SignatureInvalid:
-        raise HsmUnavailable(f"key {group.key.label!r} produced a signature that does not "
-                             "verify with its certificate") from None
-    data = build_upgrade_image(image.record.header_bytes, image.manufacturer_image,
-                               force_replace=force_replace, signature=signature)
+        raise HsmUnavailable(
+            f"key {group.key.label!r} produced a signature that does not "
+            "verify with its certificate"
+        ) from None
+    data = build_upgrade_image(
+        image.record.header_bytes,
+        image.manufacturer_image,
+        force_replace=force_replace,
+        signature=signature,
+    )
     return SignedUpgradeImage(upgrade_image=data, group=group)

@@ -53,19 +53,43 @@ class SigningBatch:
         """A write committed in the records' transaction, only if the batch commits."""
         self._along.append(write)
 
-    def sign(self, key: TokenKey, digest: bytes, *, purpose: KeyPurpose, operation: str,
-             image_id: str | None = None, device_count: int | None = None,
-             request_id: RequestId | None = None,
-             details: Mapping[str, Any] | None = None) -> bytes:
+    def sign(
+        self,
+        key: TokenKey,
+        digest: bytes,
+        *,
+        purpose: KeyPurpose,
+        operation: str,
+        image_id: str | None = None,
+        device_count: int | None = None,
+        request_id: RequestId | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> bytes:
         """ECDSA over ``digest`` in the token, recorded (not yet committed) as ``operation``."""
-        return self.sign_all(key, [digest], [request_id], purpose=purpose, operation=operation,
-                             image_id=image_id, device_count=device_count, details=details)[0]
+        return self.sign_all(
+            key,
+            [digest],
+            [request_id],
+            purpose=purpose,
+            operation=operation,
+            image_id=image_id,
+            device_count=device_count,
+            details=details,
+        )[0]
 
-    def sign_all(self, key: TokenKey, digests: Sequence[bytes],
-                 request_ids: Sequence[RequestId | None], *, purpose: KeyPurpose,
-                 operation: str, image_id: str | None = None, device_count: int | None = None,
-                 details: Mapping[str, Any] | None = None,
-                 check: Callable[[bytes, bytes], None] | None = None) -> list[bytes]:
+    def sign_all(
+        self,
+        key: TokenKey,
+        digests: Sequence[bytes],
+        request_ids: Sequence[RequestId | None],
+        *,
+        purpose: KeyPurpose,
+        operation: str,
+        image_id: str | None = None,
+        device_count: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        check: Callable[[bytes, bytes], None] | None = None,
+    ) -> list[bytes]:
         """``sign`` for a batch with one key: one record per digest, the token signing them
         back to back (``check``: see ``Token.sign_digests``). If the token fails part-way,
         nothing is returned: the digests it had signed are recorded as failed (withheld),
@@ -78,18 +102,36 @@ class SigningBatch:
         serial = str(cert.serial_number) if cert is not None else None
         what = {"purpose": purpose.value, **(details or {})}
 
-        def add(outcome: str, shared: Mapping[str, Any], metric: str | None,
-                first: int = 0, stop: int | None = None) -> None:
+        def add(
+            outcome: str,
+            shared: Mapping[str, Any],
+            metric: str | None,
+            first: int = 0,
+            stop: int | None = None,
+        ) -> None:
             at = self._svc.clock()  # one instant and one details mapping per token call
-            for digest, request_id in zip(digests[first:stop], request_ids[first:stop],
-                                          strict=True):
-                self._add(AuditEntry(
-                    at=at, client=caller.identity, call_id=caller.request_id,
-                    method=caller.method, operation=operation, outcome=outcome,
-                    image_id=image_id, digest=digest.hex(), key_label=key.label, key_ski=ski,
-                    certificate_serial=serial, device_count=device_count,
-                    duis_request_id=str(request_id) if request_id is not None else None,
-                    details=shared), metric)
+            for digest, request_id in zip(
+                digests[first:stop], request_ids[first:stop], strict=True
+            ):
+                self._add(
+                    AuditEntry(
+                        at=at,
+                        client=caller.identity,
+                        call_id=caller.request_id,
+                        method=caller.method,
+                        operation=operation,
+                        outcome=outcome,
+                        image_id=image_id,
+                        digest=digest.hex(),
+                        key_label=key.label,
+                        key_ski=ski,
+                        certificate_serial=serial,
+                        device_count=device_count,
+                        duis_request_id=str(request_id) if request_id is not None else None,
+                        details=shared,
+                    ),
+                    metric,
+                )
 
         made: list[bytes] = []
         try:
@@ -97,10 +139,18 @@ class SigningBatch:
         except SignerError as exc:
             signed = len(made)
             if signed:
-                add("failed", {**what, "withheld": f"{type(exc).__name__}: {exc}"}, None,
-                    stop=signed)
-            add("refused" if isinstance(exc, PolicyRefusal) else "failed",
-                {**what, "reason": str(exc)}, None, first=signed)
+                add(
+                    "failed",
+                    {**what, "withheld": f"{type(exc).__name__}: {exc}"},
+                    None,
+                    stop=signed,
+                )
+            add(
+                "refused" if isinstance(exc, PolicyRefusal) else "failed",
+                {**what, "reason": str(exc)},
+                None,
+                first=signed,
+            )
             raise
         add("ok", what, purpose.value)
         return signatures
@@ -125,8 +175,9 @@ class SigningBatch:
         try:
             # checked last inside the transaction: waiting for the audit lock can outlast
             # the client's deadline
-            audit.record(self._svc.db, self._entries, self._along,
-                         before_commit=_client_still_waiting)
+            audit.record(
+                self._svc.db, self._entries, self._along, before_commit=_client_still_waiting
+            )
         except CallEnded as gone:
             log.warning("%d signature(s) withheld: %s", len(self._entries), gone)
             self.abandon(gone)
@@ -135,8 +186,11 @@ class SigningBatch:
             log.error("%d signature(s) withheld: %s", len(self._entries), exc)
             self.abandon(exc)  # best effort: the trail itself may be what failed
             raise
-        counts = Counter((e.key_label, p) for e, p in zip(self._entries, self._purposes,
-                                                          strict=True) if p is not None)
+        counts = Counter(
+            (e.key_label, p)
+            for e, p in zip(self._entries, self._purposes, strict=True)
+            if p is not None
+        )
         for (label, purpose), n in counts.items():
             metrics.SIGNATURES.labels(key=label, purpose=purpose).inc(n)
         self._entries, self._purposes, self._along = [], [], []
@@ -152,14 +206,15 @@ class SigningBatch:
         try:
             audit.record(self._svc.db, entries)
         except SignerError as exc:
-            log.error("could not record %d signature(s) of a failed call: %s", len(entries),
-                      exc)
+            log.error("could not record %d signature(s) of a failed call: %s", len(entries), exc)
 
 
 def _client_still_waiting() -> None:
     if not current().active():
-        raise CallEnded("the call ended (cancelled, past its deadline or stopped) before "
-                        "its signatures could be returned")
+        raise CallEnded(
+            "the call ended (cancelled, past its deadline or stopped) before "
+            "its signatures could be returned"
+        )
 
 
 @contextmanager
@@ -175,5 +230,6 @@ def batch(svc: Services) -> Iterator[SigningBatch]:
 
 
 def _failed(e: AuditEntry, reason: str) -> AuditEntry:
-    return AuditEntry(**{**e.__dict__, "outcome": "failed",
-                         "details": {**e.details, "withheld": reason}})
+    return AuditEntry(
+        **{**e.__dict__, "outcome": "failed", "details": {**e.details, "withheld": reason}}
+    )

@@ -44,15 +44,21 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
     """
     header = delivery.header
     if header.total_image_size > MAX_FIRMWARE_IMAGE:
-        raise InvalidInput(f"the upgrade image would have {header.total_image_size} bytes, over "
-                           f"the DUIS limit of {MAX_FIRMWARE_IMAGE}", field="manufacturer_image")
+        raise InvalidInput(
+            f"the upgrade image would have {header.total_image_size} bytes, over "
+            f"the DUIS limit of {MAX_FIRMWARE_IMAGE}",
+            field="manufacturer_image",
+        )
     now = svc.clock()
     checks = [
-        CheckResult("structure", True,
-                    f"{delivery.shape.value} delivery: header {header.header_length} bytes, "
-                    f"Manufacturer Image {len(delivery.manufacturer_image)} bytes, total image "
-                    f"size {header.total_image_size} "
-                    f"({'with' if delivery.with_tail else 'without'} signature tail)"),
+        CheckResult(
+            "structure",
+            True,
+            f"{delivery.shape.value} delivery: header {header.header_length} bytes, "
+            f"Manufacturer Image {len(delivery.manufacturer_image)} bytes, total image "
+            f"size {header.total_image_size} "
+            f"({'with' if delivery.with_tail else 'without'} signature tail)",
+        ),
         _signature_check(svc, delivery, now),
         _hash_check(delivery),
     ]
@@ -63,25 +69,40 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
     advisory = svc.config.cpl_mode == "advisory"
     verified = all(c.passed for c in checks if not (advisory and c.name == "cpl"))
     svc_record = library.LibraryImage(
-        image_id=delivery.image_id, manufacturer_code=header.manufacturer_code,
-        image_type=header.image_type, file_version=header.file_version,
-        header_bytes=delivery.header_bytes, with_tail=delivery.with_tail,
-        force_replace=delivery.force_replace, delivery_shape=delivery.shape.value,
+        image_id=delivery.image_id,
+        manufacturer_code=header.manufacturer_code,
+        image_type=header.image_type,
+        file_version=header.file_version,
+        header_bytes=delivery.header_bytes,
+        with_tail=delivery.with_tail,
+        force_replace=delivery.force_replace,
+        delivery_shape=delivery.shape.value,
         verified=verified,
         verdict_json=json.dumps([asdict(c) for c in checks]),
-        manufacturer_image=delivery.manufacturer_image, verified_at=now)
+        manufacturer_image=delivery.manufacturer_image,
+        verified_at=now,
+    )
     library.record(svc.db, svc_record)
-    return Verdict(verified=verified, checks=tuple(checks), header=header,
-                   image_id=delivery.image_id, cpl_entry_id=entry_id)
+    return Verdict(
+        verified=verified,
+        checks=tuple(checks),
+        header=header,
+        image_id=delivery.image_id,
+        cpl_entry_id=entry_id,
+    )
 
 
-def _signature_check(svc: Services, delivery: ManufacturerDelivery,
-                     now: dt.datetime) -> CheckResult:
+def _signature_check(
+    svc: Services, delivery: ManufacturerDelivery, now: dt.datetime
+) -> CheckResult:
     code = delivery.header.manufacturer_code
     certs = manufacturers.certificates_for(svc.db, code)
     if not certs:
-        return CheckResult("manufacturer_signature", False,
-                           f"no certificate registered for manufacturer code {code:04X}")
+        return CheckResult(
+            "manufacturer_signature",
+            False,
+            f"no certificate registered for manufacturer code {code:04X}",
+        )
     problems = []
     for cert in certs:
         name = cert.subject.rfc4514_string() or f"serial {cert.serial_number}"
@@ -97,11 +118,16 @@ def _signature_check(svc: Services, delivery: ManufacturerDelivery,
         except SignatureInvalid as exc:
             problems.append(f"{name}: {exc}")
             continue
-        return CheckResult("manufacturer_signature", True,
-                           f"verifies over OTA Header || Manufacturer Image with {_cert_id(cert)}")
-    return CheckResult("manufacturer_signature", False,
-                       f"no registered certificate for {code:04X} verifies it: "
-                       + "; ".join(problems))
+        return CheckResult(
+            "manufacturer_signature",
+            True,
+            f"verifies over OTA Header || Manufacturer Image with {_cert_id(cert)}",
+        )
+    return CheckResult(
+        "manufacturer_signature",
+        False,
+        f"no registered certificate for {code:04X} verifies it: " + "; ".join(problems),
+    )
 
 
 def _cpl_check(svc: Services, delivery: ManufacturerDelivery) -> tuple[CheckResult, str | None]:
@@ -110,17 +136,24 @@ def _cpl_check(svc: Services, delivery: ManufacturerDelivery) -> tuple[CheckResu
     entries = cpl.for_image(svc.db, delivery.computed_hash)
     mode = "" if svc.config.cpl_mode == "strict" else "advisory: "
     if not entries:
-        return CheckResult("cpl", False, f"{mode}the Manufacturer Image hash "
-                           f"{delivery.image_id} is not recorded on the CPL"), None
+        return CheckResult(
+            "cpl",
+            False,
+            f"{mode}the Manufacturer Image hash {delivery.image_id} is not recorded on the CPL",
+        ), None
     problems = []
     for entry in entries:
         mismatches = ota_matches_entry(h.manufacturer_code, h.image_type, h.file_version, entry)
         if not mismatches:
-            return CheckResult("cpl", True, f"CPL entry {entry.entry_id} ({entry.model}, "
-                               f"firmware {entry.firmware_version})"), entry.entry_id
+            return CheckResult(
+                "cpl",
+                True,
+                f"CPL entry {entry.entry_id} ({entry.model}, firmware {entry.firmware_version})",
+            ), entry.entry_id
         problems.append(f"entry {entry.entry_id}: " + "; ".join(mismatches))
-    return CheckResult("cpl", False, f"{mode}the OTA header disagrees with the CPL: "
-                       + " | ".join(problems)), None
+    return CheckResult(
+        "cpl", False, f"{mode}the OTA header disagrees with the CPL: " + " | ".join(problems)
+    ), None
 
 
 def _hash_check(delivery: ManufacturerDelivery) -> CheckResult:
@@ -130,8 +163,9 @@ def _hash_check(delivery: ManufacturerDelivery) -> CheckResult:
     given = delivery.hash_given.hex()
     if given == computed:
         return CheckResult("hash", True, f"given hash equals computed {computed}")
-    return CheckResult("hash", False,
-                       f"given {given} but the Manufacturer Image hashes to {computed}")
+    return CheckResult(
+        "hash", False, f"given {given} but the Manufacturer Image hashes to {computed}"
+    )
 
 
 def _cert_id(cert: x509.Certificate) -> str:

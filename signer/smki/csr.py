@@ -27,9 +27,13 @@ from signer.smki.issuance import SignDigest
 _KEY_USAGE_BIT = {"digitalSignature": "digital_signature", "keyAgreement": "key_agreement"}
 
 
-def build_csr(*, subject: x509.Name, public_key: ec.EllipticCurvePublicKey,
-              key_usage: Literal["digitalSignature", "keyAgreement"] = "digitalSignature",
-              sign_digest: SignDigest) -> x509.CertificateSigningRequest:
+def build_csr(
+    *,
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    key_usage: Literal["digitalSignature", "keyAgreement"] = "digitalSignature",
+    sign_digest: SignDigest,
+) -> x509.CertificateSigningRequest:
     """An ecdsa-with-SHA256 CSR for ``public_key``, signed by ``sign_digest`` (raw r||s).
 
     The request asks for exactly one critical keyUsage bit, as the SMKI profile requires, so
@@ -39,8 +43,11 @@ def build_csr(*, subject: x509.Name, public_key: ec.EllipticCurvePublicKey,
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):
-        what = (public_key.curve.name if isinstance(public_key, ec.EllipticCurvePublicKey)
-                else type(public_key).__name__)
+        what = (
+            public_key.curve.name
+            if isinstance(public_key, ec.EllipticCurvePublicKey)
+            else type(public_key).__name__
+        )
         raise InvalidInput(f"key is {what}, SMKI needs P-256 (secp256r1)", field="key")
     bit = _KEY_USAGE_BIT.get(key_usage)
     if bit is None:
@@ -54,18 +61,22 @@ def build_csr(*, subject: x509.Name, public_key: ec.EllipticCurvePublicKey,
     key_usage_ext = asn1_x509.Extension(
         {"extn_id": "key_usage", "critical": True, "extn_value": {bit}}
     )
-    info = asn1_csr.CertificationRequestInfo({
-        "version": "v1",
-        "subject": asn1_x509.Name.load(subject.public_bytes()),
-        "subject_pk_info": asn1_keys.PublicKeyInfo.load(spki),
-        "attributes": [{"type": "extension_request", "values": [[key_usage_ext]]}],
-    })
+    info = asn1_csr.CertificationRequestInfo(
+        {
+            "version": "v1",
+            "subject": asn1_x509.Name.load(subject.public_bytes()),
+            "subject_pk_info": asn1_keys.PublicKeyInfo.load(spki),
+            "attributes": [{"type": "extension_request", "values": [[key_usage_ext]]}],
+        }
+    )
     info_der = info.dump()
     # raw_to_der refuses anything but 64 bytes, so a token returning DER or junk fails here.
     signature = raw_to_der(sign_digest(hashlib.sha256(info_der).digest()), field="signature")
-    request = asn1_csr.CertificationRequest({
-        "certification_request_info": asn1_csr.CertificationRequestInfo.load(info_der),
-        "signature_algorithm": {"algorithm": "sha256_ecdsa"},
-        "signature": asn1_core.OctetBitString(signature),
-    })
+    request = asn1_csr.CertificationRequest(
+        {
+            "certification_request_info": asn1_csr.CertificationRequestInfo.load(info_der),
+            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+            "signature": asn1_core.OctetBitString(signature),
+        }
+    )
     return x509.load_der_x509_csr(request.dump())

@@ -37,12 +37,15 @@ class KeyPurpose(enum.StrEnum):
         try:
             return cls(text)
         except ValueError:
-            raise InvalidInput(f"unknown purpose {text!r}; one of "
-                               f"{', '.join(p.value for p in cls)}", field=field) from None
+            raise InvalidInput(
+                f"unknown purpose {text!r}; one of {', '.join(p.value for p in cls)}", field=field
+            ) from None
 
 
-_ROLES = {KeyPurpose.SUPPLIER_DS: RemotePartyRole.SUPPLIER,
-          KeyPurpose.XML_SIGN: RemotePartyRole.XML_SIGNING}
+_ROLES = {
+    KeyPurpose.SUPPLIER_DS: RemotePartyRole.SUPPLIER,
+    KeyPurpose.XML_SIGN: RemotePartyRole.XML_SIGNING,
+}
 
 
 class KeyState(enum.StrEnum):
@@ -76,9 +79,14 @@ def purpose_of(cert: x509.Certificate) -> KeyPurpose | None:
     return None
 
 
-def check_certificate_for(purpose: KeyPurpose, cert: x509.Certificate, *, supplier_eui: Eui64,
-                          now: dt.datetime,
-                          issuers: Sequence[x509.Certificate] = ()) -> SmkiCertificate:
+def check_certificate_for(
+    purpose: KeyPurpose,
+    cert: x509.Certificate,
+    *,
+    supplier_eui: Eui64,
+    now: dt.datetime,
+    issuers: Sequence[x509.Certificate] = (),
+) -> SmkiCertificate:
     """The SMKI profile a certificate must pass for a key of this purpose; raises why not."""
     if purpose is KeyPurpose.SUPPLIER_DS:
         return check_supplier_signing(cert, supplier_eui=supplier_eui, now=now, issuers=issuers)

@@ -44,28 +44,34 @@ Z1_SKI = bytes.fromhex("44899792D196F4B8")
 IMAGE = b"activation test firmware " * 40
 HEADER = ota_header(len(IMAGE), file_version=0x00000200)
 IMAGE_HASH = hashlib.sha256(IMAGE).digest()
-ON_T1 = "00-DB-00-00-00-00-01-01"      # two steps behind: refused with its path
-GSME = "00-DB-00-00-00-00-01-02"       # wrong device type
+ON_T1 = "00-DB-00-00-00-00-01-01"  # two steps behind: refused with its path
+GSME = "00-DB-00-00-00-00-01-02"  # wrong device type
 NO_INVENTORY = "00-DB-00-00-00-00-01-03"  # cells but no inventory
 UNKNOWN = "00-DB-00-00-00-00-01-04"
 CAMPAIGN = 3000
 
 
 def _cpl_csv() -> str:
-    head = ("entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
-            "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
-            "zigbee_stack_version,band_join_option\n")
-    rows = [("T-1", "ESME", "M1", "00000100", hashlib.sha256(b"T-1").hexdigest(), "N/A"),
-            ("T-2", "ESME", "M1", "00000150", hashlib.sha256(b"T-2").hexdigest(), "T-1"),
-            ("T-3", "ESME", "M1", "00000200", IMAGE_HASH.hex(), "T-2"),
-            ("G-1", "GSME", "G1", "00000001", hashlib.sha256(b"G-1").hexdigest(), "N/A"),
-            ("X-1", "ESME", "M1", "00000050", hashlib.sha256(b"X-1").hexdigest(), "N/A")]
-    return head + "".join(f"{e},121D,{t},{m},0001,0001,{v},{h},{p},,,\n"
-                          for e, t, m, v, h, p in rows)
+    head = (
+        "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
+        "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
+        "zigbee_stack_version,band_join_option\n"
+    )
+    rows = [
+        ("T-1", "ESME", "M1", "00000100", hashlib.sha256(b"T-1").hexdigest(), "N/A"),
+        ("T-2", "ESME", "M1", "00000150", hashlib.sha256(b"T-2").hexdigest(), "T-1"),
+        ("T-3", "ESME", "M1", "00000200", IMAGE_HASH.hex(), "T-2"),
+        ("G-1", "GSME", "G1", "00000001", hashlib.sha256(b"G-1").hexdigest(), "N/A"),
+        ("X-1", "ESME", "M1", "00000050", hashlib.sha256(b"X-1").hexdigest(), "N/A"),
+    ]
+    return head + "".join(
+        f"{e},121D,{t},{m},0001,0001,{v},{h},{p},,,\n" for e, t, m, v, h, p in rows
+    )
 
 
-def _device(db: Database, eui: str, *, entry: str | None, dtype: str = "ESME",
-            cells: bool = True) -> None:
+def _device(
+    db: Database, eui: str, *, entry: str | None, dtype: str = "ESME", cells: bool = True
+) -> None:
     from tests.service.test_key_selection import _device as creds
 
     e = Eui64.parse(eui)
@@ -74,8 +80,9 @@ def _device(db: Database, eui: str, *, entry: str | None, dtype: str = "ESME",
 
         devices.store_credentials(db, creds(eui, RemotePartyRole.SUPPLIER, Z1_SKI), PINNED)
     if entry is not None:
-        devices.set_inventory(db, e, device_type=dtype, hardware_version=1,
-                              current_entry_id=entry, now=PINNED)
+        devices.set_inventory(
+            db, e, device_type=dtype, hardware_version=1, current_entry_id=entry, now=PINNED
+        )
 
 
 def campaign_device(i: int) -> str:
@@ -95,17 +102,34 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer, backend: str,
-        request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(
+    hsm: Hsm,
+    vectors: Path,
+    manufacturer: Manufacturer,
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Env]:
     """The activation server, once on SQLite and once on PostgreSQL."""
     tmp = tmp_path_factory.mktemp("activation")
-    config, db, _ = prepare(hsm, vectors, manufacturer, tmp, cpl_mode="strict",
-                            db_url=new_database(request, backend, tmp))
+    config, db, _ = prepare(
+        hsm,
+        vectors,
+        manufacturer,
+        tmp,
+        cpl_mode="strict",
+        db_url=new_database(request, backend, tmp),
+    )
     report = cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED)
     assert report.applied, report.errors
-    devices.set_inventory(db, Eui64.parse(RTDS_DEVICE), device_type="ESME",
-                          hardware_version=1, current_entry_id="T-2", now=PINNED)
+    devices.set_inventory(
+        db,
+        Eui64.parse(RTDS_DEVICE),
+        device_type="ESME",
+        hardware_version=1,
+        current_entry_id="T-2",
+        now=PINNED,
+    )
     _device(db, ON_T1, entry="T-1")
     _device(db, GSME, entry="G-1", dtype="GSME")
     _device(db, NO_INVENTORY, entry=None)
@@ -114,11 +138,19 @@ def env(hsm: Hsm, vectors: Path, manufacturer: Manufacturer, backend: str,
         if state != "unknown":
             _device(db, campaign_device(i), entry="T-2" if state == "ok" else "T-1")
     server = start_server(config, tmp / "server.log")
-    stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                            options=CHANNEL_OPTIONS))
-    verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
-        ota_header=HEADER, manufacturer_image=IMAGE, signature=manufacturer.sign(HEADER + IMAGE),
-        hash=IMAGE_HASH)))
+    stub = pb_grpc.FirmwareSignerStub(
+        grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+    )
+    verdict = stub.VerifyManufacturer(
+        pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(
+                ota_header=HEADER,
+                manufacturer_image=IMAGE,
+                signature=manufacturer.sign(HEADER + IMAGE),
+                hash=IMAGE_HASH,
+            )
+        )
+    )
     assert verdict.verified, verdict.checks
     assert verdict.cpl_entry_id == "T-3"
     yield Env(stub, vectors, verdict.image_id, db)
@@ -132,10 +164,16 @@ def _cert(env: Env, name: str) -> x509.Certificate:
 def test_strict_mode_refuses_an_image_not_on_the_cpl(env: Env, manufacturer: Manufacturer) -> None:
     image = b"not on the CPL " * 20
     header = ota_header(len(image), file_version=0x00000200)
-    verdict = env.stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-        separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                     signature=manufacturer.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())))
+    verdict = env.stub.VerifyManufacturer(
+        pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(
+                ota_header=header,
+                manufacturer_image=image,
+                signature=manufacturer.sign(header + image),
+                hash=hashlib.sha256(image).digest(),
+            )
+        )
+    )
     assert not verdict.verified
     cpl_check = next(c for c in verdict.checks if c.name == "cpl")
     assert not cpl_check.passed and "not recorded on the CPL" in cpl_check.detail
@@ -155,26 +193,32 @@ def test_upgrade_paths(env: Env) -> None:
 
 
 def test_resign_refuses_devices_off_the_pathway_with_their_path(env: Env) -> None:
-    resp = env.stub.Resign(pb.ResignRequest(
-        image_id=env.image_id, device_ids=[RTDS_DEVICE, ON_T1, GSME, NO_INVENTORY, UNKNOWN]))
+    resp = env.stub.Resign(
+        pb.ResignRequest(
+            image_id=env.image_id, device_ids=[RTDS_DEVICE, ON_T1, GSME, NO_INVENTORY, UNKNOWN]
+        )
+    )
     assert [list(i.device_ids) for i in resp.images] == [[RTDS_DEVICE]]
     refused = {r.device_id: r for r in resp.refused}
     assert {d: r.reason for d, r in refused.items()} == {
-        ON_T1: "not_permitted_predecessor", GSME: "wrong_device_type",
-        NO_INVENTORY: "no_inventory", UNKNOWN: "unknown_device"}
+        ON_T1: "not_permitted_predecessor",
+        GSME: "wrong_device_type",
+        NO_INVENTORY: "no_inventory",
+        UNKNOWN: "unknown_device",
+    }
     assert list(refused[ON_T1].upgrade_path) == ["T-1", "T-2", "T-3"]
     assert "T-1 -> T-2 -> T-3" in refused[ON_T1].detail
 
 
-def _activate(env: Env, devices_: list[str], *, at: dt.datetime | None = None,
-              cancel: bool = False) -> pb.BuildActivationResponse:
+def _activate(
+    env: Env, devices_: list[str], *, at: dt.datetime | None = None, cancel: bool = False
+) -> pb.BuildActivationResponse:
     spec = pb.ActivationSpec(image_id=env.image_id, cancel=cancel)
     if at is not None:
         ts = Timestamp()
         ts.FromDatetime(at)
         spec.execution_time.CopyFrom(ts)
-    return env.stub.BuildActivation(pb.BuildActivationRequest(activation=spec,
-                                                              device_ids=devices_))
+    return env.stub.BuildActivation(pb.BuildActivationRequest(activation=spec, device_ids=devices_))
 
 
 def _check_document(env: Env, doc: bytes, tmp_path: Path) -> dict[str, str]:
@@ -197,30 +241,44 @@ def test_immediate_activation_then_its_pre_command_signed(env: Env, tmp_path: Pa
     assert body is not None and body.findtext(f"{SR}FirmwareHash").lower() == env.image_id
     assert body.find(f"{SR}ExecutionDateTime") is None
 
-    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
-                           counter=int(counter), firmware_hash=IMAGE_HASH)
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI,
+        recipient=RTDS_DEVICE,
+        counter=int(counter),
+        firmware_hash=IMAGE_HASH,
+    )
     signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     assert signed.device_id == RTDS_DEVICE and signed.request_id == req.request_id
     command = signed.signed_pre_command
-    assert command[:len(pre)] == pre and command[len(pre)] == 0x40 and len(command) == len(pre) + 65
+    assert (
+        command[: len(pre)] == pre and command[len(pre)] == 0x40 and len(command) == len(pre) + 65
+    )
     assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), pre[1:], command[-64:])
     fields = _check_document(env, signed.duis_request, tmp_path)
     assert fields["RequestID"] == req.request_id
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"firmware_hash": hashlib.sha256(b"other").digest()}, "firmware_hash"),
-    ({"originator": "90-B3-D5-1F-30-02-00-00"}, "originator"),
-    ({"recipient": ON_T1}, "recipient"),
-    ({"message_code": 0x0013}, "message_code"),
-    ({"cra_flag": 0x02}, "cra_flag"),
-])
-def test_a_tampered_pre_command_is_refused_naming_the_field(env: Env, change: dict[str, object],
-                                                             named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"firmware_hash": hashlib.sha256(b"other").digest()}, "firmware_hash"),
+        ({"originator": "90-B3-D5-1F-30-02-00-00"}, "originator"),
+        ({"recipient": ON_T1}, "recipient"),
+        ({"message_code": 0x0013}, "message_code"),
+        ({"cra_flag": 0x02}, "cra_flag"),
+    ],
+)
+def test_a_tampered_pre_command_is_refused_naming_the_field(
+    env: Env, change: dict[str, object], named: str
+) -> None:
     req = _activate(env, [RTDS_DEVICE]).requests[0]
     counter = int(req.request_id.rsplit(":", 1)[1])
-    fields: dict[str, object] = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE,
-                                 "counter": counter, "firmware_hash": IMAGE_HASH}
+    fields: dict[str, object] = {
+        "originator": SUPPLIER_EUI,
+        "recipient": RTDS_DEVICE,
+        "counter": counter,
+        "firmware_hash": IMAGE_HASH,
+    }
     fields.update(change)
     pre = cs06_pre_command(**fields)  # type: ignore[arg-type]
     with pytest.raises(grpc.RpcError) as err:
@@ -230,8 +288,9 @@ def test_a_tampered_pre_command_is_refused_naming_the_field(env: Env, change: di
 
 
 def test_a_pre_command_for_a_counter_never_issued_is_refused(env: Env) -> None:
-    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321,
-                           firmware_hash=IMAGE_HASH)
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321, firmware_hash=IMAGE_HASH
+    )
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -243,16 +302,27 @@ def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: P
     req = _activate(env, [RTDS_DEVICE], at=at).requests[0]
     body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
     assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith(
-        "2030-01-15T09:00:00")
+        "2030-01-15T09:00:00"
+    )
     counter = int(req.request_id.rsplit(":", 1)[1])
-    base = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE, "counter": counter,
-            "firmware_hash": IMAGE_HASH}
+    base = {
+        "originator": SUPPLIER_EUI,
+        "recipient": RTDS_DEVICE,
+        "counter": counter,
+        "firmware_hash": IMAGE_HASH,
+    }
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=cs06_pre_command(
-            **base, execution_time="20300115100000Z")))  # type: ignore[arg-type]
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(
+                pre_command=cs06_pre_command(**base, execution_time="20300115100000Z")
+            )
+        )  # type: ignore[arg-type]
     assert "execution_time" in err.value.details()
-    ok = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=cs06_pre_command(
-        **base, execution_time="20300115090000Z")))  # type: ignore[arg-type]
+    ok = env.stub.SignPreCommand(
+        pb.SignPreCommandRequest(
+            pre_command=cs06_pre_command(**base, execution_time="20300115090000Z")
+        )
+    )  # type: ignore[arg-type]
     _check_document(env, ok.duis_request, tmp_path)
     past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(grpc.RpcError) as err:
@@ -261,13 +331,15 @@ def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: P
 
 
 @pytest.fixture
-def fresh(hsm: Hsm, vectors: Path, manufacturer: Manufacturer, db_url: str,
-          tmp_path: Path) -> Iterator[Env]:
+def fresh(
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, db_url: str, tmp_path: Path
+) -> Iterator[Env]:
     """A server with a database of its own, whose counters have not moved yet."""
     config, db, _ = prepare(hsm, vectors, manufacturer, tmp_path, db_url=db_url)
     server = start_server(config, tmp_path / "server.log")
-    stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                            options=CHANNEL_OPTIONS))
+    stub = pb_grpc.FirmwareSignerStub(
+        grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+    )
     yield Env(stub, vectors, "", db)
     assert server.stop() == 0
 
@@ -276,8 +348,10 @@ def test_rtds_cs06_pre_commands_sign_to_the_rtds_commands(fresh: Env) -> None:
     """The RTDS success pairs, answered as if the service had issued their 11.3 requests."""
     env = fresh
     gbcs = env.vectors / "gbcs"
-    cases = {"IMMEDIATE_SUCCESS": None,
-             "FUTURE_DATED_SUCCESS": dt.datetime(2030, 1, 15, 9, tzinfo=dt.UTC)}
+    cases = {
+        "IMMEDIATE_SUCCESS": None,
+        "FUTURE_DATED_SUCCESS": dt.datetime(2030, 1, 15, 9, tzinfo=dt.UTC),
+    }
     z1 = _cert(env, "Z1-supplier-ds")
     for name, when in cases.items():
         pre = bytes.fromhex((gbcs / f"CS06_11.3_{name}_PRECOMMAND_GBCS.HEX").read_text().strip())
@@ -291,11 +365,22 @@ def test_rtds_cs06_pre_commands_sign_to_the_rtds_commands(fresh: Env) -> None:
         # (with no clock floor: the RTDS vectors were made with small counters)
         counters.reserve(env.db, supplier, counter - last, clock=lambda: 0)
         firmware_hash = bytes.fromhex(
-            "AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
-        activations.record(env.db, [IssuedActivation(
-            originator=Eui64.parse(SUPPLIER_EUI), counter=counter,
-            device=Eui64.parse(RTDS_DEVICE), image_id=firmware_hash.hex(), execution_time=when,
-            cancel=False, issued_at=PINNED)])
+            "AA758690730934FF0685AA758690730934FF0685657788990011223344556677"
+        )
+        activations.record(
+            env.db,
+            [
+                IssuedActivation(
+                    originator=Eui64.parse(SUPPLIER_EUI),
+                    counter=counter,
+                    device=Eui64.parse(RTDS_DEVICE),
+                    image_id=firmware_hash.hex(),
+                    execution_time=when,
+                    cancel=False,
+                    issued_at=PINNED,
+                )
+            ],
+        )
         signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
         ours = signed.signed_pre_command
         # RTDS COMMAND = 14-byte MAC envelope header || APDU || 0x40 || r||s || 12-byte MAC
@@ -311,21 +396,28 @@ def test_a_campaign_streams_per_device_results_in_order(env: Env) -> None:
     def requests() -> Iterator[pb.ActivationCampaignRequest]:
         yield pb.ActivationCampaignRequest(activation=pb.ActivationSpec(image_id=env.image_id))
         for i in range(0, len(ids), 300):
-            yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids[i:i + 300]))
+            yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids[i : i + 300]))
 
     batches = list(env.stub.StreamActivation(requests()))
     assert [len(b.results) for b in batches] == [300] * 10
     results = [r for b in batches for r in b.results]
     assert len(results) == CAMPAIGN
-    got = [r.request.device_id if r.WhichOneof("result") == "request" else r.refused.device_id
-           for r in results]
+    got = [
+        r.request.device_id if r.WhichOneof("result") == "request" else r.refused.device_id
+        for r in results
+    ]
     assert got == ids
     reasons = Counter(r.refused.reason for r in results if r.WhichOneof("result") == "refused")
     expected = Counter(campaign_state(i) for i in range(CAMPAIGN))
-    assert reasons == {"not_permitted_predecessor": expected["behind"],
-                       "unknown_device": expected["unknown"]}
-    counters = [int(r.request.request_id.rsplit(":", 1)[1]) for r in results
-                if r.WhichOneof("result") == "request"]
+    assert reasons == {
+        "not_permitted_predecessor": expected["behind"],
+        "unknown_device": expected["unknown"],
+    }
+    counters = [
+        int(r.request.request_id.rsplit(":", 1)[1])
+        for r in results
+        if r.WhichOneof("result") == "request"
+    ]
     assert len(counters) == expected["ok"] == len(set(counters))
     assert counters == sorted(counters)
     assert_schema_valid(results[0].request.duis_request, env.vectors / "xsd")
@@ -345,27 +437,39 @@ def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -
     body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
     assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith("3000-12-31")
     counter = int(req.request_id.rsplit(":", 1)[1])
-    base = {"originator": SUPPLIER_EUI, "recipient": RTDS_DEVICE, "counter": counter,
-            "firmware_hash": IMAGE_HASH}
+    base = {
+        "originator": SUPPLIER_EUI,
+        "recipient": RTDS_DEVICE,
+        "counter": counter,
+        "firmware_hash": IMAGE_HASH,
+    }
     immediate = cs06_pre_command(**base)  # type: ignore[arg-type]
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(
-            dcc_response=dcc_response(immediate, request_id=req.request_id)))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(
+                dcc_response=dcc_response(immediate, request_id=req.request_id)
+            )
+        )
     assert "execution_time" in err.value.details()
     cancel = cs06_pre_command(**base, execution_time="99991231235959Z")  # type: ignore[arg-type]
-    signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(
-        dcc_response=dcc_response(cancel, request_id=req.request_id)))
+    signed = env.stub.SignPreCommand(
+        pb.SignPreCommandRequest(dcc_response=dcc_response(cancel, request_id=req.request_id))
+    )
     assert signed.request_id == req.request_id
-    assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), cancel[1:],
-                                  signed.signed_pre_command[-64:])
+    assert raw_signature_verifies(
+        _cert(env, "Z1-supplier-ds"), cancel[1:], signed.signed_pre_command[-64:]
+    )
     _check_document(env, signed.duis_request, tmp_path)
 
 
 def test_a_pre_command_is_signed_once(env: Env) -> None:
     req = _activate(env, [RTDS_DEVICE]).requests[0]
-    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
-                           counter=int(req.request_id.rsplit(":", 1)[1]),
-                           firmware_hash=IMAGE_HASH)
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI,
+        recipient=RTDS_DEVICE,
+        counter=int(req.request_id.rsplit(":", 1)[1]),
+        firmware_hash=IMAGE_HASH,
+    )
     env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
@@ -378,33 +482,43 @@ def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None
 
     req = _activate(env, [RTDS_DEVICE]).requests[0]
     counter = int(req.request_id.rsplit(":", 1)[1])
-    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=counter,
-                           firmware_hash=IMAGE_HASH)
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=counter, firmware_hash=IMAGE_HASH
+    )
     other = f"{SUPPLIER_EUI}:{RTDS_DEVICE}:{counter + 100000}"
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(
-            dcc_response=dcc_response(pre, request_id=other)))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(dcc_response=dcc_response(pre, request_id=other))
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "request_id" in err.value.details()
 
 
 def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
-    huge = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=2**63 + 5,
-                            firmware_hash=IMAGE_HASH)
+    huge = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=2**63 + 5, firmware_hash=IMAGE_HASH
+    )
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=huge))
-    assert err.value.code() in (grpc.StatusCode.FAILED_PRECONDITION,
-                                grpc.StatusCode.INVALID_ARGUMENT)
+    assert err.value.code() in (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     for when in (Timestamp(seconds=253402300800 + 86400), Timestamp(seconds=2**40, nanos=5)):
         spec = pb.ActivationSpec(image_id=env.image_id)
         spec.execution_time.CopyFrom(when)
         with pytest.raises(grpc.RpcError) as err:
-            env.stub.BuildActivation(pb.BuildActivationRequest(activation=spec,
-                                                               device_ids=[RTDS_DEVICE]))
+            env.stub.BuildActivation(
+                pb.BuildActivationRequest(activation=spec, device_ids=[RTDS_DEVICE])
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, when
         assert "execution_time" in err.value.details()
-    refusals = {r.device_id: r for r in env.stub.Resign(pb.ResignRequest(
-        image_id=env.image_id, device_ids=[RTDS_DEVICE, GSME])).refused}
+    refusals = {
+        r.device_id: r
+        for r in env.stub.Resign(
+            pb.ResignRequest(image_id=env.image_id, device_ids=[RTDS_DEVICE, GSME])
+        ).refused
+    }
     assert refusals[GSME].no_path and not refusals[GSME].upgrade_path
 
 
@@ -417,16 +531,28 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
         yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=ids))
 
     built = [r.request for b in env.stub.StreamActivation(activation()) for r in b.results]
-    pres = [cs06_pre_command(originator=SUPPLIER_EUI, recipient=r.device_id,
-                             counter=int(r.request_id.rsplit(":", 1)[1]),
-                             firmware_hash=IMAGE_HASH) for r in built]
-    tampered = cs06_pre_command(originator=SUPPLIER_EUI, recipient=built[1].device_id,
-                                counter=int(built[0].request_id.rsplit(":", 1)[1]),
-                                firmware_hash=IMAGE_HASH)  # counter of device 0, for device 1
+    pres = [
+        cs06_pre_command(
+            originator=SUPPLIER_EUI,
+            recipient=r.device_id,
+            counter=int(r.request_id.rsplit(":", 1)[1]),
+            firmware_hash=IMAGE_HASH,
+        )
+        for r in built
+    ]
+    tampered = cs06_pre_command(
+        originator=SUPPLIER_EUI,
+        recipient=built[1].device_id,
+        counter=int(built[0].request_id.rsplit(":", 1)[1]),
+        firmware_hash=IMAGE_HASH,
+    )  # counter of device 0, for device 1
     first = [*pres[:10], tampered, b"\xdf\x09", pres[0]]
     second = pres[10:]
-    out = list(env.stub.StreamSignPreCommands(iter([
-        pb.PreCommandBatch(pre_commands=first), pb.PreCommandBatch(pre_commands=second)])))
+    out = list(
+        env.stub.StreamSignPreCommands(
+            iter([pb.PreCommandBatch(pre_commands=first), pb.PreCommandBatch(pre_commands=second)])
+        )
+    )
     assert [len(m.results) for m in out] == [len(first), len(second)]
     kinds = [r.WhichOneof("result") for r in out[0].results]
     assert kinds == ["signed"] * 10 + ["refused"] * 3
@@ -435,28 +561,42 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
     assert reasons[1].startswith("malformed")
     assert "earlier in this batch" in reasons[2]
     assert [r.refused.code for r in out[0].results[10:]] == [
-        "pre_command_mismatch", "pre_command_malformed", "pre_command_duplicate_in_batch"]
+        "pre_command_mismatch",
+        "pre_command_malformed",
+        "pre_command_duplicate_in_batch",
+    ]
     z1 = _cert(env, "Z1-supplier-ds")
-    for pre, result in zip(pres, [r for m in out for r in m.results if r.WhichOneof("result")
-                                  == "signed"], strict=True):
-        assert result.signed.signed_pre_command[:len(pre)] == pre
+    for pre, result in zip(
+        pres, [r for m in out for r in m.results if r.WhichOneof("result") == "signed"], strict=True
+    ):
+        assert result.signed.signed_pre_command[: len(pre)] == pre
         assert raw_signature_verifies(z1, pre[1:], result.signed.signed_pre_command[-64:])
-    again = list(env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
-        pre_commands=pres[:1])])))
+    again = list(env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=pres[:1])])))
     assert "already signed" in again[0].results[0].refused.reason
     assert again[0].results[0].refused.code == "pre_command_already_signed"
 
 
-def test_a_pre_command_for_a_device_with_no_usable_key_carries_the_device_code(
-        env: Env) -> None:
+def test_a_pre_command_for_a_device_with_no_usable_key_carries_the_device_code(env: Env) -> None:
     """Issued, matching, but the device is no longer registered: the device refusal's code."""
     supplier = Eui64.parse(SUPPLIER_EUI)
     counter = counters.reserve(env.db, supplier)
-    activations.record(env.db, [IssuedActivation(
-        originator=supplier, counter=counter, device=Eui64.parse(UNKNOWN),
-        image_id=IMAGE_HASH.hex(), execution_time=None, cancel=False, issued_at=PINNED)])
-    pre = cs06_pre_command(originator=SUPPLIER_EUI, recipient=UNKNOWN, counter=counter,
-                           firmware_hash=IMAGE_HASH)
+    activations.record(
+        env.db,
+        [
+            IssuedActivation(
+                originator=supplier,
+                counter=counter,
+                device=Eui64.parse(UNKNOWN),
+                image_id=IMAGE_HASH.hex(),
+                execution_time=None,
+                cancel=False,
+                issued_at=PINNED,
+            )
+        ],
+    )
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=UNKNOWN, counter=counter, firmware_hash=IMAGE_HASH
+    )
     [batch] = env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=[pre])]))
     [result] = batch.results
     assert result.WhichOneof("result") == "refused"

@@ -20,13 +20,15 @@ from tests.independent import split_upgrade_image
 
 
 def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
-        running: Running, manufacturer: Manufacturer) -> None:
+    running: Running, manufacturer: Manufacturer
+) -> None:
     image = b"audited over the socket " * 20
     image_id = running.verify(manufacturer, image)
     path = db_file(running.db_url)
     start, _ = head(path)
     response, call = running.stub.Resign.with_call(
-        pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE]))
+        pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE])
+    )
     request_id = dict(call.initial_metadata())[REQUEST_ID_HEADER]
     records = [r for r in rows(path, after=start) if r["call_id"] == request_id]
     assert len(records) == 1
@@ -43,7 +45,8 @@ def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(
 
 
 def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
-        running: Running, manufacturer: Manufacturer) -> None:
+    running: Running, manufacturer: Manufacturer
+) -> None:
     """The audit write waits for the database past the client's deadline: the signature is
     recorded as withheld (failed), never as ok."""
     image = b"deadline passed while recording " * 20
@@ -54,7 +57,8 @@ def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
     blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock
     try:
         future = running.stub.Resign.future(
-            pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE]), timeout=1.0)
+            pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE]), timeout=1.0
+        )
         with pytest.raises(grpc.RpcError) as failed:
             future.result()
         assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -70,8 +74,13 @@ def test_a_client_whose_deadline_passed_gets_nothing_and_the_record_says_so(
     assert "the call ended" in json.loads(records[0]["details"])["withheld"]
     assert_chain(path)
     # logged (and counted) as what the client saw, not as an outage
-    while not (ended := [json.loads(line) for line in running.server.log.read_text()
-                         .splitlines() if request_id in line and '"grpc_code"' in line]):
+    while not (
+        ended := [
+            json.loads(line)
+            for line in running.server.log.read_text().splitlines()
+            if request_id in line and '"grpc_code"' in line
+        ]
+    ):
         assert time.monotonic() < deadline, "the call's end was never logged"
         time.sleep(0.05)
     assert ended[0]["grpc_code"] == "DEADLINE_EXCEEDED"

@@ -39,15 +39,15 @@ Y, N = True, False
 ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops")
 MATRIX: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     #                        manufacturer supplier key-admin auditor ops
-    "VerifyManufacturer":    (Y,          N,       N,        N,      N),
-    "Resign":                (N,          Y,       N,        N,      N),
-    "BuildDUIS":             (N,          Y,       N,        N,      N),
-    "GetUpgradePath":        (N,          Y,       N,        N,      N),
-    "BuildActivation":       (N,          Y,       N,        N,      N),
-    "StreamActivation":      (N,          Y,       N,        N,      N),
-    "SignPreCommand":        (N,          Y,       N,        N,      N),
-    "StreamSignPreCommands": (N,          Y,       N,        N,      N),
-    "ListKeys":              (N,          Y,       Y,        Y,      Y),
+    "VerifyManufacturer": (Y, N, N, N, N),
+    "Resign": (N, Y, N, N, N),
+    "BuildDUIS": (N, Y, N, N, N),
+    "GetUpgradePath": (N, Y, N, N, N),
+    "BuildActivation": (N, Y, N, N, N),
+    "StreamActivation": (N, Y, N, N, N),
+    "SignPreCommand": (N, Y, N, N, N),
+    "StreamSignPreCommands": (N, Y, N, N, N),
+    "ListKeys": (N, Y, Y, Y, Y),
 }
 SAN_CLIENT = "URI:spiffe://signer.test/ops-sidecar"
 
@@ -69,9 +69,11 @@ class TlsServer:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=self.ca.cert_path.read_bytes(),
                 private_key=cert.key_path.read_bytes(),
-                certificate_chain=cert.cert_path.read_bytes())
-            self.channels[name] = grpc.secure_channel(self.server.address, creds,
-                                                      options=CHANNEL_OPTIONS)
+                certificate_chain=cert.cert_path.read_bytes(),
+            )
+            self.channels[name] = grpc.secure_channel(
+                self.server.address, creds, options=CHANNEL_OPTIONS
+            )
         return self.channels[name]
 
     def log_lines(self) -> list[dict[str, Any]]:
@@ -87,8 +89,9 @@ class TlsServer:
 def policy_text() -> str:
     """The shipped [roles] table, and one [[clients]] entry per generated client."""
     shipped = tomllib.loads((ROOT / "deploy/policy.example.toml").read_text())
-    lines = ["[roles]"] + [f"{role} = {json.dumps(rpcs)}"
-                           for role, rpcs in shipped["roles"].items()]
+    lines = ["[roles]"] + [
+        f"{role} = {json.dumps(rpcs)}" for role, rpcs in shipped["roles"].items()
+    ]
     for role in ROLES:
         lines += ["", "[[clients]]", f'cn = "{role}-client"', f'roles = ["{role}"]']
     lines += ["", "[[clients]]", f'san = "{SAN_CLIENT}"', 'roles = ["ops"]']
@@ -106,18 +109,26 @@ def tls(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServe
     certs["stranger"] = ca.client("stranger", "stranger")
     # two CNs, one of them listed, in either DER order: which is "the" CN is ambiguous
     certs["two-cns"] = ca.client("two-cns", "manufacturer-client", more_cns=("stranger",))
-    certs["two-cns-swapped"] = ca.client("two-cns-swapped", "stranger",
-                                         more_cns=("manufacturer-client",))
+    certs["two-cns-swapped"] = ca.client(
+        "two-cns-swapped", "stranger", more_cns=("manufacturer-client",)
+    )
     # both name a listed client: only the handshake stops them
     certs["untrusted"] = other.client("untrusted", "supplier-client")
     certs["expired"] = ca.client("expired", "supplier-client", expired=True)
     server_cert = ca.server()
     policy = tmp / "policy.toml"
     policy.write_text(policy_text())
-    tls_section = (f'[tls]\ncert = "{server_cert.cert_path}"\nkey = "{server_cert.key_path}"\n'
-                   f'client_ca = "{ca.cert_path}"\npolicy = "{policy}"\n')
-    config = write_config(tmp / "signer.toml", hsm, f"sqlite:///{tmp / 'signer.db'}",
-                          dev_mode=False, extra=tls_section)
+    tls_section = (
+        f'[tls]\ncert = "{server_cert.cert_path}"\nkey = "{server_cert.key_path}"\n'
+        f'client_ca = "{ca.cert_path}"\npolicy = "{policy}"\n'
+    )
+    config = write_config(
+        tmp / "signer.toml",
+        hsm,
+        f"sqlite:///{tmp / 'signer.db'}",
+        dev_mode=False,
+        extra=tls_section,
+    )
     server = start_server(config, tmp / "server.log")
     running = TlsServer(server, ca, certs, {})
     yield running
@@ -126,8 +137,9 @@ def tls(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServe
     assert server.stop() == 0
 
 
-def call(channel: grpc.Channel, rpc: str,
-         request_id: str | None = None) -> tuple[grpc.StatusCode, str]:
+def call(
+    channel: grpc.Channel, rpc: str, request_id: str | None = None
+) -> tuple[grpc.StatusCode, str]:
     """Call one FirmwareSigner RPC with an empty request (streams: no message at all)."""
     method: MethodDescriptor = SERVICE.methods_by_name[rpc]
     fn = getattr(pb_grpc.FirmwareSignerStub(channel), rpc)
@@ -154,15 +166,14 @@ def test_role_rpc_matrix(tls: TlsServer, role: str, rpc: str) -> None:
     code, details = call(tls.channel(role), rpc)
     if MATRIX[rpc][ROLES.index(role)]:
         # past the policy: an empty request may well be refused as INVALID_ARGUMENT
-        assert code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE), \
-            details
+        assert code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE), details
     else:
         roles = needed(rpc)
-        need = (f"role {roles[0]}" if len(roles) == 1
-                else f"one of the roles {', '.join(roles)}")
+        need = f"role {roles[0]}" if len(roles) == 1 else f"one of the roles {', '.join(roles)}"
         assert code == grpc.StatusCode.PERMISSION_DENIED
-        assert details == (f"{rpc} needs {need}; client CN={role}-client,O=Signer Tests "
-                           f"has roles: {role}")
+        assert details == (
+            f"{rpc} needs {need}; client CN={role}-client,O=Signer Tests has roles: {role}"
+        )
 
 
 def test_a_client_matched_by_san_gets_that_entrys_roles(tls: TlsServer) -> None:
@@ -170,16 +181,21 @@ def test_a_client_matched_by_san_gets_that_entrys_roles(tls: TlsServer) -> None:
     assert call(channel, "ListKeys")[0] == grpc.StatusCode.OK
     code, details = call(channel, "Resign")
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    assert details == "Resign needs role supplier; client CN=sidecar-7f3a,O=Signer Tests " \
-                      "has roles: ops"
+    assert (
+        details == "Resign needs role supplier; client CN=sidecar-7f3a,O=Signer Tests "
+        "has roles: ops"
+    )
 
 
 def test_a_trusted_client_without_an_entry_has_no_role_and_the_denial_is_logged(
-        tls: TlsServer) -> None:
+    tls: TlsServer,
+) -> None:
     code, details = call(tls.channel("stranger"), "ListKeys", request_id="auth-stranger-1")
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    assert details == ("ListKeys needs one of the roles supplier, key-admin, auditor, ops; "
-                       "client CN=stranger,O=Signer Tests has no role")
+    assert details == (
+        "ListKeys needs one of the roles supplier, key-admin, auditor, ops; "
+        "client CN=stranger,O=Signer Tests has no role"
+    )
     logged = [r for r in tls.log_lines() if r.get("client_request_id") == "auth-stranger-1"]
     denial = next(r for r in logged if r["message"].startswith("permission denied"))
     assert denial["level"] == "WARNING" and denial["client"] == "CN=stranger,O=Signer Tests"
@@ -188,8 +204,7 @@ def test_a_trusted_client_without_an_entry_has_no_role_and_the_denial_is_logged(
 
 
 @pytest.mark.parametrize("who", ["two-cns", "two-cns-swapped"])
-def test_a_certificate_with_two_common_names_matches_no_cn_entry(tls: TlsServer,
-                                                                 who: str) -> None:
+def test_a_certificate_with_two_common_names_matches_no_cn_entry(tls: TlsServer, who: str) -> None:
     code, details = call(tls.channel(who), "VerifyManufacturer")
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert "has no role" in details
@@ -201,8 +216,11 @@ def test_health_and_reflection_are_open_to_any_authenticated_client(tls: TlsServ
         answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     reflect = reflection_pb2_grpc.ServerReflectionStub(tls.channel("stranger"))
-    answers = list(reflect.ServerReflectionInfo(iter([
-        reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    answers = list(
+        reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+    )
     assert auth.SERVICE in {s.name for s in answers[0].list_services_response.service}
 
 
@@ -213,9 +231,11 @@ def test_the_handshake_refuses_and_the_server_keeps_serving(tls: TlsServer, who:
         creds = grpc.ssl_channel_credentials(root_certificates=ca)
     else:
         cert = tls.certs[who]
-        creds = grpc.ssl_channel_credentials(root_certificates=ca,
-                                             private_key=cert.key_path.read_bytes(),
-                                             certificate_chain=cert.cert_path.read_bytes())
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=cert.key_path.read_bytes(),
+            certificate_chain=cert.cert_path.read_bytes(),
+        )
     with grpc.secure_channel(tls.server.address, creds) as channel:
         assert call(channel, "ListKeys")[0] == grpc.StatusCode.UNAVAILABLE
     assert tls.server.proc.poll() is None
@@ -228,19 +248,27 @@ def test_plaintext_is_refused(tls: TlsServer) -> None:
 
 
 def test_the_policy_is_logged_at_start(tls: TlsServer) -> None:
-    assert any(r["message"].startswith("role policy ") and "manufacturer: VerifyManufacturer"
-               in r["message"] for r in tls.log_lines())
+    assert any(
+        r["message"].startswith("role policy ")
+        and "manufacturer: VerifyManufacturer" in r["message"]
+        for r in tls.log_lines()
+    )
 
 
-def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer,
-                                                          tmp_path: Path) -> None:
+def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer, tmp_path: Path) -> None:
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not an upgrade image")
 
     def flags(name: str) -> list[str]:
         cert = tls.certs[name]
-        return ["--tls-ca", str(tls.ca.cert_path), "--tls-cert", str(cert.cert_path),
-                "--tls-key", str(cert.key_path)]
+        return [
+            "--tls-ca",
+            str(tls.ca.cert_path),
+            "--tls-cert",
+            str(cert.cert_path),
+            "--tls-key",
+            str(cert.key_path),
+        ]
 
     runner = CliRunner()
     server = ["--server", tls.server.address, "--gbcs", str(junk)]
@@ -250,12 +278,20 @@ def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer,
     assert allowed.stderr.startswith("error: INVALID_ARGUMENT: upgrade_image"), allowed.output
 
     cert = tls.certs["supplier"]
-    denied = runner.invoke(client_cli.verify, server, env={
-        "SIGNER_CLIENT_CA": str(tls.ca.cert_path), "SIGNER_CLIENT_CERT": str(cert.cert_path),
-        "SIGNER_CLIENT_KEY": str(cert.key_path)})
+    denied = runner.invoke(
+        client_cli.verify,
+        server,
+        env={
+            "SIGNER_CLIENT_CA": str(tls.ca.cert_path),
+            "SIGNER_CLIENT_CERT": str(cert.cert_path),
+            "SIGNER_CLIENT_KEY": str(cert.key_path),
+        },
+    )
     assert denied.exit_code == 1
-    assert ("error: PERMISSION_DENIED: VerifyManufacturer needs role manufacturer; "
-            "client CN=supplier-client,O=Signer Tests has roles: supplier") in denied.stderr
+    assert (
+        "error: PERMISSION_DENIED: VerifyManufacturer needs role manufacturer; "
+        "client CN=supplier-client,O=Signer Tests has roles: supplier"
+    ) in denied.stderr
 
     plaintext = runner.invoke(client_cli.verify, server)
     assert plaintext.exit_code == 1 and "hint: this call went in plaintext" in plaintext.stderr
@@ -263,16 +299,27 @@ def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer,
 
 def test_dev_mode_warns_on_every_call(running: Running) -> None:
     for n in (1, 2):
-        running.stub.ListKeys(pb.ListKeysRequest(), timeout=10,
-                              metadata=(("x-request-id", f"auth-dev-{n}"),))
-    records = [json.loads(line) for line in running.server.log.read_text().splitlines()
-               if line.startswith("{")]
-    assert any(r["level"] == "WARNING" and r["message"].startswith("DEVELOPMENT MODE")
-               and r["request_id"] == "-" for r in records)  # the start-up warning
+        running.stub.ListKeys(
+            pb.ListKeysRequest(), timeout=10, metadata=(("x-request-id", f"auth-dev-{n}"),)
+        )
+    records = [
+        json.loads(line)
+        for line in running.server.log.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(
+        r["level"] == "WARNING"
+        and r["message"].startswith("DEVELOPMENT MODE")
+        and r["request_id"] == "-"
+        for r in records
+    )  # the start-up warning
     for n in (1, 2):
-        warned = [r for r in records if r.get("client_request_id") == f"auth-dev-{n}"
-                  and r["level"] == "WARNING"]
+        warned = [
+            r
+            for r in records
+            if r.get("client_request_id") == f"auth-dev-{n}" and r["level"] == "WARNING"
+        ]
         assert [r["message"] for r in warned] == [
-            "DEVELOPMENT MODE: unauthenticated call to signer.v1.FirmwareSigner/ListKeys "
-            "allowed"]
+            "DEVELOPMENT MODE: unauthenticated call to signer.v1.FirmwareSigner/ListKeys allowed"
+        ]
         assert warned[0]["client"] == "unauthenticated"

@@ -36,23 +36,31 @@ def test_the_server_reports_serving_and_lists_its_services(running: Running) -> 
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
     stub = reflection_pb2_grpc.ServerReflectionStub(running.channel)
-    answers = list(stub.ServerReflectionInfo(iter([
-        reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    answers = list(
+        stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+    )
     names = {s.name for s in answers[0].list_services_response.service}
-    assert {SERVICE, "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
-    described = list(stub.ServerReflectionInfo(iter([
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)]), timeout=5))
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    described = list(
+        stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)]),
+            timeout=5,
+        )
+    )
     assert described[0].file_descriptor_response.file_descriptor_proto
 
 
 @pytest.fixture()
-def monitored(hsm: Hsm, tmp_path: Path) -> Iterator[tuple[Services, HealthMonitor,
-                                                            grpc.Channel, Path]]:
+def monitored(
+    hsm: Hsm, tmp_path: Path
+) -> Iterator[tuple[Services, HealthMonitor, grpc.Channel, Path]]:
     """A monitor publishing to a health servicer served over a real socket."""
     data = tmp_path / "data"
-    config = load_config(write_config(tmp_path / "signer.toml", hsm,
-                                      f"sqlite:///{data / 'signer.db'}"))
+    config = load_config(
+        write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{data / 'signer.db'}")
+    )
     svc = open_services(config, clock=fixed_clock(PINNED), token=hsm.token())
     servicer = health.HealthServicer()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
@@ -67,7 +75,8 @@ def monitored(hsm: Hsm, tmp_path: Path) -> Iterator[tuple[Services, HealthMonito
 
 
 def test_not_serving_while_the_database_is_away_and_serving_when_it_is_back(
-        monitored: tuple[Services, HealthMonitor, grpc.Channel, Path], tmp_path: Path) -> None:
+    monitored: tuple[Services, HealthMonitor, grpc.Channel, Path], tmp_path: Path
+) -> None:
     svc, monitor, channel, data = monitored
     assert monitor.check() is None
     assert _status(channel, SERVICE) == SERVING
@@ -85,7 +94,8 @@ def test_not_serving_while_the_database_is_away_and_serving_when_it_is_back(
 
 
 def test_shutdown_turns_every_service_not_serving(
-        monitored: tuple[Services, HealthMonitor, grpc.Channel, Path]) -> None:
+    monitored: tuple[Services, HealthMonitor, grpc.Channel, Path],
+) -> None:
     _svc, monitor, channel, _data = monitored
     monitor.start()
     assert _status(channel, SERVICE) == SERVING

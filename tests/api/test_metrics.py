@@ -54,8 +54,9 @@ def grpc_labels(method: str, kind: str = "unary", service: str = SIGNER) -> dict
     return {"grpc_type": kind, "grpc_service": service, "grpc_method": method}
 
 
-def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
-                                                       manufacturer: Manufacturer) -> None:
+def test_scraped_values_move_exactly_as_calls_are_made(
+    running: Running, manufacturer: Manufacturer
+) -> None:
     assert running.server.metrics is not None
     before = scrape(running.server.metrics)
 
@@ -64,26 +65,34 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     with pytest.raises(grpc.RpcError) as err:
         running.stub.VerifyManufacturer(pb.VerifyManufacturerRequest())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    resigned = running.stub.Resign(pb.ResignRequest(image_id=image_id,
-                                                    device_ids=[RTDS_DEVICE, UNKNOWN_DEVICE]))
+    resigned = running.stub.Resign(
+        pb.ResignRequest(image_id=image_id, device_ids=[RTDS_DEVICE, UNKNOWN_DEVICE])
+    )
     assert [r.reason for r in resigned.refused] == ["unknown_device"]
     with pytest.raises(grpc.RpcError) as err:  # DevicesRefused: every device refused
-        running.stub.Resign(pb.ResignRequest(image_id=image_id,
-                                             device_ids=[UNKNOWN_DEVICE]))
+        running.stub.Resign(pb.ResignRequest(image_id=image_id, device_ids=[UNKNOWN_DEVICE]))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    never_issued = cs06_pre_command(originator=SUPPLIER_EUI, recipient=RTDS_DEVICE,
-                                    counter=987654321, firmware_hash=bytes(32))
+    never_issued = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321, firmware_hash=bytes(32)
+    )
     with pytest.raises(grpc.RpcError) as err:
         running.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=never_issued))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    batches = list(running.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
-        pre_commands=[b"\xdf\x09", never_issued])])))
+    batches = list(
+        running.stub.StreamSignPreCommands(
+            iter([pb.PreCommandBatch(pre_commands=[b"\xdf\x09", never_issued])])
+        )
+    )
     assert [r.WhichOneof("result") for r in batches[0].results] == ["refused", "refused"]
-    assert [r.refused.code for r in batches[0].results] == ["pre_command_malformed",
-                                                             "pre_command_not_issued"]
+    assert [r.refused.code for r in batches[0].results] == [
+        "pre_command_malformed",
+        "pre_command_not_issued",
+    ]
     health = health_pb2_grpc.HealthStub(running.channel)
-    assert health.Check(health_pb2.HealthCheckRequest(service=SIGNER), timeout=5).status == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service=SIGNER), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     watch = health.Watch(health_pb2.HealthCheckRequest(service=SIGNER), timeout=30)
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
     watch.cancel()
@@ -91,9 +100,11 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     watched = grpc_labels("Watch", "server_stream", HEALTH)
     after = scrape(running.server.metrics)
     deadline = time.monotonic() + 5  # the server learns of the cancellation asynchronously
-    while (total(after, "grpc_server_handled_total", **watched, grpc_code="Canceled")
-           == total(before, "grpc_server_handled_total", **watched, grpc_code="Canceled")
-           and time.monotonic() < deadline):
+    while (
+        total(after, "grpc_server_handled_total", **watched, grpc_code="Canceled")
+        == total(before, "grpc_server_handled_total", **watched, grpc_code="Canceled")
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
         after = scrape(running.server.metrics)
 
@@ -121,8 +132,10 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     assert delta("grpc_server_handled_total", **watched) == 1
     assert delta("grpc_server_msg_sent_total", **watched) >= 1
     # every FirmwareSigner method is there from the start, at zero, with every code
-    assert ("grpc_server_handled_total", frozenset(
-        {**grpc_labels("GetUpgradePath"), "grpc_code": "Internal"}.items())) in before
+    assert (
+        "grpc_server_handled_total",
+        frozenset({**grpc_labels("GetUpgradePath"), "grpc_code": "Internal"}.items()),
+    ) in before
 
     stream = grpc_labels("StreamSignPreCommands", "bidi_stream")
     assert delta("grpc_server_handled_total", **stream, grpc_code="OK") == 1
@@ -135,8 +148,12 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     assert delta("signer_refusals_total", reason="pre_command_not_issued") == 2
     assert delta("signer_refusals_total", reason="pre_command_malformed") == 1
     assert delta("signer_refusals_total") == 5
-    for name, result in (("structure", "pass"), ("manufacturer_signature", "pass"),
-                         ("hash", "pass"), ("cpl", "fail")):  # advisory: not on the CPL
+    for name, result in (
+        ("structure", "pass"),
+        ("manufacturer_signature", "pass"),
+        ("hash", "pass"),
+        ("cpl", "fail"),
+    ):  # advisory: not on the CPL
         assert delta("signer_verifications_total", check=name, result=result) == 1, name
     assert delta("signer_verifications_total") == 4  # the malformed call checked nothing
     assert delta("signer_hsm_operation_seconds_count", operation="sign") >= 1
@@ -144,12 +161,17 @@ def test_scraped_values_move_exactly_as_calls_are_made(running: Running,
     # incremented by the signing door (signer/service/signing.py)
     assert delta("signer_signatures_total", key="z1-supplier-ds", purpose="supplier-ds") == 1
 
-    for label, name in (("z1-supplier-ds", "Z1-supplier-ds"),
-                        ("xml-sign", "xml-sign-90B3D51F30010000-ds")):
+    for label, name in (
+        ("z1-supplier-ds", "Z1-supplier-ds"),
+        ("xml-sign", "xml-sign-90B3D51F30010000-ds"),
+    ):
         cert = x509.load_pem_x509_certificate(
-            (running.vectors / "certs" / f"{name}.pem").read_bytes())
-        assert total(after, "signer_key_not_after_timestamp_seconds", key=label,
-                     state="active") == cert.not_valid_after_utc.timestamp(), label
+            (running.vectors / "certs" / f"{name}.pem").read_bytes()
+        )
+        assert (
+            total(after, "signer_key_not_after_timestamp_seconds", key=label, state="active")
+            == cert.not_valid_after_utc.timestamp()
+        ), label
     build = [dict(ls) for (n, ls) in after if n == "signer_build_info"]
     assert len(build) == 1 and build[0]["version"] and build[0]["grpc"] == grpc.__version__
     assert not any(n.endswith("_created") for n, _ in after)
@@ -182,13 +204,21 @@ def _chat(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[
 
 @pytest.fixture(scope="module")
 def probe() -> Iterator[grpc.Channel]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                         interceptors=[MetricsInterceptor()])
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(PROBE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-        "Upload": grpc.stream_unary_rpc_method_handler(_upload),
-        "Chat": grpc.stream_stream_rpc_method_handler(_chat),
-    })])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[MetricsInterceptor()]
+    )
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                PROBE,
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(_unary),
+                    "Upload": grpc.stream_unary_rpc_method_handler(_upload),
+                    "Chat": grpc.stream_stream_rpc_method_handler(_chat),
+                },
+            )
+        ]
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -217,21 +247,27 @@ def test_codes_of_aborted_failed_and_deadline_exceeded_calls(probe: grpc.Channel
                 unary(data, timeout=timeout)
             except grpc.RpcError:
                 pass
+
         return run
 
     handled = "grpc_server_handled_total"
     for data, code in ((b"ok", "OK"), (b"deny", "PermissionDenied"), (b"boom", "Unknown")):
-        assert _moved(call(data), ("grpc_server_started_total", "Unary", "unary", {}),
-                      (handled, "Unary", "unary", {"grpc_code": code}),
-                      ("grpc_server_msg_received_total", "Unary", "unary", {}),
-                      ("grpc_server_msg_sent_total", "Unary", "unary", {})) == \
-            [1, 1, 1, 1 if code == "OK" else 0], code
+        assert _moved(
+            call(data),
+            ("grpc_server_started_total", "Unary", "unary", {}),
+            (handled, "Unary", "unary", {"grpc_code": code}),
+            ("grpc_server_msg_received_total", "Unary", "unary", {}),
+            ("grpc_server_msg_sent_total", "Unary", "unary", {}),
+        ) == [1, 1, 1, 1 if code == "OK" else 0], code
     late = _value(handled, "Unary", "unary", grpc_code="DeadlineExceeded")
-    assert _moved(call(b"slow", timeout=0.1),
-                  ("grpc_server_started_total", "Unary", "unary", {})) == [1]
+    assert _moved(
+        call(b"slow", timeout=0.1), ("grpc_server_started_total", "Unary", "unary", {})
+    ) == [1]
     deadline = time.monotonic() + 5  # the handler finishes 0.4 s after the client gave up
-    while (_value(handled, "Unary", "unary", grpc_code="DeadlineExceeded") == late
-           and time.monotonic() < deadline):
+    while (
+        _value(handled, "Unary", "unary", grpc_code="DeadlineExceeded") == late
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert _value(handled, "Unary", "unary", grpc_code="DeadlineExceeded") == late + 1
 
@@ -239,23 +275,40 @@ def test_codes_of_aborted_failed_and_deadline_exceeded_calls(probe: grpc.Channel
 def test_stream_types_and_messages_are_counted(probe: grpc.Channel) -> None:
     upload = probe.stream_unary(f"/{PROBE}/Upload")
     chat = probe.stream_stream(f"/{PROBE}/Chat")
-    assert _moved(lambda: upload(iter([b"a", b"b", b"c"])),
-                  ("grpc_server_msg_received_total", "Upload", "client_stream", {}),
-                  ("grpc_server_msg_sent_total", "Upload", "client_stream", {}),
-                  ("grpc_server_handled_total", "Upload", "client_stream",
-                   {"grpc_code": "OK"})) == [3, 1, 1]
-    assert _moved(lambda: list(chat(iter([b"a", b"b"]))),
-                  ("grpc_server_msg_received_total", "Chat", "bidi_stream", {}),
-                  ("grpc_server_msg_sent_total", "Chat", "bidi_stream", {}),
-                  ("grpc_server_handled_total", "Chat", "bidi_stream",
-                   {"grpc_code": "OK"})) == [2, 4, 1]
+    assert _moved(
+        lambda: upload(iter([b"a", b"b", b"c"])),
+        ("grpc_server_msg_received_total", "Upload", "client_stream", {}),
+        ("grpc_server_msg_sent_total", "Upload", "client_stream", {}),
+        ("grpc_server_handled_total", "Upload", "client_stream", {"grpc_code": "OK"}),
+    ) == [3, 1, 1]
+    assert _moved(
+        lambda: list(chat(iter([b"a", b"b"]))),
+        ("grpc_server_msg_received_total", "Chat", "bidi_stream", {}),
+        ("grpc_server_msg_sent_total", "Chat", "bidi_stream", {}),
+        ("grpc_server_handled_total", "Chat", "bidi_stream", {"grpc_code": "OK"}),
+    ) == [2, 4, 1]
 
 
 def test_code_names_are_go_spellings() -> None:
-    go = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
-          "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-          "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
-          "Unauthenticated"]
+    go = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ]
     assert sorted(GO_CODES.values()) == sorted(go)
     assert go_code_name("CANCELLED") == "Canceled"
 
@@ -265,9 +318,13 @@ def test_free_text_never_becomes_a_reason_label() -> None:
     assert refusal_reason("device 00-DB: unknown (not registered)") == "other"
     assert refusal_reason("x" * 100) == "other"
     # pre-command refusals carry their code; each is a label as it stands
-    for code in (activation.PRE_COMMAND_MALFORMED, activation.PRE_COMMAND_NOT_ISSUED,
-                 activation.PRE_COMMAND_MISMATCH, activation.PRE_COMMAND_ALREADY_SIGNED,
-                 activation.PRE_COMMAND_DUPLICATE):
+    for code in (
+        activation.PRE_COMMAND_MALFORMED,
+        activation.PRE_COMMAND_NOT_ISSUED,
+        activation.PRE_COMMAND_MISMATCH,
+        activation.PRE_COMMAND_ALREADY_SIGNED,
+        activation.PRE_COMMAND_DUPLICATE,
+    ):
         assert refusal_reason(code) == code
 
 
@@ -282,9 +339,20 @@ def test_a_hung_hsm_never_hangs_a_scrape(monkeypatch: pytest.MonkeyPatch) -> Non
         n = len(calls)
         if n > 1:
             release.wait(10)  # the HSM hangs from the second refresh on
-        return [KeyView(label="k", key_id=b"k", ski=None, purpose="supplier-ds",
-                        state="active", on_token=True, can_sign=True, devices=0,
-                        certificate=None, not_after=dt.datetime(2030, 1, n, tzinfo=dt.UTC))]
+        return [
+            KeyView(
+                label="k",
+                key_id=b"k",
+                ski=None,
+                purpose="supplier-ds",
+                state="active",
+                on_token=True,
+                can_sign=True,
+                devices=0,
+                certificate=None,
+                not_after=dt.datetime(2030, 1, n, tzinfo=dt.UTC),
+            )
+        ]
 
     monkeypatch.setattr(api_metrics, "list_keys", list_keys)
     keys = api_metrics._KeyExpiry(None, ttl=0.0, wait=0.2)  # type: ignore[arg-type]

@@ -24,8 +24,9 @@ def parse(clients: str, roles: str = ROLES_TABLE) -> Policy:
     return Policy.parse(roles + clients, source="test.toml")
 
 
-def caller(identity: str = "CN=acme,O=Acme", cn: str | None = "acme",
-           alt_names: tuple[str, ...] = ()) -> Caller:
+def caller(
+    identity: str = "CN=acme,O=Acme", cn: str | None = "acme", alt_names: tuple[str, ...] = ()
+) -> Caller:
     return Caller(identity=identity, request_id="r", common_name=cn, alt_names=alt_names)
 
 
@@ -38,45 +39,72 @@ def test_the_shipped_policy_loads_and_decides_every_rpc() -> None:
     for name in RPC_NAMES:
         assert policy.roles_for(name), f"the shipped policy grants {name} to no role"
     assert policy.roles_for("VerifyManufacturer") == ("manufacturer",)
-    assert policy.roles_of(caller("CN=delivery-desk", "delivery-desk")) == ("manufacturer",
-                                                                            "supplier")
+    assert policy.roles_of(caller("CN=delivery-desk", "delivery-desk")) == (
+        "manufacturer",
+        "supplier",
+    )
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[roles]\nmanufacturer = [\n", "policy test.toml: invalid TOML"),
-    ("[clients]\ncn = 'a'\n", "no [roles] table"),
-    ("roles = 3\n", "roles must be a table"),
-    ("[roles]\nadmin = ['ListKeys']\n", "[roles] admin: unknown role 'admin'"),
-    ("[roles]\nsupplier = ['Resgn']\n",
-     "[roles] supplier: unknown RPC 'Resgn' (did you mean 'Resign'?)"),
-    ("[roles]\nsupplier = 'Resign'\n", "[roles] supplier: give a list of RPC names"),
-    ("[roles]\nops = ['grpc.health.v1.Health/Check']\n", "unknown RPC"),
-    (ROLES_TABLE + "[[client]]\ncn = 'a'\nroles = ['ops']\n", "unknown key 'client'"),
-    (ROLES_TABLE + "[clients]\ncn = 'a'\nroles = ['ops']\n", "must be [[clients]] entries"),
-    (ROLES_TABLE + "[[clients]]\nroles = ['ops']\n",
-     "[[clients]] entry 1: give exactly one of cn, san or subject"),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['ops']\n[[clients]]\ncn = 'b'\n"
-     "san = 'DNS:b'\nroles = ['ops']\n",
-     "[[clients]] entry 2: give exactly one of cn, san or subject, not cn and san"),
-    (ROLES_TABLE + "[[clients]]\ncn = ''\nroles = ['ops']\n", "cn must be a non-empty string"),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nrole = ['ops']\n",
-     "[[clients]] entry 1: unknown key 'role'"),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = []\n",
-     '[[clients]] entry 1 (cn = "a"): roles must be a non-empty list'),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['suplier']\n",
-     """[[clients]] entry 1 (cn = "a"): unknown role 'suplier' (did you mean 'supplier'?)"""),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['auditor']\n",
-     """(cn = "a"): role 'auditor' is not defined in [roles]"""),
-    (ROLES_TABLE + "[[clients]]\nsan = 'backoffice.example'\nroles = ['ops']\n",
-     'san = "backoffice.example"): san must start with one of DNS:, URI:, email:, IP:'),
-    (ROLES_TABLE + "[[clients]]\nsan = 'IP:10.0.0.300'\nroles = ['ops']\n",
-     "'10.0.0.300' is not an IP address"),
-    (ROLES_TABLE + "[[clients]]\nsubject = 'CN=a, O=b'\nroles = ['ops']\n",
-     'subject = "CN=a, O=b"): subject is not an RFC 4514 name'),
-    (ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['ops']\n[[clients]]\ncn = 'a'\n"
-     "roles = ['supplier']\n",
-     '[[clients]] entry 2 (cn = "a") repeats [[clients]] entry 1 (cn = "a")'),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[roles]\nmanufacturer = [\n", "policy test.toml: invalid TOML"),
+        ("[clients]\ncn = 'a'\n", "no [roles] table"),
+        ("roles = 3\n", "roles must be a table"),
+        ("[roles]\nadmin = ['ListKeys']\n", "[roles] admin: unknown role 'admin'"),
+        (
+            "[roles]\nsupplier = ['Resgn']\n",
+            "[roles] supplier: unknown RPC 'Resgn' (did you mean 'Resign'?)",
+        ),
+        ("[roles]\nsupplier = 'Resign'\n", "[roles] supplier: give a list of RPC names"),
+        ("[roles]\nops = ['grpc.health.v1.Health/Check']\n", "unknown RPC"),
+        (ROLES_TABLE + "[[client]]\ncn = 'a'\nroles = ['ops']\n", "unknown key 'client'"),
+        (ROLES_TABLE + "[clients]\ncn = 'a'\nroles = ['ops']\n", "must be [[clients]] entries"),
+        (
+            ROLES_TABLE + "[[clients]]\nroles = ['ops']\n",
+            "[[clients]] entry 1: give exactly one of cn, san or subject",
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['ops']\n[[clients]]\ncn = 'b'\n"
+            "san = 'DNS:b'\nroles = ['ops']\n",
+            "[[clients]] entry 2: give exactly one of cn, san or subject, not cn and san",
+        ),
+        (ROLES_TABLE + "[[clients]]\ncn = ''\nroles = ['ops']\n", "cn must be a non-empty string"),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nrole = ['ops']\n",
+            "[[clients]] entry 1: unknown key 'role'",
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = []\n",
+            '[[clients]] entry 1 (cn = "a"): roles must be a non-empty list',
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['suplier']\n",
+            """[[clients]] entry 1 (cn = "a"): unknown role 'suplier' (did you mean 'supplier'?)""",
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['auditor']\n",
+            """(cn = "a"): role 'auditor' is not defined in [roles]""",
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\nsan = 'backoffice.example'\nroles = ['ops']\n",
+            'san = "backoffice.example"): san must start with one of DNS:, URI:, email:, IP:',
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\nsan = 'IP:10.0.0.300'\nroles = ['ops']\n",
+            "'10.0.0.300' is not an IP address",
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\nsubject = 'CN=a, O=b'\nroles = ['ops']\n",
+            'subject = "CN=a, O=b"): subject is not an RFC 4514 name',
+        ),
+        (
+            ROLES_TABLE + "[[clients]]\ncn = 'a'\nroles = ['ops']\n[[clients]]\ncn = 'a'\n"
+            "roles = ['supplier']\n",
+            '[[clients]] entry 2 (cn = "a") repeats [[clients]] entry 1 (cn = "a")',
+        ),
+    ],
+)
 def test_a_policy_that_does_not_make_sense_is_refused(text: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as err:
         Policy.parse(text, source="test.toml")
@@ -107,9 +135,9 @@ roles = ["ops"]
 """)
     assert policy.roles_of(caller()) == ("manufacturer",)
     assert policy.roles_of(caller("CN=Acme,O=Acme", "Acme")) == ()  # CN matching is exact
-    assert policy.roles_of(caller("CN=x", "x", ("DNS:a.example",
-                                                "URI:spiffe://supplier.example/campaigns"))
-                           ) == ("supplier",)
+    assert policy.roles_of(
+        caller("CN=x", "x", ("DNS:a.example", "URI:spiffe://supplier.example/campaigns"))
+    ) == ("supplier",)
     assert policy.roles_of(caller("CN=desk,OU=Firmware,O=Supplier", "desk")) == ("ops",)
     assert policy.roles_of(caller("CN=desk,OU=Firmware,O=Other", "desk")) == ()
     # several entries matching one client: all of their roles
@@ -138,16 +166,23 @@ def test_refusals_name_the_roles_needed_and_held() -> None:
     acme, nobody = caller(), caller("CN=nobody", "nobody")
     assert policy.refusal(acme, rpc("VerifyManufacturer")) is None
     assert policy.refusal(acme, rpc("Resign")) == (
-        "Resign needs role supplier; client CN=acme,O=Acme has roles: manufacturer")
+        "Resign needs role supplier; client CN=acme,O=Acme has roles: manufacturer"
+    )
     assert policy.refusal(nobody, rpc("ListKeys")) == (
-        "ListKeys needs one of the roles supplier, ops; client CN=nobody has no role")
+        "ListKeys needs one of the roles supplier, ops; client CN=nobody has no role"
+    )
     assert policy.refusal(acme, rpc("BuildDUIS")) == (
         "BuildDUIS is granted to no role by the policy; client CN=acme,O=Acme has roles: "
-        "manufacturer")
+        "manufacturer"
+    )
     # probes and tooling: open to anyone who passed the handshake
     assert policy.refusal(nobody, rpc("Check", "grpc.health.v1.Health")) is None
-    assert policy.refusal(nobody, rpc("ServerReflectionInfo",
-                                      "grpc.reflection.v1alpha.ServerReflection")) is None
+    assert (
+        policy.refusal(
+            nobody, rpc("ServerReflectionInfo", "grpc.reflection.v1alpha.ServerReflection")
+        )
+        is None
+    )
     # any other service: not open by default
     refused = policy.refusal(acme, rpc("Anything", "other.v1.Service"))
     assert refused is not None and "other.v1.Service/Anything is not covered" in refused
@@ -157,4 +192,5 @@ def test_a_client_with_an_empty_subject_is_named_by_its_alternative_names() -> N
     policy = parse('[[clients]]\nsan = "DNS:robot.example"\nroles = ["ops"]\n')
     robot = caller("", None, ("DNS:robot.example",))
     assert policy.refusal(robot, rpc("Resign")) == (
-        "Resign needs role supplier; client DNS:robot.example has roles: ops")
+        "Resign needs role supplier; client DNS:robot.example has roles: ops"
+    )

@@ -26,5 +26,13 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
     committed = descriptor_pb2.FileDescriptorProto.FromString(signer_pb2.DESCRIPTOR.serialized_pb)
     assert committed == fresh, "stubs are stale: run `make proto` and commit signer/api/_proto"
     assert [m.name for m in committed.service[0].method] == [
-        "VerifyManufacturer", "Resign", "BuildDUIS", "GetUpgradePath", "BuildActivation",
-        "StreamActivation", "SignPreCommand", "StreamSignPreCommands", "ListKeys"]
+        "VerifyManufacturer",
+        "Resign",
+        "BuildDUIS",
+        "GetUpgradePath",
+        "BuildActivation",
+        "StreamActivation",
+        "SignPreCommand",
+        "StreamSignPreCommands",
+        "ListKeys",
+    ]

@@ -54,15 +54,21 @@ def _load(address: str, image_id: str, worker: int, until: float, got: Returned)
             picked = [DEVICES[(worker * 7 + n * 3 + k) % len(DEVICES)] for k in range(3)]
             try:
                 if n % 2:
-                    resp = stub.BuildDUIS(pb.BuildDUISRequest(
-                        image_id=image_id, device_ids=picked, firmware_version="00000200"),
-                        timeout=30)
+                    resp = stub.BuildDUIS(
+                        pb.BuildDUISRequest(
+                            image_id=image_id, device_ids=picked, firmware_version="00000200"
+                        ),
+                        timeout=30,
+                    )
                     with got.lock:
                         got.duis.append(resp.request_id)
                 else:
-                    act = stub.BuildActivation(pb.BuildActivationRequest(
-                        activation=pb.ActivationSpec(image_id=image_id),
-                        device_ids=picked[:2]), timeout=30)
+                    act = stub.BuildActivation(
+                        pb.BuildActivationRequest(
+                            activation=pb.ActivationSpec(image_id=image_id), device_ids=picked[:2]
+                        ),
+                        timeout=30,
+                    )
                     with got.lock:
                         got.activations.extend(r.request_id for r in act.requests)
             except grpc.RpcError as exc:
@@ -77,30 +83,40 @@ def _counter(request_id: str) -> int:
 
 
 def test_a_replica_killed_mid_load_breaks_no_promise(
-        hsm: Hsm, vectors: Path, manufacturer: Manufacturer, postgres: Cluster,
-        tmp_path: Path) -> None:
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, postgres: Cluster, tmp_path: Path
+) -> None:
     url = postgres.create_database("crash")
-    config, db, _ = prepare(hsm, vectors, manufacturer, tmp_path, cpl_mode="strict",
-                            db_url=url)
+    config, db, _ = prepare(hsm, vectors, manufacturer, tmp_path, cpl_mode="strict", db_url=url)
     assert cpl.import_entries(db, read_csv(cpl_csv().splitlines()), PINNED).applied
     for eui in DEVICES:
         add_device(db, eui)
-    replicas: list[ServerProcess] = [start_server(config, tmp_path / f"replica-{i}.log")
-                                     for i in range(2)]
+    replicas: list[ServerProcess] = [
+        start_server(config, tmp_path / f"replica-{i}.log") for i in range(2)
+    ]
     got = Returned()
     try:
         with grpc.insecure_channel(replicas[0].address, options=CHANNEL_OPTIONS) as ch:
             verdict = pb_grpc.FirmwareSignerStub(ch).VerifyManufacturer(
-                pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
-                    ota_header=HEADER, manufacturer_image=IMAGE,
-                    signature=manufacturer.sign(HEADER + IMAGE), hash=IMAGE_HASH)))
+                pb.VerifyManufacturerRequest(
+                    separate=pb.SeparateDelivery(
+                        ota_header=HEADER,
+                        manufacturer_image=IMAGE,
+                        signature=manufacturer.sign(HEADER + IMAGE),
+                        hash=IMAGE_HASH,
+                    )
+                )
+            )
         assert verdict.verified, verdict.checks
 
         def round_of_load(seconds: float, kill_after: float | None) -> None:
             until = time.monotonic() + seconds
-            workers = [threading.Thread(target=_load, args=(r.address, verdict.image_id,
-                                                            i * 2 + k, until, got))
-                       for i, r in enumerate(replicas) for k in range(3)]
+            workers = [
+                threading.Thread(
+                    target=_load, args=(r.address, verdict.image_id, i * 2 + k, until, got)
+                )
+                for i, r in enumerate(replicas)
+                for k in range(3)
+            ]
             for w in workers:
                 w.start()
             if kill_after is not None:
@@ -118,13 +134,17 @@ def test_a_replica_killed_mid_load_breaks_no_promise(
         for r in replicas:
             if r.proc.poll() is None:
                 assert r.stop() == 0
-    assert returned_before_restart > 0 and len(got.duis) + len(got.activations) > \
-        returned_before_restart
+    assert (
+        returned_before_restart > 0
+        and len(got.duis) + len(got.activations) > returned_before_restart
+    )
     # the kill hit calls in flight; nothing else failed
     assert grpc.StatusCode.UNAVAILABLE in got.failures
     assert set(got.failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
-    print(f"returned {len(got.duis)} DUIS and {len(got.activations)} activations, "
-          f"{len(got.failures)} calls cut by the kill")
+    print(
+        f"returned {len(got.duis)} DUIS and {len(got.activations)} activations, "
+        f"{len(got.failures)} calls cut by the kill"
+    )
 
     # counters are promises: none returned twice, across both replicas and the restart
     returned = got.duis + got.activations
@@ -142,8 +162,13 @@ def test_a_replica_killed_mid_load_breaks_no_promise(
     # one linear chain, checked independently and by the operator's command
     assert assert_chain(url) == len(records)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
-    verify = subprocess.run([sys.executable, "-m", "signer.cli.main", "audit", "verify",
-                             "--config", str(config)], capture_output=True, text=True,
-                            env=environ, timeout=120, check=False)
+    verify = subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", "audit", "verify", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     db.dispose()

@@ -57,60 +57,89 @@ def _together(*calls: Callable[[], object]) -> list[object]:
     return results
 
 
-def test_two_replicas_share_a_campaign(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-                                       db_url: str, tmp_path: Path) -> None:
+def test_two_replicas_share_a_campaign(
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, db_url: str, tmp_path: Path
+) -> None:
     """On SQLite and on PostgreSQL."""
-    config, db, url = prepare(hsm, vectors, manufacturer, tmp_path, cpl_mode="strict",
-                              db_url=db_url)
+    config, db, url = prepare(
+        hsm, vectors, manufacturer, tmp_path, cpl_mode="strict", db_url=db_url
+    )
     assert cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED).applied
     for eui in DEVICES:
         _device(db, eui, entry="T-2")
     replicas = [start_server(config, tmp_path / f"replica-{i}.log") for i in range(2)]
     try:
-        stubs = [pb_grpc.FirmwareSignerStub(grpc.insecure_channel(r.address,
-                                                                  options=CHANNEL_OPTIONS))
-                 for r in replicas]
-        verdict = stubs[0].VerifyManufacturer(pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(ota_header=HEADER, manufacturer_image=IMAGE,
-                                         signature=manufacturer.sign(HEADER + IMAGE),
-                                         hash=IMAGE_HASH)))
+        stubs = [
+            pb_grpc.FirmwareSignerStub(grpc.insecure_channel(r.address, options=CHANNEL_OPTIONS))
+            for r in replicas
+        ]
+        verdict = stubs[0].VerifyManufacturer(
+            pb.VerifyManufacturerRequest(
+                separate=pb.SeparateDelivery(
+                    ota_header=HEADER,
+                    manufacturer_image=IMAGE,
+                    signature=manufacturer.sign(HEADER + IMAGE),
+                    hash=IMAGE_HASH,
+                )
+            )
+        )
         assert verdict.verified, verdict.checks
 
-        def activate(stub: pb_grpc.FirmwareSignerStub, ids: list[str]
-                     ) -> list[pb.ActivationRequest]:
+        def activate(
+            stub: pb_grpc.FirmwareSignerStub, ids: list[str]
+        ) -> list[pb.ActivationRequest]:
             def messages() -> Iterator[pb.ActivationCampaignRequest]:
                 yield pb.ActivationCampaignRequest(
-                    activation=pb.ActivationSpec(image_id=verdict.image_id))
+                    activation=pb.ActivationSpec(image_id=verdict.image_id)
+                )
                 for i in range(0, len(ids), 7):  # several batches each, interleaving
-                    yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(
-                        device_ids=ids[i:i + 7]))
+                    yield pb.ActivationCampaignRequest(
+                        devices=pb.DeviceBatch(device_ids=ids[i : i + 7])
+                    )
+
             return [r.request for b in stub.StreamActivation(messages()) for r in b.results]
 
-        halves = _together(lambda: activate(stubs[0], DEVICES[0::2]),
-                           lambda: activate(stubs[1], DEVICES[1::2]))
+        halves = _together(
+            lambda: activate(stubs[0], DEVICES[0::2]), lambda: activate(stubs[1], DEVICES[1::2])
+        )
         built = [r for half in halves for r in half]  # type: ignore[attr-defined]
         assert sorted(r.device_id for r in built) == sorted(DEVICES)
         counters = [int(r.request_id.rsplit(":", 1)[1]) for r in built]
         assert len(set(counters)) == len(DEVICES)  # counters are promises, across replicas
 
-        pres = [cs06_pre_command(originator=SUPPLIER_EUI, recipient=r.device_id,
-                                 counter=int(r.request_id.rsplit(":", 1)[1]),
-                                 firmware_hash=IMAGE_HASH) for r in built]
+        pres = [
+            cs06_pre_command(
+                originator=SUPPLIER_EUI,
+                recipient=r.device_id,
+                counter=int(r.request_id.rsplit(":", 1)[1]),
+                firmware_hash=IMAGE_HASH,
+            )
+            for r in built
+        ]
 
         def sign_all(stub: pb_grpc.FirmwareSignerStub) -> list[pb.PreCommandResult]:
-            return [r for m in stub.StreamSignPreCommands(iter([pb.PreCommandBatch(
-                pre_commands=pres)])) for r in m.results]
+            return [
+                r
+                for m in stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=pres)]))
+                for r in m.results
+            ]
 
         answers = _together(lambda: sign_all(stubs[0]), lambda: sign_all(stubs[1]))
         cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
         for i, pre in enumerate(pres):
             kinds = sorted(a[i].WhichOneof("result") for a in answers)  # type: ignore[index]
             assert kinds == ["refused", "signed"], (i, kinds)  # exactly one signed it
-            [signed] = [a[i].signed for a in answers  # type: ignore[index]
-                        if a[i].WhichOneof("result") == "signed"]
+            [signed] = [
+                a[i].signed
+                for a in answers  # type: ignore[index]
+                if a[i].WhichOneof("result") == "signed"
+            ]
             assert raw_signature_verifies(cert, pre[1:], signed.signed_pre_command[-64:])
-            [refused] = [a[i].refused for a in answers  # type: ignore[index]
-                         if a[i].WhichOneof("result") == "refused"]
+            [refused] = [
+                a[i].refused
+                for a in answers  # type: ignore[index]
+                if a[i].WhichOneof("result") == "refused"
+            ]
             assert refused.code == "pre_command_already_signed"
     finally:
         for r in replicas:

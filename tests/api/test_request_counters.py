@@ -22,31 +22,42 @@ def _counter(doc: bytes) -> int:
 
 
 def test_counters_are_distinct_increasing_and_survive_a_restart(
-        hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     config, _db, _url = prepare(hsm, vectors, manufacturer, tmp_path)
     server = start_server(config, tmp_path / "first.log")
     image = b"counter test " * 20
     header = ota_header(len(image))
     try:
-        stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                                options=CHANNEL_OPTIONS))
-        verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                         signature=manufacturer.sign(header + image),
-                                         hash=hashlib.sha256(image).digest())))
+        stub = pb_grpc.FirmwareSignerStub(
+            grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+        )
+        verdict = stub.VerifyManufacturer(
+            pb.VerifyManufacturerRequest(
+                separate=pb.SeparateDelivery(
+                    ota_header=header,
+                    manufacturer_image=image,
+                    signature=manufacturer.sign(header + image),
+                    hash=hashlib.sha256(image).digest(),
+                )
+            )
+        )
         assert verdict.verified
-        request = pb.BuildDUISRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE],
-                                      firmware_version="1")
+        request = pb.BuildDUISRequest(
+            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="1"
+        )
         per_client: list[list[int]] = []
         errors: list[BaseException] = []
 
         def client() -> None:
             # each client has its own channel, as separate back-office systems would
-            own = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                                   options=CHANNEL_OPTIONS))
+            own = pb_grpc.FirmwareSignerStub(
+                grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+            )
             try:
-                per_client.append([_counter(own.BuildDUIS(request).duis_request)
-                                   for _ in range(10)])
+                per_client.append(
+                    [_counter(own.BuildDUIS(request).duis_request) for _ in range(10)]
+                )
             except BaseException as exc:
                 errors.append(exc)
 
@@ -65,8 +76,9 @@ def test_counters_are_distinct_increasing_and_survive_a_restart(
 
     server = start_server(config, tmp_path / "second.log")
     try:
-        stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                                options=CHANNEL_OPTIONS))
+        stub = pb_grpc.FirmwareSignerStub(
+            grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+        )
         after = _counter(stub.BuildDUIS(request).duis_request)
         assert after > max(seen)
     finally:
@@ -74,7 +86,8 @@ def test_counters_are_distinct_increasing_and_survive_a_restart(
 
 
 def test_a_token_without_the_devices_key_refuses_the_device(
-        hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     """Device 90-A0's cell names Z1-supplier-ds; a token holding only Z1b-supplier-ds refuses it."""
     from tests.service.z1b import z1b_only_token
 
@@ -84,14 +97,21 @@ def test_a_token_without_the_devices_key_refuses_the_device(
     config.write_text(text)
     server = start_server(config, tmp_path / "z1b.log")
     try:
-        stub = pb_grpc.FirmwareSignerStub(grpc.insecure_channel(server.address,
-                                                                options=CHANNEL_OPTIONS))
+        stub = pb_grpc.FirmwareSignerStub(
+            grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+        )
         image = b"z1b " * 40
         header = ota_header(len(image))
-        verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(ota_header=header, manufacturer_image=image,
-                                         signature=manufacturer.sign(header + image),
-                                         hash=hashlib.sha256(image).digest())))
+        verdict = stub.VerifyManufacturer(
+            pb.VerifyManufacturerRequest(
+                separate=pb.SeparateDelivery(
+                    ota_header=header,
+                    manufacturer_image=image,
+                    signature=manufacturer.sign(header + image),
+                    hash=hashlib.sha256(image).digest(),
+                )
+            )
+        )
         with pytest.raises(grpc.RpcError) as err:
             stub.Resign(pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]))
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

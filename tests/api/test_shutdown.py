@@ -39,15 +39,16 @@ def _wait_until_started(proc: ServerProcess, method: str) -> None:
         text = urllib.request.urlopen(f"http://{proc.metrics}/metrics", timeout=5).read()
         for family in text_string_to_metric_families(text.decode()):
             if family.name == "grpc_server_started" and any(
-                    s.labels.get("grpc_method") == method and s.value >= 1
-                    for s in family.samples):
+                s.labels.get("grpc_method") == method and s.value >= 1 for s in family.samples
+            ):
                 return
         time.sleep(0.05)
     raise AssertionError(f"no {method} call started")
 
 
-def _held_stream(stub: pb_grpc.FirmwareSignerStub, gate: threading.Event
-                 ) -> tuple[threading.Thread, queue.Queue[object]]:
+def _held_stream(
+    stub: pb_grpc.FirmwareSignerStub, gate: threading.Event
+) -> tuple[threading.Thread, queue.Queue[object]]:
     """A StreamSignPreCommands call that sends one batch, then waits for `gate` to send
     another: in flight for as long as the test wants. Returns once the first batch has
     been answered."""
@@ -76,8 +77,9 @@ def _held_stream(stub: pb_grpc.FirmwareSignerStub, gate: threading.Event
 
 
 @pytest.fixture()
-def server(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-           tmp_path: Path) -> Iterator[tuple[ServerProcess, grpc.Channel]]:
+def server(
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, grpc.Channel]]:
     config, db, _url = prepare(hsm, vectors, manufacturer, tmp_path)
     db.dispose()
     text = config.read_text().replace("dev_mode = true", "dev_mode = true\nshutdown_grace = 2")
@@ -92,7 +94,8 @@ def server(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
 
 
 def test_sigterm_lets_a_call_in_flight_finish_refuses_new_ones_and_exits_0(
-        server: tuple[ServerProcess, grpc.Channel]) -> None:
+    server: tuple[ServerProcess, grpc.Channel],
+) -> None:
     proc, channel = server
     stub = pb_grpc.FirmwareSignerStub(channel)
     gate = threading.Event()
@@ -118,7 +121,8 @@ def test_sigterm_lets_a_call_in_flight_finish_refuses_new_ones_and_exits_0(
 
 
 def test_a_call_still_running_after_the_grace_period_is_cut_and_the_exit_is_still_0(
-        server: tuple[ServerProcess, grpc.Channel]) -> None:
+    server: tuple[ServerProcess, grpc.Channel],
+) -> None:
     proc, channel = server
     gate = threading.Event()  # never set within the grace period
     thread, out = _held_stream(pb_grpc.FirmwareSignerStub(channel), gate)
@@ -132,16 +136,24 @@ def test_a_call_still_running_after_the_grace_period_is_cut_and_the_exit_is_stil
 
 
 def test_a_handler_stuck_after_the_grace_period_does_not_hold_the_exit(
-        server: tuple[ServerProcess, grpc.Channel], manufacturer: Manufacturer,
-        tmp_path: Path) -> None:
+    server: tuple[ServerProcess, grpc.Channel], manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     """The database (like a hung HSM) stops answering: the call's handler cannot finish, the
     process still exits 0 shortly after the grace period, and nothing was returned or
     recorded for it."""
     proc, channel = server
     stub = pb_grpc.FirmwareSignerStub(channel)
-    verdict = stub.VerifyManufacturer(pb.VerifyManufacturerRequest(separate=pb.SeparateDelivery(
-        ota_header=HEADER, manufacturer_image=IMAGE, signature=manufacturer.sign(HEADER + IMAGE),
-        hash=IMAGE_HASH)), timeout=30)
+    verdict = stub.VerifyManufacturer(
+        pb.VerifyManufacturerRequest(
+            separate=pb.SeparateDelivery(
+                ota_header=HEADER,
+                manufacturer_image=IMAGE,
+                signature=manufacturer.sign(HEADER + IMAGE),
+                hash=IMAGE_HASH,
+            )
+        ),
+        timeout=30,
+    )
     assert verdict.verified
     blocker = sqlite3.connect(tmp_path / "signer.db", timeout=1)
     blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock (30 s)
@@ -149,8 +161,12 @@ def test_a_handler_stuck_after_the_grace_period_does_not_hold_the_exit(
 
     def resign() -> None:
         try:
-            out.put(stub.Resign(pb.ResignRequest(image_id=verdict.image_id,
-                                                 device_ids=[RTDS_DEVICE]), timeout=60))
+            out.put(
+                stub.Resign(
+                    pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]),
+                    timeout=60,
+                )
+            )
         except grpc.RpcError as exc:
             out.put(exc.code())
 

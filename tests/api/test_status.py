@@ -22,32 +22,37 @@ from signer.hsm.pin import Pin
 from signer.hsm.token import Token
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (InvalidInput("x", field="f"), grpc.StatusCode.INVALID_ARGUMENT),
-    (FormatError("x", field="f", offset=3), grpc.StatusCode.INVALID_ARGUMENT),
-    (CertificateRejected("x"), grpc.StatusCode.FAILED_PRECONDITION),
-    (SignatureInvalid("x"), grpc.StatusCode.FAILED_PRECONDITION),
-    (DevicesRefused("all refused", [("d", "unknown_device", "t")]),
-     grpc.StatusCode.FAILED_PRECONDITION),
-    (NotFound("x"), grpc.StatusCode.NOT_FOUND),
-    (Unavailable("db"), grpc.StatusCode.UNAVAILABLE),
-    (HsmUnavailable("hsm"), grpc.StatusCode.UNAVAILABLE),
-    (HsmLoginFailed("pin"), grpc.StatusCode.UNAVAILABLE),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidInput("x", field="f"), grpc.StatusCode.INVALID_ARGUMENT),
+        (FormatError("x", field="f", offset=3), grpc.StatusCode.INVALID_ARGUMENT),
+        (CertificateRejected("x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (SignatureInvalid("x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (
+            DevicesRefused("all refused", [("d", "unknown_device", "t")]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (NotFound("x"), grpc.StatusCode.NOT_FOUND),
+        (Unavailable("db"), grpc.StatusCode.UNAVAILABLE),
+        (HsmUnavailable("hsm"), grpc.StatusCode.UNAVAILABLE),
+        (HsmLoginFailed("pin"), grpc.StatusCode.UNAVAILABLE),
+    ],
+)
 def test_status_codes(error: Exception, code: grpc.StatusCode) -> None:
     assert status_for(error) is code  # type: ignore[arg-type]
 
 
 def test_a_call_that_ended_is_what_the_client_saw() -> None:
     assert status_for(CallEnded("gone")) is grpc.StatusCode.CANCELLED
-    assert status_for(CallEnded("gone"), deadline_passed=True) is \
-        grpc.StatusCode.DEADLINE_EXCEEDED
+    assert status_for(CallEnded("gone"), deadline_passed=True) is grpc.StatusCode.DEADLINE_EXCEEDED
     assert status_for(Unavailable("db"), deadline_passed=True) is grpc.StatusCode.UNAVAILABLE
 
 
 def test_format_error_says_where() -> None:
     assert str(FormatError("bad tail byte 0x41", field="upgrade_image", offset=296)) == (
-        "upgrade_image @ offset 296: bad tail byte 0x41")
+        "upgrade_image @ offset 296: bad tail byte 0x41"
+    )
 
 
 def test_a_missing_pkcs11_module_is_hsm_unavailable(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -26,8 +26,12 @@ from tests.independent import (
 
 
 def signer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "signer.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"signer {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -35,13 +39,30 @@ def signer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_help_names_every_command() -> None:
     out = signer("--help").stdout
-    for cmd in ("serve", "keys", "manufacturers", "devices", "verify", "resign", "build-duis",
-                "dev"):
+    for cmd in (
+        "serve",
+        "keys",
+        "manufacturers",
+        "devices",
+        "verify",
+        "resign",
+        "build-duis",
+        "dev",
+    ):
         assert cmd in out
     assert "--label" in signer("keys", "import", "--help").stdout
     keys_help = signer("keys", "--help").stdout
-    for cmd in ("generate", "csr", "install-cert", "activate", "retire", "list",
-                "rotation-report", "operations", "import"):
+    for cmd in (
+        "generate",
+        "csr",
+        "install-cert",
+        "activate",
+        "retire",
+        "list",
+        "rotation-report",
+        "operations",
+        "import",
+    ):
         assert cmd in keys_help
     assert "PKCS#11 URI" in signer("keys", "retire", "--help").stdout
 
@@ -51,78 +72,144 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cli import")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(7).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectKeyIdentifier(bytes.fromhex("0102030405060708")), False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier(bytes.fromhex("0102030405060708")), False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
     (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    imported = signer("keys", "import", "--label", "cli-imported", "--key",
-                      str(tmp_path / "k.pem"), "--cert", str(tmp_path / "c.pem"),
-                      "--purpose", "supplier-ds", "--config", str(config))
+    imported = signer(
+        "keys",
+        "import",
+        "--label",
+        "cli-imported",
+        "--key",
+        str(tmp_path / "k.pem"),
+        "--cert",
+        str(tmp_path / "c.pem"),
+        "--purpose",
+        "supplier-ds",
+        "--config",
+        str(config),
+    )
     assert "CKA_ID 0102030405060708: pending" in imported.stdout
-    again = signer("keys", "import", "--label", "cli-imported", "--key", str(tmp_path / "k.pem"),
-                   "--cert", str(tmp_path / "c.pem"), "--purpose", "supplier-ds",
-                   "--config", str(config), check=False)
+    again = signer(
+        "keys",
+        "import",
+        "--label",
+        "cli-imported",
+        "--key",
+        str(tmp_path / "k.pem"),
+        "--cert",
+        str(tmp_path / "c.pem"),
+        "--purpose",
+        "supplier-ds",
+        "--config",
+        str(config),
+        check=False,
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = signer("keys", "list", "--json", "--config", str(config))
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     row = next(r for r in rows if r["label"] == "cli-imported")
-    assert {"label": "cli-imported", "cka_id": "0102030405060708", "ski": "0102030405060708",
-            "state": "pending", "purpose": "supplier-ds"}.items() <= row.items()
+    assert {
+        "label": "cli-imported",
+        "cka_id": "0102030405060708",
+        "ski": "0102030405060708",
+        "state": "pending",
+        "purpose": "supplier-ds",
+    }.items() <= row.items()
     pin = hsm.pin_file.read_text().strip()
     for proc in (imported, again, listed):
         assert pin not in proc.stdout + proc.stderr
 
 
-def test_device_import_from_hex_base64_and_duis_xml(hsm: Hsm, vectors: Path,
-                                                    tmp_path: Path) -> None:
+def test_device_import_from_hex_base64_and_duis_xml(
+    hsm: Hsm, vectors: Path, tmp_path: Path
+) -> None:
     config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{tmp_path / 'db.sqlite'}")
     hex_file = vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX"
     xml_file = vectors / "trust_anchor/illustration_DUIS_6.24.1_response_envelope.xml"
     b64_file = tmp_path / "payload.b64"
     import base64
+
     b64_file.write_text(base64.b64encode(bytes.fromhex(hex_file.read_text().strip())).decode())
     first = signer("devices", "import", str(hex_file), "--config", str(config))
     assert f"{RTDS_DEVICE}: added" in first.stdout
     for f in (b64_file, xml_file):
-        assert f"{RTDS_DEVICE}: updated" in signer("devices", "import", str(f), "--config",
-                                                  str(config)).stdout
-    shown = json.loads(signer("devices", "show", RTDS_DEVICE, "--json", "--config",
-                              str(config)).stdout)
+        assert (
+            f"{RTDS_DEVICE}: updated"
+            in signer("devices", "import", str(f), "--config", str(config)).stdout
+        )
+    shown = json.loads(
+        signer("devices", "show", RTDS_DEVICE, "--json", "--config", str(config)).stdout
+    )
     z1 = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
     z1_ski = z1.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    supplier_ds = [c for c in shown["cells"] if c["role"] == "02"
-                   and c["key_usage"] == "digitalSignature"]
+    supplier_ds = [
+        c for c in shown["cells"] if c["role"] == "02" and c["key_usage"] == "digitalSignature"
+    ]
     assert [c["ski"] for c in supplier_ds] == [z1_ski.hex()]
     bad = tmp_path / "bad.hex"
     bad.write_text("DF0901")
     failed = signer("devices", "import", str(bad), "--config", str(config), check=False)
     assert failed.returncode == 1 and "FormatError" in failed.stderr
-    missing = signer("devices", "show", "00-00-00-00-00-00-00-01", "--config", str(config),
-                     check=False)
+    missing = signer(
+        "devices", "show", "00-00-00-00-00-00-00-01", "--config", str(config), check=False
+    )
     assert missing.returncode == 1 and "not registered" in missing.stderr
 
 
-def test_manufacturers_add_is_idempotent(hsm: Hsm, manufacturer: Manufacturer,
-                                         tmp_path: Path) -> None:
+def test_manufacturers_add_is_idempotent(
+    hsm: Hsm, manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{tmp_path / 'db.sqlite'}")
-    args = ("manufacturers", "add", "--code", "121d", "--cert", str(manufacturer.cert_pem),
-            "--config", str(config))
+    args = (
+        "manufacturers",
+        "add",
+        "--code",
+        "121d",
+        "--cert",
+        str(manufacturer.cert_pem),
+        "--config",
+        str(config),
+    )
     assert "certificate added" in signer(*args).stdout
     assert "already registered" in signer(*args).stdout
-    assert "121D  CN=Test Manufacturer 121D" in signer("manufacturers", "list", "--config",
-                                                       str(config)).stdout
-    bad = signer("manufacturers", "add", "--code", "XYZ", "--cert", str(manufacturer.cert_pem),
-                 "--config", str(config), check=False)
+    assert (
+        "121D  CN=Test Manufacturer 121D"
+        in signer("manufacturers", "list", "--config", str(config)).stdout
+    )
+    bad = signer(
+        "manufacturers",
+        "add",
+        "--code",
+        "XYZ",
+        "--cert",
+        str(manufacturer.cert_pem),
+        "--config",
+        str(config),
+        check=False,
+    )
     assert bad.returncode == 1 and "code" in bad.stderr
 
 
-def test_client_commands_drive_the_three_calls(running: Running, manufacturer: Manufacturer,
-                                               tmp_path: Path) -> None:
+def test_client_commands_drive_the_three_calls(
+    running: Running, manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     image = b"CLI firmware " * 50
     header = ota_header(len(image))
     (tmp_path / "h.bin").write_bytes(header)
@@ -130,36 +217,72 @@ def test_client_commands_drive_the_three_calls(running: Running, manufacturer: M
     (tmp_path / "s.der").write_bytes(manufacturer.sign(header + image))
     (tmp_path / "hash.hex").write_text(hashlib.sha256(image).hexdigest() + "\n")
     server = ("--server", running.server.address)
-    verdict = signer("verify", "--ota-header", str(tmp_path / "h.bin"), "--manufacturer-image",
-                     str(tmp_path / "i.bin"), "--signature", str(tmp_path / "s.der"),
-                     "--hash", str(tmp_path / "hash.hex"), "--out", str(tmp_path / "v.json"),
-                     *server)
+    verdict = signer(
+        "verify",
+        "--ota-header",
+        str(tmp_path / "h.bin"),
+        "--manufacturer-image",
+        str(tmp_path / "i.bin"),
+        "--signature",
+        str(tmp_path / "s.der"),
+        "--hash",
+        str(tmp_path / "hash.hex"),
+        "--out",
+        str(tmp_path / "v.json"),
+        *server,
+    )
     assert "VERIFIED" in verdict.stdout
     image_id = json.loads((tmp_path / "v.json").read_text())["imageId"]
     assert image_id == hashlib.sha256(image).hexdigest()
 
     out = tmp_path / "out"
-    signer("resign", "--image-id", image_id, "--device", f"{RTDS_DEVICE},00-DB-12-34-56-78-90-FE",
-           "--out-dir", str(out), *server)
+    signer(
+        "resign",
+        "--image-id",
+        image_id,
+        "--device",
+        f"{RTDS_DEVICE},00-DB-12-34-56-78-90-FE",
+        "--out-dir",
+        str(out),
+        *server,
+    )
     result = json.loads((out / "result.json").read_text())
     assert result["refused"][0]["reason"] == "unknown_device"
     upgrade = (out / "z1-supplier-ds.bin").read_bytes()
-    z1 = x509.load_pem_x509_certificate(
-        (running.vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+    z1 = x509.load_pem_x509_certificate((running.vectors / "certs/Z1-supplier-ds.pem").read_bytes())
     _, img, _, sig = split_upgrade_image(upgrade)
     assert img == image and raw_signature_verifies(z1, image, sig)
 
     (tmp_path / "devices.txt").write_text(f"{RTDS_DEVICE}\n")
-    signer("build-duis", "--upgrade-image", str(out / "z1-supplier-ds.bin"), "--devices-file",
-           str(tmp_path / "devices.txt"), "--firmware-version", "0A0B", "--out",
-           str(tmp_path / "req.xml"), *server)
+    signer(
+        "build-duis",
+        "--upgrade-image",
+        str(out / "z1-supplier-ds.bin"),
+        "--devices-file",
+        str(tmp_path / "devices.txt"),
+        "--firmware-version",
+        "0A0B",
+        "--out",
+        str(tmp_path / "req.xml"),
+        *server,
+    )
     doc = (tmp_path / "req.xml").read_bytes()
     assert duis_fields(doc)["FirmwareVersion"] == "0A0B"
     assert_schema_valid(doc, running.vectors / "xsd")
     xml_cert = x509.load_pem_x509_certificate(
-        (running.vectors / "certs/xml-sign-90B3D51F30010000-ds.pem").read_bytes())
+        (running.vectors / "certs/xml-sign-90B3D51F30010000-ds.pem").read_bytes()
+    )
     assert xmlsec1_verify(doc, xml_cert, tmp_path).returncode == 0
 
-    refused = signer("resign", "--image-id", "00" * 32, "--device", RTDS_DEVICE, "--out-dir",
-                     str(out), *server, check=False)
+    refused = signer(
+        "resign",
+        "--image-id",
+        "00" * 32,
+        "--device",
+        RTDS_DEVICE,
+        "--out-dir",
+        str(out),
+        *server,
+        check=False,
+    )
     assert refused.returncode == 1 and "NOT_FOUND" in refused.stderr

@@ -12,15 +12,20 @@ from tests.api.conftest import Running
 
 def _health(*args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
-    return subprocess.run([sys.executable, "-m", "signer.cli.main", "health", *args],
-                          capture_output=True, text=True, env=environ, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", "health", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_health_says_serving_and_exits_0(running: Running) -> None:
     done = _health("--server", running.server.address)
     assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
-    done = _health("--server", running.server.address, "--service",
-                   "signer.v1.FirmwareSigner")
+    done = _health("--server", running.server.address, "--service", "signer.v1.FirmwareSigner")
     assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
 
 

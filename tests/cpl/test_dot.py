@@ -36,10 +36,15 @@ def read_dot(text: str) -> Dot:
     pos = 0
     while pos < len(text.rstrip()):
         m = _TOKEN.match(text, pos)
-        assert m, f"cannot tokenize at {text[pos:pos + 30]!r}"
+        assert m, f"cannot tokenize at {text[pos : pos + 30]!r}"
         quoted, punct, word = m.groups()
-        tokens.append(("id", _unquote(quoted)) if quoted is not None else
-                      ("p", punct) if punct else ("id", word))
+        tokens.append(
+            ("id", _unquote(quoted))
+            if quoted is not None
+            else ("p", punct)
+            if punct
+            else ("id", word)
+        )
         pos = m.end()
     assert tokens[0] == ("id", "digraph") and tokens[2] == ("p", "{") and tokens[-1] == ("p", "}")
     dot = Dot(tokens[1][1])
@@ -54,7 +59,7 @@ def read_dot(text: str) -> Dot:
             attrs: dict[str, str] = {}
             body = [t for t in stmt[2:-1] if t != ("p", ",")]
             for i in range(0, len(body), 3):
-                key, eq, value = body[i:i + 3]
+                key, eq, value = body[i : i + 3]
                 assert eq == ("p", "=")
                 attrs[key[1]] = value[1]
             dot.nodes[stmt[0][1]] = attrs
@@ -66,11 +71,17 @@ def read_dot(text: str) -> Dot:
 def fleet() -> UpgradeGraph:
     # model M1: R1, R2 roots -> B -> C ; B also from OLD (not on the CPL); U: pathway unknown
     # model M2: X, upgraded from C (a cross-model edge)
-    return UpgradeGraph([
-        entry("R1", []), entry("R2", []), entry("B", ["R1", "R2", "OLD"]),
-        entry("C", ["B"], firmware_version="00000003"), entry("U", None),
-        entry("X", ["C"], model="M2"), entry("Y", [], model="M2"),
-    ])
+    return UpgradeGraph(
+        [
+            entry("R1", []),
+            entry("R2", []),
+            entry("B", ["R1", "R2", "OLD"]),
+            entry("C", ["B"], firmware_version="00000003"),
+            entry("U", None),
+            entry("X", ["C"], model="M2"),
+            entry("Y", [], model="M2"),
+        ]
+    )
 
 
 def test_structure_of_a_models_graph() -> None:
@@ -91,13 +102,13 @@ def test_output_is_stable_whatever_the_insertion_order() -> None:
     g = fleet()
     again = UpgradeGraph(reversed(list(g.entries())))
     counts = {"C": 3, "B": 4}
-    assert to_dot(g, device_counts=counts) == to_dot(again, device_counts=dict(reversed(
-        counts.items())))
+    assert to_dot(g, device_counts=counts) == to_dot(
+        again, device_counts=dict(reversed(counts.items()))
+    )
 
 
 def test_ids_and_texts_cannot_escape_their_strings() -> None:
-    g = UpgradeGraph([entry("A", [], model='Acme "Super" \\ Meter',
-                            firmware_version='v1"\\')])
+    g = UpgradeGraph([entry("A", [], model='Acme "Super" \\ Meter', firmware_version='v1"\\')])
     evil = 'x"]; "pwned" -> "A'
     text = to_dot(g, device_counts={evil: 2})
     dot = read_dot(text)
@@ -127,8 +138,9 @@ def test_dot_renders_it_to_svg() -> None:
         (to_dot(fleet(), model="M1", device_counts={"B": 12}), 7),
         (to_dot(fleet(), device_counts={"B": 12, evil: 1}), 9),
     ]:
-        run = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True,
-                             timeout=60, check=False)
+        run = subprocess.run(
+            ["dot", "-Tsvg"], input=text.encode(), capture_output=True, timeout=60, check=False
+        )
         assert run.returncode == 0, run.stderr.decode()
         assert b"Warning" not in run.stderr and b"Error" not in run.stderr, run.stderr
         svg = etree.fromstring(run.stdout)

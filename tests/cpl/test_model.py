@@ -90,18 +90,26 @@ def test_comms_hub_displays_as_the_issue_writes_it() -> None:
 
 # --- OTA header <-> CPL entry ---------------------------------------------------------------
 
+
 def cpl(**kwargs: Any) -> CplEntry:
-    base: dict[str, Any] = {"firmware_version": "01020304", "image_type": 0x0001,
-                               "hardware_version": 0x0100, "manufacturer_code": 0x121D}
+    base: dict[str, Any] = {
+        "firmware_version": "01020304",
+        "image_type": 0x0001,
+        "hardware_version": 0x0100,
+        "manufacturer_code": 0x121D,
+    }
     base.update(kwargs)
     return entry("CPL-7", [], **base)
 
 
 def test_agreeing_header_gives_no_mismatch() -> None:
     assert ota_matches_entry(0x121D, 0x0001, 0x01020304, cpl()) == []
-    assert ota_matches_entry(  # 0x prefix and lower case are the same 8 hex digits
-        0x121D, 0x0001, 0x0A0B0C0D, cpl(firmware_version="0x0a0b0c0d")
-    ) == []
+    assert (
+        ota_matches_entry(  # 0x prefix and lower case are the same 8 hex digits
+            0x121D, 0x0001, 0x0A0B0C0D, cpl(firmware_version="0x0a0b0c0d")
+        )
+        == []
+    )
 
 
 def test_each_mismatch_is_named_in_words() -> None:
@@ -118,8 +126,7 @@ def test_each_mismatch_is_named_in_words() -> None:
 
 def test_version_not_written_as_8_hex_digits_cannot_be_compared() -> None:
     # 1.2.3.4 could well be 0x01020304, but that split is the manufacturer's: not guessed.
-    [m] = ota_matches_entry(0x121D, 0x0001, 0x01020304,
-                            cpl(firmware_version="1.2.3.4"))
+    [m] = ota_matches_entry(0x121D, 0x0001, 0x01020304, cpl(firmware_version="1.2.3.4"))
     assert "cannot be compared" in m and "1.2.3.4" in m
     assert firmware_version_number("1020304") is None  # 7 digits: not padded by guesswork
     assert firmware_version_number("16909060") == 0x16909060  # 8 digits are always hex
@@ -133,11 +140,16 @@ def test_entry_without_image_type_cannot_be_tied_to_a_header() -> None:
 def test_hardware_version_must_lie_in_the_header_range() -> None:
     e = cpl(hardware_version=0x0300)
     assert ota_matches_entry(0x121D, 1, 0x01020304, e) == []  # no range
-    [m] = ota_matches_entry(0x121D, 1, 0x01020304, e,
-                            min_hardware_version=0x0100, max_hardware_version=0x0200)
+    [m] = ota_matches_entry(
+        0x121D, 1, 0x01020304, e, min_hardware_version=0x0100, max_hardware_version=0x0200
+    )
     assert m.startswith("hardware version") and "0x0300" in m
-    assert ota_matches_entry(0x121D, 1, 0x01020304, e,
-                             min_hardware_version=0x0300, max_hardware_version=0x0300) == []
+    assert (
+        ota_matches_entry(
+            0x121D, 1, 0x01020304, e, min_hardware_version=0x0300, max_hardware_version=0x0300
+        )
+        == []
+    )
 
 
 def test_file_version_text() -> None:

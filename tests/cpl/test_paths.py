@@ -26,6 +26,7 @@ def both(g: UpgradeGraph, source: str, target: str) -> list[str] | None:
 
 # --- chains -------------------------------------------------------------------------------
 
+
 def chain() -> UpgradeGraph:
     # A -> B -> C -> D, A is an N/A root
     return graph({"A": [], "B": ["A"], "C": ["B"], "D": ["C"]})
@@ -65,6 +66,7 @@ def test_long_chain() -> None:
 
 # --- diamonds -----------------------------------------------------------------------------
 
+
 def test_diamond_smaller_id_sequence_wins_whatever_the_insertion_order() -> None:
     edges = {"S": [], "B": ["S"], "C": ["S"], "T": ["B", "C"]}
     for order in itertools.permutations(edges):
@@ -85,6 +87,7 @@ def test_diamond_shorter_path_beats_smaller_ids() -> None:
 
 
 # --- cycles -------------------------------------------------------------------------------
+
 
 def test_cycle_terminates_and_routes_around() -> None:
     # A -> B -> C -> A (a cycle entered from root R), and C -> D
@@ -109,6 +112,7 @@ def test_an_entry_cannot_be_its_own_predecessor() -> None:
 
 
 # --- unreachable targets ------------------------------------------------------------------
+
 
 def test_other_component_and_unknown_device_entry_have_no_path() -> None:
     g = graph({"A": [], "B": ["A"], "X": [], "Y": ["X"]})
@@ -138,6 +142,7 @@ def test_entry_whose_pathway_is_not_recorded_cannot_be_reached() -> None:
 
 # --- several N/A roots and unknown predecessors ---------------------------------------------
 
+
 def test_several_roots() -> None:
     g = graph({"R1": [], "R2": [], "R3": [], "X": ["R1", "R2"], "T": ["X"]})
     assert g.roots() == ["R1", "R2", "R3"]
@@ -159,15 +164,18 @@ def test_predecessor_not_on_the_cpl_is_kept_and_reported() -> None:
 
 # --- the entry ID identifies firmware -----------------------------------------------------
 
+
 def test_equal_version_strings_with_different_hashes_are_different_entries() -> None:
     # MP231: the same firmware version appears on the CPL under different hashes.
     v = "01000000"
-    g = UpgradeGraph([
-        entry("E0", []),
-        entry("E1", [], firmware_version=v, image_hash=digest("build one")),
-        entry("E2", ["E0"], firmware_version=v, image_hash=digest("build two")),
-        entry("T", ["E1"], firmware_version="02000000"),
-    ])
+    g = UpgradeGraph(
+        [
+            entry("E0", []),
+            entry("E1", [], firmware_version=v, image_hash=digest("build one")),
+            entry("E2", ["E0"], firmware_version=v, image_hash=digest("build two")),
+            entry("T", ["E1"], firmware_version="02000000"),
+        ]
+    )
     assert len(g) == 4
     assert g.entry("E1").image_hash != g.entry("E2").image_hash
     assert both(g, "E0", "E2") == ["E0", "E2"]
@@ -202,6 +210,7 @@ def test_evaluator_path_is_a_fresh_list() -> None:
 
 # --- random graphs against brute force ----------------------------------------------------
 
+
 def all_shortest(edges: dict[str, list[str]], source: str, target: str) -> list[str] | None:
     """Enumerate every simple path source -> target, keep the shortest, then the smallest."""
     succ: dict[str, list[str]] = {}
@@ -227,9 +236,7 @@ def all_shortest(edges: dict[str, list[str]], source: str, target: str) -> list[
 def test_random_graphs_match_brute_force(seed: int) -> None:
     rnd = random.Random(seed)
     names = [f"n{i}" for i in range(rnd.randint(2, 9))]
-    edges = {
-        n: [p for p in names if p != n and rnd.random() < 0.3] for n in names
-    }
+    edges = {n: [p for p in names if p != n and rnd.random() < 0.3] for n in names}
     entries = [entry(n, preds) for n, preds in edges.items()]
     rnd.shuffle(entries)
     g = UpgradeGraph(entries)

@@ -21,14 +21,17 @@ RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed (Debian package prometheus; "
-                    "scripts/bootstrap --dev installs it)")
+        pytest.fail(
+            "promtool is not installed (Debian package prometheus; "
+            "scripts/bootstrap --dev installs it)"
+        )
     return path
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120,
-                          cwd=RULES.parent)
+    return subprocess.run(
+        [promtool(), *args], capture_output=True, text=True, timeout=120, cwd=RULES.parent
+    )
 
 
 def test_the_alert_rules_are_valid() -> None:

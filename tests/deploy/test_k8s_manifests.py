@@ -42,7 +42,8 @@ def k8s() -> dict[str, dict[str, Any]]:
 
 def _validator() -> str:
     found = shutil.which("kubernetes-validate") or str(
-        Path(sys.executable).with_name("kubernetes-validate"))
+        Path(sys.executable).with_name("kubernetes-validate")
+    )
     if not Path(found).exists():
         if os.environ.get("CI"):
             pytest.fail("kubernetes-validate is missing (pip install kubernetes-validate)")
@@ -58,10 +59,15 @@ def test_the_kustomization_lists_every_manifest() -> None:
 
 def test_every_manifest_validates_strictly(k8s: dict[str, dict[str, Any]]) -> None:
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
-    builtin = [K8S / n for n in listed
-               if yaml.safe_load((K8S / n).read_text())["kind"] not in CUSTOM_KINDS]
-    done = subprocess.run([_validator(), "--strict", "-k", KUBERNETES_VERSION,
-                           *map(str, builtin)], capture_output=True, text=True, check=False)
+    builtin = [
+        K8S / n for n in listed if yaml.safe_load((K8S / n).read_text())["kind"] not in CUSTOM_KINDS
+    ]
+    done = subprocess.run(
+        [_validator(), "--strict", "-k", KUBERNETES_VERSION, *map(str, builtin)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(" passed ") == len(builtin), done.stdout
 
@@ -70,9 +76,12 @@ def test_strict_validation_catches_a_misspelt_field(tmp_path: Path) -> None:
     """The control: the validator is strict, so the test above can fail."""
     broken = (K8S / "deployment.yaml").read_text().replace("readinessProbe:", "readynessProbe:")
     (tmp_path / "deployment.yaml").write_text(broken)
-    done = subprocess.run([_validator(), "--strict", "-k", KUBERNETES_VERSION,
-                           str(tmp_path / "deployment.yaml")], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [_validator(), "--strict", "-k", KUBERNETES_VERSION, str(tmp_path / "deployment.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode != 0
 
 
@@ -98,8 +107,9 @@ def config(k8s: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFact
     return load_config(path, {"SIGNER_DATABASE_URL": "postgresql+psycopg://u:p@db/signer"})
 
 
-def test_the_configuration_loads_and_is_production(config: Any, tmp_path: Path,
-                                                   k8s: dict[str, dict[str, Any]]) -> None:
+def test_the_configuration_loads_and_is_production(
+    config: Any, tmp_path: Path, k8s: dict[str, dict[str, Any]]
+) -> None:
     assert not config.dev_mode and config.tls is not None
     assert config.cpl_mode == "strict" and config.schema_dir is not None
     assert config.smki_issuers and config.pinned_time is None
@@ -110,7 +120,8 @@ def test_the_configuration_loads_and_is_production(config: Any, tmp_path: Path,
 
 
 def test_ports_agree_between_config_container_probes_and_service(
-        config: Any, k8s: dict[str, dict[str, Any]]) -> None:
+    config: Any, k8s: dict[str, dict[str, Any]]
+) -> None:
     ports = {p["name"]: p["containerPort"] for p in _container(k8s)["ports"]}
     assert ports["grpc"] == _port(config.listen)
     assert ports["metrics"] == _port(config.metrics_listen)
@@ -121,8 +132,9 @@ def test_ports_agree_between_config_container_probes_and_service(
     assert service == {"grpc": "grpc", "metrics": "metrics"}  # no health port for clients
 
 
-def test_every_file_the_configuration_names_is_mounted(config: Any,
-                                                       k8s: dict[str, dict[str, Any]]) -> None:
+def test_every_file_the_configuration_names_is_mounted(
+    config: Any, k8s: dict[str, dict[str, Any]]
+) -> None:
     mounts = {m["mountPath"]: m["name"] for m in _container(k8s)["volumeMounts"]}
     volumes = {v["name"]: v for v in _pod(k8s)["volumes"]}
 
@@ -166,19 +178,22 @@ def test_shutdown_fits_in_the_grace_period(config: Any, k8s: dict[str, dict[str,
 
 
 def test_only_back_office_reaches_grpc_and_only_prometheus_reaches_metrics(
-        k8s: dict[str, dict[str, Any]]) -> None:
+    k8s: dict[str, dict[str, Any]],
+) -> None:
     rules = k8s["NetworkPolicy"]["spec"]["ingress"]
     by_port = {r["ports"][0]["port"]: r["from"] for r in rules}
     assert set(by_port) == {50051, 9464}
-    assert by_port[50051] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "back-office"}}}]
+    assert by_port[50051] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "back-office"}}}
+    ]
     [prometheus] = by_port[9464]
     assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
     assert set(k8s["NetworkPolicy"]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
 
 
 def test_the_service_monitor_scrapes_the_services_metrics_port(
-        k8s: dict[str, dict[str, Any]]) -> None:
+    k8s: dict[str, dict[str, Any]],
+) -> None:
     """kubernetes-validate has no schema for the Prometheus Operator's CRD: checked here."""
     monitor = k8s["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"

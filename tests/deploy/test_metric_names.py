@@ -21,9 +21,14 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "signer-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 #: the service's own families; process_*, python_* and up are Prometheus' or the client's
 NAME = re.compile(r"\b(?:grpc_server|signer)_[a-z0-9_]+\b")
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
-            "summary": ("_count", "_sum", ""), "info": ("_info",), "gauge": ("",),
-            "unknown": ("",)}
+SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("_count", "_sum", ""),
+    "info": ("_info",),
+    "gauge": ("",),
+    "unknown": ("",),
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +69,29 @@ def test_the_dashboard_and_alerts_query_only_exposed_metrics(exposed: set[str]) 
     assert len(queries) > 10
     in_dashboard = set().union(*(referenced(q) for q in queries))
     in_rules = referenced(RULES.read_text())
-    assert {"grpc_server_handled_total", "signer_hsm_up", "signer_refusals_total",
-            "signer_key_not_after_timestamp_seconds"} <= in_rules
+    assert {
+        "grpc_server_handled_total",
+        "signer_hsm_up",
+        "signer_refusals_total",
+        "signer_key_not_after_timestamp_seconds",
+    } <= in_rules
     assert not (in_dashboard | in_rules) - exposed
 
 
 def test_the_metrics_the_issue_names_are_exposed(exposed: set[str]) -> None:
-    assert {"grpc_server_started_total", "grpc_server_handled_total",
-            "grpc_server_handling_seconds_bucket", "signer_signatures_total",
-            "signer_hsm_operation_seconds_bucket", "signer_hsm_errors_total",
-            "signer_verifications_total", "signer_refusals_total",
-            "signer_key_not_after_timestamp_seconds", "signer_hsm_up",
-            "signer_build_info"} <= exposed
+    assert {
+        "grpc_server_started_total",
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds_bucket",
+        "signer_signatures_total",
+        "signer_hsm_operation_seconds_bucket",
+        "signer_hsm_errors_total",
+        "signer_verifications_total",
+        "signer_refusals_total",
+        "signer_key_not_after_timestamp_seconds",
+        "signer_hsm_up",
+        "signer_build_info",
+    } <= exposed
 
 
 def test_every_dashboard_query_parses(tmp_path: Path) -> None:
@@ -86,13 +102,14 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     lines = ["groups:", "  - name: dashboard", "    rules:"]
     for i, q in enumerate(dashboard_queries()):
         if q.startswith("label_values("):  # Grafana's own function: check its selector
-            q = q[len("label_values("):q.rindex(",")]
+            q = q[len("label_values(") : q.rindex(",")]
         q = q.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*")
         lines += [f"      - record: dashboard:query{i}", f"        expr: {json.dumps(q)}"]
     rules = tmp_path / "dashboard_rules.yml"
     rules.write_text("\n".join(lines) + "\n")
-    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

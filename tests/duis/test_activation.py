@@ -62,12 +62,6 @@ def template_path(vectors: Path, case: str) -> Path:
     return vectors / "duis" / f"CS06_11.3_{case}_SUCCESS_REQUEST_DUIS.XML"
 
 
-
-
-
-
-
-
 def fields(root: etree._Element) -> dict[str, str | None]:
     """Every leaf under Header and Body by local name (what the DCC reads)."""
     out: dict[str, str | None] = {}
@@ -217,10 +211,16 @@ def test_execution_time_text_follows_the_instant_not_the_wall_clock() -> None:
         ({"firmware_hash": bytes(31)}, "firmware_hash", "32 bytes"),
         ({"firmware_hash": HASH.hex().encode()}, "firmware_hash", "32 bytes"),
         ({"execution_time": dt.datetime(2030, 1, 1)}, "execution_time", "timezone"),
-        ({"execution_time": dt.datetime(2030, 1, 1, 0, 0, 0, 500, tzinfo=UTC)},
-         "execution_time", "whole seconds"),
-        ({"execution_time": dt.datetime(2030, 1, 1, tzinfo=UTC), "cancel": True},
-         "execution_time", "cancellation"),
+        (
+            {"execution_time": dt.datetime(2030, 1, 1, 0, 0, 0, 500, tzinfo=UTC)},
+            "execution_time",
+            "whole seconds",
+        ),
+        (
+            {"execution_time": dt.datetime(2030, 1, 1, tzinfo=UTC), "cancel": True},
+            "execution_time",
+            "cancellation",
+        ),
     ],
 )
 def test_bad_11_3_inputs(kwargs: dict[str, object], field: str, match: str) -> None:
@@ -299,7 +299,9 @@ def test_signed_pre_command_request(
     body = doc.find("sr:Body", NS)
     assert body is not None
     assert [etree.QName(el).localname for el in body.iter()] == [
-        "Body", "SignedPreCommand", "GBCSPayload"
+        "Body",
+        "SignedPreCommand",
+        "GBCSPayload",
     ]
     payload = base64.b64decode(doc.findtext(".//sr:GBCSPayload", namespaces=NS) or "")
     assert payload == signed_command
@@ -310,7 +312,8 @@ def test_signed_pre_command_request(
 def test_other_signed_pre_command_variants(variant: int, vectors: Path, schema: DuisSchema) -> None:
     command = rtds_pre_command(vectors, "IMMEDIATE") + b"\x40" + bytes(64)
     root = build_signed_pre_command(
-        request_id=RequestId(SUPPLIER, DEVICE, 1000), signed_command=command,
+        request_id=RequestId(SUPPLIER, DEVICE, 1000),
+        signed_command=command,
         command_variant=variant,
     )
     schema.validate(root)
@@ -357,7 +360,8 @@ def test_signed_command_must_belong_to_the_request(vectors: Path) -> None:
         )
     with pytest.raises(InvalidInput, match="CommandVariant 5, 6 or 7"):
         build_signed_pre_command(
-            request_id=RequestId(SUPPLIER, DEVICE, 1000), signed_command=command,
+            request_id=RequestId(SUPPLIER, DEVICE, 1000),
+            signed_command=command,
             command_variant=4,
         )
     with pytest.raises(FormatError, match="0x40"):  # an unsigned pre-command is not a command
@@ -373,20 +377,26 @@ def test_a_parse_given_for_another_command_is_not_trusted(vectors: Path) -> None
     immediate = rtds_pre_command(vectors, "IMMEDIATE")
     parsed = parse_pre_command(immediate)
     rid = RequestId(SUPPLIER, DEVICE, 1000)
-    same = build_signed_pre_command(request_id=rid, signed_command=immediate + b"\x40" +
-                                    bytes(64), parsed=parsed)
-    assert etree.tostring(same) == etree.tostring(build_signed_pre_command(
-        request_id=rid, signed_command=immediate + b"\x40" + bytes(64)))
+    same = build_signed_pre_command(
+        request_id=rid, signed_command=immediate + b"\x40" + bytes(64), parsed=parsed
+    )
+    assert etree.tostring(same) == etree.tostring(
+        build_signed_pre_command(request_id=rid, signed_command=immediate + b"\x40" + bytes(64))
+    )
     with pytest.raises(InvalidInput, match="counter 1000 is not the RequestID counter 1001"):
-        build_signed_pre_command(request_id=RequestId(SUPPLIER, DEVICE, 1001),
-                                 signed_command=immediate + b"\x40" + bytes(64), parsed=parsed)
+        build_signed_pre_command(
+            request_id=RequestId(SUPPLIER, DEVICE, 1001),
+            signed_command=immediate + b"\x40" + bytes(64),
+            parsed=parsed,
+        )
     # the apdu of another device's pre-command, with this parse: the command's own fields count
     other = bytearray(immediate)
     at = other.index(bytes.fromhex("00DB1234567890A0"))
-    other[at:at + 8] = bytes.fromhex("00DB1234567890A1")
+    other[at : at + 8] = bytes.fromhex("00DB1234567890A1")
     with pytest.raises(InvalidInput, match="recipient 00-DB-12-34-56-78-90-A1 is not the target"):
-        build_signed_pre_command(request_id=rid, signed_command=bytes(other) + b"\x40" +
-                                 bytes(64), parsed=parsed)
+        build_signed_pre_command(
+            request_id=rid, signed_command=bytes(other) + b"\x40" + bytes(64), parsed=parsed
+        )
     with pytest.raises(FormatError, match="0x40"):  # unsigned, even with the parse at hand
         build_signed_pre_command(request_id=rid, signed_command=immediate, parsed=parsed)
 
@@ -404,9 +414,12 @@ def dcc_response(
     """A Transform response as DUIS 5.4 describes it (hand-built, not DCC-issued)."""
     b64 = base64.b64encode(payload).decode()
     rid = f"<sr:RequestID>{request_id}</sr:RequestID>" if request_id else ""
-    body = (f"<sr:PreCommand><sr:GBCSVersion>4.0</sr:GBCSVersion><sr:GBCSPayload>{b64}"
-            "</sr:GBCSPayload></sr:PreCommand>" if element == "PreCommand"
-            else f"<sr:GBCSPayload>{b64}</sr:GBCSPayload>")
+    body = (
+        f"<sr:PreCommand><sr:GBCSVersion>4.0</sr:GBCSVersion><sr:GBCSPayload>{b64}"
+        "</sr:GBCSPayload></sr:PreCommand>"
+        if element == "PreCommand"
+        else f"<sr:GBCSPayload>{b64}</sr:GBCSPayload>"
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<sr:Response xmlns:sr="{SR}" schemaVersion="5.4"><sr:Header>{rid}'
@@ -477,9 +490,12 @@ def test_activation_round_trip(
     schema.validate(build_signed_pre_command(request_id=request_id, signed_command=command))
     # the pre-command answering another request of the campaign is refused
     other = expected_activation(
-        request_id=RequestId(SUPPLIER, DEVICE, counter + 10), firmware_hash=HASH,
-        execution_time=when, cancel=cancel,
+        request_id=RequestId(SUPPLIER, DEVICE, counter + 10),
+        firmware_hash=HASH,
+        execution_time=when,
+        cancel=cancel,
     )
     assert [f.split(":")[0] for f in check_pre_command(pc, other)] == [
-        "counter", "originator_counter"
+        "counter",
+        "originator_counter",
     ]

@@ -27,10 +27,6 @@ RID = RequestId(
 DEVICE = Eui64.parse("00-DB-12-34-56-78-90-A0")
 
 
-
-
-
-
 @pytest.mark.parametrize(
     ("service", "template"),
     [

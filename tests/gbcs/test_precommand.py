@@ -105,9 +105,7 @@ def supplier_cert() -> x509.Certificate:
 @pytest.fixture(scope="module")
 def supplier_sign() -> Callable[[bytes], bytes]:
     """The published Z1-supplier-ds key behind the sign_digest callback (DER -> raw)."""
-    key = serialization.load_pem_private_key(
-        vector_bytes("keys", "Z1-supplier-ds.key.pem"), None
-    )
+    key = serialization.load_pem_private_key(vector_bytes("keys", "Z1-supplier-ds.key.pem"), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
 
     def sign(digest: bytes) -> bytes:
@@ -229,10 +227,13 @@ FUTURE = "FUTURE_DATED_SUCCESS"
     ("at", "value", "prefix", "found"),
     [
         (HASH_AT, bytes(32), "firmware_hash:", "0" * 64),
-        (ORIGINATOR_AT, bytes.fromhex("90B3D51F30020000"), "originator:",
-         "90-B3-D5-1F-30-02-00-00"),
-        (RECIPIENT_AT, bytes.fromhex("00DB1234567890A1"), "recipient:",
-         "00-DB-12-34-56-78-90-A1"),
+        (
+            ORIGINATOR_AT,
+            bytes.fromhex("90B3D51F30020000"),
+            "originator:",
+            "90-B3-D5-1F-30-02-00-00",
+        ),
+        (RECIPIENT_AT, bytes.fromhex("00DB1234567890A1"), "recipient:", "00-DB-12-34-56-78-90-A1"),
         (COUNTER_AT, bytes.fromhex("03E9"), "counter:", "1001"),
         (ORIG_COUNTER_AT, (1001).to_bytes(8, "big"), "originator_counter:", "1001"),
         (CODE_AT, bytes.fromhex("0013"), "message_code:", "0x0013"),
@@ -249,8 +250,13 @@ def test_each_tampered_field_is_named(at: int, value: bytes, prefix: str, found:
 
 def test_every_failure_is_reported_at_once() -> None:
     raw = pre_command_bytes(IMMEDIATE)
-    for at, value in [(HASH_AT, bytes(32)), (CODE_AT, b"\x00\x13"), (CRA_AT, b"\x03"),
-                      (COUNTER_AT, b"\x03\xe9"), (RECIPIENT_AT, bytes(8))]:
+    for at, value in [
+        (HASH_AT, bytes(32)),
+        (CODE_AT, b"\x00\x13"),
+        (CRA_AT, b"\x03"),
+        (COUNTER_AT, b"\x03\xe9"),
+        (RECIPIENT_AT, bytes(8)),
+    ]:
         raw = tamper(raw, at, value)
     failures = check_pre_command(parse_pre_command(raw), expected_for(IMMEDIATE))
     fields = sorted(f.split(":")[0] for f in failures)
@@ -268,10 +274,14 @@ def test_expected_values_are_compared_not_just_the_pre_command() -> None:
     )
     failures = check_pre_command(pc, other)
     assert [f.split(":")[0] for f in failures] == [
-        "originator", "firmware_hash", "counter", "originator_counter"
+        "originator",
+        "firmware_hash",
+        "counter",
+        "originator_counter",
     ]
-    assert "expected 90-B3-D5-1F-30-02-00-00 (our Supplier EUI), found 90-B3-D5-1F-30-01-00-00" in (
-        failures[0]
+    assert (
+        "expected 90-B3-D5-1F-30-02-00-00 (our Supplier EUI), found 90-B3-D5-1F-30-01-00-00"
+        in (failures[0])
     )
     assert "expected 1003 (the 11.3 RequestID counter), found 1000" in failures[2]
 
@@ -345,7 +355,10 @@ def test_refused_pre_command_is_never_signed() -> None:
 )
 def test_expected_activation_refuses_nonsense(kwargs: dict[str, object]) -> None:
     base: dict[str, object] = {
-        "originator": SUPPLIER, "recipient": DEVICE, "firmware_hash": HASH, "counter": 1,
+        "originator": SUPPLIER,
+        "recipient": DEVICE,
+        "firmware_hash": HASH,
+        "counter": 1,
         "execution_time": None,
     }
     base.update(kwargs)
@@ -398,18 +411,26 @@ def test_bad_field_lengths() -> None:
     assert_format_error(tamper(raw, ORIGINATOR_AT - 1, b"\x07"), ORIGINATOR_AT - 1, "8-byte")
     assert_format_error(tamper(raw, DATE_TIME_AT, b"\x03"), DATE_TIME_AT, "date-time")
     assert_format_error(tamper(raw, CODE_AT - 1, b"\x01"), CODE_AT - 1, "message code")
-    assert_format_error(raw[:CONTENT_LENGTH_AT] + b"\x80" + raw[CONTENT_LENGTH_AT + 1 :],
-                        CONTENT_LENGTH_AT, "indefinite")
+    assert_format_error(
+        raw[:CONTENT_LENGTH_AT] + b"\x80" + raw[CONTENT_LENGTH_AT + 1 :],
+        CONTENT_LENGTH_AT,
+        "indefinite",
+    )
 
 
 def test_bad_content() -> None:
     raw = pre_command_bytes(IMMEDIATE)
     # hash of 31 bytes: shorten the OCTET STRING and every enclosing length
-    short = (raw[:CONTENT_LENGTH_AT] + b"\x27\x30\x25\x04\x1f" + raw[HASH_AT : HASH_AT + 31]
-             + raw[HASH_AT + 32 :])
+    short = (
+        raw[:CONTENT_LENGTH_AT]
+        + b"\x27\x30\x25\x04\x1f"
+        + raw[HASH_AT : HASH_AT + 31]
+        + raw[HASH_AT + 32 :]
+    )
     assert_format_error(short, CONTENT_LENGTH_AT + 3, "31 bytes, expected 32")
-    assert_format_error(tamper(raw, CONTENT_LENGTH_AT + 1, b"\x31"), CONTENT_LENGTH_AT + 1,
-                        "expected SEQUENCE")
+    assert_format_error(
+        tamper(raw, CONTENT_LENGTH_AT + 1, b"\x31"), CONTENT_LENGTH_AT + 1, "expected SEQUENCE"
+    )
     assert_format_error(tamper(raw, COUNTER_AT - 2, b"\x04"), COUNTER_AT - 2, "expected INTEGER")
     future = pre_command_bytes(FUTURE)
     assert_format_error(tamper(future, TIME_AT - 2, b"\x17"), TIME_AT - 2, "GeneralizedTime")
@@ -448,4 +469,3 @@ def test_signed_command_must_carry_exactly_one_signature() -> None:
         parse_signed_command(raw + b"\x40" + bytes(63))
     pc, sig = parse_signed_command(raw + b"\x40" + bytes(64))
     assert isinstance(pc, PreCommand) and sig == bytes(64)
-

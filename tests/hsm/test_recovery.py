@@ -70,10 +70,16 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
     key_o = other.generate_key("other")
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "recovery test")])
     now = dt.datetime.now(dt.UTC)
-    cert = issue_certificate(subject=name, issuer=name, public_key=key_a.public_key, serial=1,
-                             not_before=now, not_after=now + dt.timedelta(days=1),
-                             extensions=[],
-                             sign_digest=lambda d: token.sign_digest(key_a, d))
+    cert = issue_certificate(
+        subject=name,
+        issuer=name,
+        public_key=key_a.public_key,
+        serial=1,
+        not_before=now,
+        not_after=now + dt.timedelta(days=1),
+        extensions=[],
+        sign_digest=lambda d: token.sign_digest(key_a, d),
+    )
     key_a = token.store_certificate(key_a, cert)
 
     results: list[tuple[str, str, bytes, str, bytes, float, float]] = []
@@ -99,8 +105,9 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
             except BaseException as exc:
                 outcome, detail = "other", repr(exc).encode()
             t1 = time.monotonic()
-            results.append((key.label, key.key_id.hex(), digest, outcome, detail,
-                            t0 - started, t1 - t0))
+            results.append(
+                (key.label, key.key_id.hex(), digest, outcome, detail, t0 - started, t1 - t0)
+            )
             j += 1
             time.sleep(0.002)
 
@@ -121,8 +128,11 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         t.start()
 
     time.sleep(0.6)
-    token_dir = next(p for p in (workdir / "tokens").iterdir()
-                     if (p / "token.object").exists() and _holds(p, LABEL))
+    token_dir = next(
+        p
+        for p in (workdir / "tokens").iterdir()
+        if (p / "token.object").exists() and _holds(p, LABEL)
+    )
     away = workdir / "away"
     generation_before = token._module.generation
     os.rename(token_dir, away)
@@ -145,8 +155,11 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
     reinitialisations = token._module.generation - generation_before
 
     # a key that disappears (destroyed by another process) is NotFound, never another key's
-    subprocess.run([sys.executable, "-c", _DESTROY, module, LABEL, "rec-doomed",
-                    str(workdir / "user.pin")], check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", _DESTROY, module, LABEL, "rec-doomed", str(workdir / "user.pin")],
+        check=True,
+        timeout=60,
+    )
     doomed_outcome = "no error"
     try:
         token.sign_digest(doomed, hashlib.sha256(b"doomed").digest())
@@ -160,13 +173,19 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
     other.close()
 
     public: dict[str, TokenKey] = {k.key_id.hex(): k for k in (key_a, key_b)}
-    bad = [r[0] for r in results if r[3] == "signed"
-           and not _verifies(public[r[1]].public_key, r[2], r[4])]
+    bad = [
+        r[0]
+        for r in results
+        if r[3] == "signed" and not _verifies(public[r[1]].public_key, r[2], r[4])
+    ]
     unexpected += [r[4].decode() for r in results if r[3] == "other"]
     failing = [r for r in results if r[3] == "unavailable"]
     signed_after = [r[5] for r in results if r[3] == "signed" and r[5] > restored_at]
-    other_bad = [d for d, o, raw in other_results if o == "signed"
-                 and not _verifies(key_o.public_key, d, raw)]
+    other_bad = [
+        d
+        for d, o, raw in other_results
+        if o == "signed" and not _verifies(key_o.public_key, d, raw)
+    ]
     return {
         "calls": len(results),
         "signed": sum(1 for r in results if r[3] == "signed"),
@@ -174,8 +193,9 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         "unexpected": unexpected[:10],
         "wrong_signatures": len(bad),
         "signed_before_outage": sum(1 for r in results if r[3] == "signed" and r[5] < down_at),
-        "signed_during_outage": sum(1 for r in results if r[3] == "signed"
-                                    and down_at + 0.1 < r[5] < restored_at),
+        "signed_during_outage": sum(
+            1 for r in results if r[3] == "signed" and down_at + 0.1 < r[5] < restored_at
+        ),
         "signed_after_restore": len(signed_after),
         "back_after": (min(signed_after) - restored_at) if signed_after else None,
         "failing_max": max((r[6] for r in failing), default=0.0),
@@ -195,8 +215,10 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         "other_wrong": len(other_bad),
         "logins": _LOGINS[0],
         "errors": {c: _sample("signer_hsm_errors_total", error=c) for c in HSM_ERROR_CLASSES},
-        "timed": {op: _sample("signer_hsm_operation_seconds_count", operation=op)
-                  for op in ("sign", "login", "reinitialize")},
+        "timed": {
+            op: _sample("signer_hsm_operation_seconds_count", operation=op)
+            for op in ("sign", "login", "reinitialize")
+        },
     }
 
 
@@ -223,8 +245,11 @@ def _holds(token_dir: Path, label: str) -> bool:
 
 
 def _child_main(module: str, workdir: str) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from signer.hsm import token as token_mod
 
     real_login = token_mod._login
@@ -243,16 +268,31 @@ def _child_main(module: str, workdir: str) -> None:
 def _make_tokens(workdir: Path) -> dict[str, str]:
     (workdir / "tokens").mkdir()
     conf = workdir / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {workdir / 'tokens'}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
+    conf.write_text(
+        f"directories.tokendir = {workdir / 'tokens'}\nobjectstore.backend = file\n"
+        "log.level = ERROR\n"
+    )
     (workdir / "user.pin").write_text(PIN + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     env["SOFTHSM2_CONF"] = str(conf)
     env["PYTHONPATH"] = str(ROOT)
     for label in (LABEL, OTHER_LABEL):
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
-                        "--so-pin", "so-pin-5521", "--pin", PIN],
-                       check=True, capture_output=True, env=env)
+        subprocess.run(
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                "so-pin-5521",
+                "--pin",
+                PIN,
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
     return env
 
 
@@ -260,8 +300,14 @@ def test_token_vanishes_mid_run_and_the_service_comes_back(tmp_path: Path) -> No
     from tests.conftest import MODULE
 
     env = _make_tokens(tmp_path)
-    proc = subprocess.run([sys.executable, __file__, MODULE, str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, __file__, MODULE, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     log = proc.stderr
@@ -336,8 +382,9 @@ def test_wrong_pin_is_fatal_and_never_retried(hsm, monkeypatch: pytest.MonkeyPat
         assert time.monotonic() - t0 < 0.5
     assert token.probe() is False
     assert logins == [SPARE_TOKEN_LABEL]
-    assert {c: _sample("signer_hsm_errors_total", error=c) - b
-            for c, b in errors_before.items()} == {"login": 1, "fail_fast": 4}
+    assert {
+        c: _sample("signer_hsm_errors_total", error=c) - b for c, b in errors_before.items()
+    } == {"login": 1, "fail_fast": 4}
 
 
 if __name__ == "__main__":

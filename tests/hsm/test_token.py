@@ -18,8 +18,9 @@ from signer.service.admin import import_key
 from tests.conftest import MODULE, SPARE_TOKEN_LABEL, Z1B_TOKEN_LABEL, Hsm
 
 
-def _verify(cert_or_key: x509.Certificate | ec.EllipticCurvePublicKey, msg: bytes,
-            raw: bytes) -> None:
+def _verify(
+    cert_or_key: x509.Certificate | ec.EllipticCurvePublicKey, msg: bytes, raw: bytes
+) -> None:
     key = cert_or_key.public_key() if isinstance(cert_or_key, x509.Certificate) else cert_or_key
     assert isinstance(key, ec.EllipticCurvePublicKey)
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
@@ -39,8 +40,12 @@ def z1_token(hsm: Hsm, vectors) -> Token:  # type: ignore[no-untyped-def]
     try:
         token.find(label="z1-supplier-ds")
     except NotFound:
-        import_key(token, "z1-supplier-ds", (vectors / "keys/Z1-supplier-ds.key.pem").read_bytes(),
-                   (vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+        import_key(
+            token,
+            "z1-supplier-ds",
+            (vectors / "keys/Z1-supplier-ds.key.pem").read_bytes(),
+            (vectors / "certs/Z1-supplier-ds.pem").read_bytes(),
+        )
     return token
 
 
@@ -92,8 +97,9 @@ def test_the_check_sees_the_first_signature_of_every_chunk(z1_token: Token, vect
     digests = [hashlib.sha256(f"d{i}".encode()).digest() for i in range(SIGN_CHUNK * 2 + 1)]
     checked: list[tuple[bytes, bytes]] = []
     made: list[bytes] = []
-    raws = z1_token.sign_digests(key, digests, into=made,
-                                 check=lambda d, sig: checked.append((d, sig)))
+    raws = z1_token.sign_digests(
+        key, digests, into=made, check=lambda d, sig: checked.append((d, sig))
+    )
     assert made is raws
     assert [d for d, _ in checked] == [digests[0], digests[SIGN_CHUNK], digests[2 * SIGN_CHUNK]]
     for d, sig in checked:
@@ -132,8 +138,9 @@ def test_generated_key_signs_and_is_protected(hsm: Hsm) -> None:
         token.generate_key("generated-test")
 
 
-def test_every_private_key_is_non_extractable_and_sensitive(z1_token: Token, hsm: Hsm,
-                                                           vectors) -> None:  # type: ignore[no-untyped-def]
+def test_every_private_key_is_non_extractable_and_sensitive(
+    z1_token: Token, hsm: Hsm, vectors
+) -> None:  # type: ignore[no-untyped-def]
     from tests.service.z1b import z1b_only_token
 
     hsm.token().generate_key("protection-check")
@@ -149,11 +156,12 @@ def test_every_private_key_is_non_extractable_and_sensitive(z1_token: Token, hsm
 
 def test_import_refuses_a_certificate_of_another_key(hsm: Hsm, vectors) -> None:  # type: ignore[no-untyped-def]
     other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(InvalidInput, match="does not belong"):
-        import_key(hsm.token(), "mismatch", other,
-                   (vectors / "certs/Z1-supplier-ds.pem").read_bytes())
+        import_key(
+            hsm.token(), "mismatch", other, (vectors / "certs/Z1-supplier-ds.pem").read_bytes()
+        )
 
 
 def test_concurrent_signing_is_serialised(z1_token: Token, vectors) -> None:  # type: ignore[no-untyped-def]

@@ -36,11 +36,20 @@ T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def entry(i: int, **kw: object) -> AuditEntry:
-    base = AuditEntry(at=T0 + dt.timedelta(seconds=i), client=f"CN=client-{i % 3}",
-                      operation="resign", call_id=f"call-{i}", method="/signer.v1/Resign",
-                      image_id="ab" * 32, digest=f"{i:064x}", key_label="supplier-ds",
-                      key_ski="44899792d196f4b8", certificate_serial="12345",
-                      device_count=i + 1, details={"n": i, "é": "ü"})
+    base = AuditEntry(
+        at=T0 + dt.timedelta(seconds=i),
+        client=f"CN=client-{i % 3}",
+        operation="resign",
+        call_id=f"call-{i}",
+        method="/signer.v1/Resign",
+        image_id="ab" * 32,
+        digest=f"{i:064x}",
+        key_label="supplier-ds",
+        key_ski="44899792d196f4b8",
+        certificate_serial="12345",
+        device_count=i + 1,
+        details={"n": i, "é": "ü"},
+    )
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -62,8 +71,7 @@ def test_entries_made_on_the_fly_keep_their_own_time_and_details() -> None:
     one by one must still each get their own, never a recycled object's."""
     records = seal((entry(i) for i in range(50)), Head(0, GENESIS))
     assert [r.at for r in records] == [f"2024-06-01T12:00:{i:02d}.000000Z" for i in range(50)]
-    assert [r.details for r in records] == [f'{{"n":{i},"\\u00e9":"\\u00fc"}}'
-                                            for i in range(50)]
+    assert [r.details for r in records] == [f'{{"n":{i},"\\u00e9":"\\u00fc"}}' for i in range(50)]
     for r in records:
         assert expected_hash(as_row(r)) == r.hash
 
@@ -100,10 +108,18 @@ def test_a_time_in_another_zone_is_stored_as_utc() -> None:
     assert r[0].at == "2024-06-01T12:00:00.000005Z"
 
 
-@pytest.mark.parametrize("field, value", [("client", "CN=someone-else"), ("digest", "00" * 32),
-                                          ("outcome", "refused"), ("device_count", 99),
-                                          ("details", '{"n":2}'), ("at", "2024-06-01T12:00:00Z"),
-                                          ("prev_hash", "1" * 64)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("client", "CN=someone-else"),
+        ("digest", "00" * 32),
+        ("outcome", "refused"),
+        ("device_count", 99),
+        ("details", '{"n":2}'),
+        ("at", "2024-06-01T12:00:00Z"),
+        ("prev_hash", "1" * 64),
+    ],
+)
 def test_an_edited_field_names_its_record(field: str, value: object) -> None:
     records = chain()
     records[2] = dataclasses.replace(records[2], **{field: value})
@@ -135,8 +151,7 @@ def test_a_deleted_record_is_named() -> None:
 
 
 @pytest.mark.parametrize("deleted", [[3], [3, 4], [1], [2, 3, 4, 5]])
-def test_deleted_records_with_the_rest_renumbered_are_named_as_deleted(
-        deleted: list[int]) -> None:
+def test_deleted_records_with_the_rest_renumbered_are_named_as_deleted(deleted: list[int]) -> None:
     """Closing the gap by lowering the later seqs does not hide a deletion."""
     records = [r for r in chain(8) if r.seq not in deleted]
     records = [dataclasses.replace(r, seq=n) for n, r in enumerate(records, start=1)]
@@ -151,7 +166,9 @@ def test_deleted_records_with_the_rest_renumbered_are_named_as_deleted(
     # whose predecessor was deleted: the same record, as edited
     blind = check_chain(records, head)
     assert blind.finding is not None and (blind.finding.seq, blind.finding.kind) == (
-        first, "edited")
+        first,
+        "edited",
+    )
 
 
 def test_a_renumbered_record_whose_predecessor_is_stored_is_not_called_deleted() -> None:
@@ -234,8 +251,9 @@ def test_records_appended_past_the_head_are_found(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     db = open_database(f"sqlite:///{path}")
     audit.record(db, [entry(0), entry(1)])
-    execute(path, "UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_records "
-                  "WHERE seq = 1)")
+    execute(
+        path, "UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_records WHERE seq = 1)"
+    )
     report = verify_chain(db)
     assert report.finding is not None and report.finding.seq == 2
 
@@ -292,8 +310,9 @@ def test_concurrent_appends_from_processes_keep_one_chain(db_url: str) -> None:
     """Two replicas (or the CLI beside a server) on one database take turns at the head."""
     path = url = db_url
     open_database(url).dispose()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, f"process-{n}"])
-             for n in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url, f"process-{n}"]) for n in range(2)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert assert_chain(path) == 2 * 90
     assert {r["client"] for r in rows(path)} == {"process-0", "process-1"}

@@ -58,8 +58,11 @@ def test_concurrent_reservations_never_repeat(db_url: str) -> None:
         mine = [counters.reserve(db, A, count=1 + i % 3) for i in range(40)]
         assert mine == sorted(mine) and len(set(mine)) == len(mine)
         with lock:
-            got.extend(c + k for c, n in zip(mine, [1 + i % 3 for i in range(40)], strict=True)
-                       for k in range(n))
+            got.extend(
+                c + k
+                for c, n in zip(mine, [1 + i % 3 for i in range(40)], strict=True)
+                for k in range(n)
+            )
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
@@ -72,8 +75,11 @@ def test_concurrent_reservations_never_repeat(db_url: str) -> None:
 
 def test_a_second_database_connection_sees_the_same_sequence(db_url: str) -> None:
     one, two = open_database(db_url), open_database(db_url)
-    seq = [counters.reserve(one, A, clock=no_floor), counters.reserve(two, A, clock=no_floor),
-           counters.reserve(one, A, clock=no_floor)]
+    seq = [
+        counters.reserve(one, A, clock=no_floor),
+        counters.reserve(two, A, clock=no_floor),
+        counters.reserve(one, A, clock=no_floor),
+    ]
     assert seq == [1, 2, 3]
     one.dispose()
     two.dispose()
@@ -117,7 +123,8 @@ class Backups:
 
 @pytest.mark.parametrize("issue_as", ["one at a time", "in batches"])
 def test_counters_issued_after_a_restore_never_repeat_earlier_ones(
-        db_url: str, request: pytest.FixtureRequest, tmp_path: Path, issue_as: str) -> None:
+    db_url: str, request: pytest.FixtureRequest, tmp_path: Path, issue_as: str
+) -> None:
     """Back up, issue, restore the backup, issue again: no counter comes back."""
     size = 1 if issue_as == "one at a time" else 1000
     db = open_database(db_url)
@@ -138,7 +145,8 @@ def test_counters_issued_after_a_restore_never_repeat_earlier_ones(
 
 
 def test_without_the_floor_a_restore_would_repeat_counters(
-        db_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    db_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """The control: the same sequence with the floor taken away does repeat (so the test
     above could fail)."""
     db = open_database(db_url)

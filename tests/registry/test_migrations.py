@@ -47,9 +47,15 @@ def test_replicas_starting_at_once_apply_the_migrations_once(db_url: str) -> Non
     import time
 
     at = str(time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", STARTER, db_url, at],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, db_url, at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
     befores = sorted(out.strip() for out, _ in results)

@@ -27,9 +27,12 @@ def _plan(db_path: Path, statement: str) -> str:
 
 def test_device_facts_join_each_devices_cells_by_device(tmp_path: Path) -> None:
     query = devices._FACTS.params(euis=["00DB000000000001", "00DB000000000002"])
-    sql = str(query.compile(dialect=sqlite.dialect(),
-                            compile_kwargs={"render_postcompile": True,
-                                            "literal_binds": True}))
+    sql = str(
+        query.compile(
+            dialect=sqlite.dialect(),
+            compile_kwargs={"render_postcompile": True, "literal_binds": True},
+        )
+    )
     plan = _plan(tmp_path / "p.db", sql)
     cells = [line for line in plan.splitlines() if "trust_anchor_cells" in line]
     assert cells and all("device_eui=?" in line for line in cells), plan

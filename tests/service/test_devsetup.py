@@ -23,37 +23,75 @@ DS = "{http://www.w3.org/2000/09/xmldsig#}"
 
 def test_provisioned_token_serves_the_printed_examples(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNER_", "SOFTHSM2_"))}
-    subprocess.run([str(ROOT / "softhsm/init-token"), "var/dev", "signer-dev"], cwd=tmp_path,
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [str(ROOT / "softhsm/init-token"), "var/dev", "signer-dev"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     assert oct((tmp_path / "var/dev/user.pin").stat().st_mode & 0o777) == "0o600"
-    provision = subprocess.run([sys.executable, "-m", "signer.cli.main", "dev", "provision",
-                                "--dir", "var/dev"], cwd=tmp_path, check=True,
-                               capture_output=True, text=True, env=env)
-    again = subprocess.run([sys.executable, "-m", "signer.cli.main", "dev", "provision",
-                            "--dir", "var/dev"], cwd=tmp_path, check=True,
-                           capture_output=True, text=True, env=env)
+    provision = subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", "dev", "provision", "--dir", "var/dev"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    again = subprocess.run(
+        [sys.executable, "-m", "signer.cli.main", "dev", "provision", "--dir", "var/dev"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert again.stdout == provision.stdout  # provisioning happens once
-    server = start_server(tmp_path / "var/dev/signer.toml", tmp_path / "server.log",
-                          env={"SIGNER_LISTEN": "127.0.0.1:0"})
+    server = start_server(
+        tmp_path / "var/dev/signer.toml",
+        tmp_path / "server.log",
+        env={"SIGNER_LISTEN": "127.0.0.1:0"},
+    )
     try:
-        commands = re.findall(r"^  (\.venv/bin/signer .*?)(?=\n\n|\Z)", provision.stdout,
-                              flags=re.S | re.M)
+        commands = re.findall(
+            r"^  (\.venv/bin/signer .*?)(?=\n\n|\Z)", provision.stdout, flags=re.S | re.M
+        )
         assert [shlex.split(c)[1] for c in commands] == ["verify", "resign", "build-duis"]
         for command in commands:
             args = shlex.split(command.replace("\\\n", " "))[1:]
-            done = subprocess.run([sys.executable, "-m", "signer.cli.main", *args, "--server",
-                                   server.address], cwd=tmp_path, capture_output=True,
-                                  text=True, env=env)
+            done = subprocess.run(
+                [sys.executable, "-m", "signer.cli.main", *args, "--server", server.address],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             assert done.returncode == 0, (command, done.stdout, done.stderr)
     finally:
         assert server.stop() == 0
     request = (tmp_path / "var/dev/out/update-firmware.xml").read_bytes()
     # The XML-signing certificate lives in the token: read it with OpenSC, not with our code.
     der = tmp_path / "xml-sign.der"
-    subprocess.run(["pkcs11-tool", "--module", MODULE, "--token-label", "signer-dev",
-                    "--read-object", "--type", "cert", "--label", "xml-sign", "-o", str(der)],
-                   check=True, capture_output=True,
-                   env={**env, "SOFTHSM2_CONF": str(tmp_path / "var/dev/softhsm2.conf")})
+    subprocess.run(
+        [
+            "pkcs11-tool",
+            "--module",
+            MODULE,
+            "--token-label",
+            "signer-dev",
+            "--read-object",
+            "--type",
+            "cert",
+            "--label",
+            "xml-sign",
+            "-o",
+            str(der),
+        ],
+        check=True,
+        capture_output=True,
+        env={**env, "SOFTHSM2_CONF": str(tmp_path / "var/dev/softhsm2.conf")},
+    )
     cert = x509.load_der_x509_certificate(der.read_bytes())
     serial = etree.fromstring(request).findtext(f".//{DS}X509SerialNumber")
     assert serial == str(cert.serial_number)
@@ -68,11 +106,31 @@ def test_provision_keeps_the_database_url_it_was_given(tmp_path: Path, postgres:
     """`--database-url` (or $SIGNER_DATABASE_URL): provisioned there, and written there."""
     url = postgres.create_database("dev")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNER_", "SOFTHSM2_"))}
-    subprocess.run([str(ROOT / "softhsm/init-token"), "var/dev", "signer-dev"], cwd=tmp_path,
-                   check=True, capture_output=True, env=env)
-    subprocess.run([sys.executable, "-m", "signer.cli.main", "dev", "provision", "--dir",
-                    "var/dev", "--listen", "127.0.0.1:0"], cwd=tmp_path, check=True,
-                   capture_output=True, text=True, env={**env, "SIGNER_DATABASE_URL": url})
+    subprocess.run(
+        [str(ROOT / "softhsm/init-token"), "var/dev", "signer-dev"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signer.cli.main",
+            "dev",
+            "provision",
+            "--dir",
+            "var/dev",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**env, "SIGNER_DATABASE_URL": url},
+    )
     config_path = tmp_path / "var/dev/signer.toml"
     written = tomllib.loads(config_path.read_text())
     assert written["database"]["url"] == url
@@ -82,6 +140,7 @@ def test_provision_keeps_the_database_url_it_was_given(tmp_path: Path, postgres:
     # the development devices and keys are in PostgreSQL, read without the project's code
     with psycopg.connect(libpq_of(url)) as conn:
         [(devices,)] = conn.execute("SELECT COUNT(*) FROM devices").fetchall()
-        [(active,)] = conn.execute("SELECT COUNT(*) FROM signing_keys WHERE state = 'active'"
-                                   ).fetchall()
+        [(active,)] = conn.execute(
+            "SELECT COUNT(*) FROM signing_keys WHERE state = 'active'"
+        ).fetchall()
     assert (devices, active) == (3, 2)

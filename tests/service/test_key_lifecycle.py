@@ -82,9 +82,14 @@ def ca() -> TestCa:
 
 
 @pytest.fixture(scope="module")
-def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer, backend: str,
-        request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def svc(
+    hsm: Hsm,
+    ca: TestCa,
+    manufacturer: Manufacturer,
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Services]:
     """Services on the session token with this module's own database and SMKI issuer.
 
     Opened with ``open_services`` so the configured issuer is loaded: the chain check runs.
@@ -93,14 +98,19 @@ def svc(hsm: Hsm, ca: TestCa, manufacturer: Manufacturer, backend: str,
     issuer = ca.write(tmp / "ca.pem")
     global _TOKEN  # one module instance at a time (a module-scoped param)
     _TOKEN = TOKEN_LABEL if backend == "sqlite" else LIFECYCLE_PG_TOKEN_LABEL
-    config = write_config(tmp / "signer.toml", hsm, new_database(request, backend, tmp),
-                          token_label=_TOKEN,
-                          pinned=None, extra=f'\n[smki]\nissuers = ["{issuer}"]\n')
-    services = open_services(load_config(config), clock=fixed_clock(NOW),
-                             token=hsm.token(_TOKEN))
+    config = write_config(
+        tmp / "signer.toml",
+        hsm,
+        new_database(request, backend, tmp),
+        token_label=_TOKEN,
+        pinned=None,
+        extra=f'\n[smki]\nissuers = ["{issuer}"]\n',
+    )
+    services = open_services(load_config(config), clock=fixed_clock(NOW), token=hsm.token(_TOKEN))
     assert len(services.issuers) == 1
-    admin.add_manufacturer(services.db, f"{MANUFACTURER_CODE:04X}",
-                           manufacturer.cert_pem.read_bytes(), NOW)
+    admin.add_manufacturer(
+        services.db, f"{MANUFACTURER_CODE:04X}", manufacturer.cert_pem.read_bytes(), NOW
+    )
     yield services
     services.db.dispose()  # the token belongs to the session
 
@@ -112,8 +122,13 @@ def _p11(hsm: Hsm, *args: str, login: bool = False) -> subprocess.CompletedProce
     cmd = ["pkcs11-tool", "--module", MODULE, "--token-label", _TOKEN]
     if login:
         cmd += ["--login", "--pin", hsm.pin_file.read_text().strip()]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, "SOFTHSM2_CONF": str(hsm.conf)})
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SOFTHSM2_CONF": str(hsm.conf)},
+    )
 
 
 def _p11_objects(hsm: Hsm, kind: str, label: str) -> list[dict[str, str]]:
@@ -158,8 +173,9 @@ def _p11_public_key(hsm: Hsm, key_id: bytes, tmp: Path) -> ec.EllipticCurvePubli
 
 
 def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 # -- helpers: keys, devices, images, ledger records -------------------------------------------
@@ -193,19 +209,35 @@ def _ski(cert: x509.Certificate) -> bytes:
 
 def _register(svc: Services, eui: str, ski: bytes) -> None:
     """A device whose Supplier digital-signing cell names ``ski`` (replaces its cells)."""
-    cell = TrustAnchorCell(role=int(RemotePartyRole.SUPPLIER),
-                           key_usage=KeyUsage.DIGITAL_SIGNATURE, cell_usage=CellUsage.MANAGEMENT,
-                           subject_eui=Eui64.parse(SUPPLIER_EUI), ski=ski)
-    devices.store_credentials(svc.db, DeviceCredentials(device=Eui64.parse(eui), roles=(
-        RoleCredentials(role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0,
-                        cells=(cell,)),)), NOW)
+    cell = TrustAnchorCell(
+        role=int(RemotePartyRole.SUPPLIER),
+        key_usage=KeyUsage.DIGITAL_SIGNATURE,
+        cell_usage=CellUsage.MANAGEMENT,
+        subject_eui=Eui64.parse(SUPPLIER_EUI),
+        ski=ski,
+    )
+    devices.store_credentials(
+        svc.db,
+        DeviceCredentials(
+            device=Eui64.parse(eui),
+            roles=(
+                RoleCredentials(
+                    role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0, cells=(cell,)
+                ),
+            ),
+        ),
+        NOW,
+    )
 
 
 def _verified_image(svc: Services, m: Manufacturer, image: bytes) -> str:
     header = ota_header(len(image))
-    d = deliveries.from_separate(ota_header=header, manufacturer_image=image,
-                                 signature=m.sign(header + image),
-                                 hash=hashlib.sha256(image).digest())
+    d = deliveries.from_separate(
+        ota_header=header,
+        manufacturer_image=image,
+        signature=m.sign(header + image),
+        hash=hashlib.sha256(image).digest(),
+    )
     verdict = verify_manufacturer(svc, d)
     assert verdict.verified, verdict.checks
     return verdict.image_id
@@ -224,8 +256,11 @@ def _signed_by(result: ResignResult, cert: x509.Certificate, image: bytes) -> li
 
 
 def _operations(svc: Services, label: str, operation: str) -> list[OperationRecord]:
-    return [r for r in ledger.operations(svc.db, svc.token.token_label)
-            if r.key_label == label and r.operation == operation]
+    return [
+        r
+        for r in ledger.operations(svc.db, svc.token.token_label)
+        if r.key_label == label and r.operation == operation
+    ]
 
 
 def _state(svc: Services, label: str) -> KeyState:
@@ -243,7 +278,8 @@ def _refusal_recorded(svc: Services, label: str, operation: str, exc: Exception)
 
 
 def test_generate_makes_a_pending_p256_key_that_never_leaves_the_token(
-        svc: Services, hsm: Hsm, tmp_path: Path) -> None:
+    svc: Services, hsm: Hsm, tmp_path: Path
+) -> None:
     record = keys.generate(svc, "lc-generated", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
 
     # the token, as OpenSC sees it: signs, nothing else, and never left the token
@@ -262,15 +298,24 @@ def test_generate_makes_a_pending_p256_key_that_never_leaves_the_token(
 
     # the token, as the service reads it
     [protection] = [p for p in svc.token.protection() if p.label == "lc-generated"]
-    assert (protection.extractable, protection.sensitive, protection.always_sensitive,
-            protection.never_extractable) == (False, True, True, True)
+    assert (
+        protection.extractable,
+        protection.sensitive,
+        protection.always_sensitive,
+        protection.never_extractable,
+    ) == (False, True, True, True)
     assert svc.token.find(label="lc-generated").public_key == public_key
 
     # the ledger: pending, for its purpose, with who made it and which public key it has
     stored = ledger.get(svc.db, _TOKEN, record.key_id)
     assert stored is not None
     assert (stored.label, stored.state, stored.purpose, stored.ski, stored.created_at) == (
-        "lc-generated", KeyState.PENDING, KeyPurpose.SUPPLIER_DS, None, NOW)
+        "lc-generated",
+        KeyState.PENDING,
+        KeyPurpose.SUPPLIER_DS,
+        None,
+        NOW,
+    )
     [op] = _operations(svc, "lc-generated", "generate")
     assert (op.actor, op.outcome, op.key_id, op.at) == (ACTOR, "ok", record.key_id, NOW)
     assert op.detail["purpose"] == "supplier-ds"
@@ -288,8 +333,9 @@ def test_generate_refuses_a_label_already_on_the_token_and_records_why(svc: Serv
 # -- 2. a pending key never signs ----------------------------------------------------------
 
 
-def test_a_pending_key_with_a_certificate_never_signs(svc: Services, ca: TestCa,
-                                                      manufacturer: Manufacturer) -> None:
+def test_a_pending_key_with_a_certificate_never_signs(
+    svc: Services, ca: TestCa, manufacturer: Manufacturer
+) -> None:
     keys.generate(svc, "lc-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     cert = _certify(svc, ca, "lc-pending")  # certified, but nobody activated it
     assert _state(svc, "lc-pending") is KeyState.PENDING
@@ -307,16 +353,20 @@ def test_a_pending_key_with_a_certificate_never_signs(svc: Services, ca: TestCa,
 
 
 def test_csr_certificate_activation_and_signing_end_to_end(
-        svc: Services, ca: TestCa, hsm: Hsm, manufacturer: Manufacturer,
-        tmp_path: Path) -> None:
+    svc: Services, ca: TestCa, hsm: Hsm, manufacturer: Manufacturer, tmp_path: Path
+) -> None:
     record = keys.generate(svc, "lc-full", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     csr = keys.certificate_request(svc, "lc-full", SUPPLIER_EUI, actor=ACTOR, cn="lc-full")
 
     # OpenSSL verifies the CSR's self-signature (3.0 exits 0 on failure: read its words)
     csr_file = tmp_path / "request.pem"
     csr_file.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    checked = subprocess.run(["openssl", "req", "-in", str(csr_file), "-verify", "-noout"],
-                             capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        ["openssl", "req", "-in", str(csr_file), "-verify", "-noout"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode == 0 and "verify OK" in checked.stdout + checked.stderr, checked
     assert "failure" not in checked.stdout + checked.stderr
     # ... and it carries the key the token holds, in the SMKI Organisation subject form
@@ -324,32 +374,43 @@ def test_csr_certificate_activation_and_signing_end_to_end(
     assert _spki(csr.public_key()) == _spki(token_public)  # type: ignore[arg-type]
     subject = csr.subject
     assert [a.value for a in subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)] == [
-        "lc-full"]
-    assert [a.value for a in subject.get_attributes_for_oid(
-        x509.NameOID.ORGANIZATIONAL_UNIT_NAME)] == ["02"]
-    assert [a.value for a in subject.get_attributes_for_oid(
-        x509.NameOID.X500_UNIQUE_IDENTIFIER)] == [b"\x00" + bytes.fromhex("90B3D51F30010000")]
+        "lc-full"
+    ]
+    assert [
+        a.value for a in subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
+    ] == ["02"]
+    assert [
+        a.value for a in subject.get_attributes_for_oid(x509.NameOID.X500_UNIQUE_IDENTIFIER)
+    ] == [b"\x00" + bytes.fromhex("90B3D51F30010000")]
     [csr_op] = _operations(svc, "lc-full", "csr")
     assert (csr_op.actor, csr_op.outcome) == (ACTOR, "ok")
-    assert csr_op.detail["csr_sha256"] == hashlib.sha256(
-        csr.public_bytes(serialization.Encoding.DER)).hexdigest()
+    assert (
+        csr_op.detail["csr_sha256"]
+        == hashlib.sha256(csr.public_bytes(serialization.Encoding.DER)).hexdigest()
+    )
 
     cert = ca.issue(csr)
     keys.install_certificate(svc, "lc-full", pem(cert), actor=ACTOR)
     assert _p11_read(hsm, "cert", record.key_id, tmp_path) == cert.public_bytes(
-        serialization.Encoding.DER)
+        serialization.Encoding.DER
+    )
     assert _state(svc, "lc-full") is KeyState.PENDING  # installing is not activating
 
     active = keys.activate(svc, "lc-full", actor=ACTOR)
     assert (active.state, active.ski, active.certificate_serial, active.activated_at) == (
-        KeyState.ACTIVE, method2_ski(token_public), str(cert.serial_number), NOW)
+        KeyState.ACTIVE,
+        method2_ski(token_public),
+        str(cert.serial_number),
+        NOW,
+    )
     [activate_op] = _operations(svc, "lc-full", "activate")
     assert (activate_op.actor, activate_op.outcome) == (ACTOR, "ok")
 
     _register(svc, "00-DB-1C-00-00-00-03-01", method2_ski(token_public))
     image = b"end to end " * 40
-    result = resign(svc, _verified_image(svc, manufacturer, image),
-                    ["00-DB-1C-00-00-00-03-01"], None)
+    result = resign(
+        svc, _verified_image(svc, manufacturer, image), ["00-DB-1C-00-00-00-03-01"], None
+    )
     assert result.refused == ()
     assert _signed_by(result, cert, image) == ["00-DB-1C-00-00-00-03-01"]
 
@@ -366,22 +427,33 @@ BAD_CERTIFICATES: dict[str, tuple[IssueBad, str]] = {
     "another key": (
         lambda ca, key: ca.issue(OTHER_KEY),
         "the certificate's public key (SHA-256 {other_sha256}…) is not key 'lc-install''s "
-        "(SHA-256 {key_sha256}…)"),
+        "(SHA-256 {key_sha256}…)",
+    ),
     "role 03": (lambda ca, key: ca.issue(key, role=0x03), "role OU is 03, needs 02 (Supplier)"),
-    "keyAgreement": (lambda ca, key: ca.issue(key, key_agreement=True),
-                     "keyUsage is keyAgreement, needs digitalSignature only"),
-    "another EUI": (lambda ca, key: ca.issue(key, eui_hex="90B3D51F30019999"),
-                    "certificate EUI is 90-B3-D5-1F-30-01-99-99, expected 90-B3-D5-1F-30-01-00-00"),
-    "no SMKI policy": (lambda ca, key: ca.issue(key, policy=False),
-                       "certificate has no certificatePolicies extension"),
-    "expired": (lambda ca, key: ca.issue(key, not_after=EXPIRED_AT),
-                f"certificate expired on {EXPIRED_AT:%Y-%m-%dT%H:%M:%SZ} "
-                f"(now {NOW:%Y-%m-%dT%H:%M:%SZ})"),
-    "unconfigured CA": (lambda ca, key: ROGUE_CA.issue(key),
-                        "issuer CN=ROGUECA,OU=07 is not one of the configured SMKI issuing CAs"),
-    "CA name forged": (lambda ca, key: SAME_NAME_OTHER_KEY_CA.issue(key),
-                       "certificate signature does not verify with any configured CA named "
-                       "CN=LCCA,OU=07"),
+    "keyAgreement": (
+        lambda ca, key: ca.issue(key, key_agreement=True),
+        "keyUsage is keyAgreement, needs digitalSignature only",
+    ),
+    "another EUI": (
+        lambda ca, key: ca.issue(key, eui_hex="90B3D51F30019999"),
+        "certificate EUI is 90-B3-D5-1F-30-01-99-99, expected 90-B3-D5-1F-30-01-00-00",
+    ),
+    "no SMKI policy": (
+        lambda ca, key: ca.issue(key, policy=False),
+        "certificate has no certificatePolicies extension",
+    ),
+    "expired": (
+        lambda ca, key: ca.issue(key, not_after=EXPIRED_AT),
+        f"certificate expired on {EXPIRED_AT:%Y-%m-%dT%H:%M:%SZ} (now {NOW:%Y-%m-%dT%H:%M:%SZ})",
+    ),
+    "unconfigured CA": (
+        lambda ca, key: ROGUE_CA.issue(key),
+        "issuer CN=ROGUECA,OU=07 is not one of the configured SMKI issuing CAs",
+    ),
+    "CA name forged": (
+        lambda ca, key: SAME_NAME_OTHER_KEY_CA.issue(key),
+        "certificate signature does not verify with any configured CA named CN=LCCA,OU=07",
+    ),
 }
 
 
@@ -393,14 +465,20 @@ def certified_pending(svc: Services, ca: TestCa) -> x509.Certificate:
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CERTIFICATES))
-def test_install_certificate_refuses_and_says_why(svc: Services, ca: TestCa, hsm: Hsm,
-                                                  certified_pending: x509.Certificate,
-                                                  tmp_path: Path, case: str) -> None:
+def test_install_certificate_refuses_and_says_why(
+    svc: Services,
+    ca: TestCa,
+    hsm: Hsm,
+    certified_pending: x509.Certificate,
+    tmp_path: Path,
+    case: str,
+) -> None:
     key = svc.token.find(label="lc-install")
     issue, expected = BAD_CERTIFICATES[case]
     expected = expected.format(  # SPKI fingerprints as the message abbreviates them
         key_sha256=hashlib.sha256(_spki(key.public_key)).hexdigest()[:16],
-        other_sha256=hashlib.sha256(_spki(OTHER_KEY)).hexdigest()[:16])
+        other_sha256=hashlib.sha256(_spki(OTHER_KEY)).hexdigest()[:16],
+    )
     good_der = certified_pending.public_bytes(serialization.Encoding.DER)
     assert _p11_read(hsm, "cert", key.key_id, tmp_path) == good_der
 
@@ -412,8 +490,9 @@ def test_install_certificate_refuses_and_says_why(svc: Services, ca: TestCa, hsm
     # the record names the refused certificate, not only the reason
     recorded = _operations(svc, "lc-install", "install-cert")[-1].detail
     assert (recorded["serial"], recorded["certificate_sha256"]) == (
-        str(bad.serial_number), hashlib.sha256(bad.public_bytes(serialization.Encoding.DER))
-        .hexdigest())
+        str(bad.serial_number),
+        hashlib.sha256(bad.public_bytes(serialization.Encoding.DER)).hexdigest(),
+    )
     assert _p11_read(hsm, "cert", key.key_id, tmp_path) == good_der  # nothing stored
     assert _state(svc, "lc-install") is KeyState.PENDING
 
@@ -430,7 +509,8 @@ def test_activate_refuses_a_key_without_a_certificate(svc: Services) -> None:
 
 
 def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
-        svc: Services, ca: TestCa, hsm: Hsm, manufacturer: Manufacturer) -> None:
+    svc: Services, ca: TestCa, hsm: Hsm, manufacturer: Manufacturer
+) -> None:
     old = _active_key(svc, ca, "lc-retire-old")
     new = _active_key(svc, ca, "lc-retire-new")
     trusting = ["00-DB-1C-00-00-00-05-02", "00-DB-1C-00-00-00-05-01"]
@@ -456,8 +536,9 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
     retired = keys.retire(svc, "lc-retire-old", actor=ACTOR)
     assert (retired.state, retired.retired_at) == (KeyState.RETIRED, NOW)
     assert _state(svc, "lc-retire-old") is KeyState.RETIRED
-    assert [(r.outcome, r.actor) for r in _operations(svc, "lc-retire-old", "disable-signing")
-            ] == [("ok", ACTOR)]
+    assert [(r.outcome, r.actor) for r in _operations(svc, "lc-retire-old", "disable-signing")] == [
+        ("ok", ACTOR)
+    ]
     # the second barrier: CKA_SIGN cleared on the token, as the service and OpenSC see it
     assert svc.token.find(label="lc-retire-old").can_sign is False
     assert _p11_private_key(hsm, "lc-retire-old")["Usage"] == "none"
@@ -465,10 +546,12 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
     # a device that still names the retired key is refused; the others get the new key
     _register(svc, "00-DB-1C-00-00-00-05-03", _ski(old))
     image = b"after retirement " * 40
-    result = resign(svc, _verified_image(svc, manufacturer, image),
-                    [*trusting, "00-DB-1C-00-00-00-05-03"], None)
+    result = resign(
+        svc, _verified_image(svc, manufacturer, image), [*trusting, "00-DB-1C-00-00-00-05-03"], None
+    )
     assert [(str(r.device), r.reason) for r in result.refused] == [
-        ("00-DB-1C-00-00-00-05-03", "key_not_active")]
+        ("00-DB-1C-00-00-00-05-03", "key_not_active")
+    ]
     assert "'lc-retire-old'" in result.refused[0].detail
     assert _signed_by(result, new, image) == trusting
 
@@ -492,7 +575,8 @@ def test_the_token_itself_refuses_a_retired_key(svc: Services) -> None:
 
 
 def test_rotation_signs_each_device_group_with_the_key_its_cell_names(
-        svc: Services, ca: TestCa, manufacturer: Manufacturer) -> None:
+    svc: Services, ca: TestCa, manufacturer: Manufacturer
+) -> None:
     old = _active_key(svc, ca, "lc-rotate-old")
     new = _active_key(svc, ca, "lc-rotate-new")
     on_old = ["00-DB-1C-00-00-00-06-01", "00-DB-1C-00-00-00-06-03"]
@@ -517,31 +601,40 @@ def test_rotation_signs_each_device_group_with_the_key_its_cell_names(
 # -- 7. keys named by PKCS#11 URI -----------------------------------------------------------------
 
 
-def test_a_pkcs11_uri_names_the_key_for_csr_and_activate(svc: Services, ca: TestCa, hsm: Hsm,
-                                                         tmp_path: Path) -> None:
+def test_a_pkcs11_uri_names_the_key_for_csr_and_activate(
+    svc: Services, ca: TestCa, hsm: Hsm, tmp_path: Path
+) -> None:
     uri = f"pkcs11:token={_TOKEN};object=lc-uri"
     record = keys.generate(svc, "lc-uri", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     csr = keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR)
     assert _spki(csr.public_key()) == _spki(  # type: ignore[arg-type]
-        _p11_public_key(hsm, record.key_id, tmp_path))
+        _p11_public_key(hsm, record.key_id, tmp_path)
+    )
     cert = ca.issue(csr)
     keys.install_certificate(svc, uri, pem(cert), actor=ACTOR)
     active = keys.activate(svc, uri, actor=ACTOR)
     assert (active.label, active.key_id, active.state, active.ski) == (
-        "lc-uri", record.key_id, KeyState.ACTIVE, _ski(cert))
+        "lc-uri",
+        record.key_id,
+        KeyState.ACTIVE,
+        _ski(cert),
+    )
     assert [r.key_label for r in ledger.operations(svc.db) if r.key_id == record.key_id] == [
-        "lc-uri"] * 4  # generate, csr, install-cert, activate: recorded under its label
+        "lc-uri"
+    ] * 4  # generate, csr, install-cert, activate: recorded under its label
 
 
 @pytest.mark.parametrize("operation", ["activate", "csr", "retire"])
-def test_a_uri_naming_another_token_is_refused_naming_the_field(svc: Services,
-                                                                operation: str) -> None:
+def test_a_uri_naming_another_token_is_refused_naming_the_field(
+    svc: Services, operation: str
+) -> None:
     keys.generate(svc, f"lc-other-token-{operation}", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     uri = f"pkcs11:token=other-hsm;object=lc-other-token-{operation}"
     calls: dict[str, Callable[[], object]] = {
         "activate": lambda: keys.activate(svc, uri, actor=ACTOR),
         "csr": lambda: keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
-        "retire": lambda: keys.retire(svc, uri, actor=ACTOR)}
+        "retire": lambda: keys.retire(svc, uri, actor=ACTOR),
+    }
     with pytest.raises(InvalidInput) as err:
         calls[operation]()
     assert err.value.field == "label"
@@ -550,14 +643,19 @@ def test_a_uri_naming_another_token_is_refused_naming_the_field(svc: Services,
     assert _state(svc, f"lc-other-token-{operation}") is KeyState.PENDING
 
 
-@pytest.mark.parametrize("uri", [
-    "pkcs11:token=signer-test;object=lc-generated;pin-value=Secret-7351",
-    "pkcs11:token=signer-test;object=lc-generated?pin-value=Secret-7351",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pkcs11:token=signer-test;object=lc-generated;pin-value=Secret-7351",
+        "pkcs11:token=signer-test;object=lc-generated?pin-value=Secret-7351",
+    ],
+)
 def test_a_pin_in_a_uri_is_refused_and_never_repeated(svc: Services, uri: str) -> None:
     before = ledger.operations(svc.db)
-    for call in (lambda: keys.activate(svc, uri, actor=ACTOR),
-                 lambda: keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR)):
+    for call in (
+        lambda: keys.activate(svc, uri, actor=ACTOR),
+        lambda: keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
+    ):
         with pytest.raises(InvalidInput) as err:
             call()
         assert err.value.field == "label"
@@ -571,8 +669,7 @@ def test_a_pin_in_a_uri_is_refused_and_never_repeated(svc: Services, uri: str) -
 # -- 8. what the key list shows ------------------------------------------------------------------
 
 
-def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services,
-                                                              ca: TestCa) -> None:
+def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services, ca: TestCa) -> None:
     keys.generate(svc, "lc-list-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     active = _active_key(svc, ca, "lc-list-active")
     retired = _active_key(svc, ca, "lc-list-retired")
@@ -584,8 +681,10 @@ def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services,
     keys.retire(svc, "lc-list-retired", actor=ACTOR, force=True, reason="key compromise drill")
 
     views = {v.label: v for v in list_keys(svc) if v.label.startswith("lc-list-")}
-    shown = {label: (v.state, v.purpose, v.devices, v.can_sign, v.on_token, v.ski)
-             for label, v in views.items()}
+    shown = {
+        label: (v.state, v.purpose, v.devices, v.can_sign, v.on_token, v.ski)
+        for label, v in views.items()
+    }
     assert shown == {
         "lc-list-pending": ("pending", "supplier-ds", 0, True, True, None),
         "lc-list-active": ("active", "supplier-ds", 2, True, True, _ski(active)),
@@ -602,9 +701,21 @@ def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services,
 
 
 def test_activate_refuses_a_key_made_outside_the_service_with_extra_usages(
-        svc: Services, ca: TestCa, hsm: Hsm) -> None:
-    made = _p11(hsm, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "lc-derive",
-                "--id", "0a0b0c0d0e0f0102", "--usage-sign", "--usage-derive", login=True)
+    svc: Services, ca: TestCa, hsm: Hsm
+) -> None:
+    made = _p11(
+        hsm,
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "lc-derive",
+        "--id",
+        "0a0b0c0d0e0f0102",
+        "--usage-sign",
+        "--usage-derive",
+        login=True,
+    )
     assert made.returncode == 0, made.stderr
     assert "derive" in _p11_private_key(hsm, "lc-derive")["Usage"]
     time.sleep(RESCAN_INTERVAL + 0.1)  # let the token view rescan: another process made it

@@ -52,52 +52,82 @@ def _key_with_cert(token: Token, label: str, role: RemotePartyRole) -> TokenKey:
         cert = issue_certificate(
             subject=smki_name(int(role), Eui64.parse(SUPPLIER_EUI), label),
             issuer=smki_name(int(RemotePartyRole.ISSUING_AUTHORITY), None, "TEST"),
-            public_key=key.public_key, serial=x509.random_serial_number(),
-            not_before=PINNED - dt.timedelta(days=30), not_after=PINNED + dt.timedelta(days=30),
+            public_key=key.public_key,
+            serial=x509.random_serial_number(),
+            not_before=PINNED - dt.timedelta(days=30),
+            not_after=PINNED + dt.timedelta(days=30),
             extensions=smki_extensions(public_key=key.public_key, key_usage="digitalSignature"),
-            sign_digest=lambda digest: token.sign_digest(key, digest))
+            sign_digest=lambda digest: token.sign_digest(key, digest),
+        )
         return token.store_certificate(key, cert)
 
 
 def _device(eui: str, role: RemotePartyRole, ski: bytes) -> DeviceCredentials:
-    cell = TrustAnchorCell(role=int(role), key_usage=KeyUsage.DIGITAL_SIGNATURE,
-                           cell_usage=CellUsage.MANAGEMENT,
-                           subject_eui=Eui64.parse(SUPPLIER_EUI), ski=ski)
-    return DeviceCredentials(device=Eui64.parse(eui), roles=(RoleCredentials(
-        role=int(role), status=0, sequence_number=0, cells=(cell,)),))
+    cell = TrustAnchorCell(
+        role=int(role),
+        key_usage=KeyUsage.DIGITAL_SIGNATURE,
+        cell_usage=CellUsage.MANAGEMENT,
+        subject_eui=Eui64.parse(SUPPLIER_EUI),
+        ski=ski,
+    )
+    return DeviceCredentials(
+        device=Eui64.parse(eui),
+        roles=(RoleCredentials(role=int(role), status=0, sequence_number=0, cells=(cell,)),),
+    )
 
 
 @pytest.fixture(scope="module")
-def svc(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def svc(
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
     tmp = tmp_path_factory.mktemp("selection")
     token = hsm.token()
-    ensure_key(token, "z1-supplier-ds", vectors / "keys/Z1-supplier-ds.key.pem",
-               vectors / "certs/Z1-supplier-ds.pem")
-    ensure_key(token, "xml-sign", vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
-               vectors / "certs/xml-sign-90B3D51F30010000-ds.pem")
+    ensure_key(
+        token,
+        "z1-supplier-ds",
+        vectors / "keys/Z1-supplier-ds.key.pem",
+        vectors / "certs/Z1-supplier-ds.pem",
+    )
+    ensure_key(
+        token,
+        "xml-sign",
+        vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
+        vectors / "certs/xml-sign-90B3D51F30010000-ds.pem",
+    )
     second = _key_with_cert(token, "supplier-two", RemotePartyRole.SUPPLIER)
     wrong = _key_with_cert(token, "network-operator", RemotePartyRole.NETWORK_OPERATOR)
-    config = load_config(write_config(tmp / "signer.toml", hsm, f"sqlite:///{tmp / 'db'}",
-                                      schema_dir=vectors / "xsd", pinned=None))
+    config = load_config(
+        write_config(
+            tmp / "signer.toml",
+            hsm,
+            f"sqlite:///{tmp / 'db'}",
+            schema_dir=vectors / "xsd",
+            pinned=None,
+        )
+    )
     services = open_services(config, clock=fixed_clock(PINNED), token=token)
-    admin.add_manufacturer(services.db, f"{MANUFACTURER_CODE:04X}",
-                           manufacturer.cert_pem.read_bytes(), PINNED)
-    admin.import_device(services.db, (vectors / "trust_anchor/"
-                                      "CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
-                        PINNED)
+    admin.add_manufacturer(
+        services.db, f"{MANUFACTURER_CODE:04X}", manufacturer.cert_pem.read_bytes(), PINNED
+    )
+    admin.import_device(
+        services.db,
+        (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
+        PINNED,
+    )
     assert second.ski is not None and wrong.ski is not None
     activate(services, "z1-supplier-ds", "xml-sign", "supplier-two")
     # a Network Operator certificate on a key entered as Supplier: the certificate check
     # at signing time, not the ledger, must refuse it
     force_active(services, wrong, KeyPurpose.SUPPLIER_DS)
-    devices.store_credentials(services.db, _device(SECOND, RemotePartyRole.SUPPLIER,
-                                                   second.ski), PINNED)
-    devices.store_credentials(services.db, _device(NO_SUPPLIER_CELL,
-                                                   RemotePartyRole.NETWORK_OPERATOR,
-                                                   second.ski), PINNED)
-    devices.store_credentials(services.db, _device(WRONG_ROLE, RemotePartyRole.SUPPLIER,
-                                                   wrong.ski), PINNED)
+    devices.store_credentials(
+        services.db, _device(SECOND, RemotePartyRole.SUPPLIER, second.ski), PINNED
+    )
+    devices.store_credentials(
+        services.db, _device(NO_SUPPLIER_CELL, RemotePartyRole.NETWORK_OPERATOR, second.ski), PINNED
+    )
+    devices.store_credentials(
+        services.db, _device(WRONG_ROLE, RemotePartyRole.SUPPLIER, wrong.ski), PINNED
+    )
     yield services
     services.db.dispose()
 
@@ -105,23 +135,33 @@ def svc(hsm: Hsm, vectors: Path, manufacturer: Manufacturer,
 def _verified(svc: Services, m: Manufacturer, image: bytes, force: int | None = None) -> str:
     header = ota_header(len(image))
     if force is None:
-        d = deliveries.from_separate(ota_header=header, manufacturer_image=image,
-                                     signature=m.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())
+        d = deliveries.from_separate(
+            ota_header=header,
+            manufacturer_image=image,
+            signature=m.sign(header + image),
+            hash=hashlib.sha256(image).digest(),
+        )
     else:
         from signer.gbcs.signature import der_to_raw
-        d = deliveries.from_gbcs(header + image + bytes([force, 0x40])
-                                 + der_to_raw(m.sign(header + image)))
+
+        d = deliveries.from_gbcs(
+            header + image + bytes([force, 0x40]) + der_to_raw(m.sign(header + image))
+        )
     verdict = verify_manufacturer(svc, d)
     assert verdict.verified, verdict.checks
     return verdict.image_id
 
 
-def test_one_image_per_key_and_every_refusal_with_its_reason(svc: Services,
-                                                             manufacturer: Manufacturer) -> None:
+def test_one_image_per_key_and_every_refusal_with_its_reason(
+    svc: Services, manufacturer: Manufacturer
+) -> None:
     image_id = _verified(svc, manufacturer, b"two keys " * 40)
-    result = resign(svc, image_id, [RTDS_DEVICE, SECOND, NO_SUPPLIER_CELL, WRONG_ROLE,
-                                    "00-DB-12-34-56-78-90-FF"], None)
+    result = resign(
+        svc,
+        image_id,
+        [RTDS_DEVICE, SECOND, NO_SUPPLIER_CELL, WRONG_ROLE, "00-DB-12-34-56-78-90-FF"],
+        None,
+    )
     by_label = {i.group.key.label: i for i in result.images}
     assert sorted(by_label) == ["supplier-two", "z1-supplier-ds"]
     assert [str(d) for d in by_label["z1-supplier-ds"].group.devices] == [RTDS_DEVICE]
@@ -132,17 +172,26 @@ def test_one_image_per_key_and_every_refusal_with_its_reason(svc: Services,
         _, img, _, sig = split_upgrade_image(item.upgrade_image)
         assert raw_signature_verifies(cert, img, sig), label
     reasons = {str(r.device): r.reason for r in result.refused}
-    assert reasons == {NO_SUPPLIER_CELL: "no_supplier_cell", WRONG_ROLE: "certificate_rejected",
-                       "00-DB-12-34-56-78-90-FF": "unknown_device"}
+    assert reasons == {
+        NO_SUPPLIER_CELL: "no_supplier_cell",
+        WRONG_ROLE: "certificate_rejected",
+        "00-DB-12-34-56-78-90-FF": "unknown_device",
+    }
     detail = next(r.detail for r in result.refused if str(r.device) == WRONG_ROLE)
     assert "role" in detail and "03" in detail
 
 
-def test_an_expired_certificate_refuses_its_devices(svc: Services,
-                                                    manufacturer: Manufacturer) -> None:
+def test_an_expired_certificate_refuses_its_devices(
+    svc: Services, manufacturer: Manufacturer
+) -> None:
     image_id = _verified(svc, manufacturer, b"expired " * 40)
-    later = Services(config=svc.config, token=svc.token, db=svc.db, schema=svc.schema,
-                     clock=fixed_clock(dt.datetime(2025, 11, 1, tzinfo=dt.UTC)))
+    later = Services(
+        config=svc.config,
+        token=svc.token,
+        db=svc.db,
+        schema=svc.schema,
+        clock=fixed_clock(dt.datetime(2025, 11, 1, tzinfo=dt.UTC)),
+    )
     with pytest.raises(DevicesRefused) as err:
         resign(later, image_id, [RTDS_DEVICE], None)
     assert err.value.refusals[0][1] == "certificate_rejected"
@@ -150,26 +199,40 @@ def test_an_expired_certificate_refuses_its_devices(svc: Services,
 
 
 def test_build_duis_by_image_id_refuses_devices_that_trust_different_keys(
-        svc: Services, manufacturer: Manufacturer) -> None:
+    svc: Services, manufacturer: Manufacturer
+) -> None:
     image_id = _verified(svc, manufacturer, b"mixed " * 40)
     with pytest.raises(PolicyRefusal, match="2 different keys"):
-        build_duis(svc, image_id=image_id, upgrade_image=None,
-                   device_ids=[RTDS_DEVICE, SECOND], firmware_version="1", service="11.1")
+        build_duis(
+            svc,
+            image_id=image_id,
+            upgrade_image=None,
+            device_ids=[RTDS_DEVICE, SECOND],
+            firmware_version="1",
+            service="11.1",
+        )
 
 
 def test_build_duis_with_an_upgrade_image_refuses_devices_of_other_keys(
-        svc: Services, manufacturer: Manufacturer) -> None:
+    svc: Services, manufacturer: Manufacturer
+) -> None:
     image_id = _verified(svc, manufacturer, b"other key " * 40)
     z1_image = next(i for i in resign(svc, image_id, [RTDS_DEVICE], None).images)
-    result = build_duis(svc, image_id=None, upgrade_image=z1_image.upgrade_image,
-                        device_ids=[RTDS_DEVICE, SECOND], firmware_version="1", service="11.1")
+    result = build_duis(
+        svc,
+        image_id=None,
+        upgrade_image=z1_image.upgrade_image,
+        device_ids=[RTDS_DEVICE, SECOND],
+        firmware_version="1",
+        service="11.1",
+    )
     assert [str(d) for d in result.devices] == [RTDS_DEVICE]
-    assert [(str(r.device), r.reason) for r in result.refused] == [
-        (SECOND, "cell_names_other_key")]
+    assert [(str(r.device), r.reason) for r in result.refused] == [(SECOND, "cell_names_other_key")]
 
 
 def test_the_delivered_force_replace_byte_is_kept_unless_the_caller_sets_it(
-        svc: Services, manufacturer: Manufacturer) -> None:
+    svc: Services, manufacturer: Manufacturer
+) -> None:
     image_id = _verified(svc, manufacturer, b"force replace " * 40, force=0x01)
     kept = resign(svc, image_id, [RTDS_DEVICE], None).images[0].upgrade_image
     cleared = resign(svc, image_id, [RTDS_DEVICE], False).images[0].upgrade_image
@@ -182,8 +245,11 @@ def test_a_verified_image_keeps_its_header(svc: Services, manufacturer: Manufact
     image = b"one header " * 40
     _verified(svc, manufacturer, image)
     header = ota_header(len(image), file_version=0x0A0B0C0D)
-    other = deliveries.from_separate(ota_header=header, manufacturer_image=image,
-                                     signature=manufacturer.sign(header + image),
-                                     hash=hashlib.sha256(image).digest())
+    other = deliveries.from_separate(
+        ota_header=header,
+        manufacturer_image=image,
+        signature=manufacturer.sign(header + image),
+        hash=hashlib.sha256(image).digest(),
+    )
     with pytest.raises(PolicyRefusal, match="another OTA header"):
         verify_manufacturer(svc, other)

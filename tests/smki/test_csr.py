@@ -47,8 +47,12 @@ def csr(key: ec.EllipticCurvePrivateKey) -> x509.CertificateSigningRequest:
 def openssl_req(der: bytes, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "req.der"
     path.write_bytes(der)
-    return subprocess.run(["openssl", "req", "-inform", "DER", "-in", str(path), "-noout", *args],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["openssl", "req", "-inform", "DER", "-in", str(path), "-noout", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def openssl_verifies(der: bytes, tmp_path: Path) -> bool:
@@ -70,12 +74,15 @@ def test_signature_verifies_in_cryptography(csr: x509.CertificateSigningRequest)
     assert csr.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
 
 
-def test_signature_verifies_in_openssl(csr: x509.CertificateSigningRequest,
-                                       tmp_path: Path) -> None:
+def test_signature_verifies_in_openssl(csr: x509.CertificateSigningRequest, tmp_path: Path) -> None:
     pem = tmp_path / "req.pem"
     pem.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    result = subprocess.run(["openssl", "req", "-verify", "-noout", "-in", str(pem)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["openssl", "req", "-verify", "-noout", "-in", str(pem)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "verify OK" in result.stdout + result.stderr
 
@@ -98,8 +105,9 @@ def test_algorithm_identifier_has_no_parameters(csr: x509.CertificateSigningRequ
 
 
 @pytest.mark.parametrize("where", ["subject", "signature"])
-def test_openssl_refuses_a_tampered_request(csr: x509.CertificateSigningRequest,
-                                            tmp_path: Path, where: str) -> None:
+def test_openssl_refuses_a_tampered_request(
+    csr: x509.CertificateSigningRequest, tmp_path: Path, where: str
+) -> None:
     data = bytearray(der(csr))
     if where == "subject":
         pos = data.index(b"supplier-ds-2026")
@@ -111,8 +119,9 @@ def test_openssl_refuses_a_tampered_request(csr: x509.CertificateSigningRequest,
     assert not x509.load_der_x509_csr(bytes(data)).is_signature_valid
 
 
-def test_public_key_is_the_one_passed_not_the_signers(key: ec.EllipticCurvePrivateKey,
-                                                      tmp_path: Path) -> None:
+def test_public_key_is_the_one_passed_not_the_signers(
+    key: ec.EllipticCurvePrivateKey, tmp_path: Path
+) -> None:
     other = ec.generate_private_key(ec.SECP256R1())
     csr = build_csr(subject=SUBJECT, public_key=other.public_key(), sign_digest=signer_for(key))
     assert csr.public_key() == other.public_key()
@@ -121,8 +130,9 @@ def test_public_key_is_the_one_passed_not_the_signers(key: ec.EllipticCurvePriva
     assert not openssl_verifies(der(csr), tmp_path)
 
 
-def test_public_key_round_trips(csr: x509.CertificateSigningRequest,
-                                key: ec.EllipticCurvePrivateKey) -> None:
+def test_public_key_round_trips(
+    csr: x509.CertificateSigningRequest, key: ec.EllipticCurvePrivateKey
+) -> None:
     assert csr.public_key() == key.public_key()
 
 
@@ -131,16 +141,18 @@ def test_public_key_round_trips(csr: x509.CertificateSigningRequest,
 
 def test_subject_is_the_smki_name(csr: x509.CertificateSigningRequest) -> None:
     assert csr.subject == SUBJECT
-    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-            ] == ["02"]
+    assert [
+        a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    ] == ["02"]
     uid = csr.subject.get_attributes_for_oid(NameOID.X500_UNIQUE_IDENTIFIER)
     assert [a.value for a in uid] == [b"\x00" + EUI.value]
     cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     assert [a.value for a in cn] == ["supplier-ds-2026"]
 
 
-def test_openssl_reads_the_subject_and_key_usage(csr: x509.CertificateSigningRequest,
-                                                 tmp_path: Path) -> None:
+def test_openssl_reads_the_subject_and_key_usage(
+    csr: x509.CertificateSigningRequest, tmp_path: Path
+) -> None:
     result = openssl_req(der(csr), tmp_path, "-text")
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -163,15 +175,27 @@ def test_extension_request_is_one_critical_key_usage(
     assert ext.critical
     ku = ext.value
     assert ku.digital_signature
-    assert not any((ku.content_commitment, ku.key_encipherment, ku.data_encipherment,
-                    ku.key_agreement, ku.key_cert_sign, ku.crl_sign))
+    assert not any(
+        (
+            ku.content_commitment,
+            ku.key_encipherment,
+            ku.data_encipherment,
+            ku.key_agreement,
+            ku.key_cert_sign,
+            ku.crl_sign,
+        )
+    )
     # exactly the one bit: BIT STRING 03 02 07 80
     assert ext.value.public_bytes() == bytes.fromhex("03020780")
 
 
 def test_key_agreement_request(key: ec.EllipticCurvePrivateKey) -> None:
-    csr = build_csr(subject=SUBJECT, public_key=key.public_key(), key_usage="keyAgreement",
-                    sign_digest=signer_for(key))
+    csr = build_csr(
+        subject=SUBJECT,
+        public_key=key.public_key(),
+        key_usage="keyAgreement",
+        sign_digest=signer_for(key),
+    )
     assert csr.is_signature_valid
     ku = csr.extensions.get_extension_for_class(x509.KeyUsage)
     assert ku.critical
@@ -193,17 +217,24 @@ def test_p384_key_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
 
 def test_unknown_key_usage_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
     with pytest.raises(InvalidInput) as err:
-        build_csr(subject=SUBJECT, public_key=key.public_key(),
-                  key_usage="keyCertSign",  # type: ignore[arg-type]
-                  sign_digest=signer_for(key))
+        build_csr(
+            subject=SUBJECT,
+            public_key=key.public_key(),
+            key_usage="keyCertSign",  # type: ignore[arg-type]
+            sign_digest=signer_for(key),
+        )
     assert err.value.field == "key_usage"
 
 
 @pytest.mark.parametrize("length", [0, 63, 65, 72])
-def test_signature_of_the_wrong_length_is_refused(key: ec.EllipticCurvePrivateKey,
-                                                  length: int) -> None:
+def test_signature_of_the_wrong_length_is_refused(
+    key: ec.EllipticCurvePrivateKey, length: int
+) -> None:
     with pytest.raises(InvalidInput) as err:
-        build_csr(subject=SUBJECT, public_key=key.public_key(),
-                  sign_digest=lambda _digest: b"\x01" * length)
+        build_csr(
+            subject=SUBJECT,
+            public_key=key.public_key(),
+            sign_digest=lambda _digest: b"\x01" * length,
+        )
     assert err.value.field == "signature"
     assert "64" in str(err.value)

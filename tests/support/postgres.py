@@ -21,9 +21,15 @@ INSTALL_HINT = "apt-get install postgresql (Debian's postgresql-15 server binari
 def find_bin_dir() -> Path | None:
     """The newest /usr/lib/postgresql/N/bin holding initdb and pg_ctl, if any."""
     override = os.environ.get("SIGNER_TEST_PG_BIN")
-    candidates = [Path(override)] if override else sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-        if p.parent.name.isdigit() else 0, reverse=True)
+    candidates = (
+        [Path(override)]
+        if override
+        else sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            reverse=True,
+        )
+    )
     for d in candidates:
         if (d / "initdb").exists() and (d / "pg_ctl").exists():
             return d
@@ -52,24 +58,54 @@ class Cluster:
 
     def _client(self, tool: str, *args: str) -> None:
         """A client tool, as whoever runs the tests (it writes the test's own files)."""
-        subprocess.run([str(self.bin_dir / tool), "-h", str(self.socket_dir), "-U", "postgres",
-                        *args], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [str(self.bin_dir / tool), "-h", str(self.socket_dir), "-U", "postgres", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
 
     def start(self) -> None:
-        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
-        options = " ".join([
-            "-c listen_addresses=''", f"-c unix_socket_directories={self.socket_dir}",
-            "-c max_connections=400", "-c fsync=off", "-c full_page_writes=off",
-            "-c shared_buffers=64MB",
-        ])
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
-                  str(self.root / "server.log"), "-o", options, "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        options = " ".join(
+            [
+                "-c listen_addresses=''",
+                f"-c unix_socket_directories={self.socket_dir}",
+                "-c max_connections=400",
+                "-c fsync=off",
+                "-c full_page_writes=off",
+                "-c shared_buffers=64MB",
+            ]
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                      "-w", "stop")
+            self._run(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -12,7 +12,8 @@ connection = config.attributes.get("connection")
 
 if connection is None:  # `alembic` command line: take the URL from alembic.ini / -x url=
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
-        "sqlalchemy.url")
+        "sqlalchemy.url"
+    )
     engine = create_engine(url)  # type: ignore[arg-type]
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)

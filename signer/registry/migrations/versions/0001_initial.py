@@ -33,8 +33,12 @@ def upgrade() -> None:
     op.create_table(
         "trust_anchor_cells",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("device_eui", sa.String(16),
-                  sa.ForeignKey("devices.eui", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "device_eui",
+            sa.String(16),
+            sa.ForeignKey("devices.eui", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("role", sa.Integer, nullable=False),
         sa.Column("key_usage", sa.String(20), nullable=False),
         sa.Column("cell_usage", sa.Integer, nullable=False),
@@ -65,6 +69,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("request_counters", "firmware_images", "trust_anchor_cells", "devices",
-                  "manufacturer_certificates"):
+    for table in (
+        "request_counters",
+        "firmware_images",
+        "trust_anchor_cells",
+        "devices",
+        "manufacturer_certificates",
+    ):
         op.drop_table(table)

@@ -19,8 +19,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_index("ix_cells_device_role", table_name="trust_anchor_cells")
-    op.create_index("ix_cells_device_role_usage", "trust_anchor_cells",
-                    ["device_eui", "role", "key_usage", "cell_usage"])
+    op.create_index(
+        "ix_cells_device_role_usage",
+        "trust_anchor_cells",
+        ["device_eui", "role", "key_usage", "cell_usage"],
+    )
 
 
 def downgrade() -> None:

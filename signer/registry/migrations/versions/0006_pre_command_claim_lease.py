@@ -20,8 +20,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("activations") as batch:
-        batch.add_column(sa.Column("pre_command_claimed_at", sa.DateTime(timezone=True),
-                                   nullable=True))
+        batch.add_column(
+            sa.Column("pre_command_claimed_at", sa.DateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ test:       ## lint, types and the test suite
 
 lint:
 	.venv/bin/ruff check signer tests bench
+	.venv/bin/ruff format --check signer tests bench
 	.venv/bin/mypy
 
 proto:      ## regenerate the committed gRPC stubs from proto/

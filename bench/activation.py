@@ -574,7 +574,7 @@ def profile_worker(config: str, image_id: str, devices: int, pre_commands: int) 
     from signer.config import load_config
     from signer.duis.xmldsig import PendingSignature
     from signer.service.activation import ActivationSpec, BuiltActivation
-    from signer.service.context import open_services
+    from signer.service.services import open_services
 
     svc = open_services(load_config(Path(config)))
     spec = ActivationSpec(image_id=image_id)

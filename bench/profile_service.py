@@ -29,9 +29,9 @@ from signer.api import convert
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.config import load_config
 from signer.registry.models import FirmwareImage
-from signer.service.context import open_services
 from signer.service.duis import build_duis
 from signer.service.resign import resign
+from signer.service.services import open_services
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from setup_env import SMALL_DEVICE, bulk_device_euis

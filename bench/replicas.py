@@ -104,7 +104,7 @@ def setup_worker(directory: str, db_url: str, schema_dir: str) -> None:
 
     from signer.config import load_config
     from signer.registry import manufacturers
-    from signer.service.context import open_services
+    from signer.service.services import open_services
     from signer.smki.lifecycle import KeyPurpose
 
     d = Path(directory).resolve()

@@ -38,7 +38,7 @@ from signer.registry import manufacturers
 from signer.registry.db import open_database
 from signer.registry.models import Device, TrustAnchorCellRow
 from signer.service import keys
-from signer.service.context import Services, open_services
+from signer.service.services import Services, open_services
 from signer.smki.lifecycle import KeyPurpose
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"

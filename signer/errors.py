@@ -35,15 +35,15 @@ class FormatError(InvalidInput):
     """Bytes that do not parse as the format they claim to be."""
 
 
-class PolicyRefusal(SignerError):
+class PolicyRefused(SignerError):
     """A rule says no (maps to FAILED_PRECONDITION)."""
 
 
-class CertificateRejected(PolicyRefusal):
+class CertificateRejected(PolicyRefused):
     """A certificate fails the SMKI profile, validity, chain or pinning checks."""
 
 
-class SignatureInvalid(PolicyRefusal):
+class SignatureInvalid(PolicyRefused):
     """A signature does not verify. Verification raises rather than returning False."""
 
 
@@ -77,7 +77,7 @@ class ConfigurationError(SignerError):
     """The service's own configuration is wrong; raised at start-up, never per call."""
 
 
-class DevicesRefused(PolicyRefusal):
+class DevicesRefused(PolicyRefused):
     """Every device of a request was refused; each refusal says why."""
 
     def __init__(self, message: str, refusals: list[tuple[str, str, str]]):

@@ -17,7 +17,7 @@ from signer.registry import keys as ledger
 from signer.registry.db import Database
 from signer.registry.keys import Operation
 from signer.service import keys
-from signer.service.context import Services, open_services
+from signer.service.services import Services, open_services
 from signer.smki.lifecycle import KeyPurpose, KeyState
 from tests.conftest import PINNED
 

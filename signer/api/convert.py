@@ -14,7 +14,7 @@ from signer.gbcs.ota import OtaHeader
 from signer.metrics import count_refusals
 from signer.service.activation import ActivationSpec, BuiltActivation, SignedPreCommand
 from signer.service.keyviews import KeyView
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
 
@@ -72,19 +72,19 @@ def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
     )
 
 
-def refusals_to_pb(refused: tuple[Refusal, ...]) -> list[pb.DeviceRefusal]:
+def refusals_to_pb(refused: tuple[DeviceRefusal, ...]) -> list[pb.DeviceRefusal]:
     """Every device refusal a client receives passes here or through `refusal_to_pb`, so
     this is where ``signer_refusals_total`` counts them."""
     count_refusals([r.reason for r in refused])
     return [_refusal(r) for r in refused]
 
 
-def refusal_to_pb(r: Refusal) -> pb.DeviceRefusal:
+def refusal_to_pb(r: DeviceRefusal) -> pb.DeviceRefusal:
     count_refusals([r.reason])
     return _refusal(r)
 
 
-def _refusal(r: Refusal) -> pb.DeviceRefusal:
+def _refusal(r: DeviceRefusal) -> pb.DeviceRefusal:
     return pb.DeviceRefusal(
         device_id=str(r.device),
         reason=r.reason,

@@ -12,7 +12,7 @@ import threading
 from grpc_health.v1 import health, health_pb2
 
 from signer.errors import SignerError
-from signer.service.context import Services
+from signer.service.services import Services
 
 log = logging.getLogger(__name__)
 SERVICE = "signer.v1.FirmwareSigner"

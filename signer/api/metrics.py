@@ -40,8 +40,8 @@ from signer.metrics import (
     GRPC_STARTED,
     go_code_name,
 )
-from signer.service.context import Services
 from signer.service.keyviews import list_keys
+from signer.service.services import Services
 
 log = logging.getLogger(__name__)
 KEY_CACHE_SECONDS = 15.0  # key expiry changes when a certificate is installed: rarely

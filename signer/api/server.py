@@ -26,7 +26,7 @@ from signer.api.metrics import MetricsEndpoint, MetricsInterceptor, bind_metrics
 from signer.api.servicer import FirmwareSigner
 from signer.config import Config, TlsConfig
 from signer.errors import ConfigurationError
-from signer.service.context import Services
+from signer.service.services import Services
 
 log = logging.getLogger(__name__)
 

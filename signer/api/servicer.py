@@ -23,12 +23,12 @@ from signer.service.activation import (
     sign_pre_command_for,
     stream_activations,
 )
-from signer.service.context import Services
 from signer.service.duis import build_duis
 from signer.service.keyviews import list_keys
 from signer.service.pathways import upgrade_path_for
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
 from signer.service.resign import resign
+from signer.service.services import Services
 from signer.service.verify import verify_manufacturer
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         for batch in stream_activations(self.svc, spec, batches):
             message = pb.ActivationResults()
             for item in batch:
-                if isinstance(item, Refusal):
+                if isinstance(item, DeviceRefusal):
                     message.results.add(refused=convert.refusal_to_pb(item))
                 else:
                     message.results.add(request=convert.activation_to_pb(item))
@@ -194,7 +194,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                 pre_command=request.pre_command if which == "pre_command" else None,
                 dcc_response=request.dcc_response if which == "dcc_response" else None,
             )
-        except PreCommandRefusal as exc:
+        except PreCommandRefused as exc:
             count_refusals([exc.code])
             raise
         return convert.signed_pre_command_to_pb(result)
@@ -206,9 +206,9 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         for batch in request_iterator:
             message = pb.PreCommandResults()
             results = sign_pre_command_batch(self.svc, list(batch.pre_commands))
-            count_refusals([r.code for r in results if isinstance(r, PreCommandRefused)])
+            count_refusals([r.code for r in results if isinstance(r, PreCommandRefusal)])
             for item in results:
-                if isinstance(item, PreCommandRefused):
+                if isinstance(item, PreCommandRefusal):
                     message.results.add(
                         refused=pb.PreCommandRefusal(
                             index=item.index,

@@ -15,7 +15,7 @@ from signer.errors import (
     ConfigurationError,
     InvalidInput,
     NotFound,
-    PolicyRefusal,
+    PolicyRefused,
     SignerError,
     Unavailable,
 )
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _CODES: tuple[tuple[type[SignerError], grpc.StatusCode], ...] = (
     (CallEnded, grpc.StatusCode.CANCELLED),
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-    (PolicyRefusal, grpc.StatusCode.FAILED_PRECONDITION),
+    (PolicyRefused, grpc.StatusCode.FAILED_PRECONDITION),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),

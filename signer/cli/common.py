@@ -17,7 +17,7 @@ from signer.caller import Caller, bound, new_request_id
 from signer.config import Config, load_config
 from signer.errors import SignerError
 from signer.hsm.token import Token
-from signer.service.context import Services
+from signer.service.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +49,7 @@ def services(config: Config) -> Iterator[Services]:
     The command runs as a `Caller` (the operating-system user, a fresh request ID, the
     command's name), so its audit trail records say who ran which command.
     """
-    from signer.service.context import open_services
+    from signer.service.services import open_services
 
     caller = Caller(identity=actor(), request_id=new_request_id(), method=command_name())
     svc = open_services(config)

@@ -16,7 +16,7 @@ from signer.cli import keys as key_commands
 from signer.cli.common import config_option, load, reports_errors
 from signer.cli.logs import setup_logging
 from signer.config import DEFAULT_MODULE
-from signer.service.context import Services, open_services
+from signer.service.services import Services, open_services
 
 log = logging.getLogger("signer")
 

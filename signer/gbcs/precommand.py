@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from signer.errors import FormatError, InvalidInput, PolicyRefusal
+from signer.errors import FormatError, InvalidInput, PolicyRefused
 from signer.gbcs import _ber
 from signer.gbcs.eui import Eui64
 
@@ -250,7 +250,7 @@ def sign_checked_pre_command(
     """Check, then sign; a pre-command failing any check is refused and nothing is signed."""
     failures = check_pre_command(pc, expected)
     if failures:
-        raise PolicyRefusal(
+        raise PolicyRefused(
             f"pre-command for {expected.recipient} refused, {len(failures)} failed check(s): "
             + "; ".join(failures)
         )

@@ -60,7 +60,7 @@ from signer.errors import (
     HsmUnavailable,
     InvalidInput,
     NotFound,
-    PolicyRefusal,
+    PolicyRefused,
     SignerError,
 )
 from signer.hsm.pin import Pin
@@ -345,7 +345,7 @@ class Token:
                 if not hasattr(handle, "sign"):
                     # python-pkcs11 builds the handle without its sign method when CKA_SIGN
                     # was false at scan time: the key was retired (see disable_signing).
-                    raise PolicyRefusal(
+                    raise PolicyRefused(
                         f"the token refuses to sign with key {key.label!r}: "
                         "its CKA_SIGN is false (retired)"
                     )
@@ -357,7 +357,7 @@ class Token:
                     except pkcs11.PKCS11Error as exc:
                         if not isinstance(exc, _TRANSIENT) and not _may_sign(handle):
                             self._keys = None
-                            raise PolicyRefusal(
+                            raise PolicyRefused(
                                 f"the token refuses to sign with key "
                                 f"{key.label!r}: its CKA_SIGN is false "
                                 "(retired)"

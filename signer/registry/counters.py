@@ -28,7 +28,7 @@ from collections.abc import Callable
 from sqlalchemy import BigInteger, case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from signer.errors import PolicyRefusal
+from signer.errors import PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.registry.db import Database
 from signer.registry.models import RequestCounter
@@ -76,7 +76,7 @@ def reserve(
             .returning(RequestCounter.last_counter)
         )
     if last is None:
-        raise PolicyRefusal(f"RequestID counters for {originator} are exhausted")
+        raise PolicyRefused(f"RequestID counters for {originator} are exhausted")
     _wait_for_clock(int(last), clock)
     return int(last) - count + 1
 

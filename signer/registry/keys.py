@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from signer.caller import current
-from signer.errors import PolicyRefusal
+from signer.errors import PolicyRefused
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
@@ -99,7 +99,7 @@ def create(
     """A new ledger entry in state pending, recorded with the operation that made it."""
     with db.session() as s:
         if s.get(SigningKey, (token_label, key_id.hex())) is not None:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"key {label!r} (CKA_ID {key_id.hex()}) is already in the key ledger"
             )
         row = SigningKey(
@@ -146,7 +146,7 @@ def transition(
             .values(**values)
         ).rowcount  # type: ignore[attr-defined]
         if done != 1:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"key {record.label!r} changed state while this operation ran; look again and retry"
             )
         _add_operation(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from signer.errors import PolicyRefusal
+from signer.errors import PolicyRefused
 from signer.registry.db import Database
 from signer.registry.models import FirmwareImage
 
@@ -52,7 +52,7 @@ def _record(db: Database, image: LibraryImage) -> None:
             if not image.verified:
                 return
             if row.header_bytes != image.header_bytes:
-                raise PolicyRefusal(
+                raise PolicyRefused(
                     f"image {image.image_id} is already in the library with "
                     "another OTA header; it was not replaced"
                 )

@@ -24,7 +24,7 @@ from signer.duis.xmldsig import PendingSignature, prepare_signature
 from signer.errors import (
     HsmUnavailable,
     InvalidInput,
-    PolicyRefusal,
+    PolicyRefused,
     SignatureInvalid,
     SignerError,
 )
@@ -42,12 +42,12 @@ from signer.registry import activations, counters
 from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
 from signer.service import signing
-from signer.service.context import Services
 from signer.service.duis import xml_signing_key
 from signer.service.images import verified_image
 from signer.service.keyselect import KeyGroup, parse_devices, select_keys
 from signer.service.pathways import select_eligible
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
+from signer.service.services import Services
 from signer.service.signing import SigningBatch
 from signer.smki.lifecycle import KeyPurpose
 
@@ -78,9 +78,9 @@ class SignedPreCommand:
 
 def build_activations(
     svc: Services, spec: ActivationSpec, device_ids: Sequence[str]
-) -> tuple[list[BuiltActivation], list[Refusal]]:
+) -> tuple[list[BuiltActivation], list[DeviceRefusal]]:
     built: list[BuiltActivation] = []
-    refused: list[Refusal] = []
+    refused: list[DeviceRefusal] = []
     for batch in stream_activations(svc, spec, [device_ids]):
         for item in batch:
             if isinstance(item, BuiltActivation):
@@ -92,7 +92,7 @@ def build_activations(
 
 def stream_activations(
     svc: Services, spec: ActivationSpec, batches: Iterable[Sequence[str]]
-) -> Iterator[list[BuiltActivation | Refusal]]:
+) -> Iterator[list[BuiltActivation | DeviceRefusal]]:
     """Per-device results, one list per batch: memory stays bounded by one batch."""
     _check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
@@ -109,7 +109,7 @@ def stream_activations(
         first = counters.reserve(svc.db, svc.config.supplier_eui, len(accepted)) if accepted else 0
         now = svc.clock()
         counter_of = {d: first + i for i, d in enumerate(accepted)}
-        results: list[BuiltActivation | Refusal]
+        results: list[BuiltActivation | DeviceRefusal]
         detail = {
             "cancel": spec.cancel,
             "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
@@ -190,7 +190,7 @@ PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier
 
 
 @dataclass(frozen=True)
-class PreCommandRefused:
+class PreCommandRefusal:
     """A pre-command of a batch that was not signed, and every reason why."""
 
     index: int
@@ -200,10 +200,10 @@ class PreCommandRefused:
     code: str  # machine-readable: one of the PRE_COMMAND_* codes or a device refusal's code
 
 
-class PreCommandRefusal(PolicyRefusal):
+class PreCommandRefused(PolicyRefused):
     """``sign_pre_command_for`` refused its pre-command; ``code`` says why, for machines."""
 
-    def __init__(self, refused: PreCommandRefused) -> None:
+    def __init__(self, refused: PreCommandRefusal) -> None:
         self.refused = refused
         self.code = refused.code
         super().__init__(f"pre-command refused: {refused.reason}")
@@ -225,35 +225,35 @@ def sign_pre_command_for(
         assert pre_command is not None
         payload = pre_command
     result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)])[0]
-    if isinstance(result, PreCommandRefused):
-        raise PreCommandRefusal(result)
+    if isinstance(result, PreCommandRefusal):
+        raise PreCommandRefused(result)
     return result
 
 
 def sign_pre_command_batch(
     svc: Services, payloads: Sequence[bytes]
-) -> list[SignedPreCommand | PreCommandRefused]:
+) -> list[SignedPreCommand | PreCommandRefusal]:
     """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
     on its own, the others are signed."""
-    parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefused] = []
+    parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefusal] = []
     for i, payload in enumerate(payloads):
         try:
             parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
         except InvalidInput as exc:
             parsed.append(
-                PreCommandRefused(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+                PreCommandRefusal(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
             )
-    valid = [p for p in parsed if not isinstance(p, PreCommandRefused)]
+    valid = [p for p in parsed if not isinstance(p, PreCommandRefusal)]
     signed = iter(sign_pre_commands(svc, valid))
     return [
-        p if isinstance(p, PreCommandRefused) else _reindex(next(signed), i)
+        p if isinstance(p, PreCommandRefusal) else _reindex(next(signed), i)
         for i, p in enumerate(parsed)
     ]
 
 
 def sign_pre_commands(
     svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
-) -> list[SignedPreCommand | PreCommandRefused]:
+) -> list[SignedPreCommand | PreCommandRefusal]:
     """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
 
     Each pre-command must answer an 11.3 request this service issued (same counter), match
@@ -264,7 +264,7 @@ def sign_pre_commands(
     issued = activations.get_many(
         svc.db, supplier, [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER]
     )
-    results: list[SignedPreCommand | PreCommandRefused | None] = [None] * len(items)
+    results: list[SignedPreCommand | PreCommandRefusal | None] = [None] * len(items)
     ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
     seen: set[int] = set()
     for i, (pc, answered) in enumerate(items):
@@ -272,7 +272,7 @@ def sign_pre_commands(
         if refusal is not None:
             results[i] = refusal
         elif entry is not None and entry[1].counter in seen:
-            results[i] = PreCommandRefused(
+            results[i] = PreCommandRefusal(
                 i,
                 entry[1].device,
                 entry[2],
@@ -285,8 +285,8 @@ def sign_pre_commands(
     groups = _key_groups(svc, [a.device for _, a, _ in ready.values()])
     for i, (_pc, a, rid) in list(ready.items()):
         group = groups[a.device]
-        if isinstance(group, Refusal):
-            results[i] = PreCommandRefused(
+        if isinstance(group, DeviceRefusal):
+            results[i] = PreCommandRefusal(
                 i,
                 a.device,
                 rid,
@@ -304,7 +304,7 @@ def sign_pre_commands(
             todo: dict[tuple[bytes, str], list[_Claimed]] = {}  # by key and image
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
-                    results[i] = PreCommandRefused(
+                    results[i] = PreCommandRefusal(
                         i,
                         a.device,
                         rid,
@@ -344,9 +344,9 @@ def sign_pre_commands(
 
 def _check_one(
     i: int, pc: PreCommand, answered: RequestId | None, a: IssuedActivation | None, supplier: Eui64
-) -> tuple[PreCommandRefused | None, tuple[PreCommand, IssuedActivation, RequestId] | None]:
+) -> tuple[PreCommandRefusal | None, tuple[PreCommand, IssuedActivation, RequestId] | None]:
     if a is None:
-        return PreCommandRefused(
+        return PreCommandRefusal(
             i,
             pc.recipient,
             None,
@@ -368,9 +368,9 @@ def _check_one(
             f"request_id: the DCC response answers {answered}, the pre-command belongs to {rid}"
         )
     if failures:
-        return PreCommandRefused(i, a.device, rid, "; ".join(failures), PRE_COMMAND_MISMATCH), None
+        return PreCommandRefusal(i, a.device, rid, "; ".join(failures), PRE_COMMAND_MISMATCH), None
     if a.pre_command_signed_at is not None:
-        return PreCommandRefused(
+        return PreCommandRefusal(
             i,
             a.device,
             rid,
@@ -381,10 +381,10 @@ def _check_one(
     return None, (pc, a, rid)
 
 
-def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | Refusal]:
+def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | DeviceRefusal]:
     """The key each device's Supplier cell names, or why there is none."""
     unique = list(dict.fromkeys(devices))
-    out: dict[Eui64, KeyGroup | Refusal] = {}
+    out: dict[Eui64, KeyGroup | DeviceRefusal] = {}
     if not unique:
         return out
     selection = select_keys(svc, unique)
@@ -397,9 +397,9 @@ def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup
 
 
 def _reindex(
-    result: SignedPreCommand | PreCommandRefused, index: int
-) -> SignedPreCommand | PreCommandRefused:
-    if isinstance(result, PreCommandRefused):
+    result: SignedPreCommand | PreCommandRefusal, index: int
+) -> SignedPreCommand | PreCommandRefusal:
+    if isinstance(result, PreCommandRefusal):
         return replace(result, index=index)
     return result
 

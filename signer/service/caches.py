@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
-from signer.errors import PolicyRefusal
+from signer.errors import PolicyRefused
 from signer.registry import cpl, keys
 from signer.registry.db import Database
 from signer.registry.library import LibraryImage
@@ -53,7 +53,7 @@ class VerifiedImages:
         data = record.manufacturer_image
         digest = hashlib.sha256(data).digest()
         if digest.hex() != record.image_id:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"library image {record.image_id} does not hash to its ID: "
                 "the stored image is corrupt"
             )

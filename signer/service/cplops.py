@@ -13,7 +13,7 @@ from signer.cpl.model import CplEntry
 from signer.cpl.parse import RowError, read_csv, read_json
 from signer.cpl.paths import UpgradeGraph
 from signer.duis.request import RequestId
-from signer.errors import InvalidInput, NotFound, PolicyRefusal
+from signer.errors import InvalidInput, NotFound, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import parse_ota_header
 from signer.registry import activations, cpl, devices, library
@@ -91,7 +91,7 @@ def record_activation_results(
         if issued is None or issued.device != rid.target:
             raise NotFound(f"no SR 11.3 request {rid} was issued")
         if issued.pre_command_signed_at is None:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"the pre-command of {rid} was never signed: the activation cannot have been sent"
             )
         if issued.cancel:
@@ -106,7 +106,7 @@ def record_activation_results(
             )
         )
         if len(entries) != 1:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"image {issued.image_id} has {len(entries)} CPL entries; "
                 "cannot tell which one the device now runs"
             )

@@ -32,7 +32,7 @@ from signer.gbcs.trust_anchor import (
 )
 from signer.registry import cpl, devices, manufacturers
 from signer.service import keys
-from signer.service.context import open_services
+from signer.service.services import open_services
 from signer.smki.lifecycle import KeyPurpose
 
 DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)

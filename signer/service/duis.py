@@ -18,7 +18,7 @@ from signer.errors import (
     DevicesRefused,
     InvalidInput,
     NotFound,
-    PolicyRefusal,
+    PolicyRefused,
     SignatureInvalid,
 )
 from signer.gbcs.eui import Eui64
@@ -29,13 +29,13 @@ from signer.hsm.token import TokenKey
 from signer.registry import counters
 from signer.service import keygate, signing
 from signer.service.caches import VerifiedImage
-from signer.service.context import Services
 from signer.service.images import force_replace_for, verified_image
 from signer.service.keyref import find_key
 from signer.service.keyselect import KeyGroup, parse_devices
 from signer.service.pathways import screen, select_eligible
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
 from signer.service.resign import sign_for_group
+from signer.service.services import Services
 from signer.service.signing import SigningBatch
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
 from signer.smki.lifecycle import KeyPurpose
@@ -48,7 +48,7 @@ class DuisResult:
     document: bytes
     request_id: RequestId
     devices: tuple[Eui64, ...]
-    refused: tuple[Refusal, ...]
+    refused: tuple[DeviceRefusal, ...]
 
 
 def build_duis(
@@ -179,14 +179,14 @@ def _library_image(
         parsed = parse_upgrade_image(upgrade_image, with_tail=with_tail, field="upgrade_image")
         image = verified_image(svc, parsed.image_id, field="upgrade_image")
         if parsed.header_bytes != image.record.header_bytes:
-            raise PolicyRefusal("the upgrade image's OTA header differs from the verified one")
+            raise PolicyRefused("the upgrade image's OTA header differs from the verified one")
     if image.record.with_tail != with_tail:
         wanted = (
             "an SR 11.1 image with a signature tail"
             if with_tail
             else "a tail-less SR 11.4 PPMID image"
         )
-        raise PolicyRefusal(f"image {image.record.image_id} is not {wanted}")
+        raise PolicyRefused(f"image {image.record.image_id} is not {wanted}")
     size = len(image.record.header_bytes) + len(image.manufacturer_image)
     if size + (TAIL_LENGTH if with_tail else 0) > MAX_FIRMWARE_IMAGE:
         raise InvalidInput(
@@ -197,7 +197,7 @@ def _library_image(
 
 def _ppmid(
     svc: Services, image: VerifiedImage, devices: list[Eui64]
-) -> tuple[bytes, list[Eui64], list[Refusal]]:
+) -> tuple[bytes, list[Eui64], list[DeviceRefusal]]:
     """SR 11.4 images carry no ARP signature: header || image goes as verified.
 
     No Supplier cell is consulted, but every device must be registered.
@@ -216,7 +216,7 @@ def _esme(
     upgrade_image: bytes | None,
     devices: list[Eui64],
     force_replace: bool | None,
-) -> tuple[bytes, list[Eui64], list[Refusal]]:
+) -> tuple[bytes, list[Eui64], list[DeviceRefusal]]:
     selection = select_eligible(svc, image, devices)
     refused = list(selection.refused)
     if not selection.groups:
@@ -224,7 +224,7 @@ def _esme(
     if upgrade_image is None:
         if len(selection.groups) > 1:
             names = ", ".join(f"{g.key.label} ({len(g.devices)} devices)" for g in selection.groups)
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"the devices trust {len(selection.groups)} different keys "
                 f"({names}); one DUIS request carries one image: call Resign "
                 "and send each upgrade image it returns with its devices"
@@ -235,14 +235,14 @@ def _esme(
     signature = upgrade_image[-64:]
     signer_group = _signing_group(selection.groups, image.digest, signature)
     if signer_group is None:
-        raise PolicyRefusal(
+        raise PolicyRefused(
             "the upgrade image's ARP signature was not made by a usable key "
             "that these devices trust; re-sign it with Resign"
         )
     for g in selection.groups:
         if g is not signer_group:
             refused.extend(
-                Refusal(
+                DeviceRefusal(
                     d,
                     "cell_names_other_key",
                     f"the device trusts key {g.key.label!r}, not "

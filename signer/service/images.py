@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from signer.errors import InvalidInput, NotFound, PolicyRefusal
+from signer.errors import InvalidInput, NotFound, PolicyRefused
 from signer.registry import library
 from signer.service.caches import VerifiedImage
-from signer.service.context import Services
+from signer.service.services import Services
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -20,7 +20,7 @@ def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> 
     image = svc.images.get(text, lambda: library.get(svc.db, text))
     if image is None:
         if library.exists(svc.db, text):
-            raise PolicyRefusal(f"image {text} did not pass manufacturer verification")
+            raise PolicyRefused(f"image {text} did not pass manufacturer verification")
         raise NotFound(f"image {text} is not in the firmware library")
     return image
 

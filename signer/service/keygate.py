@@ -7,7 +7,7 @@ key the ledger does not know never signs: nothing on the token is trusted by def
 from __future__ import annotations
 
 from signer.hsm.token import TokenKey
-from signer.service.context import Services
+from signer.service.services import Services
 from signer.smki.lifecycle import KeyPurpose, KeyState
 
 

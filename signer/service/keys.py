@@ -24,7 +24,7 @@ from signer.errors import (
     HsmUnavailable,
     InvalidInput,
     NotFound,
-    PolicyRefusal,
+    PolicyRefused,
     SignerError,
 )
 from signer.gbcs.eui import Eui64
@@ -34,8 +34,8 @@ from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
 from signer.registry.keys import KeyRecord, Operation
 from signer.service.admin import import_key
-from signer.service.context import Services
 from signer.service.keyref import key_ref
+from signer.service.services import Services
 from signer.smki.certificate import load_certificate, parse_smki, smki_extensions, smki_name
 from signer.smki.csr import build_csr
 from signer.smki.issuance import issue_certificate
@@ -46,7 +46,7 @@ KEY_ID_LENGTH = 8
 LISTED_DEVICES = 20  # devices named in a refusal; the rotation report lists them all
 
 
-class KeysStillTrusted(PolicyRefusal):
+class KeysStillTrusted(PolicyRefused):
     """Retirement refused: registered devices still name the key in their cells."""
 
     def __init__(self, label: str, devices: list[Eui64]):
@@ -193,7 +193,7 @@ def certificate_request(
     with _recorded(svc, op):
         record = _require_record(found)
         if record.state is KeyState.RETIRED:
-            raise PolicyRefusal(f"key {found.label!r} is retired")
+            raise PolicyRefused(f"key {found.label!r} is retired")
         if eui != svc.config.supplier_eui:
             raise InvalidInput(
                 f"EUI {eui} is not this Supplier's ({svc.config.supplier_eui}); "
@@ -235,7 +235,7 @@ def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: st
         record = _require_record(found)
         key = found.on_token()
         if record.state is KeyState.RETIRED:
-            raise PolicyRefusal(f"key {found.label!r} is retired")
+            raise PolicyRefused(f"key {found.label!r} is retired")
         if cert.public_key() != key.public_key:
             raise CertificateRejected(
                 f"the certificate's public key (SHA-256 {_spki_sha256(cert.public_key())[:16]}…) "
@@ -277,15 +277,15 @@ def activate(
     op = _operation(svc, actor, "activate", found.label, found.key_id)
     with _recorded(svc, op):
         if found.record is not None and found.record.state is KeyState.RETIRED:
-            raise PolicyRefusal(f"key {found.label!r} is retired; retirement is final")
+            raise PolicyRefused(f"key {found.label!r} is retired; retirement is final")
         key = found.on_token()
         if key.certificate is None:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"key {key.label!r} has no certificate; install one first "
                 "(`signer keys install-cert`)"
             )
         if not key.can_sign:
-            raise PolicyRefusal(f"key {key.label!r} is disabled on the token (CKA_SIGN false)")
+            raise PolicyRefused(f"key {key.label!r} is disabled on the token (CKA_SIGN false)")
         record = found.record
         if record is None:
             purpose = purpose or purpose_of(key.certificate)
@@ -297,7 +297,7 @@ def activate(
                 )
             op = _with(op, detail_extra={"adopted": True})
         elif purpose is not None and purpose is not record.purpose:
-            raise PolicyRefusal(f"key {key.label!r} is for {record.purpose}, not {purpose}")
+            raise PolicyRefused(f"key {key.label!r} is for {record.purpose}, not {purpose}")
         use = purpose if record is None else record.purpose
         assert use is not None
         smki = check_certificate_for(
@@ -402,7 +402,7 @@ def self_certify(
     found = locate(svc, name)
     record = _require_record(found)
     if record.state is not KeyState.PENDING:
-        raise PolicyRefusal(
+        raise PolicyRefused(
             f"key {found.label!r} is {record.state}; only a pending key is self-certified"
         )
     key = found.on_token()
@@ -468,7 +468,7 @@ def _recorded(svc: Services, op: Operation) -> Iterator[None]:
     """Record a refused or failed operation before the error reaches the caller."""
     try:
         yield
-    except (InvalidInput, PolicyRefusal, NotFound) as exc:
+    except (InvalidInput, PolicyRefused, NotFound) as exc:
         _try_record(svc, _with(op, outcome="refused", detail_extra={"reason": str(exc)}))
         raise
     except SignerError as exc:
@@ -487,7 +487,7 @@ def _try_record(svc: Services, op: Operation) -> None:
 
 def _require_record(found: Located) -> KeyRecord:
     if found.record is None:
-        raise PolicyRefusal(
+        raise PolicyRefused(
             f"key {found.label!r} is not in the key ledger; adopt it with "
             "`signer keys activate` or generate keys with `signer keys generate`"
         )
@@ -502,7 +502,7 @@ def _protection(svc: Services, key: TokenKey) -> KeyProtection:
         raise NotFound(f"key {key.label!r}: private key attributes not readable")
     problems = found[0].problems()
     if problems:
-        raise PolicyRefusal(f"key {key.label!r} cannot be trusted to sign: {'; '.join(problems)}")
+        raise PolicyRefused(f"key {key.label!r} cannot be trusted to sign: {'; '.join(problems)}")
     return found[0]
 
 

@@ -11,8 +11,8 @@ from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
 from signer.service import keygate
-from signer.service.context import Services
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
+from signer.service.services import Services
 from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
 from signer.smki.lifecycle import KeyPurpose
 
@@ -30,7 +30,7 @@ class KeyGroup:
 @dataclass(frozen=True)
 class Selection:
     groups: tuple[KeyGroup, ...]
-    refused: tuple[Refusal, ...]
+    refused: tuple[DeviceRefusal, ...]
 
 
 def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> list[Eui64]:
@@ -69,17 +69,19 @@ def select_keys(
     checked: dict[bytes, SmkiCertificate | CertificateRejected] = {}
     gated: dict[bytes, str | None] = {}
     members: dict[bytes, list[Eui64]] = {}
-    refused: list[Refusal] = []
+    refused: list[DeviceRefusal] = []
     for eui in devices:
         if eui not in skis:
             refused.append(
-                Refusal(eui, "unknown_device", "no trust anchor cells registered for this device")
+                DeviceRefusal(
+                    eui, "unknown_device", "no trust anchor cells registered for this device"
+                )
             )
             continue
         ski = skis[eui]
         if ski is None:
             refused.append(
-                Refusal(
+                DeviceRefusal(
                     eui,
                     "no_supplier_cell",
                     "the device has no Supplier digital-signing trust anchor cell",
@@ -89,7 +91,7 @@ def select_keys(
         key = by_ski.get(ski)
         if key is None:
             refused.append(
-                Refusal(
+                DeviceRefusal(
                     eui,
                     "no_key_for_cell",
                     f"no key on the token has a certificate with SKI {ski.hex()}",
@@ -99,13 +101,15 @@ def select_keys(
         if ski not in gated:
             gated[ski] = keygate.refusal(svc, key, KeyPurpose.SUPPLIER_DS)
         if gated[ski] is not None:
-            refused.append(Refusal(eui, "key_not_active", str(gated[ski])))
+            refused.append(DeviceRefusal(eui, "key_not_active", str(gated[ski])))
             continue
         if ski not in checked:
             checked[ski] = _check(svc, key, now)
         outcome = checked[ski]
         if isinstance(outcome, CertificateRejected):
-            refused.append(Refusal(eui, "certificate_rejected", f"key {key.label!r}: {outcome}"))
+            refused.append(
+                DeviceRefusal(eui, "certificate_rejected", f"key {key.label!r}: {outcome}")
+            )
             continue
         members.setdefault(ski, []).append(eui)
     groups = []

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from signer.errors import CertificateRejected, PolicyRefusal
+from signer.errors import CertificateRejected, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
-from signer.service.context import Services
 from signer.service.keys import locate
+from signer.service.services import Services
 from signer.smki.certificate import compact_name, parse_smki
 from signer.smki.lifecycle import KeyPurpose, purpose_of
 
@@ -102,16 +102,16 @@ def rotation_report(svc: Services, old_name: str, new_name: str) -> RotationRepo
     old_view, new_view = views[old.key_id], views[new.key_id]
     for which, view in (("from", old_view), ("to", new_view)):
         if view.purpose != KeyPurpose.SUPPLIER_DS.value:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"--{which} key {view.label!r} is not a Supplier "
                 "digital-signing key: devices do not name it"
             )
         if view.ski is None:
-            raise PolicyRefusal(
+            raise PolicyRefused(
                 f"--{which} key {view.label!r} has no certificate, so no SKI a device could name"
             )
     if old.key_id == new.key_id:
-        raise PolicyRefusal("--from and --to name the same key")
+        raise PolicyRefused("--from and --to name the same key")
     assert old_view.ski is not None and new_view.ski is not None
     return RotationReport(
         old_view,

@@ -13,22 +13,22 @@ from dataclasses import dataclass
 
 from signer.cpl.model import CplEntry, same_model
 from signer.cpl.paths import PathEvaluator
-from signer.errors import InvalidInput, NotFound, PolicyRefusal
+from signer.errors import InvalidInput, NotFound, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader, parse_ota_header
 from signer.registry import cpl
 from signer.registry.devices import DeviceFacts, device_facts
 from signer.service.caches import VerifiedImage
-from signer.service.context import Services
 from signer.service.images import verified_image
 from signer.service.keyselect import Selection, select_keys
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
+from signer.service.services import Services
 
 
 @dataclass(frozen=True)
 class Screening:
     accepted: list[Eui64]
-    refused: list[Refusal]
+    refused: list[DeviceRefusal]
     facts: dict[Eui64, DeviceFacts]
     target: CplEntry | None
 
@@ -38,7 +38,7 @@ def target_entry(svc: Services, image: VerifiedImage) -> CplEntry | None:
     matching = cpl.matching(svc.db, image.digest, parse_ota_header(image.record.header_bytes))
     if len(matching) > 1:
         ids = ", ".join(e.entry_id for e in matching)
-        raise PolicyRefusal(f"image {image.record.image_id} matches several CPL entries ({ids})")
+        raise PolicyRefused(f"image {image.record.image_id} matches several CPL entries ({ids})")
     return matching[0] if matching else None
 
 
@@ -51,7 +51,7 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
     facts = device_facts(svc.db, devices)
     target = target_entry(svc, image)
     accepted: list[Eui64] = []
-    refused: list[Refusal] = []
+    refused: list[DeviceRefusal] = []
     if target is None:
         for d in devices:
             if d in facts:
@@ -82,8 +82,8 @@ def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
     return svc.graphs.evaluator(svc.db, to_id).path_from(from_id)
 
 
-def _unknown(d: Eui64) -> Refusal:
-    return Refusal(d, "unknown_device", "the device is not registered")
+def _unknown(d: Eui64) -> DeviceRefusal:
+    return DeviceRefusal(d, "unknown_device", "the device is not registered")
 
 
 def _check(
@@ -94,9 +94,9 @@ def _check(
     header: OtaHeader,
     evaluator: PathEvaluator,
     entries: dict[str, CplEntry | None],
-) -> Refusal | None:
+) -> DeviceRefusal | None:
     if f.current_entry_id is None or f.device_type is None:
-        return Refusal(
+        return DeviceRefusal(
             d,
             "no_inventory",
             "the device's type and current CPL entry are not "
@@ -104,7 +104,7 @@ def _check(
             no_path=True,
         )
     if f.device_type != target.device_type.name:
-        return Refusal(
+        return DeviceRefusal(
             d,
             "wrong_device_type",
             f"the device is a {f.device_type}, the image "
@@ -115,14 +115,14 @@ def _check(
         entries[f.current_entry_id] = cpl.get(svc.db, f.current_entry_id)
     current = entries[f.current_entry_id]
     if current is None:
-        return Refusal(
+        return DeviceRefusal(
             d,
             "unknown_current_entry",
             f"the device's current CPL entry {f.current_entry_id!r} is not on the CPL",
             no_path=True,
         )
     if current.device_type.name != f.device_type or not same_model(current, target):
-        return Refusal(
+        return DeviceRefusal(
             d,
             "wrong_model",
             f"the device runs {current.entry_id}, a "
@@ -135,7 +135,7 @@ def _check(
     low, high = header.min_hardware_version, header.max_hardware_version
     if low is not None and high is not None:
         if f.hardware_version is None:
-            return Refusal(
+            return DeviceRefusal(
                 d,
                 "hardware_version_unknown",
                 "the image is for hardware versions "
@@ -143,14 +143,14 @@ def _check(
                 no_path=True,
             )
         if not low <= f.hardware_version <= high:
-            return Refusal(
+            return DeviceRefusal(
                 d,
                 "hardware_version_out_of_range",
                 f"hardware version {f.hardware_version:#06x} is outside {low:#06x}..{high:#06x}",
                 no_path=True,
             )
     if current.entry_id == target.entry_id:
-        return Refusal(
+        return DeviceRefusal(
             d,
             "already_on_target",
             f"the device already runs CPL entry {target.entry_id}",
@@ -160,14 +160,14 @@ def _check(
         return None
     path = evaluator.path_from(current.entry_id)
     if path is None:
-        return Refusal(
+        return DeviceRefusal(
             d,
             "not_permitted_predecessor",
             f"CPL entry {target.entry_id} may not be installed over "
             f"{current.entry_id}, and no permitted path leads there",
             no_path=True,
         )
-    return Refusal(
+    return DeviceRefusal(
         d,
         "not_permitted_predecessor",
         f"CPL entry {target.entry_id} may not be installed over {current.entry_id}; "
@@ -191,12 +191,12 @@ def upgrade_path_for(
         if facts is None:
             raise NotFound(f"device {eui} is not registered")
         if facts.current_entry_id is None:
-            raise PolicyRefusal(f"device {eui} has no current CPL entry in the inventory")
+            raise PolicyRefused(f"device {eui} has no current CPL entry in the inventory")
         from_entry_id = facts.current_entry_id
     if image_id is not None:
         entry = target_entry(svc, verified_image(svc, image_id))
         if entry is None:
-            raise PolicyRefusal(f"image {image_id} is not recorded on the CPL")
+            raise PolicyRefused(f"image {image_id} is not recorded on the CPL")
         to_entry_id = entry.entry_id
     if not from_entry_id:
         raise InvalidInput("name a from_entry_id or a device_id", field="from")

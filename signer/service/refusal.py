@@ -8,7 +8,7 @@ from signer.gbcs.eui import Eui64
 
 
 @dataclass(frozen=True)
-class Refusal:
+class DeviceRefusal:
     device: Eui64
     reason: str  # machine-readable code
     detail: str  # for people

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from signer.errors import (
     DevicesRefused,
     HsmUnavailable,
-    PolicyRefusal,
+    PolicyRefused,
     SignatureInvalid,
 )
 from signer.gbcs.ota import build_upgrade_image
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.service import signing
 from signer.service.caches import VerifiedImage
-from signer.service.context import Services
 from signer.service.images import force_replace_for, verified_image
 from signer.service.keyselect import KeyGroup, parse_devices
 from signer.service.pathways import select_eligible
-from signer.service.refusal import Refusal
+from signer.service.refusal import DeviceRefusal
+from signer.service.services import Services
 from signer.service.signing import SigningBatch
 from signer.smki.lifecycle import KeyPurpose
 
@@ -34,7 +34,7 @@ class SignedUpgradeImage:
 class ResignResult:
     image_id: str
     images: tuple[SignedUpgradeImage, ...]
-    refused: tuple[Refusal, ...]
+    refused: tuple[DeviceRefusal, ...]
 
 
 def resign(
@@ -43,7 +43,7 @@ def resign(
     devices = parse_devices(device_ids)
     image = verified_image(svc, image_id)
     if not image.record.with_tail:
-        raise PolicyRefusal(
+        raise PolicyRefused(
             f"image {image.record.image_id} is a tail-less SR 11.4 image: it "
             "carries no ARP signature to replace"
         )

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session
 from signer import metrics
 from signer.caller import current
 from signer.duis.request import RequestId
-from signer.errors import CallEnded, PolicyRefusal, SignerError
+from signer.errors import CallEnded, PolicyRefused, SignerError
 from signer.hsm.token import TokenKey
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
-from signer.service.context import Services
+from signer.service.services import Services
 from signer.smki.lifecycle import KeyPurpose
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class SigningBatch:
                     stop=signed,
                 )
             add(
-                "refused" if isinstance(exc, PolicyRefusal) else "failed",
+                "refused" if isinstance(exc, PolicyRefused) else "failed",
                 {**what, "reason": str(exc)},
                 None,
                 first=signed,

@@ -17,7 +17,7 @@ from signer.gbcs.ota import OtaHeader
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.metrics import VERIFICATIONS
 from signer.registry import cpl, library, manufacturers
-from signer.service.context import Services
+from signer.service.services import Services
 
 
 @dataclass(frozen=True)

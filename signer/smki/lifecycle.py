@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
-from signer.errors import InvalidInput, PolicyRefusal
+from signer.errors import InvalidInput, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.smki.certificate import (
@@ -64,14 +64,14 @@ TRANSITIONS: dict[KeyState, frozenset[KeyState]] = {
 
 def check_transition(label: str, current: KeyState, target: KeyState) -> None:
     if target not in TRANSITIONS[current]:
-        raise PolicyRefusal(f"key {label!r} is {current}; it cannot become {target}")
+        raise PolicyRefused(f"key {label!r} is {current}; it cannot become {target}")
 
 
 def purpose_of(cert: x509.Certificate) -> KeyPurpose | None:
     """The purpose a certificate's role implies, or None for a role the service never signs as."""
     try:
         role = parse_smki(cert).role
-    except PolicyRefusal:
+    except PolicyRefused:
         return None
     for purpose, r in _ROLES.items():
         if r == role:

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from signer.api.health import SERVICE, HealthMonitor
 from signer.clock import fixed_clock
 from signer.config import load_config
-from signer.service.context import Services, open_services
+from signer.service.services import Services, open_services
 from tests.api.conftest import Running
 from tests.conftest import PINNED, Hsm, write_config
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from signer.errors import FormatError, InvalidInput, PolicyRefusal
+from signer.errors import FormatError, InvalidInput, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.gbcs.precommand import (
     DUIS_CANCEL_EXECUTION_TIME,
@@ -339,7 +339,7 @@ def test_refused_pre_command_is_never_signed() -> None:
         called.append(digest)
         return bytes(64)
 
-    with pytest.raises(PolicyRefusal, match="firmware_hash: expected AA7586") as info:
+    with pytest.raises(PolicyRefused, match="firmware_hash: expected AA7586") as info:
         sign_checked_pre_command(parse_pre_command(raw), expected_for(IMMEDIATE), sign)
     assert "1 failed check" in str(info.value)
     assert called == []

@@ -36,7 +36,7 @@ from signer.errors import (
     CertificateRejected,
     HsmUnavailable,
     NotFound,
-    PolicyRefusal,
+    PolicyRefused,
     Unavailable,
 )
 from signer.gbcs import delivery as deliveries
@@ -50,9 +50,9 @@ from signer.service.activation import (
     stream_activations,
 )
 from signer.service.audit import verify_chain
-from signer.service.context import Services
 from signer.service.duis import build_duis
 from signer.service.resign import resign
+from signer.service.services import Services
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose
 from tests.api.conftest import RTDS_DEVICE, prepare
@@ -272,7 +272,7 @@ def test_key_operations_are_in_the_chain_refusals_included(env: Env, vectors: Pa
                 keys.install_certificate(
                     svc, label, (vectors / "certs/Z1-supplier-ds.pem").read_bytes(), actor=actor
                 )
-            with pytest.raises(PolicyRefusal, match="no certificate"):
+            with pytest.raises(PolicyRefused, match="no certificate"):
                 keys.activate(svc, label, actor=actor)
             keys.retire(svc, label, actor=actor)
     finally:
@@ -311,7 +311,7 @@ def test_a_signature_the_token_refuses_is_recorded_as_refused(env: Env) -> None:
     start, _ = head(env.path)
     try:
         svc.token.disable_signing(key)
-        with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="CKA_SIGN"):
+        with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="CKA_SIGN"):
             with signing.batch(svc) as signer:
                 signer.sign(
                     key,
@@ -340,7 +340,7 @@ def test_a_batch_the_token_refuses_is_recorded_digest_by_digest(env: Env) -> Non
     start, _ = head(env.path)
     try:
         svc.token.disable_signing(key)
-        with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="CKA_SIGN"):
+        with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="CKA_SIGN"):
             with signing.batch(svc) as signer:
                 signer.sign_all(
                     key,
@@ -537,7 +537,7 @@ def test_an_activation_whose_record_fails_is_never_issued(env: Env) -> None:
     start, _ = head(env.path)
     with (
         bound(BACKOFFICE),
-        pytest.raises(PolicyRefusal, match=f"no SR 11.3 request with counter {reserved}"),
+        pytest.raises(PolicyRefused, match=f"no SR 11.3 request with counter {reserved}"),
     ):
         sign_pre_command_for(svc, pre_command=pre)
     assert rows(env.path, after=start) == []  # nothing was signed
@@ -628,7 +628,7 @@ def test_a_claim_whose_signer_died_expires_and_a_signed_one_never_does(env: Env)
     def at(delta: dt.timedelta) -> Services:
         return dataclasses.replace(svc, clock=fixed_clock(t0 + delta))
 
-    with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="being signed by another"):
+    with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="being signed by another"):
         sign_pre_command_for(at(activations.CLAIM_LEASE - dt.timedelta(seconds=1)), pre_command=pre)
     start, _ = head(env.path)
     with bound(BACKOFFICE):
@@ -640,5 +640,5 @@ def test_a_claim_whose_signer_died_expires_and_a_signed_one_never_does(env: Env)
     ]
     issued = activations.get(svc.db, supplier, counter)
     assert issued is not None and issued.pre_command_signed_at == t0 + activations.CLAIM_LEASE
-    with bound(BACKOFFICE), pytest.raises(PolicyRefusal, match="was already signed"):
+    with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="was already signed"):
         sign_pre_command_for(at(3 * activations.CLAIM_LEASE), pre_command=pre)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.clock import fixed_clock
 from signer.config import load_config
-from signer.errors import CertificateRejected, DevicesRefused, InvalidInput, PolicyRefusal
+from signer.errors import CertificateRejected, DevicesRefused, InvalidInput, PolicyRefused
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
@@ -41,9 +41,9 @@ from signer.registry import devices
 from signer.registry import keys as ledger
 from signer.registry.keys import OperationRecord
 from signer.service import admin, keys
-from signer.service.context import Services, open_services
 from signer.service.keyviews import UNREGISTERED, list_keys, rotation_report
 from signer.service.resign import ResignResult, resign
+from signer.service.services import Services, open_services
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose, KeyState
 from tests.conftest import (
@@ -502,7 +502,7 @@ def test_install_certificate_refuses_and_says_why(
 
 def test_activate_refuses_a_key_without_a_certificate(svc: Services) -> None:
     keys.generate(svc, "lc-no-cert", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
-    with pytest.raises(PolicyRefusal, match="'lc-no-cert' has no certificate; install one") as err:
+    with pytest.raises(PolicyRefused, match="'lc-no-cert' has no certificate; install one") as err:
         keys.activate(svc, "lc-no-cert", actor=ACTOR)
     _refusal_recorded(svc, "lc-no-cert", "activate", err.value)
     assert _state(svc, "lc-no-cert") is KeyState.PENDING
@@ -556,7 +556,7 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
     assert _signed_by(result, new, image) == trusting
 
     # retirement is final
-    with pytest.raises(PolicyRefusal, match="'lc-retire-old' is retired") as again:
+    with pytest.raises(PolicyRefused, match="'lc-retire-old' is retired") as again:
         keys.activate(svc, "lc-retire-old", actor=ACTOR)
     _refusal_recorded(svc, "lc-retire-old", "activate", again.value)
     assert _state(svc, "lc-retire-old") is KeyState.RETIRED
@@ -567,7 +567,7 @@ def test_the_token_itself_refuses_a_retired_key(svc: Services) -> None:
     keys.retire(svc, "lc-token-refuses", actor=ACTOR)
     key = svc.token.find(label="lc-token-refuses")
     assert key.can_sign is False
-    with pytest.raises(PolicyRefusal, match="CKA_SIGN is false"):
+    with pytest.raises(PolicyRefused, match="CKA_SIGN is false"):
         svc.token.sign_digest(key, b"\0" * 32)
 
 
@@ -721,6 +721,6 @@ def test_activate_refuses_a_key_made_outside_the_service_with_extra_usages(
     time.sleep(RESCAN_INTERVAL + 0.1)  # let the token view rescan: another process made it
     key = svc.token.find(label="lc-derive")
     svc.token.store_certificate(key, ca.issue(key.public_key, cn="lc-derive"))
-    with pytest.raises(PolicyRefusal, match=r"cannot be trusted to sign: it also allows .*derive"):
+    with pytest.raises(PolicyRefused, match=r"cannot be trusted to sign: it also allows .*derive"):
         keys.activate(svc, "lc-derive", actor=ACTOR, purpose=KeyPurpose.SUPPLIER_DS)
     assert ledger.get(svc.db, svc.token.token_label, key.key_id) is None

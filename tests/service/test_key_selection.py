@@ -12,7 +12,7 @@ from cryptography import x509
 
 from signer.clock import fixed_clock
 from signer.config import load_config
-from signer.errors import DevicesRefused, NotFound, PolicyRefusal
+from signer.errors import DevicesRefused, NotFound, PolicyRefused
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
@@ -26,9 +26,9 @@ from signer.gbcs.trust_anchor import (
 from signer.hsm.token import Token, TokenKey
 from signer.registry import devices
 from signer.service import admin
-from signer.service.context import Services, open_services
 from signer.service.duis import build_duis
 from signer.service.resign import resign
+from signer.service.services import Services, open_services
 from signer.service.verify import verify_manufacturer
 from signer.smki.certificate import smki_extensions, smki_name
 from signer.smki.issuance import issue_certificate
@@ -202,7 +202,7 @@ def test_build_duis_by_image_id_refuses_devices_that_trust_different_keys(
     svc: Services, manufacturer: Manufacturer
 ) -> None:
     image_id = _verified(svc, manufacturer, b"mixed " * 40)
-    with pytest.raises(PolicyRefusal, match="2 different keys"):
+    with pytest.raises(PolicyRefused, match="2 different keys"):
         build_duis(
             svc,
             image_id=image_id,
@@ -251,5 +251,5 @@ def test_a_verified_image_keeps_its_header(svc: Services, manufacturer: Manufact
         signature=manufacturer.sign(header + image),
         hash=hashlib.sha256(image).digest(),
     )
-    with pytest.raises(PolicyRefusal, match="another OTA header"):
+    with pytest.raises(PolicyRefused, match="another OTA header"):
         verify_manufacturer(svc, other)

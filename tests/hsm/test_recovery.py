@@ -134,7 +134,7 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         if (p / "token.object").exists() and _holds(p, LABEL)
     )
     away = workdir / "away"
-    generation_before = token._module.generation
+    generation_before = token._session.module.generation
     os.rename(token_dir, away)
     down_at = time.monotonic() - started
     time.sleep(0.4)
@@ -152,7 +152,7 @@ def _scenario(module: str, workdir: Path) -> dict[str, Any]:
         t.join()
     status_up = token.status()
     probe_up = token.probe()
-    reinitialisations = token._module.generation - generation_before
+    reinitialisations = token._session.module.generation - generation_before
 
     # a key that disappears (destroyed by another process) is NotFound, never another key's
     subprocess.run(
@@ -250,15 +250,15 @@ def _child_main(module: str, workdir: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from signer.hsm import token as token_mod
+    from signer.hsm import session as session_mod
 
-    real_login = token_mod._login
+    real_login = session_mod._login
 
     def counting_login(token: Any, pin: Any) -> Any:
         _LOGINS[0] += 1
         return real_login(token, pin)
 
-    token_mod._login = counting_login
+    session_mod._login = counting_login
     print(json.dumps(_scenario(module, Path(workdir))))
 
 
@@ -297,7 +297,7 @@ def _make_tokens(workdir: Path) -> dict[str, str]:
 
 
 def test_token_vanishes_mid_run_and_the_service_comes_back(tmp_path: Path) -> None:
-    from tests.conftest import MODULE
+    from tests.support.hsm import MODULE
 
     env = _make_tokens(tmp_path)
     proc = subprocess.run(
@@ -352,21 +352,21 @@ def test_token_vanishes_mid_run_and_the_service_comes_back(tmp_path: Path) -> No
     assert PIN not in log and PIN not in proc.stdout
 
 
-def test_wrong_pin_is_fatal_and_never_retried(hsm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_pin_is_fatal_and_never_retried(hsm, monkeypatch: pytest.MonkeyPatch) -> None:
     from signer.errors import HsmLoginFailed
-    from signer.hsm import token as token_mod
+    from signer.hsm import session as session_mod
     from signer.hsm.pin import Pin
     from signer.hsm.token import RECOVERY_INTERVAL, Token
-    from tests.conftest import MODULE, SPARE_TOKEN_LABEL
+    from tests.support.hsm import MODULE, SPARE_TOKEN_LABEL
 
     logins: list[str] = []
-    real_login = token_mod._login
+    real_login = session_mod._login
 
     def counting_login(token: Any, pin: Any) -> Any:
         logins.append(token.label)
         return real_login(token, pin)
 
-    monkeypatch.setattr(token_mod, "_login", counting_login)
+    monkeypatch.setattr(session_mod, "_login", counting_login)
     errors_before = {c: _sample("signer_hsm_errors_total", error=c) for c in ("login", "fail_fast")}
     token = Token(MODULE, SPARE_TOKEN_LABEL, Pin("wrong-pin"))
     with pytest.raises(HsmLoginFailed, match="refused the PIN"):

@@ -1,15 +1,8 @@
 """A model's upgrade graph as Graphviz DOT, for a human deciding how to move a fleet.
 
-Drawing conventions (the output is sorted, so the same data always gives the same text):
-
-- an edge ``a -> b``: a device on ``a`` may be upgraded to ``b``;
-- a box: a CPL entry (ID, firmware version, hardware version); a double border: an MP231
-  "N/A" root; a dashed box: an entry whose pathway the CPL does not record;
-- a dashed ellipse: an ID some entry may be upgraded from that is not on the CPL;
-- a grey box: an entry of another model linked to this one;
-- filled, with "N devices": the entries devices are on.
-
-Every ID and text is quoted and escaped, so no CPL content can break out of its string.
+Sorted, so the same data always gives the same text; every ID and text is quoted and
+escaped, so no CPL content can break out of its string. See docs/cpl.md (what the shapes
+mean).
 """
 
 from __future__ import annotations

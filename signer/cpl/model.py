@@ -1,30 +1,8 @@
-"""CPL entries as modification MP231 (seed 002) extends them, and how an OTA header maps to one.
+"""CPL entries as modification MP231 extends them, and how an OTA header maps to one.
 
-The entry ID, not the firmware version string, identifies firmware: MP231 found CPL entries
-that share a firmware version but record different Manufacturer Image hashes, so two entries
-are two firmwares even when every other field is equal.
-
-OTA header <-> CPL entry (checked by ``ota_matches_entry``; seed 004 BR02/BR03 asks that the
-manufacturer, model and firmware version of an image "match identically" its CPL entry):
-
-- ``manufacturer_code`` <-> OTA manufacturer code (header offset 10): the ZigBee manufacturer
-  code, 16 bits, equal as integers.
-- ``image_type`` <-> OTA image type (offset 12): ZigBee leaves the image type to the
-  manufacturer, who uses it to tell device models apart, so it is the header's only handle on
-  the CPL model. Equal as integers. An entry that records no image type cannot be tied to a
-  header: that is reported as a mismatch, not waved through.
-- ``firmware_version`` <-> OTA file version (offset 14, 32 bits): the CPL text must be the
-  file version as exactly 8 hex digits (case-insensitive, an optional ``0x``), e.g.
-  ``01020304`` for 0x01020304. Why 8 hex digits: it is the one text form of a 32-bit number
-  that loses nothing and needs no convention about how the 4 bytes split into
-  major/minor/build (that split is manufacturer-defined), and it is exactly the 8 characters
-  the DUIS ``FirmwareVersion`` allows (the DUIS templates carry ``00000000``). A CPL version
-  written any other way ("1.2.3", decimal) is imported as written, but the check reports that
-  it cannot be compared rather than guessing a conversion.
-- ``hardware_version`` <-> OTA min..max hardware version (offsets 56+, present when field
-  control bit 2 is set): the entry's hardware version, 16 bits as the OTA header counts them,
-  must lie within the header's range (BR03). ``None`` means the CPL records none; the
-  importer requires it, so ``None`` only comes from entries built in code.
+An entry ID, not a firmware version string, identifies firmware. ``ota_matches_entry``
+checks that an image matches its entry identically (seed 004 BR02/BR03). See docs/cpl.md
+(the field-by-field mapping).
 """
 
 from __future__ import annotations

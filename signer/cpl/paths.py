@@ -1,25 +1,8 @@
 """Upgrade pathways: which CPL entry a device may move to next, and the shortest way to a target.
 
-MP231 records, per entry, the entries it may be upgraded *from*; here that is an edge
-predecessor -> entry. A device on entry ``a`` may take the firmware of entry ``b`` only when
-``a -> b`` is an edge (``is_permitted``); otherwise it needs a path of such steps.
-
-Conventions, fixed here so every caller agrees:
-
-- A path lists entry IDs from the device's current entry to the target, both included; the
-  device installs ``path[1:]`` in order. ``len(path) - 1`` is the number of upgrades, so a
-  device already on the target gets ``[target]`` (nothing to do) and a device with no way
-  there gets ``None`` ("no path"). An empty list is never returned.
-- When several shortest paths exist (a diamond ``a -> b -> d``, ``a -> c -> d``), the one
-  whose sequence of IDs is smallest in plain string order wins (``[a, b, d]``): the same
-  answer from ``UpgradeGraph.shortest_path`` and from ``PathEvaluator``, whatever order the
-  entries were added in.
-- An ID listed in ``upgrade_from`` without an entry of its own is kept as an *unknown* node
-  (``dangling()``): the edge is real data, so a device recorded on that ID can still be routed.
-  Only entries with an entry of their own can be targets.
-- Edges are taken as the CPL gives them, across models too (``cross_model_edges()`` lists
-  those for a human to look at); the device checks on type, model and hardware range are the
-  caller's (``signer.cpl.model.same_model``).
+An MP231 "upgrade from" is an edge predecessor -> entry; the path conventions (ends
+included, ties broken by ID order, unknown IDs kept as nodes) are fixed here so every caller
+agrees. See docs/cpl.md.
 """
 
 from __future__ import annotations

@@ -1,51 +1,23 @@
 """SR 11.3 Activate Firmware: the request, the DCC's pre-command, the signed pre-command.
 
-The exchange (DUIS 5.4 schema, line numbers of ``DUIS_Schema_V5.4.xsd``):
-
-1. We send ``sr:Request`` with CommandVariant 4 ("SR -> Pre-Cmd, Transform, Critical":
-   line 1988 of the CommandVariant table, comment at lines 1980-2014), ServiceReference 11.3,
-   ServiceReferenceVariant 11.3 (allowed with CV 4, 5, 6, 7: comment at lines 2377-2378) and
-   body ``sr:ActivateFirmware`` (lines 3307-3322): the optional ``ExecutionDateTime`` of
-   ``sr:FutureDatedAbstractType`` (lines 128-132) followed by ``FirmwareHash``, hexBinary of
-   exactly 32 bytes. The RequestID targets the device (templates). A cancellation is the same
-   request with ExecutionDateTime 3000-12-31T00:00:00.00Z (CANCELLATION template; the schema
-   has no element of its own for it).
-2. The DCC answers with ``sr:Response`` whose Header RequestID (optional in the schema, lines
-   5018-5019) names our request and whose ``sr:Body/sr:ResponseMessage`` (lines 4880-4904)
-   holds ServiceReference, ServiceReferenceVariant and, at line 4900, ``sr:PreCommand``
-   (type at lines 4224-4229: ``GBCSVersion``, ``GBCSPayload`` base64): the CS06 pre-command.
-3. We return the signed GBCS command in ``sr:Request`` with body ``sr:SignedPreCommand``
-   (type at lines 3531-3539, element in the Body choice at line 3817): the optional
-   ExecutionDateTime of FutureDatedAbstractType (not used: the activation time travels inside
-   the signed GBCS content) and ``GBCSPayload`` (base64Binary). CommandVariant is 5, 6 or 7
-   ("Signed Pre-Cmd" inputs, lines 1989-1994: 5 = command sent over the SM WAN, on demand or
-   future dated, response via the Receive Response Service; 6 = command returned for local
-   delivery; 7 = both); we default to 5. ServiceReference / Variant stay 11.3. The schema does
-   not say which RequestID to carry. We carry the RequestID of the original 11.3 request,
-   unchanged: the DCC's Header RequestID of the pre-command response names that request, the
-   GBCS originator counter inside the signed command is its counter, and Smart DCC's own
-   DCC Boxed tooling (dccboxed-nodered-nodes) sends the signed pre-command with the response's
-   RequestID, CommandVariant 5 and the response's ServiceReference / Variant. So this is the
-   one place a RequestID counter is legitimately sent twice; counter stores must allow it.
-
-Pure code: the caller validates against the schema (``DuisSchema``) and signs
-(``xmldsig.sign_document``); signature checking of DCC responses is the caller's too.
+The signed pre-command goes back with the 11.3 request's own RequestID, so this is the one
+place a RequestID counter is legitimately sent twice. Pure code: schema validation and
+signing are the caller's. See docs/duis.md (the exchange, with schema line numbers).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import datetime as dt
-import re
 from typing import Final
 
 from lxml import etree
 
 from signer.duis.request import SR_NS, RequestId, request_template
+from signer.duis.response import payload_bytes, response_message
 from signer.duis.xmlparse import parse_xml
-from signer.errors import FormatError, InvalidInput
+from signer.errors import InvalidInput
 from signer.gbcs.precommand import (
     DUIS_CANCEL_EXECUTION_TIME,
     FIRMWARE_HASH_LENGTH,
@@ -67,7 +39,6 @@ DEFAULT_SIGNED_PRE_COMMAND_VARIANT: Final = 5
 CANCEL_EXECUTION_DATE_TIME: Final = "3000-12-31T00:00:00.00Z"
 
 _FIELD_RESPONSE: Final = "duis_response"
-_WS = re.compile(rb"\s+")
 
 
 def _sr(local: str) -> str:
@@ -231,13 +202,7 @@ def extract_pre_command(xml: bytes) -> tuple[RequestId | None, bytes]:
 
 def pre_command_of(root: etree._Element) -> tuple[RequestId | None, bytes]:
     """As ``extract_pre_command``, for a document already parsed."""
-    if root.tag != _sr("Response"):
-        raise InvalidInput(
-            f"root element is {root.tag}, expected sr:Response", field=_FIELD_RESPONSE
-        )
-    message = root.find(f"{_sr('Body')}/{_sr('ResponseMessage')}")
-    if message is None:
-        raise InvalidInput("response has no sr:Body/sr:ResponseMessage", field=_FIELD_RESPONSE)
+    message = response_message(root, field=_FIELD_RESPONSE)
     for name in ("ServiceReference", "ServiceReferenceVariant"):
         value = (message.findtext(_sr(name)) or "").strip()
         if value != ACTIVATE_FIRMWARE_SERVICE:
@@ -258,15 +223,7 @@ def pre_command_of(root: etree._Element) -> tuple[RequestId | None, bytes]:
             f"sr:PreCommand carries {len(payloads)} sr:GBCSPayload elements, expected one",
             field=_FIELD_RESPONSE,
         )
-    text = _WS.sub(b"", (payloads[0].text or "").encode("ascii", "replace"))
-    if not text:
-        raise InvalidInput("sr:PreCommand/sr:GBCSPayload is empty", field=_FIELD_RESPONSE)
-    try:
-        payload = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise FormatError(
-            f"sr:PreCommand/sr:GBCSPayload is not base64: {exc}", field=_FIELD_RESPONSE
-        ) from exc
+    payload = payload_bytes(payloads[0], name="sr:PreCommand/sr:GBCSPayload", field=_FIELD_RESPONSE)
     request_text = root.findtext(f"{_sr('Header')}/{_sr('RequestID')}")
     request_id = (
         RequestId.parse(request_text, field="sr:RequestID") if request_text is not None else None

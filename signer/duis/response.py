@@ -1,10 +1,5 @@
-"""Reading the GBCS payload out of a DUIS response.
-
-DUIS puts the device's GBCS message base64-encoded in ``sr:GBCSPayload``: directly under
-``sr:ResponseMessage`` for ordinary responses (e.g. SR 6.24.1), inside ``sr:PreCommand`` for
-the pre-command of a critical request (SR 11.3). Exactly one payload per response is accepted,
-so a caller never acts on the wrong one. The MMC ``ra:GBCSResponse`` shape carries the device's
-answer already translated into XML, not a payload, and is refused here with that explanation.
+"""Reading the GBCS payload out of a DUIS response: exactly one, so a caller never acts on
+the wrong one. See docs/duis.md.
 """
 
 from __future__ import annotations
@@ -35,11 +30,7 @@ def gbcs_payload_of(root: etree._Element) -> bytes:
             "an MMC ra:GBCSResponse carries the device response as XML, not a GBCS payload",
             field=_FIELD,
         )
-    if root.tag != f"{{{SR_NS}}}Response":
-        raise InvalidInput(f"root element is {root.tag}, expected sr:Response", field=_FIELD)
-    message = root.find(f"{{{SR_NS}}}Body/{{{SR_NS}}}ResponseMessage")
-    if message is None:
-        raise InvalidInput("response has no sr:Body/sr:ResponseMessage", field=_FIELD)
+    message = response_message(root, field=_FIELD)
     payloads = list(message.iter(f"{{{SR_NS}}}GBCSPayload"))
     if not payloads:
         raise InvalidInput("sr:ResponseMessage carries no sr:GBCSPayload", field=_FIELD)
@@ -48,10 +39,26 @@ def gbcs_payload_of(root: etree._Element) -> bytes:
             f"sr:ResponseMessage carries {len(payloads)} sr:GBCSPayload elements, expected one",
             field=_FIELD,
         )
-    text = _WS.sub(b"", (payloads[0].text or "").encode("ascii", "replace"))
+    return payload_bytes(payloads[0], name="sr:GBCSPayload", field=_FIELD)
+
+
+def response_message(root: etree._Element, *, field: str) -> etree._Element:
+    """The ``sr:Body/sr:ResponseMessage`` of an ``sr:Response`` root."""
+    if root.tag != f"{{{SR_NS}}}Response":
+        raise InvalidInput(f"root element is {root.tag!s}, expected sr:Response", field=field)
+    message = root.find(f"{{{SR_NS}}}Body/{{{SR_NS}}}ResponseMessage")
+    if message is None:
+        raise InvalidInput("response has no sr:Body/sr:ResponseMessage", field=field)
+    return message
+
+
+def payload_bytes(el: etree._Element, *, name: str, field: str) -> bytes:
+    """The bytes of a base64 ``GBCSPayload`` element, whitespace ignored; ``name`` says
+    which one in errors."""
+    text = _WS.sub(b"", (el.text or "").encode("ascii", "replace"))
     if not text:
-        raise InvalidInput("sr:GBCSPayload is empty", field=_FIELD)
+        raise InvalidInput(f"{name} is empty", field=field)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise FormatError(f"sr:GBCSPayload is not base64: {exc}", field=_FIELD) from exc
+        raise FormatError(f"{name} is not base64: {exc}", field=field) from exc

@@ -20,15 +20,15 @@ DUIS_SCHEMA_FILE = "DUIS_Schema_V5.4.xsd"
 _MAX_MESSAGE = 400
 
 
-class _LocalOnly(etree.Resolver):  # type: ignore[misc]
+class _LocalOnly(etree.Resolver):
     """Lets schema imports read files in the schema directory and nothing else."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__()
         self._directory = directory
 
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        path = Path(system_url.removeprefix("file://"))
+    def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
+        path = Path((system_url or "").removeprefix("file://"))
         if path.is_absolute() and path.resolve().parent == self._directory:
             return None  # the default loader reads it (no_network still applies)
         return self.resolve_string("", context)

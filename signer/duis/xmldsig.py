@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
+from signer.duis.names import parse_distinguished_name, same_name
 from signer.duis.xmlparse import parse_xml
 from signer.errors import InvalidInput, SignatureInvalid, Unsigned
+from signer.gbcs.signature import verify_p256_sha256
 
 DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -195,12 +194,9 @@ def verify_document(
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise SignatureInvalid("signer certificate key is not P-256")
-    der = encode_dss_signature(
-        int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big")
-    )
     try:
-        key.verify(der, signed_info_c14n, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+        verify_p256_sha256(key, signed_info_c14n, raw_sig)
+    except SignatureInvalid:
         raise SignatureInvalid(
             f"signature mismatch: SignatureValue does not verify with certificate "
             f"{issuer_name} / {serial}"
@@ -218,15 +214,6 @@ def verify_document(
     return VerifiedSignature(
         certificate=cert, digest=digest, issuer_name=issuer_name, serial=serial, root=root
     )
-
-
-def same_distinguished_name(a: str, b: str) -> bool:
-    """Compare RFC 4514 strings as names, not text: ``CN=U1, OU=07`` equals ``CN=U1,OU=07``.
-
-    The reversed (X.500) order is accepted too, since some tools write it that way.
-    """
-    na, nb = _normalise_dn(a), _normalise_dn(b)
-    return na is not None and nb is not None and (na == nb or na == tuple(reversed(nb)))
 
 
 # -- canonicalisation -------------------------------------------------------------------
@@ -257,6 +244,7 @@ def _strip_ignorable_whitespace(root: etree._Element) -> None:
 def _detach_keeping_tail(el: etree._Element) -> None:
     """The enveloped transform removes the element only; lxml's remove() also drops its tail."""
     parent = el.getparent()
+    assert parent is not None  # a Signature is never the document root
     tail = el.tail
     prev = el.getprevious()
     parent.remove(el)
@@ -390,64 +378,13 @@ def _issuer_serial(key_info: etree._Element) -> tuple[str, int]:
 def _find_certificate(
     certificates: Iterable[x509.Certificate], issuer_name: str, serial: int
 ) -> x509.Certificate:
+    name = parse_distinguished_name(issuer_name)
     for cert in certificates:
-        if cert.serial_number == serial and same_distinguished_name(
-            cert.issuer.rfc4514_string(), issuer_name
-        ):
+        if cert.serial_number == serial and name is not None and same_name(cert.issuer, name):
             return cert
     raise SignatureInvalid(
         f"unknown signer: no pinned certificate has IssuerSerial {issuer_name!r} / {serial}"
     )
-
-
-# -- distinguished names ------------------------------------------------------------------
-
-_DN_ALIASES: Final = {
-    "2.5.4.3": "CN",
-    "2.5.4.11": "OU",
-    "2.5.4.10": "O",
-    "2.5.4.6": "C",
-    "2.5.4.7": "L",
-    "2.5.4.8": "ST",
-    "2.5.4.5": "SERIALNUMBER",
-}
-
-
-def _normalise_dn(text: str) -> tuple[tuple[str, str], ...] | None:
-    rdns: list[tuple[str, str]] = []
-    for part in _split_unescaped(text.strip(), ","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            return None
-        k = key.strip().upper().removeprefix("OID.")
-        rdns.append((_DN_ALIASES.get(k, k), _unescape(value.strip()).casefold()))
-    return tuple(rdns) if rdns else None
-
-
-def _split_unescaped(text: str, sep: str) -> list[str]:
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2])
-            i += 2
-            continue
-        if ch == sep:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
-
-
-def _unescape(value: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        s = m.group(1)
-        return chr(int(s, 16)) if len(s) == 2 else s
-
-    return re.sub(r"\\([0-9A-Fa-f]{2}|.)", repl, value)
 
 
 def _b64(data: bytes) -> str:

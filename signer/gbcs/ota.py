@@ -10,11 +10,9 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypeVar
+from typing import Any
 
 from signer.errors import FormatError
-
-_T = TypeVar("_T")
 
 FILE_IDENTIFIER = 0x0BEEF11E
 HEADER_VERSION = 0x0100
@@ -38,6 +36,18 @@ OFF_FIELD_CONTROL = 8
 OFF_TOTAL_IMAGE_SIZE = 52
 
 _FIXED = struct.Struct("<IHHHHHIH32sI")
+#: The fields after the file identifier, in ``_FIXED``'s order (and ``OtaHeader``'s).
+_FIXED_FIELDS = (
+    "header_version",
+    "header_length",
+    "field_control",
+    "manufacturer_code",
+    "image_type",
+    "file_version",
+    "zigbee_stack_version",
+    "header_string",
+    "total_image_size",
+)
 _U16_FIELDS = (
     ("header_version", OFF_HEADER_VERSION),
     ("header_length", OFF_HEADER_LENGTH),
@@ -47,6 +57,12 @@ _U16_FIELDS = (
     ("zigbee_stack_version", 18),
 )
 _U32_FIELDS = (("file_version", 14), ("total_image_size", OFF_TOTAL_IMAGE_SIZE))
+_OPTIONAL_BITS = {
+    "security_credential_version": FC_SECURITY_CREDENTIAL_VERSION,
+    "upgrade_file_destination": FC_UPGRADE_FILE_DESTINATION,
+    "min_hardware_version": FC_HARDWARE_VERSIONS,
+    "max_hardware_version": FC_HARDWARE_VERSIONS,
+}
 
 
 def expected_header_length(field_control: int) -> int:
@@ -59,6 +75,26 @@ def expected_header_length(field_control: int) -> int:
     if field_control & FC_HARDWARE_VERSIONS:
         length += 4
     return length
+
+
+def _check_header_version(header_version: int, *, field: str) -> None:
+    if header_version != HEADER_VERSION:
+        raise FormatError(
+            f"header version 0x{header_version:04X}, expected 0x{HEADER_VERSION:04X}",
+            field=field,
+            offset=OFF_HEADER_VERSION,
+        )
+
+
+def _check_header_length(header_length: int, field_control: int, *, field: str) -> None:
+    expected = expected_header_length(field_control)
+    if header_length != expected:
+        raise FormatError(
+            f"header length {header_length} does not match field control "
+            f"0x{field_control:04X}, which implies {expected}",
+            field=field,
+            offset=OFF_HEADER_LENGTH,
+        )
 
 
 def _check_field_control(field_control: int, *, field: str) -> None:
@@ -112,12 +148,7 @@ class OtaHeader:
             _check_uint(getattr(self, name), 16, name, field=field, offset=offset)
         for name, offset in _U32_FIELDS:
             _check_uint(getattr(self, name), 32, name, field=field, offset=offset)
-        if self.header_version != HEADER_VERSION:
-            raise FormatError(
-                f"header version 0x{self.header_version:04X}, expected 0x{HEADER_VERSION:04X}",
-                field=field,
-                offset=OFF_HEADER_VERSION,
-            )
+        _check_header_version(self.header_version, field=field)
         _check_field_control(self.field_control, field=field)
         if not isinstance(self.header_string, bytes) or len(self.header_string) != 32:
             raise FormatError(
@@ -125,47 +156,16 @@ class OtaHeader:
                 field=field,
                 offset=20,
             )
-        expected = expected_header_length(self.field_control)
-        if self.header_length != expected:
-            raise FormatError(
-                f"header length {self.header_length} does not match field control "
-                f"0x{self.field_control:04X}, which implies {expected}",
-                field=field,
-                offset=OFF_HEADER_LENGTH,
-            )
-        fixed = _FIXED.pack(
-            FILE_IDENTIFIER,
-            self.header_version,
-            self.header_length,
-            self.field_control,
-            self.manufacturer_code,
-            self.image_type,
-            self.file_version,
-            self.zigbee_stack_version,
-            self.header_string,
-            self.total_image_size,
-        )
+        _check_header_length(self.header_length, self.field_control, field=field)
+        fixed = _FIXED.pack(FILE_IDENTIFIER, *(getattr(self, name) for name in _FIXED_FIELDS))
         optional = bytearray()
         offset = FIXED_HEADER_LENGTH
-        fc = self.field_control
-        credential = _announced(
-            self.security_credential_version,
-            fc & FC_SECURITY_CREDENTIAL_VERSION,
-            "security_credential_version",
-            field=field,
-            offset=offset,
-        )
+        credential = self._announced("security_credential_version", field=field, offset=offset)
         if credential is not None:
             _check_uint(credential, 8, "security_credential_version", field=field, offset=offset)
             optional.append(credential)
             offset += 1
-        destination = _announced(
-            self.upgrade_file_destination,
-            fc & FC_UPGRADE_FILE_DESTINATION,
-            "upgrade_file_destination",
-            field=field,
-            offset=offset,
-        )
+        destination = self._announced("upgrade_file_destination", field=field, offset=offset)
         if destination is not None:
             if not isinstance(destination, bytes) or len(destination) != 8:
                 raise FormatError(
@@ -175,26 +175,30 @@ class OtaHeader:
                 )
             optional += destination
             offset += 8
-        min_hw = _announced(
-            self.min_hardware_version,
-            fc & FC_HARDWARE_VERSIONS,
-            "min_hardware_version",
-            field=field,
-            offset=offset,
-        )
-        max_hw = _announced(
-            self.max_hardware_version,
-            fc & FC_HARDWARE_VERSIONS,
-            "max_hardware_version",
-            field=field,
-            offset=offset + 2,
-        )
+        min_hw = self._announced("min_hardware_version", field=field, offset=offset)
+        max_hw = self._announced("max_hardware_version", field=field, offset=offset + 2)
         if min_hw is not None and max_hw is not None:
             _check_uint(min_hw, 16, "min_hardware_version", field=field, offset=offset)
             _check_uint(max_hw, 16, "max_hardware_version", field=field, offset=offset + 2)
             _check_hardware_versions(min_hw, max_hw, field=field, offset=offset)
             optional += struct.pack("<HH", min_hw, max_hw)
         return fixed + bytes(optional)
+
+    def _announced(self, name: str, *, field: str, offset: int) -> Any:
+        """The optional value ``name``, refused if it disagrees with its field-control bit."""
+        value = getattr(self, name)
+        present = self.field_control & _OPTIONAL_BITS[name]
+        if present and value is None:
+            raise FormatError(
+                f"field control announces {name} but it is None", field=field, offset=offset
+            )
+        if not present and value is not None:
+            raise FormatError(
+                f"{name} is set but field control does not announce it",
+                field=field,
+                offset=OFF_FIELD_CONTROL,
+            )
+        return value
 
 
 def _check_uint(value: object, bits: int, name: str, *, field: str, offset: int) -> None:
@@ -206,21 +210,6 @@ def _check_uint(value: object, bits: int, name: str, *, field: str, offset: int)
         )
 
 
-def _announced(value: _T | None, present: int, name: str, *, field: str, offset: int) -> _T | None:
-    """Refuse an optional value that disagrees with its field-control bit."""
-    if present and value is None:
-        raise FormatError(
-            f"field control announces {name} but it is None", field=field, offset=offset
-        )
-    if not present and value is not None:
-        raise FormatError(
-            f"{name} is set but field control does not announce it",
-            field=field,
-            offset=OFF_FIELD_CONTROL,
-        )
-    return value
-
-
 def parse_ota_header(data: bytes, *, field: str = "ota_header") -> OtaHeader:
     """Parse the OTA header at the start of ``data``; trailing bytes are the caller's business.
 
@@ -228,11 +217,7 @@ def parse_ota_header(data: bytes, *, field: str = "ota_header") -> OtaHeader:
     whether ``data`` is the whole file.
     """
     if len(data) < 4:
-        raise FormatError(
-            f"OTA header truncated: {len(data)} bytes given, at least {FIXED_HEADER_LENGTH} needed",
-            field=field,
-            offset=len(data),
-        )
+        raise _truncated(data, field=field)
     (identifier,) = struct.unpack_from("<I", data, 0)
     if identifier != FILE_IDENTIFIER:
         raise FormatError(
@@ -242,38 +227,13 @@ def parse_ota_header(data: bytes, *, field: str = "ota_header") -> OtaHeader:
             offset=OFF_IDENTIFIER,
         )
     if len(data) < FIXED_HEADER_LENGTH:
-        raise FormatError(
-            f"OTA header truncated: {len(data)} bytes given, at least {FIXED_HEADER_LENGTH} needed",
-            field=field,
-            offset=len(data),
-        )
-    (
-        _,
-        header_version,
-        header_length,
-        field_control,
-        manufacturer_code,
-        image_type,
-        file_version,
-        zigbee_stack_version,
-        header_string,
-        total_image_size,
-    ) = _FIXED.unpack_from(data, 0)
-    if header_version != HEADER_VERSION:
-        raise FormatError(
-            f"header version 0x{header_version:04X}, expected 0x{HEADER_VERSION:04X}",
-            field=field,
-            offset=OFF_HEADER_VERSION,
-        )
+        raise _truncated(data, field=field)
+    fixed = dict(zip(_FIXED_FIELDS, _FIXED.unpack_from(data, 0)[1:], strict=True))
+    header_version, header_length = fixed["header_version"], fixed["header_length"]
+    field_control = fixed["field_control"]
+    _check_header_version(header_version, field=field)
     _check_field_control(field_control, field=field)
-    expected = expected_header_length(field_control)
-    if header_length != expected:
-        raise FormatError(
-            f"header length {header_length} does not match field control "
-            f"0x{field_control:04X}, which implies {expected}",
-            field=field,
-            offset=OFF_HEADER_LENGTH,
-        )
+    _check_header_length(header_length, field_control, field=field)
     if len(data) < header_length:
         raise FormatError(
             f"OTA header truncated: header length is {header_length}, {len(data)} bytes given",
@@ -295,19 +255,19 @@ def parse_ota_header(data: bytes, *, field: str = "ota_header") -> OtaHeader:
         min_hw, max_hw = struct.unpack_from("<HH", data, pos)
         _check_hardware_versions(min_hw, max_hw, field=field, offset=pos)
     return OtaHeader(
-        header_version=header_version,
-        header_length=header_length,
-        field_control=field_control,
-        manufacturer_code=manufacturer_code,
-        image_type=image_type,
-        file_version=file_version,
-        zigbee_stack_version=zigbee_stack_version,
-        header_string=header_string,
-        total_image_size=total_image_size,
+        **fixed,
         security_credential_version=security_credential_version,
         upgrade_file_destination=upgrade_file_destination,
         min_hardware_version=min_hw,
         max_hardware_version=max_hw,
+    )
+
+
+def _truncated(data: bytes, *, field: str) -> FormatError:
+    return FormatError(
+        f"OTA header truncated: {len(data)} bytes given, at least {FIXED_HEADER_LENGTH} needed",
+        field=field,
+        offset=len(data),
     )
 
 

@@ -1,36 +1,9 @@
 """GBCS CS06 Activate Firmware pre-commands: parse, check against what we asked for, sign.
 
-For a Critical service request (SR 11.3) the DCC transforms our DUIS request into a GBCS
-*pre-command*: a General-Signing APDU that the Supplier checks and signs with the key of the
-device's Supplier digital-signing trust anchor cell. Layout (spec §6, vector)::
-
-    DF                      General-Signing tag
-    09 CRA(1) counter(8)    transaction-id: CRA flag (01 command), originator counter (BE)
-    08 EUI(8)               originator system title (our Supplier EUI)
-    08 EUI(8)               recipient system title (the device)
-    00 | 0C date-time(12)   date-time (absent in the pre-commands)
-    02 code(2)              other-information: the GBCS message code (0x0012 = CS06)
-    len content             content, length in BER form (``81 xx`` when >= 128)
-    [00]                    signature: "none" (some DCC versions omit this byte)
-
-    content = SEQUENCE { OCTET STRING(32) firmware hash, INTEGER counter
-                         [, GeneralizedTime execution date-time] }
-
-The signed command is ``APDU || 0x40 || r||s`` where the signature is ECDSA P-256 / SHA-256
-over the APDU *without its first byte* up to the end of its content (vector: all five RTDS CS06
-commands verify that way with Z1-supplier-ds).
-
-What the RTDS vectors show about the two counters: in all five pairs the originator counter of
-the transaction-id equals the INTEGER inside the content, and, for the three with an 11.3
-template, both equal the RequestID counter of that request (1000, 1001, 1002; the two error
-cases carry 1004 and 1005). The DCC therefore copies our RequestID counter into both, and
-``check_pre_command`` requires both to equal it, reporting each separately.
-
-Cancellation: the DUIS request asks for it with ExecutionDateTime 3000-12-31T00:00:00Z; the
-DCC's pre-command then carries GeneralizedTime 99991231235959Z (vector: CANCELLATION pair).
-So the check maps the first to the second instead of comparing them literally.
-
-Pure code: no I/O, no clock; signing goes through a ``sign_digest`` callback (the HSM).
+The DCC turns our SR 11.3 request into a pre-command the Supplier must check before signing
+it, so every field we asked for is compared, not trusted. Pure code: no I/O, no clock;
+signing goes through a ``sign_digest`` callback (the HSM). See docs/cs06.md (the layout,
+the counters, cancellation).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from lxml import etree
 
 from signer.cpl.dot import to_dot
 from signer.cpl.paths import UpgradeGraph
-from tests.cpl.factory import entry
+from tests.support.cpl_factory import entry
 
 _TOKEN = re.compile(r'\s*(?:"((?:\\.|[^"\\])*)"|(->|[{}\[\];,=])|([A-Za-z0-9_.]+))', re.S)
 

@@ -15,7 +15,7 @@ from signer.cpl.model import (
     ota_matches_entry,
 )
 from signer.errors import InvalidInput
-from tests.cpl.factory import digest, entry
+from tests.support.cpl_factory import digest, entry
 
 # MP231 §3, "Joining options for ZigBee band", copied from the seed (its dashes are U+2013).
 MP231_JOIN_OPTIONS = [

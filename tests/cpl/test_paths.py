@@ -14,7 +14,7 @@ import pytest
 from signer.cpl.model import same_model
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.errors import InvalidInput, NotFound
-from tests.cpl.factory import digest, entry, graph
+from tests.support.cpl_factory import digest, entry, graph
 
 
 def both(g: UpgradeGraph, source: str, target: str) -> list[str] | None:

@@ -46,7 +46,7 @@ def schema(vectors: Path) -> DuisSchema:
     return DuisSchema.load(vectors / "xsd")
 
 
-XMLSEC1_FLAGS = ("--verify", "--enabled-reference-uris", "empty")
+_XMLSEC1_FLAGS = ("--verify", "--enabled-reference-uris", "empty")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def xmlsec1() -> Callable[[bytes, Path, Path], subprocess.CompletedProcess[str]]
     def run(xml: bytes, cert_pem: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
         doc = workdir / "doc.xml"
         doc.write_bytes(xml)
-        cmd = [exe, *XMLSEC1_FLAGS, "--pubkey-cert-pem", str(cert_pem), str(doc)]
+        cmd = [exe, *_XMLSEC1_FLAGS, "--pubkey-cert-pem", str(cert_pem), str(doc)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
     return run

@@ -35,8 +35,13 @@ from signer.gbcs.precommand import (
     parse_pre_command,
     sign_checked_pre_command,
 )
-from tests.duis.templates import c14n, independent_parse, template_without_signature
-from tests.independent import assert_schema_valid
+from tests.support.duis_documents import (
+    c14n,
+    dcc_response,
+    independent_parse,
+    template_without_signature,
+)
+from tests.support.independent import assert_schema_valid
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
@@ -402,34 +407,6 @@ def test_a_parse_given_for_another_command_is_not_trusted(vectors: Path) -> None
 
 
 # -- the DCC's response carrying the pre-command ---------------------------------------------
-
-
-def dcc_response(
-    payload: bytes,
-    *,
-    request_id: str | None = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1000",
-    service: str = "11.3",
-    element: str = "PreCommand",
-) -> bytes:
-    """A Transform response as DUIS 5.4 describes it (hand-built, not DCC-issued)."""
-    b64 = base64.b64encode(payload).decode()
-    rid = f"<sr:RequestID>{request_id}</sr:RequestID>" if request_id else ""
-    body = (
-        f"<sr:PreCommand><sr:GBCSVersion>4.0</sr:GBCSVersion><sr:GBCSPayload>{b64}"
-        "</sr:GBCSPayload></sr:PreCommand>"
-        if element == "PreCommand"
-        else f"<sr:GBCSPayload>{b64}</sr:GBCSPayload>"
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<sr:Response xmlns:sr="{SR}" schemaVersion="5.4"><sr:Header>{rid}'
-        "<sr:ResponseID>00-DB-12-34-56-78-90-A0:90-B3-D5-1F-30-01-00-00:1000</sr:ResponseID>"
-        "<sr:ResponseCode>I0</sr:ResponseCode>"
-        "<sr:ResponseDateTime>2024-06-01T12:00:00.000Z</sr:ResponseDateTime></sr:Header>"
-        f"<sr:Body><sr:ResponseMessage><sr:ServiceReference>{service}</sr:ServiceReference>"
-        f"<sr:ServiceReferenceVariant>{service}</sr:ServiceReferenceVariant>{body}"
-        "</sr:ResponseMessage></sr:Body></sr:Response>"
-    ).encode()
 
 
 @pytest.mark.parametrize("trailer", [b"", b"\x00"])

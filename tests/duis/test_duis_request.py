@@ -17,7 +17,7 @@ from signer.duis.request import (
 )
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
-from tests.duis.templates import c14n, template_without_signature
+from tests.support.duis_documents import c14n, template_without_signature
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"

@@ -80,7 +80,9 @@ def test_first_schema_error_is_reported(schema: DuisSchema) -> None:
         firmware_version="1",
         devices=[Eui64.parse("00-DB-12-34-56-78-90-A0")],
     )
-    root.find(".//{*}DeviceIDList").text = "00-DB-12-34-56-78-90-A0;00-DB-12-34-56-78-90-A1"
+    device_ids = root.find(".//{*}DeviceIDList")
+    assert device_ids is not None
+    device_ids.text = "00-DB-12-34-56-78-90-A0;00-DB-12-34-56-78-90-A1"
     with pytest.raises(InvalidInput, match="DeviceIDList") as e:
         schema.validate(root)
     assert e.value.field == "duis_request"

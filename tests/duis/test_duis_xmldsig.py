@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from signer.duis.names import same_distinguished_name
 from signer.duis.request import RequestId, build_update_firmware
 from signer.duis.schema import DuisSchema
 from signer.duis.xmldsig import (
@@ -21,7 +25,6 @@ from signer.duis.xmldsig import (
     ENVELOPED_SIGNATURE,
     EXC_C14N,
     SHA256,
-    same_distinguished_name,
     sign_document,
     verify_document,
 )
@@ -266,7 +269,9 @@ def test_signature_of_the_rtds_template_has_the_profile_structure(
 ) -> None:
     template = (vectors / "duis" / "11.1_UPDATE_FIRMWARE_REQUEST_DUIS.XML").read_bytes()
     root = parse_xml(template, field="template")
-    root.remove(root.find(f"{{{DS_NS}}}Signature"))
+    placeholder = root.find(f"{{{DS_NS}}}Signature")
+    assert placeholder is not None
+    root.remove(placeholder)
     signed = sign_document(root, sign_digest=sign_digest, issuer_name="CN=Z1,OU=07", serial=42)
     assert b"\n" not in signed and b"  " not in signed  # pretty-printing was dropped
 
@@ -284,8 +289,8 @@ def test_signature_of_the_rtds_template_has_the_profile_structure(
     assert len(refs) == 1 and refs[0].get("URI") == ""
     assert doc.xpath("//ds:Transform/@Algorithm", namespaces=ns) == [ENVELOPED_SIGNATURE]
     assert doc.xpath("//ds:DigestMethod/@Algorithm", namespaces=ns) == [SHA256]
-    assert len(base64.b64decode(doc.findtext(".//ds:DigestValue", namespaces=ns))) == 32
-    assert len(base64.b64decode(doc.findtext(".//ds:SignatureValue", namespaces=ns))) == 64
+    assert len(base64.b64decode(doc.findtext(".//ds:DigestValue", "", namespaces=ns))) == 32
+    assert len(base64.b64decode(doc.findtext(".//ds:SignatureValue", "", namespaces=ns))) == 64
     issuer_serial = "ds:KeyInfo/ds:X509Data/ds:X509IssuerSerial/"
     assert sig.findtext(issuer_serial + "ds:X509IssuerName", namespaces=ns) == "CN=Z1,OU=07"
     assert sig.findtext(issuer_serial + "ds:X509SerialNumber", namespaces=ns) == "42"
@@ -484,10 +489,50 @@ def test_document_left_unsigned_by_a_failing_signer_signs_cleanly_later(
         ("CN=Z1,OU=07", "CN=Z1", False),
         ("CN=Z1\\,X,OU=07", "CN=Z1,X,OU=07", False),
         ("garbage", "CN=Z1", False),
+        ("CN=Caf\\C3\\A9,OU=07", "CN=Café,OU=07", True),
+        ("CN=Caf\\C3\\A9", "CN=CafÃ©", False),
+        ("OID.2.5.4.3=Z1,OU=07", "CN=Z1,OU=07", True),
+        ("CN=Z1\\,X,OU=07", "OU=07,CN=Z1\\2CX", True),
+        ("", "", False),
     ],
 )
 def test_same_distinguished_name(a: str, b: str, same: bool) -> None:
     assert same_distinguished_name(a, b) is same
+
+
+def test_escaped_utf8_issuer_name_finds_its_certificate(tmp_path: Path) -> None:
+    """KeyInfo may escape a UTF-8 issuer byte by byte (RFC 4514): ``\\C3\\A9`` is one é."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "07"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Café"),
+        ]
+    )
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(4242)
+        .not_valid_before(t0)
+        .not_valid_after(t0 + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+    def sign(digest: bytes) -> bytes:
+        r, s = utils.decode_dss_signature(
+            key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        )
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    signed = sign_document(
+        build(), sign_digest=sign, issuer_name="CN=Caf\\C3\\A9,OU=07", serial=4242
+    )
+    result = verify_document(signed, certificates=[cert])
+    assert result.certificate == cert
+    assert result.issuer_name == "CN=Caf\\C3\\A9,OU=07"
 
 
 # -- scale ---------------------------------------------------------------------------------

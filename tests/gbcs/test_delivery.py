@@ -20,7 +20,7 @@ from signer.gbcs.delivery import (
     parse_hash_text,
 )
 from signer.gbcs.ota import OtaHeader, build_upgrade_image
-from tests.vectors import vector_b64
+from tests.support.vectors import vector_b64
 
 IMAGE = bytes(range(256)) * 40 + b"end of firmware"
 

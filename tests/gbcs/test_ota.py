@@ -22,7 +22,7 @@ from signer.gbcs.ota import (
     parse_upgrade_image,
 )
 from signer.gbcs.signature import verify_p256_prehashed, verify_p256_sha256
-from tests.vectors import vector_b64, vector_bytes
+from tests.support.vectors import vector_b64, vector_bytes
 
 ESME_SHA256 = "7542f475e3f12eae887d81e32c46d313741d67076b13caec2f82e00ba5e1bb36"
 

@@ -29,8 +29,8 @@ from signer.gbcs.precommand import (
     sign_checked_pre_command,
     sign_pre_command,
 )
-from tests.independent import raw_signature_verifies
-from tests.vectors import vector_bytes, vector_text
+from tests.support.independent import raw_signature_verifies
+from tests.support.vectors import vector_bytes, vector_text
 
 SUPPLIER = Eui64.parse("90-B3-D5-1F-30-01-00-00")
 DEVICE = Eui64.parse("00-DB-12-34-56-78-90-A0")

@@ -22,7 +22,7 @@ from signer.gbcs.trust_anchor import (
     decode_payload_text,
     parse_security_credentials_response,
 )
-from tests.vectors import vector_bytes, vector_text
+from tests.support.vectors import vector_bytes, vector_text
 
 CS02A = "CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX"
 CS02F = "CS02fMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX"

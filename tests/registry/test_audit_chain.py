@@ -11,19 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from signer.errors import Unavailable
+from signer.errors import InvalidInput, Unavailable
 from signer.registry import audit
 from signer.registry.auditchain import (
+    ENTRY_FIELDS,
     GENESIS,
+    HASHED_FIELDS,
     AuditEntry,
     AuditRecord,
     Head,
-    check_chain,
+    canonical,
     seal,
 )
+from signer.registry.auditcheck import check_chain
 from signer.registry.db import open_database
 from signer.service.audit import Anchor, verify_chain
-from tests.audit_rows import (
+from tests.support.audit_rows import (
+    FIELDS,
     allow_inserts,
     assert_chain,
     execute,
@@ -61,7 +65,7 @@ def as_row(r: AuditRecord) -> dict[str, object]:
     return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
 
 
-def locate_in(records: list[AuditRecord]):  # type: ignore[no-untyped-def]
+def locate_in(records: list[AuditRecord]):
     by_hash = {r.hash: r for r in records}
     return by_hash.get
 
@@ -88,6 +92,26 @@ def test_sealed_records_hash_as_documented_from_a_zero_genesis() -> None:
     assert records[0].details == '{"n":0,"\\u00e9":"\\u00fc"}'
     report = check_chain(records, Head(6, records[-1].hash))
     assert report.intact and report.checked == 6 and report.finding is None
+
+
+def test_the_hashed_fields_are_the_documented_ones_and_cover_every_entry_field() -> None:
+    assert HASHED_FIELDS == FIELDS  # the documented form, as the independent check spells it
+    entry_fields = {f.name for f in dataclasses.fields(AuditEntry)}
+    assert set(ENTRY_FIELDS) == entry_fields - {"at", "details"}
+    r = chain(1)[0]
+    assert canonical(r).startswith(b'["signer-audit/1",1,"2024-06-01T12:00:00.000000Z",')
+    assert canonical(r).endswith(b',"' + GENESIS.encode() + b'"]')
+
+
+def test_an_export_lists_every_field_with_the_details_text_beside_the_details() -> None:
+    r = chain(1)[0]
+    exported = r.as_json()
+    assert list(exported) == [*HASHED_FIELDS[:-1], "details_text", "prev_hash", "hash"]
+    assert exported["details"] == {"n": 0, "é": "ü"}
+    assert exported["details_text"] == r.details
+    assert {k: v for k, v in exported.items() if k not in ("details", "details_text")} == {
+        k: v for k, v in as_row(r).items() if k != "details"
+    }
 
 
 def test_a_sealed_batch_continues_the_head() -> None:
@@ -122,7 +146,7 @@ def test_a_time_in_another_zone_is_stored_as_utc() -> None:
 )
 def test_an_edited_field_names_its_record(field: str, value: object) -> None:
     records = chain()
-    records[2] = dataclasses.replace(records[2], **{field: value})
+    records[2] = dataclasses.replace(records[2], **{field: value})  # type: ignore[arg-type]
     report = check_chain(records, Head(6, records[-1].hash))
     assert not report.intact
     assert report.finding is not None
@@ -225,7 +249,7 @@ def test_anchor_text_forms() -> None:
     h = "ab" * 32
     assert Anchor.parse(h) == Anchor(h)
     assert Anchor.parse(f"17:{h.upper()}") == Anchor(h, 17)
-    with pytest.raises(Exception, match="64 hex"):
+    with pytest.raises(InvalidInput, match="64 hex"):
         Anchor.parse("17:abc")
 
 

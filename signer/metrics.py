@@ -4,13 +4,13 @@ Names follow go-grpc-prometheus for the gRPC family so existing dashboards and a
 (``grpc_code`` carries Go's spelling of the status code: ``OK``, ``Canceled``,
 ``InvalidArgument``...); the ``signer_`` family is ours. Label values are bounded sets
 (methods, codes, key labels, reasons, check names), never device or image IDs, so a campaign
-of 50,000 devices adds no series. Metrics read at scrape time (HSM up, key expiry, build
-info) live in ``signer.api.metrics``: they call use cases, which this shared module may not.
+of 50,000 devices adds no series. Definitions only: the gRPC family and the refusals are
+counted in ``signer.api`` (``metrics_interceptor``, ``outcome``, which bounds reason labels);
+metrics read at scrape time (HSM up, key expiry, build info) are in
+``signer.api.metrics_collector``: they call use cases, which this shared module may not.
 """
 
 from __future__ import annotations
-
-import re
 
 from prometheus_client import Counter, Histogram
 
@@ -69,36 +69,9 @@ REFUSALS = Counter(
 HSM_ERROR_CLASSES = ("transient", "login", "other", "down", "fail_fast")
 #: the checks VerifyManufacturer makes, in order
 VERIFICATION_CHECKS = ("structure", "manufacturer_signature", "hash", "cpl")
-#: reason codes are identifiers; anything else (free text) is counted as this
-OTHER_REASON = "other"
-_REASON = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 for _error in HSM_ERROR_CLASSES:  # present at 0, so the first error shows in increase()
     HSM_ERRORS.labels(error=_error)
 for _check in VERIFICATION_CHECKS:
     for _result in ("pass", "fail"):
         VERIFICATIONS.labels(check=_check, result=_result)
-
-
-def refusal_reason(code: str) -> str:
-    """A reason code as a label value: free text never becomes a series of its own."""
-    return code if _REASON.fullmatch(code) else OTHER_REASON
-
-
-def count_refusals(reasons: list[str]) -> None:
-    """One increment per reason code, not per device: 50,000 refusals cost a few calls."""
-    tally: dict[str, int] = {}
-    for r in reasons:
-        label = refusal_reason(r)
-        tally[label] = tally.get(label, 0) + 1
-    for label, n in tally.items():
-        REFUSALS.labels(reason=label).inc(n)
-
-
-def go_code_name(python_name: str) -> str:
-    """``INVALID_ARGUMENT`` -> ``InvalidArgument``: the grpc_code value Go servers emit."""
-    if python_name == "CANCELLED":
-        return "Canceled"
-    if python_name == "OK":
-        return "OK"
-    return "".join(part.capitalize() for part in python_name.split("_"))

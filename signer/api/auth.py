@@ -280,7 +280,8 @@ class AuthInterceptor(ServerInterceptor):
     """Apply the policy before the behaviour runs (for streams: before the first item).
 
     With no policy (development mode) every call is allowed, and each one says so in the log.
-    Innermost interceptor: the caller is bound and the metrics count the refusals.
+    Inside the call context and the metrics, so the caller is bound and the metrics count
+    the refusals; outside `outcome`, so a refused caller never reaches the servicer.
     """
 
     def __init__(self, policy: Policy | None) -> None:

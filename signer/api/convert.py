@@ -11,9 +11,9 @@ from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
-from signer.metrics import count_refusals
-from signer.service.activation import ActivationSpec, BuiltActivation, SignedPreCommand
-from signer.service.keyviews import KeyView
+from signer.service.activation import ActivationSpec, BuiltActivation
+from signer.service.keys.views import KeyView
+from signer.service.precommands import SignedPreCommand
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict
@@ -73,18 +73,10 @@ def verdict_to_pb(v: Verdict) -> pb.VerifyManufacturerResponse:
 
 
 def refusals_to_pb(refused: tuple[DeviceRefusal, ...]) -> list[pb.DeviceRefusal]:
-    """Every device refusal a client receives passes here or through `refusal_to_pb`, so
-    this is where ``signer_refusals_total`` counts them."""
-    count_refusals([r.reason for r in refused])
-    return [_refusal(r) for r in refused]
+    return [refusal_to_pb(r) for r in refused]
 
 
 def refusal_to_pb(r: DeviceRefusal) -> pb.DeviceRefusal:
-    count_refusals([r.reason])
-    return _refusal(r)
-
-
-def _refusal(r: DeviceRefusal) -> pb.DeviceRefusal:
     return pb.DeviceRefusal(
         device_id=str(r.device),
         reason=r.reason,

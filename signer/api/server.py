@@ -22,7 +22,9 @@ from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.auth import AuthInterceptor, Policy
 from signer.api.callctx import HANDLERS, CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
-from signer.api.metrics import MetricsEndpoint, MetricsInterceptor, bind_metrics
+from signer.api.metrics_endpoint import MetricsEndpoint, bind_metrics
+from signer.api.metrics_interceptor import MetricsInterceptor
+from signer.api.outcome import OutcomeInterceptor
 from signer.api.servicer import FirmwareSigner
 from signer.config import Config, TlsConfig
 from signer.errors import ConfigurationError
@@ -78,6 +80,7 @@ def bind(config: Config) -> Listeners:
             CallContextInterceptor(),
             MetricsInterceptor(),
             AuthInterceptor(transport_policy(config)),
+            OutcomeInterceptor(),
         ],
     )
     listen = config.listen
@@ -139,7 +142,8 @@ def attach(listeners: Listeners, services: Services) -> HealthMonitor:
     """The signer service, gRPC health checking and server reflection on the bound port.
 
     Interceptors, outermost first: bind the caller (request ID, identity) so every log line
-    carries it; count and time the call, refusals included; then apply the role policy.
+    carries it; count and time the call, refusals included; apply the role policy; then map
+    signer errors to status codes and count refused devices and pre-commands.
     """
     server = listeners.server
     if services.config.tls is None:

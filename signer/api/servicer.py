@@ -1,113 +1,54 @@
-"""The gRPC face of the use cases: decode, call, encode, map errors in one place."""
+"""The gRPC face of the use cases: decode, call, encode.
+
+Errors become status codes, and refusals are counted, in `outcome.OutcomeInterceptor`.
+"""
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
 from signer.api import convert
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.status import status_for
-from signer.errors import DevicesRefused, InvalidInput, SignerError
-from signer.metrics import count_refusals
-from signer.service.activation import (
+from signer.errors import InvalidInput
+from signer.service.activation import build_activations, stream_activations
+from signer.service.duis import build_duis
+from signer.service.keys.views import list_keys
+from signer.service.pathways import upgrade_path_for
+from signer.service.precommands import (
     PreCommandRefusal,
-    PreCommandRefused,
-    build_activations,
     sign_pre_command_batch,
     sign_pre_command_for,
-    stream_activations,
 )
-from signer.service.duis import build_duis
-from signer.service.keyviews import list_keys
-from signer.service.pathways import upgrade_path_for
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import resign
 from signer.service.services import Services
 from signer.service.verify import verify_manufacturer
-
-log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-MAX_DETAILS = 4000
-
-
-def _mapped(method: F) -> F:
-    """Turn signer errors into status codes; a bug is INTERNAL and logged, never silent."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(self, request, context)
-        except SignerError as exc:
-            _abort(context, exc, method.__name__)
-        except Exception:
-            log.exception("%s failed unexpectedly", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _optional(request: Any, name: str) -> Any:
     return getattr(request, name) if request.HasField(name) else None
 
 
-def _mapped_stream(method: F) -> F:
-    """`_mapped` for server-streaming calls: errors can surface mid-stream."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            yield from method(self, request, context)
-        except SignerError as exc:
-            _abort(context, exc, method.__name__)
-        except Exception:
-            log.exception("%s failed unexpectedly", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> None:
-    remaining = context.time_remaining()
-    code = status_for(exc, deadline_passed=remaining is not None and remaining <= 0)
-    if isinstance(exc, DevicesRefused):
-        count_refusals([reason for _device, reason, _detail in exc.refusals])
-    if isinstance(exc, InvalidInput):
-        meta = [("signer-field", exc.field or "")]
-        if exc.offset is not None:
-            meta.append(("signer-offset", str(exc.offset)))
-        context.set_trailing_metadata(tuple(meta))
-    message = str(exc)
-    if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
-        message = message[:MAX_DETAILS] + " ..."
-    log.info("%s refused: %s %s", method, code.name, message)
-    context.abort(code, message)
-
-
 class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
     def __init__(self, services: Services) -> None:
         self.svc = services
 
-    @_mapped
     def ListKeys(
         self, request: pb.ListKeysRequest, context: grpc.ServicerContext
     ) -> pb.ListKeysResponse:
         now = self.svc.clock()
         return pb.ListKeysResponse(keys=[convert.key_to_pb(v, now) for v in list_keys(self.svc)])
 
-    @_mapped
     def VerifyManufacturer(
         self, request: pb.VerifyManufacturerRequest, context: grpc.ServicerContext
     ) -> pb.VerifyManufacturerResponse:
         verdict = verify_manufacturer(self.svc, convert.delivery_from(request))
         return convert.verdict_to_pb(verdict)
 
-    @_mapped
     def Resign(self, request: pb.ResignRequest, context: grpc.ServicerContext) -> pb.ResignResponse:
         result = resign(
             self.svc,
@@ -117,7 +58,6 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         )
         return convert.resign_to_pb(result)
 
-    @_mapped
     def BuildDUIS(
         self, request: pb.BuildDUISRequest, context: grpc.ServicerContext
     ) -> pb.BuildDUISResponse:
@@ -138,7 +78,6 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             refused=convert.refusals_to_pb(result.refused),
         )
 
-    @_mapped
     def GetUpgradePath(
         self, request: pb.GetUpgradePathRequest, context: grpc.ServicerContext
     ) -> pb.GetUpgradePathResponse:
@@ -151,7 +90,6 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         )
         return pb.GetUpgradePathResponse(path=path or [], reachable=path is not None)
 
-    @_mapped
     def BuildActivation(
         self, request: pb.BuildActivationRequest, context: grpc.ServicerContext
     ) -> pb.BuildActivationResponse:
@@ -163,7 +101,6 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             refused=convert.refusals_to_pb(tuple(refused)),
         )
 
-    @_mapped_stream
     def StreamActivation(
         self,
         request_iterator: Iterator[pb.ActivationCampaignRequest],
@@ -183,30 +120,23 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                     message.results.add(request=convert.activation_to_pb(item))
             yield message
 
-    @_mapped
     def SignPreCommand(
         self, request: pb.SignPreCommandRequest, context: grpc.ServicerContext
     ) -> pb.SignPreCommandResponse:
         which = request.WhichOneof("source")
-        try:
-            result = sign_pre_command_for(
-                self.svc,
-                pre_command=request.pre_command if which == "pre_command" else None,
-                dcc_response=request.dcc_response if which == "dcc_response" else None,
-            )
-        except PreCommandRefused as exc:
-            count_refusals([exc.code])
-            raise
+        result = sign_pre_command_for(
+            self.svc,
+            pre_command=request.pre_command if which == "pre_command" else None,
+            dcc_response=request.dcc_response if which == "dcc_response" else None,
+        )
         return convert.signed_pre_command_to_pb(result)
 
-    @_mapped_stream
     def StreamSignPreCommands(
         self, request_iterator: Iterator[pb.PreCommandBatch], context: grpc.ServicerContext
     ) -> Iterator[pb.PreCommandResults]:
         for batch in request_iterator:
             message = pb.PreCommandResults()
             results = sign_pre_command_batch(self.svc, list(batch.pre_commands))
-            count_refusals([r.code for r in results if isinstance(r, PreCommandRefusal)])
             for item in results:
                 if isinstance(item, PreCommandRefusal):
                     message.results.add(

@@ -18,15 +18,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from signer.api import metrics as api_metrics
+from signer.api import metrics_collector
 from signer.api._proto.signer.v1 import signer_pb2 as pb
-from signer.api.metrics import GO_CODES, MetricsInterceptor
-from signer.metrics import go_code_name, refusal_reason
-from signer.service import activation
-from signer.service.keyviews import KeyView
-from tests.api.conftest import RTDS_DEVICE, Running
-from tests.conftest import SUPPLIER_EUI, Manufacturer
-from tests.independent import cs06_pre_command
+from signer.api.metrics_interceptor import GO_CODES, MetricsInterceptor, go_code_name
+from signer.api.outcome import refusal_reason
+from signer.service import precommands
+from signer.service.keys.views import KeyView
+from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.independent import cs06_pre_command
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import Running
 
 SIGNER = "signer.v1.FirmwareSigner"
 HEALTH = "grpc.health.v1.Health"
@@ -239,7 +240,7 @@ def _moved(fn: Callable[[], Any], *reads: tuple[str, str, str, dict[str, str]]) 
 
 
 def test_codes_of_aborted_failed_and_deadline_exceeded_calls(probe: grpc.Channel) -> None:
-    unary = probe.unary_unary(f"/{PROBE}/Unary")
+    unary = probe.unary_unary(f"/{PROBE}/Unary", None, None)
 
     def call(data: bytes, timeout: float | None = None) -> Callable[[], Any]:
         def run() -> None:
@@ -273,8 +274,8 @@ def test_codes_of_aborted_failed_and_deadline_exceeded_calls(probe: grpc.Channel
 
 
 def test_stream_types_and_messages_are_counted(probe: grpc.Channel) -> None:
-    upload = probe.stream_unary(f"/{PROBE}/Upload")
-    chat = probe.stream_stream(f"/{PROBE}/Chat")
+    upload = probe.stream_unary(f"/{PROBE}/Upload", None, None)
+    chat = probe.stream_stream(f"/{PROBE}/Chat", None, None)
     assert _moved(
         lambda: upload(iter([b"a", b"b", b"c"])),
         ("grpc_server_msg_received_total", "Upload", "client_stream", {}),
@@ -319,11 +320,11 @@ def test_free_text_never_becomes_a_reason_label() -> None:
     assert refusal_reason("x" * 100) == "other"
     # pre-command refusals carry their code; each is a label as it stands
     for code in (
-        activation.PRE_COMMAND_MALFORMED,
-        activation.PRE_COMMAND_NOT_ISSUED,
-        activation.PRE_COMMAND_MISMATCH,
-        activation.PRE_COMMAND_ALREADY_SIGNED,
-        activation.PRE_COMMAND_DUPLICATE,
+        precommands.PRE_COMMAND_MALFORMED,
+        precommands.PRE_COMMAND_NOT_ISSUED,
+        precommands.PRE_COMMAND_MISMATCH,
+        precommands.PRE_COMMAND_ALREADY_SIGNED,
+        precommands.PRE_COMMAND_DUPLICATE,
     ):
         assert refusal_reason(code) == code
 
@@ -354,8 +355,8 @@ def test_a_hung_hsm_never_hangs_a_scrape(monkeypatch: pytest.MonkeyPatch) -> Non
             )
         ]
 
-    monkeypatch.setattr(api_metrics, "list_keys", list_keys)
-    keys = api_metrics._KeyExpiry(None, ttl=0.0, wait=0.2)  # type: ignore[arg-type]
+    monkeypatch.setattr(metrics_collector, "list_keys", list_keys)
+    keys = metrics_collector._KeyExpiry(None, ttl=0.0, wait=0.2)  # type: ignore[arg-type]
     first = [("k", "supplier-ds", "active", dt.datetime(2030, 1, 1, tzinfo=dt.UTC).timestamp())]
     assert keys.current() == first
     for _ in range(3):

@@ -1,0 +1,174 @@
+"""What a FirmwareSigner client is told when a call fails, and every refusal it is told of.
+
+Innermost interceptor, on the FirmwareSigner methods only (health and reflection keep
+grpc's own handling): a `SignerError` becomes its status through `status.status_for`, with
+an `InvalidInput`'s field and offset as trailing metadata; any other exception is a bug,
+INTERNAL and logged with its traceback, its text never sent. ``signer_refusals_total``
+counts here and only here: devices and pre-commands refused inside a response, each device
+of a call refused whole (`DevicesRefused`), a CS06 pre-command refused (`PreCommandRefused`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.descriptor import Descriptor
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api.handlers import Behavior, Continuation, Handler, Rpc, ServerInterceptor, wrap
+from signer.api.status import status_for
+from signer.errors import DevicesRefused, InvalidInput, SignerError
+from signer.metrics import REFUSALS
+from signer.service.precommands import PreCommandRefused
+
+log = logging.getLogger("signer.api.servicer")  # the name these lines have always logged under
+_SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
+MAX_DETAILS = 4000
+#: reason codes are identifiers; anything else (free text) is counted as this
+OTHER_REASON = "other"
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,47}")
+#: the refusal messages of the API, and the field of each that holds its reason code
+_REASON_FIELD = {
+    pb.DeviceRefusal.DESCRIPTOR.full_name: "reason",
+    pb.PreCommandRefusal.DESCRIPTOR.full_name: "code",
+}
+
+
+def refusal_reason(code: str) -> str:
+    """A reason code as a label value: free text never becomes a series of its own."""
+    return code if _REASON.fullmatch(code) else OTHER_REASON
+
+
+def count_refusals(reasons: list[str]) -> None:
+    """One increment per reason code, not per device: 50,000 refusals cost a few calls."""
+    tally: dict[str, int] = {}
+    for r in reasons:
+        label = refusal_reason(r)
+        tally[label] = tally.get(label, 0) + 1
+    for label, n in tally.items():
+        REFUSALS.labels(reason=label).inc(n)
+
+
+@dataclass(frozen=True)
+class RefusalField:
+    """Where a response carries refusals: ``refused[]``, or ``results[].refused`` (a oneof)."""
+
+    repeated: str
+    inner: str | None
+    reason: str
+
+    def reasons(self, message: Any) -> list[str]:
+        items = getattr(message, self.repeated)
+        if self.inner is None:
+            return [getattr(r, self.reason) for r in items]
+        inner = self.inner
+        return [getattr(getattr(i, inner), self.reason) for i in items if i.HasField(inner)]
+
+
+def refusal_fields(response: Descriptor) -> tuple[RefusalField, ...]:
+    """Read from the proto, so a new RPC that returns refusals is counted with nothing to add."""
+    found = []
+    for f in response.fields:
+        if f.message_type is None or not f.is_repeated:
+            continue
+        reason = _REASON_FIELD.get(f.message_type.full_name)
+        if reason is not None:
+            found.append(RefusalField(f.name, None, reason))
+            continue
+        for g in f.message_type.fields:
+            if g.message_type is not None and not g.is_repeated:
+                reason = _REASON_FIELD.get(g.message_type.full_name)
+                if reason is not None:
+                    found.append(RefusalField(f.name, g.name, reason))
+    return tuple(found)
+
+
+def error_reasons(error: SignerError) -> list[str]:
+    """The reason codes of a call refused whole."""
+    if isinstance(error, DevicesRefused):
+        return [reason for _device, reason, _detail in error.refusals]
+    if isinstance(error, PreCommandRefused):
+        return [error.code]
+    return []
+
+
+class OutcomeInterceptor(ServerInterceptor):
+    """Map errors and count refusals once for every FirmwareSigner handler, unary or not."""
+
+    def __init__(self) -> None:
+        self._fields = {
+            f"/{_SERVICE.full_name}/{m.name}": refusal_fields(m.output_type)
+            for m in _SERVICE.methods
+        }
+
+    def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = continuation(details)
+        if details.method not in self._fields:
+            return handler
+        return wrap(handler, details, self._around)
+
+    def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
+        fields = self._fields[rpc.full_method]
+        if rpc.streams_responses:
+
+            def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    items = behavior(request, context)
+                    try:
+                        for message in items:
+                            _count(message, fields)
+                            yield message
+                    finally:
+                        items.close()  # at once, as `yield from` would: the client went away
+                except SignerError as exc:
+                    _abort(context, exc, rpc.method)
+                except Exception:
+                    _internal(context, rpc.method)
+
+            return streaming
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                response = behavior(request, context)
+                _count(response, fields)
+                return response
+            except SignerError as exc:
+                _abort(context, exc, rpc.method)
+            except Exception:
+                _internal(context, rpc.method)
+
+        return unary
+
+
+def _count(message: Any, fields: tuple[RefusalField, ...]) -> None:
+    for f in fields:
+        count_refusals(f.reasons(message))
+
+
+def _internal(context: grpc.ServicerContext, method: str) -> NoReturn:
+    """A bug: the traceback goes to the log, never to the client."""
+    log.exception("%s failed unexpectedly", method)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
+def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> NoReturn:
+    remaining = context.time_remaining()
+    code = status_for(exc, deadline_passed=remaining is not None and remaining <= 0)
+    count_refusals(error_reasons(exc))
+    if isinstance(exc, InvalidInput):
+        meta = [("signer-field", exc.field or "")]
+        if exc.offset is not None:
+            meta.append(("signer-offset", str(exc.offset)))
+        context.set_trailing_metadata(tuple(meta))
+    message = str(exc)
+    if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
+        message = message[:MAX_DETAILS] + " ..."
+    log.info("%s refused: %s %s", method, code.name, message)
+    context.abort(code, message)

@@ -21,12 +21,22 @@ LAYERS = {
     "cli": 3,
 }
 SHARED = {"errors", "clock", "config", "caller", "metrics"}
+# adapters a transport reaches only through the use cases: the CLI opens neither the
+# database nor the token itself, so every command runs the same checks as the API
+THROUGH_USE_CASES = {"cli": {"registry", "hsm"}}
 
 
 def _imports(path: Path) -> set[str]:
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("signer"):
+    return _imported(ast.parse(path.read_text()))
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    """Every signer module named by an import, ``from signer import x`` as ``signer.x``."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "signer":
+            out.update(f"signer.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("signer"):
             out.add(node.module)
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("signer"))
@@ -43,6 +53,34 @@ def test_imports_point_down(sub: str) -> None:
             if len(parts) < 2 or parts[1] in SHARED:
                 continue
             assert LAYERS[parts[1]] <= LAYERS[sub], f"{path.relative_to(PACKAGE)} imports {mod}"
+
+
+@pytest.mark.parametrize("sub", sorted(THROUGH_USE_CASES))
+def test_transport_reaches_adapters_only_through_use_cases(sub: str) -> None:
+    stray = [
+        f"{path.relative_to(PACKAGE)} imports {mod}"
+        for path in sorted((PACKAGE / sub).rglob("*.py"))
+        for mod in sorted(_imports(path))
+        if len(mod.split(".")) > 1 and mod.split(".")[1] in THROUGH_USE_CASES[sub]
+    ]
+    assert not stray, f"go through signer.service: {stray}"
+
+
+def test_the_import_check_sees_every_form() -> None:
+    tree = ast.parse(
+        "import signer.hsm.token\n"
+        "from signer import registry\n"
+        "from signer.registry.db import open_database\n"
+        "def f():\n"
+        "    from signer.service import cplops\n"
+        "import json\n"
+    )
+    assert _imported(tree) == {
+        "signer.hsm.token",
+        "signer.registry",
+        "signer.registry.db",
+        "signer.service",
+    }
 
 
 def test_only_the_hsm_door_imports_pkcs11() -> None:
@@ -80,7 +118,7 @@ def test_pure_formats_do_no_io() -> None:
 # as key operations), and the HSM adapter that defines it.
 SIGN_DIGEST_ALLOWED = {
     "service/signing.py": None,
-    "service/keys.py": {"certificate_request", "self_certify"},
+    "service/keys/lifecycle.py": {"certificate_request", "self_certify"},
 }
 
 
@@ -145,6 +183,6 @@ def test_the_sign_digest_check_finds_a_direct_call() -> None:
         (6, "resign"),
         (7, "resign"),
     ]
-    assert SIGN_DIGEST_ALLOWED["service/keys.py"] and _sign_digest_uses(
-        ast.parse((PACKAGE / "service/keys.py").read_text())
+    assert SIGN_DIGEST_ALLOWED["service/keys/lifecycle.py"] and _sign_digest_uses(
+        ast.parse((PACKAGE / "service/keys/lifecycle.py").read_text())
     )  # the CSR path is still seen

@@ -1,4 +1,4 @@
-"""Commands that work on the registries directly (operations): manufacturers, devices."""
+"""Registry commands (operations): manufacturers, devices, activations; database only."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import click
 
 from signer.cli.common import config_option, load, reports_errors
 from signer.clock import system_clock
-from signer.registry import manufacturers as manufacturer_registry
-from signer.registry.db import open_database
 from signer.service import admin
+from signer.service.database import registry_database
 
 
 @click.group()
@@ -33,8 +32,8 @@ def manufacturers() -> None:
 @reports_errors
 def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) -> None:
     """Trust a certificate for deliveries carrying this manufacturer code."""
-    db = open_database(load(config_path).database_url)
-    added = admin.add_manufacturer(db, code, cert_file.read(), system_clock())
+    with registry_database(load(config_path)) as db:
+        added = admin.add_manufacturer(db, code, cert_file.read(), system_clock())
     click.echo(
         f"manufacturer {code.upper()}: "
         + ("certificate added" if added else "certificate already registered")
@@ -46,8 +45,9 @@ def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) 
 @reports_errors
 def manufacturers_list(config_path: Path | None) -> None:
     """List manufacturer codes and their certificates."""
-    db = open_database(load(config_path).database_url)
-    for code, subject, not_after in manufacturer_registry.list_codes(db):
+    with registry_database(load(config_path)) as db:
+        listed = admin.list_manufacturers(db)
+    for code, subject, not_after in listed:
         click.echo(f"{code:04X}  {subject}  not after {not_after:%Y-%m-%d}")
 
 
@@ -67,15 +67,15 @@ def devices_import(files: tuple[BinaryIO, ...], config_path: Path | None) -> Non
     carries it in sr:GBCSPayload. Use - for standard input. Re-importing a device replaces
     its cells.
     """
-    db = open_database(load(config_path).database_url)
-    for f in files:
-        creds, created = admin.import_device(db, f.read(), system_clock())
-        cell = creds.supplier_signing_cell()
-        ski = cell.ski.hex() if cell else "none"
-        click.echo(
-            f"{creds.device}: {'added' if created else 'updated'}, "
-            f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}"
-        )
+    with registry_database(load(config_path)) as db:
+        for f in files:
+            creds, created = admin.import_device(db, f.read(), system_clock())
+            cell = creds.supplier_signing_cell()
+            ski = cell.ski.hex() if cell else "none"
+            click.echo(
+                f"{creds.device}: {'added' if created else 'updated'}, "
+                f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}"
+            )
 
 
 @devices.command("show")
@@ -85,8 +85,8 @@ def devices_import(files: tuple[BinaryIO, ...], config_path: Path | None) -> Non
 @reports_errors
 def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
     """Show a device's trust anchor cells."""
-    db = open_database(load(config_path).database_url)
-    record = admin.show_device(db, eui)
+    with registry_database(load(config_path)) as db:
+        record = admin.show_device(db, eui)
     if record is None:
         raise click.ClickException(f"device {eui} is not registered")
     cells = [
@@ -136,8 +136,8 @@ def devices_inventory(file: Path, config_path: Path | None) -> None:
     and current_entry_id. Every bad row is reported; if there is any, nothing is recorded."""
     from signer.service import cplops
 
-    db = open_database(load(config_path).database_url)
-    count, errors = cplops.import_inventory(db, file, system_clock())
+    with registry_database(load(config_path)) as db:
+        count, errors = cplops.import_inventory(db, file, system_clock())
     for error in errors:
         click.echo(f"{file}: {error}", err=True)
     if errors:
@@ -160,27 +160,18 @@ def devices_set(
     config_path: Path | None,
 ) -> None:
     """Update one device's inventory."""
-    from signer.cpl.model import DeviceType, check_entry_id
-    from signer.errors import InvalidInput
-    from signer.gbcs.eui import Eui64
-    from signer.registry import devices as registry
+    from signer.service import cplops
 
-    db = open_database(load(config_path).database_url)
-    hw = None
-    if hardware_version is not None:
-        try:
-            hw = int(hardware_version, 16)
-        except ValueError:
-            raise InvalidInput("not hexadecimal", field="hardware_version") from None
-    registry.set_inventory(
-        db,
-        Eui64.parse(eui),
-        now=system_clock(),
-        hardware_version=hw,
-        device_type=DeviceType.parse(device_type).name if device_type else None,
-        current_entry_id=check_entry_id(current_entry) if current_entry else None,
-    )
-    click.echo(f"{Eui64.parse(eui)} updated")
+    with registry_database(load(config_path)) as db:
+        updated = cplops.set_device_inventory(
+            db,
+            eui,
+            system_clock(),
+            device_type=device_type,
+            hardware_version=hardware_version,
+            current_entry=current_entry,
+        )
+    click.echo(f"{updated} updated")
 
 
 @click.group()
@@ -198,8 +189,8 @@ def activations_succeeded(request_ids: tuple[str, ...], config_path: Path | None
     from signer.service import cplops
 
     config = load(config_path)
-    db = open_database(config.database_url)
-    for line in cplops.record_activation_results(
-        db, config.supplier_eui, request_ids, system_clock()
-    ):
-        click.echo(line)
+    with registry_database(config) as db:
+        for line in cplops.record_activation_results(
+            db, config.supplier_eui, request_ids, system_clock()
+        ):
+            click.echo(line)

@@ -13,9 +13,9 @@ from typing import Any, TextIO
 import click
 
 from signer.cli.common import config_option, load, reports_errors
-from signer.registry.auditchain import ChainReport
-from signer.registry.db import open_database
 from signer.service import audit as trail
+from signer.service.audit import ChainReport
+from signer.service.database import registry_database
 
 
 @click.group()
@@ -49,11 +49,8 @@ def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) ->
     prints somewhere the database's administrators cannot write, and pass it as --anchor
     next time.
     """
-    db = open_database(load(config_path).database_url)
-    try:
+    with registry_database(load(config_path)) as db:
         report = trail.verify_chain(db, trail.Anchor.parse(anchor) if anchor else None)
-    finally:
-        db.dispose()
     if as_json:
         click.echo(json.dumps(_report_json(report), sort_keys=True))
     else:
@@ -86,11 +83,8 @@ def audit_export(out: TextIO, since: int, config_path: Path | None) -> None:
     `details` is an object; `details_text` is the text the hash covers, verbatim, so the
     chain can be checked from an export too (the README gives the hashed form).
     """
-    db = open_database(load(config_path).database_url)
-    try:
+    with registry_database(load(config_path)) as db:
         n = trail.export(db, out, since=since)
-    finally:
-        db.dispose()
     click.echo(f"{n} record(s) exported", err=True)
 
 

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import os
-import re
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
 import grpc
@@ -19,142 +14,24 @@ from google.protobuf import json_format
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
-
-_file = click.Path(exists=True, dir_okay=False, path_type=Path)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _env(name: str) -> Callable[[], str | None]:
-    return lambda: os.environ.get(name) or None
-
-
-# (option, its environment variable, help)
-_TLS_OPTIONS = (
-    ("--tls-ca", "SIGNER_CLIENT_CA", "CA certificate(s) the server's certificate chains to (PEM)."),
-    (
-        "--tls-cert",
-        "SIGNER_CLIENT_CERT",
-        "This client's certificate (PEM); its subject is "
-        "the identity the server's role policy matches.",
-    ),
-    ("--tls-key", "SIGNER_CLIENT_KEY", "This client's private key (PEM)."),
-)
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where the service is and how to reach it: mTLS with all three files, else plaintext."""
-
-    server: str
-    tls: tuple[Path, Path, Path] | None = None  # CA, certificate, key
-
-    @classmethod
-    def of(cls, server: str, ca: Path | None, cert: Path | None, key: Path | None) -> Connection:
-        given = (ca, cert, key)
-        if all(p is None for p in given):
-            return cls(server)  # a development-mode server: plaintext, no identity
-        missing = [
-            f"{opt} (or ${env})"
-            for (opt, env, _), p in zip(_TLS_OPTIONS, given, strict=True)
-            if p is None
-        ]
-        if missing:
-            raise click.UsageError(
-                f"missing {' and '.join(missing)}: mTLS needs --tls-ca, "
-                "--tls-cert and --tls-key together (none of them for a "
-                "development-mode server)"
-            )
-        assert ca is not None and cert is not None and key is not None
-        return cls(server, (ca, cert, key))
-
-    def channel(self) -> grpc.Channel:
-        if self.tls is None:
-            return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
-        ca, cert, key = (p.read_bytes() for p in self.tls)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=key, certificate_chain=cert
-        )
-        return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
-
-    def fail(self, exc: grpc.RpcError) -> NoReturn:
-        """Report a failed call on stderr and exit 1."""
-        code = exc.code()
-        click.echo(f"error: {code.name}: {exc.details()}", err=True)
-        if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
-            click.echo(
-                "hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
-                "a server outside development mode needs mTLS",
-                err=True,
-            )
-        sys.exit(1)
-
-    def call(self, name: str, request: Any) -> Any:
-        """One unary call on a channel of its own."""
-        with self.channel() as channel:
-            try:
-                return getattr(pb_grpc.FirmwareSignerStub(channel), name)(request, timeout=300)
-            except grpc.RpcError as exc:
-                self.fail(exc)
-
-
-def connection_options(fn: F) -> F:
-    """--server and the three mTLS files, handed to the command as one `Connection`."""
-
-    @functools.wraps(fn)
-    def wrapper(
-        *args: Any,
-        server: str,
-        tls_ca: Path | None,
-        tls_cert: Path | None,
-        tls_key: Path | None,
-        **kwargs: Any,
-    ) -> Any:
-        return fn(*args, connection=Connection.of(server, tls_ca, tls_cert, tls_key), **kwargs)
-
-    for opt, env, text in reversed(_TLS_OPTIONS):
-        wrapper = click.option(
-            opt, type=_file, default=_env(env), show_default=f"${env}", help=text
-        )(wrapper)
-    wrapper = click.option(
-        "--server",
-        default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
-        show_default="$SIGNER_SERVER or 127.0.0.1:50051",
-        help="Address of the signer service.",
-    )(wrapper)
-    return wrapper  # type: ignore[return-value]
-
-
-def _safe_name(label: str) -> str:
-    """A key label as a file name: nothing the server sends may escape --out-dir."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", label).lstrip(".") or "key"
-
-
-def _read(path: Path | None) -> bytes:
-    return path.read_bytes() if path is not None else b""
-
-
-def _devices(device: tuple[str, ...], devices_file: Path | None) -> list[str]:
-    out = [d for arg in device for d in arg.split(",") if d.strip()]
-    if devices_file is not None:
-        out += [ln.strip() for ln in devices_file.read_text().splitlines() if ln.strip()]
-    if not out:
-        raise click.UsageError("name devices with --device or --devices-file")
-    return out
+from signer.cli.connection import Connection, connection_options
+from signer.cli.files import device_list, device_stream, existing_file, read_or_empty, safe_name
 
 
 @click.command()
-@click.option("--ota-header", type=_file, help="Separate shape: the OTA header.")
-@click.option("--manufacturer-image", type=_file, help="Separate shape: the Manufacturer Image.")
+@click.option("--ota-header", type=existing_file, help="Separate shape: the OTA header.")
+@click.option(
+    "--manufacturer-image", type=existing_file, help="Separate shape: the Manufacturer Image."
+)
 @click.option(
     "--gbcs",
     "gbcs_file",
-    type=_file,
+    type=existing_file,
     help="GBCS shape: upgrade image whose signature slot holds the manufacturer's.",
 )
-@click.option("--header-and-image", type=_file, help="Combination shape: header || image.")
-@click.option("--signature", type=_file, help="Manufacturer signature (raw r||s or DER).")
-@click.option("--hash", "hash_file", type=_file, help="SHA-256 of the Manufacturer Image.")
+@click.option("--header-and-image", type=existing_file, help="Combination shape: header || image.")
+@click.option("--signature", type=existing_file, help="Manufacturer signature (raw r||s or DER).")
+@click.option("--hash", "hash_file", type=existing_file, help="SHA-256 of the Manufacturer Image.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -174,14 +51,16 @@ def verify(
     """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
     if gbcs_file:
         req = pb.VerifyManufacturerRequest(
-            gbcs=pb.GbcsDelivery(upgrade_image=gbcs_file.read_bytes(), hash=_read(hash_file))
+            gbcs=pb.GbcsDelivery(
+                upgrade_image=gbcs_file.read_bytes(), hash=read_or_empty(hash_file)
+            )
         )
     elif header_and_image:
         req = pb.VerifyManufacturerRequest(
             combined=pb.CombinedDelivery(
                 header_and_image=header_and_image.read_bytes(),
-                signature=_read(signature),
-                hash=_read(hash_file),
+                signature=read_or_empty(signature),
+                hash=read_or_empty(hash_file),
             )
         )
     elif ota_header and manufacturer_image:
@@ -189,8 +68,8 @@ def verify(
             separate=pb.SeparateDelivery(
                 ota_header=ota_header.read_bytes(),
                 manufacturer_image=manufacturer_image.read_bytes(),
-                signature=_read(signature),
-                hash=_read(hash_file),
+                signature=read_or_empty(signature),
+                hash=read_or_empty(hash_file),
             )
         )
     else:
@@ -210,7 +89,7 @@ def verify(
 @click.command()
 @click.option("--image-id", required=True, help="Image ID from verify (SHA-256, hex).")
 @click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
-@click.option("--devices-file", type=_file, help="One device EUI-64 per line.")
+@click.option("--devices-file", type=existing_file, help="One device EUI-64 per line.")
 @click.option("--force-replace", is_flag=True, help="Set the Force Replace byte to 0x01.")
 @click.option(
     "--out-dir",
@@ -233,7 +112,7 @@ def resign(
     OUT_DIR/result.json listing which devices each image serves and which were refused.
     """
     req = pb.ResignRequest(
-        image_id=image_id, device_ids=_devices(device, devices_file), force_replace=force_replace
+        image_id=image_id, device_ids=device_list(device, devices_file), force_replace=force_replace
     )
     resp = connection.call("Resign", req)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +124,7 @@ def resign(
         ],
     }
     for img in resp.images:
-        path = out_dir / f"{_safe_name(img.key_label)}.bin"  # labels are unique on a token
+        path = out_dir / f"{safe_name(img.key_label)}.bin"  # labels are unique on a token
         path.write_bytes(img.upgrade_image)
         summary["images"].append(
             {
@@ -264,9 +143,11 @@ def resign(
 
 @click.command("build-duis")
 @click.option("--image-id", help="A verified library image; re-signed with the devices' key.")
-@click.option("--upgrade-image", type=_file, help="An upgrade image written by `signer resign`.")
+@click.option(
+    "--upgrade-image", type=existing_file, help="An upgrade image written by `signer resign`."
+)
 @click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
-@click.option("--devices-file", type=_file, help="One device EUI-64 per line.")
+@click.option("--devices-file", type=existing_file, help="One device EUI-64 per line.")
 @click.option("--firmware-version", required=True, help="DUIS FirmwareVersion, 1-8 characters.")
 @click.option("--service", type=click.Choice(["11.1", "11.4"]), default="11.1", show_default=True)
 @click.option("--force-replace", is_flag=True, help="With --image-id: Force Replace 0x01.")
@@ -292,7 +173,7 @@ def build_duis(
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
     req = pb.BuildDUISRequest(
-        device_ids=_devices(device, devices_file),
+        device_ids=device_list(device, devices_file),
         firmware_version=firmware_version,
         service_reference=service,
         force_replace=force_replace,
@@ -312,7 +193,7 @@ def build_duis(
 @click.command()
 @click.option("--image-id", required=True, help="The verified image being activated.")
 @click.option("--device", multiple=True, help="Device EUI-64; repeat or comma-separate.")
-@click.option("--devices-file", type=_file, help="One device EUI-64 per line (any number).")
+@click.option("--devices-file", type=existing_file, help="One device EUI-64 per line (any number).")
 @click.option(
     "--at",
     "at",
@@ -359,7 +240,7 @@ def activate(
     def requests() -> Iterator[pb.ActivationCampaignRequest]:
         yield pb.ActivationCampaignRequest(activation=spec)
         chunk: list[str] = []
-        for d in _device_stream(ids, devices_file):
+        for d in device_stream(ids, devices_file):
             chunk.append(d)
             if len(chunk) >= batch:
                 yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=chunk))
@@ -379,7 +260,7 @@ def activate(
             for result in results:
                 if result.WhichOneof("result") == "request":
                     r = result.request
-                    name = _safe_name(r.device_id)
+                    name = safe_name(r.device_id)
                     (out_dir / f"{name}.xml").write_bytes(r.duis_request)
                     built += 1
                 else:
@@ -402,8 +283,8 @@ def activate(
 
 
 @click.command("sign-precommand")
-@click.option("--pre-command", type=_file, help="The CS06 pre-command (binary or hex).")
-@click.option("--dcc-response", type=_file, help="Or the DUIS response XML carrying it.")
+@click.option("--pre-command", type=existing_file, help="The CS06 pre-command (binary or hex).")
+@click.option("--dcc-response", type=existing_file, help="Or the DUIS response XML carrying it.")
 @click.option(
     "--out-dir",
     required=True,
@@ -431,14 +312,6 @@ def sign_precommand(
     (out_dir / "signed-pre-command.bin").write_bytes(resp.signed_pre_command)
     (out_dir / "signed-pre-command.xml").write_bytes(resp.duis_request)
     click.echo(f"signed for {resp.device_id} (RequestID {resp.request_id}) in {out_dir}")
-
-
-def _device_stream(ids: list[str], devices_file: Path | None) -> Iterator[str]:
-    for arg in ids:
-        yield from (d.strip() for d in arg.split(",") if d.strip())
-    if devices_file is not None:
-        with devices_file.open() as f:
-            yield from (ln.strip() for ln in f if ln.strip())
 
 
 @click.command()

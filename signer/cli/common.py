@@ -16,7 +16,6 @@ import click
 from signer.caller import Caller, bound, new_request_id
 from signer.config import Config, load_config
 from signer.errors import SignerError
-from signer.hsm.token import Token
 from signer.service.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,13 +32,6 @@ config_option = click.option(
 
 def load(config_path: Path | None) -> Config:
     return load_config(config_path)
-
-
-def open_token(config: Config) -> Token:
-    config.token.prepare_environment()
-    token = Token(config.token.module, config.token.label, config.token.pin.read())
-    token.open()
-    return token
 
 
 @contextmanager

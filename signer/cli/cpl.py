@@ -12,8 +12,8 @@ import click
 
 from signer.cli.common import config_option, load, reports_errors
 from signer.clock import system_clock
-from signer.registry.db import open_database
 from signer.service import cplops
+from signer.service.database import registry_database
 
 
 @click.group()
@@ -37,10 +37,12 @@ def cpl_import(file: Path, fmt: str | None, config_path: Path | None) -> None:
     Re-importing is harmless. Every bad row is reported with its line and column, and if
     there is any, nothing is imported (exit 1).
     """
-    db = open_database(load(config_path).database_url)
-    with click.progressbar(
-        length=_count_rows(file), label="importing", show_pos=True, file=sys.stderr
-    ) as bar:
+    with (
+        registry_database(load(config_path)) as db,
+        click.progressbar(
+            length=_count_rows(file), label="importing", show_pos=True, file=sys.stderr
+        ) as bar,
+    ):
         progress: Any = bar  # click types the bar by its iterable, which we do not use
         report = cplops.import_cpl(db, file, system_clock(), fmt=fmt, progress=progress.update)
     for error in report.errors:
@@ -63,8 +65,8 @@ def _count_rows(file: Path) -> int:
 @reports_errors
 def cpl_path(from_id: str, to_id: str, config_path: Path | None) -> None:
     """The shortest permitted upgrade path between two CPL entries."""
-    db = open_database(load(config_path).database_url)
-    path = cplops.path_between(db, from_id, to_id)
+    with registry_database(load(config_path)) as db:
+        path = cplops.path_between(db, from_id, to_id)
     if path is None:
         raise click.ClickException(f"no path from {from_id} to {to_id}")
     click.echo(" -> ".join(path))
@@ -82,8 +84,9 @@ def cpl_path(from_id: str, to_id: str, config_path: Path | None) -> None:
 @reports_errors
 def cpl_graph(model: str | None, out: Path, config_path: Path | None) -> None:
     """Draw the upgrade graph, marking the entries registered devices are on."""
-    db = open_database(load(config_path).database_url)
-    out.write_text(cplops.graph_dot(db, model), encoding="utf-8")
+    with registry_database(load(config_path)) as db:
+        dot_text = cplops.graph_dot(db, model)
+    out.write_text(dot_text, encoding="utf-8")
     click.echo(f"wrote {out}")
     dot = shutil.which("dot")
     if dot is None:

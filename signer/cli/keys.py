@@ -15,9 +15,8 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from signer.cli.common import actor, config_option, load, reports_errors, services
-from signer.registry.keys import KeyRecord
-from signer.service import keys as lifecycle
-from signer.service.keyviews import KeyView, list_keys, rotation_report
+from signer.service.keys import lifecycle, operations
+from signer.service.keys.views import KeyView, list_keys, rotation_report
 from signer.smki.lifecycle import KeyPurpose
 
 KEY_HELP = "The key: its label, or a PKCS#11 URI such as pkcs11:token=T;object=L."
@@ -235,7 +234,7 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
 def keys_operations(as_json: bool, config_path: Path | None) -> None:
     """The recorded key operations: who did what to which key, refusals included."""
     with services(load(config_path)) as svc:
-        records = lifecycle.operations(svc)
+        records = operations.operations(svc)
     for r in records:
         if as_json:
             click.echo(
@@ -297,7 +296,7 @@ def keys_import(
     is `pending` until `signer keys activate`; its CKA_ID becomes the certificate's SKI.
     """
     with services(load(config_path)) as svc:
-        record: KeyRecord = lifecycle.import_existing(
+        record = lifecycle.import_existing(
             svc,
             label,
             key_file.read(),

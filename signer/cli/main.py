@@ -65,7 +65,7 @@ def _log_keys(services: Services) -> None:
     """What the token offers, so an operator sees a missing key before a call fails."""
     from signer.errors import SignerError
     from signer.service.duis import xml_signing_key
-    from signer.service.keyviews import UNREGISTERED, list_keys
+    from signer.service.keys.views import UNREGISTERED, list_keys
 
     for view in list_keys(services):
         log.info(

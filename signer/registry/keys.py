@@ -1,7 +1,8 @@
 """The key ledger and its operation records.
 
 A state change, the record of who made it and its audit trail record are written in one
-transaction, so the ledger never moves without its records. State changes are conditional
+transaction, so the ledger never moves without its records. The use case builds both
+records (`signer.service.keys.operations`); this stores them. State changes are conditional
 on the state the caller saw: two administrators racing cannot both win.
 """
 
@@ -16,13 +17,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from signer.caller import current
 from signer.errors import PolicyRefused
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
 from signer.registry.models import KeyOperation, SigningKey
-from signer.smki.lifecycle import KeyPurpose, KeyState, check_transition
+from signer.smki.lifecycle import KeyPurpose, KeyState
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ def create(
     purpose: KeyPurpose,
     now: dt.datetime,
     op: Operation,
+    entry: AuditEntry,
 ) -> KeyRecord:
     """A new ledger entry in state pending, recorded with the operation that made it."""
     with db.session() as s:
@@ -111,7 +112,7 @@ def create(
             created_at=now,
         )
         s.add(row)
-        _add_operation(s, op, now)
+        _add_operation(s, op, entry, now)
         s.flush()
         return _record(row)
 
@@ -123,11 +124,13 @@ def transition(
     *,
     now: dt.datetime,
     op: Operation,
+    entry: AuditEntry,
     ski: bytes | None = None,
     certificate_serial: str | None = None,
 ) -> KeyRecord:
-    """Move a key from the state the caller saw to ``target``, with its record, atomically."""
-    check_transition(record.label, record.state, target)
+    """Move a key from the state the caller saw to ``target``, with its records, atomically.
+
+    The use case has checked that the lifecycle allows the move."""
     values: dict[str, Any] = {"state": target.value}
     if target is KeyState.ACTIVE:
         values.update(
@@ -149,13 +152,7 @@ def transition(
             raise PolicyRefused(
                 f"key {record.label!r} changed state while this operation ran; look again and retry"
             )
-        _add_operation(
-            s,
-            op,
-            now,
-            ski=ski or record.ski,
-            serial=certificate_serial or record.certificate_serial,
-        )
+        _add_operation(s, op, entry, now)
         row = s.get(SigningKey, (record.token_label, record.key_id.hex()))
         assert row is not None
         s.refresh(row)
@@ -163,7 +160,14 @@ def transition(
 
 
 def update_certificate(
-    db: Database, record: KeyRecord, *, ski: bytes, serial: str, now: dt.datetime, op: Operation
+    db: Database,
+    record: KeyRecord,
+    *,
+    ski: bytes,
+    serial: str,
+    now: dt.datetime,
+    op: Operation,
+    entry: AuditEntry,
 ) -> None:
     """A renewed certificate on an active key: keep the ledger's copy of its SKI current."""
     with db.session() as s:
@@ -175,13 +179,13 @@ def update_certificate(
             )
             .values(ski=ski.hex(), certificate_serial=serial)
         )
-        _add_operation(s, op, now, ski=ski, serial=serial)
+        _add_operation(s, op, entry, now)
 
 
-def record(db: Database, op: Operation, now: dt.datetime) -> None:
+def record(db: Database, op: Operation, entry: AuditEntry, now: dt.datetime) -> None:
     """Record an operation that changed no state (a CSR, a refusal, an import)."""
     with db.session() as s:
-        _add_operation(s, op, now)
+        _add_operation(s, op, entry, now)
 
 
 def operations(db: Database, token_label: str | None = None) -> list[OperationRecord]:
@@ -205,45 +209,11 @@ def operations(db: Database, token_label: str | None = None) -> list[OperationRe
         ]
 
 
-def _add_operation(
-    s: Session,
-    op: Operation,
-    now: dt.datetime,
-    *,
-    ski: bytes | None = None,
-    serial: str | None = None,
-) -> None:
+def _add_operation(s: Session, op: Operation, entry: AuditEntry, now: dt.datetime) -> None:
     """The operation record and its audit trail record, in the caller's transaction."""
     s.add(_operation_row(op, now))
     s.flush()  # the ledger's own errors surface as themselves, not as the audit trail's
-    detail = dict(op.detail or {})
-    caller = current()
-    audit.append(
-        s,
-        [
-            AuditEntry(
-                at=now,
-                client=op.actor,
-                operation=f"key-{op.operation}",
-                outcome=op.outcome,
-                call_id=caller.request_id,
-                method=caller.method,
-                key_label=op.key_label,
-                key_ski=ski.hex() if ski is not None else _text(detail.get("ski")),
-                certificate_serial=serial if serial is not None else _text(detail.get("serial")),
-                digest=_text(detail.get("digest")),
-                details={
-                    "token": op.token_label,
-                    "cka_id": op.key_id.hex() if op.key_id is not None else None,
-                    **detail,
-                },
-            )
-        ],
-    )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    audit.append(s, [entry])
 
 
 def _operation_row(op: Operation, now: dt.datetime) -> KeyOperation:

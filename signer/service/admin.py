@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -44,7 +45,22 @@ def add_manufacturer(db: Database, code: str, cert_data: bytes, now: dt.datetime
         value = int(text, 16)
     except ValueError:
         raise InvalidInput(f"manufacturer code {code!r} is not hexadecimal", field="code") from None
-    return manufacturers.add_certificate(db, value, load_certificate(cert_data, field="cert"), now)
+    return add_manufacturer_certificate(db, value, load_certificate(cert_data, field="cert"), now)
+
+
+def add_manufacturer_certificate(
+    db: Database, code: int, certificate: x509.Certificate, now: dt.datetime
+) -> bool:
+    """Trust a certificate for a manufacturer code's deliveries; False if it already was.
+
+    Manufacturers sign with ECDSA P-256 (GBCS): a certificate with another key could
+    never verify a delivery, so it is refused rather than stored."""
+    if not 0 <= code <= 0xFFFF:
+        raise InvalidInput(f"manufacturer code {code:#x} is not 16 bits", field="code")
+    key = certificate.public_key()
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise InvalidInput("a manufacturer certificate must carry a P-256 key", field="cert")
+    return manufacturers.add_certificate(db, code, certificate, now)
 
 
 def parse_device_credentials(data: bytes) -> DeviceCredentials:
@@ -63,3 +79,8 @@ def import_device(db: Database, data: bytes, now: dt.datetime) -> tuple[DeviceCr
 
 def show_device(db: Database, eui_text: str) -> DeviceRecord | None:
     return devices.get_device(db, Eui64.parse(eui_text, field="eui"))
+
+
+def list_manufacturers(db: Database) -> list[tuple[int, str, dt.datetime]]:
+    """(code, certificate subject, not after) of every registered certificate, by code."""
+    return manufacturers.list_codes(db)

@@ -12,7 +12,8 @@ from typing import TextIO
 
 from signer.errors import InvalidInput
 from signer.registry import audit
-from signer.registry.auditchain import ChainChecker, ChainReport, Finding
+from signer.registry.auditcheck import ChainChecker, Finding
+from signer.registry.auditcheck import ChainReport as ChainReport  # what the CLI prints
 from signer.registry.db import Database
 
 HASH_LENGTH = 64

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from signer.cpl.dot import to_dot
 from signer.cpl.inventory import read_inventory_csv
-from signer.cpl.model import CplEntry
+from signer.cpl.model import CplEntry, DeviceType, check_entry_id
 from signer.cpl.parse import RowError, read_csv, read_json
 from signer.cpl.paths import UpgradeGraph
 from signer.duis.request import RequestId
@@ -50,6 +50,35 @@ def import_cpl(
 def import_inventory(db: Database, path: Path, now: dt.datetime) -> tuple[int, list[RowError]]:
     with path.open(encoding="utf-8", newline="") as f:
         return devices.import_inventory(db, read_inventory_csv(f), now)
+
+
+def set_device_inventory(
+    db: Database,
+    eui_text: str,
+    now: dt.datetime,
+    *,
+    device_type: str | None,
+    hardware_version: str | None,
+    current_entry: str | None,
+) -> Eui64:
+    """One device's inventory, as an operator types it (hardware version in hex); returns
+    the device's EUI. What is not given stays as it was."""
+    hw = None
+    if hardware_version is not None:
+        try:
+            hw = int(hardware_version, 16)
+        except ValueError:
+            raise InvalidInput("not hexadecimal", field="hardware_version") from None
+    eui = Eui64.parse(eui_text)
+    devices.set_inventory(
+        db,
+        eui,
+        now=now,
+        hardware_version=hw,
+        device_type=DeviceType.parse(device_type).name if device_type else None,
+        current_entry_id=check_entry_id(current_entry) if current_entry else None,
+    )
+    return eui
 
 
 def path_between(db: Database, from_id: str, to_id: str) -> list[str] | None:

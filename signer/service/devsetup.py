@@ -30,8 +30,9 @@ from signer.gbcs.trust_anchor import (
     RoleCredentials,
     TrustAnchorCell,
 )
-from signer.registry import cpl, devices, manufacturers
-from signer.service import keys
+from signer.registry import cpl, devices
+from signer.service import admin
+from signer.service.keys import lifecycle as keys
 from signer.service.services import open_services
 from signer.smki.lifecycle import KeyPurpose
 
@@ -106,7 +107,7 @@ def provision(
         supplier_ski = svc.token.find(label="supplier-ds").ski
         db = svc.db
         mfr_cert = _manufacturer(directory / "manufacturer", now)
-        manufacturers.add_certificate(db, DEV_MANUFACTURER_CODE, mfr_cert, now)
+        admin.add_manufacturer_certificate(db, DEV_MANUFACTURER_CODE, mfr_cert, now)
         assert supplier_ski is not None
         for eui in DEV_DEVICES:
             devices.store_credentials(db, _device_credentials(eui, supplier_ski), now)

@@ -27,11 +27,12 @@ from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.hsm.token import TokenKey
 from signer.registry import counters
-from signer.service import keygate, signing
+from signer.service import signing
 from signer.service.caches import VerifiedImage
+from signer.service.devices import parse_devices
 from signer.service.images import force_replace_for, verified_image
-from signer.service.keyref import find_key
-from signer.service.keyselect import KeyGroup, parse_devices
+from signer.service.keys.naming import find_key
+from signer.service.keys.selection import KeyGroup, signing_refusal
 from signer.service.pathways import screen, select_eligible
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import sign_for_group
@@ -127,7 +128,7 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
     if (
         cached is not None
         and cached[1].not_before <= now <= cached[1].not_after
-        and keygate.refusal(svc, cached[0], KeyPurpose.XML_SIGN) is None
+        and signing_refusal(svc, cached[0], KeyPurpose.XML_SIGN) is None
     ):
         return cached
     svc.xml_key = None
@@ -137,7 +138,7 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
             key = find_key(svc.token, name, field="supplier.xml_signing_key")
         else:
             key = _the_xml_key(svc)
-        reason = keygate.refusal(svc, key, KeyPurpose.XML_SIGN)
+        reason = signing_refusal(svc, key, KeyPurpose.XML_SIGN)
         if reason is not None:
             raise ConfigurationError(reason)
         if key.certificate is None:
@@ -151,7 +152,7 @@ def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
 def _the_xml_key(svc: Services) -> TokenKey:
     candidates = []
     for key in svc.token.keys(refresh=True):
-        if key.certificate is None or keygate.refusal(svc, key, KeyPurpose.XML_SIGN):
+        if key.certificate is None or signing_refusal(svc, key, KeyPurpose.XML_SIGN):
             continue
         try:
             smki = parse_smki(key.certificate)

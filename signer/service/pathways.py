@@ -20,7 +20,7 @@ from signer.registry import cpl
 from signer.registry.devices import DeviceFacts, device_facts
 from signer.service.caches import VerifiedImage
 from signer.service.images import verified_image
-from signer.service.keyselect import Selection, select_keys
+from signer.service.keys.selection import Selection, select_keys
 from signer.service.refusal import DeviceRefusal
 from signer.service.services import Services
 

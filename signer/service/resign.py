@@ -15,8 +15,9 @@ from signer.gbcs.ota import build_upgrade_image
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.service import signing
 from signer.service.caches import VerifiedImage
+from signer.service.devices import parse_devices
 from signer.service.images import force_replace_for, verified_image
-from signer.service.keyselect import KeyGroup, parse_devices
+from signer.service.keys.selection import KeyGroup
 from signer.service.pathways import select_eligible
 from signer.service.refusal import DeviceRefusal
 from signer.service.services import Services

@@ -19,33 +19,18 @@ from cryptography.hazmat.primitives import serialization
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from signer.gbcs.eui import Eui64
-from signer.gbcs.roles import RemotePartyRole
-from signer.gbcs.trust_anchor import (
-    CellUsage,
-    DeviceCredentials,
-    KeyUsage,
-    RoleCredentials,
-    TrustAnchorCell,
-)
 from signer.registry import devices
 from signer.registry.db import Database, open_database
 from signer.service import admin
 from signer.service.caches import LedgerStates
-from tests.cli.test_cli import signer
-from tests.conftest import (
-    MANUFACTURER_CODE,
-    MODULE,
-    PINNED,
-    SUPPLIER_EUI,
-    TOKEN_LABEL,
-    Hsm,
-    Manufacturer,
-    start_server,
-    write_config,
-)
-from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
-from tests.smki_ca import TestCa, pem
+from tests.support.cli import signer
+from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI
+from tests.support.devices import credentials
+from tests.support.hsm import MODULE, TOKEN_LABEL, Hsm
+from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import start_server, write_config
+from tests.support.smki_ca import TestCa, pem
 
 OLD, NEW = "rot-old", "rot-new"
 ON_OLD = [f"00-DB-00-00-00-00-0A-{i:02X}" for i in range(1, 4)]
@@ -56,28 +41,7 @@ STALE = "00-DB-00-00-00-00-0C-01"
 def _cells(db: Database, euis: list[str], ski: bytes) -> None:
     """Record the devices' 6.24.1 answer: their Supplier digital-signing cell names ``ski``."""
     for eui in euis:
-        cell = TrustAnchorCell(
-            role=int(RemotePartyRole.SUPPLIER),
-            key_usage=KeyUsage.DIGITAL_SIGNATURE,
-            cell_usage=CellUsage.MANAGEMENT,
-            subject_eui=Eui64.parse(SUPPLIER_EUI),
-            ski=ski,
-        )
-        devices.store_credentials(
-            db,
-            DeviceCredentials(
-                device=Eui64.parse(eui),
-                roles=(
-                    RoleCredentials(
-                        role=int(RemotePartyRole.SUPPLIER),
-                        status=0,
-                        sequence_number=0,
-                        cells=(cell,),
-                    ),
-                ),
-            ),
-            PINNED,
-        )
+        devices.store_credentials(db, credentials(eui, ski=ski), PINNED)
 
 
 def _certify(ca: TestCa, label: str, config: Path, tmp: Path) -> x509.Certificate:

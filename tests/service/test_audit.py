@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -42,30 +43,34 @@ from signer.errors import (
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters
-from signer.service import keys, signing
+from signer.service import signing
 from signer.service.activation import (
     ActivationSpec,
     build_activations,
-    sign_pre_command_for,
     stream_activations,
 )
 from signer.service.audit import verify_chain
 from signer.service.duis import build_duis
+from signer.service.keys import lifecycle as keys
+from signer.service.precommands import sign_pre_command_for
 from signer.service.resign import resign
 from signer.service.services import Services
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose
-from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.audit_rows import allow_inserts, assert_chain, fail_inserts, head, query, rows
-from tests.conftest import SUPPLIER_EUI, Hsm, Manufacturer, new_database
-from tests.independent import (
+from tests.support.audit_rows import allow_inserts, assert_chain, fail_inserts, head, query, rows
+from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.database import new_database
+from tests.support.hsm import Hsm
+from tests.support.independent import (
     cs06_pre_command,
     duis_fields,
     firmware_image_of,
     ota_header,
     split_upgrade_image,
 )
-from tests.ledger import services_for
+from tests.support.ledger import services_for
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import prepare
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 BACKOFFICE = Caller(
@@ -130,7 +135,7 @@ def signed_over(cert: x509.Certificate, digest_hex: str, raw: bytes) -> bool:
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     try:
         key.verify(der, bytes.fromhex(digest_hex), ec.ECDSA(Prehashed(hashes.SHA256())))
-    except Exception:
+    except InvalidSignature:
         return False
     return True
 
@@ -595,7 +600,7 @@ def test_a_failing_write_beside_the_records_withholds_the_signatures(env: Env) -
 
     with pytest.raises(RuntimeError, match="beside the records"):
         with signing.batch(env.svc) as signer:
-            signer.along(broken)  # type: ignore[arg-type]
+            signer.along(broken)
             signer.sign(
                 key,
                 hashlib.sha256(IMAGE).digest(),

@@ -14,9 +14,11 @@ import psycopg
 from cryptography import x509
 from lxml import etree
 
-from tests.conftest import MODULE, ROOT, start_server
-from tests.independent import xmlsec1_verify
+from tests.support.constants import ROOT
+from tests.support.hsm import MODULE
+from tests.support.independent import xmlsec1_verify
 from tests.support.postgres import Cluster, libpq_of
+from tests.support.server import start_server
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 

@@ -27,39 +27,25 @@ from signer.clock import fixed_clock
 from signer.config import load_config
 from signer.errors import CertificateRejected, DevicesRefused, InvalidInput, PolicyRefused
 from signer.gbcs import delivery as deliveries
-from signer.gbcs.eui import Eui64
-from signer.gbcs.roles import RemotePartyRole
-from signer.gbcs.trust_anchor import (
-    CellUsage,
-    DeviceCredentials,
-    KeyUsage,
-    RoleCredentials,
-    TrustAnchorCell,
-)
 from signer.hsm.token import RESCAN_INTERVAL
 from signer.registry import devices
 from signer.registry import keys as ledger
 from signer.registry.keys import OperationRecord
-from signer.service import admin, keys
-from signer.service.keyviews import UNREGISTERED, list_keys, rotation_report
+from signer.service import admin
+from signer.service.keys import lifecycle
+from signer.service.keys.views import UNREGISTERED, list_keys, rotation_report
 from signer.service.resign import ResignResult, resign
 from signer.service.services import Services, open_services
 from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyPurpose, KeyState
-from tests.conftest import (
-    LIFECYCLE_PG_TOKEN_LABEL,
-    MANUFACTURER_CODE,
-    MODULE,
-    PINNED,
-    SUPPLIER_EUI,
-    TOKEN_LABEL,
-    Hsm,
-    Manufacturer,
-    new_database,
-    write_config,
-)
-from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
-from tests.smki_ca import TestCa, method2_ski, pem
+from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI
+from tests.support.database import new_database
+from tests.support.devices import credentials
+from tests.support.hsm import LIFECYCLE_PG_TOKEN_LABEL, MODULE, TOKEN_LABEL, Hsm
+from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import write_config
+from tests.support.smki_ca import TestCa, method2_ski, pem
 
 # The service clock: inside the test CA's validity (2020..2035) and the session manufacturer
 # certificate's (PINNED +- 1 year), so images verify and certificates are judged at one time.
@@ -187,16 +173,16 @@ def _key_id(svc: Services, label: str) -> bytes:
 
 def _certify(svc: Services, ca: TestCa, label: str) -> x509.Certificate:
     """The production path: a CSR signed in the token, issued by the CA, installed."""
-    csr = keys.certificate_request(svc, label, SUPPLIER_EUI, actor=ACTOR)
+    csr = lifecycle.certificate_request(svc, label, SUPPLIER_EUI, actor=ACTOR)
     cert = ca.issue(csr)
-    keys.install_certificate(svc, label, pem(cert), actor=ACTOR)
+    lifecycle.install_certificate(svc, label, pem(cert), actor=ACTOR)
     return cert
 
 
 def _active_key(svc: Services, ca: TestCa, label: str) -> x509.Certificate:
-    keys.generate(svc, label, KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, label, KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     cert = _certify(svc, ca, label)
-    keys.activate(svc, label, actor=ACTOR)
+    lifecycle.activate(svc, label, actor=ACTOR)
     return cert
 
 
@@ -209,25 +195,7 @@ def _ski(cert: x509.Certificate) -> bytes:
 
 def _register(svc: Services, eui: str, ski: bytes) -> None:
     """A device whose Supplier digital-signing cell names ``ski`` (replaces its cells)."""
-    cell = TrustAnchorCell(
-        role=int(RemotePartyRole.SUPPLIER),
-        key_usage=KeyUsage.DIGITAL_SIGNATURE,
-        cell_usage=CellUsage.MANAGEMENT,
-        subject_eui=Eui64.parse(SUPPLIER_EUI),
-        ski=ski,
-    )
-    devices.store_credentials(
-        svc.db,
-        DeviceCredentials(
-            device=Eui64.parse(eui),
-            roles=(
-                RoleCredentials(
-                    role=int(RemotePartyRole.SUPPLIER), status=0, sequence_number=0, cells=(cell,)
-                ),
-            ),
-        ),
-        NOW,
-    )
+    devices.store_credentials(svc.db, credentials(eui, ski=ski), NOW)
 
 
 def _verified_image(svc: Services, m: Manufacturer, image: bytes) -> str:
@@ -280,7 +248,7 @@ def _refusal_recorded(svc: Services, label: str, operation: str, exc: Exception)
 def test_generate_makes_a_pending_p256_key_that_never_leaves_the_token(
     svc: Services, hsm: Hsm, tmp_path: Path
 ) -> None:
-    record = keys.generate(svc, "lc-generated", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    record = lifecycle.generate(svc, "lc-generated", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
 
     # the token, as OpenSC sees it: signs, nothing else, and never left the token
     private = _p11_private_key(hsm, "lc-generated")
@@ -323,9 +291,9 @@ def test_generate_makes_a_pending_p256_key_that_never_leaves_the_token(
 
 
 def test_generate_refuses_a_label_already_on_the_token_and_records_why(svc: Services) -> None:
-    keys.generate(svc, "lc-twice", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, "lc-twice", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     with pytest.raises(InvalidInput, match="already exists") as err:
-        keys.generate(svc, "lc-twice", KeyPurpose.XML_SIGN, actor=ACTOR)
+        lifecycle.generate(svc, "lc-twice", KeyPurpose.XML_SIGN, actor=ACTOR)
     _refusal_recorded(svc, "lc-twice", "generate", err.value)
     assert [k.label for k in svc.token.keys(refresh=True)].count("lc-twice") == 1
 
@@ -336,7 +304,7 @@ def test_generate_refuses_a_label_already_on_the_token_and_records_why(svc: Serv
 def test_a_pending_key_with_a_certificate_never_signs(
     svc: Services, ca: TestCa, manufacturer: Manufacturer
 ) -> None:
-    keys.generate(svc, "lc-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, "lc-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     cert = _certify(svc, ca, "lc-pending")  # certified, but nobody activated it
     assert _state(svc, "lc-pending") is KeyState.PENDING
     _register(svc, "00-DB-1C-00-00-00-02-01", _ski(cert))
@@ -355,8 +323,8 @@ def test_a_pending_key_with_a_certificate_never_signs(
 def test_csr_certificate_activation_and_signing_end_to_end(
     svc: Services, ca: TestCa, hsm: Hsm, manufacturer: Manufacturer, tmp_path: Path
 ) -> None:
-    record = keys.generate(svc, "lc-full", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
-    csr = keys.certificate_request(svc, "lc-full", SUPPLIER_EUI, actor=ACTOR, cn="lc-full")
+    record = lifecycle.generate(svc, "lc-full", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    csr = lifecycle.certificate_request(svc, "lc-full", SUPPLIER_EUI, actor=ACTOR, cn="lc-full")
 
     # OpenSSL verifies the CSR's self-signature (3.0 exits 0 on failure: read its words)
     csr_file = tmp_path / "request.pem"
@@ -390,13 +358,13 @@ def test_csr_certificate_activation_and_signing_end_to_end(
     )
 
     cert = ca.issue(csr)
-    keys.install_certificate(svc, "lc-full", pem(cert), actor=ACTOR)
+    lifecycle.install_certificate(svc, "lc-full", pem(cert), actor=ACTOR)
     assert _p11_read(hsm, "cert", record.key_id, tmp_path) == cert.public_bytes(
         serialization.Encoding.DER
     )
     assert _state(svc, "lc-full") is KeyState.PENDING  # installing is not activating
 
-    active = keys.activate(svc, "lc-full", actor=ACTOR)
+    active = lifecycle.activate(svc, "lc-full", actor=ACTOR)
     assert (active.state, active.ski, active.certificate_serial, active.activated_at) == (
         KeyState.ACTIVE,
         method2_ski(token_public),
@@ -460,7 +428,7 @@ BAD_CERTIFICATES: dict[str, tuple[IssueBad, str]] = {
 @pytest.fixture(scope="module")
 def certified_pending(svc: Services, ca: TestCa) -> x509.Certificate:
     """lc-install: pending, with a good certificate that every refusal must leave in place."""
-    keys.generate(svc, "lc-install", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, "lc-install", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     return _certify(svc, ca, "lc-install")
 
 
@@ -484,7 +452,7 @@ def test_install_certificate_refuses_and_says_why(
 
     bad = issue(ca, key.public_key)
     with pytest.raises(CertificateRejected) as err:
-        keys.install_certificate(svc, "lc-install", pem(bad), actor=ACTOR)
+        lifecycle.install_certificate(svc, "lc-install", pem(bad), actor=ACTOR)
     assert expected in str(err.value)
     _refusal_recorded(svc, "lc-install", "install-cert", err.value)
     # the record names the refused certificate, not only the reason
@@ -501,9 +469,9 @@ def test_install_certificate_refuses_and_says_why(
 
 
 def test_activate_refuses_a_key_without_a_certificate(svc: Services) -> None:
-    keys.generate(svc, "lc-no-cert", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, "lc-no-cert", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     with pytest.raises(PolicyRefused, match="'lc-no-cert' has no certificate; install one") as err:
-        keys.activate(svc, "lc-no-cert", actor=ACTOR)
+        lifecycle.activate(svc, "lc-no-cert", actor=ACTOR)
     _refusal_recorded(svc, "lc-no-cert", "activate", err.value)
     assert _state(svc, "lc-no-cert") is KeyState.PENDING
 
@@ -517,14 +485,14 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
     for eui in trusting:
         _register(svc, eui, _ski(old))
 
-    with pytest.raises(keys.KeysStillTrusted) as still:
-        keys.retire(svc, "lc-retire-old", actor=ACTOR)
+    with pytest.raises(lifecycle.KeysStillTrusted) as still:
+        lifecycle.retire(svc, "lc-retire-old", actor=ACTOR)
     assert [str(d) for d in still.value.devices] == sorted(trusting)
     assert all(eui in str(still.value) for eui in trusting)
     _refusal_recorded(svc, "lc-retire-old", "retire", still.value)
 
     with pytest.raises(InvalidInput) as no_reason:
-        keys.retire(svc, "lc-retire-old", actor=ACTOR, force=True, reason="  ")
+        lifecycle.retire(svc, "lc-retire-old", actor=ACTOR, force=True, reason="  ")
     assert no_reason.value.field == "reason"
     assert "a forced retirement needs a reason" in str(no_reason.value)
     _refusal_recorded(svc, "lc-retire-old", "retire", no_reason.value)
@@ -533,7 +501,7 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
 
     for eui in trusting:  # SR 6.15.1 done: their cells now name the new key
         _register(svc, eui, _ski(new))
-    retired = keys.retire(svc, "lc-retire-old", actor=ACTOR)
+    retired = lifecycle.retire(svc, "lc-retire-old", actor=ACTOR)
     assert (retired.state, retired.retired_at) == (KeyState.RETIRED, NOW)
     assert _state(svc, "lc-retire-old") is KeyState.RETIRED
     assert [(r.outcome, r.actor) for r in _operations(svc, "lc-retire-old", "disable-signing")] == [
@@ -557,14 +525,14 @@ def test_retire_waits_for_the_devices_then_stops_the_key_for_good(
 
     # retirement is final
     with pytest.raises(PolicyRefused, match="'lc-retire-old' is retired") as again:
-        keys.activate(svc, "lc-retire-old", actor=ACTOR)
+        lifecycle.activate(svc, "lc-retire-old", actor=ACTOR)
     _refusal_recorded(svc, "lc-retire-old", "activate", again.value)
     assert _state(svc, "lc-retire-old") is KeyState.RETIRED
 
 
 def test_the_token_itself_refuses_a_retired_key(svc: Services) -> None:
-    keys.generate(svc, "lc-token-refuses", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
-    keys.retire(svc, "lc-token-refuses", actor=ACTOR)
+    lifecycle.generate(svc, "lc-token-refuses", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.retire(svc, "lc-token-refuses", actor=ACTOR)
     key = svc.token.find(label="lc-token-refuses")
     assert key.can_sign is False
     with pytest.raises(PolicyRefused, match="CKA_SIGN is false"):
@@ -605,14 +573,14 @@ def test_a_pkcs11_uri_names_the_key_for_csr_and_activate(
     svc: Services, ca: TestCa, hsm: Hsm, tmp_path: Path
 ) -> None:
     uri = f"pkcs11:token={_TOKEN};object=lc-uri"
-    record = keys.generate(svc, "lc-uri", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
-    csr = keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR)
+    record = lifecycle.generate(svc, "lc-uri", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    csr = lifecycle.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR)
     assert _spki(csr.public_key()) == _spki(  # type: ignore[arg-type]
         _p11_public_key(hsm, record.key_id, tmp_path)
     )
     cert = ca.issue(csr)
-    keys.install_certificate(svc, uri, pem(cert), actor=ACTOR)
-    active = keys.activate(svc, uri, actor=ACTOR)
+    lifecycle.install_certificate(svc, uri, pem(cert), actor=ACTOR)
+    active = lifecycle.activate(svc, uri, actor=ACTOR)
     assert (active.label, active.key_id, active.state, active.ski) == (
         "lc-uri",
         record.key_id,
@@ -628,12 +596,12 @@ def test_a_pkcs11_uri_names_the_key_for_csr_and_activate(
 def test_a_uri_naming_another_token_is_refused_naming_the_field(
     svc: Services, operation: str
 ) -> None:
-    keys.generate(svc, f"lc-other-token-{operation}", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, f"lc-other-token-{operation}", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     uri = f"pkcs11:token=other-hsm;object=lc-other-token-{operation}"
     calls: dict[str, Callable[[], object]] = {
-        "activate": lambda: keys.activate(svc, uri, actor=ACTOR),
-        "csr": lambda: keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
-        "retire": lambda: keys.retire(svc, uri, actor=ACTOR),
+        "activate": lambda: lifecycle.activate(svc, uri, actor=ACTOR),
+        "csr": lambda: lifecycle.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
+        "retire": lambda: lifecycle.retire(svc, uri, actor=ACTOR),
     }
     with pytest.raises(InvalidInput) as err:
         calls[operation]()
@@ -653,8 +621,8 @@ def test_a_uri_naming_another_token_is_refused_naming_the_field(
 def test_a_pin_in_a_uri_is_refused_and_never_repeated(svc: Services, uri: str) -> None:
     before = ledger.operations(svc.db)
     for call in (
-        lambda: keys.activate(svc, uri, actor=ACTOR),
-        lambda: keys.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
+        lambda: lifecycle.activate(svc, uri, actor=ACTOR),
+        lambda: lifecycle.certificate_request(svc, uri, SUPPLIER_EUI, actor=ACTOR),
     ):
         with pytest.raises(InvalidInput) as err:
             call()
@@ -670,15 +638,15 @@ def test_a_pin_in_a_uri_is_refused_and_never_repeated(svc: Services, uri: str) -
 
 
 def test_list_keys_shows_states_devices_and_unregistered_keys(svc: Services, ca: TestCa) -> None:
-    keys.generate(svc, "lc-list-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    lifecycle.generate(svc, "lc-list-pending", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
     active = _active_key(svc, ca, "lc-list-active")
     retired = _active_key(svc, ca, "lc-list-retired")
-    keys.generate(svc, "lc-list-xml", KeyPurpose.XML_SIGN, actor=ACTOR)
+    lifecycle.generate(svc, "lc-list-xml", KeyPurpose.XML_SIGN, actor=ACTOR)
     svc.token.generate_key("lc-list-unregistered")  # made by another tool: no ledger entry
     for eui in ("00-DB-1C-00-00-00-08-01", "00-DB-1C-00-00-00-08-02"):
         _register(svc, eui, _ski(active))
     _register(svc, "00-DB-1C-00-00-00-08-03", _ski(retired))
-    keys.retire(svc, "lc-list-retired", actor=ACTOR, force=True, reason="key compromise drill")
+    lifecycle.retire(svc, "lc-list-retired", actor=ACTOR, force=True, reason="key compromise drill")
 
     views = {v.label: v for v in list_keys(svc) if v.label.startswith("lc-list-")}
     shown = {
@@ -722,5 +690,5 @@ def test_activate_refuses_a_key_made_outside_the_service_with_extra_usages(
     key = svc.token.find(label="lc-derive")
     svc.token.store_certificate(key, ca.issue(key.public_key, cn="lc-derive"))
     with pytest.raises(PolicyRefused, match=r"cannot be trusted to sign: it also allows .*derive"):
-        keys.activate(svc, "lc-derive", actor=ACTOR, purpose=KeyPurpose.SUPPLIER_DS)
+        lifecycle.activate(svc, "lc-derive", actor=ACTOR, purpose=KeyPurpose.SUPPLIER_DS)
     assert ledger.get(svc.db, svc.token.token_label, key.key_id) is None

@@ -16,13 +16,6 @@ from signer.errors import DevicesRefused, NotFound, PolicyRefused
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
-from signer.gbcs.trust_anchor import (
-    CellUsage,
-    DeviceCredentials,
-    KeyUsage,
-    RoleCredentials,
-    TrustAnchorCell,
-)
 from signer.hsm.token import Token, TokenKey
 from signer.registry import devices
 from signer.service import admin
@@ -33,10 +26,13 @@ from signer.service.verify import verify_manufacturer
 from signer.smki.certificate import smki_extensions, smki_name
 from signer.smki.issuance import issue_certificate
 from signer.smki.lifecycle import KeyPurpose
-from tests.api.conftest import RTDS_DEVICE, ensure_key
-from tests.conftest import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI, Hsm, Manufacturer, write_config
-from tests.independent import ota_header, raw_signature_verifies, split_upgrade_image
-from tests.ledger import activate, force_active
+from tests.support.constants import MANUFACTURER_CODE, PINNED, RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.devices import credentials
+from tests.support.hsm import Hsm, ensure_key
+from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
+from tests.support.ledger import activate, force_active
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import write_config
 
 SECOND = "00-DB-12-34-56-78-90-B2"
 NO_SUPPLIER_CELL = "00-DB-12-34-56-78-90-B3"
@@ -60,20 +56,6 @@ def _key_with_cert(token: Token, label: str, role: RemotePartyRole) -> TokenKey:
             sign_digest=lambda digest: token.sign_digest(key, digest),
         )
         return token.store_certificate(key, cert)
-
-
-def _device(eui: str, role: RemotePartyRole, ski: bytes) -> DeviceCredentials:
-    cell = TrustAnchorCell(
-        role=int(role),
-        key_usage=KeyUsage.DIGITAL_SIGNATURE,
-        cell_usage=CellUsage.MANAGEMENT,
-        subject_eui=Eui64.parse(SUPPLIER_EUI),
-        ski=ski,
-    )
-    return DeviceCredentials(
-        device=Eui64.parse(eui),
-        roles=(RoleCredentials(role=int(role), status=0, sequence_number=0, cells=(cell,)),),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +102,15 @@ def svc(
     # at signing time, not the ledger, must refuse it
     force_active(services, wrong, KeyPurpose.SUPPLIER_DS)
     devices.store_credentials(
-        services.db, _device(SECOND, RemotePartyRole.SUPPLIER, second.ski), PINNED
+        services.db, credentials(SECOND, RemotePartyRole.SUPPLIER, second.ski), PINNED
     )
     devices.store_credentials(
-        services.db, _device(NO_SUPPLIER_CELL, RemotePartyRole.NETWORK_OPERATOR, second.ski), PINNED
+        services.db,
+        credentials(NO_SUPPLIER_CELL, RemotePartyRole.NETWORK_OPERATOR, second.ski),
+        PINNED,
     )
     devices.store_credentials(
-        services.db, _device(WRONG_ROLE, RemotePartyRole.SUPPLIER, wrong.ski), PINNED
+        services.db, credentials(WRONG_ROLE, RemotePartyRole.SUPPLIER, wrong.ski), PINNED
     )
     yield services
     services.db.dispose()

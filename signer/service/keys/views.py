@@ -11,7 +11,7 @@ from signer.errors import CertificateRejected, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
-from signer.service.keys import locate
+from signer.service.keys.naming import locate
 from signer.service.services import Services
 from signer.smki.certificate import compact_name, parse_smki
 from signer.smki.lifecycle import KeyPurpose, purpose_of

@@ -1,4 +1,10 @@
-"""The device decides the key: map devices to the token key their Supplier cell names."""
+"""The device decides the key: each device gets the token key its Supplier cell names.
+
+A device's Supplier digital-signing trust anchor cell names a key by its certificate's SKI;
+that key then passes the gate every signing key passes at signing time (in the ledger,
+active, right purpose). A key the ledger does not know never signs: nothing on the token is
+trusted by default.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from signer.errors import CertificateRejected, InvalidInput
+from signer.errors import CertificateRejected
 from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
-from signer.service import keygate
 from signer.service.refusal import DeviceRefusal
 from signer.service.services import Services
 from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
-from signer.smki.lifecycle import KeyPurpose
-
-# DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
-MAX_DEVICES = 50_000
+from signer.smki.lifecycle import KeyPurpose, KeyState
 
 
 @dataclass(frozen=True)
@@ -33,23 +35,22 @@ class Selection:
     refused: tuple[DeviceRefusal, ...]
 
 
-def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> list[Eui64]:
-    """Parse a device list: non-empty, bounded, no duplicates, every EUI well-formed."""
-    if not device_ids:
-        raise InvalidInput("at least one device is needed", field=field)
-    if len(device_ids) > MAX_DEVICES:
-        raise InvalidInput(
-            f"{len(device_ids)} devices exceed the DUIS limit of {MAX_DEVICES}", field=field
+def signing_refusal(svc: Services, key: TokenKey, purpose: KeyPurpose) -> str | None:
+    """Why this key may not sign for this purpose now, or None if it may."""
+    if not key.can_sign:
+        return f"key {key.label!r} is disabled on the token (CKA_SIGN false: retired)"
+    entry = svc.ledger.get(svc.db, svc.token.token_label, key.key_id)
+    if entry is None:
+        return (
+            f"key {key.label!r} is not in the key ledger; a security team activates it "
+            "with `signer keys activate`"
         )
-    out: list[Eui64] = []
-    seen: set[Eui64] = set()
-    for i, text in enumerate(device_ids):
-        eui = Eui64.parse(text, field=f"{field}[{i}]")
-        if eui in seen:
-            raise InvalidInput(f"device {eui} is listed twice", field=f"{field}[{i}]")
-        seen.add(eui)
-        out.append(eui)
-    return out
+    state, recorded = entry
+    if state is not KeyState.ACTIVE:
+        return f"key {key.label!r} is {state}"
+    if recorded is not purpose:
+        return f"key {key.label!r} is for {recorded}, not {purpose}"
+    return None
 
 
 def select_keys(
@@ -99,7 +100,7 @@ def select_keys(
             )
             continue
         if ski not in gated:
-            gated[ski] = keygate.refusal(svc, key, KeyPurpose.SUPPLIER_DS)
+            gated[ski] = signing_refusal(svc, key, KeyPurpose.SUPPLIER_DS)
         if gated[ski] is not None:
             refused.append(DeviceRefusal(eui, "key_not_active", str(gated[ski])))
             continue

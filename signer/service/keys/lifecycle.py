@@ -2,7 +2,7 @@
 
 The private key is made inside the token and never leaves it; everything here works on its
 public half and its certificate. Every operation, refusals included, is recorded in the
-key ledger with the actor who ran it.
+key ledger with the actor who ran it (`signer.service.keys.operations`).
 """
 
 from __future__ import annotations
@@ -10,14 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives import serialization
 
 from signer.errors import (
     CertificateRejected,
@@ -31,12 +26,13 @@ from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.hsm.token import KeyProtection, TokenKey
 from signer.registry import devices as device_registry
-from signer.registry import keys as ledger
-from signer.registry.keys import KeyRecord, Operation
+from signer.registry.keys import KeyRecord as KeyRecord  # what these use cases return
 from signer.service.admin import import_key
-from signer.service.keyref import key_ref
+from signer.service.keys import operations as ledger
+from signer.service.keys.naming import key_ref, locate
+from signer.service.keys.operations import amend, cert_facts, operation, recorded, spki_sha256
 from signer.service.services import Services
-from signer.smki.certificate import load_certificate, parse_smki, smki_extensions, smki_name
+from signer.smki.certificate import load_certificate, smki_extensions, smki_name
 from signer.smki.csr import build_csr
 from signer.smki.issuance import issue_certificate
 from signer.smki.lifecycle import KeyPurpose, KeyState, check_certificate_for, purpose_of
@@ -61,52 +57,6 @@ class KeysStillTrusted(PolicyRefused):
         )
 
 
-@dataclass(frozen=True)
-class Located:
-    """A key as named: its token half (None if gone from the token) and its ledger entry."""
-
-    key: TokenKey | None
-    record: KeyRecord | None
-
-    @property
-    def label(self) -> str:
-        if self.key is not None:
-            return self.key.label
-        assert self.record is not None
-        return self.record.label
-
-    @property
-    def key_id(self) -> bytes:
-        if self.key is not None:
-            return self.key.key_id
-        assert self.record is not None
-        return self.record.key_id
-
-    def on_token(self) -> TokenKey:
-        if self.key is None:
-            raise NotFound(f"key {self.label!r} is in the key ledger but no longer on the token")
-        return self.key
-
-
-def locate(svc: Services, name: str, *, field: str = "label") -> Located:
-    """Find a key by label or PKCS#11 URI on the token, else in the ledger (a key gone from
-    the token can still be retired)."""
-    ref = key_ref(svc.token, name, field=field)
-    try:
-        key = svc.token.find(label=ref.label, key_id=ref.key_id)
-    except NotFound:
-        records = [
-            r
-            for r in ledger.all_keys(svc.db, svc.token.token_label).values()
-            if (ref.label is None or r.label == ref.label)
-            and (ref.key_id is None or r.key_id == ref.key_id)
-        ]
-        if len(records) != 1:
-            raise
-        return Located(None, records[0])
-    return Located(key, ledger.get(svc.db, svc.token.token_label, key.key_id))
-
-
 def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> KeyRecord:
     """A P-256 key pair made inside the token (pending), with an 8-byte CKA_ID."""
     ref = key_ref(svc.token, name, field="label")
@@ -116,21 +66,18 @@ def generate(svc: Services, name: str, purpose: KeyPurpose, *, actor: str) -> Ke
         raise InvalidInput(
             f"CKA_ID must be {KEY_ID_LENGTH} bytes, got {len(ref.key_id)}", field="label"
         )
-    op = _operation(svc, actor, "generate", ref.label, ref.key_id, purpose=purpose.value)
-    with _recorded(svc, op):
+    op = operation(svc, actor, "generate", ref.label, ref.key_id, purpose=purpose.value)
+    with recorded(svc, op):
         key = svc.token.generate_key(ref.label, ref.key_id)
         try:
             return ledger.create(
-                svc.db,
-                token_label=svc.token.token_label,
-                key_id=key.key_id,
-                label=key.label,
-                purpose=purpose,
-                now=svc.clock(),
-                op=_with(
+                svc,
+                key,
+                purpose,
+                amend(
                     op,
                     key_id=key.key_id,
-                    detail_extra={"public_key_sha256": _spki_sha256(key.public_key)},
+                    detail_extra={"public_key_sha256": spki_sha256(key.public_key)},
                 ),
             )
         except BaseException:
@@ -165,18 +112,12 @@ def import_existing(
             "(87); name the purpose",
             field="purpose",
         )
-    op = _operation(svc, actor, "import", label, None, purpose=purpose.value)
-    with _recorded(svc, op):
+    op = operation(svc, actor, "import", label, None, purpose=purpose.value)
+    with recorded(svc, op):
         key = import_key(svc.token, label, key_pem, cert_pem)
         try:
             return ledger.create(
-                svc.db,
-                token_label=svc.token.token_label,
-                key_id=key.key_id,
-                label=key.label,
-                purpose=purpose,
-                now=svc.clock(),
-                op=_with(op, key_id=key.key_id, detail_extra=_cert_facts(cert)),
+                svc, key, purpose, amend(op, key_id=key.key_id, detail_extra=cert_facts(cert))
             )
         except BaseException:
             svc.token.destroy_key(key)
@@ -189,9 +130,9 @@ def certificate_request(
     """A PKCS#10 request in the SMKI Organisation form, signed inside the token by the key."""
     found = locate(svc, name)
     eui = Eui64.parse(eui_text, field="eui")
-    op = _operation(svc, actor, "csr", found.label, found.key_id, eui=str(eui), cn=cn)
-    with _recorded(svc, op):
-        record = _require_record(found)
+    op = operation(svc, actor, "csr", found.label, found.key_id, eui=str(eui), cn=cn)
+    with recorded(svc, op):
+        record = found.in_ledger()
         if record.state is KeyState.RETIRED:
             raise PolicyRefused(f"key {found.label!r} is retired")
         if eui != svc.config.supplier_eui:
@@ -208,8 +149,8 @@ def certificate_request(
         )
         der = csr.public_bytes(serialization.Encoding.DER)
         ledger.record(
-            svc.db,
-            _with(
+            svc,
+            amend(
                 op,
                 detail_extra={
                     "subject": csr.subject.rfc4514_string(),
@@ -219,7 +160,6 @@ def certificate_request(
                     ).hexdigest(),  # what was signed
                 },
             ),
-            svc.clock(),
         )
         return csr
 
@@ -227,19 +167,19 @@ def certificate_request(
 def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: str) -> KeyRecord:
     """Store the issued certificate next to its key, if it is the key's and fits its purpose."""
     found = locate(svc, name)
-    op = _operation(svc, actor, "install-cert", found.label, found.key_id)
-    with _recorded(svc, op):
+    op = operation(svc, actor, "install-cert", found.label, found.key_id)
+    with recorded(svc, op):
         cert = load_certificate(cert_data, field="cert")
-    op = _with(op, detail_extra=_cert_facts(cert))  # a refusal names the certificate too
-    with _recorded(svc, op):
-        record = _require_record(found)
+    op = amend(op, detail_extra=cert_facts(cert))  # a refusal names the certificate too
+    with recorded(svc, op):
+        record = found.in_ledger()
         key = found.on_token()
         if record.state is KeyState.RETIRED:
             raise PolicyRefused(f"key {found.label!r} is retired")
         if cert.public_key() != key.public_key:
             raise CertificateRejected(
-                f"the certificate's public key (SHA-256 {_spki_sha256(cert.public_key())[:16]}…) "
-                f"is not key {key.label!r}'s (SHA-256 {_spki_sha256(key.public_key)[:16]}…)"
+                f"the certificate's public key (SHA-256 {spki_sha256(cert.public_key())[:16]}…) "
+                f"is not key {key.label!r}'s (SHA-256 {spki_sha256(key.public_key)[:16]}…)"
             )
         smki = check_certificate_for(
             record.purpose,
@@ -256,12 +196,10 @@ def install_certificate(svc: Services, name: str, cert_data: bytes, *, actor: st
             )
         svc.token.store_certificate(key, cert)
         if record.state is KeyState.ACTIVE:
-            ledger.update_certificate(
-                svc.db, record, ski=smki.ski, serial=str(smki.serial), now=svc.clock(), op=op
-            )
+            ledger.update_certificate(svc, record, ski=smki.ski, serial=str(smki.serial), op=op)
         else:
-            ledger.record(svc.db, op, svc.clock())
-        return _require_record(locate(svc, name))
+            ledger.record(svc, op)
+        return locate(svc, name).in_ledger()
 
 
 def activate(
@@ -274,8 +212,8 @@ def activate(
     certificate's role.
     """
     found = locate(svc, name)
-    op = _operation(svc, actor, "activate", found.label, found.key_id)
-    with _recorded(svc, op):
+    op = operation(svc, actor, "activate", found.label, found.key_id)
+    with recorded(svc, op):
         if found.record is not None and found.record.state is KeyState.RETIRED:
             raise PolicyRefused(f"key {found.label!r} is retired; retirement is final")
         key = found.on_token()
@@ -295,7 +233,7 @@ def activate(
                     "certificate's role names no purpose; give --purpose",
                     field="purpose",
                 )
-            op = _with(op, detail_extra={"adopted": True})
+            op = amend(op, detail_extra={"adopted": True})
         elif purpose is not None and purpose is not record.purpose:
             raise PolicyRefused(f"key {key.label!r} is for {record.purpose}, not {purpose}")
         use = purpose if record is None else record.purpose
@@ -309,25 +247,16 @@ def activate(
         )
         _refuse_ski_clash(svc, key, smki.ski)
         protection = _protection(svc, key)
-        op = _with(op, detail_extra={"generated_in_token": protection.local})
+        op = amend(op, detail_extra={"generated_in_token": protection.local})
         if record is None:
-            record = ledger.create(
-                svc.db,
-                token_label=svc.token.token_label,
-                key_id=key.key_id,
-                label=key.label,
-                purpose=use,
-                now=svc.clock(),
-                op=_with(op, operation="adopt"),
-            )
+            record = ledger.create(svc, key, use, amend(op, operation="adopt"))
         done = ledger.transition(
-            svc.db,
+            svc,
             record,
             KeyState.ACTIVE,
-            now=svc.clock(),
+            amend(op, detail_extra=cert_facts(key.certificate)),
             ski=smki.ski,
             certificate_serial=str(smki.serial),
-            op=_with(op, detail_extra=_cert_facts(key.certificate)),
         )
         svc.ledger.invalidate()
         return done
@@ -338,11 +267,11 @@ def retire(
 ) -> KeyRecord:
     """Retire a key for good: the ledger stops it, and CKA_SIGN is cleared on the token."""
     found = locate(svc, name)
-    op = _operation(svc, actor, "retire", found.label, found.key_id, forced=force, reason=reason)
-    with _recorded(svc, op):
+    op = operation(svc, actor, "retire", found.label, found.key_id, forced=force, reason=reason)
+    with recorded(svc, op):
         if force and not reason.strip():
             raise InvalidInput("a forced retirement needs a reason", field="reason")
-        record = _require_record(found)
+        record = found.in_ledger()
         if record.state is KeyState.RETIRED:
             done = record  # already retired: make sure the token refuses it too
         else:
@@ -354,15 +283,14 @@ def retire(
             if trusting and not force:
                 raise KeysStillTrusted(found.label, trusting)
             done = ledger.transition(
-                svc.db,
+                svc,
                 record,
                 KeyState.RETIRED,
-                now=svc.clock(),
-                op=_with(op, detail_extra={"devices_still_trusting": len(trusting)}),
+                amend(op, detail_extra={"devices_still_trusting": len(trusting)}),
             )
             svc.ledger.invalidate()
     if found.key is not None and found.key.can_sign:
-        disable = _operation(svc, actor, "disable-signing", found.label, found.key_id)
+        disable = operation(svc, actor, "disable-signing", found.label, found.key_id)
         try:
             svc.token.disable_signing(found.key)
         except SignerError as exc:
@@ -372,17 +300,13 @@ def retire(
                 found.label,
                 exc,
             )
-            ledger.record(
-                svc.db,
-                _with(disable, outcome="failed", detail_extra={"error": str(exc)}),
-                svc.clock(),
-            )
+            ledger.record(svc, amend(disable, outcome="failed", detail_extra={"error": str(exc)}))
             raise HsmUnavailable(
                 f"key {found.label!r} is retired in the key ledger (it will not sign), but "
                 f"CKA_SIGN could not be cleared on the token: {exc}; run `signer keys retire` "
                 "again when the token is reachable"
             ) from exc
-        ledger.record(svc.db, disable, svc.clock())
+        ledger.record(svc, disable)
     return done
 
 
@@ -400,7 +324,7 @@ def self_certify(
     Production certificates come from the SMKI issuing CA through `keys csr`.
     """
     found = locate(svc, name)
-    record = _require_record(found)
+    record = found.in_ledger()
     if record.state is not KeyState.PENDING:
         raise PolicyRefused(
             f"key {found.label!r} is {record.state}; only a pending key is self-certified"
@@ -419,79 +343,6 @@ def self_certify(
     return install_certificate(
         svc, name, cert.public_bytes(serialization.Encoding.PEM), actor=actor
     )
-
-
-# -- internals ------------------------------------------------------------------------------
-
-
-def operations(svc: Services) -> list[ledger.OperationRecord]:
-    """The recorded key operations of this token, oldest first."""
-    return ledger.operations(svc.db, svc.token.token_label)
-
-
-def _operation(
-    svc: Services, actor: str, operation: str, label: str, key_id: bytes | None, **detail: Any
-) -> Operation:
-    if not actor:
-        raise InvalidInput("every key operation needs an actor", field="actor")
-    return Operation(
-        actor=actor,
-        operation=operation,
-        token_label=svc.token.token_label,
-        key_label=label,
-        key_id=key_id,
-        detail=detail,
-    )
-
-
-def _with(
-    op: Operation,
-    *,
-    operation: str | None = None,
-    key_id: bytes | None = None,
-    outcome: str | None = None,
-    detail_extra: dict[str, Any] | None = None,
-) -> Operation:
-    return Operation(
-        actor=op.actor,
-        operation=operation or op.operation,
-        token_label=op.token_label,
-        key_label=op.key_label,
-        key_id=key_id if key_id is not None else op.key_id,
-        outcome=outcome or op.outcome,
-        detail={**(op.detail or {}), **(detail_extra or {})},
-    )
-
-
-@contextmanager
-def _recorded(svc: Services, op: Operation) -> Iterator[None]:
-    """Record a refused or failed operation before the error reaches the caller."""
-    try:
-        yield
-    except (InvalidInput, PolicyRefused, NotFound) as exc:
-        _try_record(svc, _with(op, outcome="refused", detail_extra={"reason": str(exc)}))
-        raise
-    except SignerError as exc:
-        _try_record(svc, _with(op, outcome="failed", detail_extra={"reason": str(exc)}))
-        raise
-
-
-def _try_record(svc: Services, op: Operation) -> None:
-    try:
-        ledger.record(svc.db, op, svc.clock())
-    except SignerError as exc:  # the database itself may be what failed
-        log.error(
-            "could not record refused key operation %s on %r: %s", op.operation, op.key_label, exc
-        )
-
-
-def _require_record(found: Located) -> KeyRecord:
-    if found.record is None:
-        raise PolicyRefused(
-            f"key {found.label!r} is not in the key ledger; adopt it with "
-            "`signer keys activate` or generate keys with `signer keys generate`"
-        )
-    return found.record
 
 
 def _protection(svc: Services, key: TokenKey) -> KeyProtection:
@@ -513,26 +364,3 @@ def _refuse_ski_clash(svc: Services, key: TokenKey, ski: bytes) -> None:
             raise CertificateRejected(
                 f"key {other.label!r} already has a certificate with SKI {ski.hex()}"
             )
-
-
-def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "serial": str(cert.serial_number),
-        "issuer": cert.issuer.rfc4514_string(),
-        "subject": cert.subject.rfc4514_string(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
-    }
-    try:
-        facts["ski"] = parse_smki(cert).ski.hex()
-    except CertificateRejected:
-        pass
-    return facts
-
-
-def _spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
-    return hashlib.sha256(
-        public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    ).hexdigest()

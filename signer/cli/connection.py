@@ -1,0 +1,120 @@
+"""How a client command reaches the service: --server and the mTLS files, as one `Connection`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import grpc
+
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+from signer.cli.files import existing_file
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _env(name: str) -> Callable[[], str | None]:
+    return lambda: os.environ.get(name) or None
+
+
+# (option, its environment variable, help)
+_TLS_OPTIONS = (
+    ("--tls-ca", "SIGNER_CLIENT_CA", "CA certificate(s) the server's certificate chains to (PEM)."),
+    (
+        "--tls-cert",
+        "SIGNER_CLIENT_CERT",
+        "This client's certificate (PEM); its subject is "
+        "the identity the server's role policy matches.",
+    ),
+    ("--tls-key", "SIGNER_CLIENT_KEY", "This client's private key (PEM)."),
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the service is and how to reach it: mTLS with all three files, else plaintext."""
+
+    server: str
+    tls: tuple[Path, Path, Path] | None = None  # CA, certificate, key
+
+    @classmethod
+    def of(cls, server: str, ca: Path | None, cert: Path | None, key: Path | None) -> Connection:
+        given = (ca, cert, key)
+        if all(p is None for p in given):
+            return cls(server)  # a development-mode server: plaintext, no identity
+        missing = [
+            f"{opt} (or ${env})"
+            for (opt, env, _), p in zip(_TLS_OPTIONS, given, strict=True)
+            if p is None
+        ]
+        if missing:
+            raise click.UsageError(
+                f"missing {' and '.join(missing)}: mTLS needs --tls-ca, "
+                "--tls-cert and --tls-key together (none of them for a "
+                "development-mode server)"
+            )
+        assert ca is not None and cert is not None and key is not None
+        return cls(server, (ca, cert, key))
+
+    def channel(self) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
+        ca, cert, key = (p.read_bytes() for p in self.tls)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+        return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
+
+    def fail(self, exc: grpc.RpcError) -> NoReturn:
+        """Report a failed call on stderr and exit 1."""
+        code = exc.code()
+        click.echo(f"error: {code.name}: {exc.details()}", err=True)
+        if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
+            click.echo(
+                "hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
+                "a server outside development mode needs mTLS",
+                err=True,
+            )
+        sys.exit(1)
+
+    def call(self, name: str, request: Any) -> Any:
+        """One unary call on a channel of its own."""
+        with self.channel() as channel:
+            try:
+                return getattr(pb_grpc.FirmwareSignerStub(channel), name)(request, timeout=300)
+            except grpc.RpcError as exc:
+                self.fail(exc)
+
+
+def connection_options(fn: F) -> F:
+    """--server and the three mTLS files, handed to the command as one `Connection`."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        server: str,
+        tls_ca: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        return fn(*args, connection=Connection.of(server, tls_ca, tls_cert, tls_key), **kwargs)
+
+    for opt, env, text in reversed(_TLS_OPTIONS):
+        wrapper = click.option(
+            opt, type=existing_file, default=_env(env), show_default=f"${env}", help=text
+        )(wrapper)
+    wrapper = click.option(
+        "--server",
+        default=lambda: os.environ.get("SIGNER_SERVER", "127.0.0.1:50051"),
+        show_default="$SIGNER_SERVER or 127.0.0.1:50051",
+        help="Address of the signer service.",
+    )(wrapper)
+    return wrapper  # type: ignore[return-value]

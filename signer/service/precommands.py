@@ -1,0 +1,354 @@
+"""CS06 pre-commands: check each against the SR 11.3 request it answers, then sign it.
+
+A pre-command is signed only if it answers an 11.3 request this service issued and recorded
+(``signer.service.activation``), matches it field by field, and was not signed before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+
+from signer.duis.activation import build_signed_pre_command, extract_pre_command
+from signer.duis.request import RequestId
+from signer.duis.xmldsig import PendingSignature, prepare_signature
+from signer.errors import (
+    HsmUnavailable,
+    InvalidInput,
+    PolicyRefused,
+    SignatureInvalid,
+    SignerError,
+)
+from signer.gbcs.eui import Eui64
+from signer.gbcs.precommand import (
+    ExpectedActivation,
+    PreCommand,
+    check_pre_command,
+    parse_pre_command,
+    pre_command_digest,
+    signed_pre_command,
+)
+from signer.gbcs.signature import verify_p256_prehashed
+from signer.registry import activations
+from signer.registry.activations import IssuedActivation
+from signer.registry.counters import MAX_COUNTER
+from signer.service import signing
+from signer.service.duis import xml_signing_key
+from signer.service.keys.selection import KeyGroup, select_keys
+from signer.service.refusal import DeviceRefusal
+from signer.service.services import Services
+from signer.service.signing import SigningBatch
+from signer.smki.lifecycle import KeyPurpose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SignedPreCommand:
+    device: Eui64
+    request_id: RequestId
+    signed_command: bytes
+    document: bytes
+
+
+# Why a pre-command was not signed, as machine-readable codes (metrics, clients). A device
+# whose Supplier cell names no usable key is refused with the device refusal's own code
+# (unknown_device, no_supplier_cell, no_key_for_cell, key_not_active, certificate_rejected).
+PRE_COMMAND_MALFORMED = "pre_command_malformed"  # does not parse as a CS06 pre-command
+PRE_COMMAND_NOT_ISSUED = "pre_command_not_issued"  # no SR 11.3 request with its counter
+PRE_COMMAND_MISMATCH = "pre_command_mismatch"  # differs from the 11.3 request it answers
+PRE_COMMAND_ALREADY_SIGNED = "pre_command_already_signed"  # a replay, or signing right now
+PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier in its batch
+
+
+@dataclass(frozen=True)
+class PreCommandRefusal:
+    """A pre-command of a batch that was not signed, and every reason why."""
+
+    index: int
+    device: Eui64 | None
+    request_id: RequestId | None
+    reason: str  # for people: every failed check
+    code: str  # machine-readable: one of the PRE_COMMAND_* codes or a device refusal's code
+
+
+class PreCommandRefused(PolicyRefused):
+    """``sign_pre_command_for`` refused its pre-command; ``code`` says why, for machines."""
+
+    def __init__(self, refused: PreCommandRefusal) -> None:
+        self.refused = refused
+        self.code = refused.code
+        super().__init__(f"pre-command refused: {refused.reason}")
+
+
+def sign_pre_command_for(
+    svc: Services, *, pre_command: bytes | None = None, dcc_response: bytes | None = None
+) -> SignedPreCommand:
+    """Check a CS06 pre-command against the 11.3 request it answers, then sign it.
+
+    Nothing is signed unless every check passes; a refusal lists every failed check.
+    """
+    if (pre_command is None) == (dcc_response is None):
+        raise InvalidInput("give exactly one of pre_command or dcc_response", field="source")
+    answered = None
+    if dcc_response is not None:
+        answered, payload = extract_pre_command(dcc_response)
+    else:
+        assert pre_command is not None
+        payload = pre_command
+    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)])[0]
+    if isinstance(result, PreCommandRefusal):
+        raise PreCommandRefused(result)
+    return result
+
+
+def sign_pre_command_batch(
+    svc: Services, payloads: Sequence[bytes]
+) -> list[SignedPreCommand | PreCommandRefusal]:
+    """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
+    on its own, the others are signed."""
+    parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefusal] = []
+    for i, payload in enumerate(payloads):
+        try:
+            parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
+        except InvalidInput as exc:
+            parsed.append(
+                PreCommandRefusal(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+            )
+    valid = [p for p in parsed if not isinstance(p, PreCommandRefusal)]
+    signed = iter(sign_pre_commands(svc, valid))
+    return [
+        p if isinstance(p, PreCommandRefusal) else _reindex(next(signed), i)
+        for i, p in enumerate(parsed)
+    ]
+
+
+def sign_pre_commands(
+    svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
+) -> list[SignedPreCommand | PreCommandRefusal]:
+    """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
+
+    Each pre-command must answer an 11.3 request this service issued (same counter), match
+    it field by field, not have been signed before, and be for a device whose Supplier cell
+    names a usable key. Claims are taken in one statement, so a pre-command is signed once.
+    """
+    supplier = svc.config.supplier_eui
+    issued = activations.get_many(
+        svc.db, supplier, [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER]
+    )
+    results: list[SignedPreCommand | PreCommandRefusal | None] = [None] * len(items)
+    ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
+    seen: set[int] = set()
+    for i, (pc, answered) in enumerate(items):
+        refusal, entry = _check_one(i, pc, answered, issued.get(pc.counter), supplier)
+        if refusal is not None:
+            results[i] = refusal
+        elif entry is not None and entry[1].counter in seen:
+            results[i] = PreCommandRefusal(
+                i,
+                entry[1].device,
+                entry[2],
+                "the same pre-command is earlier in this batch",
+                PRE_COMMAND_DUPLICATE,
+            )
+        elif entry is not None:
+            seen.add(entry[1].counter)
+            ready[i] = entry
+    groups = _key_groups(svc, [a.device for _, a, _ in ready.values()])
+    for i, (_pc, a, rid) in list(ready.items()):
+        group = groups[a.device]
+        if isinstance(group, DeviceRefusal):
+            results[i] = PreCommandRefusal(
+                i,
+                a.device,
+                rid,
+                f"device {group.device}: {group.reason} ({group.detail})",
+                group.reason,
+            )
+            del ready[i]
+    now = svc.clock()
+    claimed = activations.claim_pre_commands(
+        svc.db, supplier, [a.counter for _, a, _ in ready.values()], now
+    )
+    pending = set(claimed)
+    try:
+        with signing.batch(svc) as signer:
+            todo: dict[tuple[bytes, str], list[_Claimed]] = {}  # by key and image
+            for i, (pc, a, rid) in ready.items():
+                if a.counter not in claimed:
+                    results[i] = PreCommandRefusal(
+                        i,
+                        a.device,
+                        rid,
+                        f"the pre-command for {rid} is being signed by another call or was signed",
+                        PRE_COMMAND_ALREADY_SIGNED,
+                    )
+                    continue
+                group = groups[a.device]
+                assert isinstance(group, KeyGroup)
+                todo.setdefault((group.key.key_id, a.image_id), []).append(
+                    _Claimed(i, pc, a, rid, group)
+                )
+            for same_key in todo.values():
+                for c, signed in zip(same_key, _sign(svc, signer, same_key), strict=True):
+                    results[c.index] = signed
+            # signed for good in the same transaction as the signatures' records
+            signer.along(
+                partial(
+                    activations.mark_signed, originator=supplier, counters=sorted(claimed), now=now
+                )
+            )
+        pending.clear()  # signed and recorded: these are done
+    finally:
+        if pending:  # signing or its audit record failed: nothing went out, try again later
+            try:
+                activations.release_pre_commands(svc.db, supplier, sorted(pending))
+            except SignerError as exc:  # never hide the error that brought us here
+                log.error(
+                    "%d pre-command claim(s) could not be released and stay claimed "
+                    "(re-issue their SR 11.3 requests): %s",
+                    len(pending),
+                    exc,
+                )
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def _check_one(
+    i: int, pc: PreCommand, answered: RequestId | None, a: IssuedActivation | None, supplier: Eui64
+) -> tuple[PreCommandRefusal | None, tuple[PreCommand, IssuedActivation, RequestId] | None]:
+    if a is None:
+        return PreCommandRefusal(
+            i,
+            pc.recipient,
+            None,
+            f"no SR 11.3 request with counter {pc.counter} was issued by {supplier}",
+            PRE_COMMAND_NOT_ISSUED,
+        ), None
+    rid = RequestId(originator=supplier, target=a.device, counter=a.counter)
+    expected = ExpectedActivation(
+        originator=supplier,
+        recipient=a.device,
+        firmware_hash=bytes.fromhex(a.image_id),
+        counter=a.counter,
+        execution_time=a.execution_time,
+        cancel=a.cancel,
+    )
+    failures = check_pre_command(pc, expected)
+    if answered is not None and answered != rid:
+        failures.append(
+            f"request_id: the DCC response answers {answered}, the pre-command belongs to {rid}"
+        )
+    if failures:
+        return PreCommandRefusal(i, a.device, rid, "; ".join(failures), PRE_COMMAND_MISMATCH), None
+    if a.pre_command_signed_at is not None:
+        return PreCommandRefusal(
+            i,
+            a.device,
+            rid,
+            f"the pre-command for {rid} was already "
+            f"signed at {a.pre_command_signed_at.isoformat()}",
+            PRE_COMMAND_ALREADY_SIGNED,
+        ), None
+    return None, (pc, a, rid)
+
+
+def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | DeviceRefusal]:
+    """The key each device's Supplier cell names, or why there is none."""
+    unique = list(dict.fromkeys(devices))
+    out: dict[Eui64, KeyGroup | DeviceRefusal] = {}
+    if not unique:
+        return out
+    selection = select_keys(svc, unique)
+    for g in selection.groups:
+        for d in g.devices:
+            out[d] = g
+    for r in selection.refused:
+        out[r.device] = r
+    return out
+
+
+def _reindex(
+    result: SignedPreCommand | PreCommandRefusal, index: int
+) -> SignedPreCommand | PreCommandRefusal:
+    if isinstance(result, PreCommandRefusal):
+        return replace(result, index=index)
+    return result
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A pre-command that passed every check and whose claim this call holds."""
+
+    index: int
+    pc: PreCommand
+    issued: IssuedActivation
+    request_id: RequestId
+    group: KeyGroup
+
+
+def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]) -> list[SignedPreCommand]:
+    """Pre-commands of one key and one image: their CS06 signatures, then the
+    SignedPreCommand requests around them, each phase over all of them (the token signs
+    back to back; see activation.stream_activations).
+
+    The first CS06 signature made with each key handle the token looks up (each chunk of
+    ``SIGN_CHUNK``, each retry) is verified with the key's certificate: every handle that
+    signed is proven to be the key the devices' cells name before anything of the batch is
+    released. The others are not (a verification costs as much as a signature; a faulty
+    signature is refused by the meter, which checks every command).
+    """
+    group, image_id = items[0].group, items[0].issued.image_id
+    request_ids = [c.request_id for c in items]
+
+    def check(digest: bytes, signature: bytes) -> None:
+        try:
+            verify_p256_prehashed(group.certificate.public_key, digest, signature)
+        except SignatureInvalid:
+            raise HsmUnavailable(
+                f"key {group.key.label!r} produced a signature that does "
+                "not verify with its certificate"
+            ) from None
+
+    raw = signer.sign_all(
+        group.key,
+        [pre_command_digest(c.pc) for c in items],
+        request_ids,
+        purpose=KeyPurpose.SUPPLIER_DS,
+        operation=signing.PRECOMMAND_SIGN,
+        image_id=image_id,
+        device_count=1,
+        check=check,
+    )
+    commands = [signed_pre_command(c.pc, r) for c, r in zip(items, raw, strict=True)]
+    xml_key, xml_cert = xml_signing_key(svc)
+    pending: list[PendingSignature] = []
+    for c, command in zip(items, commands, strict=True):
+        root = build_signed_pre_command(
+            request_id=c.request_id, signed_command=command, parsed=c.pc
+        )
+        if svc.schema is not None:
+            svc.schema.validate(root)
+        pending.append(
+            prepare_signature(root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
+        )
+    xml_raw = signer.sign_all(
+        xml_key,
+        [p.digest for p in pending],
+        request_ids,
+        purpose=KeyPurpose.XML_SIGN,
+        operation=signing.PRECOMMAND_DUIS_SIGN,
+        image_id=image_id,
+        device_count=1,
+    )
+    return [
+        SignedPreCommand(
+            device=c.issued.device,
+            request_id=c.request_id,
+            signed_command=command,
+            document=p.finish(sig),
+        )
+        for c, command, p, sig in zip(items, commands, pending, xml_raw, strict=True)
+    ]

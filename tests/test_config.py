@@ -29,7 +29,7 @@ policy = "policy.toml"
 """
 
 
-def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None):
     path = tmp_path / "signer.toml"
     path.write_text(BASE + text)
     return load_config(path, env or {})

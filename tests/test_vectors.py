@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vectors import require_dir
+from tests.support.vectors import require_dir
 
 
 def test_present_folder_is_returned(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -28,9 +29,13 @@ from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters, cpl, devices
 from signer.registry.activations import IssuedActivation
 from signer.registry.db import Database
-from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.conftest import PINNED, SUPPLIER_EUI, Hsm, Manufacturer, new_database, start_server
-from tests.independent import (
+from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
+from tests.support.constants import PINNED, RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.database import new_database
+from tests.support.devices import add_device
+from tests.support.duis_documents import dcc_response
+from tests.support.hsm import Hsm
+from tests.support.independent import (
     assert_schema_valid,
     cs06_pre_command,
     duis_fields,
@@ -38,51 +43,15 @@ from tests.independent import (
     raw_signature_verifies,
     xmlsec1_verify,
 )
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import prepare, start_server
 
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
-Z1_SKI = bytes.fromhex("44899792D196F4B8")
-IMAGE = b"activation test firmware " * 40
-HEADER = ota_header(len(IMAGE), file_version=0x00000200)
-IMAGE_HASH = hashlib.sha256(IMAGE).digest()
 ON_T1 = "00-DB-00-00-00-00-01-01"  # two steps behind: refused with its path
 GSME = "00-DB-00-00-00-00-01-02"  # wrong device type
 NO_INVENTORY = "00-DB-00-00-00-00-01-03"  # cells but no inventory
 UNKNOWN = "00-DB-00-00-00-00-01-04"
 CAMPAIGN = 3000
-
-
-def _cpl_csv() -> str:
-    head = (
-        "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
-        "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
-        "zigbee_stack_version,band_join_option\n"
-    )
-    rows = [
-        ("T-1", "ESME", "M1", "00000100", hashlib.sha256(b"T-1").hexdigest(), "N/A"),
-        ("T-2", "ESME", "M1", "00000150", hashlib.sha256(b"T-2").hexdigest(), "T-1"),
-        ("T-3", "ESME", "M1", "00000200", IMAGE_HASH.hex(), "T-2"),
-        ("G-1", "GSME", "G1", "00000001", hashlib.sha256(b"G-1").hexdigest(), "N/A"),
-        ("X-1", "ESME", "M1", "00000050", hashlib.sha256(b"X-1").hexdigest(), "N/A"),
-    ]
-    return head + "".join(
-        f"{e},121D,{t},{m},0001,0001,{v},{h},{p},,,\n" for e, t, m, v, h, p in rows
-    )
-
-
-def _device(
-    db: Database, eui: str, *, entry: str | None, dtype: str = "ESME", cells: bool = True
-) -> None:
-    from tests.service.test_key_selection import _device as creds
-
-    e = Eui64.parse(eui)
-    if cells:
-        from signer.gbcs.roles import RemotePartyRole
-
-        devices.store_credentials(db, creds(eui, RemotePartyRole.SUPPLIER, Z1_SKI), PINNED)
-    if entry is not None:
-        devices.set_inventory(
-            db, e, device_type=dtype, hardware_version=1, current_entry_id=entry, now=PINNED
-        )
 
 
 def campaign_device(i: int) -> str:
@@ -120,7 +89,7 @@ def env(
         cpl_mode="strict",
         db_url=new_database(request, backend, tmp),
     )
-    report = cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED)
+    report = cpl.import_entries(db, read_csv(cpl_csv().splitlines()), PINNED)
     assert report.applied, report.errors
     devices.set_inventory(
         db,
@@ -130,13 +99,13 @@ def env(
         current_entry_id="T-2",
         now=PINNED,
     )
-    _device(db, ON_T1, entry="T-1")
-    _device(db, GSME, entry="G-1", dtype="GSME")
-    _device(db, NO_INVENTORY, entry=None)
+    add_device(db, ON_T1, entry="T-1")
+    add_device(db, GSME, entry="G-1", device_type="GSME")
+    add_device(db, NO_INVENTORY, entry=None)
     for i in range(CAMPAIGN):
         state = campaign_state(i)
         if state != "unknown":
-            _device(db, campaign_device(i), entry="T-2" if state == "ok" else "T-1")
+            add_device(db, campaign_device(i), entry="T-2" if state == "ok" else "T-1")
     server = start_server(config, tmp / "server.log")
     stub = pb_grpc.FirmwareSignerStub(
         grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
@@ -238,7 +207,7 @@ def test_immediate_activation_then_its_pre_command_signed(env: Env, tmp_path: Pa
     assert (originator, target) == (SUPPLIER_EUI, RTDS_DEVICE)
     assert fields["ServiceReference"] == "11.3" and fields["CommandVariant"] == "4"
     body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
-    assert body is not None and body.findtext(f"{SR}FirmwareHash").lower() == env.image_id
+    assert body is not None and body.findtext(f"{SR}FirmwareHash", "").lower() == env.image_id
     assert body.find(f"{SR}ExecutionDateTime") is None
 
     pre = cs06_pre_command(
@@ -284,7 +253,7 @@ def test_a_tampered_pre_command_is_refused_naming_the_field(
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert named in err.value.details()
+    assert named in (err.value.details() or "")
 
 
 def test_a_pre_command_for_a_counter_never_issued_is_refused(env: Env) -> None:
@@ -294,18 +263,18 @@ def test_a_pre_command_for_a_counter_never_issued_is_refused(env: Env) -> None:
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "987654321" in err.value.details()
+    assert "987654321" in (err.value.details() or "")
 
 
 def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: Path) -> None:
     at = dt.datetime(2030, 1, 15, 9, 0, tzinfo=dt.UTC)
     req = _activate(env, [RTDS_DEVICE], at=at).requests[0]
     body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
-    assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith(
+    assert body is not None and body.findtext(f"{SR}ExecutionDateTime", "").startswith(
         "2030-01-15T09:00:00"
     )
     counter = int(req.request_id.rsplit(":", 1)[1])
-    base = {
+    base: dict[str, Any] = {
         "originator": SUPPLIER_EUI,
         "recipient": RTDS_DEVICE,
         "counter": counter,
@@ -316,13 +285,13 @@ def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: P
             pb.SignPreCommandRequest(
                 pre_command=cs06_pre_command(**base, execution_time="20300115100000Z")
             )
-        )  # type: ignore[arg-type]
-    assert "execution_time" in err.value.details()
+        )
+    assert "execution_time" in (err.value.details() or "")
     ok = env.stub.SignPreCommand(
         pb.SignPreCommandRequest(
             pre_command=cs06_pre_command(**base, execution_time="20300115090000Z")
         )
-    )  # type: ignore[arg-type]
+    )
     _check_document(env, ok.duis_request, tmp_path)
     past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(grpc.RpcError) as err:
@@ -431,11 +400,9 @@ def test_a_campaign_must_name_its_activation_first(env: Env) -> None:
 
 
 def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -> None:
-    from tests.duis.test_activation import dcc_response
-
     req = _activate(env, [RTDS_DEVICE], cancel=True).requests[0]
     body = etree.fromstring(req.duis_request).find(f".//{SR}ActivateFirmware")
-    assert body is not None and body.findtext(f"{SR}ExecutionDateTime").startswith("3000-12-31")
+    assert body is not None and body.findtext(f"{SR}ExecutionDateTime", "").startswith("3000-12-31")
     counter = int(req.request_id.rsplit(":", 1)[1])
     base = {
         "originator": SUPPLIER_EUI,
@@ -450,7 +417,7 @@ def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -
                 dcc_response=dcc_response(immediate, request_id=req.request_id)
             )
         )
-    assert "execution_time" in err.value.details()
+    assert "execution_time" in (err.value.details() or "")
     cancel = cs06_pre_command(**base, execution_time="99991231235959Z")  # type: ignore[arg-type]
     signed = env.stub.SignPreCommand(
         pb.SignPreCommandRequest(dcc_response=dcc_response(cancel, request_id=req.request_id))
@@ -474,12 +441,10 @@ def test_a_pre_command_is_signed_once(env: Env) -> None:
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "already signed" in err.value.details()
+    assert "already signed" in (err.value.details() or "")
 
 
 def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None:
-    from tests.duis.test_activation import dcc_response
-
     req = _activate(env, [RTDS_DEVICE]).requests[0]
     counter = int(req.request_id.rsplit(":", 1)[1])
     pre = cs06_pre_command(
@@ -491,7 +456,7 @@ def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None
             pb.SignPreCommandRequest(dcc_response=dcc_response(pre, request_id=other))
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "request_id" in err.value.details()
+    assert "request_id" in (err.value.details() or "")
 
 
 def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
@@ -512,7 +477,7 @@ def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
                 pb.BuildActivationRequest(activation=spec, device_ids=[RTDS_DEVICE])
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, when
-        assert "execution_time" in err.value.details()
+        assert "execution_time" in (err.value.details() or "")
     refusals = {
         r.device_id: r
         for r in env.stub.Resign(

@@ -12,11 +12,12 @@ import pytest
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.callctx import REQUEST_ID_HEADER, UNAUTHENTICATED
-from tests.api.conftest import RTDS_DEVICE, Running
-from tests.audit_rows import assert_chain, db_file, head, rows
-from tests.cli.test_cli import signer
-from tests.conftest import Manufacturer
-from tests.independent import split_upgrade_image
+from tests.support.audit_rows import assert_chain, db_file, head, rows
+from tests.support.cli import signer
+from tests.support.constants import RTDS_DEVICE
+from tests.support.independent import split_upgrade_image
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import Running
 
 
 def test_a_resign_call_is_recorded_with_the_callers_identity_and_request_id(

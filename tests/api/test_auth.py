@@ -26,9 +26,10 @@ from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 from signer.cli import client as client_cli
-from tests.api.conftest import Running
-from tests.conftest import ROOT, Hsm, ServerProcess, start_server, write_config
-from tests.tlsca import CertificateAuthority, Issued
+from tests.support.constants import ROOT
+from tests.support.hsm import Hsm
+from tests.support.server import Running, ServerProcess, start_server, write_config
+from tests.support.tlsca import CertificateAuthority, Issued
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
 RPCS = [m.name for m in SERVICE.methods]

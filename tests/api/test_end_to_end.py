@@ -11,9 +11,8 @@ from cryptography import x509
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.duis.xmldsig import verify_document
-from tests.api.conftest import RTDS_DEVICE, Running
-from tests.conftest import PINNED, SUPPLIER_EUI, Manufacturer
-from tests.independent import (
+from tests.support.constants import PINNED, RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.independent import (
     assert_schema_valid,
     duis_fields,
     firmware_image_of,
@@ -22,6 +21,8 @@ from tests.independent import (
     split_upgrade_image,
     xmlsec1_verify,
 )
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import Running
 
 
 def cert(vectors: Path, name: str) -> x509.Certificate:
@@ -220,7 +221,7 @@ def test_failed_checks_are_a_verdict_and_block_resign(
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-def _code(call, request):  # type: ignore[no-untyped-def]
+def _code(call, request):
     with pytest.raises(grpc.RpcError) as err:
         call(request)
     return err.value
@@ -312,7 +313,7 @@ def test_largest_image_passes_both_ways(
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_server_logs_what_it_loaded_but_never_the_pin(running: Running, hsm) -> None:  # type: ignore[no-untyped-def]
+def test_server_logs_what_it_loaded_but_never_the_pin(running: Running, hsm) -> None:
     log = running.server.log.read_text()
     assert "config pin_source = file" in log and "config supplier_eui = " + SUPPLIER_EUI in log
     assert hsm.pin_file.read_text().strip() not in log

@@ -16,8 +16,9 @@ from signer.api.health import SERVICE, HealthMonitor
 from signer.clock import fixed_clock
 from signer.config import load_config
 from signer.service.services import Services, open_services
-from tests.api.conftest import Running
-from tests.conftest import PINNED, Hsm, write_config
+from tests.support.constants import PINNED
+from tests.support.hsm import Hsm
+from tests.support.server import Running, write_config
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

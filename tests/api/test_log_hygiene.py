@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.api.test_activation import HEADER, IMAGE, IMAGE_HASH
-from tests.conftest import SUPPLIER_EUI, Hsm, Manufacturer
-from tests.independent import cs06_pre_command
+from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH
+from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.hsm import Hsm
+from tests.support.independent import cs06_pre_command
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import prepare
 
 KEYS = ("keys/Z1-supplier-ds.key.pem", "keys/xml-sign-90B3D51F30010000-ds.key.pem")
 
@@ -101,9 +103,9 @@ def run(
             address = line.split()[1]
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     stub = pb_grpc.FirmwareSignerStub(channel)
-    ids = []
+    ids: list[str] = []
 
-    def call(method, request):  # type: ignore[no-untyped-def]
+    def call(method, request):
         response, rpc = method.with_call(request, metadata=(("x-request-id", f"t-{len(ids)}"),))
         ids.append(dict(rpc.initial_metadata())["x-request-id"])
         return response

@@ -10,7 +10,7 @@ from signer.api.auth import RPC_NAMES, Policy
 from signer.api.handlers import Rpc
 from signer.caller import Caller
 from signer.errors import ConfigurationError
-from tests.conftest import ROOT
+from tests.support.constants import ROOT
 
 ROLES_TABLE = """
 [roles]

@@ -12,7 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import Hsm, start_server, write_config
+from tests.support.hsm import Hsm
+from tests.support.server import start_server, write_config
 
 
 def _serving(address: str) -> bool:

@@ -10,7 +10,7 @@ from signer.api import protogen
 from signer.api._proto.signer.v1 import signer_pb2
 
 
-def _without_json_names(messages) -> None:  # type: ignore[no-untyped-def]
+def _without_json_names(messages) -> None:
     # protoc adds json_name to descriptor sets but not to the descriptor embedded in stubs
     for m in messages:
         for f in m.field:

@@ -25,11 +25,14 @@ from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 from signer.cpl.parse import read_csv
 from signer.registry import cpl
-from tests.api.conftest import prepare
-from tests.audit_rows import assert_chain, rows
-from tests.conftest import PINNED, Hsm, Manufacturer, ServerProcess, start_server
-from tests.support.fleet import HEADER, IMAGE, IMAGE_HASH, add_device, cpl_csv
+from tests.support.audit_rows import assert_chain, rows
+from tests.support.constants import PINNED
+from tests.support.devices import add_device
+from tests.support.fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
+from tests.support.hsm import Hsm
+from tests.support.manufacturer import Manufacturer
 from tests.support.postgres import Cluster
+from tests.support.server import ServerProcess, prepare, start_server
 
 DEVICES = [f"00-DE-00-00-00-00-00-{i:02X}" for i in range(40)]
 

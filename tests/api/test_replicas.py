@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from cryptography import x509
@@ -19,24 +20,24 @@ from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 from signer.cpl.parse import read_csv
 from signer.registry import cpl
-from tests.api.conftest import prepare
-from tests.api.test_activation import (
-    HEADER,
-    IMAGE,
-    IMAGE_HASH,
-    _cpl_csv,
-    _device,
-)
-from tests.audit_rows import assert_chain, rows
-from tests.conftest import PINNED, SUPPLIER_EUI, Hsm, Manufacturer, start_server
-from tests.independent import cs06_pre_command, raw_signature_verifies
+from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
+from tests.support.audit_rows import assert_chain, rows
+from tests.support.constants import PINNED, SUPPLIER_EUI
+from tests.support.devices import add_device
+from tests.support.hsm import Hsm
+from tests.support.independent import cs06_pre_command, raw_signature_verifies
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import prepare, start_server
 
 DEVICES = [f"00-DD-00-00-00-00-00-{i:02X}" for i in range(60)]
 
 
-def _together(*calls: Callable[[], object]) -> list[object]:
+T = TypeVar("T")
+
+
+def _together(*calls: Callable[[], T]) -> list[T]:
     """Run the calls in threads released at the same moment; their results in order."""
-    results: list[object] = [None] * len(calls)
+    results: list[Any] = [None] * len(calls)
     errors: list[BaseException] = []
     start = threading.Barrier(len(calls))
 
@@ -64,9 +65,9 @@ def test_two_replicas_share_a_campaign(
     config, db, url = prepare(
         hsm, vectors, manufacturer, tmp_path, cpl_mode="strict", db_url=db_url
     )
-    assert cpl.import_entries(db, read_csv(_cpl_csv().splitlines()), PINNED).applied
+    assert cpl.import_entries(db, read_csv(cpl_csv().splitlines()), PINNED).applied
     for eui in DEVICES:
-        _device(db, eui, entry="T-2")
+        add_device(db, eui, entry="T-2")
     replicas = [start_server(config, tmp_path / f"replica-{i}.log") for i in range(2)]
     try:
         stubs = [
@@ -102,7 +103,7 @@ def test_two_replicas_share_a_campaign(
         halves = _together(
             lambda: activate(stubs[0], DEVICES[0::2]), lambda: activate(stubs[1], DEVICES[1::2])
         )
-        built = [r for half in halves for r in half]  # type: ignore[attr-defined]
+        built = [r for half in halves for r in half]
         assert sorted(r.device_id for r in built) == sorted(DEVICES)
         counters = [int(r.request_id.rsplit(":", 1)[1]) for r in built]
         assert len(set(counters)) == len(DEVICES)  # counters are promises, across replicas
@@ -127,19 +128,11 @@ def test_two_replicas_share_a_campaign(
         answers = _together(lambda: sign_all(stubs[0]), lambda: sign_all(stubs[1]))
         cert = x509.load_pem_x509_certificate((vectors / "certs/Z1-supplier-ds.pem").read_bytes())
         for i, pre in enumerate(pres):
-            kinds = sorted(a[i].WhichOneof("result") for a in answers)  # type: ignore[index]
+            kinds = sorted(a[i].WhichOneof("result") for a in answers)
             assert kinds == ["refused", "signed"], (i, kinds)  # exactly one signed it
-            [signed] = [
-                a[i].signed
-                for a in answers  # type: ignore[index]
-                if a[i].WhichOneof("result") == "signed"
-            ]
+            [signed] = [a[i].signed for a in answers if a[i].WhichOneof("result") == "signed"]
             assert raw_signature_verifies(cert, pre[1:], signed.signed_pre_command[-64:])
-            [refused] = [
-                a[i].refused
-                for a in answers  # type: ignore[index]
-                if a[i].WhichOneof("result") == "refused"
-            ]
+            [refused] = [a[i].refused for a in answers if a[i].WhichOneof("result") == "refused"]
             assert refused.code == "pre_command_already_signed"
     finally:
         for r in replicas:

@@ -18,9 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.api.test_activation import HEADER, IMAGE, IMAGE_HASH
-from tests.conftest import Hsm, Manufacturer, ServerProcess, start_server
+from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH
+from tests.support.constants import RTDS_DEVICE
+from tests.support.hsm import Hsm
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import ServerProcess, prepare, start_server
 
 
 def _wait_for(log: Path, text: str, timeout: float = 10) -> None:

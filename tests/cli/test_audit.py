@@ -13,10 +13,11 @@ import pytest
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import open_database
-from tests.api.conftest import ensure_key
-from tests.audit_rows import FIELDS, assert_chain, execute, rows
-from tests.cli.test_cli import signer
-from tests.conftest import SUPPLIER_EUI, Hsm, write_config
+from tests.support.audit_rows import FIELDS, assert_chain, execute, rows
+from tests.support.cli import signer
+from tests.support.constants import SUPPLIER_EUI
+from tests.support.hsm import Hsm, ensure_key
+from tests.support.server import write_config
 
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 

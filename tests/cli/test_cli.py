@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.api.conftest import RTDS_DEVICE, Running
-from tests.conftest import Hsm, Manufacturer, write_config
-from tests.independent import (
+from tests.support.cli import signer
+from tests.support.constants import RTDS_DEVICE
+from tests.support.hsm import Hsm
+from tests.support.independent import (
     assert_schema_valid,
     duis_fields,
     ota_header,
@@ -23,18 +22,8 @@ from tests.independent import (
     split_upgrade_image,
     xmlsec1_verify,
 )
-
-
-def signer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "signer.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"signer {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import Running, write_config
 
 
 def test_help_names_every_command() -> None:

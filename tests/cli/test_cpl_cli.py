@@ -6,10 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.api.conftest import RTDS_DEVICE, prepare
-from tests.cli.test_cli import signer
-from tests.conftest import SUPPLIER_EUI, Hsm, Manufacturer, start_server
-from tests.independent import assert_schema_valid, cs06_pre_command, ota_header
+from tests.support.cli import signer
+from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
+from tests.support.hsm import Hsm
+from tests.support.independent import assert_schema_valid, cs06_pre_command, ota_header
+from tests.support.manufacturer import Manufacturer
+from tests.support.server import prepare, start_server
 
 IMAGE = b"CLI activation firmware " * 30
 HEADER = ota_header(len(IMAGE), file_version=0x00000300)

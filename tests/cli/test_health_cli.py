@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from tests.api.conftest import Running
+from tests.support.server import Running
 
 
 def _health(*args: str) -> subprocess.CompletedProcess[str]:

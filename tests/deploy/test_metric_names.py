@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Hsm, start_server, write_config
+from tests.support.hsm import Hsm
+from tests.support.server import start_server, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "signer-dashboard.json"
@@ -44,7 +45,7 @@ def exposed(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[
             text = resp.read().decode()
     finally:
         assert server.stop() == 0
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names.update(family.name + s for s in SUFFIXES[family.type])
         names.update(s.name for s in family.samples)

@@ -16,10 +16,11 @@ from signer.hsm.token import Token, TokenKey
 from signer.registry import keys as ledger
 from signer.registry.db import Database
 from signer.registry.keys import Operation
-from signer.service import keys
+from signer.service.keys import lifecycle as keys
+from signer.service.keys.operations import audit_entry
 from signer.service.services import Services, open_services
 from signer.smki.lifecycle import KeyPurpose, KeyState
-from tests.conftest import PINNED
+from tests.support.constants import PINNED
 
 ACTOR = "tests"
 
@@ -59,6 +60,15 @@ def force_active(svc: Services, key: TokenKey, purpose: KeyPurpose) -> None:
         purpose=purpose,
         now=PINNED,
         op=op,
+        entry=audit_entry(op, PINNED),
     )
-    ledger.transition(svc.db, record, KeyState.ACTIVE, now=PINNED, op=op, ski=key.ski)
+    ledger.transition(
+        svc.db,
+        record,
+        KeyState.ACTIVE,
+        now=PINNED,
+        op=op,
+        entry=audit_entry(op, PINNED, ski=key.ski),
+        ski=key.ski,
+    )
     svc.ledger.invalidate()

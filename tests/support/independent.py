@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -45,7 +46,7 @@ def raw_signature_verifies(cert: x509.Certificate, message: bytes, raw: bytes) -
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     try:
         key.verify(der, message, ec.ECDSA(hashes.SHA256()))
-    except Exception:
+    except InvalidSignature:
         return False
     return True
 

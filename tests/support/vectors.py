@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-VECTORS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+VECTORS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 
 
 def require_dir(directory: Path = VECTORS_DIR, env: Mapping[str, str] = os.environ) -> Path:

@@ -1,0 +1,197 @@
+"""A real `signer serve` process on a local port: its configuration, start and stop."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+from signer.api.server import CHANNEL_OPTIONS
+from signer.clock import fixed_clock
+from signer.registry.db import Database, open_database
+from signer.service import admin
+from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI
+from tests.support.hsm import MODULE, TOKEN_LABEL, Hsm, ensure_key
+from tests.support.independent import ota_header
+from tests.support.ledger import activate, services_for
+from tests.support.manufacturer import Manufacturer
+
+
+@dataclass
+class ServerProcess:
+    config: Path
+    address: str
+    proc: subprocess.Popen[str]
+    log: Path
+    metrics: str | None = None  # host:port of /metrics
+    health: str | None = None  # host:port of the plaintext health-only port, if configured
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+
+def write_config(
+    path: Path,
+    hsm: Hsm,
+    db_url: str,
+    *,
+    token_label: str = TOKEN_LABEL,
+    schema_dir: Path | None = None,
+    pinned: dt.datetime | None = PINNED,
+    cpl_mode: str | None = "advisory",
+    extra: str = "",
+    dev_mode: bool = True,
+) -> Path:
+    """A test configuration; with dev_mode=False pass the [tls] section in `extra`."""
+    lines = [
+        "[server]",
+        'listen = "127.0.0.1:0"',
+        *(["dev_mode = true"] if dev_mode else []),
+        "",
+        "[metrics]",
+        'listen = "127.0.0.1:0"',
+        "",
+        "[token]",
+        f'module = "{MODULE}"',
+        f'label = "{token_label}"',
+        f'pin_file = "{hsm.pin_file}"',
+        f'softhsm2_conf = "{hsm.conf}"',
+        "",
+        "[supplier]",
+        f'eui = "{SUPPLIER_EUI}"',
+        "",
+        "[database]",
+        f'url = "{db_url}"',
+        "",
+    ]
+    if schema_dir is not None:
+        lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
+    if pinned is not None:
+        lines += ["[clock]", f'pinned_time = "{pinned.isoformat()}"', ""]
+    if cpl_mode is not None:
+        lines += ["[cpl]", f'mode = "{cpl_mode}"', ""]
+    path.write_text("\n".join(lines) + extra)
+    return path
+
+
+def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> ServerProcess:
+    """`signer serve` in its own process; returns once it prints its READY line."""
+    out = log.open("w")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
+    environ.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signer.cli.main", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=out,
+        text=True,
+        env=environ,
+    )
+    assert proc.stdout is not None
+    ports: dict[str, str] = {}
+    line = proc.stdout.readline()
+    while line.startswith(("METRICS ", "HEALTH ")):
+        ports[line.split()[0]] = line.split()[1]
+        line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
+    return ServerProcess(
+        config, line.split()[1], proc, log, ports.get("METRICS"), ports.get("HEALTH")
+    )
+
+
+@dataclass
+class Running:
+    """A started server with the RTDS test keys in its token, and a client stub on it."""
+
+    server: ServerProcess
+    db: Database
+    db_url: str
+    stub: pb_grpc.FirmwareSignerStub
+    channel: grpc.Channel
+    vectors: Path
+
+    def verify(self, manufacturer: Manufacturer, image: bytes) -> str:
+        """A separate-shape delivery of ``image`` verified into the library; its image ID."""
+        header = ota_header(len(image))
+        verdict = self.stub.VerifyManufacturer(
+            pb.VerifyManufacturerRequest(
+                separate=pb.SeparateDelivery(
+                    ota_header=header,
+                    manufacturer_image=image,
+                    signature=manufacturer.sign(header + image),
+                    hash=hashlib.sha256(image).digest(),
+                )
+            )
+        )
+        assert verdict.verified, verdict.checks
+        return str(verdict.image_id)
+
+    def rtds_image(self) -> bytes:
+        return base64.b64decode((self.vectors / "ota/esme_11.1_upgrade_image.b64").read_text())
+
+
+def prepare(
+    hsm: Hsm,
+    vectors: Path,
+    manufacturer: Manufacturer,
+    tmp: Path,
+    *,
+    cpl_mode: str = "advisory",
+    db_url: str | None = None,
+) -> tuple[Path, Database, str]:
+    """A configuration, database and key ledger for a server; SQLite in ``tmp`` unless
+    ``db_url`` names another (a PostgreSQL database from the ``postgres`` fixture)."""
+    token = hsm.token()
+    ensure_key(
+        token,
+        "z1-supplier-ds",
+        vectors / "keys/Z1-supplier-ds.key.pem",
+        vectors / "certs/Z1-supplier-ds.pem",
+    )
+    ensure_key(
+        token,
+        "xml-sign",
+        vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
+        vectors / "certs/xml-sign-90B3D51F30010000-ds.pem",
+    )
+    db_url = db_url or f"sqlite:///{tmp / 'signer.db'}"
+    db = open_database(db_url)
+    admin.add_manufacturer(
+        db, f"{MANUFACTURER_CODE:04X}", manufacturer.cert_pem.read_bytes(), fixed_clock(PINNED)()
+    )
+    admin.import_device(
+        db,
+        (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
+        PINNED,
+    )
+    config = write_config(
+        tmp / "signer.toml", hsm, db_url, schema_dir=vectors / "xsd", cpl_mode=cpl_mode
+    )
+    activate(services_for(token, db, config), "z1-supplier-ds", "xml-sign")
+    return config, db, db_url
+
+
+@contextmanager
+def running_server(
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, tmp: Path
+) -> Iterator[Running]:
+    """A prepared server in ``tmp`` with a channel to it; stopped (cleanly) on exit."""
+    config, db, db_url = prepare(hsm, vectors, manufacturer, tmp)
+    server = start_server(config, tmp / "server.log")
+    channel = grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
+    yield Running(server, db, db_url, pb_grpc.FirmwareSignerStub(channel), channel, vectors)
+    channel.close()
+    assert server.stop() == 0

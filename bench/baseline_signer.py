@@ -23,10 +23,12 @@ import signal
 import sys
 import threading
 from concurrent import futures
+from typing import cast
 
 import grpc
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.types import SignMixin
 
 MAX_MESSAGE = 64 * 1024 * 1024
 OPTIONS = [
@@ -47,8 +49,11 @@ class HsmSigner:
             lib = pkcs11.lib(module)
             token = lib.get_token(token_label=token_label)
             self._session = token.open(user_pin=pin)
-            self._key = self._session.get_key(
-                object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=key_label
+            self._key = cast(
+                SignMixin,
+                self._session.get_key(
+                    object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=key_label
+                ),
             )
             assert self._key[Attribute.SIGN]
 

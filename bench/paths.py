@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from report import print_grid  # bench/ is sys.path[0]
+
 from signer.cpl.model import BandJoinOption, CplEntry, DeviceType
 from signer.cpl.parse import COLUMNS, read_csv
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
@@ -203,6 +205,76 @@ def csv_lines(entries: list[CplEntry]) -> list[str]:
     return out
 
 
+@dataclass
+class Timings:
+    """Milliseconds per run of each measurement (the baseline extrapolated to DEVICES)."""
+
+    candidate: list[float] = field(default_factory=list)
+    build: list[float] = field(default_factory=list)
+    lookups: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    build_graph: list[float] = field(default_factory=list)
+    parse: list[float] = field(default_factory=list)
+
+
+def measure(fleet: Fleet, graph: UpgradeGraph, sample: list[str], runs: int) -> Timings:
+    t = Timings()
+    lines = csv_lines(fleet.entries)
+    for _ in range(runs):
+        t.candidate.append(timed(lambda: evaluate_all(graph, fleet.target, fleet.devices))[0])
+        ms, built = timed(lambda: PathEvaluator(graph, fleet.target))
+        t.build.append(ms)
+        assert isinstance(built, PathEvaluator)
+
+        def lookup(ev: PathEvaluator = built) -> None:
+            for d in fleet.devices:
+                if not ev.permitted(d):
+                    ev.path_from(d)
+
+        t.lookups.append(timed(lookup)[0])
+        ms, _r = timed(lambda: naive(graph, fleet.target, sample))
+        t.baseline.append(ms * DEVICES / SAMPLE)
+        t.build_graph.append(timed(lambda: UpgradeGraph(fleet.entries))[0])
+        t.parse.append(timed(lambda: sum(1 for _ in read_csv(lines)))[0])
+    return t
+
+
+def table(t: Timings, entries: int) -> list[tuple[str, str, str, str]]:
+    """The report's rows: what, median, goal, result."""
+    med = statistics.median
+    cand = med(t.candidate)
+    return [
+        (
+            f"PathEvaluator: 1 reverse BFS + {DEVICES:,} devices",
+            f"{cand:,.1f} ms",
+            f"<= {GOAL_MS:g} ms",
+            "pass" if cand <= GOAL_MS else "FAIL",
+        ),
+        ("  of which: the reverse BFS from the target", f"{med(t.build):,.2f} ms", "(context)", ""),
+        (
+            f"  of which: {DEVICES:,} lookups (fresh path cache)",
+            f"{med(t.lookups):,.1f} ms",
+            "(context)",
+            "",
+        ),
+        (
+            f"BASELINE naive BFS per device (shortest_path), {SAMPLE:,}-device sample "
+            f"x{DEVICES // SAMPLE} = EXTRAPOLATED",
+            f"{med(t.baseline):,.0f} ms",
+            "(baseline)",
+            "",
+        ),
+        ("  speed-up: baseline / candidate", f"{med(t.baseline) / cand:,.0f}x", "(context)", ""),
+        (
+            f"UpgradeGraph build from {entries:,} entries",
+            f"{med(t.build_graph):,.1f} ms",
+            "(context)",
+            "",
+        ),
+        (f"read_csv of those {entries:,} entries", f"{med(t.parse):,.0f} ms", "(context)", ""),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs (at least 5; default 7)")
@@ -213,89 +285,20 @@ def main() -> None:
     fleet = generate(args.seed)
     graph = UpgradeGraph(fleet.entries)
     sample = random.Random(args.seed + 1).sample(fleet.devices, SAMPLE)
-    lines = csv_lines(fleet.entries)
     # the two ways must agree before their speed means anything
     ev = PathEvaluator(graph, fleet.target)
     for d in sample:
         assert ev.path_from(d) == graph.shortest_path(d, fleet.target), d
-    outcome = evaluate_all(graph, fleet.target, fleet.devices)
+    permitted, routed, no_path = evaluate_all(graph, fleet.target, fleet.devices)
+    t = measure(fleet, graph, sample, runs)
 
-    cand, build, lookups, base, build_graph, parse = [], [], [], [], [], []
-    for _ in range(runs):
-        ms, _r = timed(lambda: evaluate_all(graph, fleet.target, fleet.devices))
-        cand.append(ms)
-        ms, built = timed(lambda: PathEvaluator(graph, fleet.target))
-        build.append(ms)
-        assert isinstance(built, PathEvaluator)
-
-        def lookup(ev: PathEvaluator = built) -> None:
-            for d in fleet.devices:
-                if not ev.permitted(d):
-                    ev.path_from(d)
-
-        lookups.append(timed(lookup)[0])
-        ms, _r = timed(lambda: naive(graph, fleet.target, sample))
-        base.append(ms * DEVICES / SAMPLE)
-        build_graph.append(timed(lambda: UpgradeGraph(fleet.entries))[0])
-        parse.append(timed(lambda: sum(1 for _ in read_csv(lines)))[0])
-
-    med = statistics.median
-    rows = [
-        (
-            f"PathEvaluator: 1 reverse BFS + {DEVICES:,} devices",
-            f"{med(cand):,.1f} ms",
-            f"<= {GOAL_MS:g} ms",
-            "pass" if med(cand) <= GOAL_MS else "FAIL",
-        ),
-        ("  of which: the reverse BFS from the target", f"{med(build):,.2f} ms", "(context)", ""),
-        (
-            f"  of which: {DEVICES:,} lookups (fresh path cache)",
-            f"{med(lookups):,.1f} ms",
-            "(context)",
-            "",
-        ),
-        (
-            f"BASELINE naive BFS per device (shortest_path), {SAMPLE:,}-device sample "
-            f"x{DEVICES // SAMPLE} = EXTRAPOLATED",
-            f"{med(base):,.0f} ms",
-            "(baseline)",
-            "",
-        ),
-        ("  speed-up: baseline / candidate", f"{med(base) / med(cand):,.0f}x", "(context)", ""),
-        (
-            f"UpgradeGraph build from {len(fleet.entries):,} entries",
-            f"{med(build_graph):,.1f} ms",
-            "(context)",
-            "",
-        ),
-        (
-            f"read_csv of those {len(fleet.entries):,} entries",
-            f"{med(parse):,.0f} ms",
-            "(context)",
-            "",
-        ),
-    ]
+    heading = f"upgrade paths: {len(fleet.entries):,} CPL entries, {DEVICES:,} devices"
     head = ("what", f"median of {runs}", "goal", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    print(f"\nupgrade paths: {len(fleet.entries):,} CPL entries, {DEVICES:,} devices")
-    print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    print(line)
-    for r in rows:
-        print(
-            "  ".join(
-                c.rjust(w) if i == 1 else c.ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    print(line)
-    permitted, routed, no_path = outcome
+    print_grid(heading, head, table(t, len(fleet.entries)), right={1})
+    longest = max(len(p) for d in set(fleet.devices) if (p := ev.path_from(d)))
     print(
         f"devices: {permitted:,} permitted directly, {routed:,} need a longer path, "
-        f"{no_path:,} have no path; target {fleet.target} "
-        f"(longest path {max(len(p) for d in set(fleet.devices) if (p := ev.path_from(d)))}"
-        " entries)"
+        f"{no_path:,} have no path; target {fleet.target} (longest path {longest} entries)"
     )
     print(
         "CPL: "
@@ -304,9 +307,9 @@ def main() -> None:
     )
     print(
         "per run (ms): candidate "
-        + ", ".join(f"{c:.1f}" for c in cand)
+        + ", ".join(f"{c:.1f}" for c in t.candidate)
         + "; baseline (extrapolated) "
-        + ", ".join(f"{b:.0f}" for b in base)
+        + ", ".join(f"{b:.0f}" for b in t.baseline)
     )
 
 

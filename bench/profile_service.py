@@ -46,9 +46,11 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
     from signer.registry import counters
     from signer.registry import devices as device_registry
     from signer.service import signing
+    from signer.service.devices import parse_devices
     from signer.service.duis import xml_signing_key
-    from signer.service.keyselect import parse_devices, select_keys
-    from signer.service.resign import sign_for_group, verified_image
+    from signer.service.images import verified_image
+    from signer.service.keys.selection import select_keys
+    from signer.service.resign import sign_for_group
 
     times: dict[str, float] = {}
 

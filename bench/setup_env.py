@@ -10,7 +10,8 @@ key generated inside it, each with a self-issued SMKI-profile certificate valid 
 (so the server needs no pinned clock); a manufacturer key in a file; and ``N + 1`` devices
 written straight into the ``devices`` / ``trust_anchor_cells`` tables with batched SQLAlchemy
 Core inserts (``store_credentials`` in a loop is slow for 50,000), each with a Supplier
-digital-signing management cell naming the Supplier key's SKI.
+digital-signing management cell naming the Supplier key's SKI. ``--db-url`` puts the
+registry in another database (bench/replicas.py: a throwaway PostgreSQL) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -23,21 +24,22 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from signer.config import load_config
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.gbcs.trust_anchor import CellUsage, KeyUsage
 from signer.hsm.token import TokenKey
-from signer.registry import manufacturers
 from signer.registry.db import open_database
 from signer.registry.models import Device, TrustAnchorCellRow
-from signer.service import keys
+from signer.service import admin
+from signer.service.keys import lifecycle as keys
 from signer.service.services import Services, open_services
 from signer.smki.lifecycle import KeyPurpose
 
@@ -127,15 +129,19 @@ def manufacturer(d: Path, now: dt.datetime) -> tuple[Path, x509.Certificate]:
     return path, cert
 
 
+DEVICES = cast(Table, Device.__table__)
+CELLS = cast(Table, TrustAnchorCellRow.__table__)
+
+
 def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) -> None:
     db = open_database(db_url)
     batch = 10_000
     with db.engine.begin() as conn:
         for i in range(0, len(euis), batch):
             chunk = [e.replace("-", "") for e in euis[i : i + batch]]
-            conn.execute(insert(Device.__table__), [{"eui": e, "updated_at": now} for e in chunk])
+            conn.execute(insert(DEVICES), [{"eui": e, "updated_at": now} for e in chunk])
             conn.execute(
-                insert(TrustAnchorCellRow.__table__),
+                insert(CELLS),
                 [
                     {
                         "device_eui": e,
@@ -188,20 +194,21 @@ def main() -> int:
     ap.add_argument("directory", type=Path)
     ap.add_argument("--devices", type=int, default=50_000)
     ap.add_argument("--schema-dir", type=Path, default=None)
+    ap.add_argument("--db-url", default=None, help="default: a SQLite file in DIRECTORY")
     args = ap.parse_args()
     d: Path = args.directory.resolve()
     d.mkdir(parents=True)
     now = dt.datetime.now(dt.UTC)
 
     conf, pin_file = init_token(d)
-    db_url = f"sqlite:///{d / 'signer.db'}"
+    db_url = args.db_url or f"sqlite:///{d / 'signer.db'}"
     config = write_config(d, conf, pin_file, db_url, args.schema_dir)
     svc = open_services(load_config(config))
     try:
         supplier = token_key(svc, SUPPLIER_KEY_LABEL, KeyPurpose.SUPPLIER_DS, now)
         token_key(svc, XML_KEY_LABEL, KeyPurpose.XML_SIGN, now)
         mkey, mcert = manufacturer(d, now)
-        manufacturers.add_certificate(svc.db, MANUFACTURER_CODE, mcert, now)
+        admin.add_manufacturer_certificate(svc.db, MANUFACTURER_CODE, mcert, now)
     finally:
         svc.close()
     assert supplier.ski is not None
@@ -219,6 +226,7 @@ def main() -> int:
             "supplier_ski": supplier.ski.hex(),
             "manufacturer_key": str(mkey),
             "manufacturer_code": MANUFACTURER_CODE,
+            "db_url": db_url,
             "small_device": SMALL_DEVICE,
             "bulk_devices": args.devices,
         },

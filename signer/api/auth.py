@@ -1,20 +1,10 @@
 """Who may call what: client certificate identity -> roles -> FirmwareSigner RPCs.
 
-The TLS handshake has already proven that the client holds a key certified by the client CA
-(`server.py` requires a client certificate); this module decides what that client may do.
-Deny by default: a FirmwareSigner RPC is allowed only when one of the caller's roles lists
-it, and any other service is refused unless it is one of `OPEN_SERVICES`.
-
-The policy is a TOML file, checked in full when the server starts, so a typo in a role or an
-RPC name stops the server instead of silently locking a client out (or letting one in):
-
-    [roles]
-    manufacturer = ["VerifyManufacturer"]
-    supplier = ["Resign", "BuildDUIS", ...]
-
-    [[clients]]
-    cn = "acme-firmware"            # or san = "DNS:..." or subject = "CN=...,O=..."
-    roles = ["manufacturer"]
+The TLS handshake has already proven the client holds a key the client CA certified; this
+decides what it may do. Deny by default; health and reflection (`OPEN_SERVICES`) are open to
+any client past the handshake. The policy file is checked in full at start, so a typo stops
+the server instead of silently locking a client out or letting one in. Its format is in the
+README, section "The policy file", and `deploy/policy.example.toml`.
 """
 
 from __future__ import annotations

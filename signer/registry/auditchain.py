@@ -1,23 +1,10 @@
 """The audit trail's hash chain, as pure functions: sealing records into it.
 
-Each record carries the hash of the one before it, and its own hash covers every field but
-itself (its sequence number and that previous hash included), so an edited, deleted or
-reordered record breaks the chain where it happened. No I/O here: storage is
-``signer.registry.audit``, checking is ``signer.registry.auditcheck``, and the form below is
-what a test or an outside verifier reimplements.
-
-The hashed form (version 1) is the JSON array of ``AuditRecord``'s fields but ``hash``::
-
-    ["signer-audit/1", seq, at, client, call_id, method, operation, outcome, image_id,
-     digest, key_label, key_ski, certificate_serial, device_count, duis_request_id,
-     details, prev_hash]
-
-encoded as Python's ``json.dumps(..., ensure_ascii=True, separators=(",", ":"))``, where
-``at`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, absent values are ``null``, ``details`` is
-the stored JSON text itself (a string: ``json.dumps(details, sort_keys=True,
-separators=(",", ":"), ensure_ascii=True, default=str)`` when sealed, exported verbatim as
-``details_text``), and hashes are lower-case hex. The record's hash is the SHA-256 of those
-bytes; the first record's ``prev_hash`` is 64 zeros.
+Each record carries the hash of the one before it and its own hash covers every other field,
+so an edited, deleted or reordered record breaks the chain where it happened. Storage is
+``signer.registry.audit``, checking ``signer.registry.auditcheck``. The hashed form (what an
+outside verifier reimplements) is in the README, section "Audit trail"; ``AuditRecord``'s
+field order below is that form.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """RequestID counters: reserved in the database before anything is signed.
 
-A counter handed out is never handed out again, by this process or another: the
-increment is one atomic UPDATE ... RETURNING. A crash after reserving leaves a gap,
-which DUIS tolerates; a repeat it does not.
-
-**A database restored from a backup** has forgotten the counters issued since. So every
-reservation starts at or above a floor read from the wall clock (microseconds since the Unix
-epoch), and no counter is handed out before the clock has passed it. Counters handed out
-before a restore were all below the clock at the time; counters handed out after it start
-above the clock then, which has moved on. The guarantee therefore holds as long as the clocks
-of the replicas agree to within the time between the last issue before the restore and the
-first after it (a restore takes minutes; NTP keeps clocks within milliseconds), and as long
-as no clock is set back past counters already issued.
-
-The cost: counters are large (about 1.8e15 in 2026; BIGINT holds them for another 290,000 years)
-and a reservation of ``count`` counters that runs ahead of the clock waits up to ``count``
-microseconds before returning; at 1 counter per microsecond the clock is never outrun in
-practice (a batch of 1,000 waits at most a millisecond, outside any transaction).
+A counter handed out is never handed out again, by this process or another: one atomic
+UPDATE ... RETURNING, and a crash after it leaves a gap (DUIS tolerates gaps, not repeats).
+Every reservation starts at or above the wall clock in microseconds, so a database restored
+from a backup cannot repeat one either; why that holds and what it costs is in the README,
+section "Backups, restores and counters".
 """
 
 from __future__ import annotations

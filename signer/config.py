@@ -67,6 +67,8 @@ class TlsConfig:
     key: Path
     client_ca: Path
     policy: Path
+    # certificate revocation lists (PEM or DER) client certificates are checked against
+    crls: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,12 @@ class Config:
     database_url: str
     schema_dir: Path | None = None
     smki_issuers: tuple[Path, ...] = ()
+    # the DCC's XML-signing certificates: a DUIS response is trusted only if one of them signed it
+    dcc_certificates: tuple[Path, ...] = ()
     xml_signing_key: str | None = None
     workers: int = 16
+    # calls served or queued at once; beyond it a call is answered RESOURCE_EXHAUSTED
+    max_concurrent_rpcs: int = 1000
     pinned_time: dt.datetime | None = None
     cpl_mode: str = "strict"  # "strict": an image not on the CPL is not verified
     base_dir: Path = field(default=Path("."))
@@ -199,8 +205,10 @@ def _build(raw: dict[str, dict[str, Any]], base: Path) -> Config:
         database_url=db_url,
         schema_dir=path_of(schema_dir) if schema_dir else None,
         smki_issuers=tuple(path_of(p) for p in get("smki", "issuers", [])),
+        dcc_certificates=tuple(path_of(p) for p in get("dcc", "certificates", [])),
         xml_signing_key=get("supplier", "xml_signing_key"),
         workers=int(get("server", "workers", 16)),
+        max_concurrent_rpcs=int(get("server", "max_concurrent_rpcs", 1000)),
         pinned_time=_pinned(get("clock", "pinned_time")),
         cpl_mode=_cpl_mode(get("cpl", "mode", "strict")),
         base_dir=base,
@@ -248,7 +256,10 @@ def _tls(section: dict[str, Any], path_of: Any, dev_mode: bool) -> TlsConfig | N
     missing = [f"tls.{n}" for n in names if n not in given]
     if missing:
         raise ConfigurationError(f"{', '.join(missing)} required with the rest of [tls]")
-    return TlsConfig(*(path_of(section[n]) for n in names))
+    cert, key, client_ca, policy = (path_of(section[n]) for n in names)
+    return TlsConfig(
+        cert, key, client_ca, policy, crls=tuple(path_of(p) for p in section.get("crls", []))
+    )
 
 
 def _cpl_mode(value: str) -> str:

@@ -13,7 +13,7 @@ from signer.cli import audit as audit_commands
 from signer.cli import cpl as cpl_commands
 from signer.cli import db as db_commands
 from signer.cli import keys as key_commands
-from signer.cli.common import config_option, load, reports_errors
+from signer.cli.common import config_option, load, reports_errors, run
 from signer.cli.logs import setup_logging
 from signer.config import DEFAULT_MODULE
 from signer.service.services import Services, open_services
@@ -42,21 +42,27 @@ def cli(verbose: bool) -> None:
 def serve(ctx: click.Context, config_path: Path | None) -> None:
     """Run the gRPC service (signer.v1.FirmwareSigner) until SIGTERM.
 
+    SIGHUP reloads the [tls] files (role policy, CRLs, server certificate and key, client
+    CA) without a restart; a reload that finds a file wrong keeps the previous ones.
     Logs go to stderr as JSON lines (log.format = "text" for people), each with the
     request ID and client identity of the call it belongs to.
     """
     from signer.api.server import bind
     from signer.api.server import serve as run
+    from signer.service.startup import check_startup, warn_development
 
+    # each step refuses with one line naming the setting, before the next one starts:
+    # the whole file against the schema; the files it names; the ports; the token and its
+    # XML-signing key; the database path (nothing created before); only then migrations
     config = load(config_path)
     root = ctx.parent.params if ctx.parent is not None else {}
     setup_logging(bool(root.get("verbose")), config.log_format)
-    # a bad policy, a missing certificate or a port in use fails here, before anything is
-    # opened, created or migrated
+    check_startup(config)
     listeners = bind(config)
     for key, value in config.describe().items():
         log.info("config %s = %s", key, value)
-    services = open_services(config)
+    warn_development(config)
+    services = open_services(config, serving=True)
     _log_keys(services)
     run(services, listeners)
 
@@ -201,7 +207,7 @@ cli.add_command(client.health)
 
 
 def main() -> None:
-    cli()
+    run(cli)  # an unexpected error is one line, its traceback only with -v
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.database import BACKENDS, new_database
+from tests.support.dcc import DccKey
 from tests.support.hsm import MODULE, SO_PIN, TOKEN_LABELS, USER_PIN, Hsm
 from tests.support.manufacturer import Manufacturer, new_manufacturer
 from tests.support.postgres import Cluster, start_cluster
@@ -92,3 +93,15 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hsm]:
 def manufacturer(tmp_path_factory: pytest.TempPathFactory) -> Manufacturer:
     """A test manufacturer: its key is the manufacturer's, so it lives outside the token."""
     return new_manufacturer(tmp_path_factory.mktemp("manufacturer"))
+
+
+@pytest.fixture(scope="session")
+def dcc(tmp_path_factory: pytest.TempPathFactory) -> DccKey:
+    """A test DCC XML-signing key and certificate; servers that trust it list it in [dcc]."""
+    return DccKey.make(tmp_path_factory.mktemp("dcc"), "Test DCC")
+
+
+@pytest.fixture(scope="session")
+def other_dcc(tmp_path_factory: pytest.TempPathFactory) -> DccKey:
+    """A second key no server trusts: what it signs must be refused."""
+    return DccKey.make(tmp_path_factory.mktemp("other-dcc"), "Other DCC")

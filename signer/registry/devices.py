@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.orm import Session
 
 from signer.cpl.inventory import InventoryRow
 from signer.cpl.parse import RowError
@@ -36,24 +37,29 @@ class DeviceRecord:
 
 def store_credentials(db: Database, creds: DeviceCredentials, now: dt.datetime) -> bool:
     """Replace a device's cells with those of a 6.24.1 response; True if the device is new."""
-    key = creds.device.hex
     with db.session() as s:
-        device = s.get(Device, key)
-        created = device is None
-        if device is None:
-            device = Device(eui=key, updated_at=now)
-            s.add(device)
-        device.updated_at = now
-        device.cells = [
-            TrustAnchorCellRow(
-                role=c.role,
-                key_usage=c.key_usage.value,
-                cell_usage=int(c.cell_usage),
-                subject_eui=c.subject_eui.hex,
-                ski=c.ski.hex(),
-            )
-            for c in creds.cells
-        ]
+        return write_credentials(s, creds, now)
+
+
+def write_credentials(s: Session, creds: DeviceCredentials, now: dt.datetime) -> bool:
+    """``store_credentials`` inside the caller's transaction (e.g. with its audit record)."""
+    key = creds.device.hex
+    device = s.get(Device, key)
+    created = device is None
+    if device is None:
+        device = Device(eui=key, updated_at=now)
+        s.add(device)
+    device.updated_at = now
+    device.cells = [
+        TrustAnchorCellRow(
+            role=c.role,
+            key_usage=c.key_usage.value,
+            cell_usage=int(c.cell_usage),
+            subject_eui=c.subject_eui.hex,
+            ski=c.ski.hex(),
+        )
+        for c in creds.cells
+    ]
     return created
 
 

@@ -264,12 +264,14 @@ class ActivationResults(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ActivationResult, _Mapping]]] = ...) -> None: ...
 
 class SignPreCommandRequest(_message.Message):
-    __slots__ = ("pre_command", "dcc_response")
+    __slots__ = ("pre_command", "dcc_response", "accept_unauthenticated")
     PRE_COMMAND_FIELD_NUMBER: _ClassVar[int]
     DCC_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_UNAUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
     pre_command: bytes
     dcc_response: bytes
-    def __init__(self, pre_command: _Optional[bytes] = ..., dcc_response: _Optional[bytes] = ...) -> None: ...
+    accept_unauthenticated: bool
+    def __init__(self, pre_command: _Optional[bytes] = ..., dcc_response: _Optional[bytes] = ..., accept_unauthenticated: _Optional[bool] = ...) -> None: ...
 
 class SignPreCommandResponse(_message.Message):
     __slots__ = ("device_id", "request_id", "signed_pre_command", "duis_request")
@@ -284,10 +286,12 @@ class SignPreCommandResponse(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., signed_pre_command: _Optional[bytes] = ..., duis_request: _Optional[bytes] = ...) -> None: ...
 
 class PreCommandBatch(_message.Message):
-    __slots__ = ("pre_commands",)
+    __slots__ = ("pre_commands", "accept_unauthenticated")
     PRE_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_UNAUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
     pre_commands: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    accept_unauthenticated: bool
+    def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ..., accept_unauthenticated: _Optional[bool] = ...) -> None: ...
 
 class PreCommandRefusal(_message.Message):
     __slots__ = ("index", "device_id", "request_id", "reason", "code")

@@ -27,6 +27,7 @@ class LibraryImage:
     verdict_json: str
     manufacturer_image: bytes | None
     verified_at: dt.datetime
+    manufacturer_fingerprint: str | None = None  # of the certificate that verified it
 
 
 def record(db: Database, image: LibraryImage) -> None:
@@ -70,6 +71,7 @@ def _record(db: Database, image: LibraryImage) -> None:
         row.verdict_json = image.verdict_json
         row.manufacturer_image = image.manufacturer_image if image.verified else None
         row.verified_at = image.verified_at
+        row.manufacturer_fingerprint = image.manufacturer_fingerprint if image.verified else None
 
 
 def get(db: Database, image_id: str) -> LibraryImage | None:
@@ -90,7 +92,20 @@ def get(db: Database, image_id: str) -> LibraryImage | None:
             verdict_json=row.verdict_json,
             manufacturer_image=row.manufacturer_image,
             verified_at=row.verified_at,
+            manufacturer_fingerprint=row.manufacturer_fingerprint,
         )
+
+
+def verified_by(db: Database, image_id: str) -> str | None:
+    """The fingerprint of the certificate that verified the image, read now (not cached: a
+    re-verification in another process may have changed it)."""
+    with db.read() as conn:
+        found = conn.execute(
+            select(FirmwareImage.manufacturer_fingerprint).where(
+                FirmwareImage.image_id == image_id.lower()
+            )
+        ).scalar()
+    return None if found is None else str(found)
 
 
 def exists(db: Database, image_id: str) -> bool:

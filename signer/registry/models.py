@@ -31,9 +31,14 @@ class ManufacturerCertificate(Base):
     manufacturer_code: Mapped[int] = mapped_column(Integer, index=True)
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER, hex
     subject: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(Text)  # decimal
+    not_before: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # revocation: not trusted from revoked_at on (which may be in the future when recorded)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Device(Base):
@@ -85,6 +90,8 @@ class FirmwareImage(Base):
     verdict_json: Mapped[str] = mapped_column(Text)
     manufacturer_image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     verified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # SHA-256 of the manufacturer certificate that verified it: revoking it stops the image
+    manufacturer_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RequestCounter(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from signer.cpl.model import file_version_text
 from signer.duis.request import (
     MAX_FIRMWARE_IMAGE,
     RequestId,
@@ -33,7 +34,7 @@ from signer.service.devices import parse_devices
 from signer.service.images import force_replace_for, verified_image
 from signer.service.keys.naming import find_key
 from signer.service.keys.selection import KeyGroup, signing_refusal
-from signer.service.pathways import screen, select_eligible
+from signer.service.pathways import screen, select_eligible, target_entry
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import sign_for_group
 from signer.service.services import Services
@@ -78,6 +79,7 @@ def build_duis(
         )
     devices = parse_devices(device_ids)
     image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
+    _check_version_of_image(svc, image, firmware_version)
     with signing.batch(svc) as signer:
         if service == "11.4":
             data, accepted, refused = _ppmid(svc, image, devices)
@@ -194,6 +196,26 @@ def _library_image(
             f"the upgrade image exceeds the DUIS limit of {MAX_FIRMWARE_IMAGE} bytes", field="image"
         )
     return image
+
+
+def _check_version_of_image(svc: Services, image: VerifiedImage, firmware_version: str) -> None:
+    """FirmwareVersion must name the firmware the request carries: the CPL entry's version
+    (the OTA file version in 8 hex digits), or with no entry the header's file version in
+    that notation. A request naming another version would misinform the DCC and the
+    device's Supplier about what is installed."""
+    entry = target_entry(svc, image)
+    if entry is not None:
+        expected = entry.firmware_version.strip().removeprefix("0x").removeprefix("0X")
+        source = f"CPL entry {entry.entry_id}"
+    else:
+        expected = file_version_text(image.record.file_version)
+        source = "the OTA header's file version (no CPL entry records this image)"
+    if firmware_version != expected:
+        raise InvalidInput(
+            f"FirmwareVersion {firmware_version!r} does not match the image: {source} "
+            f"gives {expected[:16]!r}",
+            field="firmware_version",
+        )
 
 
 def _ppmid(

@@ -5,13 +5,15 @@ from __future__ import annotations
 from signer.errors import InvalidInput, NotFound, PolicyRefused
 from signer.registry import library
 from signer.service.caches import VerifiedImage
+from signer.service.manufacturers import image_refusal
 from signer.service.services import Services
 
 _HEX = frozenset("0123456789abcdef")
 
 
 def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> VerifiedImage:
-    """The library image, only if it passed verification."""
+    """The library image, only if it passed verification and the manufacturer certificate
+    that verified it is not revoked (read on every call: a revocation counts at once)."""
     text = image_id.strip().lower()
     if len(text) != 64 or not _HEX.issuperset(text):
         raise InvalidInput(
@@ -22,6 +24,9 @@ def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> 
         if library.exists(svc.db, text):
             raise PolicyRefused(f"image {text} did not pass manufacturer verification")
         raise NotFound(f"image {text} is not in the firmware library")
+    refusal = image_refusal(svc.db, text, image.record.manufacturer_code, svc.clock())
+    if refusal is not None:
+        raise PolicyRefused(refusal)
     return image
 
 

@@ -17,6 +17,7 @@ from signer.gbcs.ota import OtaHeader
 from signer.gbcs.signature import verify_p256_prehashed
 from signer.metrics import VERIFICATIONS
 from signer.registry import cpl, library, manufacturers
+from signer.service.manufacturers import revocation_line
 from signer.service.services import Services
 
 
@@ -50,6 +51,7 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
             field="manufacturer_image",
         )
     now = svc.clock()
+    signature_check, fingerprint = _signature_check(svc, delivery, now)
     checks = [
         CheckResult(
             "structure",
@@ -59,7 +61,7 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
             f"size {header.total_image_size} "
             f"({'with' if delivery.with_tail else 'without'} signature tail)",
         ),
-        _signature_check(svc, delivery, now),
+        signature_check,
         _hash_check(delivery),
     ]
     cpl_check, entry_id = _cpl_check(svc, delivery)
@@ -81,6 +83,7 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
         verdict_json=json.dumps([asdict(c) for c in checks]),
         manufacturer_image=delivery.manufacturer_image,
         verified_at=now,
+        manufacturer_fingerprint=fingerprint,
     )
     library.record(svc.db, svc_record)
     return Verdict(
@@ -94,17 +97,25 @@ def verify_manufacturer(svc: Services, delivery: ManufacturerDelivery) -> Verdic
 
 def _signature_check(
     svc: Services, delivery: ManufacturerDelivery, now: dt.datetime
-) -> CheckResult:
+) -> tuple[CheckResult, str | None]:
+    """The check, and the fingerprint of the certificate that verified the delivery.
+
+    A revoked certificate is not tried: the check names it and why it was revoked.
+    """
     code = delivery.header.manufacturer_code
-    certs = manufacturers.certificates_for(svc.db, code)
+    certs = manufacturers.certificates(svc.db, code)
     if not certs:
         return CheckResult(
             "manufacturer_signature",
             False,
             f"no certificate registered for manufacturer code {code:04X}",
-        )
+        ), None
     problems = []
-    for cert in certs:
+    for registered in certs:
+        if registered.revoked(now):
+            problems.append(revocation_line(registered))
+            continue
+        cert = registered.certificate
         name = cert.subject.rfc4514_string() or f"serial {cert.serial_number}"
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             problems.append(f"{name}: not valid at {now:%Y-%m-%dT%H:%M:%SZ}")
@@ -122,12 +133,12 @@ def _signature_check(
             "manufacturer_signature",
             True,
             f"verifies over OTA Header || Manufacturer Image with {_cert_id(cert)}",
-        )
+        ), registered.fingerprint
     return CheckResult(
         "manufacturer_signature",
         False,
         f"no registered certificate for {code:04X} verifies it: " + "; ".join(problems),
-    )
+    ), None
 
 
 def _cpl_check(svc: Services, delivery: ManufacturerDelivery) -> tuple[CheckResult, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,8 +13,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from signer.errors import ConfigurationError
-from signer.registry.db import Database, open_database
+from signer.registry import manufacturers
+from signer.registry.db import MIGRATIONS, Database, open_database
 from signer.registry.models import Base
+from tests.support.manufacturer import new_manufacturer
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -71,4 +74,41 @@ def test_a_database_migrated_by_a_newer_signer_is_refused_by_name(db_url: str) -
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(ConfigurationError, match=r"database schema: .*9999.*older than"):
         db.migrate()
+    db.dispose()
+
+
+def test_0007_gives_registered_manufacturer_certificates_their_serial_and_start(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Certificates registered before manufacturer trust had a lifecycle keep working."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from cryptography.hazmat.primitives import serialization
+
+    cert = new_manufacturer(tmp_path).certificate
+    db = Database(db_url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+        conn.execute(
+            text(
+                "INSERT INTO manufacturer_certificates (manufacturer_code, fingerprint, "
+                "subject, not_after, certificate_der, added_at) VALUES "
+                "(4637, :fp, 'CN=old', :na, :der, :na)"
+            ),
+            {
+                "fp": "ab" * 32,
+                "na": cert.not_valid_after_utc,
+                "der": cert.public_bytes(serialization.Encoding.DER),
+            },
+        )
+    assert db.migrate() == "0006"
+    (registered,) = manufacturers.certificates(db, 0x121D)
+    assert (registered.serial, registered.not_before, registered.revoked_at) == (
+        str(cert.serial_number),
+        cert.not_valid_before_utc,
+        None,
+    )
     db.dispose()

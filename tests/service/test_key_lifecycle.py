@@ -398,6 +398,12 @@ BAD_CERTIFICATES: dict[str, tuple[IssueBad, str]] = {
         "(SHA-256 {key_sha256}…)",
     ),
     "role 03": (lambda ca, key: ca.issue(key, role=0x03), "role OU is 03, needs 02 (Supplier)"),
+    # the SMKI rule: a device's cell names the key by an SKI derived from it (method 2)
+    "SKI not of its key": (
+        lambda ca, key: ca.issue(key, ski=method2_ski(OTHER_KEY)),
+        "subjectKeyIdentifier {other_ski} is not the RFC 5280 method-2 identifier of the "
+        "certificate's own key ({key_ski})",
+    ),
     "keyAgreement": (
         lambda ca, key: ca.issue(key, key_agreement=True),
         "keyUsage is keyAgreement, needs digitalSignature only",
@@ -446,6 +452,8 @@ def test_install_certificate_refuses_and_says_why(
     expected = expected.format(  # SPKI fingerprints as the message abbreviates them
         key_sha256=hashlib.sha256(_spki(key.public_key)).hexdigest()[:16],
         other_sha256=hashlib.sha256(_spki(OTHER_KEY)).hexdigest()[:16],
+        key_ski=method2_ski(key.public_key).hex(),
+        other_ski=method2_ski(OTHER_KEY).hex(),
     )
     good_der = certified_pending.public_bytes(serialization.Encoding.DER)
     assert _p11_read(hsm, "cert", key.key_id, tmp_path) == good_der
@@ -466,6 +474,36 @@ def test_install_certificate_refuses_and_says_why(
 
 
 # -- 5. activation and retirement ---------------------------------------------------------------
+
+
+def test_activate_refuses_a_certificate_whose_ski_is_not_its_keys(
+    svc: Services, ca: TestCa
+) -> None:
+    """A certificate put on the token by another tool is checked at activation too."""
+    lifecycle.generate(svc, "lc-bad-ski", KeyPurpose.SUPPLIER_DS, actor=ACTOR)
+    key = svc.token.find(label="lc-bad-ski")
+    svc.token.store_certificate(key, ca.issue(key.public_key, ski=method2_ski(OTHER_KEY)))
+    with pytest.raises(CertificateRejected, match="not the RFC 5280 method-2 identifier") as err:
+        lifecycle.activate(svc, "lc-bad-ski", actor=ACTOR)
+    _refusal_recorded(svc, "lc-bad-ski", "activate", err.value)
+    assert _state(svc, "lc-bad-ski") is KeyState.PENDING
+
+
+def test_import_refuses_a_certificate_whose_ski_is_not_its_keys(svc: Services, ca: TestCa) -> None:
+    """Its SKI would become the key's CKA_ID: the token would file the key under another's."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    bad = ca.issue(private.public_key(), ski=method2_ski(OTHER_KEY))
+    with pytest.raises(CertificateRejected, match="not the RFC 5280 method-2 identifier"):
+        lifecycle.import_existing(svc, "lc-import-bad-ski", key_pem, pem(bad), actor=ACTOR)
+    assert [k for k in svc.token.keys(refresh=True) if k.label == "lc-import-bad-ski"] == []
+    good = ca.issue(private.public_key())
+    record = lifecycle.import_existing(svc, "lc-import-bad-ski", key_pem, pem(good), actor=ACTOR)
+    assert record.key_id == method2_ski(private.public_key())
 
 
 def test_activate_refuses_a_key_without_a_certificate(svc: Services) -> None:

@@ -99,8 +99,10 @@ class TestCa:
         not_after: dt.datetime | None = None,
         serial: int | None = None,
         subject: x509.Name | None = None,
+        ski: bytes | None = None,
     ) -> x509.Certificate:
-        """An Organisation certificate; the keyword arguments make the wrong ones too."""
+        """An Organisation certificate; the keyword arguments make the wrong ones too
+        (``ski``: a subjectKeyIdentifier other than the key's method-2 one)."""
         if isinstance(public_key, x509.CertificateSigningRequest):
             assert public_key.is_signature_valid
             subject = subject or public_key.subject
@@ -130,7 +132,7 @@ class TestCa:
                 ),
                 True,
             )
-            .add_extension(x509.SubjectKeyIdentifier(method2_ski(key)), False)
+            .add_extension(x509.SubjectKeyIdentifier(ski or method2_ski(key)), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier(method2_ski(self.key.public_key()), None, None), False
             )

@@ -65,6 +65,28 @@ REFUSALS = Counter(
     ["reason"],
 )
 
+# clients: who was refused before any use case ran, and what the TLS layer can tell
+AUTH_DENIED = Counter(
+    "signer_auth_denied_total",
+    "Calls refused by the transport before any use case ran, by reason: no_certificate, "
+    "revoked, revocation_unknown (no current CRL for the certificate's issuer), "
+    "permission_denied (the role policy).",
+    ["reason"],
+)
+TLS_HANDSHAKES = Counter(
+    "signer_tls_handshakes_total",
+    "TLS handshakes begun (one per new client connection). Failed handshakes are not "
+    "visible to the process; gRPC core logs each one on stderr.",
+)
+RELOADS = Counter(
+    "signer_reloads_total",
+    "SIGHUP reloads of the policy, CRLs and TLS files, by result (ok, failed: the "
+    "previous configuration was kept).",
+    ["result"],
+)
+
+#: every value of signer_auth_denied_total{reason}
+AUTH_DENIAL_REASONS = ("no_certificate", "revoked", "revocation_unknown", "permission_denied")
 #: every value of signer_hsm_errors_total{error}
 HSM_ERROR_CLASSES = ("transient", "login", "other", "down", "fail_fast")
 #: the checks VerifyManufacturer makes, in order
@@ -72,6 +94,10 @@ VERIFICATION_CHECKS = ("structure", "manufacturer_signature", "hash", "cpl")
 
 for _error in HSM_ERROR_CLASSES:  # present at 0, so the first error shows in increase()
     HSM_ERRORS.labels(error=_error)
+for _reason in AUTH_DENIAL_REASONS:
+    AUTH_DENIED.labels(reason=_reason)
+for _result in ("ok", "failed"):
+    RELOADS.labels(result=_result)
 for _check in VERIFICATION_CHECKS:
-    for _result in ("pass", "fail"):
-        VERIFICATIONS.labels(check=_check, result=_result)
+    for _verdict in ("pass", "fail"):
+        VERIFICATIONS.labels(check=_check, result=_verdict)

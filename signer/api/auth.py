@@ -1,9 +1,11 @@
 """Who may call what: client certificate identity -> roles -> FirmwareSigner RPCs.
 
 The TLS handshake has already proven the client holds a key the client CA certified; this
-decides what it may do. Deny by default; health and reflection (`OPEN_SERVICES`) are open to
-any client past the handshake. The policy file is checked in full at start, so a typo stops
-the server instead of silently locking a client out or letting one in. Its format is in the
+checks the certificate is not revoked (`signer.api.revocation`) and decides what it may do.
+Deny by default; health and reflection (`OPEN_SERVICES`) are open to any client past the
+handshake. The policy file is checked in full at start (and at each SIGHUP reload, which
+keeps the old policy if the new one is wrong), so a typo stops the server instead of
+silently locking a client out or letting one in. Its format is in the
 README, section "The policy file", and `deploy/policy.example.toml`.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 from cryptography import x509
@@ -28,8 +30,13 @@ from grpc_reflection.v1alpha import reflection
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.callctx import UNAUTHENTICATED
 from signer.api.handlers import Behavior, Continuation, Handler, Rpc, ServerInterceptor, wrap
+from signer.api.revocation import utc_now
 from signer.caller import Caller, current
 from signer.errors import ConfigurationError
+from signer.metrics import AUTH_DENIED
+
+if TYPE_CHECKING:
+    from signer.api.reload import TransportState
 
 log = logging.getLogger(__name__)
 
@@ -267,17 +274,21 @@ def _hint(word: str, choices: tuple[str, ...]) -> str:
 
 
 class AuthInterceptor(ServerInterceptor):
-    """Apply the policy before the behaviour runs (for streams: before the first item).
+    """Check the certificate against the CRLs, then the policy, before the behaviour runs
+    (for streams: before the first item).
 
-    With no policy (development mode) every call is allowed, and each one says so in the log.
-    Inside the call context and the metrics, so the caller is bound and the metrics count
-    the refusals; outside `outcome`, so a refused caller never reaches the servicer.
+    With no transport state (development mode) every call is allowed, and each one says so
+    in the log. Inside the call context and the metrics, so the caller is bound and the
+    metrics count the refusals; outside `outcome`, so a refused caller never reaches the
+    servicer. Each call reads the current snapshot once: a SIGHUP reload applies to the
+    calls that start after it, and calls in flight finish under the one they started with.
     """
 
-    def __init__(self, policy: Policy | None) -> None:
-        self.policy = policy
-        if policy is not None:
-            log.info("%s", policy.describe())
+    def __init__(self, state: TransportState | None) -> None:
+        self.state = state
+        if state is not None:
+            log.info("%s", state.current.policy.describe())
+            log.info("client certificate revocation: %s", state.current.revocations.describe())
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -296,15 +307,33 @@ class AuthInterceptor(ServerInterceptor):
     def _check(self, rpc: Rpc, context: grpc.ServicerContext) -> None:
         caller = current()
         method = rpc.full_method.lstrip("/")
-        if self.policy is None:
+        if self.state is None:
             log.warning("DEVELOPMENT MODE: unauthenticated call to %s allowed", method)
             return
-        if caller.identity == UNAUTHENTICATED:
+        snapshot = self.state.current
+        pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
+        if caller.identity == UNAUTHENTICATED or not isinstance(pem, bytes) or not pem:
             # cannot happen while the server requires client certificates; if the transport
             # were ever misconfigured, refuse rather than treat the caller as anyone
+            AUTH_DENIED.labels(reason="no_certificate").inc()
             log.warning("refused %s: no verified client certificate", method)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-        refusal = self.policy.refusal(caller, rpc)
+        revoked = snapshot.revocations.refusal(pem, utc_now())
+        if revoked is not None:  # health and reflection included: revoked is revoked
+            AUTH_DENIED.labels(reason=revoked.reason).inc()
+            log.warning(
+                "refused %s: %s",
+                method,
+                revoked.message,
+                extra={"grpc_method": rpc.method, "auth_reason": revoked.reason},
+            )
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, revoked.message)
+        refusal = snapshot.policy.refusal(caller, rpc)
         if refusal is not None:
-            log.warning("permission denied: %s", refusal, extra={"grpc_method": rpc.method})
+            AUTH_DENIED.labels(reason="permission_denied").inc()
+            log.warning(
+                "permission denied: %s",
+                refusal,
+                extra={"grpc_method": rpc.method, "auth_reason": "permission_denied"},
+            )
             context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)

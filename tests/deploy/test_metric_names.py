@@ -95,6 +95,16 @@ def test_the_metrics_the_issue_names_are_exposed(exposed: set[str]) -> None:
     } <= exposed
 
 
+def test_the_readme_metrics_table_lists_every_exposed_metric(exposed: set[str]) -> None:
+    """A metric added without its row in the README's table fails here."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| metric | type | labels | meaning |") :]
+    table = table[: table.index("\n\n")]
+    listed = set(re.findall(r"`([a-z0-9_]+)`", table))
+    ours = {re.sub(r"_(bucket|count|sum)$", "", n) for n in exposed if NAME.fullmatch(n)}
+    assert not ours - listed
+
+
 def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     """Each query, its Grafana variables filled in, as a recording rule promtool parses."""
     promtool = shutil.which("promtool")

@@ -135,10 +135,43 @@ class CertificateAuthority:
         )
         return Issued(cert, key, cert_path, key_path)
 
-    def server(self) -> Issued:
+    def crl(
+        self,
+        file_stem: str,
+        revoked: tuple[Issued, ...] = (),
+        *,
+        expired: bool = False,
+        der: bool = False,
+        signer: ec.EllipticCurvePrivateKey | None = None,
+    ) -> Path:
+        """A CRL of this CA revoking ``revoked``, written to ``file_stem.crl``; ``expired``
+        puts its nextUpdate in the past, ``signer`` signs it with another key (a forgery)."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.name)
+            .last_update(now - dt.timedelta(days=2 if expired else 0, minutes=5))
+            .next_update(now - dt.timedelta(days=1) if expired else now + dt.timedelta(days=7))
+            .add_extension(x509.CRLNumber(x509.random_serial_number()), critical=False)
+        )
+        for issued in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(issued.certificate.serial_number)
+                .revocation_date(now - dt.timedelta(minutes=1))
+                .build()
+            )
+        crl = builder.sign(signer or self.key, hashes.SHA256())
+        path = self.directory / f"{file_stem}.crl"
+        path.write_bytes(
+            crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)
+        )
+        return path
+
+    def server(self, file_stem: str = "server") -> Issued:
         """For a server on 127.0.0.1 reached as "127.0.0.1:port" or "localhost:port"."""
         return self.issue(
-            "server", cn="localhost", sans=("IP:127.0.0.1", "DNS:localhost"), server=True
+            file_stem, cn="localhost", sans=("IP:127.0.0.1", "DNS:localhost"), server=True
         )
 
     def client(

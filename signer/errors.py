@@ -85,3 +85,17 @@ class DevicesRefused(PolicyRefused):
         listed = "; ".join(f"{d}: {r} ({t})" for d, r, t in refusals[:50])
         more = f"; and {len(refusals) - 50} more" if len(refusals) > 50 else ""
         super().__init__(f"{message}: {listed}{more}")
+
+
+def excerpt(value: object, limit: int = 32) -> str:
+    """A client's value as an error message may show it: the repr of at most ``limit``
+    characters (or bytes) of it, with "…" and its total length when there is more. An
+    error message never carries a 10 MB value back, nor into the log."""
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        value = str(value)
+    if isinstance(value, memoryview | bytearray):
+        value = bytes(value)
+    if len(value) <= limit:
+        return repr(value)
+    unit = "characters" if isinstance(value, str) else "bytes"
+    return f"{value[:limit]!r}… ({len(value)} {unit})"

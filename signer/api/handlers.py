@@ -48,11 +48,17 @@ Around = Callable[[Rpc, Behavior], Behavior]
 
 
 def wrap(
-    handler: Handler | None, details: grpc.HandlerCallDetails, around: Around
+    handler: Handler | None,
+    details: grpc.HandlerCallDetails,
+    around: Around,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> Handler | None:
+    """``handler`` with its behaviour wrapped by ``around`` (and its request deserializer
+    replaced by ``request_deserializer``, when given)."""
     if handler is None:
         return None
     method = details.method
+    deserializer = request_deserializer or handler.request_deserializer
     for kind, attr, factory in (
         ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
         ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -63,7 +69,7 @@ def wrap(
         if behavior is not None:
             return factory(
                 around(Rpc(method, kind), behavior),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
     return handler

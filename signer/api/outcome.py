@@ -6,6 +6,8 @@ an `InvalidInput`'s field and offset as trailing metadata; any other exception i
 INTERNAL and logged with its traceback, its text never sent. ``signer_refusals_total``
 counts here and only here: devices and pre-commands refused inside a response, each device
 of a call refused whole (`DevicesRefused`), a CS06 pre-command refused (`PreCommandRefused`).
+Request bytes that do not decode (`decoding`) are INVALID_ARGUMENT here too; in a request
+stream the call ends at the undecodable message, after the results already sent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import grpc
 from google.protobuf.descriptor import Descriptor
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api.decoding import Undecodable, UndecodableRequest, tolerant
 from signer.api.handlers import Behavior, Continuation, Handler, Rpc, ServerInterceptor, wrap
 from signer.api.status import status_for
 from signer.errors import DevicesRefused, InvalidInput, SignerError
@@ -105,46 +108,91 @@ class OutcomeInterceptor(ServerInterceptor):
             f"/{_SERVICE.full_name}/{m.name}": refusal_fields(m.output_type)
             for m in _SERVICE.methods
         }
+        self._inputs = {f"/{_SERVICE.full_name}/{m.name}": m.input_type for m in _SERVICE.methods}
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = continuation(details)
-        if details.method not in self._fields:
+        if details.method not in self._fields or handler is None:
             return handler
-        return wrap(handler, details, self._around)
+        decode = tolerant(handler.request_deserializer, self._inputs[details.method])
+        return wrap(handler, details, self._around, decode)
 
     def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
         fields = self._fields[rpc.full_method]
+        client_streams = rpc.grpc_type in ("client_stream", "bidi_stream")
         if rpc.streams_responses:
 
             def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                requests = _Decoded(request) if client_streams else None
                 try:
-                    items = behavior(request, context)
+                    _refuse_undecodable(request)
+                    items = behavior(requests if requests is not None else request, context)
                     try:
                         for message in items:
                             _count(message, fields)
                             yield message
                     finally:
                         items.close()  # at once, as `yield from` would: the client went away
+                    _refuse_undecodable(requests)
                 except SignerError as exc:
-                    _abort(context, exc, rpc.method)
+                    _abort(context, _fault_of(requests) or exc, rpc.method)
                 except Exception:
-                    _internal(context, rpc.method)
+                    _internal(context, rpc.method, _fault_of(requests))
 
             return streaming
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            requests = _Decoded(request) if client_streams else None
             try:
-                response = behavior(request, context)
+                _refuse_undecodable(request)
+                response = behavior(requests if requests is not None else request, context)
+                _refuse_undecodable(requests)
                 _count(response, fields)
                 return response
             except SignerError as exc:
-                _abort(context, exc, rpc.method)
+                _abort(context, _fault_of(requests) or exc, rpc.method)
             except Exception:
-                _internal(context, rpc.method)
+                _internal(context, rpc.method, _fault_of(requests))
 
         return unary
+
+
+class _Decoded:
+    """A request stream that ends in `UndecodableRequest` at its first undecodable message,
+    and remembers it: a handler that swallowed the error does not turn it into success."""
+
+    def __init__(self, inner: Iterator[Any]) -> None:
+        self._inner = inner
+        self._index = 0
+        self.fault: UndecodableRequest | None = None
+
+    def __iter__(self) -> _Decoded:
+        return self
+
+    def __next__(self) -> Any:
+        if self.fault is not None:
+            raise self.fault
+        item = next(self._inner)
+        index, self._index = self._index, self._index + 1
+        if isinstance(item, Undecodable):
+            self.fault = item.error(index)
+            raise self.fault
+        return item
+
+    next = __next__  # grpc's own request iterator has it too
+
+
+def _refuse_undecodable(request: Any) -> None:
+    if isinstance(request, Undecodable):
+        raise request.error()
+    if isinstance(request, _Decoded) and request.fault is not None:
+        raise request.fault
+
+
+def _fault_of(requests: _Decoded | None) -> UndecodableRequest | None:
+    return requests.fault if requests is not None else None
 
 
 def _count(message: Any, fields: tuple[RefusalField, ...]) -> None:
@@ -152,8 +200,14 @@ def _count(message: Any, fields: tuple[RefusalField, ...]) -> None:
         count_refusals(f.reasons(message))
 
 
-def _internal(context: grpc.ServicerContext, method: str) -> NoReturn:
-    """A bug: the traceback goes to the log, never to the client."""
+def _internal(
+    context: grpc.ServicerContext, method: str, fault: UndecodableRequest | None = None
+) -> NoReturn:
+    """A bug: the traceback goes to the log, never to the client; unless the request stream
+    had an undecodable message, which is then what the handler failed on and what the client
+    is told."""
+    if fault is not None:
+        _abort(context, fault, method)
     log.exception("%s failed unexpectedly", method)
     context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 

@@ -1,4 +1,4 @@
-.PHONY: run test lint proto bench
+.PHONY: run test lint proto bench fuzz
 
 run:        ## the service on the development default
 	scripts/dev-server
@@ -20,3 +20,13 @@ bench:      ## performance goals of bench/README.md (not part of the tests)
 	.venv/bin/python bench/paths.py
 	.venv/bin/python bench/activation.py
 	.venv/bin/python bench/replicas.py
+
+RUNS ?= 1000000
+fuzz:       ## atheris over every parser of outside bytes, RUNS inputs each (fuzz/README.md); not in CI
+	.venv/bin/python fuzz/run.py --runs $(RUNS) $(if $(MAX_TIME),--max-time $(MAX_TIME))
+
+kill9:      ## kill -9 the server x100 mid-signing, then check counters and the audit trail
+	.venv/bin/python bench/kill9.py
+
+load:       ## 64 clients on every RPC for 60 s, then a burst of 3,000 concurrent calls
+	.venv/bin/python bench/load.py

@@ -99,11 +99,28 @@ def expect(buf: bytes, pos: int, limit: int, tag: int, *, field: str, what: str)
     return tlv
 
 
-def integer_value(buf: bytes, tlv: Tlv, *, field: str, what: str) -> int:
-    """Decode a two's-complement INTEGER/ENUMERATED content (leading padding tolerated)."""
+#: The widest INTEGER a GBCS field holds: a 64-bit unsigned counter and its sign byte.
+MAX_INTEGER_BITS = 72
+
+
+def integer_value(
+    buf: bytes, tlv: Tlv, *, field: str, what: str, max_bits: int = MAX_INTEGER_BITS
+) -> int:
+    """Decode a two's-complement INTEGER/ENUMERATED content (leading padding tolerated).
+
+    Values wider than ``max_bits`` are refused here, so no caller ever formats or compares
+    an attacker-sized number (CPython refuses to print one of more than 4300 digits).
+    """
     if tlv.length == 0:
         raise FormatError(f"{what}: empty integer", field=field, offset=tlv.offset)
-    return int.from_bytes(buf[tlv.start : tlv.end], "big", signed=True)
+    value = int.from_bytes(buf[tlv.start : tlv.end], "big", signed=True)
+    if value.bit_length() > max_bits:
+        raise FormatError(
+            f"{what}: INTEGER of {value.bit_length()} bits, at most {max_bits} allowed",
+            field=field,
+            offset=tlv.offset,
+        )
+    return value
 
 
 def unsigned_value(buf: bytes, tlv: Tlv, *, field: str, what: str) -> int:

@@ -82,7 +82,7 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
             request_id=rid,
             service="11.1",
             firmware_image=signed.upgrade_image,
-            firmware_version="BENCH",
+            firmware_version="00000002",
             devices=list(sel.groups[0].devices),
         ),
     )
@@ -113,7 +113,7 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
             image_id=big_id,
             upgrade_image=None,
             device_ids=device_ids,
-            firmware_version="BENCH",
+            firmware_version="00000002",
             service="11.1",
         ),
     )
@@ -148,7 +148,10 @@ def main() -> int:
         calls = args.calls or 3
         devices = bulk_device_euis(args.devices)
         wire = pb.BuildDUISRequest(
-            image_id=big_id, device_ids=devices, firmware_version="BENCH", service_reference="11.1"
+            image_id=big_id,
+            device_ids=devices,
+            firmware_version="00000002",
+            service_reference="11.1",
         ).SerializeToString()
 
         def one() -> object:

@@ -184,7 +184,7 @@ def start_replicas(h: Harness, env: Env, clients: int) -> Replicas:
         pb.BuildDUISRequest(
             image_id=image_id,
             device_ids=ids[g * DUIS_DEVICES : (g + 1) * DUIS_DEVICES],
-            firmware_version="BENCH",
+            firmware_version="00000002",
             service_reference="11.1",
         )
         for g in range(DUIS_GROUPS)

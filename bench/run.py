@@ -264,7 +264,7 @@ class Duis:
 def duis_request(ids: list[str], image: pb.BuildDUISRequest) -> pb.BuildDUISRequest:
     """SR 11.1 for ``ids`` of ``image`` (a request with only its image_id or upgrade_image)."""
     image.device_ids.extend(ids)
-    image.firmware_version, image.service_reference = "BENCH", "11.1"
+    image.firmware_version, image.service_reference = "00000002", "11.1"  # harness file version
     return image
 
 

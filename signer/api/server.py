@@ -11,7 +11,6 @@ import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -19,14 +18,15 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.auth import AuthInterceptor, Policy
+from signer.api.auth import AuthInterceptor
 from signer.api.callctx import HANDLERS, CallContextInterceptor
 from signer.api.health import SERVICE, HealthMonitor
 from signer.api.metrics_endpoint import MetricsEndpoint, bind_metrics
 from signer.api.metrics_interceptor import MetricsInterceptor
 from signer.api.outcome import OutcomeInterceptor
+from signer.api.reload import TransportState
 from signer.api.servicer import FirmwareSigner
-from signer.config import Config, TlsConfig
+from signer.config import Config
 from signer.errors import ConfigurationError
 from signer.service.services import Services
 
@@ -48,14 +48,15 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def transport_policy(config: Config) -> Policy | None:
-    """The role policy, or None in development mode; checked before the HSM is opened."""
+def transport_state(config: Config) -> TransportState | None:
+    """Policy, CRLs and TLS files (reloadable on SIGHUP), or None in development mode;
+    checked in full before the HSM is opened."""
     if config.tls is None and not config.dev_mode:
         raise ConfigurationError(
             "[tls] cert, key, client_ca and policy are required: client "
             "certificates are mandatory unless server.dev_mode = true"
         )
-    return Policy.load(config.tls.policy) if config.tls is not None else None
+    return TransportState(config.tls) if config.tls is not None else None
 
 
 @dataclass
@@ -68,26 +69,52 @@ class Listeners:
     metrics: MetricsEndpoint | None
     health: grpc.Server | None = None  # the plaintext health-only port, if configured
     health_port: int = 0
+    transport: TransportState | None = None  # None in development mode
+
+
+#: calls that reached the port but that grpcio has not yet taken from gRPC core's queue
+#: (its poll thread needs the GIL, busy handlers delay it); see `admission_options`
+PENDING_PER_ADMITTED = 10
+PENDING_FLOOR = 10_000
+#: seconds a call may wait in that queue; the client's own deadline normally ends it first
+PENDING_WAIT = 3600
+
+
+def admission_options(config: Config) -> list[tuple[str, int]]:
+    """Saturation is answered, never a bare CANCELLED: beyond ``server.max_concurrent_rpcs``
+    grpcio answers RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded!". But it counts only
+    calls it has taken from gRPC core, and under load its poll thread takes them slower than
+    they arrive; core cancels calls waiting there beyond 1,000-3,000 or after 30 s, answering
+    CANCELLED with no reason (measured: 403 of a 3,000-call burst). A deeper, longer core
+    queue lets every call reach grpcio's own admission, which answers or serves it."""
+    pending = max(PENDING_FLOOR, PENDING_PER_ADMITTED * config.max_concurrent_rpcs)
+    return [
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", pending),
+        ("grpc.server_max_unrequested_time_in_server", PENDING_WAIT),
+    ]
 
 
 def bind(config: Config) -> Listeners:
     """Bind both ports exclusively: grpcio shares a port by default (SO_REUSEPORT), so a
     second server would silently take part of the traffic; here it fails instead."""
+    transport = transport_state(config)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers),
-        options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
+        options=[*SERVER_OPTIONS, *admission_options(config), ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         interceptors=[
             CallContextInterceptor(),
             MetricsInterceptor(),
-            AuthInterceptor(transport_policy(config)),
+            AuthInterceptor(transport),
             OutcomeInterceptor(),
         ],
     )
     listen = config.listen
     ensure_free(listen, "server.listen")
     try:
-        if config.tls is not None:
-            port = server.add_secure_port(listen, _credentials(config.tls))
+        if transport is not None:
+            port = server.add_secure_port(listen, transport.credentials())
         else:
             port = server.add_insecure_port(listen)
     except RuntimeError:
@@ -111,7 +138,7 @@ def bind(config: Config) -> Listeners:
                 f"server.health_listen {config.health_listen}: cannot listen there"
             )
     metrics = bind_metrics(config.metrics_listen) if config.metrics_listen else None
-    return Listeners(server, port, metrics, health, health_port)
+    return Listeners(server, port, metrics, health, health_port, transport)
 
 
 def ensure_free(listen: str, setting: str) -> None:
@@ -162,22 +189,6 @@ def attach(listeners: Listeners, services: Services) -> HealthMonitor:
     return HealthMonitor(services, health_servicer)
 
 
-def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
-    """The server's own TLS key (not an HSM key) and the CA every client must chain to."""
-
-    def read(path: Path, name: str) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(f"tls.{name} {path}: {exc.strerror}") from None
-
-    return grpc.ssl_server_credentials(
-        [(read(tls.key, "key"), read(tls.cert, "cert"))],
-        root_certificates=read(tls.client_ca, "client_ca"),
-        require_client_auth=True,
-    )
-
-
 #: after the grace period, how long cancelled handlers get to notice before we stop waiting
 LINGER = 2.0
 
@@ -186,7 +197,8 @@ def serve(
     services: Services, listeners: Listeners, *, ready: threading.Event | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
-    ``server.shutdown_grace`` seconds, then return (the process exits 0).
+    ``server.shutdown_grace`` seconds, then return (the process exits 0). SIGHUP reloads
+    the policy, the CRLs and the TLS files (`signer.api.reload`).
 
     gRPC cancels calls still running after the grace period, but cannot stop their handler
     threads: one stuck in a hung HSM or database would hold the exit forever. Those get
@@ -205,6 +217,10 @@ def serve(
 
     signal.signal(signal.SIGTERM, _stop)  # before anything starts: a TERM at start-up is clean
     signal.signal(signal.SIGINT, _stop)
+    if listeners.transport is not None:  # policy, CRLs and TLS files reload on SIGHUP
+        listeners.transport.install_sighup(stopping)
+    else:  # not the default action (exit): development mode has nothing to reload
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop_metrics = None
     if listeners.metrics is not None:
         stop_metrics = listeners.metrics.start(services)

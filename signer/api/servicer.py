@@ -128,6 +128,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             self.svc,
             pre_command=request.pre_command if which == "pre_command" else None,
             dcc_response=request.dcc_response if which == "dcc_response" else None,
+            accept_unauthenticated=request.accept_unauthenticated,
         )
         return convert.signed_pre_command_to_pb(result)
 
@@ -136,7 +137,11 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
     ) -> Iterator[pb.PreCommandResults]:
         for batch in request_iterator:
             message = pb.PreCommandResults()
-            results = sign_pre_command_batch(self.svc, list(batch.pre_commands))
+            results = sign_pre_command_batch(
+                self.svc,
+                list(batch.pre_commands),
+                accept_unauthenticated=batch.accept_unauthenticated,
+            )
             for item in results:
                 if isinstance(item, PreCommandRefusal):
                     message.results.add(

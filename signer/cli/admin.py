@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
-from signer.cli.common import config_option, load, reports_errors
+from signer.caller import Caller, bound, new_request_id
+from signer.cli.common import actor, command_name, config_option, load, reports_errors
+from signer.cli.files import about, refuse_bad_rows
 from signer.clock import system_clock
+from signer.config import Config
+from signer.errors import SignerError
 from signer.service import admin
 from signer.service.database import registry_database
+from signer.service.dcc import load_dcc_certificates
 
 
 @click.group()
@@ -31,24 +37,110 @@ def manufacturers() -> None:
 @config_option
 @reports_errors
 def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) -> None:
-    """Trust a certificate for deliveries carrying this manufacturer code."""
-    with registry_database(load(config_path)) as db:
-        added = admin.add_manufacturer(db, code, cert_file.read(), system_clock())
+    """Trust a certificate for deliveries carrying this manufacturer code.
+
+    Refused unless it carries a P-256 key, allows digitalSignature (if it has a keyUsage
+    extension) and is valid now. Recorded in the audit trail (manufacturer-add).
+    """
+    config = load(config_path)
+    with registry_database(config) as db, bound(_cli_caller()):
+        with about(cert_file.name, "cert"):
+            added = admin.add_manufacturer(db, code, cert_file.read(), _now(config))
     click.echo(
         f"manufacturer {code.upper()}: "
         + ("certificate added" if added else "certificate already registered")
     )
 
 
-@manufacturers.command("list")
+@manufacturers.command("revoke")
+@click.argument("code")
+@click.option("--serial", help="The certificate's serial number (decimal, or hex with 0x).")
+@click.option("--fingerprint", help="The certificate's SHA-256 fingerprint (64 hex digits).")
+@click.option("--reason", required=True, help="Why it is no longer trusted (recorded).")
+@click.option(
+    "--at",
+    "at_text",
+    help="ISO 8601 time with zone from which it is not trusted (default: now); may be past.",
+)
 @config_option
 @reports_errors
-def manufacturers_list(config_path: Path | None) -> None:
-    """List manufacturer codes and their certificates."""
-    with registry_database(load(config_path)) as db:
-        listed = admin.list_manufacturers(db)
-    for code, subject, not_after in listed:
-        click.echo(f"{code:04X}  {subject}  not after {not_after:%Y-%m-%d}")
+def manufacturers_revoke(
+    code: str,
+    serial: str | None,
+    fingerprint: str | None,
+    reason: str,
+    at_text: str | None,
+    config_path: Path | None,
+) -> None:
+    """Stop trusting one of CODE's certificates from a time on.
+
+    From then on deliveries it signed fail verification, and images it verified are no
+    longer re-signed, built into DUIS requests or activated. Recorded in the audit trail
+    (manufacturer-revoke).
+    """
+    config = load(config_path)
+    at = _time(at_text) if at_text is not None else None
+    with registry_database(config) as db, bound(_cli_caller()):
+        cert = admin.revoke_manufacturer_certificate(
+            db,
+            code,
+            serial=serial,
+            fingerprint=fingerprint,
+            reason=reason,
+            at=at,
+            now=_now(config),
+        )
+    assert cert.revoked_at is not None
+    click.echo(
+        f"manufacturer {cert.code:04X}: certificate {cert.subject} (serial {cert.serial}) "
+        f"revoked from {cert.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
+@manufacturers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per certificate.")
+@config_option
+@reports_errors
+def manufacturers_list(as_json: bool, config_path: Path | None) -> None:
+    """List manufacturer codes and their certificates, with their state now: trusted,
+    revoked, expired or not yet valid."""
+    config = load(config_path)
+    with registry_database(config) as db:
+        listed = admin.list_manufacturers(db, _now(config))
+    if as_json:
+        click.echo(json.dumps([v.as_json() for v in listed]))
+        return
+    for v in listed:
+        c = v.cert
+        line = (
+            f"{c.code:04X}  {c.subject}  serial {c.serial}  SHA-256 {c.fingerprint}  "
+            f"{c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d}  {v.state}"
+        )
+        if c.revoked_at is not None:
+            line += f" (revoked from {c.revoked_at:%Y-%m-%dT%H:%M:%SZ}: {c.revocation_reason})"
+        click.echo(line)
+
+
+def _cli_caller() -> Caller:
+    """The operating-system user, a fresh request ID and the command: who the trail names."""
+    return Caller(identity=actor(), request_id=new_request_id(), method=command_name())
+
+
+def _now(config: Config) -> dt.datetime:
+    """The service's clock: the pinned time when one is configured (tests only)."""
+    return config.pinned_time or system_clock()
+
+
+def _time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text[:40]!r} is not an ISO 8601 time", param_hint="--at"
+        ) from None
+    if value.tzinfo is None:
+        raise click.BadParameter("give a time zone (e.g. 2024-06-01T12:00:00Z)", param_hint="--at")
+    return value
 
 
 @click.group()
@@ -58,18 +150,65 @@ def devices() -> None:
 
 @devices.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@click.option(
+    "--unauthenticated-gbcs",
+    is_flag=True,
+    help="Accept raw GBCS payloads (hex or base64), which carry no DCC signature; "
+    "each import is recorded in the audit trail as not DCC-authenticated.",
+)
 @config_option
 @reports_errors
-def devices_import(files: tuple[BinaryIO, ...], config_path: Path | None) -> None:
+def devices_import(
+    files: tuple[BinaryIO, ...], unauthenticated_gbcs: bool, config_path: Path | None
+) -> None:
     """Import trust anchor cells from GBCS SR 6.24.1 responses.
 
-    Each FILE holds one response payload as hex or base64, or a DUIS response XML that
-    carries it in sr:GBCSPayload. Use - for standard input. Re-importing a device replaces
-    its cells.
+    Each FILE holds a DUIS response XML that carries the response in sr:GBCSPayload and is
+    signed by one of the [dcc] certificates, or, only with --unauthenticated-gbcs, the raw
+    response payload as hex or base64. Use - for standard input. Re-importing a device
+    replaces its cells. Every import is an audit trail record (device-import).
     """
-    with registry_database(load(config_path)) as db:
+    config = load(config_path)
+    dcc_certificates = load_dcc_certificates(config.dcc_certificates)
+    caller = Caller(identity=actor(), request_id=new_request_id(), method=command_name())
+    now = config.pinned_time or system_clock()
+    # every file is checked before any is imported: one bad file imports none, and each
+    # bad file is named (issue 13: all or nothing)
+    contents: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+    with bound(caller):
         for f in files:
-            creds, created = admin.import_device(db, f.read(), system_clock())
+            try:
+                with about(f.name):
+                    data = f.read()
+                    admin.parse_device_credentials(
+                        data,
+                        dcc_certificates=dcc_certificates,
+                        now=now,
+                        accept_unauthenticated=unauthenticated_gbcs,
+                    )
+                contents.append((f.name, data))
+            except click.ClickException as exc:
+                problems.append(exc.message)
+    for problem in problems[:-1]:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise click.ClickException(
+            f"{problems[-1]}"
+            + (f" ({len(problems)} bad files: none was imported)" if len(problems) > 1 else "")
+        )
+    with registry_database(config) as db, bound(caller):
+        for name, data in contents:
+            try:
+                creds, created = admin.import_device(
+                    db,
+                    data,
+                    now,
+                    dcc_certificates=dcc_certificates,
+                    accept_unauthenticated=unauthenticated_gbcs,
+                )
+            except SignerError as exc:
+                raise click.ClickException(f"{name}: {type(exc).__name__}: {exc}") from None
             cell = creds.supplier_signing_cell()
             ski = cell.ski.hex() if cell else "none"
             click.echo(
@@ -136,12 +275,11 @@ def devices_inventory(file: Path, config_path: Path | None) -> None:
     and current_entry_id. Every bad row is reported; if there is any, nothing is recorded."""
     from signer.service import cplops
 
-    with registry_database(load(config_path)) as db:
-        count, errors = cplops.import_inventory(db, file, system_clock())
-    for error in errors:
-        click.echo(f"{file}: {error}", err=True)
-    if errors:
-        raise click.ClickException(f"{len(errors)} bad row(s): nothing was recorded")
+    config = load(config_path)
+    with about(file), registry_database(config) as db:
+        count, errors, bad_rows = cplops.import_inventory(db, file, system_clock())
+    if bad_rows:
+        refuse_bad_rows(file, errors, bad_rows, "recorded")
     click.echo(f"{count} device(s) recorded")
 
 

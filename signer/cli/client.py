@@ -15,7 +15,15 @@ from google.protobuf import json_format
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.cli.connection import Connection, connection_options
-from signer.cli.files import device_list, device_stream, existing_file, read_or_empty, safe_name
+from signer.cli.files import (
+    FileProblem,
+    device_list,
+    device_stream,
+    existing_file,
+    read_input,
+    read_or_empty,
+    safe_name,
+)
 
 
 @click.command()
@@ -51,14 +59,12 @@ def verify(
     """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
     if gbcs_file:
         req = pb.VerifyManufacturerRequest(
-            gbcs=pb.GbcsDelivery(
-                upgrade_image=gbcs_file.read_bytes(), hash=read_or_empty(hash_file)
-            )
+            gbcs=pb.GbcsDelivery(upgrade_image=read_input(gbcs_file), hash=read_or_empty(hash_file))
         )
     elif header_and_image:
         req = pb.VerifyManufacturerRequest(
             combined=pb.CombinedDelivery(
-                header_and_image=header_and_image.read_bytes(),
+                header_and_image=read_input(header_and_image),
                 signature=read_or_empty(signature),
                 hash=read_or_empty(hash_file),
             )
@@ -66,8 +72,8 @@ def verify(
     elif ota_header and manufacturer_image:
         req = pb.VerifyManufacturerRequest(
             separate=pb.SeparateDelivery(
-                ota_header=ota_header.read_bytes(),
-                manufacturer_image=manufacturer_image.read_bytes(),
+                ota_header=read_input(ota_header),
+                manufacturer_image=read_input(manufacturer_image),
                 signature=read_or_empty(signature),
                 hash=read_or_empty(hash_file),
             )
@@ -76,7 +82,15 @@ def verify(
         raise click.UsageError(
             "give --ota-header and --manufacturer-image, or --gbcs, or --header-and-image"
         )
-    resp = connection.call("VerifyManufacturer", req)
+    files = {
+        "ota_header": ota_header,
+        "manufacturer_image": manufacturer_image,
+        "upgrade_image": gbcs_file,
+        "header_and_image": header_and_image,
+        "signature": signature,
+        "hash": hash_file,
+    }
+    resp = connection.call("VerifyManufacturer", req, files)
     text = json_format.MessageToJson(resp, always_print_fields_with_no_presence=True)
     if out:
         out.write_text(text + "\n")
@@ -114,7 +128,7 @@ def resign(
     req = pb.ResignRequest(
         image_id=image_id, device_ids=device_list(device, devices_file), force_replace=force_replace
     )
-    resp = connection.call("Resign", req)
+    resp = connection.call("Resign", req, {"device_ids": devices_file})
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {
         "image_id": resp.image_id,
@@ -182,8 +196,10 @@ def build_duis(
         req.image_id = image_id
     else:
         assert upgrade_image is not None
-        req.upgrade_image = upgrade_image.read_bytes()
-    resp = connection.call("BuildDUIS", req)
+        req.upgrade_image = read_input(upgrade_image)
+    resp = connection.call(
+        "BuildDUIS", req, {"upgrade_image": upgrade_image, "device_ids": devices_file}
+    )
     out.write_bytes(resp.duis_request)
     click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
     for r in resp.refused:
@@ -284,7 +300,17 @@ def activate(
 
 @click.command("sign-precommand")
 @click.option("--pre-command", type=existing_file, help="The CS06 pre-command (binary or hex).")
-@click.option("--dcc-response", type=existing_file, help="Or the DUIS response XML carrying it.")
+@click.option(
+    "--dcc-response",
+    type=existing_file,
+    help="Or the DUIS response XML carrying it, signed by one of the server's DCC certificates.",
+)
+@click.option(
+    "--unauthenticated-gbcs",
+    is_flag=True,
+    help="Needed with --pre-command: raw GBCS carries no DCC signature; the signature "
+    "records say it was not DCC-authenticated.",
+)
 @click.option(
     "--out-dir",
     required=True,
@@ -293,21 +319,37 @@ def activate(
 )
 @connection_options
 def sign_precommand(
-    pre_command: Path | None, dcc_response: Path | None, out_dir: Path, connection: Connection
+    pre_command: Path | None,
+    dcc_response: Path | None,
+    unauthenticated_gbcs: bool,
+    out_dir: Path,
+    connection: Connection,
 ) -> None:
-    """Check a CS06 pre-command against the 11.3 request it answers and sign it."""
+    """Check a CS06 pre-command against the 11.3 request it answers and sign it.
+
+    Give the DCC's signed DUIS response (--dcc-response), or the raw pre-command with
+    --unauthenticated-gbcs.
+    """
     if (pre_command is None) == (dcc_response is None):
         raise click.UsageError("give exactly one of --pre-command or --dcc-response")
     if pre_command is not None:
-        data = pre_command.read_bytes()
+        if not unauthenticated_gbcs:
+            raise click.UsageError(
+                "--pre-command is raw GBCS that carries no DCC signature: give the DCC's "
+                "signed --dcc-response instead, or add --unauthenticated-gbcs"
+            )
+        data = read_input(pre_command)
         text = data.strip()
         if text and all(c in b"0123456789abcdefABCDEF" for c in text):
+            if len(text) % 2:
+                raise FileProblem(pre_command, f"{len(text)} hex digits: an odd number")
             data = bytes.fromhex(text.decode())
-        req = pb.SignPreCommandRequest(pre_command=data)
+        req = pb.SignPreCommandRequest(pre_command=data, accept_unauthenticated=True)
     else:
         assert dcc_response is not None
-        req = pb.SignPreCommandRequest(dcc_response=dcc_response.read_bytes())
-    resp = connection.call("SignPreCommand", req)
+        req = pb.SignPreCommandRequest(dcc_response=read_input(dcc_response))
+    files = {"pre_command": pre_command, "dcc_response": dcc_response}
+    resp = connection.call("SignPreCommand", req, files)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "signed-pre-command.bin").write_bytes(resp.signed_pre_command)
     (out_dir / "signed-pre-command.xml").write_bytes(resp.duis_request)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pwd
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -19,6 +21,7 @@ from signer.errors import SignerError
 from signer.service.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 config_option = click.option(
     "--config",
@@ -89,3 +92,28 @@ def reports_errors(fn: F) -> F:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def run(command: click.Command) -> NoReturn:
+    """Run the CLI with a last resort: an error nobody expected is one line, not a traceback.
+
+    Every refusal the code means is reported where it happens (``reports_errors``, the
+    commands' own file checks); this catches what is left (a bug, or an input class no one
+    thought of), prints its type and a short message, and logs the traceback at debug level
+    only (``signer -v``), so an operator never faces a stack dump.
+    """
+    try:
+        command.main()  # standalone: click reports its own usage errors and exits
+    except Exception as exc:  # the last resort, by design
+        log.debug("unexpected error", exc_info=True)
+        click.echo(f"Error: unexpected {type(exc).__name__}: {short(str(exc))}", err=True)
+        if not log.isEnabledFor(logging.DEBUG):
+            click.echo("(run `signer -v ...` to log the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def short(text: str, limit: int = 200) -> str:
+    """The first line of a message, at most ``limit`` characters: never a dump."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -15,7 +16,7 @@ import grpc
 
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from signer.cli.files import existing_file
+from signer.cli.files import existing_file, read_input
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,16 +67,25 @@ class Connection:
     def channel(self) -> grpc.Channel:
         if self.tls is None:
             return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
-        ca, cert, key = (p.read_bytes() for p in self.tls)
+        ca, cert, key = (read_input(p) for p in self.tls)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
         return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
 
-    def fail(self, exc: grpc.RpcError) -> NoReturn:
-        """Report a failed call on stderr and exit 1."""
+    def fail(self, exc: grpc.RpcError, files: Mapping[str, Path | None] | None = None) -> NoReturn:
+        """Report a failed call on stderr and exit 1.
+
+        ``files``: the file each request field came from; a refusal that names the field
+        (its details start with it) names the file too: ``Error: <file>: <details>``.
+        """
         code = exc.code()
-        click.echo(f"error: {code.name}: {exc.details()}", err=True)
+        details = exc.details() or ""
+        path = (files or {}).get(re.split(r"[^A-Za-z0-9_]", details, maxsplit=1)[0])
+        if path is not None:
+            click.echo(f"Error: {path}: {code.name}: {details}", err=True)
+            sys.exit(1)
+        click.echo(f"error: {code.name}: {details}", err=True)
         if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
             click.echo(
                 "hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
@@ -84,13 +94,13 @@ class Connection:
             )
         sys.exit(1)
 
-    def call(self, name: str, request: Any) -> Any:
-        """One unary call on a channel of its own."""
+    def call(self, name: str, request: Any, files: Mapping[str, Path | None] | None = None) -> Any:
+        """One unary call on a channel of its own; ``files`` as for `fail`."""
         with self.channel() as channel:
             try:
                 return getattr(pb_grpc.FirmwareSignerStub(channel), name)(request, timeout=300)
             except grpc.RpcError as exc:
-                self.fail(exc)
+                self.fail(exc, files)
 
 
 def connection_options(fn: F) -> F:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from signer.cli.common import config_option, load, reports_errors
+from signer.cli.files import about, refuse_bad_rows
 from signer.clock import system_clock
 from signer.service import cplops
 from signer.service.database import registry_database
@@ -37,18 +38,19 @@ def cpl_import(file: Path, fmt: str | None, config_path: Path | None) -> None:
     Re-importing is harmless. Every bad row is reported with its line and column, and if
     there is any, nothing is imported (exit 1).
     """
+    config = load(config_path)
     with (
-        registry_database(load(config_path)) as db,
+        about(file, "cpl"),
+        registry_database(config) as db,
         click.progressbar(
             length=_count_rows(file), label="importing", show_pos=True, file=sys.stderr
         ) as bar,
     ):
         progress: Any = bar  # click types the bar by its iterable, which we do not use
-        report = cplops.import_cpl(db, file, system_clock(), fmt=fmt, progress=progress.update)
-    for error in report.errors:
-        click.echo(f"{file}: {error}", err=True)
-    if report.errors:
-        raise click.ClickException(f"{len(report.errors)} bad row(s): nothing was imported")
+        done = cplops.import_cpl(db, file, system_clock(), fmt=fmt, progress=progress.update)
+    report = done.report
+    if done.bad_rows:
+        refuse_bad_rows(file, report.errors, done.bad_rows, "imported")
     click.echo(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged")
 
 

@@ -15,6 +15,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from signer.cli.common import actor, config_option, load, reports_errors, services
+from signer.cli.files import about
 from signer.service.keys import lifecycle, operations
 from signer.service.keys.views import KeyView, list_keys, rotation_report
 from signer.smki.lifecycle import KeyPurpose
@@ -102,7 +103,7 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
     Refused unless its public key is the token key's and it passes the SMKI profile of the
     key's purpose now (role, key usage, policy, the Supplier's EUI, validity, issuing CA).
     """
-    with services(load(config_path)) as svc:
+    with services(load(config_path)) as svc, about(certificate.name, "cert"):
         record = lifecycle.install_certificate(svc, name, certificate.read(), actor=actor())
     click.echo(f"certificate installed on {record.label!r}; state {record.state}")
 
@@ -295,7 +296,11 @@ def keys_import(
     For published test keys only: a production key is generated inside the token. The key
     is `pending` until `signer keys activate`; its CKA_ID becomes the certificate's SKI.
     """
-    with services(load(config_path)) as svc:
+    with (
+        services(load(config_path)) as svc,
+        about(key_file.name, "key"),
+        about(cert_file.name, "cert"),
+    ):
         record = lifecycle.import_existing(
             svc,
             label,

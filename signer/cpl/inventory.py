@@ -14,7 +14,7 @@ from typing import Final
 
 from signer.cpl.model import DeviceType, check_entry_id
 from signer.cpl.parse import RowError
-from signer.errors import InvalidInput
+from signer.errors import InvalidInput, excerpt
 from signer.gbcs.eui import Eui64
 
 INVENTORY_COLUMNS: Final = MappingProxyType(
@@ -45,6 +45,8 @@ def read_inventory_csv(lines: Iterable[str]) -> Iterator[InventoryRow | RowError
         try:
             cells = next(reader)
         except StopIteration:
+            if header is None:
+                yield RowError(1, None, "no header line: the file is empty")
             return
         except csv.Error as exc:
             yield RowError(start, None, f"unreadable CSV: {exc}")
@@ -84,15 +86,14 @@ def _row(row: dict[str, str]) -> InventoryRow:
     text = row["hardware_version"].removeprefix("0x").removeprefix("0X")
     if len(text) != 4:
         raise InvalidInput(
-            f"hardware version {row['hardware_version']!r} is not 4 hex digits",
+            f"hardware version {excerpt(row['hardware_version'])} is not 4 hex digits",
             field="hardware_version",
         )
-    try:
-        hardware_version = int(text, 16)
-    except ValueError:
+    if not all(c in "0123456789abcdefABCDEF" for c in text):  # int() would take "1_2 "
         raise InvalidInput(
-            f"hardware version {row['hardware_version']!r} is not hexadecimal",
+            f"hardware version {excerpt(row['hardware_version'])} is not hexadecimal",
             field="hardware_version",
-        ) from None
+        )
+    hardware_version = int(text, 16)
     entry = check_entry_id(row["current_entry_id"], field="current_entry_id")
     return InventoryRow(device, device_type, hardware_version, entry)

@@ -142,10 +142,12 @@ def read_json(text: str) -> Iterator[CplEntry | RowError]:
     Every value is a string (hex fields too: a JSON number would leave open whether 1234
     meant 0x1234) or null for an empty cell; ``upgrade_from`` may also be a list of entry
     IDs (``["N/A"]`` for none). Errors name the object by its 0-based index in the list.
-    Text that is not JSON, or not one of those two shapes, raises ``FormatError`` at once.
+    Text that is not JSON, or not one of those two shapes, raises ``FormatError`` at once;
+    so does JSON nested too deeply for the parser or holding a number of thousands of digits
+    (no value is a number, and converting one would cost quadratic time).
     """
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise FormatError(
             f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
@@ -153,7 +155,15 @@ def read_json(text: str) -> Iterator[CplEntry | RowError]:
             offset=exc.pos,
         ) from None
     except _DuplicateKey as exc:
-        raise FormatError(f"a JSON object repeats the key {exc.args[0]!r}", field="cpl") from None
+        raise FormatError(
+            f"a JSON object repeats the key {_shown(exc.args[0])}", field="cpl"
+        ) from None
+    except _HugeNumber as exc:
+        raise FormatError(
+            f"a JSON number has {exc.args[0]} digits: CPL values are strings", field="cpl"
+        ) from None
+    except RecursionError:
+        raise FormatError("the JSON is nested too deeply to read", field="cpl") from None
     if isinstance(doc, dict):
         extra = sorted(set(doc) - {"entries"})
         if extra or "entries" not in doc:
@@ -179,7 +189,8 @@ def _json_rows(items: list[Any]) -> Iterator[CplEntry | RowError]:
             continue
         bad = False
         for key in sorted(set(item) - set(COLUMNS)):
-            yield RowError(index, key, f"unknown key; known: {', '.join(COLUMNS)}", unit)
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            yield RowError(index, shown, f"unknown key; known: {', '.join(COLUMNS)}", unit)
             bad = True
         for key in COLUMNS:
             if key not in item and key not in OPTIONAL_COLUMNS:
@@ -226,6 +237,16 @@ def _json_rows(items: list[Any]) -> Iterator[CplEntry | RowError]:
 
 class _DuplicateKey(ValueError):
     pass
+
+
+class _HugeNumber(ValueError):
+    pass
+
+
+def _json_int(text: str) -> int:
+    if len(text) > 40:  # beyond any 128-bit value: refused before int() spends time on it
+        raise _HugeNumber(len(text))
+    return int(text)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

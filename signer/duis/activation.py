@@ -17,7 +17,7 @@ from lxml import etree
 from signer.duis.request import SR_NS, RequestId, request_template
 from signer.duis.response import payload_bytes, response_message
 from signer.duis.xmlparse import parse_xml
-from signer.errors import InvalidInput
+from signer.errors import InvalidInput, excerpt
 from signer.gbcs.precommand import (
     DUIS_CANCEL_EXECUTION_TIME,
     FIRMWARE_HASH_LENGTH,
@@ -207,8 +207,8 @@ def pre_command_of(root: etree._Element) -> tuple[RequestId | None, bytes]:
         value = (message.findtext(_sr(name)) or "").strip()
         if value != ACTIVATE_FIRMWARE_SERVICE:
             raise InvalidInput(
-                f"sr:{name} is {value or 'missing'!r}, expected {ACTIVATE_FIRMWARE_SERVICE} "
-                "(Activate Firmware)",
+                f"sr:{name} is {excerpt(value) if value else 'missing'}, expected "
+                f"{ACTIVATE_FIRMWARE_SERVICE} (Activate Firmware)",
                 field=_FIELD_RESPONSE,
             )
     pre_commands = message.findall(_sr("PreCommand"))

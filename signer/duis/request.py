@@ -15,7 +15,7 @@ from typing import Final
 
 from lxml import etree
 
-from signer.errors import InvalidInput
+from signer.errors import InvalidInput, excerpt
 from signer.gbcs.eui import Eui64
 
 SR_NS: Final = "http://www.dccinterface.co.uk/ServiceUserGateway"
@@ -67,11 +67,11 @@ class RequestId:
         parts = text.strip().split(":")
         if len(parts) != 3:
             raise InvalidInput(
-                f"a RequestID is originator:target:counter, got {text!r}", field=field
+                f"a RequestID is originator:target:counter, got {excerpt(text)}", field=field
             )
         orig, target, counter = parts
         if not _COUNTER.match(counter) or int(counter) > MAX_COUNTER:
-            raise InvalidInput(f"counter {counter!r} is not 0..2^64-1", field=field)
+            raise InvalidInput(f"counter {excerpt(counter)} is not 0..2^64-1", field=field)
         return cls(Eui64.parse(orig, field=field), Eui64.parse(target, field=field), int(counter))
 
 
@@ -84,7 +84,7 @@ def check_firmware_version(version: str) -> str:
         )
     if not all(" " <= c <= "~" for c in version):
         raise InvalidInput(
-            f"FirmwareVersion {version!r} must be printable ASCII", field="firmware_version"
+            f"FirmwareVersion {excerpt(version)} must be printable ASCII", field="firmware_version"
         )
     return version
 
@@ -123,7 +123,7 @@ def build_update_firmware(
         command_variant, body_name = _FIRMWARE_SERVICES[service]
     except KeyError:
         raise InvalidInput(
-            f"service must be one of {sorted(_FIRMWARE_SERVICES)}, got {service!r}",
+            f"service must be one of {sorted(_FIRMWARE_SERVICES)}, got {excerpt(service)}",
             field="service",
         ) from None
     if not firmware_image:

@@ -12,7 +12,7 @@ from lxml import etree
 
 from signer.duis.request import RA_NS, SR_NS
 from signer.duis.xmlparse import parse_xml
-from signer.errors import FormatError, InvalidInput
+from signer.errors import FormatError, InvalidInput, excerpt
 
 _FIELD = "sr:GBCSPayload"
 _WS = re.compile(rb"\s+")
@@ -45,7 +45,9 @@ def gbcs_payload_of(root: etree._Element) -> bytes:
 def response_message(root: etree._Element, *, field: str) -> etree._Element:
     """The ``sr:Body/sr:ResponseMessage`` of an ``sr:Response`` root."""
     if root.tag != f"{{{SR_NS}}}Response":
-        raise InvalidInput(f"root element is {root.tag!s}, expected sr:Response", field=field)
+        raise InvalidInput(
+            f"root element is {excerpt(str(root.tag), 80)}, expected sr:Response", field=field
+        )
     message = root.find(f"{{{SR_NS}}}Body/{{{SR_NS}}}ResponseMessage")
     if message is None:
         raise InvalidInput("response has no sr:Body/sr:ResponseMessage", field=field)

@@ -43,6 +43,8 @@ XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>'
 _PLACEHOLDER: Final = b"default"
 _WS = re.compile(r"\s+")
 _DS_SIGNATURE: Final = f"{{{DS_NS}}}Signature"
+#: 20 octets (RFC 5280 4.1.2.2) are at most 49 decimal digits
+_MAX_SERIAL_DIGITS: Final = 49
 
 SignDigest = Callable[[bytes], bytes]
 """Receives the SHA-256 of the canonical SignedInfo, returns raw r||s (64 bytes)."""
@@ -140,15 +142,17 @@ def verify_document(
     *,
     certificates: Iterable[x509.Certificate],
     now: dt.datetime | None = None,
+    field: str = "xml",
 ) -> VerifiedSignature:
     """Verify a DUIS document signed in the DCC profile against pinned certificates.
 
     Raises ``Unsigned`` when there is no Signature and ``SignatureInvalid`` naming the reason
-    for every other failure; never returns a negative answer.
+    for every other failure; never returns a negative answer. ``field`` names the input in
+    the ``InvalidInput`` of a document that does not parse.
     """
     if now is not None and now.utcoffset() is None:
         raise ValueError("'now' must be timezone-aware")
-    root = parse_xml(xml, field="xml")
+    root = parse_xml(xml, field=field)
     sigs = list(root.iter(_ds("Signature")))
     if not sigs:
         raise Unsigned("the document carries no ds:Signature")
@@ -330,8 +334,9 @@ def _expect(el: etree._Element, *names: str) -> list[etree._Element]:
     got = [_qname_text(c) for c in children]
     want = [f"ds:{n}" for n in names]
     if got != want:
+        held = [_short(g) for g in got[:8]] + ([f"{len(got) - 8} more"] if len(got) > 8 else [])
         raise SignatureInvalid(
-            f"{_qname_text(el)} holds {got or 'nothing'}; the profile needs exactly {want}"
+            f"{_short(_qname_text(el))} holds {held or 'nothing'}; the profile needs exactly {want}"
         )
     return children
 
@@ -344,7 +349,8 @@ def _qname_text(el: etree._Element) -> str:
 def _expect_algorithm(el: etree._Element, want: str, what: str) -> None:
     got = el.get("Algorithm")
     if got != want:
-        raise SignatureInvalid(f"{what} {got!r} is not in the DCC profile (needs {want})")
+        shown = repr(None if got is None else _short(got))
+        raise SignatureInvalid(f"{what} {shown} is not in the DCC profile (needs {want})")
 
 
 def _b64_value(el: etree._Element, what: str, size: int) -> bytes:
@@ -371,7 +377,12 @@ def _issuer_serial(key_info: etree._Element) -> tuple[str, int]:
     name = (name_el.text or "").strip()
     serial_text = (serial_el.text or "").strip()
     if not serial_text.isdigit() or not serial_text.isascii():
-        raise SignatureInvalid(f"X509SerialNumber {serial_text!r} is not a decimal integer")
+        raise SignatureInvalid(f"X509SerialNumber {_short(serial_text)!r} is not a decimal integer")
+    if len(serial_text) > _MAX_SERIAL_DIGITS:  # int() refuses > 4300 digits with ValueError
+        raise SignatureInvalid(
+            f"X509SerialNumber has {len(serial_text)} digits; a certificate serial has "
+            f"at most 20 octets ({_MAX_SERIAL_DIGITS} digits)"
+        )
     return name, int(serial_text)
 
 
@@ -383,8 +394,13 @@ def _find_certificate(
         if cert.serial_number == serial and name is not None and same_name(cert.issuer, name):
             return cert
     raise SignatureInvalid(
-        f"unknown signer: no pinned certificate has IssuerSerial {issuer_name!r} / {serial}"
+        f"unknown signer: no pinned certificate has IssuerSerial {_short(issuer_name)!r} / {serial}"
     )
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A prefix of a value the document chose: errors never echo it whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _b64(data: bytes) -> str:

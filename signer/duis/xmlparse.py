@@ -48,12 +48,17 @@ def parse_xml(data: bytes, *, field: str) -> etree._Element:
         root = etree.fromstring(data, parser=safe_parser())
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(
-            f"not well-formed XML (line {exc.lineno}): {exc.msg}", field=field
+            f"not well-formed XML (line {exc.lineno}): {_short(exc.msg)}", field=field
         ) from exc
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise InvalidInput("documents with a DOCTYPE are refused", field=field)
     return root
+
+
+def _short(message: str, limit: int = 160) -> str:
+    """libxml2 quotes names and entities from the document in its messages: keep a prefix."""
+    return message if len(message) <= limit else f"{message[:limit]}… ({len(message)} characters)"
 
 
 def _prolog_has_doctype(data: bytes) -> bool:

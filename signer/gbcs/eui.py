@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from signer.errors import InvalidInput
+from signer.errors import InvalidInput, excerpt
 
 _ACCEPTED = re.compile(r"^[0-9A-Fa-f]{2}([-:]?[0-9A-Fa-f]{2}){7}$")
 
@@ -30,8 +30,7 @@ class Eui64:
                 pass
         t = text.strip()
         if not _ACCEPTED.match(t):
-            shown = text if len(text) <= 40 else text[:40] + "..."
-            raise InvalidInput(f"not an EUI-64: {shown!r}", field=field)
+            raise InvalidInput(f"not an EUI-64: {excerpt(text, 40)}", field=field)
         return cls(bytes.fromhex(t.replace("-", "").replace(":", "")))
 
     def __str__(self) -> str:

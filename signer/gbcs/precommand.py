@@ -14,16 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from signer.errors import FormatError, InvalidInput, PolicyRefused
+from signer.errors import FormatError, InvalidInput, PolicyRefused, excerpt
 from signer.gbcs import _ber
 from signer.gbcs.eui import Eui64
+from signer.gbcs.general_signing import CRA_COMMAND, CRA_NAMES, TAG_GENERAL_SIGNING, read_header
 
 FIELD: Final = "pre_command"
 
-TAG_GENERAL_SIGNING: Final = 0xDF
 TAG_GENERALIZED_TIME: Final = 0x18
-CRA_COMMAND: Final = 0x01
-_CRA_NAMES: Final = {0x01: "command", 0x02: "response", 0x03: "alert"}
 MESSAGE_CODE_CS06: Final = 0x0012
 FIRMWARE_HASH_LENGTH: Final = 32
 SIGNATURE_LENGTH: Final = 64
@@ -161,7 +159,7 @@ def check_pre_command(pc: PreCommand, expected: ExpectedActivation) -> list[str]
     if pc.cra_flag != CRA_COMMAND:
         failures.append(
             f"cra_flag: expected 0x{CRA_COMMAND:02X} (command), found 0x{pc.cra_flag:02X} "
-            f"({_CRA_NAMES.get(pc.cra_flag, 'unknown')})"
+            f"({CRA_NAMES.get(pc.cra_flag, 'unknown')})"
         )
     if pc.originator != expected.originator:
         failures.append(
@@ -243,55 +241,19 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
             field=field,
             offset=0,
         )
-    limit = len(data)
-    tid_start, pos = _ber.length_prefixed(data, 1, limit, field=field, what="transaction-id")
-    if pos - tid_start != 9:
-        raise FormatError(
-            f"transaction-id is {pos - tid_start} bytes, expected 9 (CRA flag + counter)",
-            field=field,
-            offset=1,
-        )
-    cra_flag = data[tid_start]
-    originator_counter = int.from_bytes(data[tid_start + 1 : pos], "big")
-    euis: list[Eui64] = []
-    for what in ("originator-system-title", "recipient-system-title"):
-        at = pos
-        start, pos = _ber.length_prefixed(data, pos, limit, field=field, what=what)
-        if pos - start != 8:
-            raise FormatError(
-                f"{what} is {pos - start} bytes, expected an 8-byte EUI-64",
-                field=field,
-                offset=at,
-            )
-        euis.append(Eui64(bytes(data[start:pos])))
-    at = pos
-    dt_start, pos = _ber.length_prefixed(data, pos, limit, field=field, what="date-time")
-    if pos - dt_start not in (0, 12):
-        raise FormatError(
-            f"date-time is {pos - dt_start} bytes, expected 0 or 12", field=field, offset=at
-        )
-    date_time = bytes(data[dt_start:pos]) if pos > dt_start else None
-    at = pos
-    code_start, pos = _ber.length_prefixed(data, pos, limit, field=field, what="other-information")
-    if pos - code_start != 2:
-        raise FormatError(
-            f"other-information is {pos - code_start} bytes, expected a 2-byte message code",
-            field=field,
-            offset=at,
-        )
-    message_code = int.from_bytes(data[code_start:pos], "big")
-    content_start, content_end = _ber.length_prefixed(data, pos, limit, field=field, what="content")
+    header = read_header(data, 0, len(data), field=field, size_error_at="length")
+    content_end = header.content_end
     firmware_hash, counter, execution_time = _parse_content(
-        data, content_start, content_end, field=field
+        data, header.content_start, content_end, field=field
     )
     pc = PreCommand(
         apdu=bytes(data[:content_end]),
-        cra_flag=cra_flag,
-        originator_counter=originator_counter,
-        originator=euis[0],
-        recipient=euis[1],
-        date_time=date_time,
-        message_code=message_code,
+        cra_flag=header.cra_flag,
+        originator_counter=header.originator_counter,
+        originator=header.originator,
+        recipient=header.recipient,
+        date_time=header.date_time,
+        message_code=header.message_code,
         firmware_hash=firmware_hash,
         counter=counter,
         execution_time=execution_time,
@@ -346,7 +308,7 @@ def _generalized_time(data: bytes, tlv: _ber.Tlv, *, field: str) -> dt.datetime:
     text = raw.decode("ascii", "replace")
     if len(raw) != 15 or not raw.endswith(b"Z") or not raw[:14].isdigit():
         raise FormatError(
-            f"execution date-time {text!r} is not GeneralizedTime YYYYMMDDHHMMSSZ",
+            f"execution date-time {excerpt(text)} is not GeneralizedTime YYYYMMDDHHMMSSZ",
             field=field,
             offset=tlv.offset,
         )
@@ -363,7 +325,9 @@ def _generalized_time(data: bytes, tlv: _ber.Tlv, *, field: str) -> dt.datetime:
         )
     except ValueError:
         raise FormatError(
-            f"execution date-time {text!r} is not a valid date", field=field, offset=tlv.offset
+            f"execution date-time {excerpt(text)} is not a valid date",
+            field=field,
+            offset=tlv.offset,
         ) from None
 
 

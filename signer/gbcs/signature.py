@@ -48,7 +48,9 @@ def der_to_raw(der: bytes, *, field: str = "signature") -> bytes:
         tlv = _ber.expect(
             der, pos, seq.end, _ber.TAG_INTEGER, field=field, what=f"signature {name}"
         )
-        value = _ber.integer_value(der, tlv, field=field, what=f"signature {name}")
+        value = _ber.integer_value(
+            der, tlv, field=field, what=f"signature {name}", max_bits=_COORDINATE * 8 + 8
+        )
         if value <= 0:
             raise FormatError(
                 f"signature {name} must be positive, got {value}", field=field, offset=tlv.offset

@@ -1,19 +1,8 @@
 """Trust anchor cells from the GBCS response to SR 6.24.1 Retrieve Device Security Credentials.
 
 The device's Supplier digital-signing cell names the only key it will accept an ARP signature
-from (design principle 2), so this is where "which key signs for this device" comes from.
-
-Payload: an optional MAC'd General-Ciphering envelope (``DD``) around a General-Signing APDU
-(``DF``) whose content is::
-
-    SEQUENCE OF SEQUENCE {
-        INTEGER remotePartyRole, ENUMERATED status, INTEGER sequenceNumber,
-        SEQUENCE OF SEQUENCE {
-            BIT STRING keyUsage, INTEGER cellUsage OPTIONAL (default management),
-            OCTET STRING(8) subject EUI-64, OCTET STRING(8) subject key identifier } }
-
-The MAC is not checked here: it needs the device's shared key, which the signer never holds.
-Authenticity comes from the DCC's signature on the DUIS response that carried the payload.
+from, so this is where "which key signs for this device" comes from. The payload layout, and
+why its MAC is not checked here, are in docs/trust-anchor.md.
 """
 
 from __future__ import annotations
@@ -26,16 +15,12 @@ from dataclasses import dataclass
 from signer.errors import FormatError
 from signer.gbcs import _ber
 from signer.gbcs.eui import Eui64
+from signer.gbcs.general_signing import CRA_NAMES, CRA_RESPONSE, TAG_GENERAL_SIGNING, read_header
 from signer.gbcs.roles import RemotePartyRole
 
 FIELD = "gbcs_payload"
 
 TAG_GENERAL_CIPHERING = 0xDD
-TAG_GENERAL_SIGNING = 0xDF
-CRA_COMMAND = 0x01
-CRA_RESPONSE = 0x02
-CRA_ALERT = 0x03
-_CRA_NAMES = {CRA_COMMAND: "command", CRA_RESPONSE: "response", CRA_ALERT: "alert"}
 SECURITY_CONTROL_MAC_ONLY = 0x11  # authentication only, security suite 1
 MAC_LENGTH = 12
 
@@ -196,60 +181,33 @@ def _unwrap_general_ciphering(data: bytes, *, field: str) -> tuple[int, int]:
     return apdu_start, content_end - MAC_LENGTH
 
 
+def _refuse_cra(cra: int) -> str | None:
+    if cra == CRA_RESPONSE:
+        return None
+    name = CRA_NAMES.get(cra, "unknown")
+    return f"CRA flag 0x{cra:02X} ({name}); a security credentials response has 0x02"
+
+
+def _refuse_message_code(code: int) -> str | None:
+    if code in SECURITY_CREDENTIALS_RESPONSE_CODES:
+        return None
+    known = ", ".join(
+        f"0x{c:04X} ({name})" for c, name in SECURITY_CREDENTIALS_RESPONSE_CODES.items()
+    )
+    return f"message code 0x{code:04X} is not a 6.24.1 response ({known})"
+
+
 def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> DeviceCredentials:
-    pos = start + 1
-    tid_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="transaction-id")
-    if pos - tid_start != 9:
-        raise FormatError(
-            f"transaction-id is {pos - tid_start} bytes, expected 9 (CRA flag + counter)",
-            field=field,
-            offset=tid_start - 1,
-        )
-    cra = data[tid_start]
-    if cra != CRA_RESPONSE:
-        name = _CRA_NAMES.get(cra, "unknown")
-        raise FormatError(
-            f"CRA flag 0x{cra:02X} ({name}); a security credentials response has 0x02",
-            field=field,
-            offset=tid_start,
-        )
-    counter = int.from_bytes(data[tid_start + 1 : pos], "big")
-    euis: list[Eui64] = []
-    for what in ("originator-system-title", "recipient-system-title"):
-        eui_start, pos = _ber.length_prefixed(data, pos, end, field=field, what=what)
-        if pos - eui_start != 8:
-            raise FormatError(
-                f"{what} is {pos - eui_start} bytes, expected an 8-byte EUI-64",
-                field=field,
-                offset=eui_start - 1,
-            )
-        euis.append(Eui64(bytes(data[eui_start:pos])))
-    dt_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="date-time")
-    if pos - dt_start not in (0, 12):
-        raise FormatError(
-            f"date-time is {pos - dt_start} bytes, expected 0 or 12",
-            field=field,
-            offset=dt_start - 1,
-        )
-    code_start, pos = _ber.length_prefixed(data, pos, end, field=field, what="other-information")
-    if pos - code_start != 2:
-        raise FormatError(
-            f"other-information is {pos - code_start} bytes, expected a 2-byte message code",
-            field=field,
-            offset=code_start - 1,
-        )
-    message_code = int.from_bytes(data[code_start:pos], "big")
-    if message_code not in SECURITY_CREDENTIALS_RESPONSE_CODES:
-        known = ", ".join(
-            f"0x{code:04X} ({name})" for code, name in SECURITY_CREDENTIALS_RESPONSE_CODES.items()
-        )
-        raise FormatError(
-            f"message code 0x{message_code:04X} is not a 6.24.1 response ({known})",
-            field=field,
-            offset=code_start,
-        )
-    content_start, content_end = _ber.length_prefixed(data, pos, end, field=field, what="content")
-    pos = content_end
+    header = read_header(
+        data,
+        start,
+        end,
+        field=field,
+        size_error_at="before_content",
+        refuse_cra=_refuse_cra,
+        refuse_message_code=_refuse_message_code,
+    )
+    pos = header.content_end
     if pos >= end:
         raise FormatError(
             "General-Signing truncated before its signature field", field=field, offset=pos
@@ -268,13 +226,13 @@ def _parse_general_signing(data: bytes, start: int, end: int, *, field: str) -> 
         raise FormatError(
             f"{end - pos} unexpected bytes after the General-Signing APDU", field=field, offset=pos
         )
-    roles = _parse_content(data, content_start, content_end, field=field)
+    roles = _parse_content(data, header.content_start, header.content_end, field=field)
     return DeviceCredentials(
-        device=euis[0],
+        device=header.originator,
         roles=roles,
-        recipient=euis[1],
-        originator_counter=counter,
-        message_code=message_code,
+        recipient=header.recipient,
+        originator_counter=header.originator_counter,
+        message_code=header.message_code,
     )
 
 

@@ -22,11 +22,11 @@ from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters
 from signer.registry.activations import IssuedActivation
 from signer.service import signing
-from signer.service.devices import parse_devices
+from signer.service.devices import MAX_DEVICES
 from signer.service.duis import xml_signing_key
 from signer.service.images import verified_image
 from signer.service.pathways import select_eligible
-from signer.service.refusal import DeviceRefusal
+from signer.service.refusal import DUPLICATE_DEVICE, INVALID_DEVICE_ID, DeviceRefusal
 from signer.service.services import Services
 from signer.smki.lifecycle import KeyPurpose
 
@@ -69,8 +69,12 @@ def stream_activations(
     offset = 0
     for batch in batches:
         xml_key, xml_cert = xml_signing_key(svc)  # per batch: a key retired mid-campaign stops
-        devices = parse_devices(batch, field=f"device_ids (from #{offset})")
-        offset += len(devices)
+        given = _batch_devices(batch, offset)
+        offset += len(batch)
+        devices = [d for d in given if isinstance(d, Eui64)]
+        if not devices:  # nothing to look up, reserve or sign in this batch
+            yield [d for d in given if isinstance(d, DeviceRefusal)]
+            continue
         # the pre-command will need the key the device's Supplier cell names: check it now
         selection = select_eligible(svc, image, devices)
         refusals = {r.device: r for r in selection.refused}
@@ -144,8 +148,37 @@ def stream_activations(
                 for (d, r, p), sig in zip(built, signatures, strict=True)
             }
             del built, signatures  # the trees: not held while the caller reads the batch
-            results = [refusals[d] if d in refusals else documents[d] for d in devices]
+            results = [
+                d if isinstance(d, DeviceRefusal) else refusals.get(d) or documents[d]
+                for d in given
+            ]
         yield results
+
+
+def _batch_devices(batch: Sequence[str], offset: int) -> list[Eui64 | DeviceRefusal]:
+    """A streamed batch's devices in order; an ID that is not an EUI-64, or repeats one
+    earlier in the batch, is refused on its own and the others go on. A batch over the DUIS
+    limit is the stream's fault, not a device's: it ends the call."""
+    if len(batch) > MAX_DEVICES:
+        raise InvalidInput(
+            f"{len(batch)} devices exceed the limit of {MAX_DEVICES} per batch",
+            field=f"device_ids (from #{offset})",
+        )
+    out: list[Eui64 | DeviceRefusal] = []
+    seen: set[Eui64] = set()
+    for i, text in enumerate(batch):
+        try:
+            eui = Eui64.parse(text, field=f"device_ids[{offset + i}]")
+        except InvalidInput as exc:
+            shown = text if len(text) <= 32 else text[:29] + "..."
+            out.append(DeviceRefusal(shown, INVALID_DEVICE_ID, str(exc)))
+            continue
+        if eui in seen:
+            out.append(DeviceRefusal(eui, DUPLICATE_DEVICE, "listed earlier in this batch"))
+            continue
+        seen.add(eui)
+        out.append(eui)
+    return out
 
 
 def _check_spec(spec: ActivationSpec, now: dt.datetime) -> None:

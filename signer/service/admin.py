@@ -1,14 +1,17 @@
-"""Administrative use cases behind the CLI: keys, manufacturers, devices."""
+"""Administrative use cases behind the CLI: keys, manufacturers (`signer.service.manufacturers`),
+devices."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from signer.duis.response import extract_gbcs_payload
+from signer.caller import current
+from signer.duis.response import gbcs_payload_of
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.gbcs.trust_anchor import (
@@ -17,10 +20,27 @@ from signer.gbcs.trust_anchor import (
     parse_security_credentials_response,
 )
 from signer.hsm.token import Token, TokenKey
-from signer.registry import devices, manufacturers
+from signer.registry import audit, devices
+from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
 from signer.registry.devices import DeviceRecord
-from signer.smki.certificate import load_certificate
+from signer.service import dcc
+from signer.service.dcc import Origin
+from signer.service.manufacturers import (
+    add_manufacturer as add_manufacturer,
+)
+from signer.service.manufacturers import (
+    add_manufacturer_certificate as add_manufacturer_certificate,
+)
+from signer.service.manufacturers import (
+    list_manufacturers as list_manufacturers,
+)
+from signer.service.manufacturers import (
+    revoke_manufacturer_certificate as revoke_manufacturer_certificate,
+)
+from signer.smki.certificate import check_key_identifier, load_certificate
+
+DEVICE_IMPORT = "device-import"  # an SR 6.24.1 response replaced a device's cells
 
 
 def import_key(token: Token, label: str, key_pem: bytes, cert_pem: bytes) -> TokenKey:
@@ -36,51 +56,77 @@ def import_key(token: Token, label: str, key_pem: bytes, cert_pem: bytes) -> Tok
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidInput("not an EC private key", field="key")
     cert = load_certificate(cert_pem, field="cert")
+    if _has_ski(cert):
+        check_key_identifier(cert)  # its SKI becomes the CKA_ID: it must be this key's
     return token.import_key(label, key, cert)
 
 
-def add_manufacturer(db: Database, code: str, cert_data: bytes, now: dt.datetime) -> bool:
-    text = code.strip().removeprefix("0x").removeprefix("0X")
+def _has_ski(cert: x509.Certificate) -> bool:
     try:
-        value = int(text, 16)
-    except ValueError:
-        raise InvalidInput(f"manufacturer code {code!r} is not hexadecimal", field="code") from None
-    return add_manufacturer_certificate(db, value, load_certificate(cert_data, field="cert"), now)
+        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
-def add_manufacturer_certificate(
-    db: Database, code: int, certificate: x509.Certificate, now: dt.datetime
-) -> bool:
-    """Trust a certificate for a manufacturer code's deliveries; False if it already was.
-
-    Manufacturers sign with ECDSA P-256 (GBCS): a certificate with another key could
-    never verify a delivery, so it is refused rather than stored."""
-    if not 0 <= code <= 0xFFFF:
-        raise InvalidInput(f"manufacturer code {code:#x} is not 16 bits", field="code")
-    key = certificate.public_key()
-    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
-        raise InvalidInput("a manufacturer certificate must carry a P-256 key", field="cert")
-    return manufacturers.add_certificate(db, code, certificate, now)
-
-
-def parse_device_credentials(data: bytes) -> DeviceCredentials:
-    """A 6.24.1 response given as hex, base64, or a DUIS response XML carrying it."""
+def parse_device_credentials(
+    data: bytes,
+    *,
+    dcc_certificates: Sequence[x509.Certificate],
+    now: dt.datetime,
+    accept_unauthenticated: bool = False,
+) -> tuple[DeviceCredentials, Origin]:
+    """A 6.24.1 response: a DUIS response XML carrying it that a configured DCC certificate
+    signed, or (only with ``accept_unauthenticated``) the raw payload as hex or base64."""
     if data.lstrip().startswith(b"<"):
-        payload = extract_gbcs_payload(data)
+        root, origin = dcc.authenticated(data, dcc_certificates, now)
+        payload = gbcs_payload_of(root)
     else:
+        origin = dcc.accept_raw(
+            accept_unauthenticated,
+            field="credentials",
+            flag="--unauthenticated-gbcs",
+            what="a device import",
+        )
         payload = decode_payload_text(data)
-    return parse_security_credentials_response(payload)
+    return parse_security_credentials_response(payload), origin
 
 
-def import_device(db: Database, data: bytes, now: dt.datetime) -> tuple[DeviceCredentials, bool]:
-    creds = parse_device_credentials(data)
-    return creds, devices.store_credentials(db, creds, now)
+def import_device(
+    db: Database,
+    data: bytes,
+    now: dt.datetime,
+    *,
+    dcc_certificates: Sequence[x509.Certificate],
+    accept_unauthenticated: bool = False,
+) -> tuple[DeviceCredentials, bool]:
+    """Replace a device's trust anchor cells, in one transaction with its audit record
+    (``device-import``: who, the device, whether the DCC's signature vouched for it)."""
+    creds, origin = parse_device_credentials(
+        data,
+        dcc_certificates=dcc_certificates,
+        now=now,
+        accept_unauthenticated=accept_unauthenticated,
+    )
+    caller = current()
+    cell = creds.supplier_signing_cell()
+    entry = AuditEntry(
+        at=now,
+        client=caller.identity,
+        call_id=caller.request_id,
+        method=caller.method,
+        operation=DEVICE_IMPORT,
+        details={
+            "device": str(creds.device),
+            "cells": len(creds.cells),
+            "supplier_ski": cell.ski.hex() if cell else None,
+            **origin.details(),
+        },
+    )
+    created: list[bool] = []
+    audit.record(db, [entry], [lambda s: created.append(devices.write_credentials(s, creds, now))])
+    return creds, created[0]
 
 
 def show_device(db: Database, eui_text: str) -> DeviceRecord | None:
     return devices.get_device(db, Eui64.parse(eui_text, field="eui"))
-
-
-def list_manufacturers(db: Database) -> list[tuple[int, str, dt.datetime]]:
-    """(code, certificate subject, not after) of every registered certificate, by code."""
-    return manufacturers.list_codes(db)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from signer.cpl.dot import to_dot
 from signer.cpl.inventory import read_inventory_csv
@@ -20,20 +22,37 @@ from signer.registry import activations, cpl, devices, library
 from signer.registry.cpl import ImportReport
 from signer.registry.db import Database
 
+MAX_KEPT_ERRORS = 1000
+"""Bad rows an import keeps to report; beyond them it only counts (a file of garbage must
+not fill memory with complaints)."""
+
+
+@dataclass(frozen=True)
+class FileImport:
+    """What an import did (``report``: nothing, if ``bad_rows``) and how many rows were bad;
+    ``report.errors`` holds the first ``MAX_KEPT_ERRORS`` of them."""
+
+    report: ImportReport
+    bad_rows: int
+
 
 def read_cpl_file(path: Path, fmt: str | None = None) -> Iterable[CplEntry | RowError]:
-    """CSV or JSON by extension (or ``fmt``); CSV is streamed line by line."""
+    """CSV or JSON by extension (or ``fmt``); CSV is streamed line by line.
+
+    A file that cannot be read, or JSON that is not UTF-8, is an `InvalidInput` naming the
+    file; a CSV line that is not UTF-8 is a `RowError` of its line like any other bad row.
+    """
     kind = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
     if kind == "json":
-        return read_json(path.read_text(encoding="utf-8"))
+        data = _read(path)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"not UTF-8 text (byte {exc.start})", field=str(path)) from None
+        return read_json(text)
     if kind != "csv":
         raise InvalidInput(f"unknown CPL format {kind!r}: csv or json", field="format")
-    return _csv_lines(path)
-
-
-def _csv_lines(path: Path) -> Iterable[CplEntry | RowError]:
-    with path.open(encoding="utf-8", newline="") as f:
-        yield from read_csv(f)
+    return _with_decoding_errors(read_csv, path)
 
 
 def import_cpl(
@@ -43,13 +62,76 @@ def import_cpl(
     *,
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
-) -> ImportReport:
-    return cpl.import_entries(db, read_cpl_file(path, fmt), now, progress)
+) -> FileImport:
+    """Every entry of the file in one transaction, or, with any bad row, none."""
+    cap = _ErrorCap()
+    report = cpl.import_entries(db, cap.rows(read_cpl_file(path, fmt)), now, progress)
+    return FileImport(report, cap.count)
 
 
-def import_inventory(db: Database, path: Path, now: dt.datetime) -> tuple[int, list[RowError]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return devices.import_inventory(db, read_inventory_csv(f), now)
+def import_inventory(db: Database, path: Path, now: dt.datetime) -> tuple[int, list[RowError], int]:
+    """(devices recorded, the first bad rows, how many rows were bad): all or nothing."""
+    cap = _ErrorCap()
+    rows = cap.rows(_with_decoding_errors(read_inventory_csv, path))
+    count, errors = devices.import_inventory(db, rows, now)
+    return count, errors, cap.count
+
+
+_T = TypeVar("_T")
+
+
+class _ErrorCap:
+    """Passes rows through, keeping only the first ``MAX_KEPT_ERRORS`` RowErrors (the rest
+    are counted): there are enough to make the import refuse, and memory stays bounded."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def rows(self, items: Iterable[_T | RowError]) -> Iterator[_T | RowError]:
+        for item in items:
+            if isinstance(item, RowError):
+                self.count += 1
+                if self.count > MAX_KEPT_ERRORS:
+                    continue
+            yield item
+
+
+def _with_decoding_errors(
+    reader: Callable[[Iterable[str]], Iterator[_T | RowError]], path: Path
+) -> Iterator[_T | RowError]:
+    """``reader`` over the file's lines, decoded one at a time: a line that is not UTF-8 is
+    reported as a bad row (with its line number) and read with U+FFFD in place of the bytes,
+    so every other bad row is still found in the same pass."""
+    bad: list[RowError] = []
+
+    def lines(f: BinaryIO) -> Iterator[str]:
+        for number, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.append(RowError(number, None, f"not UTF-8 text (byte {exc.start} of the line)"))
+                yield raw.decode("utf-8", errors="replace")
+
+    with _open(path) as f:
+        for item in reader(lines(f)):
+            yield from bad
+            bad.clear()
+            yield item
+        yield from bad
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except IsADirectoryError:
+        raise InvalidInput("is a directory, not a file", field=str(path)) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read it: {exc.strerror or exc}", field=str(path)) from None
+
+
+def _read(path: Path) -> bytes:
+    with _open(path) as f:
+        return f.read()
 
 
 def set_device_inventory(

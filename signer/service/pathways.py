@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from signer.cpl.model import CplEntry, same_model
 from signer.cpl.paths import PathEvaluator
-from signer.errors import InvalidInput, NotFound, PolicyRefused
+from signer.errors import InvalidInput, NotFound, PolicyRefused, excerpt
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader, parse_ota_header
 from signer.registry import cpl
@@ -78,7 +78,7 @@ def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
     graph = svc.graphs.graph(svc.db)
     for entry_id, field in ((from_id, "from"), (to_id, "to")):
         if entry_id not in graph:
-            raise NotFound(f"CPL entry {entry_id!r} ({field}) is not on the CPL")
+            raise NotFound(f"CPL entry {excerpt(entry_id)} ({field}) is not on the CPL")
     return svc.graphs.evaluator(svc.db, to_id).path_from(from_id)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from signer.duis.activation import build_signed_pre_command, extract_pre_command
+from signer.duis.activation import build_signed_pre_command, pre_command_of
 from signer.duis.request import RequestId
 from signer.duis.xmldsig import PendingSignature, prepare_signature
 from signer.errors import (
@@ -34,7 +34,8 @@ from signer.gbcs.signature import verify_p256_prehashed
 from signer.registry import activations
 from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
-from signer.service import signing
+from signer.service import dcc, signing
+from signer.service.dcc import Origin
 from signer.service.duis import xml_signing_key
 from signer.service.keys.selection import KeyGroup, select_keys
 from signer.service.refusal import DeviceRefusal
@@ -61,6 +62,7 @@ PRE_COMMAND_NOT_ISSUED = "pre_command_not_issued"  # no SR 11.3 request with its
 PRE_COMMAND_MISMATCH = "pre_command_mismatch"  # differs from the 11.3 request it answers
 PRE_COMMAND_ALREADY_SIGNED = "pre_command_already_signed"  # a replay, or signing right now
 PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier in its batch
+PRE_COMMAND_UNAUTHENTICATED = "pre_command_unauthenticated"  # raw GBCS without the flag
 
 
 @dataclass(frozen=True)
@@ -84,31 +86,59 @@ class PreCommandRefused(PolicyRefused):
 
 
 def sign_pre_command_for(
-    svc: Services, *, pre_command: bytes | None = None, dcc_response: bytes | None = None
+    svc: Services,
+    *,
+    pre_command: bytes | None = None,
+    dcc_response: bytes | None = None,
+    accept_unauthenticated: bool = False,
 ) -> SignedPreCommand:
     """Check a CS06 pre-command against the 11.3 request it answers, then sign it.
 
+    A ``dcc_response`` must carry a configured DCC certificate's signature; a raw
+    ``pre_command`` is taken only with ``accept_unauthenticated`` (and recorded so).
     Nothing is signed unless every check passes; a refusal lists every failed check.
     """
     if (pre_command is None) == (dcc_response is None):
         raise InvalidInput("give exactly one of pre_command or dcc_response", field="source")
     answered = None
     if dcc_response is not None:
-        answered, payload = extract_pre_command(dcc_response)
+        root, origin = dcc.authenticated(dcc_response, svc.dcc_certificates, svc.clock())
+        answered, payload = pre_command_of(root)
     else:
         assert pre_command is not None
+        origin = dcc.accept_raw(
+            accept_unauthenticated,
+            field="pre_command",
+            flag="accept_unauthenticated",
+            what="a pre-command",
+        )
         payload = pre_command
-    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)])[0]
+    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)], origin=origin)[0]
     if isinstance(result, PreCommandRefusal):
         raise PreCommandRefused(result)
     return result
 
 
 def sign_pre_command_batch(
-    svc: Services, payloads: Sequence[bytes]
+    svc: Services, payloads: Sequence[bytes], *, accept_unauthenticated: bool = False
 ) -> list[SignedPreCommand | PreCommandRefusal]:
     """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
-    on its own, the others are signed."""
+    on its own, the others are signed. They are raw GBCS: without ``accept_unauthenticated``
+    every one is refused (``pre_command_unauthenticated``)."""
+    if not payloads:
+        return []
+    try:
+        origin = dcc.accept_raw(
+            accept_unauthenticated,
+            field="pre_commands",
+            flag="accept_unauthenticated",
+            what=f"a batch of {len(payloads)} pre-command(s)",
+        )
+    except InvalidInput as exc:
+        return [
+            PreCommandRefusal(i, None, None, str(exc), PRE_COMMAND_UNAUTHENTICATED)
+            for i in range(len(payloads))
+        ]
     parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefusal] = []
     for i, payload in enumerate(payloads):
         try:
@@ -118,7 +148,7 @@ def sign_pre_command_batch(
                 PreCommandRefusal(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
             )
     valid = [p for p in parsed if not isinstance(p, PreCommandRefusal)]
-    signed = iter(sign_pre_commands(svc, valid))
+    signed = iter(sign_pre_commands(svc, valid, origin=origin))
     return [
         p if isinstance(p, PreCommandRefusal) else _reindex(next(signed), i)
         for i, p in enumerate(parsed)
@@ -126,9 +156,12 @@ def sign_pre_command_batch(
 
 
 def sign_pre_commands(
-    svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]]
+    svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]], *, origin: Origin
 ) -> list[SignedPreCommand | PreCommandRefusal]:
     """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
+
+    ``origin`` says whether the DCC's signature vouched for the pre-commands; every
+    signature record carries it.
 
     Each pre-command must answer an 11.3 request this service issued (same counter), match
     it field by field, not have been signed before, and be for a device whose Supplier cell
@@ -192,7 +225,7 @@ def sign_pre_commands(
                     _Claimed(i, pc, a, rid, group)
                 )
             for same_key in todo.values():
-                for c, signed in zip(same_key, _sign(svc, signer, same_key), strict=True):
+                for c, signed in zip(same_key, _sign(svc, signer, same_key, origin), strict=True):
                     results[c.index] = signed
             # signed for good in the same transaction as the signatures' records
             signer.along(
@@ -255,10 +288,12 @@ def _check_one(
     return None, (pc, a, rid)
 
 
-def _key_groups(svc: Services, devices: Sequence[Eui64]) -> dict[Eui64, KeyGroup | DeviceRefusal]:
+def _key_groups(
+    svc: Services, devices: Sequence[Eui64]
+) -> dict[Eui64 | str, KeyGroup | DeviceRefusal]:
     """The key each device's Supplier cell names, or why there is none."""
     unique = list(dict.fromkeys(devices))
-    out: dict[Eui64, KeyGroup | DeviceRefusal] = {}
+    out: dict[Eui64 | str, KeyGroup | DeviceRefusal] = {}
     if not unique:
         return out
     selection = select_keys(svc, unique)
@@ -289,7 +324,9 @@ class _Claimed:
     group: KeyGroup
 
 
-def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]) -> list[SignedPreCommand]:
+def _sign(
+    svc: Services, signer: SigningBatch, items: Sequence[_Claimed], origin: Origin
+) -> list[SignedPreCommand]:
     """Pre-commands of one key and one image: their CS06 signatures, then the
     SignedPreCommand requests around them, each phase over all of them (the token signs
     back to back; see activation.stream_activations).
@@ -320,6 +357,7 @@ def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]) -> lis
         operation=signing.PRECOMMAND_SIGN,
         image_id=image_id,
         device_count=1,
+        details=origin.details(),
         check=check,
     )
     commands = [signed_pre_command(c.pc, r) for c, r in zip(items, raw, strict=True)]
@@ -342,6 +380,7 @@ def _sign(svc: Services, signer: SigningBatch, items: Sequence[_Claimed]) -> lis
         operation=signing.PRECOMMAND_DUIS_SIGN,
         image_id=image_id,
         device_count=1,
+        details=origin.details(),
     )
     return [
         SignedPreCommand(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
-from signer.errors import CertificateRejected, FormatError
+from signer.errors import CertificateRejected, FormatError, excerpt
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 
@@ -69,13 +69,41 @@ def role_label(role: int) -> str:
 
 
 def load_certificate(data: bytes, *, field: str = "certificate") -> x509.Certificate:
-    """Accept PEM or DER, because operators paste either."""
+    """Accept PEM or DER, because operators paste either.
+
+    `cryptography` parses lazily: a wrong version, a repeated extension or a key type it
+    does not know would only raise later, from whichever caller touched it first, with the
+    library's own exception. So they are all read here, once, and refused as a FormatError.
+    """
+    pem = data.lstrip().startswith(b"-----BEGIN")
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise FormatError(f"not an X.509 certificate: {exc}", field=field) from exc
+        cert = (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(data)
+        cert.extensions  # noqa: B018 - parsed for the exceptions it raises
+        cert.public_key()
+        cert.signature_hash_algorithm  # noqa: B018
+        cert.not_valid_after_utc  # noqa: B018
+        cert.subject.rfc4514_string()  # names are decoded lazily too (found by fuzz/)
+        cert.issuer.rfc4514_string()
+    except x509.InvalidVersion as exc:
+        raise FormatError(f"unsupported X.509 version {exc.parsed_version}", field=field) from None
+    except x509.DuplicateExtension as exc:
+        raise FormatError(
+            f"the extension {exc.oid.dotted_string} appears twice", field=field
+        ) from None
+    except UnsupportedAlgorithm as exc:
+        raise FormatError(f"unsupported algorithm: {_first_line(exc)}", field=field) from None
+    except (ValueError, TypeError) as exc:  # TypeError: a BIT STRING name of another OID
+        what = "a PEM" if pem else "a DER"
+        raise FormatError(
+            f"not {what} X.509 certificate: {_first_line(exc)}", field=field
+        ) from None
+    return cert
+
+
+def _first_line(exc: Exception) -> str:
+    """The library's message without its links and dumps, and short."""
+    text = str(exc).split(". See ", 1)[0].splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def subject_key_identifier(cert: x509.Certificate) -> bytes:
@@ -97,6 +125,25 @@ def smki_key_identifier(public_key: ec.EllipticCurvePublicKey) -> bytes:
     )
     h = hashlib.sha1(point, usedforsecurity=False).digest()
     return bytes([0x40 | (h[-8] & 0x0F)]) + h[-7:]
+
+
+def check_key_identifier(cert: x509.Certificate) -> bytes:
+    """The SKI must be the method-2 identifier of the certificate's own key (SMKI, spec §4).
+
+    Devices match a key by the SKI in their Trust Anchor Cell: an SKI that is not derived
+    from the key would let one certificate stand for another key's cell.
+    """
+    ski = subject_key_identifier(cert)
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CertificateRejected(f"key is {type(key).__name__}, SMKI needs P-256 (secp256r1)")
+    expected = smki_key_identifier(key)
+    if ski != expected:
+        raise CertificateRejected(
+            f"subjectKeyIdentifier {ski.hex()} is not the RFC 5280 method-2 identifier of "
+            f"the certificate's own key ({expected.hex()})"
+        )
+    return ski
 
 
 def compact_name(name: x509.Name) -> str:
@@ -188,7 +235,8 @@ def check_supplier_signing(
     now: dt.datetime,
     issuers: Sequence[x509.Certificate] = (),
 ) -> SmkiCertificate:
-    """The rule for a certificate whose key makes ARP signatures (spec §4).
+    """The rule for a certificate whose key makes ARP signatures (spec §4), its SKI bound
+    to its key (method 2).
 
     The SKI-against-Trust-Anchor-Cell comparison is the caller's: it needs the device's cells.
     """
@@ -196,6 +244,7 @@ def check_supplier_signing(
     _require_role(smki, RemotePartyRole.SUPPLIER)
     _require_usage(smki, "digitalSignature")
     _require_eui(smki, supplier_eui)
+    check_key_identifier(cert)
     if issuers:
         check_issued_by(cert, issuers, now=now)
     return smki
@@ -207,6 +256,7 @@ def check_xml_signing(cert: x509.Certificate, *, eui: Eui64, now: dt.datetime) -
     _require_role(smki, RemotePartyRole.XML_SIGNING)
     _require_usage(smki, "digitalSignature")
     _require_eui(smki, eui)
+    check_key_identifier(cert)
     return smki
 
 
@@ -298,7 +348,7 @@ def _role_of(cert: x509.Certificate) -> int:
     text = value if isinstance(value, str) else value.hex()
     if not _ROLE_FORM.match(text):
         raise CertificateRejected(
-            f"subject OU {text!r} is not a remote party role (two hex digits, e.g. '02')"
+            f"subject OU {excerpt(text)} is not a remote party role (two hex digits, e.g. '02')"
         )
     return int(text, 16)
 

@@ -32,6 +32,7 @@ from signer.registry.db import Database
 from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
 from tests.support.constants import PINNED, RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.database import new_database
+from tests.support.dcc import DccKey, dcc_section
 from tests.support.devices import add_device
 from tests.support.duis_documents import dcc_response
 from tests.support.hsm import Hsm
@@ -39,12 +40,11 @@ from tests.support.independent import (
     assert_schema_valid,
     cs06_pre_command,
     duis_fields,
-    ota_header,
     raw_signature_verifies,
     xmlsec1_verify,
 )
 from tests.support.manufacturer import Manufacturer
-from tests.support.server import prepare, start_server
+from tests.support.server import prepare, start_server, verify_separate
 
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
 ON_T1 = "00-DB-00-00-00-00-01-01"  # two steps behind: refused with its path
@@ -68,6 +68,7 @@ class Env:
     vectors: Path
     image_id: str
     db: Database
+    dcc: DccKey  # the DCC the server trusts: it signs the DUIS responses given to it
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,7 @@ def env(
     vectors: Path,
     manufacturer: Manufacturer,
     backend: str,
+    dcc: DccKey,
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Env]:
@@ -88,6 +90,7 @@ def env(
         tmp,
         cpl_mode="strict",
         db_url=new_database(request, backend, tmp),
+        extra=dcc_section(dcc),
     )
     report = cpl.import_entries(db, read_csv(cpl_csv().splitlines()), PINNED)
     assert report.applied, report.errors
@@ -110,19 +113,10 @@ def env(
     stub = pb_grpc.FirmwareSignerStub(
         grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
     )
-    verdict = stub.VerifyManufacturer(
-        pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(
-                ota_header=HEADER,
-                manufacturer_image=IMAGE,
-                signature=manufacturer.sign(HEADER + IMAGE),
-                hash=IMAGE_HASH,
-            )
-        )
-    )
+    verdict = verify_separate(stub, manufacturer, IMAGE, header=HEADER)
     assert verdict.verified, verdict.checks
     assert verdict.cpl_entry_id == "T-3"
-    yield Env(stub, vectors, verdict.image_id, db)
+    yield Env(stub, vectors, verdict.image_id, db, dcc)
     assert server.stop() == 0
 
 
@@ -132,17 +126,7 @@ def _cert(env: Env, name: str) -> x509.Certificate:
 
 def test_strict_mode_refuses_an_image_not_on_the_cpl(env: Env, manufacturer: Manufacturer) -> None:
     image = b"not on the CPL " * 20
-    header = ota_header(len(image), file_version=0x00000200)
-    verdict = env.stub.VerifyManufacturer(
-        pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(
-                ota_header=header,
-                manufacturer_image=image,
-                signature=manufacturer.sign(header + image),
-                hash=hashlib.sha256(image).digest(),
-            )
-        )
-    )
+    verdict = verify_separate(env.stub, manufacturer, image, file_version=0x00000200)
     assert not verdict.verified
     cpl_check = next(c for c in verdict.checks if c.name == "cpl")
     assert not cpl_check.passed and "not recorded on the CPL" in cpl_check.detail
@@ -216,7 +200,9 @@ def test_immediate_activation_then_its_pre_command_signed(env: Env, tmp_path: Pa
         counter=int(counter),
         firmware_hash=IMAGE_HASH,
     )
-    signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    signed = env.stub.SignPreCommand(
+        pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True)
+    )
     assert signed.device_id == RTDS_DEVICE and signed.request_id == req.request_id
     command = signed.signed_pre_command
     assert (
@@ -251,7 +237,9 @@ def test_a_tampered_pre_command_is_refused_naming_the_field(
     fields.update(change)
     pre = cs06_pre_command(**fields)  # type: ignore[arg-type]
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert named in (err.value.details() or "")
 
@@ -261,7 +249,9 @@ def test_a_pre_command_for_a_counter_never_issued_is_refused(env: Env) -> None:
         originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321, firmware_hash=IMAGE_HASH
     )
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "987654321" in (err.value.details() or "")
 
@@ -283,13 +273,15 @@ def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: P
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(
             pb.SignPreCommandRequest(
-                pre_command=cs06_pre_command(**base, execution_time="20300115100000Z")
+                pre_command=cs06_pre_command(**base, execution_time="20300115100000Z"),
+                accept_unauthenticated=True,
             )
         )
     assert "execution_time" in (err.value.details() or "")
     ok = env.stub.SignPreCommand(
         pb.SignPreCommandRequest(
-            pre_command=cs06_pre_command(**base, execution_time="20300115090000Z")
+            pre_command=cs06_pre_command(**base, execution_time="20300115090000Z"),
+            accept_unauthenticated=True,
         )
     )
     _check_document(env, ok.duis_request, tmp_path)
@@ -301,15 +293,17 @@ def test_future_dated_activation_checks_the_execution_time(env: Env, tmp_path: P
 
 @pytest.fixture
 def fresh(
-    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, db_url: str, tmp_path: Path
+    hsm: Hsm, vectors: Path, manufacturer: Manufacturer, dcc: DccKey, db_url: str, tmp_path: Path
 ) -> Iterator[Env]:
     """A server with a database of its own, whose counters have not moved yet."""
-    config, db, _ = prepare(hsm, vectors, manufacturer, tmp_path, db_url=db_url)
+    config, db, _ = prepare(
+        hsm, vectors, manufacturer, tmp_path, db_url=db_url, extra=dcc_section(dcc)
+    )
     server = start_server(config, tmp_path / "server.log")
     stub = pb_grpc.FirmwareSignerStub(
         grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
     )
-    yield Env(stub, vectors, "", db)
+    yield Env(stub, vectors, "", db, dcc)
     assert server.stop() == 0
 
 
@@ -350,7 +344,9 @@ def test_rtds_cs06_pre_commands_sign_to_the_rtds_commands(fresh: Env) -> None:
                 )
             ],
         )
-        signed = env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+        signed = env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True)
+        )
         ours = signed.signed_pre_command
         # RTDS COMMAND = 14-byte MAC envelope header || APDU || 0x40 || r||s || 12-byte MAC
         rtds = command[14:-12]
@@ -414,13 +410,17 @@ def test_a_cancellation_signed_from_the_dcc_response(env: Env, tmp_path: Path) -
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(
             pb.SignPreCommandRequest(
-                dcc_response=dcc_response(immediate, request_id=req.request_id)
+                dcc_response=env.dcc.sign(
+                    dcc_response(immediate, request_id=req.request_id), tmp_path
+                )
             )
         )
     assert "execution_time" in (err.value.details() or "")
     cancel = cs06_pre_command(**base, execution_time="99991231235959Z")  # type: ignore[arg-type]
     signed = env.stub.SignPreCommand(
-        pb.SignPreCommandRequest(dcc_response=dcc_response(cancel, request_id=req.request_id))
+        pb.SignPreCommandRequest(
+            dcc_response=env.dcc.sign(dcc_response(cancel, request_id=req.request_id), tmp_path)
+        )
     )
     assert signed.request_id == req.request_id
     assert raw_signature_verifies(
@@ -437,14 +437,16 @@ def test_a_pre_command_is_signed_once(env: Env) -> None:
         counter=int(req.request_id.rsplit(":", 1)[1]),
         firmware_hash=IMAGE_HASH,
     )
-    env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+    env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True))
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=pre))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=pre, accept_unauthenticated=True)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "already signed" in (err.value.details() or "")
 
 
-def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None:
+def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env, tmp_path: Path) -> None:
     req = _activate(env, [RTDS_DEVICE]).requests[0]
     counter = int(req.request_id.rsplit(":", 1)[1])
     pre = cs06_pre_command(
@@ -453,7 +455,9 @@ def test_the_dcc_response_must_answer_the_pre_commands_request(env: Env) -> None
     other = f"{SUPPLIER_EUI}:{RTDS_DEVICE}:{counter + 100000}"
     with pytest.raises(grpc.RpcError) as err:
         env.stub.SignPreCommand(
-            pb.SignPreCommandRequest(dcc_response=dcc_response(pre, request_id=other))
+            pb.SignPreCommandRequest(
+                dcc_response=env.dcc.sign(dcc_response(pre, request_id=other), tmp_path)
+            )
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "request_id" in (err.value.details() or "")
@@ -464,7 +468,9 @@ def test_odd_inputs_are_refused_not_internal(env: Env) -> None:
         originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=2**63 + 5, firmware_hash=IMAGE_HASH
     )
     with pytest.raises(grpc.RpcError) as err:
-        env.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=huge))
+        env.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=huge, accept_unauthenticated=True)
+        )
     assert err.value.code() in (
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -515,7 +521,12 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
     second = pres[10:]
     out = list(
         env.stub.StreamSignPreCommands(
-            iter([pb.PreCommandBatch(pre_commands=first), pb.PreCommandBatch(pre_commands=second)])
+            iter(
+                [
+                    pb.PreCommandBatch(pre_commands=first, accept_unauthenticated=True),
+                    pb.PreCommandBatch(pre_commands=second, accept_unauthenticated=True),
+                ]
+            )
         )
     )
     assert [len(m.results) for m in out] == [len(first), len(second)]
@@ -536,7 +547,11 @@ def test_pre_commands_signed_in_batches(env: Env) -> None:
     ):
         assert result.signed.signed_pre_command[: len(pre)] == pre
         assert raw_signature_verifies(z1, pre[1:], result.signed.signed_pre_command[-64:])
-    again = list(env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=pres[:1])])))
+    again = list(
+        env.stub.StreamSignPreCommands(
+            iter([pb.PreCommandBatch(pre_commands=pres[:1], accept_unauthenticated=True)])
+        )
+    )
     assert "already signed" in again[0].results[0].refused.reason
     assert again[0].results[0].refused.code == "pre_command_already_signed"
 
@@ -562,8 +577,85 @@ def test_a_pre_command_for_a_device_with_no_usable_key_carries_the_device_code(e
     pre = cs06_pre_command(
         originator=SUPPLIER_EUI, recipient=UNKNOWN, counter=counter, firmware_hash=IMAGE_HASH
     )
-    [batch] = env.stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=[pre])]))
+    [batch] = env.stub.StreamSignPreCommands(
+        iter([pb.PreCommandBatch(pre_commands=[pre], accept_unauthenticated=True)])
+    )
     [result] = batch.results
     assert result.WhichOneof("result") == "refused"
     assert result.refused.code == "unknown_device"
     assert f"device {UNKNOWN}: unknown_device" in result.refused.reason
+
+
+def test_a_bad_device_in_a_campaign_batch_is_refused_and_the_others_proceed(env: Env) -> None:
+    """Issue 13: an ID that is not an EUI-64, or a repeat, is one device's refusal, not the
+    end of the stream; an all-bad batch answers with refusals only."""
+    good = [campaign_device(i) for i in range(40, 60) if campaign_state(i) == "ok"][:3]
+    batch = [good[0], "00-DB-ZZ-34", good[1], good[0], "x" * 10_000, "", good[2]]
+
+    def requests() -> Iterator[pb.ActivationCampaignRequest]:
+        yield pb.ActivationCampaignRequest(activation=pb.ActivationSpec(image_id=env.image_id))
+        yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=batch))
+        yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=["nonsense"]))
+        yield pb.ActivationCampaignRequest(devices=pb.DeviceBatch(device_ids=[]))
+
+    first, all_bad, empty = list(env.stub.StreamActivation(requests()))
+    kinds = [r.WhichOneof("result") for r in first.results]
+    assert kinds == ["request", "refused", "request", "refused", "refused", "refused", "request"]
+    assert [r.request.device_id for r in first.results if r.HasField("request")] == good
+    refused = [r.refused for r in first.results if r.HasField("refused")]
+    assert [r.reason for r in refused] == [
+        "invalid_device_id",
+        "duplicate_device_in_batch",
+        "invalid_device_id",
+        "invalid_device_id",
+    ]
+    assert refused[0].device_id == "00-DB-ZZ-34" and "device_ids[1]" in refused[0].detail
+    assert refused[1].device_id == good[0]
+    assert len(refused[2].device_id) <= 32 and len(refused[2].detail) < 200
+    for r in first.results:
+        if r.HasField("request"):
+            assert_schema_valid(r.request.duis_request, env.vectors / "xsd")
+    assert [r.refused.reason for r in all_bad.results] == ["invalid_device_id"]
+    assert len(empty.results) == 0
+
+
+def test_hostile_items_in_a_pre_command_batch_are_refused_one_by_one(env: Env) -> None:
+    """Issue 13: empty, truncated, oversized, random and never-issued pre-commands in one
+    batch are each refused with a code; the good one beside them is signed."""
+    [request] = [
+        r.request
+        for b in env.stub.StreamActivation(
+            iter(
+                [
+                    pb.ActivationCampaignRequest(
+                        activation=pb.ActivationSpec(image_id=env.image_id)
+                    ),
+                    pb.ActivationCampaignRequest(
+                        devices=pb.DeviceBatch(device_ids=[campaign_device(61)])
+                    ),
+                ]
+            )
+        )
+        for r in b.results
+    ]
+    good = cs06_pre_command(
+        originator=SUPPLIER_EUI,
+        recipient=request.device_id,
+        counter=int(request.request_id.rsplit(":", 1)[1]),
+        firmware_hash=IMAGE_HASH,
+    )
+    never = cs06_pre_command(
+        originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=2**40 + 7, firmware_hash=IMAGE_HASH
+    )
+    hostile = [b"", good[:7], good + b"\x00" * 5000, bytes(range(256)) * 4, never, good]
+    [out] = env.stub.StreamSignPreCommands(
+        iter([pb.PreCommandBatch(pre_commands=hostile, accept_unauthenticated=True)])
+    )
+    kinds = [r.WhichOneof("result") for r in out.results]
+    assert kinds == ["refused"] * 5 + ["signed"]
+    codes = [r.refused.code for r in out.results[:5]]
+    assert codes[:4] == ["pre_command_malformed"] * 4
+    assert codes[4] == "pre_command_not_issued"
+    assert all(len(r.refused.reason) < 500 for r in out.results[:5])
+    signed = out.results[5].signed.signed_pre_command
+    assert raw_signature_verifies(_cert(env, "Z1-supplier-ds"), good[1:], signed[-64:])

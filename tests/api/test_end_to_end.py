@@ -152,7 +152,7 @@ def test_build_duis_from_an_image_id_signs_with_the_devices_key(
     verdict = running.stub.VerifyManufacturer(delivery("separate", image, manufacturer))
     built = running.stub.BuildDUIS(
         pb.BuildDUISRequest(
-            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="7"
+            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="01020304"
         )
     )
     upgrade = firmware_image_of(built.duis_request)
@@ -173,7 +173,7 @@ def test_ppmid_11_4_image_is_sent_without_a_tail(
         pb.BuildDUISRequest(
             image_id=verdict.image_id,
             device_ids=[RTDS_DEVICE, "00-DB-12-34-56-78-90-C0"],
-            firmware_version="1",
+            firmware_version="01020304",
             service_reference="11.4",
         )
     )
@@ -299,7 +299,9 @@ def test_largest_image_passes_both_ways(
     upgrade = resp.images[0].upgrade_image
     assert len(upgrade) == 10_240_000
     built = running.stub.BuildDUIS(
-        pb.BuildDUISRequest(upgrade_image=upgrade, device_ids=[RTDS_DEVICE], firmware_version="BIG")
+        pb.BuildDUISRequest(
+            upgrade_image=upgrade, device_ids=[RTDS_DEVICE], firmware_version="01020304"
+        )
     )
     assert firmware_image_of(built.duis_request) == upgrade
     xml_cert = cert(running.vectors, "xml-sign-90B3D51F30010000-ds")
@@ -307,7 +309,7 @@ def test_largest_image_passes_both_ways(
     e = _code(
         running.stub.BuildDUIS,
         pb.BuildDUISRequest(
-            upgrade_image=upgrade + b"\0", device_ids=[RTDS_DEVICE], firmware_version="BIG"
+            upgrade_image=upgrade + b"\0", device_ids=[RTDS_DEVICE], firmware_version="01020304"
         ),
     )
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT

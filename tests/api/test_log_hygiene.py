@@ -29,7 +29,7 @@ from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.hsm import Hsm
 from tests.support.independent import cs06_pre_command
 from tests.support.manufacturer import Manufacturer
-from tests.support.server import prepare
+from tests.support.server import prepare, separate_delivery
 
 KEYS = ("keys/Z1-supplier-ds.key.pem", "keys/xml-sign-90B3D51F30010000-ds.key.pem")
 
@@ -110,17 +110,7 @@ def run(
         ids.append(dict(rpc.initial_metadata())["x-request-id"])
         return response
 
-    verdict = call(
-        stub.VerifyManufacturer,
-        pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(
-                ota_header=HEADER,
-                manufacturer_image=IMAGE,
-                signature=manufacturer.sign(HEADER + IMAGE),
-                hash=IMAGE_HASH,
-            )
-        ),
-    )
+    verdict = call(stub.VerifyManufacturer, separate_delivery(manufacturer, IMAGE, header=HEADER))
     assert verdict.verified, verdict.checks
     resigned = call(
         stub.Resign, pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE])
@@ -151,7 +141,8 @@ def run(
                 recipient=RTDS_DEVICE,
                 counter=counter,
                 firmware_hash=IMAGE_HASH,
-            )
+            ),
+            accept_unauthenticated=True,
         ),
     )
     assert signed.signed_pre_command

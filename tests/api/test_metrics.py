@@ -77,11 +77,19 @@ def test_scraped_values_move_exactly_as_calls_are_made(
         originator=SUPPLIER_EUI, recipient=RTDS_DEVICE, counter=987654321, firmware_hash=bytes(32)
     )
     with pytest.raises(grpc.RpcError) as err:
-        running.stub.SignPreCommand(pb.SignPreCommandRequest(pre_command=never_issued))
+        running.stub.SignPreCommand(
+            pb.SignPreCommandRequest(pre_command=never_issued, accept_unauthenticated=True)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     batches = list(
         running.stub.StreamSignPreCommands(
-            iter([pb.PreCommandBatch(pre_commands=[b"\xdf\x09", never_issued])])
+            iter(
+                [
+                    pb.PreCommandBatch(
+                        pre_commands=[b"\xdf\x09", never_issued], accept_unauthenticated=True
+                    )
+                ]
+            )
         )
     )
     assert [r.WhichOneof("result") for r in batches[0].results] == ["refused", "refused"]
@@ -325,6 +333,7 @@ def test_free_text_never_becomes_a_reason_label() -> None:
         precommands.PRE_COMMAND_MISMATCH,
         precommands.PRE_COMMAND_ALREADY_SIGNED,
         precommands.PRE_COMMAND_DUPLICATE,
+        precommands.PRE_COMMAND_UNAUTHENTICATED,
     ):
         assert refusal_reason(code) == code
 

@@ -28,11 +28,11 @@ from signer.registry import cpl
 from tests.support.audit_rows import assert_chain, rows
 from tests.support.constants import PINNED
 from tests.support.devices import add_device
-from tests.support.fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
+from tests.support.fleet import HEADER, IMAGE, cpl_csv
 from tests.support.hsm import Hsm
 from tests.support.manufacturer import Manufacturer
 from tests.support.postgres import Cluster
-from tests.support.server import ServerProcess, prepare, start_server
+from tests.support.server import ServerProcess, prepare, start_server, verify_separate
 
 DEVICES = [f"00-DE-00-00-00-00-00-{i:02X}" for i in range(40)]
 
@@ -99,16 +99,8 @@ def test_a_replica_killed_mid_load_breaks_no_promise(
     got = Returned()
     try:
         with grpc.insecure_channel(replicas[0].address, options=CHANNEL_OPTIONS) as ch:
-            verdict = pb_grpc.FirmwareSignerStub(ch).VerifyManufacturer(
-                pb.VerifyManufacturerRequest(
-                    separate=pb.SeparateDelivery(
-                        ota_header=HEADER,
-                        manufacturer_image=IMAGE,
-                        signature=manufacturer.sign(HEADER + IMAGE),
-                        hash=IMAGE_HASH,
-                    )
-                )
-            )
+            stub = pb_grpc.FirmwareSignerStub(ch)
+            verdict = verify_separate(stub, manufacturer, IMAGE, header=HEADER)
         assert verdict.verified, verdict.checks
 
         def round_of_load(seconds: float, kill_after: float | None) -> None:

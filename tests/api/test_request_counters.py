@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
 from tests.support.constants import RTDS_DEVICE
 from tests.support.hsm import Hsm
-from tests.support.independent import duis_fields, ota_header
+from tests.support.independent import duis_fields
 from tests.support.manufacturer import Manufacturer
-from tests.support.server import prepare, start_server
+from tests.support.server import prepare, start_server, verify_separate
 
 
 def _counter(doc: bytes) -> int:
@@ -29,24 +28,14 @@ def test_counters_are_distinct_increasing_and_survive_a_restart(
     config, _db, _url = prepare(hsm, vectors, manufacturer, tmp_path)
     server = start_server(config, tmp_path / "first.log")
     image = b"counter test " * 20
-    header = ota_header(len(image))
     try:
         stub = pb_grpc.FirmwareSignerStub(
             grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
         )
-        verdict = stub.VerifyManufacturer(
-            pb.VerifyManufacturerRequest(
-                separate=pb.SeparateDelivery(
-                    ota_header=header,
-                    manufacturer_image=image,
-                    signature=manufacturer.sign(header + image),
-                    hash=hashlib.sha256(image).digest(),
-                )
-            )
-        )
+        verdict = verify_separate(stub, manufacturer, image)
         assert verdict.verified
         request = pb.BuildDUISRequest(
-            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="1"
+            image_id=verdict.image_id, device_ids=[RTDS_DEVICE], firmware_version="01020304"
         )
         per_client: list[list[int]] = []
         errors: list[BaseException] = []
@@ -103,17 +92,7 @@ def test_a_token_without_the_devices_key_refuses_the_device(
             grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
         )
         image = b"z1b " * 40
-        header = ota_header(len(image))
-        verdict = stub.VerifyManufacturer(
-            pb.VerifyManufacturerRequest(
-                separate=pb.SeparateDelivery(
-                    ota_header=header,
-                    manufacturer_image=image,
-                    signature=manufacturer.sign(header + image),
-                    hash=hashlib.sha256(image).digest(),
-                )
-            )
-        )
+        verdict = verify_separate(stub, manufacturer, image)
         with pytest.raises(grpc.RpcError) as err:
             stub.Resign(pb.ResignRequest(image_id=verdict.image_id, device_ids=[RTDS_DEVICE]))
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

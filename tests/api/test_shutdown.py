@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.server import CHANNEL_OPTIONS
-from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH
+from tests.support.activation_fleet import HEADER, IMAGE
 from tests.support.constants import RTDS_DEVICE
 from tests.support.hsm import Hsm
 from tests.support.manufacturer import Manufacturer
-from tests.support.server import ServerProcess, prepare, start_server
+from tests.support.server import ServerProcess, prepare, start_server, verify_separate
 
 
 def _wait_for(log: Path, text: str, timeout: float = 10) -> None:
@@ -58,9 +58,9 @@ def _held_stream(
     answered = threading.Event()
 
     def batches() -> Iterator[pb.PreCommandBatch]:
-        yield pb.PreCommandBatch(pre_commands=[b""])
+        yield pb.PreCommandBatch(pre_commands=[b""], accept_unauthenticated=True)
         gate.wait(30)
-        yield pb.PreCommandBatch(pre_commands=[b"", b""])
+        yield pb.PreCommandBatch(pre_commands=[b"", b""], accept_unauthenticated=True)
 
     def run() -> None:
         sizes = []
@@ -145,17 +145,7 @@ def test_a_handler_stuck_after_the_grace_period_does_not_hold_the_exit(
     recorded for it."""
     proc, channel = server
     stub = pb_grpc.FirmwareSignerStub(channel)
-    verdict = stub.VerifyManufacturer(
-        pb.VerifyManufacturerRequest(
-            separate=pb.SeparateDelivery(
-                ota_header=HEADER,
-                manufacturer_image=IMAGE,
-                signature=manufacturer.sign(HEADER + IMAGE),
-                hash=IMAGE_HASH,
-            )
-        ),
-        timeout=30,
-    )
+    verdict = verify_separate(stub, manufacturer, IMAGE, header=HEADER, timeout=30)
     assert verdict.verified
     blocker = sqlite3.connect(tmp_path / "signer.db", timeout=1)
     blocker.execute("BEGIN IMMEDIATE")  # the audit append waits for this write lock (30 s)

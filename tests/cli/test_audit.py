@@ -16,7 +16,7 @@ from signer.registry.db import open_database
 from tests.support.audit_rows import FIELDS, assert_chain, execute, rows
 from tests.support.cli import signer
 from tests.support.constants import SUPPLIER_EUI
-from tests.support.hsm import Hsm, ensure_key
+from tests.support.hsm import Hsm, ensure_vector_keys
 from tests.support.server import write_config
 
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -26,12 +26,7 @@ T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 def trail(hsm: Hsm, vectors: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A database whose trail holds a refused key command run through the CLI, then five
     signatures; returns (config, database file)."""
-    ensure_key(
-        hsm.token(),
-        "z1-supplier-ds",
-        vectors / "keys/Z1-supplier-ds.key.pem",
-        vectors / "certs/Z1-supplier-ds.pem",
-    )
+    ensure_vector_keys(hsm.token(), vectors, "z1-supplier-ds")
     path = tmp_path / "signer.db"
     config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{path}")
     out = signer(

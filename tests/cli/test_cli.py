@@ -8,11 +8,14 @@ import json
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from signer.smki.certificate import smki_key_identifier
+from tests.support.certificates import self_signed
 from tests.support.cli import signer
 from tests.support.constants import RTDS_DEVICE
+from tests.support.dcc import DccKey, dcc_section
 from tests.support.hsm import Hsm
 from tests.support.independent import (
     assert_schema_valid,
@@ -60,17 +63,23 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
     config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{tmp_path / 'db.sqlite'}")
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cli import")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectKeyIdentifier(bytes.fromhex("0102030405060708")), False)
-        .sign(key, hashes.SHA256())
+    ski = smki_key_identifier(key.public_key())  # the SMKI rule: method 2 of its own key
+    (tmp_path / "bad.pem").write_bytes(
+        self_signed(
+            key,
+            "cli import",
+            now,
+            now + dt.timedelta(days=1),
+            extensions=[(x509.SubjectKeyIdentifier(bytes.fromhex("0102030405060708")), False)],
+        ).public_bytes(serialization.Encoding.PEM)
+    )
+    cert = self_signed(
+        key,
+        "cli import",
+        now,
+        now + dt.timedelta(days=1),
+        serial=7,
+        extensions=[(x509.SubjectKeyIdentifier(ski), False)],
     )
     (tmp_path / "k.pem").write_bytes(
         key.private_bytes(
@@ -94,7 +103,24 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
         "--config",
         str(config),
     )
-    assert "CKA_ID 0102030405060708: pending" in imported.stdout
+    assert f"CKA_ID {ski.hex()}: pending" in imported.stdout
+    unbound = signer(
+        "keys",
+        "import",
+        "--label",
+        "cli-unbound",
+        "--key",
+        str(tmp_path / "k.pem"),
+        "--cert",
+        str(tmp_path / "bad.pem"),
+        "--purpose",
+        "supplier-ds",
+        "--config",
+        str(config),
+        check=False,
+    )
+    assert unbound.returncode == 1 and "Traceback" not in unbound.stderr
+    assert "0102030405060708 is not the RFC 5280 method-2 identifier" in unbound.stderr
     again = signer(
         "keys",
         "import",
@@ -116,8 +142,8 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
     row = next(r for r in rows if r["label"] == "cli-imported")
     assert {
         "label": "cli-imported",
-        "cka_id": "0102030405060708",
-        "ski": "0102030405060708",
+        "cka_id": ski.hex(),
+        "ski": ski.hex(),
         "state": "pending",
         "purpose": "supplier-ds",
     }.items() <= row.items()
@@ -127,22 +153,48 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
 
 
 def test_device_import_from_hex_base64_and_duis_xml(
-    hsm: Hsm, vectors: Path, tmp_path: Path
+    hsm: Hsm, vectors: Path, dcc: DccKey, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "signer.toml", hsm, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    """Raw GBCS only with --unauthenticated-gbcs; DUIS XML only signed by a [dcc] cert."""
+    config = write_config(
+        tmp_path / "signer.toml",
+        hsm,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        extra=dcc_section(dcc),
+    )
     hex_file = vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX"
     xml_file = vectors / "trust_anchor/illustration_DUIS_6.24.1_response_envelope.xml"
+    signed_file = tmp_path / "signed.xml"
+    signed_file.write_bytes(dcc.sign(xml_file.read_bytes(), tmp_path))
     b64_file = tmp_path / "payload.b64"
     import base64
 
     b64_file.write_text(base64.b64encode(bytes.fromhex(hex_file.read_text().strip())).decode())
-    first = signer("devices", "import", str(hex_file), "--config", str(config))
+    raw = signer("devices", "import", str(hex_file), "--config", str(config), check=False)
+    assert raw.returncode == 1 and "Traceback" not in raw.stderr
+    assert str(hex_file) in raw.stderr  # the file, then the field and why
+    assert "credentials: raw GBCS is not authenticated" in raw.stderr
+    unsigned = signer("devices", "import", str(xml_file), "--config", str(config), check=False)
+    assert unsigned.returncode == 1 and "dcc_response: unsigned" in unsigned.stderr
+    flag = "--unauthenticated-gbcs"
+    first = signer("devices", "import", flag, str(hex_file), "--config", str(config))
     assert f"{RTDS_DEVICE}: added" in first.stdout
-    for f in (b64_file, xml_file):
+    for args in ((flag, str(b64_file)), (str(signed_file),)):
         assert (
             f"{RTDS_DEVICE}: updated"
-            in signer("devices", "import", str(f), "--config", str(config)).stdout
+            in signer("devices", "import", *args, "--config", str(config)).stdout
         )
+    exported = signer("audit", "export", "--config", str(config)).stdout.splitlines()
+    imports = [json.loads(line) for line in exported]
+    assert [(r["operation"], r["details"]["dcc_authenticated"]) for r in imports] == [
+        ("device-import", False),
+        ("device-import", False),
+        ("device-import", True),
+    ]
+    assert imports[2]["details"]["dcc_signer"] == f"CN=Test DCC,OU=07 / {dcc.cert.serial_number}"
+    assert all(r["client"].startswith("cli:") for r in imports)
+    assert imports[0]["method"] == "signer devices import"
+    assert imports[0]["details"]["device"] == RTDS_DEVICE
     shown = json.loads(
         signer("devices", "show", RTDS_DEVICE, "--json", "--config", str(config)).stdout
     )
@@ -154,8 +206,25 @@ def test_device_import_from_hex_base64_and_duis_xml(
     assert [c["ski"] for c in supplier_ds] == [z1_ski.hex()]
     bad = tmp_path / "bad.hex"
     bad.write_text("DF0901")
-    failed = signer("devices", "import", str(bad), "--config", str(config), check=False)
-    assert failed.returncode == 1 and "FormatError" in failed.stderr
+    failed = signer("devices", "import", flag, str(bad), "--config", str(config), check=False)
+    assert failed.returncode == 1 and f"Error: {bad}: " in failed.stderr
+    # issue 13: all or nothing, every bad file named
+    other = tmp_path / "other.hex"
+    other.write_bytes(b"\xff\xfe")
+    mixed = signer(
+        "devices",
+        "import",
+        flag,
+        str(bad),
+        str(hex_file),
+        str(other),
+        "--config",
+        str(config),
+        check=False,
+    )
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
+    assert f"Error: {bad}: " in mixed.stderr and f"Error: {other}: " in mixed.stderr
+    assert "2 bad files: none was imported" in mixed.stderr and "updated" not in mixed.stdout
     missing = signer(
         "devices", "show", "00-00-00-00-00-00-00-01", "--config", str(config), check=False
     )
@@ -250,13 +319,13 @@ def test_client_commands_drive_the_three_calls(
         "--devices-file",
         str(tmp_path / "devices.txt"),
         "--firmware-version",
-        "0A0B",
+        "01020304",
         "--out",
         str(tmp_path / "req.xml"),
         *server,
     )
     doc = (tmp_path / "req.xml").read_bytes()
-    assert duis_fields(doc)["FirmwareVersion"] == "0A0B"
+    assert duis_fields(doc)["FirmwareVersion"] == "01020304"
     assert_schema_valid(doc, running.vectors / "xsd")
     xml_cert = x509.load_pem_x509_certificate(
         (running.vectors / "certs/xml-sign-90B3D51F30010000-ds.pem").read_bytes()

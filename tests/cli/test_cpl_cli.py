@@ -139,14 +139,10 @@ def test_worked_example(
                 firmware_hash=hashlib.sha256(IMAGE).digest(),
             ).hex()
         )
-        signed = signer(
-            "sign-precommand",
-            "--pre-command",
-            str(pre),
-            "--out-dir",
-            str(tmp_path / "signed"),
-            *srv,
-        )
+        raw = ("sign-precommand", "--pre-command", str(pre), "--out-dir", str(tmp_path / "signed"))
+        refused = signer(*raw, *srv, check=False)  # raw GBCS: the DCC's signature is absent
+        assert refused.returncode == 2 and "--unauthenticated-gbcs" in refused.stderr
+        signed = signer(*raw, "--unauthenticated-gbcs", *srv)
         assert rid in signed.stdout
         assert_schema_valid(
             (tmp_path / "signed/signed-pre-command.xml").read_bytes(), vectors / "xsd"

@@ -27,9 +27,9 @@ from tests.support.cli import signer
 from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI
 from tests.support.devices import credentials
 from tests.support.hsm import MODULE, TOKEN_LABEL, Hsm
-from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
+from tests.support.independent import raw_signature_verifies, split_upgrade_image
 from tests.support.manufacturer import Manufacturer
-from tests.support.server import start_server, write_config
+from tests.support.server import start_server, verify_separate, write_config
 from tests.support.smki_ca import TestCa, pem
 
 OLD, NEW = "rot-old", "rot-new"
@@ -140,17 +140,7 @@ def test_a_full_rotation_from_the_command_line(
             grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS)
         )
         image = b"rotation firmware " * 30
-        header = ota_header(len(image))
-        verdict = stub.VerifyManufacturer(
-            pb.VerifyManufacturerRequest(
-                separate=pb.SeparateDelivery(
-                    ota_header=header,
-                    manufacturer_image=image,
-                    signature=manufacturer.sign(header + image),
-                    hash=hashlib.sha256(image).digest(),
-                )
-            )
-        )
+        verdict = verify_separate(stub, manufacturer, image)
         assert verdict.verified
 
         # During the rotation each device is signed for with the key its cell names.

@@ -31,6 +31,7 @@ from signer.duis.xmldsig import (
 from signer.duis.xmlparse import parse_xml
 from signer.errors import InvalidInput, SignatureInvalid, Unsigned
 from signer.gbcs.eui import Eui64
+from tests.support.certificates import self_signed
 
 Xmlsec1 = Callable[[bytes, Path, Path], subprocess.CompletedProcess[str]]
 SignDigest = Callable[[bytes], bytes]
@@ -510,16 +511,7 @@ def test_escaped_utf8_issuer_name_finds_its_certificate(tmp_path: Path) -> None:
         ]
     )
     t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(4242)
-        .not_valid_before(t0)
-        .not_valid_after(t0 + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed(key, name, t0, t0 + dt.timedelta(days=365), serial=4242)
 
     def sign(digest: bytes) -> bytes:
         r, s = utils.decode_dss_signature(

@@ -243,7 +243,7 @@ def test_activation_and_its_pre_command_record_each_signature(env: Env) -> None:
     dcc = Caller("CN=dcc-adapter", "req-pre-1", "SignPreCommand")
     start, _ = head(env.path)
     with bound(dcc):
-        signed = sign_pre_command_for(env.svc, pre_command=pre)
+        signed = sign_pre_command_for(env.svc, pre_command=pre, accept_unauthenticated=True)
     cs06, wrapper = rows(env.path, after=start)
     assert (cs06["operation"], cs06["digest"]) == (
         "precommand-sign",
@@ -262,6 +262,8 @@ def test_activation_and_its_pre_command_record_each_signature(env: Env) -> None:
             env.image_id,
             1,
         )
+        # raw GBCS, taken only with the flag: the records say the DCC did not vouch for it
+        assert json.loads(r["details"])["dcc_authenticated"] is False
     assert_chain(env.path)
 
 
@@ -395,11 +397,11 @@ def test_a_token_key_unlike_its_certificate_releases_no_pre_command(
     with monkeypatch.context() as m:
         m.setattr(svc.token, "sign_digests", impostor_signs)
         with bound(BACKOFFICE), pytest.raises(HsmUnavailable, match="does not verify"):
-            sign_pre_command_for(svc, pre_command=pre)
+            sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
     [r] = rows(env.path, after=start)
     assert (r["operation"], r["outcome"]) == ("precommand-sign", "failed")
     with bound(BACKOFFICE):
-        signed = sign_pre_command_for(svc, pre_command=pre)
+        signed = sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
     assert signed_over(env.z1, hashlib.sha256(pre[1:]).hexdigest(), signed.signed_command[-64:])
 
 
@@ -493,7 +495,7 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
             with pytest.raises(Unavailable, match="audit trail unavailable"):
                 build_activations(svc, ActivationSpec(env.image_id), [RTDS_DEVICE])
             with pytest.raises(Unavailable, match="audit trail unavailable"):
-                sign_pre_command_for(svc, pre_command=pre)
+                sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
             with pytest.raises(Unavailable, match="audit trail unavailable"):
                 keys.generate(svc, label, KeyPurpose.SUPPLIER_DS, actor="cli:bob@host")
             with pytest.raises(Unavailable, match="audit trail unavailable"):  # no CSR back
@@ -510,7 +512,7 @@ def test_no_signature_leaves_without_its_record(env: Env) -> None:
     with pytest.raises(NotFound):  # the generated key was undone with its record
         svc.token.find(label=label)
     with bound(BACKOFFICE):  # the audit trail is back: the same pre-command signs now
-        signed = sign_pre_command_for(svc, pre_command=pre)
+        signed = sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
     assert signed.request_id.counter == counter
     assert_chain(env.path)
     report = verify_chain(svc.db)
@@ -544,7 +546,7 @@ def test_an_activation_whose_record_fails_is_never_issued(env: Env) -> None:
         bound(BACKOFFICE),
         pytest.raises(PolicyRefused, match=f"no SR 11.3 request with counter {reserved}"),
     ):
-        sign_pre_command_for(svc, pre_command=pre)
+        sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
     assert rows(env.path, after=start) == []  # nothing was signed
 
 
@@ -634,10 +636,16 @@ def test_a_claim_whose_signer_died_expires_and_a_signed_one_never_does(env: Env)
         return dataclasses.replace(svc, clock=fixed_clock(t0 + delta))
 
     with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="being signed by another"):
-        sign_pre_command_for(at(activations.CLAIM_LEASE - dt.timedelta(seconds=1)), pre_command=pre)
+        sign_pre_command_for(
+            at(activations.CLAIM_LEASE - dt.timedelta(seconds=1)),
+            pre_command=pre,
+            accept_unauthenticated=True,
+        )
     start, _ = head(env.path)
     with bound(BACKOFFICE):
-        signed = sign_pre_command_for(at(activations.CLAIM_LEASE), pre_command=pre)
+        signed = sign_pre_command_for(
+            at(activations.CLAIM_LEASE), pre_command=pre, accept_unauthenticated=True
+        )
     assert signed.request_id == built[0].request_id
     assert [r["operation"] for r in rows(env.path, after=start)] == [
         "precommand-sign",
@@ -646,4 +654,6 @@ def test_a_claim_whose_signer_died_expires_and_a_signed_one_never_does(env: Env)
     issued = activations.get(svc.db, supplier, counter)
     assert issued is not None and issued.pre_command_signed_at == t0 + activations.CLAIM_LEASE
     with bound(BACKOFFICE), pytest.raises(PolicyRefused, match="was already signed"):
-        sign_pre_command_for(at(3 * activations.CLAIM_LEASE), pre_command=pre)
+        sign_pre_command_for(
+            at(3 * activations.CLAIM_LEASE), pre_command=pre, accept_unauthenticated=True
+        )

@@ -28,7 +28,7 @@ from signer.smki.issuance import issue_certificate
 from signer.smki.lifecycle import KeyPurpose
 from tests.support.constants import MANUFACTURER_CODE, PINNED, RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.devices import credentials
-from tests.support.hsm import Hsm, ensure_key
+from tests.support.hsm import Hsm, ensure_vector_keys
 from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
 from tests.support.ledger import activate, force_active
 from tests.support.manufacturer import Manufacturer
@@ -64,18 +64,7 @@ def svc(
 ) -> Iterator[Services]:
     tmp = tmp_path_factory.mktemp("selection")
     token = hsm.token()
-    ensure_key(
-        token,
-        "z1-supplier-ds",
-        vectors / "keys/Z1-supplier-ds.key.pem",
-        vectors / "certs/Z1-supplier-ds.pem",
-    )
-    ensure_key(
-        token,
-        "xml-sign",
-        vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
-        vectors / "certs/xml-sign-90B3D51F30010000-ds.pem",
-    )
+    ensure_vector_keys(token, vectors)
     second = _key_with_cert(token, "supplier-two", RemotePartyRole.SUPPLIER)
     wrong = _key_with_cert(token, "network-operator", RemotePartyRole.NETWORK_OPERATOR)
     config = load_config(
@@ -95,6 +84,8 @@ def svc(
         services.db,
         (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
         PINNED,
+        dcc_certificates=(),
+        accept_unauthenticated=True,
     )
     assert second.ski is not None and wrong.ski is not None
     activate(services, "z1-supplier-ds", "xml-sign", "supplier-two")
@@ -192,7 +183,7 @@ def test_build_duis_by_image_id_refuses_devices_that_trust_different_keys(
             image_id=image_id,
             upgrade_image=None,
             device_ids=[RTDS_DEVICE, SECOND],
-            firmware_version="1",
+            firmware_version="01020304",
             service="11.1",
         )
 
@@ -207,7 +198,7 @@ def test_build_duis_with_an_upgrade_image_refuses_devices_of_other_keys(
         image_id=None,
         upgrade_image=z1_image.upgrade_image,
         device_ids=[RTDS_DEVICE, SECOND],
-        firmware_version="1",
+        firmware_version="01020304",
         service="11.1",
     )
     assert [str(d) for d in result.devices] == [RTDS_DEVICE]

@@ -26,6 +26,7 @@ from signer.smki.certificate import (
     smki_name,
     subject_key_identifier,
 )
+from tests.support.certificates import self_signed
 
 SUPPLIER_EUI = Eui64.parse("90-B3-D5-1F-30-01-00-00")
 # Inside Z1-supplier-ds validity (2015-10-30 .. 2025-10-29 23:59:59).
@@ -199,16 +200,12 @@ def _make_ca(
     name: x509.Name, *, not_after: dt.datetime = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dt.datetime(2010, 1, 1, tzinfo=dt.UTC))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
+    ca = self_signed(
+        key,
+        name,
+        dt.datetime(2010, 1, 1, tzinfo=dt.UTC),
+        not_after,
+        extensions=[(x509.BasicConstraints(ca=True, path_length=0), True)],
     )
     return key, ca
 

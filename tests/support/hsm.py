@@ -39,6 +39,23 @@ class Hsm:
         return self.tokens[label]
 
 
+#: The published RTDS keys the server tests sign with: label -> (key, certificate) in vectors.
+VECTOR_KEYS = {
+    "z1-supplier-ds": ("keys/Z1-supplier-ds.key.pem", "certs/Z1-supplier-ds.pem"),
+    "xml-sign": (
+        "keys/xml-sign-90B3D51F30010000-ds.key.pem",
+        "certs/xml-sign-90B3D51F30010000-ds.pem",
+    ),
+}
+
+
+def ensure_vector_keys(token: Token, vectors: Path, *labels: str) -> None:
+    """``ensure_key`` for the named ``VECTOR_KEYS`` (all of them if none is named)."""
+    for label in labels or tuple(VECTOR_KEYS):
+        key, cert = VECTOR_KEYS[label]
+        ensure_key(token, label, vectors / key, vectors / cert)
+
+
 def ensure_key(token: Token, label: str, key_pem: Path, cert_pem: Path) -> None:
     """Import a published test key under ``label`` unless the session token already has it."""
     try:

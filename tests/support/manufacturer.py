@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.certificates import self_signed
 from tests.support.constants import PINNED
 
 
@@ -26,16 +27,11 @@ class Manufacturer:
 def new_manufacturer(directory: Path) -> Manufacturer:
     """A fresh key and self-signed certificate valid around PINNED, its PEM in ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Test Manufacturer 121D")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(PINNED - dt.timedelta(days=365))
-        .not_valid_after(PINNED + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
+    cert = self_signed(
+        key,
+        "Test Manufacturer 121D",
+        PINNED - dt.timedelta(days=365),
+        PINNED + dt.timedelta(days=365),
     )
     path = directory / "cert.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

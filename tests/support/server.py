@@ -8,10 +8,11 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -22,7 +23,7 @@ from signer.clock import fixed_clock
 from signer.registry.db import Database, open_database
 from signer.service import admin
 from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI
-from tests.support.hsm import MODULE, TOKEN_LABEL, Hsm, ensure_key
+from tests.support.hsm import MODULE, TOKEN_LABEL, Hsm, ensure_vector_keys
 from tests.support.independent import ota_header
 from tests.support.ledger import activate, services_for
 from tests.support.manufacturer import Manufacturer
@@ -49,12 +50,14 @@ def write_config(
     *,
     token_label: str = TOKEN_LABEL,
     schema_dir: Path | None = None,
+    issuers: Sequence[Path] = (),
     pinned: dt.datetime | None = PINNED,
     cpl_mode: str | None = "advisory",
     extra: str = "",
     dev_mode: bool = True,
 ) -> Path:
-    """A test configuration; with dev_mode=False pass the [tls] section in `extra`."""
+    """A test configuration; with dev_mode=False pass the [tls] section in `extra`, and
+    ``schema_dir`` and ``issuers``: `signer serve` refuses production without them."""
     lines = [
         "[server]",
         'listen = "127.0.0.1:0"',
@@ -78,6 +81,9 @@ def write_config(
     ]
     if schema_dir is not None:
         lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]
+    if issuers:
+        listed = ", ".join(f'"{p}"' for p in issuers)
+        lines += ["[smki]", f"issuers = [{listed}]", ""]
     if pinned is not None:
         lines += ["[clock]", f'pinned_time = "{pinned.isoformat()}"', ""]
     if cpl_mode is not None:
@@ -112,6 +118,38 @@ def start_server(config: Path, log: Path, env: dict[str, str] | None = None) -> 
     )
 
 
+def separate_delivery(
+    manufacturer: Manufacturer, image: bytes, *, header: bytes | None = None, **header_fields: Any
+) -> pb.VerifyManufacturerRequest:
+    """``image`` as a separate-shape delivery: ``header`` (else ``ota_header`` of the image
+    with ``header_fields``), the manufacturer's signature over header and image, the image's
+    SHA-256."""
+    if header is None:
+        header = ota_header(len(image), **header_fields)
+    return pb.VerifyManufacturerRequest(
+        separate=pb.SeparateDelivery(
+            ota_header=header,
+            manufacturer_image=image,
+            signature=manufacturer.sign(header + image),
+            hash=hashlib.sha256(image).digest(),
+        )
+    )
+
+
+def verify_separate(
+    stub: pb_grpc.FirmwareSignerStub,
+    manufacturer: Manufacturer,
+    image: bytes,
+    *,
+    header: bytes | None = None,
+    timeout: float | None = None,
+    **header_fields: Any,
+) -> pb.VerifyManufacturerResponse:
+    """VerifyManufacturer for ``separate_delivery(manufacturer, image, ...)``; the verdict."""
+    request = separate_delivery(manufacturer, image, header=header, **header_fields)
+    return stub.VerifyManufacturer(request, timeout=timeout)
+
+
 @dataclass
 class Running:
     """A started server with the RTDS test keys in its token, and a client stub on it."""
@@ -125,17 +163,7 @@ class Running:
 
     def verify(self, manufacturer: Manufacturer, image: bytes) -> str:
         """A separate-shape delivery of ``image`` verified into the library; its image ID."""
-        header = ota_header(len(image))
-        verdict = self.stub.VerifyManufacturer(
-            pb.VerifyManufacturerRequest(
-                separate=pb.SeparateDelivery(
-                    ota_header=header,
-                    manufacturer_image=image,
-                    signature=manufacturer.sign(header + image),
-                    hash=hashlib.sha256(image).digest(),
-                )
-            )
-        )
+        verdict = verify_separate(self.stub, manufacturer, image)
         assert verdict.verified, verdict.checks
         return str(verdict.image_id)
 
@@ -151,22 +179,13 @@ def prepare(
     *,
     cpl_mode: str = "advisory",
     db_url: str | None = None,
+    extra: str = "",
 ) -> tuple[Path, Database, str]:
     """A configuration, database and key ledger for a server; SQLite in ``tmp`` unless
-    ``db_url`` names another (a PostgreSQL database from the ``postgres`` fixture)."""
+    ``db_url`` names another (a PostgreSQL database from the ``postgres`` fixture).
+    ``extra`` is appended to the configuration (e.g. ``tests.support.dcc.dcc_section``)."""
     token = hsm.token()
-    ensure_key(
-        token,
-        "z1-supplier-ds",
-        vectors / "keys/Z1-supplier-ds.key.pem",
-        vectors / "certs/Z1-supplier-ds.pem",
-    )
-    ensure_key(
-        token,
-        "xml-sign",
-        vectors / "keys/xml-sign-90B3D51F30010000-ds.key.pem",
-        vectors / "certs/xml-sign-90B3D51F30010000-ds.pem",
-    )
+    ensure_vector_keys(token, vectors)
     db_url = db_url or f"sqlite:///{tmp / 'signer.db'}"
     db = open_database(db_url)
     admin.add_manufacturer(
@@ -176,9 +195,16 @@ def prepare(
         db,
         (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes(),
         PINNED,
+        dcc_certificates=(),
+        accept_unauthenticated=True,  # the RTDS payload is raw GBCS: set-up, not under test
     )
     config = write_config(
-        tmp / "signer.toml", hsm, db_url, schema_dir=vectors / "xsd", cpl_mode=cpl_mode
+        tmp / "signer.toml",
+        hsm,
+        db_url,
+        schema_dir=vectors / "xsd",
+        cpl_mode=cpl_mode,
+        extra=extra,
     )
     activate(services_for(token, db, config), "z1-supplier-ds", "xml-sign")
     return config, db, db_url

@@ -140,6 +140,7 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             results = sign_pre_command_batch(
                 self.svc,
                 list(batch.pre_commands),
+                dcc_responses=list(batch.dcc_responses),
                 accept_unauthenticated=batch.accept_unauthenticated,
             )
             for item in results:

@@ -43,6 +43,10 @@ from signer.service.services import Services
 from signer.service.signing import SigningBatch
 from signer.smki.lifecycle import KeyPurpose
 
+#: a parsed pre-command, the RequestID of the DCC response that carried it (if any), and
+#: whether the DCC's signature vouched for it
+Item = tuple[PreCommand, RequestId | None, Origin]
+
 log = logging.getLogger(__name__)
 
 
@@ -113,55 +117,81 @@ def sign_pre_command_for(
             what="a pre-command",
         )
         payload = pre_command
-    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered)], origin=origin)[0]
+    result = sign_pre_commands(svc, [(parse_pre_command(payload), answered, origin)])[0]
     if isinstance(result, PreCommandRefusal):
         raise PreCommandRefused(result)
     return result
 
 
 def sign_pre_command_batch(
-    svc: Services, payloads: Sequence[bytes], *, accept_unauthenticated: bool = False
+    svc: Services,
+    payloads: Sequence[bytes],
+    *,
+    dcc_responses: Sequence[bytes] = (),
+    accept_unauthenticated: bool = False,
 ) -> list[SignedPreCommand | PreCommandRefusal]:
-    """A campaign's pre-commands, a batch at a time: a malformed or failing one is refused
-    on its own, the others are signed. They are raw GBCS: without ``accept_unauthenticated``
-    every one is refused (``pre_command_unauthenticated``)."""
-    if not payloads:
+    """A campaign's pre-commands, a batch at a time: a malformed, unauthenticated or failing
+    one is refused on its own, the others are signed. Results follow ``payloads`` (raw GBCS,
+    refused as ``pre_command_unauthenticated`` without ``accept_unauthenticated``), then
+    ``dcc_responses`` (each signed by a configured DCC certificate, or refused so)."""
+    if not payloads and not dcc_responses:
         return []
-    try:
-        origin = dcc.accept_raw(
-            accept_unauthenticated,
-            field="pre_commands",
-            flag="accept_unauthenticated",
-            what=f"a batch of {len(payloads)} pre-command(s)",
-        )
-    except InvalidInput as exc:
-        return [
-            PreCommandRefusal(i, None, None, str(exc), PRE_COMMAND_UNAUTHENTICATED)
-            for i in range(len(payloads))
-        ]
-    parsed: list[tuple[PreCommand, RequestId | None] | PreCommandRefusal] = []
-    for i, payload in enumerate(payloads):
+    parsed: list[Item | PreCommandRefusal] = []
+    if payloads:
         try:
-            parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None))
-        except InvalidInput as exc:
-            parsed.append(
-                PreCommandRefusal(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+            raw: Origin | None = dcc.accept_raw(
+                accept_unauthenticated,
+                field="pre_commands",
+                flag="accept_unauthenticated",
+                what=f"a batch of {len(payloads)} pre-command(s)",
             )
+            refused_raw = ""
+        except InvalidInput as exc:
+            raw, refused_raw = None, str(exc)
+        for i, payload in enumerate(payloads):
+            if raw is None:
+                parsed.append(
+                    PreCommandRefusal(i, None, None, refused_raw, PRE_COMMAND_UNAUTHENTICATED)
+                )
+                continue
+            try:
+                parsed.append((parse_pre_command(payload, field=f"pre_commands[{i}]"), None, raw))
+            except InvalidInput as exc:
+                parsed.append(
+                    PreCommandRefusal(i, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+                )
+    for j, response in enumerate(dcc_responses):
+        parsed.append(_from_dcc(svc, len(payloads) + j, response, field=f"dcc_responses[{j}]"))
     valid = [p for p in parsed if not isinstance(p, PreCommandRefusal)]
-    signed = iter(sign_pre_commands(svc, valid, origin=origin))
+    signed = iter(sign_pre_commands(svc, valid))
     return [
         p if isinstance(p, PreCommandRefusal) else _reindex(next(signed), i)
         for i, p in enumerate(parsed)
     ]
 
 
+def _from_dcc(
+    svc: Services, index: int, response: bytes, *, field: str
+) -> Item | PreCommandRefusal:
+    """One DUIS response of a batch: authenticated as the DCC's, then its pre-command."""
+    try:
+        root, origin = dcc.authenticated(response, svc.dcc_certificates, svc.clock())
+    except SignerError as exc:
+        return PreCommandRefusal(index, None, None, f"{field}: {exc}", PRE_COMMAND_UNAUTHENTICATED)
+    try:
+        answered, payload = pre_command_of(root)
+        return parse_pre_command(payload, field=field), answered, origin
+    except InvalidInput as exc:
+        return PreCommandRefusal(index, None, None, f"malformed: {exc}", PRE_COMMAND_MALFORMED)
+
+
 def sign_pre_commands(
-    svc: Services, items: Sequence[tuple[PreCommand, RequestId | None]], *, origin: Origin
+    svc: Services, items: Sequence[Item]
 ) -> list[SignedPreCommand | PreCommandRefusal]:
     """The one path to a CS06 signature: look up, check, claim, sign, for a whole batch.
 
-    ``origin`` says whether the DCC's signature vouched for the pre-commands; every
-    signature record carries it.
+    Each item's ``Origin`` says whether the DCC's signature vouched for it; its signature
+    records carry it.
 
     Each pre-command must answer an 11.3 request this service issued (same counter), match
     it field by field, not have been signed before, and be for a device whose Supplier cell
@@ -169,12 +199,12 @@ def sign_pre_commands(
     """
     supplier = svc.config.supplier_eui
     issued = activations.get_many(
-        svc.db, supplier, [pc.counter for pc, _ in items if pc.counter <= MAX_COUNTER]
+        svc.db, supplier, [pc.counter for pc, _, _ in items if pc.counter <= MAX_COUNTER]
     )
     results: list[SignedPreCommand | PreCommandRefusal | None] = [None] * len(items)
     ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
     seen: set[int] = set()
-    for i, (pc, answered) in enumerate(items):
+    for i, (pc, answered, _) in enumerate(items):
         refusal, entry = _check_one(i, pc, answered, issued.get(pc.counter), supplier)
         if refusal is not None:
             results[i] = refusal
@@ -208,7 +238,8 @@ def sign_pre_commands(
     pending = set(claimed)
     try:
         with signing.batch(svc) as signer:
-            todo: dict[tuple[bytes, str], list[_Claimed]] = {}  # by key and image
+            # by key, image and origin (one audit "details" per signing run)
+            todo: dict[tuple[bytes, str, Origin], list[_Claimed]] = {}
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
                     results[i] = PreCommandRefusal(
@@ -221,10 +252,10 @@ def sign_pre_commands(
                     continue
                 group = groups[a.device]
                 assert isinstance(group, KeyGroup)
-                todo.setdefault((group.key.key_id, a.image_id), []).append(
+                todo.setdefault((group.key.key_id, a.image_id, items[i][2]), []).append(
                     _Claimed(i, pc, a, rid, group)
                 )
-            for same_key in todo.values():
+            for (_, _, origin), same_key in todo.items():
                 for c, signed in zip(same_key, _sign(svc, signer, same_key, origin), strict=True):
                     results[c.index] = signed
             # signed for good in the same transaction as the signatures' records

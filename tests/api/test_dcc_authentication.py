@@ -174,6 +174,44 @@ def test_a_raw_batch_needs_the_flag(env: Env) -> None:
     assert flags == {False}
 
 
+def test_a_batch_of_dcc_responses_signs_the_authenticated_ones_only(
+    env: Env, dcc: DccKey, other_dcc: DccKey, tmp_path: Path
+) -> None:
+    """A campaign streams DCC-signed responses: no flag needed, each is checked on its own."""
+    (rid_raw, raw), (rid_good, good), (_, forged), (_, unsigned) = [issue(env) for _ in range(4)]
+    start = head(env.db_url)
+    [result] = env.stub.StreamSignPreCommands(
+        iter(
+            [
+                pb.PreCommandBatch(
+                    pre_commands=[raw],
+                    accept_unauthenticated=True,
+                    dcc_responses=[
+                        dcc.sign(dcc_response(good, request_id=rid_good), tmp_path),
+                        other_dcc.sign(dcc_response(forged), tmp_path),
+                        dcc_response(unsigned),
+                    ],
+                )
+            ]
+        )
+    )
+    kinds = [r.WhichOneof("result") for r in result.results]
+    assert kinds == ["signed", "signed", "refused", "refused"]
+    assert [result.results[i].signed.request_id for i in (0, 1)] == [rid_raw, rid_good]
+    assert raw_signature_verifies(
+        z1(env), good[1:], result.results[1].signed.signed_pre_command[-64:]
+    )
+    for i, reason in ((2, "unknown signer"), (3, "unsigned")):
+        refused = result.results[i].refused
+        assert (refused.index, refused.code) == (i, "pre_command_unauthenticated")
+        assert refused.reason.startswith(f"dcc_responses[{i - 1}]: ") and reason in refused.reason
+    records = rows(env.db_url, after=start[0])
+    by_request = {
+        (r["duis_request_id"], json.loads(str(r["details"]))["dcc_authenticated"]) for r in records
+    }
+    assert by_request == {(rid_raw, False), (rid_good, True)}
+
+
 def test_without_dcc_certificates_no_dcc_response_is_accepted(
     running: Running, dcc: DccKey, tmp_path: Path
 ) -> None:

@@ -286,12 +286,14 @@ class SignPreCommandResponse(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., signed_pre_command: _Optional[bytes] = ..., duis_request: _Optional[bytes] = ...) -> None: ...
 
 class PreCommandBatch(_message.Message):
-    __slots__ = ("pre_commands", "accept_unauthenticated")
+    __slots__ = ("pre_commands", "accept_unauthenticated", "dcc_responses")
     PRE_COMMANDS_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_UNAUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    DCC_RESPONSES_FIELD_NUMBER: _ClassVar[int]
     pre_commands: _containers.RepeatedScalarFieldContainer[bytes]
     accept_unauthenticated: bool
-    def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ..., accept_unauthenticated: _Optional[bool] = ...) -> None: ...
+    dcc_responses: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, pre_commands: _Optional[_Iterable[bytes]] = ..., accept_unauthenticated: _Optional[bool] = ..., dcc_responses: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PreCommandRefusal(_message.Message):
     __slots__ = ("index", "device_id", "request_id", "reason", "code")

@@ -7,8 +7,8 @@ test:       ## lint, types and the test suite
 	scripts/test
 
 lint:
-	.venv/bin/ruff check signer tests bench
-	.venv/bin/ruff format --check signer tests bench
+	.venv/bin/ruff check signer tests bench fuzz
+	.venv/bin/ruff format --check signer tests bench fuzz
 	.venv/bin/mypy
 
 proto:      ## regenerate the committed gRPC stubs from proto/

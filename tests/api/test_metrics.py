@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from signer.api import metrics_collector
 from signer.api._proto.signer.v1 import signer_pb2 as pb
@@ -27,28 +25,12 @@ from signer.service.keys.views import KeyView
 from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.independent import cs06_pre_command
 from tests.support.manufacturer import Manufacturer
+from tests.support.scrape import scrape, total
 from tests.support.server import Running
 
 SIGNER = "signer.v1.FirmwareSigner"
 HEALTH = "grpc.health.v1.Health"
 UNKNOWN_DEVICE = "00-DB-12-34-56-78-90-FF"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(address: str) -> Samples:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 def grpc_labels(method: str, kind: str = "unary", service: str = SIGNER) -> dict[str, str]:

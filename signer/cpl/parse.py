@@ -167,9 +167,12 @@ def read_json(text: str) -> Iterator[CplEntry | RowError]:
     if isinstance(doc, dict):
         extra = sorted(set(doc) - {"entries"})
         if extra or "entries" not in doc:
+            keys = sorted(doc)
+            shown = ", ".join(_shown(k) for k in keys[:_KEYS_SHOWN])
+            more = f" and {len(keys) - _KEYS_SHOWN} more" if len(keys) > _KEYS_SHOWN else ""
             raise FormatError(
                 'expected a list of entries or {"entries": [...]}, got an object with keys '
-                f"{sorted(doc)}",
+                f"[{shown}]{more}",
                 field="cpl",
             )
         doc = doc["entries"]
@@ -404,6 +407,9 @@ def _row(
         )
     except InvalidInput as exc:  # a rule of the entry itself that the cells did not catch
         yield RowError(line, exc.field, exc.message, unit)
+
+
+_KEYS_SHOWN = 5  # of an object's keys, in a message about them
 
 
 def _shown(text: str) -> str:

@@ -84,7 +84,7 @@ def _run(name: str, runs: int, max_time: int | None, work: Path) -> dict[str, ob
     ]
     if max_time:
         args.insert(0, f"-max_total_time={max_time}")
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", name, "--findings", str(findings), "--", *args],
         capture_output=True,
@@ -95,7 +95,9 @@ def _run(name: str, runs: int, max_time: int | None, work: Path) -> dict[str, ob
     (work / f"{name}.log").write_text(proc.stderr, encoding="utf-8")
     stats = {k: int(v) for k, v in _STAT.findall(proc.stderr)}
     executed = stats.get("number_of_executed_units", 0)
-    found = sorted(findings.glob("*.txt")) if findings.is_dir() else []
+    # this run's findings only: those of earlier runs stay in the directory for reference
+    saved = findings.glob("*.txt") if findings.is_dir() else []
+    found = sorted(p for p in saved if p.stat().st_mtime >= wall)
     return {
         "target": name,
         "parser": targets.TARGETS[name].parser,

@@ -13,7 +13,7 @@ from signer.gbcs.delivery import ManufacturerDelivery
 from signer.gbcs.ota import OtaHeader
 from signer.service.activation import ActivationSpec, BuiltActivation
 from signer.service.keys.views import KeyView
-from signer.service.precommands import SignedPreCommand
+from signer.service.precommand_signing import SignedPreCommand
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import ResignResult
 from signer.service.verify import Verdict

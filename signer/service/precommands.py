@@ -11,14 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from signer.duis.activation import build_signed_pre_command, pre_command_of
+from signer.duis.activation import pre_command_of
 from signer.duis.request import RequestId
-from signer.duis.xmldsig import PendingSignature, prepare_signature
 from signer.errors import (
-    HsmUnavailable,
     InvalidInput,
     PolicyRefused,
-    SignatureInvalid,
     SignerError,
 )
 from signer.gbcs.eui import Eui64
@@ -27,35 +24,22 @@ from signer.gbcs.precommand import (
     PreCommand,
     check_pre_command,
     parse_pre_command,
-    pre_command_digest,
-    signed_pre_command,
 )
-from signer.gbcs.signature import verify_p256_prehashed
 from signer.registry import activations
 from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
 from signer.service import dcc, signing
 from signer.service.dcc import Origin
-from signer.service.duis import xml_signing_key
 from signer.service.keys.selection import KeyGroup, select_keys
+from signer.service.precommand_signing import Claimed, SignedPreCommand, sign_claimed
 from signer.service.refusal import DeviceRefusal
 from signer.service.services import Services
-from signer.service.signing import SigningBatch
-from signer.smki.lifecycle import KeyPurpose
 
 #: a parsed pre-command, the RequestID of the DCC response that carried it (if any), and
 #: whether the DCC's signature vouched for it
 Item = tuple[PreCommand, RequestId | None, Origin]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SignedPreCommand:
-    device: Eui64
-    request_id: RequestId
-    signed_command: bytes
-    document: bytes
 
 
 # Why a pre-command was not signed, as machine-readable codes (metrics, clients). A device
@@ -239,7 +223,7 @@ def sign_pre_commands(
     try:
         with signing.batch(svc) as signer:
             # by key, image and origin (one audit "details" per signing run)
-            todo: dict[tuple[bytes, str, Origin], list[_Claimed]] = {}
+            todo: dict[tuple[bytes, str, Origin], list[Claimed]] = {}
             for i, (pc, a, rid) in ready.items():
                 if a.counter not in claimed:
                     results[i] = PreCommandRefusal(
@@ -253,10 +237,12 @@ def sign_pre_commands(
                 group = groups[a.device]
                 assert isinstance(group, KeyGroup)
                 todo.setdefault((group.key.key_id, a.image_id, items[i][2]), []).append(
-                    _Claimed(i, pc, a, rid, group)
+                    Claimed(i, pc, a, rid, group)
                 )
             for (_, _, origin), same_key in todo.items():
-                for c, signed in zip(same_key, _sign(svc, signer, same_key, origin), strict=True):
+                for c, signed in zip(
+                    same_key, sign_claimed(svc, signer, same_key, origin), strict=True
+                ):
                     results[c.index] = signed
             # signed for good in the same transaction as the signatures' records
             signer.along(
@@ -342,83 +328,3 @@ def _reindex(
     if isinstance(result, PreCommandRefusal):
         return replace(result, index=index)
     return result
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """A pre-command that passed every check and whose claim this call holds."""
-
-    index: int
-    pc: PreCommand
-    issued: IssuedActivation
-    request_id: RequestId
-    group: KeyGroup
-
-
-def _sign(
-    svc: Services, signer: SigningBatch, items: Sequence[_Claimed], origin: Origin
-) -> list[SignedPreCommand]:
-    """Pre-commands of one key and one image: their CS06 signatures, then the
-    SignedPreCommand requests around them, each phase over all of them (the token signs
-    back to back; see activation.stream_activations).
-
-    The first CS06 signature made with each key handle the token looks up (each chunk of
-    ``SIGN_CHUNK``, each retry) is verified with the key's certificate: every handle that
-    signed is proven to be the key the devices' cells name before anything of the batch is
-    released. The others are not (a verification costs as much as a signature; a faulty
-    signature is refused by the meter, which checks every command).
-    """
-    group, image_id = items[0].group, items[0].issued.image_id
-    request_ids = [c.request_id for c in items]
-
-    def check(digest: bytes, signature: bytes) -> None:
-        try:
-            verify_p256_prehashed(group.certificate.public_key, digest, signature)
-        except SignatureInvalid:
-            raise HsmUnavailable(
-                f"key {group.key.label!r} produced a signature that does "
-                "not verify with its certificate"
-            ) from None
-
-    raw = signer.sign_all(
-        group.key,
-        [pre_command_digest(c.pc) for c in items],
-        request_ids,
-        purpose=KeyPurpose.SUPPLIER_DS,
-        operation=signing.PRECOMMAND_SIGN,
-        image_id=image_id,
-        device_count=1,
-        details=origin.details(),
-        check=check,
-    )
-    commands = [signed_pre_command(c.pc, r) for c, r in zip(items, raw, strict=True)]
-    xml_key, xml_cert = xml_signing_key(svc)
-    pending: list[PendingSignature] = []
-    for c, command in zip(items, commands, strict=True):
-        root = build_signed_pre_command(
-            request_id=c.request_id, signed_command=command, parsed=c.pc
-        )
-        if svc.schema is not None:
-            svc.schema.validate(root)
-        pending.append(
-            prepare_signature(root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial)
-        )
-    xml_raw = signer.sign_all(
-        xml_key,
-        [p.digest for p in pending],
-        request_ids,
-        purpose=KeyPurpose.XML_SIGN,
-        operation=signing.PRECOMMAND_DUIS_SIGN,
-        image_id=image_id,
-        device_count=1,
-        details=origin.details(),
-    )
-    return [
-        SignedPreCommand(
-            device=c.issued.device,
-            request_id=c.request_id,
-            signed_command=command,
-            document=p.finish(sig),
-        )
-        for c, command, p, sig in zip(items, commands, pending, xml_raw, strict=True)
-    ]

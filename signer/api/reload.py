@@ -25,6 +25,7 @@ from typing import cast
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from signer.api.auth import Policy
@@ -65,7 +66,23 @@ class Snapshot:
 
 
 def load_snapshot(tls: TlsConfig, now: dt.datetime) -> Snapshot:
-    """Read and check every file; `ConfigurationError` names the first that is wrong."""
+    """Read and check every file; `ConfigurationError` names the first that is wrong.
+
+    Whatever else a library raises on a hostile file (an unsupported curve, an extension
+    parsed lazily) is a `ConfigurationError` too: a reload must never die of it."""
+    try:
+        return _load_snapshot(tls, now)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        log.debug("loading the [tls] files failed", exc_info=True)
+        raise ConfigurationError(
+            f"[tls] files ({tls.cert}, {tls.key}, {tls.client_ca}, {tls.policy}, crls): "
+            f"cannot use them: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
+def _load_snapshot(tls: TlsConfig, now: dt.datetime) -> Snapshot:
 
     def read(path: Path, name: str) -> bytes:
         try:
@@ -81,7 +98,7 @@ def load_snapshot(tls: TlsConfig, now: dt.datetime) -> Snapshot:
         raise ConfigurationError(f"tls.cert {tls.cert}: not PEM certificates") from None
     try:
         private = serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigurationError(f"tls.key {tls.key}: not an unencrypted PEM private key") from None
     if not chain or chain[0].public_key() != private.public_key():
         raise ConfigurationError(
@@ -102,6 +119,11 @@ class TransportState:
     def __init__(self, tls: TlsConfig) -> None:
         self.tls = tls
         self.current = load_snapshot(tls, utc_now())
+        if not tls.crls:
+            log.warning(
+                "mTLS without [tls] crls: client certificates are not checked for revocation "
+                "(a CRL can be added only with a restart; SIGHUP re-reads the files listed)"
+            )
         self._served = self.current.tls  # what gRPC's handshakes were last given
         self._requested = threading.Event()
         self._lock = threading.Lock()  # one reload at a time
@@ -145,7 +167,11 @@ class TransportState:
                 if self._requested.wait(1.0):
                     self._requested.clear()
                     log.info("SIGHUP: reloading the policy, the CRLs and the TLS files")
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception:  # the thread must outlive any one reload
+                        RELOADS.labels(result="failed").inc()
+                        log.exception("reload failed, keeping the previous configuration")
 
         signal.signal(signal.SIGHUP, handler)
         threading.Thread(target=worker, name="sighup-reload", daemon=True).start()

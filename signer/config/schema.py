@@ -75,7 +75,8 @@ SETTINGS: tuple[Setting, ...] = (
        env="SIGNER_TLS_CLIENT_CA", reloads=True),
     _s("tls", "policy", "path", "client identities -> roles -> RPCs", env="SIGNER_POLICY",
        reloads=True),
-    _s("tls", "crls", "paths", "CRLs (PEM or DER) client certificates are checked against",
+    _s("tls", "crls", "paths", "CRLs (PEM or DER) client certificates are checked against "
+       "(SIGHUP re-reads the files listed; a new path needs a restart)",
        default=(), env="SIGNER_TLS_CRLS", reloads=True),
     _s("metrics", "listen", "listen?", '/metrics address; "" turns it off',
        default="127.0.0.1:9464", env="SIGNER_METRICS_LISTEN"),

@@ -33,6 +33,10 @@ def safe_parser() -> etree.XMLParser:
         huge_tree=True,  # a 10 MB image is a 13.6 MB text node
         remove_blank_text=False,  # verification must see the bytes that were signed
         collect_ids=False,
+        # comments are outside every digest (C14N without comments), so one put into a signed
+        # text node would leave the signature valid and cut the text a reader takes (.text
+        # ends at the first child node): dropped at parse, the text nodes around it join
+        remove_comments=True,
     )
     parser.resolvers.add(_RefuseExternal())
     return parser

@@ -163,7 +163,7 @@ def check_database_url(url: str) -> URL:
     """The URL parsed, its dialect and driver known and installed; nothing is opened."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigurationError(
             f"database.url {_scheme(url)}: not a database URL "
             "(sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
@@ -179,9 +179,12 @@ def check_database_url(url: str) -> URL:
 
 
 def _scheme(url: str) -> str:
-    """A short prefix of a URL that does not parse: it may hold a password further on."""
-    head = url.split("@", 1)[0] if "@" in url else url
-    return repr(head[:24] + ("…" if len(head) > 24 else ""))
+    """What a URL that does not parse may show of itself: its scheme only, since anything
+    after it may hold a user and password (``postgresql:/u:secret@h/db``)."""
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return "(not a URL)"
+    return repr(scheme[:24] + ":…")
 
 
 def _check_sqlite_path(name: str) -> None:

@@ -160,6 +160,7 @@ def revoke_manufacturer_certificate(
         when = now if at is None else at
         if when.tzinfo is None or when.utcoffset() is None:
             raise InvalidInput("the revocation time needs a time zone (e.g. ...Z)", field="at")
+        when = when.astimezone(dt.UTC)  # SQLite keeps wall-clock time: store it as UTC
         found = _select(db, value, serial, fingerprint)
         facts.update(_stored_facts(found), revoked_at=when.isoformat())
         if found.revoked_at is not None:

@@ -15,6 +15,7 @@ from signer.duis.activation import pre_command_of
 from signer.duis.request import RequestId
 from signer.errors import (
     InvalidInput,
+    NotFound,
     PolicyRefused,
     SignerError,
 )
@@ -30,6 +31,7 @@ from signer.registry.activations import IssuedActivation
 from signer.registry.counters import MAX_COUNTER
 from signer.service import dcc, signing
 from signer.service.dcc import Origin
+from signer.service.images import verified_image
 from signer.service.keys.selection import KeyGroup, select_keys
 from signer.service.precommand_signing import Claimed, SignedPreCommand, sign_claimed
 from signer.service.refusal import DeviceRefusal
@@ -51,6 +53,7 @@ PRE_COMMAND_MISMATCH = "pre_command_mismatch"  # differs from the 11.3 request i
 PRE_COMMAND_ALREADY_SIGNED = "pre_command_already_signed"  # a replay, or signing right now
 PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier in its batch
 PRE_COMMAND_UNAUTHENTICATED = "pre_command_unauthenticated"  # raw GBCS without the flag
+PRE_COMMAND_IMAGE_NOT_TRUSTED = "pre_command_image_not_trusted"  # e.g. its verifier revoked
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,13 @@ def sign_pre_commands(
                 group.reason,
             )
             del ready[i]
+    untrusted = _untrusted_images(svc, {a.image_id for _, a, _ in ready.values()})
+    for i, (_pc, a, rid) in list(ready.items()):
+        if a.image_id in untrusted:
+            results[i] = PreCommandRefusal(
+                i, a.device, rid, untrusted[a.image_id], PRE_COMMAND_IMAGE_NOT_TRUSTED
+            )
+            del ready[i]
     now = svc.clock()
     claimed = activations.claim_pre_commands(
         svc.db, supplier, [a.counter for _, a, _ in ready.values()], now
@@ -319,6 +329,18 @@ def _key_groups(
             out[d] = g
     for r in selection.refused:
         out[r.device] = r
+    return out
+
+
+def _untrusted_images(svc: Services, image_ids: set[str]) -> dict[str, str]:
+    """Why each image may no longer be activated (its manufacturer certificate revoked since
+    its 11.3 request was issued, ...): the same check Resign and BuildDUIS make."""
+    out = {}
+    for image_id in image_ids:
+        try:
+            verified_image(svc, image_id)
+        except (PolicyRefused, NotFound) as exc:
+            out[image_id] = str(exc)
     return out
 
 

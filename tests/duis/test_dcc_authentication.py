@@ -107,6 +107,21 @@ def test_an_envelope_signed_by_the_test_dcc_with_xmlsec1(
         authenticated(signed, [dcc.cert], dt.datetime(2050, 1, 1, tzinfo=dt.UTC))
 
 
+@pytest.mark.parametrize("at", [8, 40, -8])
+def test_a_comment_put_into_a_signed_payload_cannot_cut_what_is_read(
+    vectors: Path, dcc: DccKey, tmp_path: Path, at: int
+) -> None:
+    """Comments are outside the digest (C14N without comments), so one inserted into the
+    signed GBCSPayload keeps the signature valid; what the service reads must still be the
+    whole signed payload, never the text before the comment (the SAML truncation class)."""
+    signed = dcc.sign((vectors / ENVELOPE).read_bytes(), tmp_path)
+    start = signed.index(b"<sr:GBCSPayload>") + len(b"<sr:GBCSPayload>")
+    cut = start + at if at > 0 else signed.index(b"</sr:GBCSPayload>") + at
+    commented = signed[:cut] + b"<!--x-->" + signed[cut:]
+    root, _ = authenticated(commented, [dcc.cert], NOW)
+    assert gbcs_payload_of(root) == bytes.fromhex((vectors / RTDS_PAYLOAD).read_text().strip())
+
+
 def test_hostile_key_info_is_refused_briefly(vectors: Path, dcc: DccKey, tmp_path: Path) -> None:
     signed = dcc.sign((vectors / ENVELOPE).read_bytes(), tmp_path)
     serial = str(dcc.cert.serial_number).encode()

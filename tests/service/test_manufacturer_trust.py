@@ -24,16 +24,23 @@ from signer.errors import DevicesRefused, InvalidInput, PolicyRefused
 from signer.gbcs import delivery as deliveries
 from signer.registry import cpl
 from signer.service import admin
+from signer.service.activation import ActivationSpec, build_activations
 from signer.service.duis import build_duis
+from signer.service.precommands import (
+    PreCommandRefusal,
+    PreCommandRefused,
+    sign_pre_command_batch,
+    sign_pre_command_for,
+)
 from signer.service.resign import resign
 from signer.service.services import Services
 from signer.service.verify import Verdict, verify_manufacturer
 from tests.support.audit_rows import execute
 from tests.support.cli import signer
-from tests.support.constants import PINNED, RTDS_DEVICE
+from tests.support.constants import PINNED, RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.cpl_factory import entry
 from tests.support.hsm import Hsm
-from tests.support.independent import duis_fields, ota_header
+from tests.support.independent import cs06_pre_command, duis_fields, ota_header
 from tests.support.ledger import services_for
 from tests.support.manufacturer import Manufacturer, new_manufacturer
 from tests.support.server import prepare, running_server, verify_separate
@@ -168,10 +175,36 @@ def test_a_revoked_certificate_verifies_nothing_and_stops_what_it_verified(env: 
     ).images
 
 
+def test_a_revocation_stops_the_activation_of_what_it_verified(env: Env) -> None:
+    """An SR 11.3 request issued before the revocation: its pre-command is signed no more."""
+    svc, m = env.svc, env.manufacturer
+    verdict = _verify(svc, m)
+    built, refused = build_activations(
+        svc, ActivationSpec(image_id=verdict.image_id), [RTDS_DEVICE]
+    )
+    assert len(built) == 1, refused
+    pre = cs06_pre_command(
+        originator=SUPPLIER_EUI,
+        recipient=RTDS_DEVICE,
+        counter=built[0].request_id.counter,
+        firmware_hash=hashlib.sha256(IMAGE).digest(),
+    )
+    admin.revoke_manufacturer_certificate(
+        svc.db, "121D", fingerprint=_fingerprint(m), reason="signing key stolen", now=PINNED
+    )
+    [result] = sign_pre_command_batch(svc, [pre], accept_unauthenticated=True)
+    assert isinstance(result, PreCommandRefusal), result
+    assert result.code == "pre_command_image_not_trusted"
+    assert "signing key stolen" in result.reason
+    with pytest.raises(PreCommandRefused):
+        sign_pre_command_for(svc, pre_command=pre, accept_unauthenticated=True)
+
+
 def test_a_revocation_counts_from_its_time_on(env: Env) -> None:
     svc, m = env.svc, env.manufacturer
     verdict = _verify(svc, m)
-    at = PINNED + dt.timedelta(days=1)
+    # given in another zone than UTC: the same instant, however the database keeps times
+    at = (PINNED + dt.timedelta(days=1)).astimezone(dt.timezone(dt.timedelta(hours=1)))
     admin.revoke_manufacturer_certificate(
         svc.db, "121D", serial=str(m.certificate.serial_number), reason="ends", at=at, now=PINNED
     )

@@ -119,6 +119,10 @@ def _case(case: str, files: dict[str, Path]) -> tuple[Sections, dict[str, str]]:
         env["SIGNER_DATABASE_URL"] = "mysql+nope://u@h/db"
     elif case == "not a url":
         env["SIGNER_DATABASE_URL"] = "not a url"
+    elif case == "url with a password":  # it does not parse: nothing after the scheme shows
+        env["SIGNER_DATABASE_URL"] = "postgresql:/u:hunter2@h/db"
+    elif case == "port not a number":
+        env["SIGNER_DATABASE_URL"] = "postgresql+psycopg://u:hunter2@h:abc/db"
     else:
         raise AssertionError(case)
     return s, env
@@ -144,7 +148,9 @@ def _case(case: str, files: dict[str, Path]) -> tuple[Sections, dict[str, str]]:
         ("pin file missing", "token.pin_file .*/absent.pin: No such file"),
         ("pin env unset", "token.pin_env: the environment variable NO_SUCH_PIN is not set"),
         ("unknown dialect", r"database.url: unknown dialect or missing driver 'mysql\+nope'"),
-        ("not a url", "database.url 'not a url': not a database URL"),
+        ("not a url", r"database.url \(not a URL\): not a database URL"),
+        ("url with a password", r"^database.url 'postgresql:…': not a database URL \(sqlite"),
+        ("port not a number", r"^database.url 'postgresql\+psycopg:…': not a database URL"),
     ],
 )
 def test_serve_refuses_misconfigured_files_before_anything_is_bound(
@@ -154,7 +160,7 @@ def test_serve_refuses_misconfigured_files_before_anything_is_bound(
     (tmp_path / "signer.toml").write_text(_toml(sections))
     with pytest.raises(ConfigurationError, match=named) as refused:
         check_startup(load_config(tmp_path / "signer.toml", env))
-    assert "\n" not in str(refused.value)
+    assert "\n" not in str(refused.value) and "hunter2" not in str(refused.value)
     assert not (tmp_path / "db.sqlite").exists()
 
 

@@ -4,8 +4,9 @@ Device credentials (SR 6.24.1) decide which key signs and CS06 pre-commands deci
 activated, so a DUIS response carrying either is acted on only when it verifies in the DCC
 XMLDSig profile (``xmldsig.verify_document``) with one of the configured DCC certificates,
 chosen by the Signature's KeyInfo X509IssuerSerial: never a certificate the document brings.
-Every refusal is one ``InvalidInput`` naming ``dcc_response``, so a client can tell its input
-was not authenticated from a policy refusal further on.
+Every refusal of a response is one ``InvalidInput`` naming ``dcc_response``, so a client can
+tell its input was not authenticated from a policy refusal further on; with no DCC
+certificates configured at all it is a ``PolicyRefused`` (server state, not the input).
 """
 
 from __future__ import annotations

@@ -198,17 +198,18 @@ def devices_import(
             + (f" ({len(problems)} bad files: none was imported)" if len(problems) > 1 else "")
         )
     with registry_database(config) as db, bound(caller):
-        for name, data in contents:
-            try:
-                creds, created = admin.import_device(
-                    db,
-                    data,
-                    now,
-                    dcc_certificates=dcc_certificates,
-                    accept_unauthenticated=unauthenticated_gbcs,
-                )
-            except SignerError as exc:
-                raise click.ClickException(f"{name}: {type(exc).__name__}: {exc}") from None
+        try:  # one transaction: if the write fails, none of the files is imported
+            imported = admin.import_devices(
+                db,
+                [data for _, data in contents],
+                now,
+                dcc_certificates=dcc_certificates,
+                accept_unauthenticated=unauthenticated_gbcs,
+            )
+        except SignerError as exc:
+            names = ", ".join(name for name, _ in contents)
+            raise click.ClickException(f"{names}: {exc} (none was imported)") from None
+        for creds, created in imported:
             cell = creds.supplier_signing_cell()
             ski = cell.ski.hex() if cell else "none"
             click.echo(

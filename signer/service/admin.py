@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.orm import Session
 
 from signer.caller import current
 from signer.duis.response import gbcs_payload_of
@@ -102,30 +103,60 @@ def import_device(
 ) -> tuple[DeviceCredentials, bool]:
     """Replace a device's trust anchor cells, in one transaction with its audit record
     (``device-import``: who, the device, whether the DCC's signature vouched for it)."""
-    creds, origin = parse_device_credentials(
-        data,
+    return import_devices(
+        db,
+        [data],
+        now,
         dcc_certificates=dcc_certificates,
-        now=now,
         accept_unauthenticated=accept_unauthenticated,
-    )
+    )[0]
+
+
+def import_devices(
+    db: Database,
+    datas: Sequence[bytes],
+    now: dt.datetime,
+    *,
+    dcc_certificates: Sequence[x509.Certificate],
+    accept_unauthenticated: bool = False,
+) -> list[tuple[DeviceCredentials, bool]]:
+    """Several devices' responses, all or nothing: every one is parsed and authenticated
+    first, then all are written in one transaction with their audit records."""
+    parsed = [
+        parse_device_credentials(
+            data,
+            dcc_certificates=dcc_certificates,
+            now=now,
+            accept_unauthenticated=accept_unauthenticated,
+        )
+        for data in datas
+    ]
     caller = current()
-    cell = creds.supplier_signing_cell()
-    entry = AuditEntry(
-        at=now,
-        client=caller.identity,
-        call_id=caller.request_id,
-        method=caller.method,
-        operation=DEVICE_IMPORT,
-        details={
-            "device": str(creds.device),
-            "cells": len(creds.cells),
-            "supplier_ski": cell.ski.hex() if cell else None,
-            **origin.details(),
-        },
-    )
+    entries = []
+    for creds, origin in parsed:
+        cell = creds.supplier_signing_cell()
+        entries.append(
+            AuditEntry(
+                at=now,
+                client=caller.identity,
+                call_id=caller.request_id,
+                method=caller.method,
+                operation=DEVICE_IMPORT,
+                details={
+                    "device": str(creds.device),
+                    "cells": len(creds.cells),
+                    "supplier_ski": cell.ski.hex() if cell else None,
+                    **origin.details(),
+                },
+            )
+        )
     created: list[bool] = []
-    audit.record(db, [entry], [lambda s: created.append(devices.write_credentials(s, creds, now))])
-    return creds, created[0]
+
+    def write_all(s: Session) -> None:
+        created.extend(devices.write_credentials(s, creds, now) for creds, _ in parsed)
+
+    audit.record(db, entries, [write_all])
+    return [(creds, new) for (creds, _), new in zip(parsed, created, strict=True)]
 
 
 def show_device(db: Database, eui_text: str) -> DeviceRecord | None:

@@ -112,6 +112,7 @@ def _build(v: dict[str, Any], base: Path) -> Config:
         workers=v["server.workers"],
         max_concurrent_rpcs=v["server.max_concurrent_rpcs"],
         pinned_time=v["clock.pinned_time"],
+        pinned_for_tests=v["clock.pinned_for_tests"],
         cpl_mode=v["cpl.mode"],
         base_dir=base,
         dev_mode=dev_mode,

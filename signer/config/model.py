@@ -52,6 +52,7 @@ class Config:
     # calls served or queued at once; beyond it a call is answered RESOURCE_EXHAUSTED
     max_concurrent_rpcs: int = 1000
     pinned_time: dt.datetime | None = None
+    pinned_for_tests: bool = False  # pinned_time allowed outside development mode
     cpl_mode: str = "strict"  # "strict": an image not on the CPL is not verified
     base_dir: Path = field(default=Path("."))
     # development mode: plaintext, no client certificates, every call allowed (and warned)

@@ -109,6 +109,9 @@ SETTINGS: tuple[Setting, ...] = (
        default="strict", choices=CPL_MODES, env="SIGNER_CPL_MODE"),
     _s("clock", "pinned_time", "time", "a fixed now, ISO 8601 with zone; tests only",
        env="SIGNER_PINNED_TIME"),
+    _s("clock", "pinned_for_tests", "bool", "lets pinned_time run outside dev_mode (test "
+       "servers on the published, expired test certificates only)", default=False,
+       env="SIGNER_PINNED_FOR_TESTS"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -64,6 +64,12 @@ def warn_development(config: Config) -> None:
 def _production(config: Config) -> None:
     if config.dev_mode:
         return
+    if config.pinned_time is not None and not config.pinned_for_tests:
+        raise ConfigurationError(
+            "clock.pinned_time is set outside development mode: a fixed clock freezes every "
+            "certificate validity check and revocation time; unset it (SIGNER_PINNED_TIME "
+            "too), or, for a test server only, set clock.pinned_for_tests = true"
+        )
     if config.schema_dir is None:
         raise ConfigurationError(
             "duis.schema_dir is required outside development mode: "

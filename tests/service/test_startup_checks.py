@@ -79,6 +79,15 @@ def test_a_complete_production_configuration_passes(tmp_path: Path, files: dict[
     assert not (tmp_path / "db.sqlite").exists()
 
 
+def test_a_pinned_clock_runs_outside_development_mode_only_for_tests(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    sections = _production(files)
+    sections["clock"] = {"pinned_time": "2024-06-01T12:00:00Z", "pinned_for_tests": True}
+    (tmp_path / "signer.toml").write_text(_toml(sections))
+    check_startup(load_config(tmp_path / "signer.toml", {}))
+
+
 def _case(case: str, files: dict[str, Path]) -> tuple[Sections, dict[str, str]]:
     """The production configuration with one thing wrong, and its environment."""
     s = _production(files)
@@ -97,6 +106,8 @@ def _case(case: str, files: dict[str, Path]) -> tuple[Sections, dict[str, str]]:
         s["smki"]["issuers"] = [str(files["issuer"]), str(files["garbage"])]
     elif case == "dcc garbage":
         s["dcc"] = {"certificates": [str(files["garbage"])]}
+    elif case == "pinned clock":
+        env["SIGNER_PINNED_TIME"] = "2024-06-01T12:00:00Z"
     elif case == "dcc missing":
         s["dcc"] = {"certificates": ["absent.pem"]}
     elif case == "crl garbage":
@@ -148,6 +159,7 @@ def _case(case: str, files: dict[str, Path]) -> tuple[Sections, dict[str, str]]:
         ("pin file missing", "token.pin_file .*/absent.pin: No such file"),
         ("pin env unset", "token.pin_env: the environment variable NO_SUCH_PIN is not set"),
         ("unknown dialect", r"database.url: unknown dialect or missing driver 'mysql\+nope'"),
+        ("pinned clock", "clock.pinned_time is set outside development mode"),
         ("not a url", r"database.url \(not a URL\): not a database URL"),
         ("url with a password", r"^database.url 'postgresql:…': not a database URL \(sqlite"),
         ("port not a number", r"^database.url 'postgresql\+psycopg:…': not a database URL"),

@@ -85,7 +85,12 @@ def write_config(
         listed = ", ".join(f'"{p}"' for p in issuers)
         lines += ["[smki]", f"issuers = [{listed}]", ""]
     if pinned is not None:
-        lines += ["[clock]", f'pinned_time = "{pinned.isoformat()}"', ""]
+        lines += [
+            "[clock]",
+            f'pinned_time = "{pinned.isoformat()}"',
+            "pinned_for_tests = true",  # outside dev mode too: the test certificates expired
+            "",
+        ]
     if cpl_mode is not None:
         lines += ["[cpl]", f'mode = "{cpl_mode}"', ""]
     path.write_text("\n".join(lines) + extra)

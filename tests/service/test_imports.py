@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from signer.errors import InvalidInput
+from signer.errors import InvalidInput, Unavailable
 from signer.gbcs.eui import Eui64
 from signer.registry import cpl, devices
 from signer.registry.db import Database, open_database
-from signer.service import cplops
-from tests.support.constants import PINNED
+from signer.service import admin, cplops
+from tests.support.audit_rows import execute, query
+from tests.support.constants import PINNED, RTDS_DEVICE
 
 HEAD = (
     "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
@@ -136,3 +137,25 @@ def test_an_empty_inventory_is_a_bad_file_not_zero_devices(db: Database, tmp_pat
     path.write_text("")
     count, errors, bad = cplops.import_inventory(db, path, PINNED)
     assert count == 0 and bad == 1 and "empty" in errors[0].message
+
+
+def test_devices_are_imported_all_or_nothing_when_a_write_fails(
+    db: Database, tmp_path: Path, vectors: Path
+) -> None:
+    """Every file parsed and authenticated first, then one transaction: a store that fails
+    at the second device's audit record leaves neither device imported."""
+    payload = (vectors / "trust_anchor/CS02aMAC_6.24.1_SUCCESS_RESPONSE_GBCS.HEX").read_bytes()
+    store = tmp_path / "signer.db"
+    execute(
+        store,
+        "CREATE TRIGGER second_import BEFORE INSERT ON audit_records "
+        "WHEN NEW.operation = 'device-import' AND "
+        "(SELECT count(*) FROM audit_records WHERE operation = 'device-import') >= 1 "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    with pytest.raises(Unavailable, match="disk full"):
+        admin.import_devices(
+            db, [payload, payload], PINNED, dcc_certificates=(), accept_unauthenticated=True
+        )
+    assert admin.show_device(db, RTDS_DEVICE) is None
+    assert query(store, "SELECT count(*) FROM audit_records") == [(0,)]

@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from setup_env import MANUFACTURER_CODE, SUPPLIER_EUI  # bench/ is sys.path[0]
+from setup_env import (  # bench/ is sys.path[0]
+    CELLS,
+    MANUFACTURER_CODE,
+    SUPPLIER_EUI,
+    supplier_cells,
+)
 from sqlalchemy import Table, insert
 
-from signer.gbcs.roles import RemotePartyRole
-from signer.gbcs.trust_anchor import CellUsage, KeyUsage
 from signer.registry.db import open_database
-from signer.registry.models import Device, TrustAnchorCellRow
+from signer.registry.models import Device
 
 BATCH = 1000  # device IDs (or pre-commands) per stream message
 IMAGE = bytes((i * 13 + 5) & 0xFF for i in range(300))  # the Manufacturer Image activated
@@ -96,20 +99,7 @@ def add_inventory_devices(db_url: str, eui_of: EuiOf, n: int, ski_hex: str) -> f
                     for e in chunk
                 ],
             )
-            conn.execute(
-                insert(cast(Table, TrustAnchorCellRow.__table__)),
-                [
-                    {
-                        "device_eui": e,
-                        "role": int(RemotePartyRole.SUPPLIER),
-                        "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
-                        "cell_usage": int(CellUsage.MANAGEMENT),
-                        "subject_eui": SUPPLIER_EUI.hex,
-                        "ski": ski_hex,
-                    }
-                    for e in chunk
-                ],
-            )
+            conn.execute(insert(CELLS), supplier_cells(chunk, ski_hex))
     db.dispose()
     return time.perf_counter() - t
 

@@ -140,21 +140,23 @@ def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) ->
         for i in range(0, len(euis), batch):
             chunk = [e.replace("-", "") for e in euis[i : i + batch]]
             conn.execute(insert(DEVICES), [{"eui": e, "updated_at": now} for e in chunk])
-            conn.execute(
-                insert(CELLS),
-                [
-                    {
-                        "device_eui": e,
-                        "role": int(RemotePartyRole.SUPPLIER),
-                        "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
-                        "cell_usage": int(CellUsage.MANAGEMENT),
-                        "subject_eui": SUPPLIER_EUI.hex,
-                        "ski": ski_hex,
-                    }
-                    for e in chunk
-                ],
-            )
+            conn.execute(insert(CELLS), supplier_cells(chunk, ski_hex))
     db.dispose()
+
+
+def supplier_cells(euis: list[str], ski_hex: str) -> list[dict[str, object]]:
+    """Cell rows: each device's Supplier digital-signing management cell naming ``ski_hex``."""
+    return [
+        {
+            "device_eui": e,
+            "role": int(RemotePartyRole.SUPPLIER),
+            "key_usage": KeyUsage.DIGITAL_SIGNATURE.value,
+            "cell_usage": int(CellUsage.MANAGEMENT),
+            "subject_eui": SUPPLIER_EUI.hex,
+            "ski": ski_hex,
+        }
+        for e in euis
+    ]
 
 
 def write_config(d: Path, conf: Path, pin_file: Path, db_url: str, schema_dir: Path | None) -> Path:

@@ -163,6 +163,7 @@ def write_config(d: Path, conf: Path, pin_file: Path, db_url: str, schema_dir: P
     lines = [
         "[server]",
         'listen = "127.0.0.1:0"',
+        "ephemeral_ports_for_tests = true",
         "dev_mode = true",
         "",
         "[metrics]",

@@ -112,6 +112,9 @@ def test_lists_and_numbers_come_typed_from_toml_and_the_environment(tmp_path: Pa
         ('[metrics]\nlisten = "127.0.0.1:65536"\n', {}, "metrics.listen .*outside 1..65535"),
         ('[server]\nhealth_listen = ":99999"\n', {}, "server.health_listen .*outside 1..65535"),
         ("[server]\nlisten = 50051\n", {}, "server.listen 50051 is not a string"),
+        ('[server]\nlisten = "127.0.0.1:0"\n', {}, "server.listen '127.0.0.1:0': port 0 is outside"),
+        ("", {"SIGNER_METRICS_LISTEN": "[::1]:00"}, "metrics.listen '.::1.:00': port 0"),
+        ('[server]\nhealth_listen = ":0"\n', {}, "server.health_listen ':0': port 0"),
         # required and exclusive settings
         ("", {"SIGNER_SUPPLIER_EUI": "nope"}, "supplier.eui"),
         ("", {"SIGNER_DATABASE_URL": ""}, "database.url is required"),
@@ -122,6 +125,14 @@ def test_wrong_settings_are_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named):
         _load(tmp_path, text, env)
+
+
+def test_port_0_is_for_test_servers_only(tmp_path: Path) -> None:
+    text = '[server]\nlisten = "127.0.0.1:0"\nhealth_listen = "127.0.0.1:0"\n'
+    with pytest.raises(ConfigurationError, match="ephemeral_ports_for_tests = true"):
+        _load(tmp_path, text, {})
+    config = _load(tmp_path, text, {"SIGNER_EPHEMERAL_PORTS_FOR_TESTS": "1"})
+    assert config.listen == "127.0.0.1:0" and config.health_listen == "127.0.0.1:0"
 
 
 @pytest.mark.parametrize("missing", ["token.label", "supplier.eui", "database.url"])

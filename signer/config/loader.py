@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from signer.config.model import Config, TlsConfig, TokenConfig
-from signer.config.schema import ENV_OVERRIDES, validate
+from signer.config.schema import ENV_OVERRIDES, echo, validate
 from signer.errors import ConfigurationError, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.pin import PinSource
@@ -93,6 +93,7 @@ def _build(v: dict[str, Any], base: Path) -> Config:
         rest = db_url.removeprefix("sqlite:///")
         if rest and not rest.startswith(":memory:"):
             db_url = "sqlite:///" + str(path_of(rest))
+    _no_ephemeral_ports(v)
     dev_mode = v["server.dev_mode"]
     return Config(
         listen=v["server.listen"],
@@ -122,6 +123,23 @@ def _build(v: dict[str, Any], base: Path) -> Config:
         log_format=v["log.format"],
         shutdown_grace=v["server.shutdown_grace"],
     )
+
+
+LISTEN_SETTINGS = ("server.listen", "server.health_listen", "metrics.listen")
+
+
+def _no_ephemeral_ports(v: dict[str, Any]) -> None:
+    """Port 0 binds a port nobody was told about: probes, scrapers and clients miss it."""
+    if v["server.ephemeral_ports_for_tests"]:
+        return
+    for name in LISTEN_SETTINGS:
+        address = v[name]
+        if address is not None and address.rpartition(":")[2].lstrip("0") == "":
+            raise ConfigurationError(
+                f"{name} {echo(address)}: port 0 is outside 1..65535 (the system would pick "
+                "one no client knows); a test server sets "
+                "server.ephemeral_ports_for_tests = true"
+            )
 
 
 def _tls(v: dict[str, Any], path_of: Any, dev_mode: bool) -> TlsConfig | None:

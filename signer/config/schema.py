@@ -65,6 +65,9 @@ SETTINGS: tuple[Setting, ...] = (
        "RESOURCE_EXHAUSTED", default=1000, minimum=1, env="SIGNER_MAX_CONCURRENT_RPCS"),
     _s("server", "health_listen", "listen?", "plaintext grpc.health.v1-only port for probes "
        'without a client certificate; "" or unset: none', env="SIGNER_HEALTH_LISTEN"),
+    _s("server", "ephemeral_ports_for_tests", "bool", "lets listen addresses use port 0 "
+       "(the system picks a free port, printed on the READY line): test servers only",
+       default=False, env="SIGNER_EPHEMERAL_PORTS_FOR_TESTS"),
     _s("server", "shutdown_grace", "seconds", "seconds calls in flight get after SIGTERM "
        "(0..3600)", default=10.0, env="SIGNER_SHUTDOWN_GRACE"),
     _s("tls", "cert", "path", "the server's certificate chain (PEM)", env="SIGNER_TLS_CERT",
@@ -205,7 +208,8 @@ def _listen(value: Any, s: Setting, from_env: bool) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or (host.startswith("[") != host.endswith("]")):
         raise ConfigurationError(f"{s.name} {echo(text)} is not host:port")
-    # 0 asks the system for a free port (tests); a real port is 1..65535
+    # 0 (the system picks one) passes here; the loader refuses it without
+    # server.ephemeral_ports_for_tests, which only it can see
     if not 0 <= int(port) <= 65535:
         raise ConfigurationError(f"{s.name} {echo(text)}: port {int(port)} is outside 1..65535")
     return text

@@ -53,7 +53,7 @@ def test_provisioned_token_serves_the_printed_examples(tmp_path: Path) -> None:
     server = start_server(
         tmp_path / "var/dev/signer.toml",
         tmp_path / "server.log",
-        env={"SIGNER_LISTEN": "127.0.0.1:0"},
+        env={"SIGNER_LISTEN": "127.0.0.1:0", "SIGNER_EPHEMERAL_PORTS_FOR_TESTS": "1"},
     )
     try:
         commands = re.findall(
@@ -125,7 +125,7 @@ def test_provision_keeps_the_database_url_it_was_given(tmp_path: Path, postgres:
             "--dir",
             "var/dev",
             "--listen",
-            "127.0.0.1:0",
+            "127.0.0.1:50999",
         ],
         cwd=tmp_path,
         check=True,
@@ -136,7 +136,7 @@ def test_provision_keeps_the_database_url_it_was_given(tmp_path: Path, postgres:
     config_path = tmp_path / "var/dev/signer.toml"
     written = tomllib.loads(config_path.read_text())
     assert written["database"]["url"] == url
-    assert written["server"]["listen"] == "127.0.0.1:0"
+    assert written["server"]["listen"] == "127.0.0.1:50999"
     assert oct(config_path.stat().st_mode & 0o777) == "0o600"  # a URL may hold a password
     assert not (tmp_path / "var/dev/signer.db").exists()
     # the development devices and keys are in PostgreSQL, read without the project's code

@@ -61,6 +61,7 @@ def write_config(
     lines = [
         "[server]",
         'listen = "127.0.0.1:0"',
+        "ephemeral_ports_for_tests = true",
         *(["dev_mode = true"] if dev_mode else []),
         "",
         "[metrics]",

@@ -75,8 +75,15 @@ AUTH_DENIED = Counter(
 )
 TLS_HANDSHAKES = Counter(
     "signer_tls_handshakes_total",
-    "TLS handshakes begun (one per new client connection). Failed handshakes are not "
-    "visible to the process; gRPC core logs each one on stderr.",
+    "TLS handshakes begun (one per new client connection); those refused are also in "
+    "signer_tls_handshake_failures_total.",
+)
+TLS_HANDSHAKE_FAILURES = Counter(
+    "signer_tls_handshake_failures_total",
+    "TLS handshakes refused, by reason: no_certificate, certificate_verify_failed "
+    "(untrusted or expired, ...), not_tls (plaintext or HTTP to the TLS port), other; read "
+    "from the line gRPC core logs for each (not counted under GRPC_VERBOSITY=ERROR).",
+    ["reason"],
 )
 RELOADS = Counter(
     "signer_reloads_total",
@@ -87,6 +94,8 @@ RELOADS = Counter(
 
 #: every value of signer_auth_denied_total{reason}
 AUTH_DENIAL_REASONS = ("no_certificate", "revoked", "revocation_unknown", "permission_denied")
+#: every value of signer_tls_handshake_failures_total{reason}
+TLS_HANDSHAKE_FAILURE_REASONS = ("no_certificate", "certificate_verify_failed", "not_tls", "other")
 #: every value of signer_hsm_errors_total{error}
 HSM_ERROR_CLASSES = ("transient", "login", "other", "down", "fail_fast")
 #: the checks VerifyManufacturer makes, in order
@@ -96,6 +105,8 @@ for _error in HSM_ERROR_CLASSES:  # present at 0, so the first error shows in in
     HSM_ERRORS.labels(error=_error)
 for _reason in AUTH_DENIAL_REASONS:
     AUTH_DENIED.labels(reason=_reason)
+for _reason in TLS_HANDSHAKE_FAILURE_REASONS:
+    TLS_HANDSHAKE_FAILURES.labels(reason=_reason)
 for _result in ("ok", "failed"):
     RELOADS.labels(result=_result)
 for _check in VERIFICATION_CHECKS:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.auth import AuthInterceptor
 from signer.api.callctx import HANDLERS, CallContextInterceptor
+from signer.api.handshakes import HandshakeWatch
 from signer.api.health import SERVICE, HealthMonitor
 from signer.api.metrics_endpoint import MetricsEndpoint, bind_metrics
 from signer.api.metrics_interceptor import MetricsInterceptor
@@ -198,7 +199,8 @@ def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT: stop accepting calls, give those in flight
     ``server.shutdown_grace`` seconds, then return (the process exits 0). SIGHUP reloads
-    the policy, the CRLs and the TLS files (`signer.api.reload`).
+    the policy, the CRLs and the TLS files (`signer.api.reload`). With TLS, failed
+    handshakes are counted from gRPC core's stderr (`signer.api.handshakes`).
 
     gRPC cancels calls still running after the grace period, but cannot stop their handler
     threads: one stuck in a hung HSM or database would hold the exit forever. Those get
@@ -217,8 +219,10 @@ def serve(
 
     signal.signal(signal.SIGTERM, _stop)  # before anything starts: a TERM at start-up is clean
     signal.signal(signal.SIGINT, _stop)
+    handshakes = None
     if listeners.transport is not None:  # policy, CRLs and TLS files reload on SIGHUP
         listeners.transport.install_sighup(stopping)
+        handshakes = HandshakeWatch.start()
     else:  # not the default action (exit): development mode has nothing to reload
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop_metrics = None
@@ -259,7 +263,11 @@ def serve(
             stuck,
             LINGER,
         )
+        if handshakes is not None:
+            handshakes.stop()
         logging.shutdown()
         os._exit(0)
     services.close()
     log.info("stopped")
+    if handshakes is not None:
+        handshakes.stop()

@@ -8,6 +8,7 @@ certificate, an untrusted CA, an expired certificate) and the client without a r
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from signer.api.server import CHANNEL_OPTIONS
 from signer.cli import client as client_cli
 from tests.support.constants import ROOT
 from tests.support.hsm import Hsm
+from tests.support.scrape import scrape, total
 from tests.support.server import Running, ServerProcess, start_server, write_config
 from tests.support.smki_ca import TestCa
 from tests.support.tlsca import CertificateAuthority, Issued
@@ -229,11 +231,25 @@ def test_health_and_reflection_are_open_to_any_authenticated_client(tls: TlsServ
     assert auth.SERVICE in {s.name for s in answers[0].list_services_response.service}
 
 
-@pytest.mark.parametrize("who", ["no certificate", "untrusted", "expired"])
-def test_the_handshake_refuses_and_the_server_keeps_serving(tls: TlsServer, who: str) -> None:
+HANDSHAKE_FAILURES = "signer_tls_handshake_failures_total"
+#: what each client's refusal is counted as, and the OpenSSL text its log line carries
+REFUSED_AS = {
+    "no certificate": ("no_certificate", "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+    "untrusted": ("certificate_verify_failed", "unable to get local issuer certificate"),
+    "expired": ("certificate_verify_failed", "certificate has expired"),
+    "plaintext": ("not_tls", "WRONG_VERSION_NUMBER"),
+}
+
+
+def refused_handshake(tls: TlsServer, who: str) -> None:
+    """One call by ``who``: it never passes the handshake, and the server keeps serving."""
     ca = tls.ca.cert_path.read_bytes()
-    if who == "no certificate":
-        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    if who == "plaintext":
+        channel = grpc.insecure_channel(tls.server.address)
+    elif who == "no certificate":
+        channel = grpc.secure_channel(
+            tls.server.address, grpc.ssl_channel_credentials(root_certificates=ca)
+        )
     else:
         cert = tls.certs[who]
         creds = grpc.ssl_channel_credentials(
@@ -241,15 +257,37 @@ def test_the_handshake_refuses_and_the_server_keeps_serving(tls: TlsServer, who:
             private_key=cert.key_path.read_bytes(),
             certificate_chain=cert.cert_path.read_bytes(),
         )
-    with grpc.secure_channel(tls.server.address, creds) as channel:
+        channel = grpc.secure_channel(tls.server.address, creds)
+    with channel:
         assert call(channel, "ListKeys")[0] == grpc.StatusCode.UNAVAILABLE
     assert tls.server.proc.poll() is None
     assert call(tls.channel("supplier"), "ListKeys")[0] == grpc.StatusCode.OK
 
 
-def test_plaintext_is_refused(tls: TlsServer) -> None:
-    with grpc.insecure_channel(tls.server.address) as channel:
-        assert call(channel, "ListKeys")[0] == grpc.StatusCode.UNAVAILABLE
+@pytest.mark.parametrize("who", list(REFUSED_AS))
+def test_a_refused_handshake_is_counted_and_logged_and_the_server_keeps_serving(
+    tls: TlsServer, who: str
+) -> None:
+    reason, text = REFUSED_AS[who]
+    assert tls.server.metrics is not None
+    before = total(scrape(tls.server.metrics), HANDSHAKE_FAILURES, reason=reason)
+    logged = sum(1 for r in tls.log_lines() if text in r["message"])
+    refused_handshake(tls, who)
+    # counted from gRPC core's stderr line by the relay process: a moment later
+    deadline = time.monotonic() + 10
+    while total(scrape(tls.server.metrics), HANDSHAKE_FAILURES, reason=reason) == before:
+        assert time.monotonic() < deadline, f"{who}: no {reason} handshake failure counted"
+        time.sleep(0.05)
+    records = [r for r in tls.log_lines() if text in r["message"]]
+    assert len(records) > logged
+    assert records[-1]["level"] == "WARNING"
+    assert records[-1]["message"].startswith(f"TLS handshake refused ({reason}): ")
+    # gRPC core's own line still reaches stderr, as it wrote it
+    assert any(
+        text in line
+        for line in tls.server.log.read_text().splitlines()
+        if "Handshake failed with error" in line and not line.startswith("{")
+    )
 
 
 def test_the_policy_is_logged_at_start(tls: TlsServer) -> None:

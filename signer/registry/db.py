@@ -221,6 +221,10 @@ def _check_sqlite_path(name: str) -> None:
 
 
 def open_database(url: str) -> Database:
+    """The database at ``url``, migrated, its trust triggers checked."""
+    from signer.registry.trust import check_triggers  # it imports this module
+
     db = Database(url)
     db.migrate()
+    check_triggers(db)
     return db

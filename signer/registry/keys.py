@@ -86,6 +86,16 @@ def states(db: Database, token_label: str) -> dict[bytes, tuple[KeyState, KeyPur
         return {bytes.fromhex(k): (KeyState(s), KeyPurpose(p)) for k, s, p in conn.execute(query)}
 
 
+def all_states(db: Database) -> dict[tuple[str, bytes], tuple[KeyState, KeyPurpose]]:
+    """``states`` of every token's keys, by (token label, CKA_ID)."""
+    query = select(SigningKey.token_label, SigningKey.key_id, SigningKey.state, SigningKey.purpose)
+    with db.read() as conn:
+        return {
+            (t, bytes.fromhex(k)): (KeyState(s), KeyPurpose(p))
+            for t, k, s, p in conn.execute(query)
+        }
+
+
 def create(
     db: Database,
     *,

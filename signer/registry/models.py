@@ -222,3 +222,14 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class TrustGeneration(Base):
+    """One row whose value database triggers raise with every change to what signing trusts
+    (CPL entries, manufacturer certificates, the key ledger, which certificate verified an
+    image): a process caches those and re-reads them only when the value moved."""
+
+    __tablename__ = "trust_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -1,26 +1,31 @@
-"""Per-process caches of facts that cannot change under us.
+"""Per-process caches: facts that cannot change under us, and trust that tells us it did.
 
 A verified library image is immutable (a failed verdict never replaces it), and a
 certificate's profile verdict holds for as long as the certificate and its issuer are
 valid; both are re-derived on the hot path otherwise (a 10 MB read from the database, X.509
-parsing per call).
+parsing per call). What signing trusts (CPL, manufacturer certificates, key ledger) can
+change in any process: it is cached per trust generation, which database triggers move
+with every change (`signer.registry.trust`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from signer.cpl.model import CplEntry
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.errors import PolicyRefused
-from signer.registry import cpl, keys
+from signer.registry import cpl, keys, manufacturers, trust
 from signer.registry.db import Database
 from signer.registry.library import LibraryImage
+from signer.registry.manufacturers import ManufacturerCert
 from signer.smki.certificate import SmkiCertificate
 from signer.smki.lifecycle import KeyPurpose, KeyState
 
@@ -93,60 +98,104 @@ class CertificateVerdicts:
             self._items[fingerprint] = (verdict, valid_from, valid_to)
 
 
-class UpgradeGraphs:
-    """The CPL's upgrade graph, rebuilt only when an import changed the CPL."""
+class TrustSnapshot:
+    """What signing trusts, as of one trust generation: the CPL and its upgrade graph, the
+    manufacturer certificates, the key ledger, and (filled as asked) which certificate
+    verified each library image."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._generation: object = None
-        self._graph: UpgradeGraph | None = None
+    def __init__(
+        self,
+        generation: int,
+        entries: Iterable[CplEntry],
+        manufacturers: Iterable[ManufacturerCert],
+        ledger: Mapping[tuple[str, bytes], tuple[KeyState, KeyPurpose]],
+    ) -> None:
+        self.generation = generation
+        listed = sorted(entries, key=lambda e: e.entry_id)
+        self.entries: dict[str, CplEntry] = {e.entry_id: e for e in listed}
+        self.graph = UpgradeGraph(listed)
+        self._by_image: dict[bytes, list[CplEntry]] = {}
+        for e in listed:
+            if e.image_hash is not None:
+                self._by_image.setdefault(e.image_hash, []).append(e)
+        self._manufacturers: dict[int, list[ManufacturerCert]] = {}
+        for c in manufacturers:
+            self._manufacturers.setdefault(c.code, []).append(c)
+        self._ledger = dict(ledger)
         self._evaluators: dict[str, PathEvaluator] = {}
+        self._verified_by: dict[str, str | None] = {}
+        self._lock = threading.Lock()
 
-    def graph(self, db: Database) -> UpgradeGraph:
-        generation = cpl.generation(db)
-        with self._lock:
-            if self._graph is None or generation != self._generation:
-                self._graph = UpgradeGraph(cpl.all_entries(db))
-                self._generation = generation
-                self._evaluators = {}
-            return self._graph
+    def for_image(self, image_hash: bytes) -> list[CplEntry]:
+        """Every entry recording this Manufacturer Image hash, by entry ID."""
+        return list(self._by_image.get(image_hash, ()))
 
-    def evaluator(self, db: Database, target_id: str) -> PathEvaluator:
-        graph = self.graph(db)
+    def manufacturer_certificates(self, code: int) -> list[ManufacturerCert]:
+        return list(self._manufacturers.get(code, ()))
+
+    def key_state(self, token_label: str, key_id: bytes) -> tuple[KeyState, KeyPurpose] | None:
+        return self._ledger.get((token_label, key_id))
+
+    def evaluator(self, target_id: str) -> PathEvaluator:
         with self._lock:
             if target_id not in self._evaluators:
-                self._evaluators[target_id] = PathEvaluator(graph, target_id)
+                self._evaluators[target_id] = PathEvaluator(self.graph, target_id)
             return self._evaluators[target_id]
 
-
-class LedgerStates:
-    """The key ledger's states as signing sees them: re-read at most once a second.
-
-    A key retired by another process may look active here for up to ``MAX_AGE``; the
-    retirement also clears CKA_SIGN on the token, which refuses at once.
-    """
-
-    MAX_AGE = 1.0
-    MIN_AGE_ON_MISS = 0.25  # a key not (yet) active is looked up again, but not every call
-
-    def __init__(self) -> None:
-        self._states: dict[bytes, tuple[KeyState, KeyPurpose]] = {}
-        self._read_at = -self.MAX_AGE
-        self._lock = threading.Lock()
-
-    def get(
-        self, db: Database, token_label: str, key_id: bytes
-    ) -> tuple[KeyState, KeyPurpose] | None:
-        age = time.monotonic() - self._read_at
-        found = self._states.get(key_id)
-        if age >= self.MAX_AGE or (
-            age >= self.MIN_AGE_ON_MISS and (found is None or found[0] != KeyState.ACTIVE)
-        ):
-            with self._lock:
-                self._states = keys.states(db, token_label)
-                self._read_at = time.monotonic()
-            found = self._states.get(key_id)
+    def verified_by(self, image_id: str, read: Callable[[], str | None]) -> str | None:
+        """The verifying certificate's fingerprint, read once per generation (a
+        re-verification moves the generation)."""
+        with self._lock:
+            if image_id in self._verified_by:
+                return self._verified_by[image_id]
+        found = read()
+        with self._lock:
+            self._verified_by[image_id] = found
         return found
 
-    def invalidate(self) -> None:
-        self._read_at = -self.MAX_AGE
+
+class TrustCache:
+    """The current `TrustSnapshot`: one read of the trust generation per look, a reload only
+    when it moved. Any change committed anywhere (this process, a replica, the CLI, SQL) is
+    seen by the next call that starts after it; within `pinned`, a call sees one snapshot
+    throughout."""
+
+    def __init__(self) -> None:
+        self._snapshot: TrustSnapshot | None = None
+        self._lock = threading.Lock()
+        self._pinned: contextvars.ContextVar[TrustSnapshot | None] = contextvars.ContextVar(
+            "signer_trust_snapshot", default=None
+        )
+
+    def current(self, db: Database) -> TrustSnapshot:
+        pinned = self._pinned.get()
+        if pinned is not None:
+            return pinned
+        with db.read() as conn:
+            generation = trust.generation(conn)
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.generation == generation:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.generation != generation:
+                # read after the generation: at least as new as it (a change committed in
+                # between moves it again, and the next look reloads)
+                snapshot = TrustSnapshot(
+                    generation,
+                    cpl.all_entries(db),
+                    manufacturers.certificates(db),
+                    keys.all_states(db),
+                )
+                self._snapshot = snapshot
+            return snapshot
+
+    @contextmanager
+    def pinned(self, db: Database) -> Iterator[TrustSnapshot]:
+        """One snapshot for the whole block (a call): every check of it agrees."""
+        snapshot = self.current(db)
+        token = self._pinned.set(snapshot)
+        try:
+            yield snapshot
+        finally:
+            self._pinned.reset(token)

@@ -63,6 +63,28 @@ def build_duis(
     service: str,
     force_replace: bool | None = None,
 ) -> DuisResult:
+    with svc.trust.pinned(svc.db):  # one view of the CPL, certificates and ledger per call
+        return _build_duis(
+            svc,
+            image_id=image_id,
+            upgrade_image=upgrade_image,
+            device_ids=device_ids,
+            firmware_version=firmware_version,
+            service=service,
+            force_replace=force_replace,
+        )
+
+
+def _build_duis(
+    svc: Services,
+    *,
+    image_id: str | None,
+    upgrade_image: bytes | None,
+    device_ids: Sequence[str],
+    firmware_version: str,
+    service: str,
+    force_replace: bool | None,
+) -> DuisResult:
     service = service or "11.1"
     if service not in SERVICES:
         raise InvalidInput(

@@ -13,7 +13,8 @@ _HEX = frozenset("0123456789abcdef")
 
 def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> VerifiedImage:
     """The library image, only if it passed verification and the manufacturer certificate
-    that verified it is not revoked (read on every call: a revocation counts at once)."""
+    that verified it is not revoked (as of the call's trust snapshot: a revocation counts
+    from the next call on)."""
     text = image_id.strip().lower()
     if len(text) != 64 or not _HEX.issuperset(text):
         raise InvalidInput(
@@ -24,7 +25,8 @@ def verified_image(svc: Services, image_id: str, *, field: str = "image_id") -> 
         if library.exists(svc.db, text):
             raise PolicyRefused(f"image {text} did not pass manufacturer verification")
         raise NotFound(f"image {text} is not in the firmware library")
-    refusal = image_refusal(svc.db, text, image.record.manufacturer_code, svc.clock())
+    trusted = svc.trust.current(svc.db)
+    refusal = image_refusal(trusted, svc.db, text, image.record.manufacturer_code, svc.clock())
     if refusal is not None:
         raise PolicyRefused(refusal)
     return image

@@ -23,6 +23,7 @@ from signer.registry import library, manufacturers
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
 from signer.registry.manufacturers import ManufacturerCert, fingerprint_of
+from signer.service.caches import TrustSnapshot
 from signer.smki.certificate import load_certificate
 
 log = logging.getLogger(__name__)
@@ -202,16 +203,19 @@ def revocation_line(cert: ManufacturerCert) -> str:
     return f"{_name(cert)} revoked at {_iso(cert.revoked_at)}: {cert.revocation_reason}"
 
 
-def image_refusal(db: Database, image_id: str, code: int, now: dt.datetime) -> str | None:
+def image_refusal(
+    trusted: TrustSnapshot, db: Database, image_id: str, code: int, now: dt.datetime
+) -> str | None:
     """Why a verified image may no longer be signed, or None.
 
     Failing closed: an image verified by a certificate revoked since is refused. An image
     verified before the library recorded the certificate (NULL) is refused while any
     certificate of its manufacturer code is revoked, since it may have been that one.
     """
-    fingerprint = library.verified_by(db, image_id)
+    fingerprint = trusted.verified_by(image_id, lambda: library.verified_by(db, image_id))
+    certificates = trusted.manufacturer_certificates(code)
     if fingerprint is None:
-        revoked = [c for c in manufacturers.certificates(db, code) if c.revoked(now)]
+        revoked = [c for c in certificates if c.revoked(now)]
         if not revoked:
             return None
         return (
@@ -219,7 +223,7 @@ def image_refusal(db: Database, image_id: str, code: int, now: dt.datetime) -> s
             f"certificate verified it, and code {code:04X} has revoked certificates "
             f"({'; '.join(revocation_line(c) for c in revoked)}); verify the delivery again"
         )
-    cert = manufacturers.find(db, code, fingerprint)
+    cert = next((c for c in certificates if c.fingerprint == fingerprint), None)
     if cert is None:
         return (
             f"image {image_id} was verified by manufacturer certificate {fingerprint[:16]}…, "

@@ -8,15 +8,14 @@ path from where the device is, or says there is none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from signer.cpl.model import CplEntry, same_model
+from signer.cpl.model import CplEntry, ota_matches_entry, same_model
 from signer.cpl.paths import PathEvaluator
 from signer.errors import InvalidInput, NotFound, PolicyRefused, excerpt
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader, parse_ota_header
-from signer.registry import cpl
 from signer.registry.devices import DeviceFacts, device_facts
 from signer.service.caches import VerifiedImage
 from signer.service.images import verified_image
@@ -35,7 +34,14 @@ class Screening:
 
 def target_entry(svc: Services, image: VerifiedImage) -> CplEntry | None:
     """The CPL entry recording this image whose fields agree with its OTA header."""
-    matching = cpl.matching(svc.db, image.digest, parse_ota_header(image.record.header_bytes))
+    header = parse_ota_header(image.record.header_bytes)
+    matching = [
+        e
+        for e in svc.trust.current(svc.db).for_image(image.digest)
+        if not ota_matches_entry(
+            header.manufacturer_code, header.image_type, header.file_version, e
+        )
+    ]
     if len(matching) > 1:
         ids = ", ".join(e.entry_id for e in matching)
         raise PolicyRefused(f"image {image.record.image_id} matches several CPL entries ({ids})")
@@ -60,12 +66,12 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
                 refused.append(_unknown(d))
         return Screening(accepted, refused, facts, None)
     header = parse_ota_header(image.record.header_bytes)
-    evaluator = svc.graphs.evaluator(svc.db, target.entry_id)
-    entries: dict[str, CplEntry | None] = {}
+    trusted = svc.trust.current(svc.db)
+    evaluator = trusted.evaluator(target.entry_id)
     for d in devices:
         f = facts.get(d)
         refusal = (
-            _unknown(d) if f is None else _check(svc, d, f, target, header, evaluator, entries)
+            _unknown(d) if f is None else _check(d, f, target, header, evaluator, trusted.entries)
         )
         if refusal is None:
             accepted.append(d)
@@ -75,11 +81,11 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
 
 
 def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
-    graph = svc.graphs.graph(svc.db)
+    trusted = svc.trust.current(svc.db)
     for entry_id, field in ((from_id, "from"), (to_id, "to")):
-        if entry_id not in graph:
+        if entry_id not in trusted.graph:
             raise NotFound(f"CPL entry {excerpt(entry_id)} ({field}) is not on the CPL")
-    return svc.graphs.evaluator(svc.db, to_id).path_from(from_id)
+    return trusted.evaluator(to_id).path_from(from_id)
 
 
 def _unknown(d: Eui64) -> DeviceRefusal:
@@ -87,13 +93,12 @@ def _unknown(d: Eui64) -> DeviceRefusal:
 
 
 def _check(
-    svc: Services,
     d: Eui64,
     f: DeviceFacts,
     target: CplEntry,
     header: OtaHeader,
     evaluator: PathEvaluator,
-    entries: dict[str, CplEntry | None],
+    entries: Mapping[str, CplEntry],
 ) -> DeviceRefusal | None:
     if f.current_entry_id is None or f.device_type is None:
         return DeviceRefusal(
@@ -111,9 +116,7 @@ def _check(
             f"is for {target.device_type.name} (CPL entry {target.entry_id})",
             no_path=True,
         )
-    if f.current_entry_id not in entries:
-        entries[f.current_entry_id] = cpl.get(svc.db, f.current_entry_id)
-    current = entries[f.current_entry_id]
+    current = entries.get(f.current_entry_id)
     if current is None:
         return DeviceRefusal(
             d,

@@ -41,6 +41,13 @@ class ResignResult:
 def resign(
     svc: Services, image_id: str, device_ids: Sequence[str], force_replace: bool | None
 ) -> ResignResult:
+    with svc.trust.pinned(svc.db):  # one view of the CPL, certificates and ledger per call
+        return _resign(svc, image_id, device_ids, force_replace)
+
+
+def _resign(
+    svc: Services, image_id: str, device_ids: Sequence[str], force_replace: bool | None
+) -> ResignResult:
     devices = parse_devices(device_ids)
     image = verified_image(svc, image_id)
     if not image.record.with_tail:

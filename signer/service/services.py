@@ -14,12 +14,7 @@ from signer.errors import ConfigurationError, InvalidInput, NotFound
 from signer.hsm.token import Token, TokenKey
 from signer.hsm.uri import parse_key_ref
 from signer.registry.db import Database, check_database, open_database
-from signer.service.caches import (
-    CertificateVerdicts,
-    LedgerStates,
-    UpgradeGraphs,
-    VerifiedImages,
-)
+from signer.service.caches import CertificateVerdicts, TrustCache, VerifiedImages
 from signer.service.dcc import load_dcc_certificates
 from signer.smki.certificate import SmkiCertificate, load_certificate
 
@@ -38,8 +33,7 @@ class Services:
     dcc_certificates: tuple[x509.Certificate, ...] = field(default=())
     images: VerifiedImages = field(default_factory=VerifiedImages)
     certificate_verdicts: CertificateVerdicts = field(default_factory=CertificateVerdicts)
-    graphs: UpgradeGraphs = field(default_factory=UpgradeGraphs)
-    ledger: LedgerStates = field(default_factory=LedgerStates)
+    trust: TrustCache = field(default_factory=TrustCache)
     # the XML-signing key and its checked certificate, reused while the certificate is valid
     xml_key: tuple[TokenKey, SmkiCertificate] | None = None
 

@@ -37,7 +37,6 @@ def activate(svc: Services, *labels: str) -> None:
         record = ledger.get(svc.db, svc.token.token_label, key.key_id)
         if record is None or record.state is not KeyState.ACTIVE:
             keys.activate(svc, label, actor=ACTOR)
-    svc.ledger.invalidate()
 
 
 def force_active(svc: Services, key: TokenKey, purpose: KeyPurpose) -> None:
@@ -71,4 +70,3 @@ def force_active(svc: Services, key: TokenKey, purpose: KeyPurpose) -> None:
         entry=audit_entry(op, PINNED, ski=key.ski),
         ski=key.ski,
     )
-    svc.ledger.invalidate()

@@ -258,7 +258,6 @@ def activate(
             ski=smki.ski,
             certificate_serial=str(smki.serial),
         )
-        svc.ledger.invalidate()
         return done
 
 
@@ -288,7 +287,6 @@ def retire(
                 KeyState.RETIRED,
                 amend(op, detail_extra={"devices_still_trusting": len(trusting)}),
             )
-            svc.ledger.invalidate()
     if found.key is not None and found.key.can_sign:
         disable = operation(svc, actor, "disable-signing", found.label, found.key_id)
         try:

@@ -39,7 +39,7 @@ def signing_refusal(svc: Services, key: TokenKey, purpose: KeyPurpose) -> str | 
     """Why this key may not sign for this purpose now, or None if it may."""
     if not key.can_sign:
         return f"key {key.label!r} is disabled on the token (CKA_SIGN false: retired)"
-    entry = svc.ledger.get(svc.db, svc.token.token_label, key.key_id)
+    entry = svc.trust.current(svc.db).key_state(svc.token.token_label, key.key_id)
     if entry is None:
         return (
             f"key {key.label!r} is not in the key ledger; a security team activates it "

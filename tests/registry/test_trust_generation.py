@@ -1,0 +1,67 @@
+"""The trust generation moves with every change to what signing trusts, whoever makes it
+(here: plain SQL on another connection), and a database without its triggers is refused."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from signer.errors import ConfigurationError
+from signer.registry import trust
+from signer.registry.db import Database, open_database
+from tests.support.audit_rows import execute
+
+CPL_ROW = (
+    "INSERT INTO cpl_entries (entry_id, manufacturer_code, device_type, model, image_type, "
+    "hardware_version, firmware_version, image_hash, upgrade_from, zigbee_chipset_vendor, "
+    "zigbee_stack_version, band_join_option, imported_at) VALUES ('E-1', 4637, 'ESME', 'M', "
+    "1, 1, '00000001', '{h}', 'N/A', '', '', '', '2024-01-01 00:00:00')"
+)
+
+
+def generation(db: Database) -> int:
+    with db.read() as conn:
+        return trust.generation(conn)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        CPL_ROW.format(h="ab" * 32),
+        "INSERT INTO signing_keys (token_label, key_id, label, purpose, state, created_at) "
+        "VALUES ('t', '01', 'k', 'supplier-ds', 'pending', '2024-01-01 00:00:00')",
+    ],
+)
+def test_an_insert_by_anyone_moves_the_generation(db_url: str, change: str) -> None:
+    db = open_database(db_url)
+    before = generation(db)
+    execute(db_url, change)  # another connection, not the project's code
+    assert generation(db) > before
+    db.dispose()
+
+
+def test_updates_and_deletes_move_it_and_unwatched_writes_do_not(db_url: str) -> None:
+    db = open_database(db_url)
+    execute(db_url, CPL_ROW.format(h="cd" * 32))
+    g1 = generation(db)
+    execute(db_url, "UPDATE cpl_entries SET model = 'M2' WHERE entry_id = 'E-1'")
+    g2 = generation(db)
+    execute(db_url, "DELETE FROM cpl_entries WHERE entry_id = 'E-1'")
+    g3 = generation(db)
+    assert g1 < g2 < g3
+    execute(db_url, "UPDATE request_counters SET last_counter = last_counter WHERE 1 = 0")
+    assert generation(db) == g3
+    db.dispose()
+
+
+def test_a_database_without_its_trust_triggers_is_refused(db_url: str) -> None:
+    db = open_database(db_url)
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER trust_generation_signing_keys ON signing_keys"))
+        else:
+            for event in ("insert", "update", "delete"):
+                conn.execute(text(f"DROP TRIGGER trust_generation_signing_keys_{event}"))
+    db.dispose()
+    with pytest.raises(ConfigurationError, match="triggers of signing_keys are missing"):
+        open_database(db_url)

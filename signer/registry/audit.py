@@ -9,10 +9,12 @@ transaction: no record without its change, no change without its record.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -42,24 +44,40 @@ def _append(s: Session, items: Sequence[Sealable]) -> Head:
     """``append`` of entries already ``prepare``d: the head's lock is held for numbering,
     hashing and the insert only."""
     try:
-        locked = s.execute(
-            update(_HEAD)
-            .where(_HEAD.c.id == HEAD_ID)
-            .values(seq=_HEAD.c.seq)
-            .returning(_HEAD.c.seq, _HEAD.c.hash)
-        ).one_or_none()
-        if locked is None:
-            raise Unavailable("audit trail unavailable: its head row is missing")
-        head = Head(int(locked[0]), str(locked[1]))
-        if not items:
-            return head
-        chain = link(items, head)
-        s.execute(insert(_RECORDS), [_row(i, *c) for i, c in zip(items, chain, strict=True)])
-        seq, _prev, hash_ = chain[-1]
-        s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=hash_))
-        return Head(seq, hash_)
+        conn = s.connection()  # Core statements: the ORM adds nothing here but time
+        head = _lock_head(conn)
+        return _chain(conn, items, head)
     except SQLAlchemyError as exc:
         raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
+
+
+def _lock_head(conn: Connection) -> Head:
+    """The head, locked: a row lock on PostgreSQL, the database write lock on SQLite."""
+    locked = conn.execute(_LOCK_HEAD).one_or_none()
+    if locked is None:
+        raise Unavailable("audit trail unavailable: its head row is missing")
+    return Head(int(locked[0]), str(locked[1]))
+
+
+def _chain(conn: Connection, items: Sequence[Sealable], head: Head) -> Head:
+    if not items:
+        return head
+    chain = link(items, head)
+    conn.execute(insert(_RECORDS), [_row(i, *c) for i, c in zip(items, chain, strict=True)])
+    seq, _prev, hash_ = chain[-1]
+    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": hash_})
+    return Head(seq, hash_)
+
+
+_LOCK_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(seq=_HEAD.c.seq)
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+_MOVE_HEAD = (
+    update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
 
 
 def record(
@@ -68,24 +86,136 @@ def record(
     along: Sequence[Callable[[Session], None]] = (),
     before_commit: Callable[[], None] | None = None,
 ) -> Head:
-    """Append ``entries`` in a transaction of their own (signatures: one per call or batch),
-    with the writes in ``along`` that must stand or fall with them. ``before_commit`` runs
-    last, holding the head's lock; if it raises, nothing is written."""
-    prepared = prepare(entries)  # before the transaction: the lock waits for less
+    """Append ``entries`` in a transaction with the writes in ``along`` that must stand or
+    fall with them; ``before_commit`` runs holding the head's lock, and if it raises, none
+    of this call's records or writes are committed. Returns once they are committed.
+
+    Concurrent calls in one process share a transaction (group commit): one of them takes
+    every call waiting, appends them all under one lock of the head and commits once, then
+    wakes the others. Each call's outcome is still its own: a call whose ``before_commit``
+    raises is left out of the group; if the group's transaction fails, every member is
+    written alone, so a failing ``along`` write fails its own call only.
+    """
+    return _group_of(db).record(_Pending(prepare(entries), tuple(along), before_commit))
+
+
+class _Pending:
+    """One call's part of a group: what to write, and how it ended."""
+
+    def __init__(
+        self,
+        items: list[Sealable],
+        along: tuple[Callable[[Session], None], ...],
+        before_commit: Callable[[], None] | None,
+    ) -> None:
+        self.items, self.along, self.before_commit = items, along, before_commit
+        self.done = False
+        self.head: Head | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, head: Head | None = None, error: BaseException | None = None) -> None:
+        self.head, self.error, self.done = head, error, True
+
+    def result(self) -> Head:
+        if self.error is not None:
+            raise self.error
+        assert self.head is not None
+        return self.head
+
+
+class _GroupCommit:
+    """Leader and followers: a call that finds no group being written writes all waiting."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cond = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._writing = False
+
+    def record(self, pending: _Pending) -> Head:
+        with self._cond:
+            self._waiting.append(pending)
+            while not pending.done and self._writing:
+                self._cond.wait()
+            if pending.done:
+                return pending.result()
+            group, self._waiting, self._writing = self._waiting, [], True
+        try:
+            _write(self._db, group)
+        finally:
+            for p in group:  # only if the write itself was interrupted
+                if not p.done:
+                    p.finish(error=Unavailable("audit trail unavailable: the write was cut"))
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+        return pending.result()
+
+
+def _write(db: Database, group: list[_Pending]) -> None:
+    if len(group) == 1:
+        _write_alone(db, group[0])
+        return
+    live: list[_Pending] = []
+    heads: list[Head] = []
     try:
         with db.session() as s:
-            for write in along:
+            conn = s.connection()
+            head = _lock_head(conn)
+            for p in group:
+                if p.before_commit is not None:
+                    try:
+                        p.before_commit()
+                    except Exception as exc:  # that call's own outcome: left out
+                        p.finish(error=exc)
+                        continue
+                live.append(p)
+            for p in live:
+                for write in p.along:
+                    write(s)
+            for p in live:
+                head = _chain(conn, p.items, head)
+                heads.append(head)
+    except Exception:  # each member is written (or fails) alone instead
+        for p in group:
+            if not p.done:
+                _write_alone(db, p)
+        return
+    for p, h in zip(live, heads, strict=True):
+        p.finish(head=h)
+
+
+def _write_alone(db: Database, p: _Pending) -> None:
+    try:
+        with db.session() as s:
+            for write in p.along:
                 write(s)
-            head = _append(s, prepared)
-            if before_commit is not None:
-                before_commit()
-            return head
+            head = _append(s, p.items)
+            if p.before_commit is not None:
+                p.before_commit()
     except SQLAlchemyError as exc:  # at commit
-        raise Unavailable(f"audit trail unavailable: {_reason(exc)}") from exc
+        p.finish(error=Unavailable(f"audit trail unavailable: {_reason(exc)}"))
     except Unavailable as exc:
         if str(exc).startswith("audit trail unavailable") or exc.__class__ is not Unavailable:
-            raise  # already ours, or raised on purpose by before_commit
-        raise Unavailable(f"audit trail unavailable: {exc}") from exc
+            p.finish(error=exc)  # already ours, or raised on purpose by before_commit
+        else:
+            p.finish(error=Unavailable(f"audit trail unavailable: {exc}"))
+    except Exception as exc:  # an along write's or before_commit's: its own call's outcome
+        p.finish(error=exc)
+    else:
+        p.finish(head=head)
+
+
+_GROUPS: weakref.WeakKeyDictionary[Database, _GroupCommit] = weakref.WeakKeyDictionary()
+_GROUPS_LOCK = threading.Lock()
+
+
+def _group_of(db: Database) -> _GroupCommit:
+    with _GROUPS_LOCK:
+        group = _GROUPS.get(db)
+        if group is None:
+            group = _GROUPS[db] = _GroupCommit(db)
+        return group
 
 
 def head(db: Database) -> tuple[Head | None, int | None]:

@@ -52,7 +52,7 @@ from harness import (  # bench/ is sys.path[0]
     window_calls,
 )
 from report import RATIO_NOTE, Row, per_run, print_table, title
-from setup_env import bulk_device_euis
+from setup_env import bulk_device_euis, import_cpl
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 
@@ -63,6 +63,11 @@ CLIENTS = 8
 BASELINE_METHOD = "/bench.Baseline/Sign"
 
 Call = Callable[[], object]
+SMALL_IMAGE = bytes((i * 7 + 3) & 0xFF for i in range(SMALL_MANUFACTURER_IMAGE))
+BIG_IMAGE = (bytes(range(256)) * (BIG_MANUFACTURER_IMAGE // 256 + 1))[:BIG_MANUFACTURER_IMAGE]
+#: the CPL production would hold: both images recorded, as entries the devices may take
+FILE_VERSION = 2  # harness.ota_header's: BuildDUIS names it as firmware_version 00000002
+CPL_TARGETS = {"RUN-SMALL": (FILE_VERSION, SMALL_IMAGE), "RUN-BIG": (FILE_VERSION, BIG_IMAGE)}
 
 
 def throughput(calls: Sequence[Call], seconds: float, server: Server) -> tuple[float, float]:
@@ -128,8 +133,7 @@ def prepare_resign(h: Harness, env: Env, pipeline_images: int) -> Resign:
         f"baseline at {baseline.address} (pid {baseline.pid})"
     )
     client, mkey = stub(signer.address), env.manufacturer()
-    small = bytes((i * 7 + 3) & 0xFF for i in range(SMALL_MANUFACTURER_IMAGE))
-    big = (bytes(range(256)) * (BIG_MANUFACTURER_IMAGE // 256 + 1))[:BIG_MANUFACTURER_IMAGE]
+    small, big = SMALL_IMAGE, BIG_IMAGE
     device = [env.small_device]
     small_req = pb.ResignRequest(image_id=verify_delivery(client, mkey, small), device_ids=device)
     big_req = pb.ResignRequest(image_id=verify_delivery(client, mkey, big), device_ids=device)
@@ -343,6 +347,7 @@ def main() -> int:
     with Harness("signer-bench-", keep=args.keep) as h:
         log(f"setting up token, DB ({size.devices:,} devices) and config in {h.tmp}")
         env = h.provision(size.devices)
+        import_cpl(env.db_url, CPL_TARGETS)  # strict CPL (the default), as production runs
         resign = prepare_resign(h, env, size.pipeline_images)
         raw = h.raw_hsm(env)
         for _ in range(2):  # 10 MB warm-up: buffers and allocator arenas of both servers

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -50,6 +51,9 @@ MANUFACTURER_CODE = 0x121D
 SUPPLIER_KEY_LABEL = "supplier-ds"
 XML_KEY_LABEL = "xml-sign"
 SMALL_DEVICE = "00-DB-12-34-56-78-90-B1"
+#: every device's inventory: an ESME on CPL entry BENCH-2 (`import_cpl` adds the targets)
+INVENTORY = {"device_type": "ESME", "hardware_version": 1, "current_entry_id": "BENCH-2"}
+CPL_MODEL = "BENCH-M1"
 
 
 def bulk_device_euis(n: int) -> list[str]:
@@ -139,9 +143,40 @@ def add_devices(db_url: str, euis: list[str], ski_hex: str, now: dt.datetime) ->
     with db.engine.begin() as conn:
         for i in range(0, len(euis), batch):
             chunk = [e.replace("-", "") for e in euis[i : i + batch]]
-            conn.execute(insert(DEVICES), [{"eui": e, "updated_at": now} for e in chunk])
+            conn.execute(
+                insert(DEVICES), [{"eui": e, "updated_at": now, **INVENTORY} for e in chunk]
+            )
             conn.execute(insert(CELLS), supplier_cells(chunk, ski_hex))
     db.dispose()
+
+
+def import_cpl(db_url: str, targets: dict[str, tuple[int, bytes]]) -> None:
+    """A strict CPL, as production runs: BENCH-1 -> BENCH-2 -> each target entry, whose
+    (file version, Manufacturer Image) is given, so the devices' pathway permits them."""
+    from signer.cpl.parse import read_csv
+    from signer.registry import cpl
+
+    rows = [
+        ("BENCH-1", 0, hashlib.sha256(b"BENCH-1").hexdigest(), "N/A"),
+        ("BENCH-2", 1, hashlib.sha256(b"BENCH-2").hexdigest(), "BENCH-1"),
+        *((e, v, hashlib.sha256(image).hexdigest(), "BENCH-2") for e, (v, image) in targets.items()),
+    ]
+    csv = [
+        "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"
+        "firmware_version,image_hash,upgrade_from,zigbee_chipset_vendor,"
+        "zigbee_stack_version,band_join_option",
+        *(
+            f"{e},{MANUFACTURER_CODE:04X},ESME,{CPL_MODEL},0001,0001,{v:08X},{h},{p},,,"
+            for e, v, h, p in rows
+        ),
+    ]
+    db = open_database(db_url)
+    try:
+        report = cpl.import_entries(db, read_csv(csv), dt.datetime.now(dt.UTC))
+    finally:
+        db.dispose()
+    if not report.applied:
+        raise RuntimeError(f"CPL import failed: {report.errors}")
 
 
 def supplier_cells(euis: list[str], ski_hex: str) -> list[dict[str, object]]:

@@ -29,7 +29,15 @@ from grpc_reflection.v1alpha import reflection
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.callctx import UNAUTHENTICATED
-from signer.api.handlers import Behavior, Continuation, Handler, Rpc, ServerInterceptor, wrap
+from signer.api.handlers import (
+    Behavior,
+    Continuation,
+    Handler,
+    Rpc,
+    ServerInterceptor,
+    Wrapped,
+    wrap,
+)
 from signer.api.revocation import utc_now
 from signer.caller import Caller, current
 from signer.errors import ConfigurationError
@@ -286,6 +294,7 @@ class AuthInterceptor(ServerInterceptor):
 
     def __init__(self, state: TransportState | None) -> None:
         self.state = state
+        self._wrapped = Wrapped()
         if state is not None:
             log.info("%s", state.current.policy.describe())
             log.info("client certificate revocation: %s", state.current.revocations.describe())
@@ -293,7 +302,8 @@ class AuthInterceptor(ServerInterceptor):
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        return wrap(continuation(details), details, self._around)
+        handler = continuation(details)
+        return self._wrapped.get(handler, details, lambda: wrap(handler, details, self._around))
 
     def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
         # Not a generator: for response streams the check runs when the outer interceptor

@@ -27,6 +27,7 @@ from signer.api.handlers import (
     Handler,
     Rpc,
     ServerInterceptor,
+    Wrapped,
     final_code,
     wrap,
 )
@@ -116,10 +117,14 @@ def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 class CallContextInterceptor(ServerInterceptor):
+    def __init__(self) -> None:
+        self._wrapped = Wrapped()
+
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        return wrap(continuation(details), details, _around)
+        handler = continuation(details)
+        return self._wrapped.get(handler, details, lambda: wrap(handler, details, _around))
 
 
 def _around(rpc: Rpc, behavior: Behavior) -> Behavior:

@@ -7,6 +7,7 @@ rebuilds the handler with its behaviour wrapped by an `Around`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -73,6 +74,40 @@ def wrap(
                 response_serializer=handler.response_serializer,
             )
     return handler
+
+
+class Wrapped:
+    """Each interceptor's wrapped handlers, made once per method instead of once per call.
+
+    gRPC asks every interceptor for a handler on every call; the wrapping depends only on
+    the method and the inner handler (which the servicer's registry returns unchanged), so
+    it is kept. Bounded: past `LIMIT` pairs (an inner handler that changes per call) it
+    wraps afresh instead of remembering more.
+    """
+
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, Handler], Handler] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        handler: Handler | None,
+        details: grpc.HandlerCallDetails,
+        make: Callable[[], Handler | None],
+    ) -> Handler | None:
+        if handler is None:
+            return None
+        key = (details.method, handler)
+        found = self._made.get(key)
+        if found is not None:
+            return found
+        made = make()
+        if made is not None and len(self._made) < self.LIMIT:
+            with self._lock:
+                made = self._made.setdefault(key, made)
+        return made
 
 
 def status_of(context: grpc.ServicerContext, error: BaseException | None) -> grpc.StatusCode:

@@ -20,6 +20,7 @@ from signer.api.handlers import (
     Handler,
     Rpc,
     ServerInterceptor,
+    Wrapped,
     final_code,
     wrap,
 )
@@ -76,6 +77,7 @@ class MetricsInterceptor(ServerInterceptor):
 
     def __init__(self) -> None:
         self._series: dict[Rpc, _Series] = {}
+        self._wrapped = Wrapped()
         for service in signer_pb2.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 rpc = Rpc(f"/{service.full_name}/{m.name}", _kind(m))
@@ -84,7 +86,8 @@ class MetricsInterceptor(ServerInterceptor):
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        return wrap(continuation(details), details, self._around)
+        handler = continuation(details)
+        return self._wrapped.get(handler, details, lambda: wrap(handler, details, self._around))
 
     def _series_of(self, rpc: Rpc) -> _Series:
         # only methods with a handler get here, so the set of series is bounded

@@ -23,7 +23,15 @@ from google.protobuf.descriptor import Descriptor
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.decoding import Undecodable, UndecodableRequest, tolerant
-from signer.api.handlers import Behavior, Continuation, Handler, Rpc, ServerInterceptor, wrap
+from signer.api.handlers import (
+    Behavior,
+    Continuation,
+    Handler,
+    Rpc,
+    ServerInterceptor,
+    Wrapped,
+    wrap,
+)
 from signer.api.status import status_for
 from signer.errors import DevicesRefused, InvalidInput, SignerError
 from signer.metrics import REFUSALS
@@ -109,6 +117,7 @@ class OutcomeInterceptor(ServerInterceptor):
             for m in _SERVICE.methods
         }
         self._inputs = {f"/{_SERVICE.full_name}/{m.name}": m.input_type for m in _SERVICE.methods}
+        self._wrapped = Wrapped()
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -116,8 +125,13 @@ class OutcomeInterceptor(ServerInterceptor):
         handler = continuation(details)
         if details.method not in self._fields or handler is None:
             return handler
-        decode = tolerant(handler.request_deserializer, self._inputs[details.method])
-        return wrap(handler, details, self._around, decode)
+
+        def make() -> Handler | None:
+            assert handler is not None
+            decode = tolerant(handler.request_deserializer, self._inputs[details.method])
+            return wrap(handler, details, self._around, decode)
+
+        return self._wrapped.get(handler, details, make)
 
     def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
         fields = self._fields[rpc.full_method]

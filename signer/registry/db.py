@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._postgres = url.startswith("postgresql")
 
     def migrate(self) -> str | None:
         """Bring the schema to the newest revision (idempotent); returns the revision before.
@@ -131,6 +132,33 @@ class Database:
         except (OperationalError, SATimeoutError, DisconnectionError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
+    @property
+    def driver_error(self) -> type[Exception]:
+        """The driver's base exception (sqlite3.Error, psycopg.Error)."""
+        error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        return error
+
+    @contextmanager
+    def cursor(self) -> Iterator[RawCursor]:
+        """A driver cursor for the hot path's few fixed statements, where SQLAlchemy's
+        statement machinery costs more than the query (measured: 127 against 27 us for a
+        one-row read). Its transaction is rolled back at the end unless ``commit``ed."""
+        try:
+            conn = self.engine.raw_connection()
+        except (OperationalError, SATimeoutError, DisconnectionError) as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        error = self.driver_error
+        try:
+            cur = conn.cursor()
+            try:
+                yield RawCursor(cur, conn, self._postgres)
+            finally:
+                cur.close()
+        except error as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            conn.close()  # back to the pool, which rolls back what was not committed
+
     def ping(self) -> None:
         """Raise Unavailable unless a connection can run a statement now (health checks)."""
         with self.read() as conn:
@@ -138,6 +166,35 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class RawCursor:
+    """SQL written once with ``?`` markers, run on either driver (psycopg wants ``%s``)."""
+
+    def __init__(self, cur: Any, conn: Any, postgres: bool) -> None:
+        self._cur, self._conn, self._postgres = cur, conn, postgres
+
+    @classmethod
+    def of(cls, s: Session) -> RawCursor:
+        """A cursor inside a session's transaction, on its connection."""
+        conn = s.connection()
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:
+            raise Unavailable("database unavailable: the session's connection is closed")
+        return cls(dbapi.cursor(), dbapi, conn.dialect.name == "postgresql")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._postgres else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._cur.execute(self._sql(sql), params)
+        return self._cur
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(self._sql(sql), rows)
+
+    def commit(self) -> None:
+        self._conn.commit()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

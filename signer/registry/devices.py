@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from signer.cpl.inventory import InventoryRow
@@ -88,44 +88,38 @@ class DeviceFacts:
     current_entry_id: str | None
 
 
-# Devices with their Supplier digital-signing (management) cell, if any: one statement, built
-# once, the device list bound as an expanding IN parameter.
-_FACTS = (
-    select(
-        Device.eui,
-        TrustAnchorCellRow.ski,
-        Device.device_type,
-        Device.hardware_version,
-        Device.current_entry_id,
-    )
-    .select_from(Device)
-    .outerjoin(
-        TrustAnchorCellRow,
-        and_(
-            TrustAnchorCellRow.device_eui == Device.eui,
-            TrustAnchorCellRow.role == int(RemotePartyRole.SUPPLIER),
-            TrustAnchorCellRow.key_usage == KeyUsage.DIGITAL_SIGNATURE.value,
-            TrustAnchorCellRow.cell_usage == int(CellUsage.MANAGEMENT),
-        ),
-    )
-    .where(Device.eui.in_(bindparam("euis", expanding=True)))
-)
-
-
 def device_facts(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, DeviceFacts]:
     """Facts of each known device, in batches; an unknown device is missing from the result."""
     out: dict[Eui64, DeviceFacts] = {}
     by_hex = {e.hex: e for e in euis}
     keys = list(by_hex)
-    with db.read() as conn:
+    with db.cursor() as cur:
         for i in range(0, len(keys), _BATCH):
-            for eui_hex, ski, dtype, hw, entry in conn.execute(
-                _FACTS, {"euis": keys[i : i + _BATCH]}
-            ):
+            batch = keys[i : i + _BATCH]
+            sql = _FACTS_SQL.format(markers=",".join("?" * len(batch)))  # markers only
+            rows = cur.execute(sql, (*_SUPPLIER_MANAGEMENT_DS, *batch)).fetchall()
+            for eui_hex, ski, dtype, hw, entry in rows:
                 out[by_hex[eui_hex]] = DeviceFacts(
                     bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry
                 )
     return out
+
+
+# Devices with their Supplier digital-signing (management) cell, if any: one statement, run
+# at driver speed (the hot path of every Resign and BuildDUIS; SQLAlchemy's expanding IN
+# cost more than the query)
+_FACTS_SQL = (
+    "SELECT devices.eui, trust_anchor_cells.ski, devices.device_type, "
+    "devices.hardware_version, devices.current_entry_id FROM devices "
+    "LEFT OUTER JOIN trust_anchor_cells ON trust_anchor_cells.device_eui = devices.eui "
+    "AND trust_anchor_cells.role = ? AND trust_anchor_cells.key_usage = ? "
+    "AND trust_anchor_cells.cell_usage = ? WHERE devices.eui IN ({markers})"
+)
+_SUPPLIER_MANAGEMENT_DS = (
+    int(RemotePartyRole.SUPPLIER),
+    KeyUsage.DIGITAL_SIGNATURE.value,
+    int(CellUsage.MANAGEMENT),
+)
 
 
 def supplier_signing_skis(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, bytes | None]:

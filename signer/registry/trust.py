@@ -20,6 +20,15 @@ def generation(conn: Connection) -> int:
     return int(value)
 
 
+def current(db: Database) -> int:
+    """The generation now: the one read every call makes, at driver speed."""
+    with db.cursor() as cur:
+        row = cur.execute("SELECT value FROM trust_generation WHERE id = 1").fetchone()
+    if row is None:
+        raise ConfigurationError("database: the trust_generation row is missing (migration 0008)")
+    return int(row[0])
+
+
 def check_triggers(db: Database) -> None:
     """Refuse a database whose trust triggers are gone (an SQLite table rebuilt by a later
     migration, a restore without triggers): its caches would never see a change."""

@@ -171,8 +171,7 @@ class TrustCache:
         pinned = self._pinned.get()
         if pinned is not None:
             return pinned
-        with db.read() as conn:
-            generation = trust.generation(conn)
+        generation = trust.current(db)
         snapshot = self._snapshot
         if snapshot is not None and snapshot.generation == generation:
             return snapshot

@@ -2,7 +2,7 @@
 transaction, and each still ends as its own records and writes decide.
 
 The first call's ``along`` write blocks until the others are queued behind it, so the
-group is formed for certain; commits are counted on the engine."""
+group is formed for certain; transactions are counted as connections taken from the pool."""
 
 from __future__ import annotations
 
@@ -68,9 +68,14 @@ def db(db_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def commits(db: Database) -> list[int]:
+def transactions(db: Database) -> list[int]:
+    """Connections taken from the pool from now on: one per transaction the trail writes."""
     counted = [0]
-    event.listen(db.engine, "commit", lambda _conn: counted.__setitem__(0, counted[0] + 1))
+
+    def checkout(*_args: object) -> None:
+        counted[0] += 1
+
+    event.listen(db.engine, "checkout", checkout)
     return counted
 
 
@@ -109,11 +114,11 @@ def test_calls_waiting_behind_a_write_commit_together(db: Database, db_url: str)
     for name in ("b", "c", "d"):
         calls.start(name)
     wait_queued(db, 3)
-    counted = commits(db)
+    counted = transactions(db)
     release.set()
     calls.join()
     assert calls.outcomes == {"first": None, "b": None, "c": None, "d": None}
-    assert counted[0] == 2  # the first alone, then b, c and d in one transaction
+    assert counted[0] == 1  # after the first: b, c and d in one transaction
     assert sorted(clients(db_url)) == sorted(["first"] * 2 + ["b", "c", "d"] * 2)
     assert assert_chain(db_url) == 8
     assert verify_chain(db).intact
@@ -150,12 +155,12 @@ def test_a_failing_write_fails_its_own_call_only(db: Database, db_url: str) -> N
     calls.start("c", along=refused)
     calls.start("d")
     wait_queued(db, 3)
-    counted = commits(db)
+    counted = transactions(db)
     release.set()
     calls.join()
     assert isinstance(calls.outcomes["c"], PolicyRefused)
     assert calls.outcomes["b"] is None and calls.outcomes["d"] is None
-    # the group's transaction failed: b and d were then written alone, c failed alone
-    assert counted[0] == 3
+    # the group's transaction failed: then b, c and d each alone (c failing again)
+    assert counted[0] == 4
     assert sorted(clients(db_url)) == sorted(["first"] * 2 + ["b", "d"] * 2)
     assert assert_chain(db_url) == 6

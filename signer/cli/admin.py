@@ -1,23 +1,25 @@
-"""Registry commands (operations): manufacturers, devices, activations; database only."""
+"""Registry commands (operations): manufacturers, devices, activations; database only.
+
+The service and database code is imported inside each command, when it runs: `--help`
+loads this module.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from signer.caller import Caller, bound, new_request_id
 from signer.cli.common import actor, command_name, config_option, load, reports_errors
 from signer.cli.files import about, refuse_bad_rows
 from signer.clock import system_clock
-from signer.config import Config
 from signer.errors import SignerError
-from signer.service import admin
-from signer.service.database import registry_database
-from signer.service.dcc import load_dcc_certificates
+
+if TYPE_CHECKING:
+    from signer.caller import Caller
+    from signer.config import Config
 
 
 @click.group()
@@ -42,6 +44,10 @@ def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) 
     Refused unless it carries a P-256 key, allows digitalSignature (if it has a keyUsage
     extension) and is valid now. Recorded in the audit trail (manufacturer-add).
     """
+    from signer.caller import bound
+    from signer.service import admin
+    from signer.service.database import registry_database
+
     config = load(config_path)
     with registry_database(config) as db, bound(_cli_caller()):
         with about(cert_file.name, "cert"):
@@ -78,6 +84,10 @@ def manufacturers_revoke(
     longer re-signed, built into DUIS requests or activated. Recorded in the audit trail
     (manufacturer-revoke).
     """
+    from signer.caller import bound
+    from signer.service import admin
+    from signer.service.database import registry_database
+
     config = load(config_path)
     at = _time(at_text) if at_text is not None else None
     with registry_database(config) as db, bound(_cli_caller()):
@@ -104,6 +114,11 @@ def manufacturers_revoke(
 def manufacturers_list(as_json: bool, config_path: Path | None) -> None:
     """List manufacturer codes and their certificates, with their state now: trusted,
     revoked, expired or not yet valid."""
+    import json
+
+    from signer.service import admin
+    from signer.service.database import registry_database
+
     config = load(config_path)
     with registry_database(config) as db:
         listed = admin.list_manufacturers(db, _now(config))
@@ -123,6 +138,8 @@ def manufacturers_list(as_json: bool, config_path: Path | None) -> None:
 
 def _cli_caller() -> Caller:
     """The operating-system user, a fresh request ID and the command: who the trail names."""
+    from signer.caller import Caller, new_request_id
+
     return Caller(identity=actor(), request_id=new_request_id(), method=command_name())
 
 
@@ -168,9 +185,14 @@ def devices_import(
     response payload as hex or base64. Use - for standard input. Re-importing a device
     replaces its cells. Every import is an audit trail record (device-import).
     """
+    from signer.caller import bound
+    from signer.service import admin
+    from signer.service.database import registry_database
+    from signer.service.dcc import load_dcc_certificates
+
     config = load(config_path)
     dcc_certificates = load_dcc_certificates(config.dcc_certificates)
-    caller = Caller(identity=actor(), request_id=new_request_id(), method=command_name())
+    caller = _cli_caller()
     now = config.pinned_time or system_clock()
     # every file is checked before any is imported: one bad file imports none, and each
     # bad file is named (issue 13: all or nothing)
@@ -225,6 +247,11 @@ def devices_import(
 @reports_errors
 def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
     """Show a device's trust anchor cells."""
+    import json
+
+    from signer.service import admin
+    from signer.service.database import registry_database
+
     with registry_database(load(config_path)) as db:
         record = admin.show_device(db, eui)
     if record is None:
@@ -275,6 +302,7 @@ def devices_inventory(file: Path, config_path: Path | None) -> None:
     """Import device inventory: CSV with device_id, device_type, hardware_version (4 hex)
     and current_entry_id. Every bad row is reported; if there is any, nothing is recorded."""
     from signer.service import cplops
+    from signer.service.database import registry_database
 
     config = load(config_path)
     with about(file), registry_database(config) as db:
@@ -300,6 +328,7 @@ def devices_set(
 ) -> None:
     """Update one device's inventory."""
     from signer.service import cplops
+    from signer.service.database import registry_database
 
     with registry_database(load(config_path)) as db:
         updated = cplops.set_device_inventory(
@@ -326,6 +355,7 @@ def activations_succeeded(request_ids: tuple[str, ...], config_path: Path | None
     """Record that these 11.3 requests (by RequestID) activated their firmware: each
     device's inventory then names the image's CPL entry as its current firmware."""
     from signer.service import cplops
+    from signer.service.database import registry_database
 
     config = load(config_path)
     with registry_database(config) as db:

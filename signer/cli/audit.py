@@ -1,21 +1,21 @@
 """`signer audit`: check and export the tamper-evident audit trail.
 
-Both read the service's database only (no token, no PIN), so an auditor can run them.
+Both read the service's database only (no token, no PIN), so an auditor can run them. The
+database code is imported when a command runs, not for `--help`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from signer.cli.common import config_option, load, reports_errors
-from signer.service import audit as trail
-from signer.service.audit import ChainReport
-from signer.service.database import registry_database
+
+if TYPE_CHECKING:
+    from signer.service.audit import ChainReport
 
 
 @click.group()
@@ -49,6 +49,11 @@ def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) ->
     prints somewhere the database's administrators cannot write, and pass it as --anchor
     next time.
     """
+    import json
+
+    from signer.service import audit as trail
+    from signer.service.database import registry_database
+
     with registry_database(load(config_path)) as db:
         report = trail.verify_chain(db, trail.Anchor.parse(anchor) if anchor else None)
     if as_json:
@@ -83,6 +88,9 @@ def audit_export(out: TextIO, since: int, config_path: Path | None) -> None:
     `details` is an object; `details_text` is the text the hash covers, verbatim, so the
     chain can be checked from an export too (the README gives the hashed form).
     """
+    from signer.service import audit as trail
+    from signer.service.database import registry_database
+
     with registry_database(load(config_path)) as db:
         n = trail.export(db, out, since=since)
     click.echo(f"{n} record(s) exported", err=True)

@@ -1,19 +1,19 @@
-"""Client commands: drive the gRPC API from a shell, files in, files out."""
+"""Client commands: drive the gRPC API from a shell, files in, files out.
+
+They only talk gRPC, so they never load the database, the token or the XML code (see
+`signer.cli.main.CLIENT_COMMANDS`); grpc and the generated messages are imported by each
+command when it runs, so that `--help` stays as quick as `signer --help`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import grpc
-from google.protobuf import json_format
 
-from signer.api._proto.signer.v1 import signer_pb2 as pb
-from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.cli.connection import Connection, connection_options
 from signer.cli.files import (
     FileProblem,
@@ -57,6 +57,10 @@ def verify(
     connection: Connection,
 ) -> None:
     """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
+    from google.protobuf import json_format
+
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+
     if gbcs_file:
         req = pb.VerifyManufacturerRequest(
             gbcs=pb.GbcsDelivery(upgrade_image=read_input(gbcs_file), hash=read_or_empty(hash_file))
@@ -125,6 +129,10 @@ def resign(
     Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
     OUT_DIR/result.json listing which devices each image serves and which were refused.
     """
+    import json
+
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+
     req = pb.ResignRequest(
         image_id=image_id, device_ids=device_list(device, devices_file), force_replace=force_replace
     )
@@ -184,6 +192,8 @@ def build_duis(
     connection: Connection,
 ) -> None:
     """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS)."""
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
     req = pb.BuildDUISRequest(
@@ -239,7 +249,13 @@ def activate(
 
     The device list is streamed, so it may be any length.
     """
+    import json
+
+    import grpc
     from google.protobuf.timestamp_pb2 import Timestamp
+
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 
     spec = pb.ActivationSpec(image_id=image_id, cancel=cancel)
     if at is not None:
@@ -330,6 +346,8 @@ def sign_precommand(
     Give the DCC's signed DUIS response (--dcc-response), or the raw pre-command with
     --unauthenticated-gbcs.
     """
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+
     if (pre_command is None) == (dcc_response is None):
         raise click.UsageError("give exactly one of --pre-command or --dcc-response")
     if pre_command is not None:
@@ -371,6 +389,7 @@ def health(service: str, timeout: float, connection: Connection) -> None:
     This is what a container HEALTHCHECK or a probe runs: the server answers SERVING only
     while both the HSM and the database answer it.
     """
+    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with connection.channel() as channel:

@@ -1,27 +1,28 @@
-"""Shared CLI plumbing: configuration, error reporting, output."""
+"""Shared CLI plumbing: configuration, error reporting, output.
+
+Light at import, like every module of `signer.cli`: `signer --help` and the client commands
+load these, so the configuration, service and database code is imported when it is used.
+"""
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import pwd
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from signer.caller import Caller, bound, new_request_id
-from signer.config import Config, load_config
 from signer.errors import SignerError
-from signer.service.services import Services
+
+if TYPE_CHECKING:
+    from signer.config import Config
+    from signer.service.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger(__name__)
 
 config_option = click.option(
     "--config",
@@ -34,6 +35,8 @@ config_option = click.option(
 
 
 def load(config_path: Path | None) -> Config:
+    from signer.config import load_config
+
     return load_config(config_path)
 
 
@@ -44,6 +47,7 @@ def services(config: Config) -> Iterator[Services]:
     The command runs as a `Caller` (the operating-system user, a fresh request ID, the
     command's name), so its audit trail records say who ran which command.
     """
+    from signer.caller import Caller, bound, new_request_id
     from signer.service.services import open_services
 
     caller = Caller(identity=actor(), request_id=new_request_id(), method=command_name())
@@ -61,6 +65,9 @@ def actor() -> str:
     The effective user comes from the kernel, not the environment; for root started by
     sudo, SUDO_USER adds the person behind it (sudo sets it; other users cannot claim it).
     """
+    import pwd
+    import socket
+
     uid = os.geteuid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -105,6 +112,9 @@ def run(command: click.Command) -> NoReturn:
     try:
         command.main()  # standalone: click reports its own usage errors and exits
     except Exception as exc:  # the last resort, by design
+        import logging
+
+        log = logging.getLogger(__name__)
         log.debug("unexpected error", exc_info=True)
         click.echo(f"Error: unexpected {type(exc).__name__}: {short(str(exc))}", err=True)
         if not log.isEnabledFor(logging.DEBUG):

@@ -1,4 +1,7 @@
-"""How a client command reaches the service: --server and the mTLS files, as one `Connection`."""
+"""How a client command reaches the service: --server and the mTLS files, as one `Connection`.
+
+grpc is imported when a channel is opened, not here: `signer --help` loads this module.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,26 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import click
-import grpc
 
-from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.cli.files import existing_file, read_input
 
+if TYPE_CHECKING:
+    import grpc
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_REQUEST = 16 * 1024 * 1024
+MAX_RESPONSE = 64 * 1024 * 1024
+#: the server's message limits seen from the client (`signer.api.server.CHANNEL_OPTIONS`,
+#: which a test holds these to): importing that module would load the whole service
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_REQUEST),
+    ("grpc.max_receive_message_length", MAX_RESPONSE),
+]
 
 
 def _env(name: str) -> Callable[[], str | None]:
@@ -38,9 +49,11 @@ _TLS_OPTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where the service is and how to reach it: mTLS with all three files, else plaintext."""
+class Connection(NamedTuple):
+    """Where the service is and how to reach it: mTLS with all three files, else plaintext.
+
+    A named tuple rather than a dataclass: every command pays for what this module imports.
+    """
 
     server: str
     tls: tuple[Path, Path, Path] | None = None  # CA, certificate, key
@@ -65,6 +78,8 @@ class Connection:
         return cls(server, (ca, cert, key))
 
     def channel(self) -> grpc.Channel:
+        import grpc
+
         if self.tls is None:
             return grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
         ca, cert, key = (read_input(p) for p in self.tls)
@@ -79,6 +94,8 @@ class Connection:
         ``files``: the file each request field came from; a refusal that names the field
         (its details start with it) names the file too: ``Error: <file>: <details>``.
         """
+        import grpc
+
         code = exc.code()
         details = exc.details() or ""
         path = (files or {}).get(re.split(r"[^A-Za-z0-9_]", details, maxsplit=1)[0])
@@ -96,6 +113,10 @@ class Connection:
 
     def call(self, name: str, request: Any, files: Mapping[str, Path | None] | None = None) -> Any:
         """One unary call on a channel of its own; ``files`` as for `fail`."""
+        import grpc
+
+        from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+
         with self.channel() as channel:
             try:
                 return getattr(pb_grpc.FirmwareSignerStub(channel), name)(request, timeout=300)

@@ -1,9 +1,10 @@
-"""`signer cpl`: the Central Products List and its MP231 upgrade pathways."""
+"""`signer cpl`: the Central Products List and its MP231 upgrade pathways.
+
+The database code is imported when a command runs, not for `--help`.
+"""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,6 @@ import click
 from signer.cli.common import config_option, load, reports_errors
 from signer.cli.files import about, refuse_bad_rows
 from signer.clock import system_clock
-from signer.service import cplops
-from signer.service.database import registry_database
 
 
 @click.group()
@@ -38,6 +37,9 @@ def cpl_import(file: Path, fmt: str | None, config_path: Path | None) -> None:
     Re-importing is harmless. Every bad row is reported with its line and column, and if
     there is any, nothing is imported (exit 1).
     """
+    from signer.service import cplops
+    from signer.service.database import registry_database
+
     config = load(config_path)
     with (
         about(file, "cpl"),
@@ -67,6 +69,9 @@ def _count_rows(file: Path) -> int:
 @reports_errors
 def cpl_path(from_id: str, to_id: str, config_path: Path | None) -> None:
     """The shortest permitted upgrade path between two CPL entries."""
+    from signer.service import cplops
+    from signer.service.database import registry_database
+
     with registry_database(load(config_path)) as db:
         path = cplops.path_between(db, from_id, to_id)
     if path is None:
@@ -86,6 +91,12 @@ def cpl_path(from_id: str, to_id: str, config_path: Path | None) -> None:
 @reports_errors
 def cpl_graph(model: str | None, out: Path, config_path: Path | None) -> None:
     """Draw the upgrade graph, marking the entries registered devices are on."""
+    import shutil
+    import subprocess
+
+    from signer.service import cplops
+    from signer.service.database import registry_database
+
     with registry_database(load(config_path)) as db:
         dot_text = cplops.graph_dot(db, model)
     out.write_text(dot_text, encoding="utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -26,6 +25,8 @@ def db_upgrade(config_path: Path | None, as_json: bool) -> None:
     advisory lock on PostgreSQL, a file lock on SQLite), so running this first (a
     Kubernetes Job, a deploy step) only makes the order visible.
     """
+    import json
+
     from signer.service.schema import upgrade
 
     result = upgrade(load(config_path).database_url)

@@ -1,27 +1,29 @@
 """`signer keys`: the life of the Supplier's signing keys, run by security teams.
 
 Private keys are made inside the token and never leave it. Every command that changes a
-key is recorded with who ran it (`signer keys operations`).
+key is recorded with who ran it (`signer keys operations`). The token, database and
+certificate code is imported when a command runs, not for `--help`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
-from cryptography.hazmat.primitives import serialization
 
 from signer.cli.common import actor, config_option, load, reports_errors, services
 from signer.cli.files import about
-from signer.service.keys import lifecycle, operations
-from signer.service.keys.views import KeyView, list_keys, rotation_report
-from signer.smki.lifecycle import KeyPurpose
+
+if TYPE_CHECKING:
+    from signer.service.keys.views import KeyView
 
 KEY_HELP = "The key: its label, or a PKCS#11 URI such as pkcs11:token=T;object=L."
-purpose_choice = click.Choice([p.value for p in KeyPurpose])
+#: the values of `signer.smki.lifecycle.KeyPurpose` (a test holds them equal), spelt out so
+#: that `--help` need not import the certificate code
+PURPOSES = ("supplier-ds", "xml-sign")
+purpose_choice = click.Choice(PURPOSES)
 
 
 @click.group()
@@ -57,6 +59,9 @@ def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
 
     The key starts `pending`: request its certificate with `signer keys csr`.
     """
+    from signer.service.keys import lifecycle
+    from signer.smki.lifecycle import KeyPurpose
+
     with services(load(config_path)) as svc:
         record = lifecycle.generate(svc, name, KeyPurpose(purpose), actor=actor())
     click.echo(
@@ -87,6 +92,10 @@ def keys_csr(
     The subject is the SMKI Organisation form: CN (if given), OU = the role code of the
     key's purpose (02 Supplier, 87 XML signing), x500UniqueIdentifier = the EUI-64.
     """
+    from cryptography.hazmat.primitives import serialization
+
+    from signer.service.keys import lifecycle
+
     with services(load(config_path)) as svc:
         csr = lifecycle.certificate_request(svc, name, eui, cn=cn, actor=actor())
     out.write(csr.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
@@ -103,6 +112,8 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
     Refused unless its public key is the token key's and it passes the SMKI profile of the
     key's purpose now (role, key usage, policy, the Supplier's EUI, validity, issuing CA).
     """
+    from signer.service.keys import lifecycle
+
     with services(load(config_path)) as svc, about(certificate.name, "cert"):
         record = lifecycle.install_certificate(svc, name, certificate.read(), actor=actor())
     click.echo(f"certificate installed on {record.label!r}; state {record.state}")
@@ -119,6 +130,9 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
 @reports_errors
 def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> None:
     """Let a key with an installed certificate sign for the devices that trust it."""
+    from signer.service.keys import lifecycle
+    from signer.smki.lifecycle import KeyPurpose
+
     with services(load(config_path)) as svc:
         record = lifecycle.activate(
             svc, name, actor=actor(), purpose=KeyPurpose(purpose) if purpose else None
@@ -140,6 +154,8 @@ def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> N
 def keys_retire(name: str, force: bool, reason: str, config_path: Path | None) -> None:
     """Retire a key for good: it never signs again (the ledger refuses it and its CKA_SIGN
     is cleared on the token). Refused while registered devices still trust it."""
+    from signer.service.keys import lifecycle
+
     with services(load(config_path)) as svc:
         record = lifecycle.retire(svc, name, actor=actor(), force=force, reason=reason)
     click.echo(f"{record.label!r} is {record.state}")
@@ -151,6 +167,10 @@ def keys_retire(name: str, force: bool, reason: str, config_path: Path | None) -
 @reports_errors
 def keys_list(as_json: bool, config_path: Path | None) -> None:
     """The token's keys and the ledger's, with certificates, states and trusting devices."""
+    import json
+
+    from signer.service.keys.views import list_keys
+
     with services(load(config_path)) as svc:
         views, now = list_keys(svc), svc.clock()
     rows = [_row(v, now) for v in views]
@@ -198,6 +218,10 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
     key's certificate; re-import its SR 6.24.1 response afterwards (`signer devices import`)
     so the registry sees the change. The old key can retire once the list is empty.
     """
+    import json
+
+    from signer.service.keys.views import rotation_report
+
     with services(load(config_path)) as svc:
         report = rotation_report(svc, old, new)
     if as_json:
@@ -234,6 +258,10 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
 @reports_errors
 def keys_operations(as_json: bool, config_path: Path | None) -> None:
     """The recorded key operations: who did what to which key, refusals included."""
+    import json
+
+    from signer.service.keys import operations
+
     with services(load(config_path)) as svc:
         records = operations.operations(svc)
     for r in records:
@@ -296,6 +324,9 @@ def keys_import(
     For published test keys only: a production key is generated inside the token. The key
     is `pending` until `signer keys activate`; its CKA_ID becomes the certificate's SKI.
     """
+    from signer.service.keys import lifecycle
+    from signer.smki.lifecycle import KeyPurpose
+
     with (
         services(load(config_path)) as svc,
         about(key_file.name, "key"),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 from signer.caller import current
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,6 +30,8 @@ def setup_logging(verbose: bool, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CallerFields())
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # the service's format: not for commands
+
         handler.setFormatter(
             JsonFormatter(
                 "%(levelname)s %(name)s %(message)s %(request_id)s %(client)s",

@@ -1,29 +1,83 @@
-"""`signer`: run the service, manage keys and registries, and call the API from a shell."""
+"""`signer`: run the service, manage keys and registries, and call the API from a shell.
+
+Every command pays for the imports of this module and of the command modules before it
+starts (back-office scripts run the CLI in loops), so they import only click, the standard
+library and light signer modules; what a command needs (the service, the database, the
+token, grpc) is imported inside the command when it runs. `tests/cli/test_imports.py`
+holds every command to `CLIENT_COMMANDS` and `LOCAL_COMMANDS`.
+"""
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from signer.cli import admin, client
-from signer.cli import audit as audit_commands
-from signer.cli import cpl as cpl_commands
-from signer.cli import db as db_commands
-from signer.cli import keys as key_commands
 from signer.cli.common import config_option, load, reports_errors, run
-from signer.cli.logs import setup_logging
-from signer.config import DEFAULT_MODULE
-from signer.service.services import Services, open_services
 
-log = logging.getLogger("signer")
+if TYPE_CHECKING:
+    from signer.service.services import Services
+
+#: the installed distribution's version (a test holds them equal), spelt out: looking it
+#: up with importlib.metadata would cost `signer --version` more than the rest of it
+VERSION = "0.1.0"
+#: `signer.config.DEFAULT_MODULE` (a test holds them equal), spelt out so that `--help`
+#: need not import the configuration code
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: the commands defined in other modules, as "module:attribute", imported when wanted
+COMMAND_MODULES = {
+    "keys": "signer.cli.keys:keys",
+    "cpl": "signer.cli.cpl:cpl",
+    "manufacturers": "signer.cli.admin:manufacturers",
+    "devices": "signer.cli.admin:devices",
+    "activations": "signer.cli.admin:activations",
+    "audit": "signer.cli.audit:audit",
+    "db": "signer.cli.db:db",
+    "verify": "signer.cli.client:verify",
+    "resign": "signer.cli.client:resign",
+    "build-duis": "signer.cli.client:build_duis",
+    "activate": "signer.cli.client:activate",
+    "sign-precommand": "signer.cli.client:sign_precommand",
+    "health": "signer.cli.client:health",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands in other modules are imported when one is wanted.
+
+    `signer --version` then loads none of them and `signer verify ...` only the client
+    commands; `signer --help` lists them all, so it loads them all.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), self.lazy[cmd_name]
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMAND_MODULES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.version_option(package_name="signer")
+@click.version_option(VERSION, package_name="signer")
 def cli(verbose: bool) -> None:
     """HSM-backed firmware signing for GB smart-metering Suppliers.
 
@@ -32,6 +86,8 @@ def cli(verbose: bool) -> None:
     PINs come from a file or an environment variable named in the configuration, never
     from the command line.
     """
+    from signer.cli.logs import setup_logging  # imports logging: not for --help or --version
+
     setup_logging(verbose)
 
 
@@ -47,13 +103,18 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     Logs go to stderr as JSON lines (log.format = "text" for people), each with the
     request ID and client identity of the call it belongs to.
     """
+    import logging
+
     from signer.api.server import bind
     from signer.api.server import serve as run
+    from signer.cli.logs import setup_logging
+    from signer.service.services import open_services
     from signer.service.startup import check_startup, warn_development
 
     # each step refuses with one line naming the setting, before the next one starts:
     # the whole file against the schema; the files it names; the ports; the token and its
     # XML-signing key; the database path (nothing created before); only then migrations
+    log = logging.getLogger("signer")
     config = load(config_path)
     root = ctx.parent.params if ctx.parent is not None else {}
     setup_logging(bool(root.get("verbose")), config.log_format)
@@ -69,10 +130,13 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
 
 def _log_keys(services: Services) -> None:
     """What the token offers, so an operator sees a missing key before a call fails."""
+    import logging
+
     from signer.errors import SignerError
     from signer.service.duis import xml_signing_key
     from signer.service.keys.views import UNREGISTERED, list_keys
 
+    log = logging.getLogger("signer")
     for view in list_keys(services):
         log.info(
             "key %r (%s) %s, SKI %s, %s",
@@ -191,19 +255,41 @@ Once the server is up, try the three calls from another shell in this directory:
 """)
 
 
-cli.add_command(key_commands.keys)
-cli.add_command(cpl_commands.cpl)
-cli.add_command(admin.manufacturers)
-cli.add_command(admin.devices)
-cli.add_command(admin.activations)
-cli.add_command(audit_commands.audit)
-cli.add_command(db_commands.db)
-cli.add_command(client.verify)
-cli.add_command(client.resign)
-cli.add_command(client.build_duis)
-cli.add_command(client.activate)
-cli.add_command(client.sign_precommand)
-cli.add_command(client.health)
+#: commands that only call the gRPC API: running them imports no database, HSM or XML code
+CLIENT_COMMANDS = frozenset(
+    {"verify", "resign", "build-duis", "activate", "sign-precommand", "health"}
+)
+#: commands that work on the token, the database or local files themselves: they import
+#: that code when they run, never for `--help`
+LOCAL_COMMANDS = frozenset(
+    {
+        "serve",
+        "dev provision",
+        "keys generate",
+        "keys csr",
+        "keys install-cert",
+        "keys activate",
+        "keys retire",
+        "keys list",
+        "keys rotation-report",
+        "keys operations",
+        "keys import",
+        "cpl import",
+        "cpl path",
+        "cpl graph",
+        "manufacturers add",
+        "manufacturers revoke",
+        "manufacturers list",
+        "devices import",
+        "devices show",
+        "devices inventory",
+        "devices set",
+        "activations succeeded",
+        "audit verify",
+        "audit export",
+        "db upgrade",
+    }
+)
 
 
 def main() -> None:

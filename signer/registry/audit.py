@@ -320,5 +320,9 @@ def _record(m: Any) -> AuditRecord:
 
 
 def _reason(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None)
-    return f"{type(exc).__name__}: {orig}" if orig is not None else type(exc).__name__
+    """The driver's words: SQLAlchemy's errors carry them in ``orig``, the driver's own
+    (the append's statements) in themselves."""
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        return f"{type(exc).__name__}: {orig}" if orig is not None else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -19,12 +19,24 @@ def parse_devices(device_ids: Sequence[str], *, field: str = "device_ids") -> li
         raise InvalidInput(
             f"{len(device_ids)} devices exceed the DUIS limit of {MAX_DEVICES}", field=field
         )
-    out: list[Eui64] = []
-    seen: set[Eui64] = set()
-    for i, text in enumerate(device_ids):
-        eui = Eui64.parse(text, field=f"{field}[{i}]")
-        if eui in seen:
-            raise InvalidInput(f"device {eui} is listed twice", field=f"{field}[{i}]")
-        seen.add(eui)
-        out.append(eui)
+    parse = Eui64.parse
+    try:
+        out = [parse(text, field=field) for text in device_ids]
+    except InvalidInput as exc:  # named with its index only when one is wrong
+        bad = next(i for i, text in enumerate(device_ids) if not _parses(text))
+        raise InvalidInput(exc.message, field=f"{field}[{bad}]") from None
+    if len({e.value for e in out}) != len(out):
+        seen: set[bytes] = set()
+        for i, eui in enumerate(out):
+            if eui.value in seen:
+                raise InvalidInput(f"device {eui} is listed twice", field=f"{field}[{i}]")
+            seen.add(eui.value)
     return out
+
+
+def _parses(text: str) -> bool:
+    try:
+        Eui64.parse(text)
+    except InvalidInput:
+        return False
+    return True

@@ -9,7 +9,7 @@ path from where the device is, or says there is none.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from signer.cpl.model import CplEntry, ota_matches_entry, same_model
 from signer.cpl.paths import PathEvaluator
@@ -68,15 +68,22 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
     header = parse_ota_header(image.record.header_bytes)
     trusted = svc.trust.current(svc.db)
     evaluator = trusted.evaluator(target.entry_id)
+    # the verdict depends on the device's inventory only: decided once per kind of device
+    # (a campaign's 50,000 devices are a handful of kinds), then given to each
+    verdicts: dict[tuple[str | None, int | None, str | None], DeviceRefusal | None] = {}
     for d in devices:
         f = facts.get(d)
-        refusal = (
-            _unknown(d) if f is None else _check(d, f, target, header, evaluator, trusted.entries)
-        )
-        if refusal is None:
+        if f is None:
+            refused.append(_unknown(d))
+            continue
+        kind = (f.device_type, f.hardware_version, f.current_entry_id)
+        if kind not in verdicts:
+            verdicts[kind] = _check(d, f, target, header, evaluator, trusted.entries)
+        verdict = verdicts[kind]
+        if verdict is None:
             accepted.append(d)
         else:
-            refused.append(refusal)
+            refused.append(verdict if verdict.device == d else replace(verdict, device=d))
     return Screening(accepted, refused, facts, target)
 
 

@@ -94,18 +94,21 @@ def device_facts(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, DeviceFacts
     out: dict[Eui64, DeviceFacts] = {}
     by_hex = {e.hex: e for e in euis}
     keys = list(by_hex)
-    skis: dict[str, bytes] = {}  # a fleet names few keys: decode each SKI once
+    # a fleet is a handful of kinds of device: one (shared, immutable) DeviceFacts per kind
+    kinds: dict[tuple[str | None, str | None, int | None, str | None], DeviceFacts] = {}
     with db.cursor() as cur:
         for i in range(0, len(keys), _BATCH):
             batch = keys[i : i + _BATCH]
             sql = _FACTS_SQL.format(markers=",".join("?" * len(batch)))  # markers only
-            rows = cur.execute(sql, (*_SUPPLIER_MANAGEMENT_DS, *batch)).fetchall()
-            for eui_hex, ski, dtype, hw, entry in rows:
-                if ski is not None and ski not in skis:
-                    skis[ski] = bytes.fromhex(ski)
-                out[by_hex[eui_hex]] = DeviceFacts(
-                    skis[ski] if ski is not None else None, dtype, hw, entry
-                )
+            for row in cur.execute(sql, (*_SUPPLIER_MANAGEMENT_DS, *batch)).fetchall():
+                kind = row[1:]
+                facts = kinds.get(kind)
+                if facts is None:
+                    ski, dtype, hw, entry = kind
+                    facts = kinds[kind] = DeviceFacts(
+                        bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry
+                    )
+                out[by_hex[row[0]]] = facts
     return out
 
 

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.gbcs.ota import OtaHeader
+from signer.limits import CHANNEL_OPTIONS
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -159,7 +159,10 @@ def import_cpl(db_url: str, targets: dict[str, tuple[int, bytes]]) -> None:
     rows = [
         ("BENCH-1", 0, hashlib.sha256(b"BENCH-1").hexdigest(), "N/A"),
         ("BENCH-2", 1, hashlib.sha256(b"BENCH-2").hexdigest(), "BENCH-1"),
-        *((e, v, hashlib.sha256(image).hexdigest(), "BENCH-2") for e, (v, image) in targets.items()),
+        *(
+            (e, v, hashlib.sha256(image).hexdigest(), "BENCH-2")
+            for e, (v, image) in targets.items()
+        ),
     ]
     csv = [
         "entry_id,manufacturer_code,device_type,model,image_type,hardware_version,"

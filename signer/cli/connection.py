@@ -16,20 +16,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 import click
 
 from signer.cli.files import existing_file, read_input
+from signer.limits import CHANNEL_OPTIONS
 
 if TYPE_CHECKING:
     import grpc
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-MAX_REQUEST = 16 * 1024 * 1024
-MAX_RESPONSE = 64 * 1024 * 1024
-#: the server's message limits seen from the client (`signer.api.server.CHANNEL_OPTIONS`,
-#: which a test holds these to): importing that module would load the whole service
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_REQUEST),
-    ("grpc.max_receive_message_length", MAX_RESPONSE),
-]
 
 
 def _env(name: str) -> Callable[[], str | None]:

@@ -23,9 +23,9 @@ from lxml import etree
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.cpl.parse import read_csv
 from signer.gbcs.eui import Eui64
+from signer.limits import CHANNEL_OPTIONS
 from signer.registry import activations, counters, cpl, devices
 from signer.registry.activations import IssuedActivation
 from signer.registry.db import Database

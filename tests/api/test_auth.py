@@ -25,8 +25,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from signer.api import auth
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.cli import client as client_cli
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.constants import ROOT
 from tests.support.hsm import Hsm
 from tests.support.scrape import scrape, total

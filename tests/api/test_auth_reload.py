@@ -33,8 +33,8 @@ from grpc_health.v1.health_pb2_grpc import HealthStub
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.revocation import REVOCATION_UNKNOWN, REVOKED, Revocations
-from signer.api.server import CHANNEL_OPTIONS
 from signer.errors import ConfigurationError
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.constants import RTDS_DEVICE
 from tests.support.hsm import Hsm
 from tests.support.manufacturer import Manufacturer

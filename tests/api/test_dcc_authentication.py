@@ -16,7 +16,7 @@ from cryptography import x509
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH
 from tests.support.audit_rows import head, rows
 from tests.support.cli import signer

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH
 from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.hsm import Hsm

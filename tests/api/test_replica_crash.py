@@ -22,8 +22,8 @@ import grpc
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.cpl.parse import read_csv
+from signer.limits import CHANNEL_OPTIONS
 from signer.registry import cpl
 from tests.support.audit_rows import assert_chain, rows
 from tests.support.constants import PINNED

@@ -17,8 +17,8 @@ from cryptography import x509
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.cpl.parse import read_csv
+from signer.limits import CHANNEL_OPTIONS
 from signer.registry import cpl
 from tests.support.activation_fleet import HEADER, IMAGE, IMAGE_HASH, cpl_csv
 from tests.support.audit_rows import assert_chain, rows

@@ -10,7 +10,7 @@ import pytest
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.constants import RTDS_DEVICE
 from tests.support.hsm import Hsm
 from tests.support.independent import duis_fields

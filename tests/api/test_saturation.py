@@ -17,7 +17,7 @@ import grpc
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.hsm import Hsm
 from tests.support.manufacturer import Manufacturer
 from tests.support.server import prepare, start_server

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from tests.support.activation_fleet import HEADER, IMAGE
 from tests.support.constants import RTDS_DEVICE
 from tests.support.hsm import Hsm

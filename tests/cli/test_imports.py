@@ -241,12 +241,10 @@ def test_the_copies_that_spare_an_import_match_their_sources() -> None:
     """Constants the CLI spells out instead of importing the module that defines them."""
     from importlib.metadata import version
 
-    from signer.api.server import CHANNEL_OPTIONS
-    from signer.cli import connection, keys, main
+    from signer.cli import keys, main
     from signer.config import DEFAULT_MODULE
     from signer.smki.lifecycle import KeyPurpose
 
-    assert connection.CHANNEL_OPTIONS == CHANNEL_OPTIONS
     assert keys.PURPOSES == tuple(p.value for p in KeyPurpose)
     assert main.DEFAULT_MODULE == DEFAULT_MODULE
     assert main.VERSION == version("signer")  # after a version change: pip install -e .

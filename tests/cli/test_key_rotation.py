@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
+from signer.limits import CHANNEL_OPTIONS
 from signer.registry import devices
 from signer.registry.db import Database, open_database
 from signer.service import admin

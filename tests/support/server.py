@@ -18,8 +18,8 @@ import grpc
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.server import CHANNEL_OPTIONS
 from signer.clock import fixed_clock
+from signer.limits import CHANNEL_OPTIONS
 from signer.registry.db import Database, open_database
 from signer.service import admin
 from tests.support.constants import MANUFACTURER_CODE, PINNED, SUPPLIER_EUI

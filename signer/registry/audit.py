@@ -9,6 +9,7 @@ transaction: no record without its change, no change without its record.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -98,22 +99,37 @@ def record(
     raises is left out of the group; if the group's transaction fails, every member is
     written alone, so a failing ``along`` write fails its own call only.
     """
-    return _group_of(db).record(_Pending(prepare(entries), tuple(along), before_commit))
+    return _group_of(db).record(
+        db, _Pending(prepare(entries), tuple(along), before_commit, contextvars.copy_context())
+    )
 
 
 class _Pending:
-    """One call's part of a group: what to write, and how it ended."""
+    """One call's part of a group: what to write, the call's context (its caller: whose
+    client ``before_commit`` asks about, whose request ID its log lines carry), and how it
+    ended."""
 
     def __init__(
         self,
         items: list[Sealable],
         along: tuple[Callable[[Session], None], ...],
         before_commit: Callable[[], None] | None,
+        context: contextvars.Context,
     ) -> None:
         self.items, self.along, self.before_commit = items, along, before_commit
+        self.context = context
         self.done = False
         self.head: Head | None = None
         self.error: BaseException | None = None
+
+    def check(self) -> None:
+        if self.before_commit is not None:
+            self.context.run(self.before_commit)
+
+    def write_along(self, s: Session | None) -> None:
+        for write in self.along:
+            assert s is not None
+            self.context.run(write, s)
 
     def finish(self, head: Head | None = None, error: BaseException | None = None) -> None:
         self.head, self.error, self.done = head, error, True
@@ -128,13 +144,12 @@ class _Pending:
 class _GroupCommit:
     """Leader and followers: a call that finds no group being written writes all waiting."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._waiting: list[_Pending] = []
         self._writing = False
 
-    def record(self, pending: _Pending) -> Head:
+    def record(self, db: Database, pending: _Pending) -> Head:
         with self._cond:
             self._waiting.append(pending)
             while not pending.done and self._writing:
@@ -143,7 +158,7 @@ class _GroupCommit:
                 return pending.result()
             group, self._waiting, self._writing = self._waiting, [], True
         try:
-            _write(self._db, group)
+            _write(db, group)
         finally:
             for p in group:  # only if the write itself was interrupted
                 if not p.done:
@@ -154,35 +169,56 @@ class _GroupCommit:
         return pending.result()
 
 
+class _MemberFailed(Exception):
+    """One member's own write failed: the group is rolled back and written without it."""
+
+    def __init__(self, member: _Pending, error: Exception) -> None:
+        self.member, self.error = member, error
+
+
 def _write(db: Database, group: list[_Pending]) -> None:
-    if len(group) == 1:
-        _write_alone(db, group[0])
-        return
+    """The group in one transaction. A member whose ``along`` write fails gets its error
+    and the rest are written again without it (each retry has one member fewer); any other
+    failure — the lock, an insert, the commit: the database itself — fails every member
+    alike at once, and nothing is written twice."""
+    todo = group
+    while len(todo) > 1:
+        try:
+            _write_together(db, todo)
+            return
+        except _MemberFailed as failed:
+            failed.member.finish(error=_outcome(failed.error, db))
+        except Exception as exc:
+            error = _outcome(exc, db)
+            for p in todo:
+                if not p.done:
+                    p.finish(error=error)
+            return
+        todo = [p for p in todo if not p.done]
+    if todo:
+        _write_alone(db, todo[0])
+
+
+def _write_together(db: Database, group: list[_Pending]) -> None:
     live: list[_Pending] = []
     heads: list[Head] = []
-    try:
-        with _transaction(db, any(p.along for p in group)) as (cur, s):
-            head = _lock_head(cur)
-            for p in group:
-                if p.before_commit is not None:
-                    try:
-                        p.before_commit()
-                    except Exception as exc:  # that call's own outcome: left out
-                        p.finish(error=exc)
-                        continue
-                live.append(p)
-            for p in live:
-                for write in p.along:
-                    assert s is not None
-                    write(s)
-            for p in live:
-                head = _chain(cur, p.items, head)
-                heads.append(head)
-    except Exception:  # each member is written (or fails) alone instead
+    with _transaction(db, any(p.along for p in group)) as (cur, s):
+        head = _lock_head(cur)
         for p in group:
-            if not p.done:
-                _write_alone(db, p)
-        return
+            try:
+                p.check()  # holding the head's lock, as alone
+            except Exception as exc:  # that call's own outcome: left out
+                p.finish(error=exc)
+                continue
+            live.append(p)
+        for p in live:
+            try:
+                p.write_along(s)
+            except Exception as exc:
+                raise _MemberFailed(p, exc) from exc
+        for p in live:
+            head = _chain(cur, p.items, head)
+            heads.append(head)
     for p, h in zip(live, heads, strict=True):
         p.finish(head=h)
 
@@ -203,23 +239,24 @@ def _transaction(db: Database, with_session: bool) -> Iterator[tuple[RawCursor, 
 def _write_alone(db: Database, p: _Pending) -> None:
     try:
         with _transaction(db, bool(p.along)) as (cur, s):
-            for write in p.along:
-                assert s is not None
-                write(s)
+            p.write_along(s)
             head = _chain(cur, p.items, _lock_head(cur))
-            if p.before_commit is not None:
-                p.before_commit()
-    except (SQLAlchemyError, db.driver_error) as exc:
-        p.finish(error=Unavailable(f"audit trail unavailable: {_reason(exc)}"))
-    except Unavailable as exc:
-        if str(exc).startswith("audit trail unavailable") or exc.__class__ is not Unavailable:
-            p.finish(error=exc)  # already ours, or raised on purpose by before_commit
-        else:
-            p.finish(error=Unavailable(f"audit trail unavailable: {exc}"))
-    except Exception as exc:  # an along write's or before_commit's: its own call's outcome
-        p.finish(error=exc)
+            p.check()
+    except Exception as exc:
+        p.finish(error=_outcome(exc, db))
     else:
         p.finish(head=head)
+
+
+def _outcome(exc: Exception, db: Database) -> BaseException:
+    """What a member's call raises for a failure of its write."""
+    if isinstance(exc, SQLAlchemyError | db.driver_error):
+        return Unavailable(f"audit trail unavailable: {_reason(exc)}")
+    if isinstance(exc, Unavailable):
+        if str(exc).startswith("audit trail unavailable") or exc.__class__ is not Unavailable:
+            return exc  # already ours, or raised on purpose by before_commit
+        return Unavailable(f"audit trail unavailable: {exc}")
+    return exc  # an along write's or before_commit's: its own call's outcome
 
 
 _GROUPS: weakref.WeakKeyDictionary[Database, _GroupCommit] = weakref.WeakKeyDictionary()
@@ -230,7 +267,7 @@ def _group_of(db: Database) -> _GroupCommit:
     with _GROUPS_LOCK:
         group = _GROUPS.get(db)
         if group is None:
-            group = _GROUPS[db] = _GroupCommit(db)
+            group = _GROUPS[db] = _GroupCommit()
         return group
 
 

@@ -152,8 +152,8 @@ def import_devices(
         )
     created: list[bool] = []
 
-    def write_all(s: Session) -> None:
-        created.extend(devices.write_credentials(s, creds, now) for creds, _ in parsed)
+    def write_all(s: Session) -> None:  # may run again if its transaction is retried
+        created[:] = [devices.write_credentials(s, creds, now) for creds, _ in parsed]
 
     audit.record(db, entries, [write_all])
     return [(creds, new) for (creds, _), new in zip(parsed, created, strict=True)]

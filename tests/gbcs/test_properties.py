@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -203,6 +204,16 @@ def test_eui_round_trip(value: bytes, sep: str, lower: bool) -> None:
     assert Eui64.parse(str(eui)) == eui
     text = value.hex(sep) if sep else value.hex()
     assert Eui64.parse(text if lower else text.upper()) == eui
+
+
+@pytest.mark.parametrize(
+    "text", ["00-DB-12-34-56-78-  -BC", "  -  -  -  -  -  -  -  ", "00-DB-12-34-56-78-9 -BC"]
+)
+def test_the_dashed_form_with_spaces_for_digits_is_refused(text: str) -> None:
+    """23 characters with dashes in place, but spaces where digits go: ``bytes.fromhex``
+    skips them, so the fast path must count the bytes (found by review: 7 and 0 bytes)."""
+    with pytest.raises(InvalidInput, match="not an EUI-64"):
+        Eui64.parse(text)
 
 
 @SETTINGS

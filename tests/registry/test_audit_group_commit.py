@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from signer.errors import CallEnded, PolicyRefused
+from signer.errors import CallEnded, PolicyRefused, Unavailable
 from signer.registry import audit
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database, open_database
@@ -79,13 +79,17 @@ def transactions(db: Database) -> list[int]:
     return counted
 
 
-def queue_behind_a_blocked_writer(db: Database, calls: Calls) -> threading.Event:
-    """Start the first call and wait until it is writing, blocked inside its transaction;
-    returns the event that releases it."""
+def queue_behind_a_blocked_writer(
+    db: Database, calls: Calls, then: Callable[[Session], None] | None = None
+) -> threading.Event:
+    """Start the first call and wait until it is writing, blocked inside its transaction
+    (which runs ``then`` once released); returns the event that releases it."""
     release = threading.Event()
 
-    def blocked(_s: Session) -> None:
+    def blocked(s: Session) -> None:
         release.wait(30)
+        if then is not None:
+            then(s)
 
     calls.start("first", along=blocked)
     group = audit._group_of(db)
@@ -160,7 +164,82 @@ def test_a_failing_write_fails_its_own_call_only(db: Database, db_url: str) -> N
     calls.join()
     assert isinstance(calls.outcomes["c"], PolicyRefused)
     assert calls.outcomes["b"] is None and calls.outcomes["d"] is None
-    # the group's transaction failed: then b, c and d each alone (c failing again)
-    assert counted[0] == 4
+    # the group's transaction was rolled back at c's write, then b and d written together
+    assert counted[0] == 2
     assert sorted(clients(db_url)) == sorted(["first"] * 2 + ["b", "d"] * 2)
     assert assert_chain(db_url) == 6
+
+
+def test_a_failing_database_fails_the_group_at_once_and_writes_nothing_twice(
+    db: Database, db_url: str
+) -> None:
+    def break_inserts_for_b(s: Session) -> None:
+        """In the first call's own transaction: from its commit on, b's records fail."""
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(
+                text(
+                    "CREATE FUNCTION full_for_b() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF NEW.client = 'b' THEN RAISE EXCEPTION 'disk full'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+            )
+            s.execute(
+                text(
+                    "CREATE TRIGGER full_for_b BEFORE INSERT ON audit_records FOR EACH ROW "
+                    "EXECUTE FUNCTION full_for_b()"
+                )
+            )
+        else:
+            s.execute(
+                text(
+                    "CREATE TRIGGER full_for_b BEFORE INSERT ON audit_records "
+                    "WHEN NEW.client = 'b' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
+
+    calls = Calls(db)
+    release = queue_behind_a_blocked_writer(db, calls, then=break_inserts_for_b)
+    for name in ("b", "c", "d"):
+        calls.start(name)
+    wait_queued(db, 3)
+    counted = transactions(db)
+    release.set()
+    calls.join()
+    assert calls.outcomes["first"] is None
+    for name in ("b", "c", "d"):  # the store failed, not a call: every member alike
+        error = calls.outcomes[name]
+        assert isinstance(error, Unavailable) and "disk full" in str(error), error
+    assert counted[0] == 1  # one try, not one per member
+    assert clients(db_url) == ["first"] * 2
+    assert assert_chain(db_url) == 2
+
+
+def test_each_member_is_checked_against_its_own_client(db: Database, db_url: str) -> None:
+    """The real check (`signing`'s): it reads the caller bound to the call's thread, and the
+    leader runs it for every member of its group."""
+    from signer.caller import Caller, bound
+    from signer.service.signing import _client_still_waiting as waiting
+
+    def as_caller(name: str, here: bool) -> Callable[[], None]:
+        def run() -> None:
+            with bound(Caller(identity=name, request_id=name, active=lambda: here)):
+                try:
+                    audit.record(db, [entry(name)], [], waiting)
+                    calls.outcomes[name] = None
+                except Exception as exc:
+                    calls.outcomes[name] = exc
+
+        return run
+
+    calls = Calls(db)
+    release = queue_behind_a_blocked_writer(db, calls)
+    for name, here in (("gone", False), ("c", True), ("d", True)):
+        thread = threading.Thread(target=as_caller(name, here))
+        calls.threads.append(thread)
+        thread.start()
+    wait_queued(db, 3)
+    release.set()
+    calls.join()
+    assert isinstance(calls.outcomes["gone"], CallEnded)
+    assert calls.outcomes["c"] is None and calls.outcomes["d"] is None
+    assert sorted(clients(db_url)) == sorted(["first"] * 2 + ["c", "d"])

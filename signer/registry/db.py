@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
@@ -148,6 +148,7 @@ class Database:
         except (OperationalError, SATimeoutError, DisconnectionError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
         error = self.driver_error
+        cur = None
         try:
             cur = conn.cursor()
             try:
@@ -155,7 +156,12 @@ class Database:
             finally:
                 cur.close()
         except error as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+            if self.engine.dialect.is_disconnect(cast(Any, exc), conn.dbapi_connection, cur):
+                # as SQLAlchemy does on its own paths: this connection is dead and so,
+                # likely, are its pooled siblings (a failover): new ones from now on
+                conn.invalidate(exc)
+                self.engine.dispose(close=False)
+            raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
         finally:
             conn.close()  # back to the pool, which rolls back what was not committed
 

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
-from signer.errors import ConfigurationError
+from signer.errors import ConfigurationError, Unavailable
 from signer.registry import trust
 from signer.registry.db import Database, open_database
 from tests.support.audit_rows import execute
+from tests.support.postgres import Cluster
 
 CPL_ROW = (
     "INSERT INTO cpl_entries (entry_id, manufacturer_code, device_type, model, image_type, "
@@ -65,3 +68,29 @@ def test_a_database_without_its_trust_triggers_is_refused(db_url: str) -> None:
     db.dispose()
     with pytest.raises(ConfigurationError, match="triggers of signing_keys are missing"):
         open_database(db_url)
+
+
+def test_a_failover_costs_one_failed_read_not_one_per_pooled_connection(
+    postgres: Cluster, tmp_path: Path
+) -> None:
+    """Every pooled connection killed (as by a PostgreSQL failover): the first read that
+    meets a dead one fails UNAVAILABLE and renews the pool; the next ones succeed."""
+    url = postgres.create_database("failover")
+    db = open_database(url)
+    held = [db.engine.raw_connection() for _ in range(5)]
+    for conn in held:  # five idle connections in the pool
+        conn.close()
+    execute(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    failures = 0
+    for _ in range(6):
+        try:
+            trust.current(db)
+        except Unavailable:
+            failures += 1
+    assert failures <= 1
+    assert trust.current(db) >= 0
+    db.dispose()

@@ -96,16 +96,19 @@ def get(db: Database, image_id: str) -> LibraryImage | None:
         )
 
 
-def verified_by(db: Database, image_id: str) -> str | None:
-    """The fingerprint of the certificate that verified the image, read now (not cached: a
-    re-verification in another process may have changed it)."""
+def verified_by(db: Database, image_id: str) -> tuple[bool, str | None]:
+    """Whether the image is (still) in the library, and the fingerprint of the certificate
+    that verified it (None: verified before the library recorded it). Read, not cached from
+    the image: a re-verification or a deletion in another process changes them."""
     with db.read() as conn:
         found = conn.execute(
             select(FirmwareImage.manufacturer_fingerprint).where(
                 FirmwareImage.image_id == image_id.lower()
             )
-        ).scalar()
-    return None if found is None else str(found)
+        ).first()
+    if found is None:
+        return False, None
+    return True, None if found[0] is None else str(found[0])
 
 
 def exists(db: Database, image_id: str) -> bool:

@@ -233,3 +233,5 @@ class TrustGeneration(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     value: Mapped[int] = mapped_column(BigInteger)
+    # PostgreSQL: the transaction that last moved it (one move per transaction)
+    bumped_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

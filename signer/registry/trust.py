@@ -29,28 +29,51 @@ def current(db: Database) -> int:
     return int(row[0])
 
 
+#: the triggers migration 0008 made: per table on PostgreSQL, per table and event on SQLite
+PG_TRIGGERS = {f"trust_generation_{t}" for t in WATCHED}
+SQLITE_TRIGGERS = {
+    "trust_generation_cpl_entries_insert",
+    "trust_generation_cpl_entries_update",
+    "trust_generation_cpl_entries_delete",
+    "trust_generation_manufacturer_certificates_insert",
+    "trust_generation_manufacturer_certificates_update",
+    "trust_generation_manufacturer_certificates_delete",
+    "trust_generation_signing_keys_insert",
+    "trust_generation_signing_keys_update",
+    "trust_generation_signing_keys_delete",
+    "trust_generation_firmware_images_update",
+    "trust_generation_firmware_images_delete",
+}
+
+
 def check_triggers(db: Database) -> None:
-    """Refuse a database whose trust triggers are gone (an SQLite table rebuilt by a later
-    migration, a restore without triggers): its caches would never see a change."""
+    """Refuse a database whose trust triggers are gone or disabled (an SQLite table rebuilt
+    by a later migration, a restore without triggers, ``ALTER TABLE ... DISABLE TRIGGER``):
+    its caches would never see a change."""
     with db.read() as conn:
         if conn.dialect.name == "postgresql":
+            expected = PG_TRIGGERS
             rows = conn.execute(
                 text(
-                    "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                    "WHERE t.tgname LIKE 'trust_generation_%' AND NOT t.tgisinternal"
+                    "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "WHERE t.tgname LIKE 'trust_generation_%' AND NOT t.tgisinternal "
+                    "AND t.tgenabled <> 'D' AND c.relnamespace = to_regnamespace("
+                    "current_schema())"
                 )
             )
         else:
+            expected = SQLITE_TRIGGERS
             rows = conn.execute(
                 text(
-                    "SELECT tbl_name FROM sqlite_master "
+                    "SELECT name FROM sqlite_master "
                     "WHERE type = 'trigger' AND name LIKE 'trust_generation_%'"
                 )
             )
         present = {str(r[0]) for r in rows}
-    missing = [t for t in WATCHED if t not in present]
+    missing = sorted(expected - present)
     if missing:
         raise ConfigurationError(
-            f"database: the trust_generation triggers of {', '.join(missing)} are missing, so "
-            "changes to them would not reach the caches; re-create them (migration 0008)"
+            f"database: trust triggers missing or disabled ({', '.join(missing)}), so changes "
+            "to what signing trusts would not reach the caches; restore them as migration "
+            "0008 creates them"
         )

@@ -123,7 +123,7 @@ class TrustSnapshot:
             self._manufacturers.setdefault(c.code, []).append(c)
         self._ledger = dict(ledger)
         self._evaluators: dict[str, PathEvaluator] = {}
-        self._verified_by: dict[str, str | None] = {}
+        self._verified_by: dict[str, tuple[bool, str | None]] = {}
         self._lock = threading.Lock()
 
     def for_image(self, image_hash: bytes) -> list[CplEntry]:
@@ -142,9 +142,11 @@ class TrustSnapshot:
                 self._evaluators[target_id] = PathEvaluator(self.graph, target_id)
             return self._evaluators[target_id]
 
-    def verified_by(self, image_id: str, read: Callable[[], str | None]) -> str | None:
-        """The verifying certificate's fingerprint, read once per generation (a
-        re-verification moves the generation)."""
+    def verified_by(
+        self, image_id: str, read: Callable[[], tuple[bool, str | None]]
+    ) -> tuple[bool, str | None]:
+        """Whether the image is in the library and its verifying certificate's fingerprint,
+        read once per generation (a re-verification or a deletion moves the generation)."""
         with self._lock:
             if image_id in self._verified_by:
                 return self._verified_by[image_id]

@@ -212,7 +212,9 @@ def image_refusal(
     verified before the library recorded the certificate (NULL) is refused while any
     certificate of its manufacturer code is revoked, since it may have been that one.
     """
-    fingerprint = trusted.verified_by(image_id, lambda: library.verified_by(db, image_id))
+    listed, fingerprint = trusted.verified_by(image_id, lambda: library.verified_by(db, image_id))
+    if not listed:  # deleted since this process cached it
+        return f"image {image_id} is no longer in the firmware library"
     certificates = trusted.manufacturer_certificates(code)
     if fingerprint is None:
         revoked = [c for c in certificates if c.revoked(now)]

@@ -43,6 +43,34 @@ def test_an_insert_by_anyone_moves_the_generation(db_url: str, change: str) -> N
     db.dispose()
 
 
+CERT_ROW = (
+    "INSERT INTO manufacturer_certificates (manufacturer_code, fingerprint, subject, serial, "
+    "not_before, not_after, certificate_der, added_at) VALUES (4637, ?, 'CN=m', '1', "
+    "'2024-01-01 00:00:00', '2030-01-01 00:00:00', ?, '2024-01-01 00:00:00')"
+)
+IMAGE_ROW = (
+    "INSERT INTO firmware_images (image_id, manufacturer_code, image_type, file_version, "
+    "header_bytes, with_tail, delivery_shape, verified, verdict_json, verified_at) VALUES "
+    "(?, 4637, 1, 1, ?, ?, 'separate', ?, '{}', '2024-01-01 00:00:00')"
+)
+
+
+def test_manufacturer_certificates_and_image_verdicts_move_it(db_url: str) -> None:
+    db = open_database(db_url)
+    g0 = generation(db)
+    execute(db_url, CERT_ROW, "ab" * 32, b"\x30\x00")
+    g1 = generation(db)
+    execute(db_url, IMAGE_ROW, "cd" * 32, b"\x00", True, True)
+    assert generation(db) == g1 > g0  # a new image is new to every cache: no move
+    execute(db_url, "UPDATE firmware_images SET manufacturer_fingerprint = 'x'")
+    g2 = generation(db)
+    execute(db_url, "UPDATE firmware_images SET verdict_json = '{\"n\": 1}'")
+    assert generation(db) == g2 > g1  # only the verdict and its certificate count
+    execute(db_url, "DELETE FROM firmware_images")
+    assert generation(db) > g2
+    db.dispose()
+
+
 def test_updates_and_deletes_move_it_and_unwatched_writes_do_not(db_url: str) -> None:
     db = open_database(db_url)
     execute(db_url, CPL_ROW.format(h="cd" * 32))
@@ -57,6 +85,27 @@ def test_updates_and_deletes_move_it_and_unwatched_writes_do_not(db_url: str) ->
     db.dispose()
 
 
+def test_postgresql_moves_it_once_per_transaction_and_on_truncate(postgres: Cluster) -> None:
+    url = postgres.create_database("bumps")
+    db = open_database(url)
+    before = generation(db)
+    with db.engine.begin() as conn:  # a thousand statements, one transaction
+        for i in range(1000):
+            conn.execute(text(CPL_ROW.replace("'E-1'", f"'E-{i}'").format(h=f"{i:064x}")))
+    assert generation(db) == before + 1
+    execute(url, "TRUNCATE cpl_entries")
+    assert generation(db) == before + 2
+    db.dispose()
+
+
+def test_a_disabled_trigger_is_refused_like_a_missing_one(postgres: Cluster) -> None:
+    url = postgres.create_database("disabled")
+    open_database(url).dispose()
+    execute(url, "ALTER TABLE cpl_entries DISABLE TRIGGER trust_generation_cpl_entries")
+    with pytest.raises(ConfigurationError, match="trust_generation_cpl_entries"):
+        open_database(url)
+
+
 def test_a_database_without_its_trust_triggers_is_refused(db_url: str) -> None:
     db = open_database(db_url)
     with db.engine.begin() as conn:
@@ -66,7 +115,9 @@ def test_a_database_without_its_trust_triggers_is_refused(db_url: str) -> None:
             for event in ("insert", "update", "delete"):
                 conn.execute(text(f"DROP TRIGGER trust_generation_signing_keys_{event}"))
     db.dispose()
-    with pytest.raises(ConfigurationError, match="triggers of signing_keys are missing"):
+    with pytest.raises(
+        ConfigurationError, match=r"trust triggers missing or disabled .*signing_keys"
+    ):
         open_database(db_url)
 
 

@@ -242,6 +242,19 @@ def test_an_image_verified_before_the_library_recorded_its_certificate(env: Env)
     ).images
 
 
+def test_an_image_deleted_from_the_library_is_no_longer_signed(env: Env) -> None:
+    """Deleted by another process (SQL here) after this one cached the image: the deletion
+    moves the trust generation, and the next call reads the library again."""
+    svc, m = env.svc, env.manufacturer
+    verdict = _verify(svc, m)
+    assert resign(
+        svc, image_id=verdict.image_id, device_ids=[RTDS_DEVICE], force_replace=None
+    ).images
+    execute(env.db_url, "DELETE FROM firmware_images WHERE image_id = ?", verdict.image_id)
+    with pytest.raises(PolicyRefused, match="no longer in the firmware library"):
+        resign(svc, image_id=verdict.image_id, device_ids=[RTDS_DEVICE], force_replace=None)
+
+
 def _another(tmp: Path, name: str) -> Manufacturer:
     """A second key and certificate of the same manufacturer (its PEM in a folder of its own)."""
     (tmp / name).mkdir()

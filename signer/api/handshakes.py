@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
+from signer.api.stderr_relay import LOST
 from signer.metrics import TLS_HANDSHAKE_FAILURE_REASONS, TLS_HANDSHAKE_FAILURES
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,15 @@ class HandshakeWatch:
                 "signer_tls_handshake_failures_total will not count them",
                 verbosity,
             )
-        real = os.dup(2)
+        try:
+            real = os.dup(2)
+        except OSError as exc:  # no stderr at all: nothing to relay, nothing to count
+            log.error("stderr is not open (%s): failed TLS handshakes are not counted", exc)
+            return None
         read_end, write_end = os.pipe()
         try:
-            relay = subprocess.Popen(  # this interpreter, a fixed module
-                [sys.executable, "-m", "signer.api.stderr_relay"],
+            relay = subprocess.Popen(  # this interpreter, a fixed module, not from the cwd
+                [sys.executable, "-P", "-m", "signer.api.stderr_relay"],
                 stdin=read_end,
                 stdout=subprocess.PIPE,
                 stderr=real,
@@ -77,16 +83,23 @@ class HandshakeWatch:
 
     def _read(self) -> None:
         assert self._relay.stdout is not None
+        quiet = _Throttle()
         for line in self._relay.stdout:
             reason, _, detail = line.decode("ascii", "replace").rstrip("\n").partition("\t")
+            if reason == LOST:
+                log.warning("%s failed TLS handshake(s) went uncounted (a burst)", detail)
+                continue
             if reason not in TLS_HANDSHAKE_FAILURE_REASONS:
                 reason = "other"
             TLS_HANDSHAKE_FAILURES.labels(reason=reason).inc()
-            log.warning(
-                "TLS handshake refused (%s): %s; the client never reached a call",
-                reason,
-                detail,
-            )
+            skipped = quiet.skipped(f"{reason}\t{detail}")
+            if skipped is not None:  # a line per kind per second: clients cause these
+                log.warning(
+                    "TLS handshake refused (%s): %s; the client never reached a call%s",
+                    reason,
+                    detail,
+                    f" ({skipped} more since the last such line)" if skipped else "",
+                )
         if not self._stopping.is_set():
             os.dup2(self._real_stderr, 2)
             log.error(
@@ -106,6 +119,26 @@ class HandshakeWatch:
             self._relay.kill()
             self._relay.wait()
         self._reader.join(DRAIN)
+
+
+class _Throttle:
+    """At most one log line per kind (OpenSSL's reason, a bounded set) per `INTERVAL`; how
+    many were left out before it."""
+
+    INTERVAL = 1.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def skipped(self, kind: str) -> int | None:
+        """None: leave this one out; else log it, saying how many were left out."""
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.INTERVAL) < self.INTERVAL:
+            self._count[kind] = self._count.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        return self._count.pop(kind, 0)
 
 
 def _python_writes_to(fd: int) -> None:

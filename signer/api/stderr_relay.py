@@ -9,7 +9,8 @@ to file descriptor 2, at INFO (printed unless ``GRPC_VERBOSITY`` is raised), for
 
 `signer serve` with TLS makes a pipe its file descriptor 2 and runs this program on the
 other end (`signer.api.handshakes`). It copies every byte to the real stderr before looking
-at it, then reports each failed handshake on its stdout as ``reason<TAB>detail``. It is a
+at it, then reports each failed handshake on its stdout as ``reason<TAB>detail`` (never
+waiting for the server to read them: one it cannot take is dropped, and counted). It is a
 process of its own so that what the server writes just before it dies (a gRPC core FATAL
 line before abort) is still copied: the pipe outlives the writer. Standard library only, so
 it starts in milliseconds.
@@ -21,7 +22,6 @@ import os
 import re
 import signal
 import sys
-from typing import BinaryIO
 
 #: the OpenSSL reason codes a client causes, as `signer_tls_handshake_failures_total` names them
 REASONS = {
@@ -62,22 +62,39 @@ def _text(raw: bytes) -> str:
     return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "..."
 
 
-def relay(source: int, sink: int, events: BinaryIO) -> None:
-    """Copy ``source`` to ``sink`` until end of file, reporting failed handshakes."""
+#: the event a relay sends when it had to drop some (the server read too slowly)
+LOST = "lost"
+
+
+def relay(source: int, sink: int, events: int) -> None:
+    """Copy ``source`` to ``sink`` until end of file, reporting failed handshakes on the
+    ``events`` descriptor, which must be non-blocking: copying never waits for the server
+    to read its events (gRPC core would block writing to a full pipe). Events that do not
+    fit are dropped and their number sent once there is room."""
     pending = b""
+    lost = 0
     while chunk := os.read(source, 65536):
         _write_all(sink, chunk)  # first: a line is never held back for the search
         pending += chunk
         *lines, pending = pending.split(b"\n")
         if len(pending) > MAX_LINE:
             pending = b""
-        found = [f for f in map(classify, lines) if f is not None]
-        if found:
-            try:
-                events.write(b"".join(f"{r}\t{d}\n".encode() for r, d in found))
-                events.flush()
-            except OSError:  # the server is gone: keep copying what it left in the pipe
-                pass
+        for found in filter(None, map(classify, lines)):
+            if lost and _send(events, f"{LOST}\t{lost}\n"):
+                lost = 0
+            if not _send(events, f"{found[0]}\t{found[1]}\n"):
+                lost += 1
+
+
+def _send(fd: int, line: str) -> bool:
+    """One event line, whole or not at all (shorter than PIPE_BUF: pipe writes are atomic)."""
+    try:
+        os.write(fd, line.encode())
+    except BlockingIOError:
+        return False
+    except OSError:  # the server is gone: keep copying what it left in the pipe
+        return True
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -94,7 +111,9 @@ def main() -> None:
     # signal to the process group must not cut its last lines
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    relay(sys.stdin.fileno(), sys.stderr.fileno(), sys.stdout.buffer)
+    events = sys.stdout.fileno()
+    os.set_blocking(events, False)
+    relay(sys.stdin.fileno(), sys.stderr.fileno(), events)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ The lines are gRPC core's own, as grpcio 1.85 writes them (the TLS server tests 
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 
@@ -83,19 +82,22 @@ def run_relay(chunks: list[bytes]) -> tuple[bytes, list[str]]:
     """Feed ``chunks`` through a pipe to `relay`; what reached the sink, and the events."""
     source_r, source_w = os.pipe()
     sink_r, sink_w = os.pipe()
-    events = io.BytesIO()
+    events_r, events_w = os.pipe()
+    os.set_blocking(events_w, False)
     copied: list[bytes] = []
     drain = threading.Thread(target=lambda: copied.append(_read_all(sink_r)))
     drain.start()
     feeder = threading.Thread(target=_feed, args=(source_w, chunks))
     feeder.start()
-    relay(source_r, sink_w, events)
-    os.close(sink_w)
+    relay(source_r, sink_w, events_w)
+    for fd in (sink_w, events_w, source_r):
+        os.close(fd)
     feeder.join()
     drain.join()
-    os.close(source_r)
+    events = _read_all(events_r).decode().splitlines()
     os.close(sink_r)
-    return copied[0], events.getvalue().decode().splitlines()
+    os.close(events_r)
+    return copied[0], events
 
 
 def _feed(fd: int, chunks: list[bytes]) -> None:
@@ -130,17 +132,56 @@ def test_every_byte_is_copied_and_each_failure_reported_once() -> None:
 
 
 def test_copying_goes_on_when_the_server_stops_reading_events() -> None:
-    class Closed(io.BytesIO):
-        def write(self, data: object) -> int:
-            raise BrokenPipeError
-
     source_r, source_w = os.pipe()
     sink_r, sink_w = os.pipe()
+    events_r, events_w = os.pipe()
+    os.close(events_r)  # the server is gone
     line = PREFIX + next(iter(LINES)) + b"\n"
     os.write(source_w, line + b"after\n")
     os.close(source_w)
-    relay(source_r, sink_w, Closed())
+    relay(source_r, sink_w, events_w)
     os.close(sink_w)
     assert _read_all(sink_r) == line + b"after\n"
-    os.close(source_r)
-    os.close(sink_r)
+    for fd in (source_r, sink_r, events_w):
+        os.close(fd)
+
+
+def test_a_server_slow_to_read_events_never_stalls_the_copy() -> None:
+    """The events pipe full: copying goes on, the events that did not fit are dropped,
+    and their number is sent once there is room again."""
+    source_r, source_w = os.pipe()
+    sink_r, sink_w = os.pipe()
+    events_r, events_w = os.pipe()
+    os.set_blocking(events_w, False)
+    filler = 0
+    for size in (4096, 1):  # to the last byte
+        try:
+            while True:
+                filler += os.write(events_w, b"#" * size)
+        except BlockingIOError:
+            pass
+    failure = PREFIX + list(LINES)[1] + b"\n"
+    done = threading.Thread(target=relay, args=(source_r, sink_w, events_w))
+    done.start()
+    os.write(source_w, failure * 2)
+    copied = b""
+    while len(copied) < len(failure) * 2:  # copied although nothing could be reported
+        copied += os.read(sink_r, 65536)
+    os.write(source_w, b"sync\n")  # copied only once the relay tried to report those two
+    while not copied.endswith(b"sync\n"):
+        copied += os.read(sink_r, 65536)
+    while filler:  # the server catches up
+        filler -= len(os.read(events_r, filler))
+    os.write(source_w, failure)
+    os.close(source_w)
+    done.join(10)
+    os.close(sink_w)
+    copied += _read_all(sink_r)
+    os.close(events_w)
+    assert copied == failure * 2 + b"sync\n" + failure
+    assert _read_all(events_r).decode().splitlines() == [
+        "lost\t2",
+        "certificate_verify_failed\tCERTIFICATE_VERIFY_FAILED: certificate has expired",
+    ]
+    for fd in (source_r, sink_r, events_r):
+        os.close(fd)

@@ -20,9 +20,10 @@ permits the upgrade) and whose Supplier digital-signing cell names the token's S
    c. the pure ``parse_pre_command`` + ``sign_pre_command`` with the token key via
       python-pkcs11, one thread in this process (what the CS06 signing itself costs).
    The goal row: ``--replicas`` servers, StreamActivation then StreamSignPreCommands,
-   N / (Ta + Ts). The raw SoftHSM sign rate (python-pkcs11, one thread, this process) is
-   measured in every run; "baseline" = the HSM ceiling of each row (raw rate / signatures
-   per device), so the ratio says how much of the one-thread HSM rate the pipeline reaches.
+   N / (Ta + Ts), at least 0.9x its baseline. The raw SoftHSM sign rate (python-pkcs11, one
+   thread, this process) is measured in every run; "baseline" = the HSM ceiling of each row
+   (raw rate / signatures per device), so the ratio says how much of the one-thread HSM rate
+   the pipeline reaches.
 2. Peak RSS of a *fresh* server during one ``StreamActivation`` of ``--campaign`` devices
    (default 1,000,000): bench/campaign.py.
 
@@ -81,8 +82,12 @@ from report import Row, per_run, print_table, title
 
 from signer.gbcs.signature import verify_p256_sha256
 
-GOAL_DEVICES_PER_S = 4000.0
+# Issue 14 goal 5: against the HSM ceiling measured in the same run, not an absolute rate
+# (machines differ up to 2.5x, and this one drifts 20-40 % within minutes)
+GOAL_RATIO = 0.9
 PRE_CLIENTS = 4  # SignPreCommand client threads, each with its own channel
+CORES = os.cpu_count() or 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -139,12 +144,22 @@ class Throughput:
             f"1 activation, {replicas} replicas: StreamActivation 11.3 + "
             "StreamSignPreCommands, N/(Ta+Ts)",
             "dev/s",
-            goal_kind="min_abs",
-            goal=GOAL_DEVICES_PER_S,
+            goal_kind="min_ratio",
+            goal=GOAL_RATIO,
             base_unit="dev/s",
         )
         self.one = Row("  same, one replica (one server process)", "dev/s", base_unit="dev/s")
         self.cpu_all = Row(f"  server CPU per device, {replicas} replicas, whole activation", "us")
+        self.me_all = Row(f"  bench (client) CPU per device, {replicas} replicas", "us")
+        self.other = Row(
+            f"  other load on the machine during the {replicas}-replica row (not ours)", "cores"
+        )
+        self.bound = Row(
+            f"  {CORES}-core bound: {CORES} / (servers' + bench CPU per device), "
+            f"{replicas} replicas",
+            "dev/s",
+            base_unit="dev/s",
+        )
         self.unary = Row(
             "  same with one SignPreCommand call per device, N/(Ta+Tp)", "dev/s", base_unit="dev/s"
         )
@@ -163,8 +178,9 @@ class Throughput:
 
     def rows(self) -> list[Row]:
         return [
-            *(self.goal, self.one, self.unary, self.pure, self.a, self.s, self.b, self.c),
-            *(self.raw, self.cpu_all, self.cpu_a, self.cpu_b, self.me_a, self.me_b),
+            *(self.goal, self.bound, self.other, self.one, self.unary, self.pure),
+            *(self.a, self.s, self.b, self.c, self.raw, self.cpu_all, self.me_all),
+            *(self.cpu_a, self.cpu_b, self.me_a, self.me_b),
         ]
 
     def measure(self, f: Fleet, run: int) -> None:
@@ -198,9 +214,15 @@ class Throughput:
         ta2, ts = activate_and_sign(f.clients[:1], f.image_id, n)
         self.s.add(n / ts, rate / 2)
         self.one.add(n / (ta2 + ts), rate / 3)
-        cpu0 = f.cpu()
+        cpu0, me0, busy0, t0 = f.cpu(), time.process_time(), machine_busy(), time.perf_counter()
         ta3, ts3 = activate_and_sign(f.clients, f.image_id, n)
-        self.cpu_all.add((f.cpu() - cpu0) / n * 1e6)
+        servers, me = f.cpu() - cpu0, time.process_time() - me0
+        busy, wall = machine_busy() - busy0, time.perf_counter() - t0
+        self.cpu_all.add(servers / n * 1e6)
+        self.me_all.add(me / n * 1e6)
+        # floored: /proc/stat and the per-process figures are read a moment apart
+        self.other.add(max(0.0, (busy - servers - me) / wall))
+        self.bound.add(CORES * n / (servers + me), rate / 3)
         self.goal.add(n / (ta3 + ts3), rate / 3)
         self.unary.add(n / (ta + tp), rate / 3)
         self.pure.add(n / (ta + tc), rate / 2)
@@ -214,6 +236,14 @@ class Throughput:
             f"dev/s, SignPreCommand {n / tp:,.0f}/s, pure {n / tc:,.0f}/s, "
             f"raw {rate:,.0f} sign/s"
         )
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (every core, every process)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
 def warm_up(f: Fleet, devices: int) -> None:
@@ -242,7 +272,12 @@ def print_notes(replicas: int, camp: CampaignPart, throughput_hwm: int) -> None:
         "signing in this process (Tc). Baseline = the one-thread HSM ceiling: raw rate /"
         " HSM signatures per device (a: 1, b: 2, c: 1, goal\n     rows: 3, pure row: 2). "
         "CPU from /proc/<pid>/stat (servers) and process_time (this client, which shares "
-        "the 2 cores with the servers)."
+        "the 2 cores with the servers).\n     "
+        f"{CORES}-core bound: the goal row's rate if the servers and this client had the "
+        f"machine's {CORES} cores to themselves ({CORES} CPU-s/s over their CPU per device),"
+        "\n     against the same ceiling: a view of the goal row that other load on the "
+        "cores does not move, which 'other load' (all of /proc/stat less the servers and"
+        "\n     this client, in cores) sizes."
     )
     camp.print_notes()
     print(

@@ -7,9 +7,10 @@ signing are the caller's. See docs/duis.md (the exchange, with schema line numbe
 
 from __future__ import annotations
 
-import base64
+import binascii
 import copy
 import datetime as dt
+from collections.abc import Callable
 from typing import Final
 
 from lxml import etree
@@ -51,7 +52,9 @@ def _template(command_variant: str, body: str, leaves: tuple[str, ...]) -> etree
     The shape comes from ``request_template``, the same code that ``request_root`` uses, and
     the leaves are appended in document order, so a copy filled in serialises exactly as a
     request built element by element. Never returned itself (callers mutate what they get)
-    and only ever copied, so worker threads may share it.
+    and only ever copied, so worker threads may share it. Copied with ``copy.copy``: lxml's
+    shallow copy is the same deep copy of the subtree into a new document that
+    ``copy.deepcopy`` makes, without the memo around it (measured: 2.2 against 3.9 us).
     """
     root = request_template(
         command_variant=command_variant,
@@ -91,6 +94,21 @@ def build_activate_firmware(
     (``2030-01-15T09:00:00.00Z``). That it lies in the future is the caller's check: this
     module has no clock.
     """
+    build = activate_firmware_builder(
+        firmware_hash=firmware_hash, execution_time=execution_time, cancel=cancel
+    )
+    return build(request_id)
+
+
+def activate_firmware_builder(
+    *,
+    firmware_hash: bytes,
+    execution_time: dt.datetime | None = None,
+    cancel: bool = False,
+) -> Callable[[RequestId], etree._Element]:
+    """``build_activate_firmware`` for a campaign: what all its requests share is checked
+    and written out once, and the function returned builds the request of one RequestID
+    (a template copy and its texts; the same tree ``build_activate_firmware`` returns)."""
     if len(firmware_hash) != FIRMWARE_HASH_LENGTH:
         raise InvalidInput(
             f"FirmwareHash is SHA-256 of the Manufacturer Image (32 bytes), got "
@@ -102,18 +120,29 @@ def build_activate_firmware(
             "a cancellation carries no execution time of its own", field="execution_time"
         )
     text = CANCEL_EXECUTION_DATE_TIME if cancel else _execution_text(execution_time)
+    hash_text = firmware_hash.hex().upper()
     # Header/RequestID is root[0][0], the ActivateFirmware leaves are root[1][0][...].
     if text is None:
-        root = copy.deepcopy(_ACTIVATE_IMMEDIATE)
-        root[0][0].text = str(request_id)
-        root[1][0][0].text = firmware_hash.hex().upper()
-    else:
-        root = copy.deepcopy(_ACTIVATE_DATED)
+        immediate = _ACTIVATE_IMMEDIATE
+
+        def build_immediate(request_id: RequestId) -> etree._Element:
+            root = copy.copy(immediate)
+            root[0][0].text = str(request_id)
+            root[1][0][0].text = hash_text
+            return root
+
+        return build_immediate
+    dated = _ACTIVATE_DATED
+
+    def build_dated(request_id: RequestId) -> etree._Element:
+        root = copy.copy(dated)
         root[0][0].text = str(request_id)
         op = root[1][0]
         op[0].text = text
-        op[1].text = firmware_hash.hex().upper()
-    return root
+        op[1].text = hash_text
+        return root
+
+    return build_dated
 
 
 def expected_activation(
@@ -175,9 +204,9 @@ def build_signed_pre_command(
             f"signed command does not belong to request {request_id}: " + "; ".join(mismatches),
             field="signed_command",
         )
-    root = copy.deepcopy(_SIGNED_PRE_COMMAND[command_variant])
+    root = copy.copy(_SIGNED_PRE_COMMAND[command_variant])
     root[0][0].text = str(request_id)
-    root[1][0][0].text = base64.b64encode(signed_command).decode("ascii")
+    root[1][0][0].text = binascii.b2a_base64(signed_command, newline=False).decode("ascii")
     return root
 
 

@@ -172,9 +172,9 @@ def request_template(
 ) -> etree._Element:
     """``request_root`` with the RequestID text left unset: the shape of a per-device template.
 
-    Per-device builders append their Body to it once, then ``copy.deepcopy`` it per request
-    and fill the texts by position (``root[0][0]`` is RequestID): copying a small tree is C
-    code, several times faster than creating each element from Python.
+    Per-device builders append their Body to it once, then ``copy.copy`` it per request (for
+    lxml, a deep copy) and fill the texts by position (``root[0][0]`` is RequestID): copying
+    a small tree is C code, several times faster than creating each element from Python.
     """
     root = etree.Element(_sr("Request"), nsmap=REQUEST_NSMAP)
     root.set("schemaVersion", SCHEMA_VERSION)

@@ -233,6 +233,11 @@ def sign_checked_pre_command(
 
 def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
     """Parse the General-Signing APDU at the start of ``data``; return it and its end."""
+    return _parse_common_apdu(data) or _read_apdu(data, field=field)
+
+
+def _read_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
+    """The general reader: any layout GBCS allows, every fault named at its offset."""
     if not data:
         raise FormatError("pre-command is empty", field=field, offset=0)
     if data[0] != TAG_GENERAL_SIGNING:
@@ -259,6 +264,69 @@ def _parse_apdu(data: bytes, *, field: str) -> tuple[PreCommand, int]:
         execution_time=execution_time,
     )
     return pc, content_end
+
+
+#: Offsets of the layout the DCC sends for an immediate activation (docs/cs06.md): every
+#: length in short form, the header's sizes fixed, the content SEQUENCE with its hash and
+#: counter only.
+_TRANSACTION_ID_LENGTH_AT: Final = 1
+_ORIGINATOR_AT: Final = 12  # after its length byte, 8
+_RECIPIENT_AT: Final = 21  # after its length byte, 8
+_DATE_TIME_LENGTH_AT: Final = 29
+_MAX_FAST_COUNTER_BYTES: Final = 9  # a non-negative INTEGER of at most 72 bits
+
+
+def _parse_common_apdu(data: bytes) -> tuple[PreCommand, int] | None:
+    """The commonest pre-command (immediate, every length in short form) read at fixed
+    offsets, or None for anything else, which the general reader parses and names the fault
+    of. Accepts only what the general reader accepts and returns what it would
+    (tests/duis/test_activation.py and test_properties.py hold the two to each other): a
+    campaign parses one per device, and the general reader takes three times as long
+    (measured: 23 against 8 us)."""
+    n = len(data)
+    if (
+        type(data) is not bytes
+        or n < 30
+        or data[0] != TAG_GENERAL_SIGNING
+        or data[_TRANSACTION_ID_LENGTH_AT] != 9
+        or data[_ORIGINATOR_AT - 1] != 8
+        or data[_RECIPIENT_AT - 1] != 8
+    ):
+        return None
+    date_time_length = data[_DATE_TIME_LENGTH_AT]
+    if date_time_length not in (0, 12):
+        return None
+    code = _DATE_TIME_LENGTH_AT + 1 + date_time_length  # other-information: a 2-byte message code
+    start = code + 4  # content: SEQUENCE { OCTET STRING (32), INTEGER }
+    if n < start + 2 + 34 + 3 or data[code] != 2 or data[code + 3] >= 0x80:
+        return None
+    end = start + data[code + 3]
+    counter_length = data[start + 37]
+    if (
+        end > n
+        or data[start] != _ber.TAG_SEQUENCE
+        or data[start + 1] != end - start - 2
+        or data[start + 2] != _ber.TAG_OCTET_STRING
+        or data[start + 3] != FIRMWARE_HASH_LENGTH
+        or data[start + 36] != _ber.TAG_INTEGER
+        or not 1 <= counter_length <= _MAX_FAST_COUNTER_BYTES
+        or start + 38 + counter_length != end  # no execution date-time: the general reader
+        or data[start + 38] >= 0x80  # negative: the general reader refuses it
+    ):
+        return None
+    pc = PreCommand(
+        apdu=data[:end],
+        cra_flag=data[2],
+        originator_counter=int.from_bytes(data[3:11], "big"),
+        originator=Eui64(data[_ORIGINATOR_AT : _ORIGINATOR_AT + 8]),
+        recipient=Eui64(data[_RECIPIENT_AT : _RECIPIENT_AT + 8]),
+        date_time=data[_DATE_TIME_LENGTH_AT + 1 : code] or None,
+        message_code=int.from_bytes(data[code + 1 : code + 3], "big"),
+        firmware_hash=data[start + 4 : start + 36],
+        counter=int.from_bytes(data[start + 38 : end], "big"),
+        execution_time=None,
+    )
+    return pc, end
 
 
 def _parse_content(

@@ -1,16 +1,24 @@
-"""SR 11.3 requests the service issued: a CS06 pre-command is signed only if it matches one."""
+"""SR 11.3 requests the service issued: a CS06 pre-command is signed only if it matches one.
+
+A campaign's statements (each batch's insert, look-up, claim and mark) run at driver speed
+through ``RawCursor``: SQLAlchemy's statement machinery cost more than the statements
+(measured per request: 12 against 6 us for the insert, 17 against 7 us for the look-up).
+Their values pass through the column types' own processors for the dialect, so what they
+store and read back is exactly what SQLAlchemy's statements store and read.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Dialect, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from signer.gbcs.eui import Eui64
-from signer.registry.db import Database
+from signer.registry.db import Database, RawCursor
 from signer.registry.models import Activation
 
 # Core, not the ORM's bulk path: one executemany per batch of a campaign
@@ -55,6 +63,99 @@ def insert_issued(s: Session, issued: Sequence[IssuedActivation]) -> None:
             for a in issued
         ],
     )
+
+
+def insert_campaign_batch(
+    s: Session,
+    *,
+    originator: Eui64,
+    first_counter: int,
+    devices: Sequence[Eui64],
+    image_id: str,
+    execution_time: dt.datetime | None,
+    cancel: bool,
+    issued_at: dt.datetime,
+) -> None:
+    """``insert_issued`` for one batch of a campaign: the requests of ``devices``, in order,
+    have the counters ``first_counter``, ``first_counter + 1``, ... and share everything
+    else, so no ``IssuedActivation`` is made per request only to be read back into the
+    statement's parameters (5 us each, a third of what the row itself costs)."""
+    if not devices:
+        return
+    types = _types(s.get_bind().dialect)
+    shared = (
+        image_id,
+        types.time_in(execution_time),
+        types.bool_in(cancel),
+        types.time_in(issued_at),
+    )
+    origin = originator.hex
+    RawCursor.of(s).executemany(
+        _INSERT, [(origin, first_counter + i, d.hex, *shared) for i, d in enumerate(devices)]
+    )
+
+
+# The model's own table and column names, and markers: nothing from outside.
+_INSERT = (
+    "INSERT INTO activations (originator, counter, device_eui, image_id, execution_time, "
+    "cancel, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_MANY_SQL = (
+    "SELECT counter, device_eui, image_id, execution_time, cancel, issued_at, "
+    "pre_command_signed_at FROM activations WHERE originator = ? AND counter IN ({markers})"
+)
+_CLAIM_SQL = (
+    "UPDATE activations SET pre_command_claimed_at = ? WHERE originator = ? "
+    "AND counter IN ({markers}) AND pre_command_signed_at IS NULL "
+    "AND (pre_command_claimed_at IS NULL OR pre_command_claimed_at <= ?) RETURNING counter"
+)
+_MARK_SQL = (
+    "UPDATE activations SET pre_command_signed_at = ?, pre_command_claimed_at = NULL "
+    "WHERE originator = ? AND counter IN ({markers})"
+)
+#: counters per statement: far below every driver's limit of parameters
+_CHUNK = 1000
+
+
+def _chunks(counters: Sequence[int]) -> list[list[int]]:
+    values = list(counters)
+    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _markers(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class _Types:
+    """The value processors of the table's DateTime and Boolean columns for one dialect."""
+
+    time_in: Callable[[Any], Any]
+    time_out: Callable[[Any], Any]
+    bool_in: Callable[[Any], Any]
+    bool_out: Callable[[Any], Any]
+
+
+_TYPES: dict[tuple[str, str], _Types] = {}
+
+
+def _types(dialect: Dialect) -> _Types:
+    key = (dialect.name, dialect.driver)
+    found = _TYPES.get(key)
+    if found is None:
+        time = _TABLE.c.issued_at.type.dialect_impl(dialect)
+        flag = _TABLE.c.cancel.type.dialect_impl(dialect)
+        found = _TYPES[key] = _Types(
+            time_in=time.bind_processor(dialect) or _same,
+            time_out=time.result_processor(dialect, None) or _same,
+            bool_in=flag.bind_processor(dialect) or _same,
+            bool_out=flag.result_processor(dialect, None) or _same,
+        )
+    return found
 
 
 _MANY = select(
@@ -103,21 +204,32 @@ def get_many(
 ) -> dict[int, IssuedActivation]:
     """The activations with these counters, in one query per thousand."""
     out: dict[int, IssuedActivation] = {}
-    wanted = sorted(set(counters))
-    with db.read() as conn:
-        for i in range(0, len(wanted), 1000):
-            for row in conn.execute(
-                _MANY, {"originator": originator.hex, "counters": wanted[i : i + 1000]}
-            ):
-                out[row.counter] = IssuedActivation(
+    types = _types(db.engine.dialect)
+    times: dict[Any, dt.datetime | None] = {}  # a batch shares its issue time: read once
+
+    def time(value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        found = times.get(value)
+        if found is None:
+            found = times[value] = _aware(types.time_out(value))
+        return found
+
+    origin = originator.hex
+    with db.cursor() as cur:
+        for chunk in _chunks(sorted(set(counters))):
+            sql = _MANY_SQL.format(markers=_markers(len(chunk)))
+            for row in cur.execute(sql, (origin, *chunk)).fetchall():
+                counter, device, image_id, execution_time, cancel, issued_at, signed_at = row
+                out[counter] = IssuedActivation(
                     originator=originator,
-                    counter=row.counter,
-                    device=Eui64(bytes.fromhex(row.device_eui)),
-                    image_id=row.image_id,
-                    execution_time=_aware(row.execution_time),
-                    cancel=row.cancel,
-                    issued_at=_aware(row.issued_at) or row.issued_at,
-                    pre_command_signed_at=_aware(row.pre_command_signed_at),
+                    counter=counter,
+                    device=Eui64(bytes.fromhex(device)),
+                    image_id=image_id,
+                    execution_time=time(execution_time),
+                    cancel=types.bool_out(cancel),
+                    issued_at=time(issued_at) or issued_at,  # NOT NULL: never the latter
+                    pre_command_signed_at=time(signed_at),
                 )
     return out
 
@@ -131,39 +243,34 @@ def claim_pre_commands(
 ) -> set[int]:
     """Claim these activations' pre-commands for signing; returns the counters claimed.
 
-    One atomic UPDATE ... RETURNING per call: of two concurrent claims, one wins each row,
-    so a pre-command is signed once. A claim is a lease: one whose signer died, or could
-    not release it, can be claimed again after `CLAIM_LEASE`. Only `mark_signed`, in the
+    One atomic UPDATE ... RETURNING per thousand counters, all in one transaction: of two
+    concurrent claims, one wins each row, so a pre-command is signed once. A claim is a
+    lease: one whose signer died, or could not release it, can be claimed again after
+    `CLAIM_LEASE`. Only `mark_signed`, in the
     signatures' audit transaction, makes a pre-command signed for good.
     """
     if not counters:
         return set()
-    with db.session() as s:
-        rows = s.execute(
-            update(Activation)
-            .where(
-                Activation.originator == originator.hex,
-                Activation.counter.in_(list(counters)),
-                Activation.pre_command_signed_at.is_(None),
-                or_(
-                    Activation.pre_command_claimed_at.is_(None),
-                    Activation.pre_command_claimed_at <= now - CLAIM_LEASE,
-                ),
+    types = _types(db.engine.dialect)
+    at, expired = types.time_in(now), types.time_in(now - CLAIM_LEASE)
+    claimed: set[int] = set()
+    with db.cursor() as cur:  # one transaction: every chunk's claims, or none
+        for chunk in _chunks(counters):
+            sql = _CLAIM_SQL.format(markers=_markers(len(chunk)))
+            claimed.update(
+                int(r[0]) for r in cur.execute(sql, (at, originator.hex, *chunk, expired))
             )
-            .values(pre_command_claimed_at=now)
-            .returning(Activation.counter)
-        )
-        return {int(r[0]) for r in rows}
+        cur.commit()
+    return claimed
 
 
 def mark_signed(s: Session, originator: Eui64, counters: Sequence[int], now: dt.datetime) -> None:
     """Inside the audit records' transaction: signed exactly when the records commit."""
-    if counters:
-        s.execute(
-            update(Activation)
-            .where(Activation.originator == originator.hex, Activation.counter.in_(list(counters)))
-            .values(pre_command_signed_at=now, pre_command_claimed_at=None)
-        )
+    if not counters:
+        return
+    cur, at = RawCursor.of(s), _types(s.get_bind().dialect).time_in(now)
+    for chunk in _chunks(counters):
+        cur.execute(_MARK_SQL.format(markers=_markers(len(chunk))), (at, originator.hex, *chunk))
 
 
 def release_pre_commands(db: Database, originator: Eui64, counters: Sequence[int]) -> None:

@@ -14,13 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from signer.duis.activation import build_activate_firmware
+from signer.duis.activation import activate_firmware_builder
 from signer.duis.request import RequestId
 from signer.duis.xmldsig import PendingSignature, prepare_signature
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters
-from signer.registry.activations import IssuedActivation
 from signer.service import signing
 from signer.service.devices import MAX_DEVICES
 from signer.service.duis import xml_signing_key
@@ -66,9 +65,20 @@ def stream_activations(
     _check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
     xml_signing_key(svc)  # fail before the first batch if there is no usable key
+    originator = svc.config.supplier_eui
+    # what every request of the campaign shares, checked and written out once
+    build = activate_firmware_builder(
+        firmware_hash=image.digest, execution_time=spec.execution_time, cancel=spec.cancel
+    )
+    validate = svc.schema.validate if svc.schema is not None else None
+    detail = {
+        "cancel": spec.cancel,
+        "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
+    }
     offset = 0
     for batch in batches:
         xml_key, xml_cert = xml_signing_key(svc)  # per batch: a key retired mid-campaign stops
+        issuer, serial = xml_cert.issuer_name, xml_cert.serial
         given = _batch_devices(batch, offset)
         offset += len(batch)
         devices = [d for d in given if isinstance(d, Eui64)]
@@ -79,14 +89,9 @@ def stream_activations(
         selection = select_eligible(svc, image, devices)
         refusals = {r.device: r for r in selection.refused}
         accepted = [d for g in selection.groups for d in g.devices]
-        first = counters.reserve(svc.db, svc.config.supplier_eui, len(accepted)) if accepted else 0
+        first = counters.reserve(svc.db, originator, len(accepted)) if accepted else 0
         now = svc.clock()
-        counter_of = {d: first + i for i, d in enumerate(accepted)}
         results: list[BuiltActivation | DeviceRefusal]
-        detail = {
-            "cancel": spec.cancel,
-            "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
-        }
         with signing.batch(svc) as signer:  # one audit transaction per batch
             # issued in the same transaction as the batch's audit records: a request whose
             # signature was not recorded was never issued, so no pre-command can be signed
@@ -94,49 +99,32 @@ def stream_activations(
             if accepted:  # an all-refused batch signs nothing and needs no audit lock
                 signer.along(
                     partial(
-                        activations.insert_issued,
-                        issued=[
-                            IssuedActivation(
-                                originator=svc.config.supplier_eui,
-                                counter=counter_of[d],
-                                device=d,
-                                image_id=image.record.image_id,
-                                execution_time=spec.execution_time,
-                                cancel=spec.cancel,
-                                issued_at=now,
-                            )
-                            for d in accepted
-                        ],
+                        activations.insert_campaign_batch,
+                        originator=originator,
+                        image_id=image.record.image_id,
+                        execution_time=spec.execution_time,
+                        cancel=spec.cancel,
+                        issued_at=now,
+                        first_counter=first,
+                        devices=accepted,
                     )
                 )
             # in phases over the batch, not device by device: the token signs back to back
             # and each step's code stays warm (measured: a third less time per document)
-            built: list[tuple[Eui64, RequestId, PendingSignature]] = []
-            for d in accepted:
-                request_id = RequestId(
-                    originator=svc.config.supplier_eui, target=d, counter=counter_of[d]
-                )
-                root = build_activate_firmware(
-                    request_id=request_id,
-                    firmware_hash=image.digest,
-                    execution_time=spec.execution_time,
-                    cancel=spec.cancel,
-                )
-                if svc.schema is not None:
-                    svc.schema.validate(root)
-                built.append(
-                    (
-                        d,
-                        request_id,
-                        prepare_signature(
-                            root, issuer_name=xml_cert.issuer_name, serial=xml_cert.serial
-                        ),
-                    )
-                )
+            request_ids = [
+                RequestId(originator=originator, target=d, counter=first + i)
+                for i, d in enumerate(accepted)
+            ]
+            pending: list[PendingSignature] = []
+            for request_id in request_ids:
+                root = build(request_id)
+                if validate is not None:
+                    validate(root)
+                pending.append(prepare_signature(root, issuer_name=issuer, serial=serial))
             signatures = signer.sign_all(
                 xml_key,
-                [p.digest for _, _, p in built],
-                [r for _, r, _ in built],
+                [p.digest for p in pending],
+                request_ids,
                 purpose=KeyPurpose.XML_SIGN,
                 operation=signing.ACTIVATION_SIGN,
                 image_id=image.record.image_id,
@@ -144,10 +132,10 @@ def stream_activations(
                 details=detail,
             )
             documents = {
-                d: BuiltActivation(device=d, request_id=r, document=p.finish(sig))
-                for (d, r, p), sig in zip(built, signatures, strict=True)
+                r.target: BuiltActivation(device=r.target, request_id=r, document=p.finish(sig))
+                for r, p, sig in zip(request_ids, pending, signatures, strict=True)
             }
-            del built, signatures  # the trees: not held while the caller reads the batch
+            del pending, signatures  # the trees: not held while the caller reads the batch
             results = [
                 d if isinstance(d, DeviceRefusal) else refusals.get(d) or documents[d]
                 for d in given

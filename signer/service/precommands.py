@@ -191,8 +191,12 @@ def sign_pre_commands(
     results: list[SignedPreCommand | PreCommandRefusal | None] = [None] * len(items)
     ready: dict[int, tuple[PreCommand, IssuedActivation, RequestId]] = {}
     seen: set[int] = set()
+    hashes: dict[str, bytes] = {}  # image ID -> firmware hash, once per image, not per item
     for i, (pc, answered, _) in enumerate(items):
-        refusal, entry = _check_one(i, pc, answered, issued.get(pc.counter), supplier)
+        a = issued.get(pc.counter)
+        if a is not None and a.image_id not in hashes:
+            hashes[a.image_id] = bytes.fromhex(a.image_id)
+        refusal, entry = _check_one(i, pc, answered, a, supplier, hashes)
         if refusal is not None:
             results[i] = refusal
         elif entry is not None and entry[1].counter in seen:
@@ -277,7 +281,12 @@ def sign_pre_commands(
 
 
 def _check_one(
-    i: int, pc: PreCommand, answered: RequestId | None, a: IssuedActivation | None, supplier: Eui64
+    i: int,
+    pc: PreCommand,
+    answered: RequestId | None,
+    a: IssuedActivation | None,
+    supplier: Eui64,
+    hashes: dict[str, bytes],
 ) -> tuple[PreCommandRefusal | None, tuple[PreCommand, IssuedActivation, RequestId] | None]:
     if a is None:
         return PreCommandRefusal(
@@ -291,7 +300,7 @@ def _check_one(
     expected = ExpectedActivation(
         originator=supplier,
         recipient=a.device,
-        firmware_hash=bytes.fromhex(a.image_id),
+        firmware_hash=hashes[a.image_id],
         counter=a.counter,
         execution_time=a.execution_time,
         cancel=a.cancel,

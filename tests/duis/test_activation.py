@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ from signer.errors import FormatError, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.gbcs.precommand import (
     DUIS_CANCEL_EXECUTION_TIME,
+    _parse_common_apdu,
+    _read_apdu,
     check_pre_command,
     parse_pre_command,
     sign_checked_pre_command,
@@ -404,6 +407,52 @@ def test_a_parse_given_for_another_command_is_not_trusted(vectors: Path) -> None
         )
     with pytest.raises(FormatError, match="0x40"):  # unsigned, even with the parse at hand
         build_signed_pre_command(request_id=rid, signed_command=immediate, parsed=parsed)
+
+
+@pytest.mark.parametrize("case", ["IMMEDIATE_SUCCESS", "IMMEDIATE_ERROR"])
+def test_the_immediate_vectors_take_the_fast_path_and_read_the_same(
+    vectors: Path, case: str
+) -> None:
+    """The pre-command of a campaign is read at fixed offsets; what it reads is exactly what
+    the general reader reads (tests/duis/test_properties.py: for any input)."""
+    raw = bytes.fromhex((vectors / "gbcs" / f"CS06_11.3_{case}_PRECOMMAND_GBCS.HEX").read_text())
+    fast = _parse_common_apdu(raw)
+    assert fast is not None
+    assert fast == _read_apdu(raw, field="pre_command")
+    assert parse_pre_command(raw) == fast[0]
+
+
+def with_counter(raw: bytes, counter: bytes) -> bytes:
+    """An immediate pre-command with another INTEGER counter (content: the last TLV)."""
+    content = raw.index(b"\x30", 33)
+    body = raw[content + 2 : content + 36] + bytes((0x02, len(counter))) + counter
+    return raw[: content - 1] + bytes((len(body) + 2, 0x30, len(body))) + body
+
+
+@pytest.mark.parametrize(
+    "counter", [b"\x00", b"\x7f", b"\x00\x80", b"\x01" * 8, b"\x00" + b"\xff" * 8]
+)
+def test_fast_path_counters_read_as_the_general_reader(vectors: Path, counter: bytes) -> None:
+    apdu = with_counter(rtds_pre_command(vectors, "IMMEDIATE"), counter)
+    fast = _parse_common_apdu(apdu)
+    assert fast is not None
+    assert fast == _read_apdu(apdu, field="pre_command")
+    assert fast[0].counter == int.from_bytes(counter, "big")
+
+
+def test_other_layouts_fall_through_to_the_general_reader(vectors: Path) -> None:
+    """Dated pre-commands, long-form lengths, negative, empty or over-wide counters: not the
+    fast path's, so the general reader reads or refuses them, naming the fault."""
+    assert _parse_common_apdu(rtds_pre_command(vectors, "FUTURE_DATED")) is None
+    raw = rtds_pre_command(vectors, "IMMEDIATE")
+    long_form = raw[:1] + b"\x81" + raw[1:]  # transaction-id length 0x81 0x09
+    assert _parse_common_apdu(long_form) is None
+    assert replace(parse_pre_command(long_form), apdu=raw) == parse_pre_command(raw)
+    for counter, fault in ((b"\x80", "negative"), (b"", "empty"), (b"\x01" * 10, "at most 72")):
+        apdu = with_counter(raw, counter)
+        assert _parse_common_apdu(apdu) is None
+        with pytest.raises(FormatError, match=fault):
+            parse_pre_command(apdu)
 
 
 # -- the DCC's response carrying the pre-command ---------------------------------------------

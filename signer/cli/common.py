@@ -89,16 +89,53 @@ def command_name() -> str:
 
 
 def reports_errors(fn: F) -> F:
-    """Print a signer error as one line on stderr and exit 1 (2 for usage errors)."""
+    """Print a signer error as one line on stderr, in words, and exit with its family's code.
+
+    Not found exits 5, everything else 1 (README "Exit codes"); click's usage errors keep 2.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SignerError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            from signer.errors import NotFound
+
+            raise (NotFoundFailure if isinstance(exc, NotFound) else SignerFailure)(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class SignerFailure(click.ClickException):
+    """A signer error as the CLI reports it: ``Error: <message>``, exit 1 (README "Exit
+    codes")."""
+
+    exit_code = 1
+
+    def __init__(self, exc: SignerError) -> None:
+        super().__init__(str(exc).strip() or describe(exc))
+
+
+class NotFoundFailure(SignerFailure):
+    """What was named does not exist: exit 5."""
+
+    exit_code = 5
+
+
+def describe(exc: SignerError) -> str:
+    """What kind of failure an error without a message is, in words (never its class name)."""
+    from signer.errors import ConfigurationError, InvalidInput, NotFound, PolicyRefused, Unavailable
+
+    for family, words in (
+        (NotFound, "not found"),
+        (InvalidInput, "invalid input"),
+        (PolicyRefused, "refused"),
+        (Unavailable, "unavailable"),
+        (ConfigurationError, "configuration error"),
+    ):
+        if isinstance(exc, family):
+            return words
+    return "failed"
 
 
 def run(command: click.Command) -> NoReturn:

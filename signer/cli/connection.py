@@ -81,27 +81,47 @@ class Connection(NamedTuple):
         return grpc.secure_channel(self.server, credentials, options=CHANNEL_OPTIONS)
 
     def fail(self, exc: grpc.RpcError, files: Mapping[str, Path | None] | None = None) -> NoReturn:
-        """Report a failed call on stderr and exit 1.
+        """Report a failed call on stderr, in words, and exit with its code (README "Exit
+        codes": 5 for NOT_FOUND, else 1).
 
         ``files``: the file each request field came from; a refusal that names the field
         (its details start with it) names the file too: ``Error: <file>: <details>``.
+        A hint follows only when the failure suggests one.
         """
-        import grpc
+        from signer.cli.output import ExitCode
 
         code = exc.code()
         details = exc.details() or ""
+        words = _WORDS.get(code.name, code.name.lower().replace("_", " "))
         path = (files or {}).get(re.split(r"[^A-Za-z0-9_]", details, maxsplit=1)[0])
-        if path is not None:
-            click.echo(f"Error: {path}: {code.name}: {details}", err=True)
-            sys.exit(1)
-        click.echo(f"error: {code.name}: {details}", err=True)
-        if code == grpc.StatusCode.UNAVAILABLE and self.tls is None:
-            click.echo(
-                "hint: this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
-                "a server outside development mode needs mTLS",
-                err=True,
+        where = f"{path}: " if path is not None else ""
+        click.echo(f"Error: {where}{words}: {details}" if details else f"Error: {words}", err=True)
+        hint = self._hint(code.name, details)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
+        sys.exit(int(ExitCode.NOT_FOUND if code.name == "NOT_FOUND" else ExitCode.ERROR))
+
+    def _hint(self, code: str, details: str) -> str | None:
+        """A hint that fits the failure: a refused connection is not a TLS problem."""
+        text = details.lower()
+        if code == "UNAVAILABLE" and ("resolving" in text or "lookup" in text):
+            return f"the name in {self.server} does not resolve (--server or $SIGNER_SERVER)"
+        if code == "UNAVAILABLE" and "connection refused" in text:
+            return (
+                f"nothing answers at {self.server}: is the server running there? "
+                "(--server or $SIGNER_SERVER)"
             )
-        sys.exit(1)
+        if self.tls is None and code in ("UNAVAILABLE", "UNKNOWN", "INTERNAL"):
+            return (
+                "this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
+                "a server outside development mode needs mTLS"
+            )
+        if self.tls is not None and ("handshake" in text or "ssl" in text or "certificate" in text):
+            return (
+                "the TLS handshake failed: check that --tls-ca is the CA of the server's "
+                "certificate and that the server trusts this client's certificate"
+            )
+        return None
 
     def call(self, name: str, request: Any, files: Mapping[str, Path | None] | None = None) -> Any:
         """One unary call on a channel of its own; ``files`` as for `fail`."""
@@ -141,3 +161,21 @@ def connection_options(fn: F) -> F:
         help="Address of the signer service.",
     )(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+#: gRPC status codes as the CLI reports them, in words
+_WORDS = {
+    "INVALID_ARGUMENT": "invalid request",
+    "FAILED_PRECONDITION": "refused",
+    "NOT_FOUND": "not found",
+    "UNAVAILABLE": "server unavailable",
+    "PERMISSION_DENIED": "permission denied",
+    "UNAUTHENTICATED": "not authenticated",
+    "DEADLINE_EXCEEDED": "timed out",
+    "CANCELLED": "cancelled",
+    "RESOURCE_EXHAUSTED": "server busy",
+    "ALREADY_EXISTS": "already exists",
+    "UNIMPLEMENTED": "not implemented by this server",
+    "INTERNAL": "server error",
+    "UNKNOWN": "server error",
+}

@@ -61,8 +61,8 @@ OPTIONAL_COLUMNS: Final = frozenset(
         "band_join_option",
     }
 )
-"""Columns whose cell may be empty. In CSV every column must still be in the header; a JSON
-object may leave these keys out."""
+"""Columns whose cell may be empty, and which a CSV header or a JSON object may leave out
+(extracts often lack them)."""
 
 UPGRADE_FROM_SEPARATOR: Final = ";"
 MAX_TEXT_CHARS: Final = 128
@@ -131,7 +131,8 @@ def read_csv(lines: Iterable[str]) -> Iterator[CplEntry | RowError]:
         if len(cells) != len(header):
             yield RowError(start, None, f"the row has {len(cells)} cells, the header {len(header)}")
             continue
-        yield from _row(dict(zip(header, cells, strict=True)), start, seen, "line")
+        row = dict.fromkeys(OPTIONAL_COLUMNS, "") | dict(zip(header, cells, strict=True))
+        yield from _row(row, start, seen, "line")
     if header is None:
         yield RowError(1, None, "no header line: the file is empty")
 
@@ -266,7 +267,7 @@ def _header_problem(header: list[str]) -> str | None:
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         problems.append(f"unknown column(s) {', '.join(repr(c) for c in unknown)}")
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
     repeated = sorted({c for c in header if header.count(c) > 1})
@@ -274,7 +275,9 @@ def _header_problem(header: list[str]) -> str | None:
         problems.append(f"repeated column(s) {', '.join(repeated)}")
     if not problems:
         return None
-    return "; ".join(problems) + f" (expected: {', '.join(COLUMNS)})"
+    return "; ".join(problems) + (
+        f" (expected: {', '.join(COLUMNS)}; optional: {', '.join(sorted(OPTIONAL_COLUMNS))})"
+    )
 
 
 class _Row:

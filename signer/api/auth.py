@@ -19,14 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health
-from grpc_reflection.v1alpha import reflection
 
+from signer.api import reflection
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.callctx import UNAUTHENTICATED
 from signer.api.handlers import (
@@ -39,6 +39,8 @@ from signer.api.handlers import (
     wrap,
 )
 from signer.api.revocation import utc_now
+from signer.api.richdetails import Details, trailer
+from signer.api.status import reason_code
 from signer.caller import Caller, current
 from signer.errors import ConfigurationError
 from signer.metrics import AUTH_DENIED
@@ -57,7 +59,7 @@ RPC_NAMES: tuple[str, ...] = tuple(m.name for m in _SERVICE.methods)
 #: Open to every client that passed the TLS handshake, whatever its roles: load balancers and
 #: orchestrators probe health with whatever certificate they were given, and reflection only
 #: describes the public API. Neither reveals a key, an image or a device, nor signs anything.
-OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+OPEN_SERVICES = frozenset({health.SERVICE_NAME, *reflection.SERVICE_NAMES})
 #: subjectAltName forms as `signer.caller.Caller.alt_names` spells them
 SAN_PREFIXES = ("DNS:", "URI:", "email:", "IP:")
 #: attribute names OpenSSL prints (``-nameopt RFC2253``) that cryptography does not know
@@ -326,7 +328,13 @@ class AuthInterceptor(ServerInterceptor):
             # were ever misconfigured, refuse rather than treat the caller as anyone
             AUTH_DENIED.labels(reason="no_certificate").inc()
             log.warning("refused %s: no verified client certificate", method)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+            _deny(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "a client certificate is required",
+                "no_certificate",
+                {"method": method},
+            )
         revoked = snapshot.revocations.refusal(pem, utc_now())
         if revoked is not None:  # health and reflection included: revoked is revoked
             AUTH_DENIED.labels(reason=revoked.reason).inc()
@@ -336,7 +344,13 @@ class AuthInterceptor(ServerInterceptor):
                 revoked.message,
                 extra={"grpc_method": rpc.method, "auth_reason": revoked.reason},
             )
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, revoked.message)
+            _deny(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                revoked.message,
+                revoked.reason,
+                {"method": method},
+            )
         refusal = snapshot.policy.refusal(caller, rpc)
         if refusal is not None:
             AUTH_DENIED.labels(reason="permission_denied").inc()
@@ -345,4 +359,21 @@ class AuthInterceptor(ServerInterceptor):
                 refusal,
                 extra={"grpc_method": rpc.method, "auth_reason": "permission_denied"},
             )
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            about = {"method": method}
+            about["roles_held"] = ",".join(snapshot.policy.roles_of(caller))
+            if rpc.service == SERVICE:
+                about["roles_needed"] = ",".join(snapshot.policy.roles_for(rpc.method))
+            _deny(context, grpc.StatusCode.PERMISSION_DENIED, refusal, "permission_denied", about)
+
+
+def _deny(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    metadata: dict[str, str],
+) -> NoReturn:
+    """End the call with ``code``, and the reason (the `signer_auth_denied_total` label,
+    upper-cased) in the rich error details."""
+    context.set_trailing_metadata(trailer(code, message, Details(reason_code(reason), metadata)))
+    context.abort(code, message)

@@ -2,8 +2,10 @@
 
 Innermost interceptor, on the FirmwareSigner methods only (health and reflection keep
 grpc's own handling): a `SignerError` becomes its status through `status.status_for`, with
-an `InvalidInput`'s field and offset as trailing metadata; any other exception is a bug,
-INTERNAL and logged with its traceback, its text never sent. ``signer_refusals_total``
+the rich error details (`richstatus`: a `google.rpc.Status` in ``grpc-status-details-bin``)
+and, for one more release, an `InvalidInput`'s field and offset as ``signer-field`` and
+``signer-offset`` trailing metadata; any other exception is a bug, INTERNAL and logged with
+its traceback, its text never sent. ``signer_refusals_total``
 counts here and only here: devices and pre-commands refused inside a response, each device
 of a call refused whole (`DevicesRefused`), a CS06 pre-command refused (`PreCommandRefused`).
 Request bytes that do not decode (`decoding`) are INVALID_ARGUMENT here too; in a request
@@ -13,7 +15,6 @@ stream the call ends at the undecodable message, after the results already sent.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -32,27 +33,23 @@ from signer.api.handlers import (
     Wrapped,
     wrap,
 )
-from signer.api.status import status_for
+from signer.api.richdetails import Details, trailer
+from signer.api.richstatus import error_details
+from signer.api.status import INTERNAL, refusal_reason, status_for
 from signer.errors import DevicesRefused, InvalidInput, SignerError
 from signer.metrics import REFUSALS
 from signer.service.precommands import PreCommandRefused
 
 log = logging.getLogger("signer.api.servicer")  # the name these lines have always logged under
 _SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
-MAX_DETAILS = 4000
-#: reason codes are identifiers; anything else (free text) is counted as this
-OTHER_REASON = "other"
-_REASON = re.compile(r"[a-z][a-z0-9_]{0,47}")
+#: characters of a status message at most: it travels twice in the trailers (grpc-message,
+#: and in the rich `google.rpc.Status`), which clients cap at 8 KiB (`signer.api.richstatus`)
+MAX_DETAILS = 2000
 #: the refusal messages of the API, and the field of each that holds its reason code
 _REASON_FIELD = {
     pb.DeviceRefusal.DESCRIPTOR.full_name: "reason",
     pb.PreCommandRefusal.DESCRIPTOR.full_name: "code",
 }
-
-
-def refusal_reason(code: str) -> str:
-    """A reason code as a label value: free text never becomes a series of its own."""
-    return code if _REASON.fullmatch(code) else OTHER_REASON
 
 
 def count_refusals(reasons: list[str]) -> None:
@@ -223,20 +220,27 @@ def _internal(
     if fault is not None:
         _abort(context, fault, method)
     log.exception("%s failed unexpectedly", method)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    message = "internal error; see the server log"
+    context.set_trailing_metadata(trailer(INTERNAL.code, message, Details(INTERNAL.reason)))
+    context.abort(INTERNAL.code, message)
 
 
 def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> NoReturn:
     remaining = context.time_remaining()
-    code = status_for(exc, deadline_passed=remaining is not None and remaining <= 0)
+    deadline_passed = remaining is not None and remaining <= 0
+    code = status_for(exc, deadline_passed=deadline_passed)
     count_refusals(error_reasons(exc))
-    if isinstance(exc, InvalidInput):
-        meta = [("signer-field", exc.field or "")]
+    meta: list[tuple[str, str | bytes]] = []
+    if isinstance(exc, InvalidInput):  # superseded by the rich details; kept for one release
+        meta.append(("signer-field", exc.field or ""))
         if exc.offset is not None:
             meta.append(("signer-offset", str(exc.offset)))
-        context.set_trailing_metadata(tuple(meta))
     message = str(exc)
     if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
         message = message[:MAX_DETAILS] + " ..."
+    subject = f"{_SERVICE.full_name}/{method}"
+    details = error_details(exc, subject=subject, deadline_passed=deadline_passed)
+    meta.extend(trailer(code, message, details))
+    context.set_trailing_metadata(tuple(meta))
     log.info("%s refused: %s %s", method, code.name, message)
     context.abort(code, message)

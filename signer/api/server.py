@@ -15,7 +15,6 @@ from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.api.auth import AuthInterceptor
@@ -25,6 +24,7 @@ from signer.api.health import SERVICE, HealthMonitor
 from signer.api.metrics_endpoint import MetricsEndpoint, bind_metrics
 from signer.api.metrics_interceptor import MetricsInterceptor
 from signer.api.outcome import OutcomeInterceptor
+from signer.api.reflection import enable_server_reflection
 from signer.api.reload import TransportState
 from signer.api.servicer import FirmwareSigner
 from signer.config import Config
@@ -170,9 +170,7 @@ def attach(listeners: Listeners, services: Services) -> HealthMonitor:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if listeners.health is not None:  # the same answers, without TLS, and nothing else
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, listeners.health)
-    reflection.enable_server_reflection(
-        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_server_reflection((SERVICE, health.SERVICE_NAME), server)  # v1 and v1alpha
     return HealthMonitor(services, health_servicer)
 
 

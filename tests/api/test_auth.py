@@ -19,8 +19,10 @@ import grpc
 import pytest
 from click.testing import CliRunner
 from google.protobuf.descriptor import MethodDescriptor
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from signer.api import auth
 from signer.api._proto.signer.v1 import signer_pb2 as pb
@@ -229,6 +231,33 @@ def test_health_and_reflection_are_open_to_any_authenticated_client(tls: TlsServ
         )
     )
     assert auth.SERVICE in {s.name for s in answers[0].list_services_response.service}
+    # reflection v1 too: its messages are v1alpha's on the wire (signer.api.reflection)
+    v1 = tls.channel("stranger").stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    [answer] = list(v1(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    assert auth.SERVICE in {s.name for s in answer.list_services_response.service}
+
+
+def test_a_denial_carries_the_rich_error_details(tls: TlsServer) -> None:
+    stub = pb_grpc.FirmwareSignerStub(tls.channel("supplier"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.VerifyManufacturer(pb.VerifyManufacturerRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    status = rpc_status.from_call(err.value)  # type: ignore[arg-type]
+    assert status is not None
+    assert (status.code, status.message) == (err.value.code().value[0], err.value.details())
+    [packed] = status.details
+    info = error_details_pb2.ErrorInfo()
+    assert packed.Unpack(info)
+    assert (info.reason, info.domain) == ("PERMISSION_DENIED", "signer.v1")
+    assert dict(info.metadata) == {
+        "method": "signer.v1.FirmwareSigner/VerifyManufacturer",
+        "roles_held": "supplier",
+        "roles_needed": "manufacturer",
+    }
 
 
 HANDSHAKE_FAILURES = "signer_tls_handshake_failures_total"
@@ -319,7 +348,7 @@ def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer, tmp_pat
     # past the handshake and the policy: the junk itself is refused
     assert allowed.exit_code == 1
     # the refused field came from a file: the CLI names it (issue 13)
-    assert allowed.stderr.startswith(f"Error: {junk}: INVALID_ARGUMENT: upgrade_image"), (
+    assert allowed.stderr.startswith(f"Error: {junk}: invalid request: upgrade_image"), (
         allowed.output
     )
 
@@ -335,7 +364,7 @@ def test_cli_client_over_mtls_with_flags_and_environment(tls: TlsServer, tmp_pat
     )
     assert denied.exit_code == 1
     assert (
-        "error: PERMISSION_DENIED: VerifyManufacturer needs role manufacturer; "
+        "Error: permission denied: VerifyManufacturer needs role manufacturer; "
         "client CN=supplier-client,O=Signer Tests has roles: supplier"
     ) in denied.stderr
 

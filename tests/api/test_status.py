@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.outcome import OutcomeInterceptor, RefusalField, refusal_fields
+from signer.api.outcome import MAX_DETAILS, OutcomeInterceptor, RefusalField, refusal_fields
 from signer.api.status import status_for
 from signer.errors import (
     CallEnded,
@@ -84,6 +87,12 @@ def _resign(request: pb.ResignRequest, context: grpc.ServicerContext) -> pb.Resi
         raise DevicesRefused(
             "all refused", [("d1", "unknown_device", "t"), ("d2", "no key (free text)", "t")]
         )
+    if what == "many-refused":  # a long message and 500 violations: over the trailer budget
+        raise DevicesRefused(
+            "all refused",
+            [(f"00-DB-00-00-00-00-{i >> 8:02X}-{i & 0xFF:02X}", "unknown_device", "t" * 80)
+             for i in range(500)],
+        )  # fmt: skip
     if what == "bug":
         raise RuntimeError("a secret in a traceback")
     if what == "long":
@@ -191,7 +200,7 @@ def test_errors_become_their_status_with_field_and_offset(
     with pytest.raises(grpc.RpcError) as err:
         stub.Resign(pb.ResignRequest(image_id="long"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    assert err.value.details() == "x" * 4000 + " ..."
+    assert err.value.details() == "x" * MAX_DETAILS + " ..."
 
 
 def test_a_bug_is_internal_and_logged_and_other_services_keep_grpcs_handling(
@@ -207,6 +216,70 @@ def test_a_bug_is_internal_and_logged_and_other_services_keep_grpcs_handling(
     with pytest.raises(grpc.RpcError) as err:
         outcome.unary_unary("/test.v1.Other/Unary", None, None)(b"")
     assert err.value.code() == grpc.StatusCode.UNKNOWN
+
+
+def _rich(error: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[Any]]:
+    """ErrorInfo and the other details, as grpcio-status reads them."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None and status.message == error.details()
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.domain == "signer.v1"
+    rest: list[Any] = []
+    for item in status.details[1:]:
+        kind = (
+            error_details_pb2.BadRequest
+            if item.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+            else error_details_pb2.PreconditionFailure
+        )
+        rest.append(kind())
+        assert item.Unpack(rest[-1])
+    return info, rest
+
+
+def test_every_error_carries_the_rich_details(outcome: grpc.Channel) -> None:
+    stub = pb_grpc.FirmwareSignerStub(outcome)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Resign(pb.ResignRequest(image_id="invalid"))
+    info, [bad] = _rich(err.value)
+    assert info.reason == "MALFORMED_INPUT"
+    assert dict(info.metadata) == {"field": "upgrade_image", "offset": "7"}
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("upgrade_image", "bad tail byte (at byte offset 7)")
+    ]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SignPreCommand(pb.SignPreCommandRequest())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info, [failure] = _rich(err.value)
+    assert info.reason == "PRE_COMMAND_NOT_ISSUED"  # the refusal's own code
+    assert info.metadata["code"] == "pre_command_not_issued"
+    assert [(v.type, v.subject) for v in failure.violations] == [
+        ("PRE_COMMAND_NOT_ISSUED", "pre_command")
+    ]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Resign(pb.ResignRequest(image_id="bug"))
+    info, rest = _rich(err.value)
+    assert (info.reason, rest) == ("INTERNAL_ERROR", [])
+    call = stub.StreamSignPreCommands(iter([pb.PreCommandBatch(pre_commands=[b"fail"])]))
+    next(call)
+    with pytest.raises(grpc.RpcError) as err:  # mid-stream, after a result
+        next(call)
+    info, rest = _rich(err.value)
+    assert (info.reason, rest) == ("BACKEND_UNAVAILABLE", [])
+
+
+def test_details_never_push_the_trailer_over_the_clients_limit(outcome: grpc.Channel) -> None:
+    """grpc-core clients refuse trailers over 8 KiB, at random, as RESOURCE_EXHAUSTED: many
+    calls, each with a long message and 500 refused devices, all arrive as they were sent."""
+    stub = pb_grpc.FirmwareSignerStub(outcome)
+    for _ in range(100):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Resign(pb.ResignRequest(image_id="many-refused"))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert len(err.value.details() or "") == MAX_DETAILS + len(" ...")
+    info, [failure] = _rich(err.value)
+    assert info.reason == "DEVICES_REFUSED" and info.metadata["devices"] == "500"
+    kept = len(failure.violations)
+    assert kept > 0 and int(info.metadata["violations_omitted"]) == 500 - kept
 
 
 def test_every_refusal_a_client_learns_of_is_counted_once(outcome: grpc.Channel) -> None:

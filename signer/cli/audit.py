@@ -6,13 +6,13 @@ database code is imported when a command runs, not for `--help`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from signer.cli.common import config_option, load, reports_errors
+from signer.cli.output import ExitCode, emit_json, exit_with, json_option
 
 if TYPE_CHECKING:
     from signer.service.audit import ChainReport
@@ -37,11 +37,11 @@ def audit() -> None:
     help="A head hash printed by an earlier verify and kept outside this database: "
     "checks it is still a record of the chain (a rewritten chain fails).",
 )
-@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@json_option
 @config_option
 @reports_errors
 def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) -> None:
-    """Check the whole chain; exit 0 when intact, 1 naming the first bad record.
+    """Check the whole chain; exit 0 when intact, 3 naming the first bad record.
 
     Every record's hash is recomputed from its fields and its link to the record before
     it is checked, in seq order, up to the head row (which must name the last record).
@@ -49,19 +49,16 @@ def audit_verify(anchor: str | None, as_json: bool, config_path: Path | None) ->
     prints somewhere the database's administrators cannot write, and pass it as --anchor
     next time.
     """
-    import json
-
     from signer.service import audit as trail
     from signer.service.database import registry_database
 
     with registry_database(load(config_path)) as db:
         report = trail.verify_chain(db, trail.Anchor.parse(anchor) if anchor else None)
     if as_json:
-        click.echo(json.dumps(_report_json(report), sort_keys=True))
+        emit_json(_report_json(report))
     else:
         _print_report(report)
-    if not report.intact:
-        sys.exit(1)
+    exit_with(ExitCode.OK if report.intact else ExitCode.NOT_VERIFIED)
 
 
 @audit.command("export")

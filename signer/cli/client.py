@@ -8,9 +8,9 @@ command when it runs, so that `--help` stays as quick as `signer --help`.
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,6 +23,14 @@ from signer.cli.files import (
     read_input,
     read_or_empty,
     safe_name,
+)
+from signer.cli.output import (
+    ExitCode,
+    emit_json,
+    emit_json_line,
+    exit_with,
+    json_option,
+    refusal_line,
 )
 
 
@@ -43,8 +51,9 @@ from signer.cli.files import (
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the verdict as JSON here (default: stdout).",
+    help="Also write the verdict as JSON here (the document --json prints).",
 )
+@json_option
 @connection_options
 def verify(
     ota_header: Path | None,
@@ -54,12 +63,18 @@ def verify(
     signature: Path | None,
     hash_file: Path | None,
     out: Path | None,
+    as_json: bool,
     connection: Connection,
 ) -> None:
-    """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not."""
-    from google.protobuf import json_format
+    """Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not.
+
+    Prints the verdict, the image ID and each check; --json prints the response with the
+    API's field names (bytes in hex).
+    """
+    import json
 
     from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.cli.output import jsonable, message_dict
 
     if gbcs_file:
         req = pb.VerifyManufacturerRequest(
@@ -95,13 +110,19 @@ def verify(
         "hash": hash_file,
     }
     resp = connection.call("VerifyManufacturer", req, files)
-    text = json_format.MessageToJson(resp, always_print_fields_with_no_presence=True)
+    verdict = message_dict(resp)
     if out:
-        out.write_text(text + "\n")
-        click.echo(f"{'VERIFIED' if resp.verified else 'NOT VERIFIED'} image {resp.image_id}")
+        out.write_text(json.dumps(jsonable(verdict), indent=2, sort_keys=True) + "\n")
+    if as_json:
+        emit_json(verdict)
     else:
-        click.echo(text)
-    sys.exit(0 if resp.verified else 3)
+        click.echo(f"{'VERIFIED' if resp.verified else 'NOT VERIFIED'} image {resp.image_id}")
+        if resp.cpl_entry_id:
+            click.echo(f"CPL entry {resp.cpl_entry_id}")
+        for check in resp.checks:
+            said = f": {check.detail}" if check.detail else ""
+            click.echo(f"  {check.name}: {'passed' if check.passed else 'FAILED'}{said}")
+    exit_with(ExitCode.OK if resp.verified else ExitCode.NOT_VERIFIED)
 
 
 @click.command()
@@ -115,6 +136,7 @@ def verify(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write one upgrade image per key, and result.json.",
 )
+@json_option
 @connection_options
 def resign(
     image_id: str,
@@ -122,45 +144,55 @@ def resign(
     devices_file: Path | None,
     force_replace: bool,
     out_dir: Path,
+    as_json: bool,
     connection: Connection,
 ) -> None:
     """Re-sign a verified image for devices (Resign): one upgrade image per key.
 
     Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
-    OUT_DIR/result.json listing which devices each image serves and which were refused.
+    OUT_DIR/result.json listing which devices each image serves and which were refused
+    (the document --json prints: the response's fields, each image's bytes replaced by
+    the file they were written to). Exit 0, or 4 when some devices were refused.
     """
     import json
 
     from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.cli.output import jsonable, message_dict
 
     req = pb.ResignRequest(
         image_id=image_id, device_ids=device_list(device, devices_file), force_replace=force_replace
     )
     resp = connection.call("Resign", req, {"device_ids": devices_file})
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "image_id": resp.image_id,
-        "images": [],
-        "refused": [
-            {"device_id": r.device_id, "reason": r.reason, "detail": r.detail} for r in resp.refused
-        ],
-    }
+    paths = []
     for img in resp.images:
         path = out_dir / f"{safe_name(img.key_label)}.bin"  # labels are unique on a token
         path.write_bytes(img.upgrade_image)
-        summary["images"].append(
-            {
-                "file": str(path),
-                "key_label": img.key_label,
-                "key_ski": img.key_ski.hex(),
-                "certificate_serial": img.certificate_serial,
-                "device_ids": list(img.device_ids),
-            }
-        )
-        click.echo(f"{path}: key {img.key_label} for {len(img.device_ids)} device(s)")
-    for r in resp.refused:
-        click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+        img.ClearField("upgrade_image")  # written: not to be converted to text
+        paths.append(path)
+    summary = message_dict(resp)
+    for written, path in zip(summary["images"], paths, strict=True):
+        written.pop("upgrade_image", None)
+        written["file"] = str(path)
+    (out_dir / "result.json").write_text(
+        json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n"
+    )
+    if as_json:
+        emit_json(summary)
+    else:
+        for written in summary["images"]:
+            click.echo(
+                f"{written['file']}: key {written['key_label']} "
+                f"for {len(written['device_ids'])} device(s)"
+            )
+        _refusals(resp.refused)
+    exit_with(ExitCode.SOME_REFUSED if resp.refused else ExitCode.OK)
+
+
+def _refusals(refused: Iterable[Any]) -> None:
+    """One line per refused device (pb.DeviceRefusal), its upgrade path where there is one."""
+    for r in refused:
+        click.echo(refusal_line(r.device_id, r.reason, r.detail, r.upgrade_path))
 
 
 @click.command("build-duis")
@@ -179,6 +211,7 @@ def resign(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the signed DUIS XML.",
 )
+@json_option
 @connection_options
 def build_duis(
     image_id: str | None,
@@ -189,10 +222,16 @@ def build_duis(
     service: str,
     force_replace: bool,
     out: Path,
+    as_json: bool,
     connection: Connection,
 ) -> None:
-    """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS)."""
+    """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS).
+
+    --json prints the response's fields, the request's bytes replaced by the file they
+    were written to. Exit 0, or 4 when some devices were refused.
+    """
     from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.cli.output import message_dict
 
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
@@ -211,9 +250,16 @@ def build_duis(
         "BuildDUIS", req, {"upgrade_image": upgrade_image, "device_ids": devices_file}
     )
     out.write_bytes(resp.duis_request)
-    click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
-    for r in resp.refused:
-        click.echo(f"refused {r.device_id}: {r.reason}: {r.detail}")
+    if as_json:
+        resp.ClearField("duis_request")  # written: not to be converted to text
+        built = message_dict(resp)
+        built.pop("duis_request", None)
+        built["file"] = str(out)
+        emit_json(built)
+    else:
+        click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
+        _refusals(resp.refused)
+    exit_with(ExitCode.SOME_REFUSED if resp.refused else ExitCode.OK)
 
 
 @click.command()
@@ -234,6 +280,13 @@ def build_duis(
     type=click.Path(file_okay=False, path_type=Path),
     help="Writes <device>.xml per request and refused.jsonl.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='JSON lines on stdout, one per device as it comes: {"request": {...}} or '
+    "{\"refused\": {...}} (the API's field names; each request's bytes replaced by its file).",
+)
 @connection_options
 def activate(
     image_id: str,
@@ -243,11 +296,14 @@ def activate(
     cancel: bool,
     batch: int,
     out_dir: Path,
+    as_json: bool,
     connection: Connection,
 ) -> None:
     """Build signed SR 11.3 Activate Firmware requests (StreamActivation), one per device.
 
-    The device list is streamed, so it may be any length.
+    The device list is streamed, so it may be any length. Each refused device is one line
+    (with its upgrade path where there is one) and one line of OUT_DIR/refused.jsonl.
+    Exit 0, or 4 when some devices were refused.
     """
     import json
 
@@ -256,6 +312,7 @@ def activate(
 
     from signer.api._proto.signer.v1 import signer_pb2 as pb
     from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+    from signer.cli.output import message_dict
 
     spec = pb.ActivationSpec(image_id=image_id, cancel=cancel)
     if at is not None:
@@ -292,26 +349,29 @@ def activate(
             for result in results:
                 if result.WhichOneof("result") == "request":
                     r = result.request
-                    name = safe_name(r.device_id)
-                    (out_dir / f"{name}.xml").write_bytes(r.duis_request)
+                    path = out_dir / f"{safe_name(r.device_id)}.xml"
+                    path.write_bytes(r.duis_request)
                     built += 1
+                    if as_json:
+                        r.ClearField("duis_request")
+                        request = message_dict(r)
+                        request.pop("duis_request", None)
+                        request["file"] = str(path)
+                        emit_json_line({"request": request})
                 else:
                     f = result.refused
-                    rejects.write(
-                        json.dumps(
-                            {
-                                "device_id": f.device_id,
-                                "reason": f.reason,
-                                "detail": f.detail,
-                                "upgrade_path": list(f.upgrade_path),
-                            }
-                        )
-                        + "\n"
-                    )
+                    refusal = message_dict(f)
+                    rejects.write(json.dumps(refusal, sort_keys=True) + "\n")
                     refused += 1
+                    if as_json:
+                        emit_json_line({"refused": refusal})
+                    else:
+                        click.echo(refusal_line(f.device_id, f.reason, f.detail, f.upgrade_path))
         except grpc.RpcError as exc:
             connection.fail(exc)
-    click.echo(f"{built} request(s) in {out_dir}, {refused} refused (refused.jsonl)")
+    if not as_json:
+        click.echo(f"{built} request(s) in {out_dir}, {refused} refused (refused.jsonl)")
+    exit_with(ExitCode.SOME_REFUSED if refused else ExitCode.OK)
 
 
 @click.command("sign-precommand")
@@ -333,20 +393,24 @@ def activate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Writes signed-pre-command.bin and signed-pre-command.xml.",
 )
+@json_option
 @connection_options
 def sign_precommand(
     pre_command: Path | None,
     dcc_response: Path | None,
     unauthenticated_gbcs: bool,
     out_dir: Path,
+    as_json: bool,
     connection: Connection,
 ) -> None:
     """Check a CS06 pre-command against the 11.3 request it answers and sign it.
 
     Give the DCC's signed DUIS response (--dcc-response), or the raw pre-command with
-    --unauthenticated-gbcs.
+    --unauthenticated-gbcs. --json prints the response's fields, the DUIS request's bytes
+    replaced by the file they were written to.
     """
     from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.cli.output import message_dict
 
     if (pre_command is None) == (dcc_response is None):
         raise click.UsageError("give exactly one of --pre-command or --dcc-response")
@@ -369,9 +433,17 @@ def sign_precommand(
     files = {"pre_command": pre_command, "dcc_response": dcc_response}
     resp = connection.call("SignPreCommand", req, files)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "signed-pre-command.bin").write_bytes(resp.signed_pre_command)
-    (out_dir / "signed-pre-command.xml").write_bytes(resp.duis_request)
-    click.echo(f"signed for {resp.device_id} (RequestID {resp.request_id}) in {out_dir}")
+    binary, xml = out_dir / "signed-pre-command.bin", out_dir / "signed-pre-command.xml"
+    binary.write_bytes(resp.signed_pre_command)
+    xml.write_bytes(resp.duis_request)
+    if as_json:
+        resp.ClearField("duis_request")
+        signed = message_dict(resp)
+        signed.pop("duis_request", None)
+        signed["file"] = str(xml)
+        emit_json(signed)
+    else:
+        click.echo(f"signed for {resp.device_id} (RequestID {resp.request_id}) in {out_dir}")
 
 
 @click.command()
@@ -382,8 +454,9 @@ def sign_precommand(
     help='Health service name to ask about ("" or signer.v1.FirmwareSigner).',
 )
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
+@json_option
 @connection_options
-def health(service: str, timeout: float, connection: Connection) -> None:
+def health(service: str, timeout: float, as_json: bool, connection: Connection) -> None:
     """Ask the server's gRPC health service; exit 0 only if it answers SERVING.
 
     This is what a container HEALTHCHECK or a probe runs: the server answers SERVING only
@@ -400,5 +473,9 @@ def health(service: str, timeout: float, connection: Connection) -> None:
         except grpc.RpcError as exc:
             connection.fail(exc)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
-    click.echo(status)
-    sys.exit(0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1)
+    if as_json:
+        emit_json({"status": status})  # HealthCheckResponse.status, by its name
+    else:
+        click.echo(status)
+    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+    exit_with(ExitCode.OK if serving else ExitCode.ERROR)

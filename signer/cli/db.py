@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from signer.cli.common import config_option, load, reports_errors
+from signer.cli.output import emit_json, json_option
 
 
 @click.group()
@@ -16,7 +17,7 @@ def db() -> None:
 
 @db.command("upgrade")
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@json_option
 @reports_errors
 def db_upgrade(config_path: Path | None, as_json: bool) -> None:
     """Apply the schema migrations, then exit.
@@ -25,15 +26,11 @@ def db_upgrade(config_path: Path | None, as_json: bool) -> None:
     advisory lock on PostgreSQL, a file lock on SQLite), so running this first (a
     Kubernetes Job, a deploy step) only makes the order visible.
     """
-    import json
-
     from signer.service.schema import upgrade
 
     result = upgrade(load(config_path).database_url)
     if as_json:
-        click.echo(
-            json.dumps({"before": result.before, "after": result.after, "changed": result.changed})
-        )
+        emit_json({"before": result.before, "after": result.after, "changed": result.changed})
     elif result.changed:
         click.echo(f"schema migrated from {result.before or '(empty)'} to {result.after}")
     else:

@@ -15,8 +15,10 @@ import click
 
 from signer.cli.common import actor, config_option, load, reports_errors, services
 from signer.cli.files import about
+from signer.cli.output import emit_json, json_option, table
 
 if TYPE_CHECKING:
+    from signer.registry.keys import KeyRecord
     from signer.service.keys.views import KeyView
 
 KEY_HELP = "The key: its label, or a PKCS#11 URI such as pkcs11:token=T;object=L."
@@ -52,9 +54,10 @@ def keys() -> None:
     metavar="LABEL|URI",
     help="Label of the new key (a URI may also fix its 8-byte CKA_ID with id=).",
 )
+@json_option
 @config_option
 @reports_errors
-def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
+def keys_generate(purpose: str, name: str, as_json: bool, config_path: Path | None) -> None:
     """Generate a P-256 key pair inside the token (non-extractable, sensitive, sign-only).
 
     The key starts `pending`: request its certificate with `signer keys csr`.
@@ -64,6 +67,9 @@ def keys_generate(purpose: str, name: str, config_path: Path | None) -> None:
 
     with services(load(config_path)) as svc:
         record = lifecycle.generate(svc, name, KeyPurpose(purpose), actor=actor())
+    if as_json:
+        emit_json(_record_json(record))
+        return
     click.echo(
         f"generated {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: "
         f"{record.state}"
@@ -104,9 +110,12 @@ def keys_csr(
 @keys.command("install-cert")
 @click.option("--label", "name", required=True, metavar="LABEL|URI", help=KEY_HELP)
 @click.argument("certificate", type=click.File("rb"))
+@json_option
 @config_option
 @reports_errors
-def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None) -> None:
+def keys_install_cert(
+    name: str, certificate: BinaryIO, as_json: bool, config_path: Path | None
+) -> None:
     """Store the issued CERTIFICATE (PEM or DER) next to its key.
 
     Refused unless its public key is the token key's and it passes the SMKI profile of the
@@ -116,6 +125,9 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
 
     with services(load(config_path)) as svc, about(certificate.name, "cert"):
         record = lifecycle.install_certificate(svc, name, certificate.read(), actor=actor())
+    if as_json:
+        emit_json(_record_json(record))
+        return
     click.echo(f"certificate installed on {record.label!r}; state {record.state}")
 
 
@@ -126,9 +138,10 @@ def keys_install_cert(name: str, certificate: BinaryIO, config_path: Path | None
     type=purpose_choice,
     help="Only to adopt a key the ledger does not know (default: its certificate's role).",
 )
+@json_option
 @config_option
 @reports_errors
-def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> None:
+def keys_activate(name: str, purpose: str | None, as_json: bool, config_path: Path | None) -> None:
     """Let a key with an installed certificate sign for the devices that trust it."""
     from signer.service.keys import lifecycle
     from signer.smki.lifecycle import KeyPurpose
@@ -137,6 +150,9 @@ def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> N
         record = lifecycle.activate(
             svc, name, actor=actor(), purpose=KeyPurpose(purpose) if purpose else None
         )
+    if as_json:
+        emit_json(_record_json(record))
+        return
     click.echo(f"{record.label!r} is {record.state} (SKI {(record.ski or b'').hex()})")
 
 
@@ -149,34 +165,40 @@ def keys_activate(name: str, purpose: str | None, config_path: Path | None) -> N
     "longer be updated by this Supplier key.",
 )
 @click.option("--reason", default="", help="Why; required with --force, recorded.")
+@json_option
 @config_option
 @reports_errors
-def keys_retire(name: str, force: bool, reason: str, config_path: Path | None) -> None:
+def keys_retire(
+    name: str, force: bool, reason: str, as_json: bool, config_path: Path | None
+) -> None:
     """Retire a key for good: it never signs again (the ledger refuses it and its CKA_SIGN
     is cleared on the token). Refused while registered devices still trust it."""
     from signer.service.keys import lifecycle
 
     with services(load(config_path)) as svc:
         record = lifecycle.retire(svc, name, actor=actor(), force=force, reason=reason)
+    if as_json:
+        emit_json(_record_json(record))
+        return
     click.echo(f"{record.label!r} is {record.state}")
 
 
 @keys.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+@json_option
 @config_option
 @reports_errors
 def keys_list(as_json: bool, config_path: Path | None) -> None:
-    """The token's keys and the ledger's, with certificates, states and trusting devices."""
-    import json
+    """The token's keys and the ledger's, with certificates, states and trusting devices.
 
+    --json: one document, {"keys": [...]}, one object per key.
+    """
     from signer.service.keys.views import list_keys
 
     with services(load(config_path)) as svc:
         views, now = list_keys(svc), svc.clock()
     rows = [_row(v, now) for v in views]
     if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
+        emit_json({"keys": rows})
         return
     columns = [
         ("label", "LABEL"),
@@ -193,12 +215,7 @@ def keys_list(as_json: bool, config_path: Path | None) -> None:
         ("state", "STATE"),
         ("devices", "DEVICES"),
     ]
-    table = [[title for _, title in columns]]
-    for row in rows:
-        table.append([_cell(row[k], k) for k, _ in columns])
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    for r in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    table([[_cell(row[k], k) for k, _ in columns] for row in rows], [title for _, title in columns])
     for row in rows:
         if row["note"]:
             click.echo(f"note: {row['label']}: {row['note']}")
@@ -207,7 +224,7 @@ def keys_list(as_json: bool, config_path: Path | None) -> None:
 @keys.command("rotation-report")
 @click.option("--from", "old", required=True, metavar="LABEL|URI", help="The key being replaced.")
 @click.option("--to", "new", required=True, metavar="LABEL|URI", help="The replacement key.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @config_option
 @reports_errors
 def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | None) -> None:
@@ -218,22 +235,22 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
     key's certificate; re-import its SR 6.24.1 response afterwards (`signer devices import`)
     so the registry sees the change. The old key can retire once the list is empty.
     """
-    import json
-
     from signer.service.keys.views import rotation_report
 
     with services(load(config_path)) as svc:
         report = rotation_report(svc, old, new)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "from": {"label": report.old.label, "ski": (report.old.ski or b"").hex()},
-                    "to": {"label": report.new.label, "ski": (report.new.ski or b"").hex()},
-                    "still_on_old": [str(d) for d in report.still_on_old],
-                    "on_new": report.on_new,
-                }
-            )
+        emit_json(
+            {
+                "from": {"label": report.old.label, "ski": report.old.ski or b""},
+                "to": {
+                    "label": report.new.label,
+                    "ski": report.new.ski or b"",
+                    "state": report.new.state,
+                },
+                "still_on_old": [str(d) for d in report.still_on_old],
+                "on_new": report.on_new,
+            }
         )
         return
     click.echo(
@@ -253,39 +270,51 @@ def keys_rotation_report(old: str, new: str, as_json: bool, config_path: Path | 
 
 
 @keys.command("operations")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@json_option
 @config_option
 @reports_errors
 def keys_operations(as_json: bool, config_path: Path | None) -> None:
-    """The recorded key operations: who did what to which key, refusals included."""
-    import json
+    """The recorded key operations: who did what to which key, refusals included.
 
+    --json: one document, {"operations": [...]}, oldest first.
+    """
     from signer.service.keys import operations
 
     with services(load(config_path)) as svc:
         records = operations.operations(svc)
-    for r in records:
-        if as_json:
-            click.echo(
-                json.dumps(
+    if as_json:
+        emit_json(
+            {
+                "operations": [
                     {
                         "id": r.id,
-                        "at": r.at.isoformat(),
+                        "at": r.at,
                         "actor": r.actor,
                         "operation": r.operation,
-                        "key": r.key_label,
+                        "key_label": r.key_label,
                         "cka_id": r.key_id.hex() if r.key_id else None,
                         "outcome": r.outcome,
                         "detail": r.detail,
                     }
-                )
-            )
-        else:
-            click.echo(
-                f"{r.at:%Y-%m-%d %H:%M:%S}  {r.actor}  {r.operation} {r.key_label!r}  "
-                f"{r.outcome}"
-                + (f": {r.detail['reason']}" if "reason" in r.detail and r.outcome != "ok" else "")
-            )
+                    for r in records
+                ]
+            }
+        )
+        return
+    table(
+        [
+            [
+                f"{r.at:%Y-%m-%d %H:%M:%S}",
+                r.actor,
+                r.operation,
+                r.key_label,
+                r.outcome,
+                r.detail.get("reason", "") if r.outcome != "ok" else "",
+            ]
+            for r in records
+        ],
+        ["AT", "ACTOR", "OPERATION", "KEY", "OUTCOME", "REASON"],
+    )
 
 
 @keys.command("import")
@@ -310,6 +339,7 @@ def keys_operations(as_json: bool, config_path: Path | None) -> None:
     help="PEM or DER certificate of that key.",
 )
 @click.option("--purpose", type=purpose_choice, help="Default: the certificate's role.")
+@json_option
 @config_option
 @reports_errors
 def keys_import(
@@ -317,6 +347,7 @@ def keys_import(
     key_file: BinaryIO,
     cert_file: BinaryIO,
     purpose: str | None,
+    as_json: bool,
     config_path: Path | None,
 ) -> None:
     """Import an existing test key and its certificate as non-extractable and sensitive.
@@ -340,12 +371,17 @@ def keys_import(
             actor=actor(),
             purpose=KeyPurpose(purpose) if purpose else None,
         )
+    if as_json:
+        emit_json(_record_json(record))
+        return
     click.echo(
         f"imported {record.label!r} ({record.purpose}) CKA_ID {record.key_id.hex()}: {record.state}"
     )
 
 
 def _row(v: KeyView, now: dt.datetime) -> dict[str, Any]:
+    """A key as `keys list` writes it: the names of the API's KeyInfo fields where they
+    are the same values (ListKeys), and the CLI's own extras (serial_hex, can_sign, note)."""
     return {
         "label": v.label,
         "cka_id": v.key_id.hex(),
@@ -353,11 +389,11 @@ def _row(v: KeyView, now: dt.datetime) -> dict[str, Any]:
         "purpose": v.purpose or None,
         "role": f"{v.role:02X}" if v.role is not None else None,
         "eui": str(v.eui) if v.eui else None,
-        "serial": str(v.serial) if v.serial is not None else None,
+        "certificate_serial": str(v.serial) if v.serial is not None else None,  # decimal
         "serial_hex": f"{v.serial:x}" if v.serial is not None else None,
         "issuer": v.issuer or None,
-        "not_before": v.not_before.isoformat() if v.not_before else None,
-        "not_after": v.not_after.isoformat() if v.not_after else None,
+        "not_before": v.not_before,
+        "not_after": v.not_after,
         "days_left": v.days_left(now),
         "state": v.state,
         "on_token": v.on_token,
@@ -370,6 +406,23 @@ def _row(v: KeyView, now: dt.datetime) -> dict[str, Any]:
 def _cell(value: Any, key: str) -> str:
     if value is None:
         return "-"
-    if key in ("not_before", "not_after"):
-        return str(value)[:10]
+    if isinstance(value, dt.datetime):
+        return f"{value:%Y-%m-%d}"
     return str(value)
+
+
+def _record_json(r: KeyRecord) -> dict[str, Any]:
+    """A key's ledger record after a command changed it, as --json writes it: the names
+    `keys list` uses for the same values."""
+    return {
+        "label": r.label,
+        "token_label": r.token_label,
+        "cka_id": r.key_id,
+        "ski": r.ski,
+        "purpose": r.purpose,
+        "state": r.state,
+        "certificate_serial": r.certificate_serial,
+        "created_at": r.created_at,
+        "activated_at": r.activated_at,
+        "retired_at": r.retired_at,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -25,16 +26,19 @@ def _health(*args: str) -> subprocess.CompletedProcess[str]:
 def test_health_says_serving_and_exits_0(running: Running) -> None:
     done = _health("--server", running.server.address)
     assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
+    done = _health("--server", running.server.address, "--json")
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"status": "SERVING"})
     done = _health("--server", running.server.address, "--service", "signer.v1.FirmwareSigner")
     assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
 
 
-def test_health_of_an_unknown_service_or_no_server_exits_1(running: Running) -> None:
+def test_health_of_an_unknown_service_exits_5_and_no_server_exits_1(running: Running) -> None:
     done = _health("--server", running.server.address, "--service", "no.such.Service")
-    assert done.returncode == 1 and "NOT_FOUND" in done.stderr
+    assert done.returncode == 5 and "Error: not found" in done.stderr  # README "Exit codes"
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     done = _health("--server", f"127.0.0.1:{port}", "--timeout", "2")
-    assert done.returncode == 1 and "UNAVAILABLE" in done.stderr
+    assert done.returncode == 1 and "Error: server unavailable" in done.stderr
+    assert "hint: nothing answers at" in done.stderr
     assert "Traceback" not in done.stderr

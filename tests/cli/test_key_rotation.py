@@ -186,10 +186,9 @@ def test_a_full_rotation_from_the_command_line(
 
         rows = {
             r["label"]: r
-            for r in map(
-                json.loads,
-                signer("keys", "list", "--json", "--config", str(config)).stdout.splitlines(),
-            )
+            for r in json.loads(signer("keys", "list", "--json", "--config", str(config)).stdout)[
+                "keys"
+            ]
         }
         assert (rows[OLD]["devices"], rows[OLD]["state"], rows[OLD]["ski"]) == (
             3,
@@ -197,7 +196,13 @@ def test_a_full_rotation_from_the_command_line(
             old_ski.hex(),
         )
         assert rows[OLD]["issuer"] == "CN=TESTCA,OU=07"  # as SMKI writes issuers
-        assert rows[OLD]["serial"] == str(old_cert.serial_number)
+        # the names ListKeys gives the same values (README "Output"), bytes in hex
+        assert set(pb.KeyInfo.DESCRIPTOR.fields_by_name) - {"certificate_der"} <= set(rows[OLD])
+        assert (rows[OLD]["cka_id"], rows[OLD]["role"]) == (listed[OLD].cka_id.hex(), "02")
+        assert rows[OLD]["certificate_serial"] == str(old_cert.serial_number)
+        assert rows[OLD]["not_after"] == old_cert.not_valid_after_utc.isoformat().replace(
+            "+00:00", "Z"
+        )  # RFC 3339 with its zone
         table = signer("keys", "list", "--config", str(config)).stdout
         assert table.splitlines()[0].split()[:3] == ["LABEL", "CKA_ID", "SKI"]
 
@@ -299,19 +304,21 @@ def test_a_full_rotation_from_the_command_line(
         assert server.stop() == 0
 
     # Every key operation is on record with who ran it, refusals included.
-    ops = [
-        json.loads(line)
-        for line in signer(
-            "keys", "operations", "--json", "--config", str(config)
-        ).stdout.splitlines()
+    ops = json.loads(signer("keys", "operations", "--json", "--config", str(config)).stdout)[
+        "operations"
     ]
-    mine = [(o["operation"], o["key"], o["outcome"]) for o in ops if o["key"] in (OLD, NEW)]
+    mine = [
+        (o["operation"], o["key_label"], o["outcome"]) for o in ops if o["key_label"] in (OLD, NEW)
+    ]
     for label in (OLD, NEW):
         for step in ("generate", "csr", "install-cert", "activate"):
             assert (step, label, "ok") in mine
     assert ("retire", OLD, "refused") in mine and ("retire", OLD, "ok") in mine
     assert ("disable-signing", OLD, "ok") in mine
     assert ("activate", OLD, "refused") in mine
-    assert all(o["actor"].startswith("cli:") for o in ops if o["key"] in (OLD, NEW))
+    assert all(o["actor"].startswith("cli:") for o in ops if o["key_label"] in (OLD, NEW))
+    assert all(o["at"].endswith("Z") for o in ops)  # RFC 3339, UTC
+    table = signer("keys", "operations", "--config", str(config)).stdout.splitlines()
+    assert table[0].split() == ["AT", "ACTOR", "OPERATION", "KEY", "OUTCOME", "REASON"]
     pin = hsm.pin_file.read_text().strip()
     assert pin not in (tmp_path / "server.log").read_text()

@@ -18,7 +18,7 @@ from signer.cli.files import about
 from signer.cli.output import emit_json, json_option, table
 
 if TYPE_CHECKING:
-    from signer.registry.keys import KeyRecord
+    from signer.service.keys.lifecycle import KeyRecord
     from signer.service.keys.views import KeyView
 
 KEY_HELP = "The key: its label, or a PKCS#11 URI such as pkcs11:token=T;object=L."

@@ -10,7 +10,6 @@ holds every command to `CLIENT_COMMANDS` and `LOCAL_COMMANDS`.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ COMMAND_MODULES = {
     "activations": "signer.cli.admin:activations",
     "audit": "signer.cli.audit:audit",
     "db": "signer.cli.db:db",
+    "dev": "signer.cli.dev:dev",
     "verify": "signer.cli.client:verify",
     "resign": "signer.cli.client:resign",
     "build-duis": "signer.cli.client:build_duis",
@@ -164,95 +164,6 @@ def _log_keys(services: Services) -> None:
         log.warning("BuildDUIS will fail until this is fixed: %s", exc)
 
 
-@cli.group()
-def dev() -> None:
-    """The development default: a local SoftHSM2 token with matching keys and devices."""
-
-
-@dev.command("provision")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("var/dev"),
-    show_default=True,
-)
-@click.option(
-    "--module", default=DEFAULT_MODULE, show_default=True, help="PKCS#11 module (SoftHSM2)."
-)
-@click.option(
-    "--schema-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="DUIS schema directory to validate against (none: no schema check).",
-)
-@click.option(
-    "--database-url",
-    envvar="SIGNER_DATABASE_URL",
-    show_envvar=True,
-    help="Database to provision and to write into the configuration "
-    "(default: SQLite beside the token, DIR/signer.db).",
-)
-@click.option(
-    "--listen",
-    default="127.0.0.1:50051",
-    show_default=True,
-    help="gRPC address written into the configuration.",
-)
-@click.option(
-    "--metrics-listen",
-    default="127.0.0.1:9464",
-    show_default=True,
-    help="Metrics address written into the configuration.",
-)
-@reports_errors
-def dev_provision(
-    directory: Path,
-    module: str,
-    schema_dir: Path | None,
-    database_url: str | None,
-    listen: str,
-    metrics_listen: str,
-) -> None:
-    """Provision (once) the dev token's keys, certificates, devices and an example delivery.
-
-    The token itself comes first, from `softhsm/init-token DIR signer-dev`. The database
-    URL, listen addresses and schema directory given here are the ones the written
-    configuration keeps.
-    """
-    from signer.service.devsetup import DEV_DEVICES, provision
-
-    env = provision(
-        directory,
-        module=module,
-        schema_dir=schema_dir,
-        database_url=database_url,
-        listen=listen,
-        metrics_listen=metrics_listen,
-    )
-    example = env.directory / "example"
-    image_id = (example / "hash.hex").read_text().strip()
-
-    def rel(p: Path) -> str:
-        return os.path.relpath(p)
-
-    devices = " ".join(f"--device {d}" for d in DEV_DEVICES)
-    out = env.directory / "out"
-    click.echo(f"""development token, keys and devices ready: {rel(env.config_path)}
-
-Once the server is up, try the three calls from another shell in this directory:
-
-  .venv/bin/signer verify --ota-header {rel(example / "ota_header.bin")} \\
-      --manufacturer-image {rel(example / "manufacturer_image.bin")} \\
-      --signature {rel(example / "manufacturer_signature.der")} --hash {rel(example / "hash.hex")}
-
-  .venv/bin/signer resign --image-id {image_id} \\
-      {devices} --out-dir {rel(out)}
-
-  .venv/bin/signer build-duis --upgrade-image {rel(out / "supplier-ds.bin")} \\
-      {devices} --firmware-version 00000002 --out {rel(out / "update-firmware.xml")}
-""")
-
-
 #: commands that only call the gRPC API: running them imports no database, HSM or XML code
 CLIENT_COMMANDS = frozenset(
     {"verify", "resign", "build-duis", "activate", "sign-precommand", "health"}
@@ -263,6 +174,10 @@ LOCAL_COMMANDS = frozenset(
     {
         "serve",
         "dev provision",
+        "dev dcc respond",
+        "dev dcc done",
+        "dev dcc update-credentials",
+        "dev smki sign",
         "keys generate",
         "keys csr",
         "keys install-cert",

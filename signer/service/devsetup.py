@@ -1,8 +1,10 @@
 """The development default: a SoftHSM2 token, keys, certificates and devices that match.
 
 Everything here is for a developer's machine: the Supplier keys are generated inside the
-token with self-issued SMKI-profile certificates; the manufacturer key is the manufacturer's
-(it lives in a file, as it would at the manufacturer) and signs an example delivery.
+token, the ARP-signing key certified by the development SMKI CA and the XML-signing key
+self-issued; the manufacturer key is the manufacturer's (it lives in a file, as it would at
+the manufacturer) and signs an example delivery; the development DCC and SMKI CA keys are
+theirs too (``devparties``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -19,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.config import load_config
 from signer.cpl.parse import read_csv
-from signer.errors import ConfigurationError
+from signer.errors import CertificateRejected, ConfigurationError, NotFound, PolicyRefused
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader
 from signer.gbcs.roles import RemotePartyRole
@@ -32,8 +35,20 @@ from signer.gbcs.trust_anchor import (
 )
 from signer.registry import cpl, devices
 from signer.service import admin
+from signer.service.devparties import (
+    CERT_FILE,
+    DCC_DIR,
+    KEY_FILE,
+    SMKI_CA_DIR,
+    DevParty,
+    load_party,
+    make_dcc,
+    make_smki_ca,
+)
+from signer.service.devsmki import issue_for_csr
 from signer.service.keys import lifecycle as keys
-from signer.service.services import open_services
+from signer.service.services import Services, open_services
+from signer.smki.certificate import check_issued_by
 from signer.smki.lifecycle import KeyPurpose
 
 DEV_TOKEN_LABEL = "signer-dev"  # noqa: S105 (a label, not a secret)
@@ -50,6 +65,16 @@ class DevEnvironment:
     directory: Path
     config_path: Path
     softhsm2_conf: Path
+    #: what this run added to a directory provisioned before (empty: nothing, or all of it)
+    added: tuple[str, ...] = ()
+
+    @property
+    def dcc_dir(self) -> Path:
+        return self.directory / DCC_DIR
+
+    @property
+    def smki_ca_dir(self) -> Path:
+        return self.directory / SMKI_CA_DIR
 
 
 def provision(
@@ -65,23 +90,32 @@ def provision(
 ) -> DevEnvironment:
     """Provision (once) the token that ``softhsm/init-token DIR signer-dev`` made in ``directory``.
 
-    Generates the Supplier keys inside it, registers the development manufacturer and devices
-    in a SQLite database beside it, and writes the service configuration.
+    Makes the development SMKI CA and DCC (their keys in files: they are the other parties'),
+    generates the Supplier keys inside the token (the ARP-signing key certified by the
+    development CA through a CSR, as in production; the XML-signing key self-issued, as SMKI
+    XML-signing certificates are), registers the development manufacturer and devices in a
+    SQLite database beside it, and writes the service configuration. A directory provisioned
+    before gets what it lacks (``complete``).
     """
     directory = directory.resolve()
     env = DevEnvironment(directory, directory / "signer.toml", directory / "softhsm2.conf")
+    now = now or dt.datetime.now(dt.UTC)
     if env.config_path.exists():
-        return env
+        return complete(env, now=now, actor=actor)
     pin_file = directory / "user.pin"
     if not env.softhsm2_conf.exists() or not pin_file.exists():
         raise ConfigurationError(
             f"no SoftHSM2 token in {directory}: run "
             f"`softhsm/init-token {directory} {DEV_TOKEN_LABEL}` first"
         )
-    now = now or dt.datetime.now(dt.UTC)
     db_url = database_url or f"sqlite:///{directory / 'signer.db'}"
     schema_line = f'schema_dir = "{schema_dir.resolve()}"\n' if schema_dir else ""
+    if not (env.smki_ca_dir / KEY_FILE).exists():
+        make_smki_ca(env.smki_ca_dir, now)
+    if not (env.dcc_dir / KEY_FILE).exists():
+        make_dcc(env.dcc_dir, now)
     partial = env.config_path.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
     partial.touch(mode=0o600)  # a database URL may carry a password
     partial.write_text(
         "# Development configuration written by `signer dev provision`.\n"
@@ -93,17 +127,19 @@ def provision(
         f'pin_file = "{pin_file}"\nsofthsm2_conf = "{env.softhsm2_conf}"\n\n'
         f'[supplier]\neui = "{DEV_SUPPLIER_EUI}"\n\n'
         f"[database]\nurl = {_toml_string(db_url)}\n\n[duis]\n{schema_line}"
+        + _dcc_section(env)
+        + _smki_section(env)
     )
     svc = open_services(load_config(partial))
     try:
         start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
-        for label, purpose in (
-            ("supplier-ds", KeyPurpose.SUPPLIER_DS),
-            ("xml-sign", KeyPurpose.XML_SIGN),
-        ):
-            keys.generate(svc, label, purpose, actor=actor)
-            keys.self_certify(svc, label, not_before=start, not_after=end, actor=actor)
-            keys.activate(svc, label, actor=actor)
+        ca = load_party(env.smki_ca_dir, "development SMKI CA")
+        keys.generate(svc, "supplier-ds", KeyPurpose.SUPPLIER_DS, actor=actor)
+        _certify_by_dev_ca(svc, ca, "supplier-ds", now=now, actor=actor)
+        keys.activate(svc, "supplier-ds", actor=actor)
+        keys.generate(svc, "xml-sign", KeyPurpose.XML_SIGN, actor=actor)
+        keys.self_certify(svc, "xml-sign", not_before=start, not_after=end, actor=actor)
+        keys.activate(svc, "xml-sign", actor=actor)
         supplier_ski = svc.token.find(label="supplier-ds").ski
         db = svc.db
         mfr_cert = _manufacturer(directory / "manufacturer", now)
@@ -130,6 +166,88 @@ def provision(
         svc.close()
     partial.rename(env.config_path)  # last: its presence says "provisioned"
     return env
+
+
+def complete(env: DevEnvironment, *, now: dt.datetime, actor: str) -> DevEnvironment:
+    """Add to a directory provisioned before them the development DCC and SMKI CA, and the
+    configuration that trusts them; nothing if it has them.
+
+    A configuration that has its own ``[dcc]`` or ``[smki]`` section is left as it is. The
+    ARP-signing key ``supplier-ds`` a former provisioning self-certified gets a renewal from
+    the development CA (same key, same SKI: devices' cells still name it) before the CA is
+    listed as the SMKI issuer, so it keeps signing.
+    """
+    text = env.config_path.read_text()
+    try:
+        present = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config {env.config_path}: {exc}") from None
+    added: list[str] = []
+    if not (env.dcc_dir / KEY_FILE).exists():
+        make_dcc(env.dcc_dir, now)
+        added.append(f"development DCC ({env.dcc_dir})")
+    if not (env.smki_ca_dir / KEY_FILE).exists():
+        make_smki_ca(env.smki_ca_dir, now)
+        added.append(f"development SMKI CA ({env.smki_ca_dir})")
+    extra = ""
+    if "dcc" not in present:
+        extra += _dcc_section(env)
+        added.append("[dcc] certificates (the development DCC)")
+    if "smki" not in present:
+        svc = open_services(load_config(env.config_path))
+        try:
+            ca = load_party(env.smki_ca_dir, "development SMKI CA")
+            try:
+                key = svc.token.find(label="supplier-ds")
+                if key.certificate is not None and not _issued_by(key.certificate, ca, now):
+                    _certify_by_dev_ca(svc, ca, "supplier-ds", now=now, actor=actor)
+                    added.append("supplier-ds certificate renewed by the development SMKI CA")
+            except (NotFound, PolicyRefused) as exc:  # gone or retired: nothing to renew
+                added.append(f"supplier-ds not renewed ({exc})")
+        finally:
+            svc.close()
+        extra += _smki_section(env)
+        added.append("[smki] issuers (the development SMKI CA)")
+    if extra:
+        partial = env.config_path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        partial.touch(mode=0o600)
+        partial.write_text(text.rstrip("\n") + "\n" + extra)
+        partial.rename(env.config_path)
+    return replace(env, added=tuple(added))
+
+
+def _certify_by_dev_ca(
+    svc: Services, ca: DevParty, label: str, *, now: dt.datetime, actor: str
+) -> None:
+    """What the rotation walkthrough does by hand: CSR, the (development) CA, install-cert."""
+    csr = keys.certificate_request(svc, label, str(DEV_SUPPLIER_EUI), actor=actor, cn=label)
+    cert = issue_for_csr(ca, csr, supplier_eui=DEV_SUPPLIER_EUI, now=now)
+    keys.install_certificate(svc, label, cert.public_bytes(serialization.Encoding.PEM), actor=actor)
+
+
+def _issued_by(cert: x509.Certificate, ca: DevParty, now: dt.datetime) -> bool:
+    try:
+        check_issued_by(cert, [ca.certificate], now=now)
+    except CertificateRejected:
+        return False
+    return True
+
+
+def _dcc_section(env: DevEnvironment) -> str:
+    path = _toml_string(str(env.dcc_dir / CERT_FILE))
+    return (
+        "\n# the development DCC (`signer dev dcc`): DUIS responses it signs are trusted\n"
+        f"[dcc]\ncertificates = [{path}]\n"
+    )
+
+
+def _smki_section(env: DevEnvironment) -> str:
+    path = _toml_string(str(env.smki_ca_dir / CERT_FILE))
+    return (
+        "\n# the development SMKI issuing CA (`signer dev smki sign`)\n"
+        f"[smki]\nissuers = [{path}]\n"
+    )
 
 
 def _toml_string(value: str) -> str:

@@ -22,7 +22,8 @@ from signer.errors import InvalidInput, NotFound, PolicyRefused, SignerError
 from signer.registry import library, manufacturers
 from signer.registry.auditchain import AuditEntry
 from signer.registry.db import Database
-from signer.registry.manufacturers import ManufacturerCert, fingerprint_of
+from signer.registry.manufacturers import ManufacturerCert as ManufacturerCert  # returned
+from signer.registry.manufacturers import fingerprint_of
 from signer.service.caches import TrustSnapshot
 from signer.smki.certificate import load_certificate
 

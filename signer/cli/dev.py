@@ -111,8 +111,10 @@ def dev_provision(
     for what in env.added:
         click.echo(f"added to {_rel(env.directory)}: {what}", err=True)
 
-    devices = " ".join(f"--device {d}" for d in DEV_DEVICES)
-    b1, b3 = DEV_DEVICES[0], DEV_DEVICES[2]
+    # the README's "Try it" calls, as written there (tests/service/test_devsetup.py)
+    b1, b2, b3 = DEV_DEVICES[0], DEV_DEVICES[1], DEV_DEVICES[2]
+    config = load(env.config_path)  # with the SIGNER_* overrides `serve` will apply
+    srv = _server_option(config.listen)
     out = env.directory / "out"
     cfg = f"--config {_rel(env.config_path)}"
     activation = env.directory / "activation"
@@ -122,25 +124,37 @@ def dev_provision(
 
 Once the server is up, try the three calls from another shell in this directory:
 
-  .venv/bin/signer verify --ota-header {_rel(example / "ota_header.bin")} \\
+  .venv/bin/signer verify{srv} --ota-header {_rel(example / "ota_header.bin")} \\
       --manufacturer-image {_rel(example / "manufacturer_image.bin")} \\
       --signature {_rel(example / "manufacturer_signature.der")} --hash {_rel(example / "hash.hex")}
 
-  .venv/bin/signer resign --image-id {image_id} \\
-      {devices} --out-dir {_rel(out)}
+  .venv/bin/signer resign{srv} --image-id {image_id} \\
+      --device {b1} --device {b2} --out-dir {_rel(out)}
 
-  .venv/bin/signer build-duis --upgrade-image {_rel(out / "supplier-ds.bin")} \\
-      {devices} --firmware-version 00000002 --out {_rel(out / "update-firmware.xml")}
+  .venv/bin/signer build-duis{srv} --upgrade-image {_rel(out / "supplier-ds.bin")} \\
+      --device {b1} --firmware-version 00000002 --out {_rel(out / "request.xml")}
 
 Then an activation, with the development DCC playing the DCC (README "Worked example"):
 
-    .venv/bin/signer activate --image-id {image_id} \\
+    .venv/bin/signer activate{srv} --image-id {image_id} \\
         --device {b1} --device {b3} --out-dir {_rel(activation)}
     .venv/bin/signer dev dcc respond --request {_rel(activation / f"{b1}.xml")} \\
         --out {_rel(response)} {cfg}
-    .venv/bin/signer sign-precommand --dcc-response {_rel(response)} --out-dir {_rel(signed)}
+    .venv/bin/signer sign-precommand{srv} --dcc-response {_rel(response)} --out-dir {_rel(signed)}
     .venv/bin/signer dev dcc done --signed {_rel(signed / "signed-pre-command.xml")} {cfg}
 """)
+
+
+def _server_option(listen: str) -> str:
+    """`` --server ADDR`` when the server will listen where a client would not look by
+    default (changed dev ports), so the printed commands work as printed."""
+    default = os.environ.get("SIGNER_SERVER", "127.0.0.1:50051")
+    host, _, port = listen.rpartition(":")
+    if port == "0":
+        return " --server HOST:PORT"  # the server prints "READY host:port" once it listens
+    if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 (a client reaches those on loopback)
+        listen = f"127.0.0.1:{port}"
+    return "" if listen == default else f" --server {listen}"
 
 
 @dev.group()

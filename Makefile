@@ -21,6 +21,7 @@ bench:      ## performance goals of bench/README.md (not part of the tests)
 	.venv/bin/python bench/activation.py
 	.venv/bin/python bench/replicas.py
 	.venv/bin/python bench/cli.py
+	.venv/bin/python bench/devices_import.py
 
 RUNS ?= 1000000
 fuzz:       ## atheris over every parser of outside bytes, RUNS inputs each (fuzz/README.md); not in CI

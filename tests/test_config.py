@@ -141,14 +141,14 @@ def test_required_settings_are_named(tmp_path: Path, missing: str) -> None:
     text = "\n".join(line for line in BASE.splitlines() if not line.startswith(f"{key} ="))
     (tmp_path / "signer.toml").write_text(text)
     with pytest.raises(ConfigurationError, match=f"{missing} is required"):
-        load_config(tmp_path / "signer.toml", {})
+        _ = load_config(tmp_path / "signer.toml", {}).token  # the token's: when it is opened
 
 
 def test_a_pin_source_from_the_environment_replaces_the_files(tmp_path: Path) -> None:
     config = _load(tmp_path, "", {"SIGNER_PIN_FILE": "pin"})
     assert config.token.pin.file == tmp_path / "pin" and config.token.pin.env is None
     with pytest.raises(ConfigurationError, match="exactly one PIN source"):
-        _load(tmp_path, "", {"SIGNER_PIN_FILE": "pin", "SIGNER_PIN_ENV": "P"})
+        _ = _load(tmp_path, "", {"SIGNER_PIN_FILE": "pin", "SIGNER_PIN_ENV": "P"}).token
 
 
 def test_a_section_that_is_not_a_table_is_refused(tmp_path: Path) -> None:

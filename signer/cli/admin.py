@@ -7,19 +7,27 @@ loads this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import click
 
 from signer.cli.common import actor, command_name, config_option, load, reports_errors
-from signer.cli.files import about, refuse_bad_rows
+from signer.cli.files import MAX_SHOWN_ROWS, FileProblem, about, refuse_bad_rows
+from signer.cli.output import emit_json, json_option
+from signer.cli.progress import Stopwatch, elapsed_text, progress
 from signer.clock import system_clock
 from signer.errors import SignerError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from signer.caller import Caller
     from signer.config import Config
+    from signer.service.manufacturers import ManufacturerCert
 
 
 @click.group()
@@ -36,9 +44,12 @@ def manufacturers() -> None:
     type=click.File("rb"),
     help="The manufacturer's certificate (PEM or DER, P-256).",
 )
+@json_option
 @config_option
 @reports_errors
-def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) -> None:
+def manufacturers_add(
+    code: str, cert_file: BinaryIO, as_json: bool, config_path: Path | None
+) -> None:
     """Trust a certificate for deliveries carrying this manufacturer code.
 
     Refused unless it carries a P-256 key, allows digitalSignature (if it has a keyUsage
@@ -52,6 +63,9 @@ def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) 
     with registry_database(config) as db, bound(_cli_caller()):
         with about(cert_file.name, "cert"):
             added = admin.add_manufacturer(db, code, cert_file.read(), _now(config))
+    if as_json:
+        emit_json({"code": code.strip().upper(), "added": added})
+        return
     click.echo(
         f"manufacturer {code.upper()}: "
         + ("certificate added" if added else "certificate already registered")
@@ -68,6 +82,7 @@ def manufacturers_add(code: str, cert_file: BinaryIO, config_path: Path | None) 
     "at_text",
     help="ISO 8601 time with zone from which it is not trusted (default: now); may be past.",
 )
+@json_option
 @config_option
 @reports_errors
 def manufacturers_revoke(
@@ -76,6 +91,7 @@ def manufacturers_revoke(
     fingerprint: str | None,
     reason: str,
     at_text: str | None,
+    as_json: bool,
     config_path: Path | None,
 ) -> None:
     """Stop trusting one of CODE's certificates from a time on.
@@ -101,6 +117,9 @@ def manufacturers_revoke(
             now=_now(config),
         )
     assert cert.revoked_at is not None
+    if as_json:
+        emit_json(_certificate_json(cert))
+        return
     click.echo(
         f"manufacturer {cert.code:04X}: certificate {cert.subject} (serial {cert.serial}) "
         f"revoked from {cert.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
@@ -108,14 +127,16 @@ def manufacturers_revoke(
 
 
 @manufacturers.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per certificate.")
+@json_option
 @config_option
 @reports_errors
 def manufacturers_list(as_json: bool, config_path: Path | None) -> None:
     """List manufacturer codes and their certificates, with their state now: trusted,
-    revoked, expired or not yet valid."""
-    import json
+    revoked, expired or not yet valid.
 
+    A table; --json: one document, {"manufacturers": [...]}, one object per certificate.
+    """
+    from signer.cli.output import table
     from signer.service import admin
     from signer.service.database import registry_database
 
@@ -123,17 +144,42 @@ def manufacturers_list(as_json: bool, config_path: Path | None) -> None:
     with registry_database(config) as db:
         listed = admin.list_manufacturers(db, _now(config))
     if as_json:
-        click.echo(json.dumps([v.as_json() for v in listed]))
-        return
-    for v in listed:
-        c = v.cert
-        line = (
-            f"{c.code:04X}  {c.subject}  serial {c.serial}  SHA-256 {c.fingerprint}  "
-            f"{c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d}  {v.state}"
+        emit_json(
+            {"manufacturers": [{**_certificate_json(v.cert), "state": v.state} for v in listed]}
         )
-        if c.revoked_at is not None:
-            line += f" (revoked from {c.revoked_at:%Y-%m-%dT%H:%M:%SZ}: {c.revocation_reason})"
-        click.echo(line)
+        return
+    table(
+        [
+            [
+                f"{v.cert.code:04X}",
+                v.cert.subject,
+                v.cert.serial,
+                v.cert.fingerprint,
+                f"{v.cert.not_before:%Y-%m-%d}..{v.cert.not_after:%Y-%m-%d}",
+                v.state,
+                f"from {v.cert.revoked_at:%Y-%m-%dT%H:%M:%SZ}: {v.cert.revocation_reason}"
+                if v.cert.revoked_at is not None
+                else "",
+            ]
+            for v in listed
+        ],
+        ["CODE", "SUBJECT", "SERIAL", "SHA-256", "VALID", "STATE", "REVOKED"],
+    )
+
+
+def _certificate_json(c: ManufacturerCert) -> dict[str, Any]:
+    """A registered manufacturer certificate as --json writes it (times in RFC 3339)."""
+    return {
+        "code": f"{c.code:04X}",
+        "subject": c.subject,
+        "serial": c.serial,
+        "fingerprint": c.fingerprint,
+        "not_before": c.not_before,
+        "not_after": c.not_after,
+        "revoked_at": c.revoked_at,
+        "reason": c.revocation_reason,
+        "added_at": c.added_at,
+    }
 
 
 def _cli_caller() -> Caller:
@@ -166,78 +212,154 @@ def devices() -> None:
 
 
 @devices.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@click.argument(
+    "sources",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path, allow_dash=True),
+)
 @click.option(
     "--unauthenticated-gbcs",
     is_flag=True,
     help="Accept raw GBCS payloads (hex or base64), which carry no DCC signature; "
     "each import is recorded in the audit trail as not DCC-authenticated.",
 )
+@json_option
 @config_option
 @reports_errors
 def devices_import(
-    files: tuple[BinaryIO, ...], unauthenticated_gbcs: bool, config_path: Path | None
+    sources: tuple[Path, ...], unauthenticated_gbcs: bool, as_json: bool, config_path: Path | None
 ) -> None:
-    """Import trust anchor cells from GBCS SR 6.24.1 responses.
+    """Import trust anchor cells from GBCS SR 6.24.1 responses, all in one transaction.
 
-    Each FILE holds a DUIS response XML that carries the response in sr:GBCSPayload and is
-    signed by one of the [dcc] certificates, or, only with --unauthenticated-gbcs, the raw
-    response payload as hex or base64. Use - for standard input. Re-importing a device
-    replaces its cells. Every import is an audit trail record (device-import).
+    Each SOURCE is a file, a directory (each file in it, by name; not its subdirectories) or
+    - for standard input. A file holds one response: a DUIS response XML that carries it in
+    sr:GBCSPayload and is signed by one of the [dcc] certificates, or, only with
+    --unauthenticated-gbcs, the raw response payload as hex or base64. Standard input holds
+    one DUIS response XML, or raw payloads one per line (hex or unwrapped base64).
+
+    Every response is checked before any is imported: if one is bad, each bad one is named
+    and nothing is imported (exit 1). Re-importing a device replaces its cells. Every
+    response is an audit trail record (device-import). Ends with a summary line (--json: the
+    summary as JSON); a progress bar is drawn on stderr when it is a terminal.
     """
     from signer.caller import bound
-    from signer.service import admin
+    from signer.service import devices as device_import
     from signer.service.database import registry_database
     from signer.service.dcc import load_dcc_certificates
 
+    watch = Stopwatch()
     config = load(config_path)
     dcc_certificates = load_dcc_certificates(config.dcc_certificates)
     caller = _cli_caller()
     now = config.pinned_time or system_clock()
-    # every file is checked before any is imported: one bad file imports none, and each
-    # bad file is named (issue 13: all or nothing)
-    contents: list[tuple[str, bytes]] = []
+    items = _credential_items(sources)
+    files = sum(1 for s in sources for _ in _files_of(s))
+    # every response is checked before any is imported: one bad response imports none, and
+    # each bad one is named (issue 13: all or nothing)
+    reader = device_import.CredentialsReader(
+        dcc_certificates=dcc_certificates, now=now, accept_unauthenticated=unauthenticated_gbcs
+    )
+    parsed = []
     problems: list[str] = []
-    with bound(caller):
-        for f in files:
+    with bound(caller), progress(len(items), "checking") as advance:
+        for name, read in items:
             try:
-                with about(f.name):
-                    data = f.read()
-                    admin.parse_device_credentials(
-                        data,
-                        dcc_certificates=dcc_certificates,
-                        now=now,
-                        accept_unauthenticated=unauthenticated_gbcs,
-                    )
-                contents.append((f.name, data))
+                with about(name):
+                    parsed.append(reader.parse(read()))
             except click.ClickException as exc:
                 problems.append(exc.message)
-    for problem in problems[:-1]:
-        click.echo(f"Error: {problem}", err=True)
+            advance(1)
     if problems:
-        raise click.ClickException(
-            f"{problems[-1]}"
-            + (f" ({len(problems)} bad files: none was imported)" if len(problems) > 1 else "")
-        )
-    with registry_database(config) as db, bound(caller):
-        try:  # one transaction: if the write fails, none of the files is imported
-            imported = admin.import_devices(
-                db,
-                [data for _, data in contents],
-                now,
-                dcc_certificates=dcc_certificates,
-                accept_unauthenticated=unauthenticated_gbcs,
-            )
+        _refuse_bad_responses(problems)
+    with (
+        registry_database(config) as db,
+        bound(caller),
+        progress(len(parsed), "importing") as advance,
+    ):
+        try:  # one transaction: if the write fails, none of the responses is imported
+            done = device_import.import_credentials(db, parsed, now, progress=advance)
         except SignerError as exc:
-            names = ", ".join(name for name, _ in contents)
-            raise click.ClickException(f"{names}: {exc} (none was imported)") from None
-        for creds, created in imported:
-            cell = creds.supplier_signing_cell()
-            ski = cell.ski.hex() if cell else "none"
-            click.echo(
-                f"{creds.device}: {'added' if created else 'updated'}, "
-                f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}"
-            )
+            raise click.ClickException(f"{exc} (none was imported)") from None
+    summary = {
+        "files": files,
+        "responses": len(done.devices),
+        "devices": done.added + done.updated,
+        "added": done.added,
+        "updated": done.updated,
+        "elapsed_seconds": round(watch.seconds, 3),
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    for imported in done.devices[:MAX_SHOWN_ROWS]:
+        creds = imported.credentials
+        cell = creds.supplier_signing_cell()
+        ski = cell.ski.hex() if cell else "none"
+        click.echo(
+            f"{creds.device}: {'added' if imported.created else 'updated'}, "
+            f"{len(creds.cells)} cells, Supplier digital-signing SKI {ski}"
+        )
+    if len(done.devices) > MAX_SHOWN_ROWS:
+        click.echo(f"... and {len(done.devices) - MAX_SHOWN_ROWS} more")
+    click.echo(
+        f"imported {summary['responses']} response(s) from {files} file(s): "
+        f"{done.added} device(s) added, {done.updated} updated, "
+        f"in {elapsed_text(watch.seconds)}"
+    )
+
+
+Item = tuple[str, Callable[[], bytes]]
+
+
+def _credential_items(sources: tuple[Path, ...]) -> list[Item]:
+    """(name, reader) of every response the sources hold, in order; a directory with no
+    file to import is refused naming it."""
+    items: list[Item] = []
+    for source in sources:
+        if str(source) == "-":
+            items.extend(_stdin_items())
+            continue
+        files = list(_files_of(source))
+        if not files:
+            raise FileProblem(source, "is a directory with no file to import")
+        items.extend((str(f), f.read_bytes) for f in files)
+    return items
+
+
+def _files_of(source: Path) -> Iterator[Path]:
+    """A source's files: itself, or a directory's regular files sorted by name (hidden
+    files and subdirectories left out); standard input counts as one."""
+    if str(source) == "-" or not source.is_dir():
+        yield source
+        return
+    with about(source):
+        names = sorted(p for p in source.iterdir() if not p.name.startswith("."))
+    yield from (p for p in names if p.is_file())
+
+
+def _stdin_items() -> list[Item]:
+    """Standard input: one DUIS response XML, or raw payloads one per line."""
+    data: bytes = sys.stdin.buffer.read()
+    if data.lstrip().startswith(b"<") or not data.strip():
+        return [("-", functools.partial(bytes, data))]
+    return [
+        (f"-: line {number}", functools.partial(bytes, line))
+        for number, line in enumerate(data.splitlines(), 1)
+        if line.strip()
+    ]
+
+
+def _refuse_bad_responses(problems: list[str]) -> NoReturn:
+    """Name each bad response (the first ``MAX_SHOWN_ROWS``, then a count); exit 1."""
+    shown = problems[: MAX_SHOWN_ROWS - 1]
+    for problem in shown:
+        click.echo(f"Error: {problem}", err=True)
+    hidden = len(problems) - 1 - len(shown)
+    if hidden > 0:
+        click.echo(f"Error: ... and {hidden} more bad response(s)", err=True)
+    count = f" ({len(problems)} bad files: none was imported)" if len(problems) > 1 else ""
+    raise click.ClickException(f"{problems[-1]}{count}")
 
 
 @devices.command("show")
@@ -296,20 +418,40 @@ def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
 
 @devices.command("inventory")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
 @config_option
 @reports_errors
-def devices_inventory(file: Path, config_path: Path | None) -> None:
+def devices_inventory(file: Path, as_json: bool, config_path: Path | None) -> None:
     """Import device inventory: CSV with device_id, device_type, hardware_version (4 hex)
-    and current_entry_id. Every bad row is reported; if there is any, nothing is recorded."""
+    and current_entry_id. Every bad row is reported; if there is any, nothing is recorded.
+    A progress bar is drawn on stderr when it is a terminal; --json writes the summary."""
     from signer.service import cplops
     from signer.service.database import registry_database
 
+    watch = Stopwatch()
     config = load(config_path)
-    with about(file), registry_database(config) as db:
-        count, errors, bad_rows = cplops.import_inventory(db, file, system_clock())
+    with (
+        about(file),
+        registry_database(config) as db,
+        progress(_lines_of(file), "recording") as advance,
+    ):
+        count, errors, bad_rows = cplops.import_inventory(
+            db, file, system_clock(), progress=advance
+        )
+    if as_json:
+        emit_json(
+            {"devices": count, "bad_rows": bad_rows, "elapsed_seconds": round(watch.seconds, 3)}
+        )
     if bad_rows:
         refuse_bad_rows(file, errors, bad_rows, "recorded")
-    click.echo(f"{count} device(s) recorded")
+    if not as_json:
+        click.echo(f"{count} device(s) recorded in {elapsed_text(watch.seconds)}")
+
+
+def _lines_of(file: Path) -> int:
+    """Rows to expect, for the progress bar: the file's lines less the header."""
+    with file.open("rb") as f:
+        return max(sum(1 for _ in f) - 1, 1)
 
 
 @devices.command("set")
@@ -317,6 +459,7 @@ def devices_inventory(file: Path, config_path: Path | None) -> None:
 @click.option("--type", "device_type", help="ESME, GSME, Comms Hub, PPMID, HCALCS or SAPC.")
 @click.option("--hardware-version", help="4 hex digits.")
 @click.option("--current-entry", help="CPL entry ID of the firmware the device runs now.")
+@json_option
 @config_option
 @reports_errors
 def devices_set(
@@ -324,6 +467,7 @@ def devices_set(
     device_type: str | None,
     hardware_version: str | None,
     current_entry: str | None,
+    as_json: bool,
     config_path: Path | None,
 ) -> None:
     """Update one device's inventory."""
@@ -339,7 +483,10 @@ def devices_set(
             hardware_version=hardware_version,
             current_entry=current_entry,
         )
-    click.echo(f"{updated} updated")
+    if as_json:
+        emit_json({"device_id": str(updated), "updated": True})
+    else:
+        click.echo(f"{updated} updated")
 
 
 @click.group()
@@ -349,17 +496,32 @@ def activations() -> None:
 
 @activations.command("succeeded")
 @click.argument("request_ids", nargs=-1, required=True)
+@json_option
 @config_option
 @reports_errors
-def activations_succeeded(request_ids: tuple[str, ...], config_path: Path | None) -> None:
+def activations_succeeded(
+    request_ids: tuple[str, ...], as_json: bool, config_path: Path | None
+) -> None:
     """Record that these 11.3 requests (by RequestID) activated their firmware: each
-    device's inventory then names the image's CPL entry as its current firmware."""
+    device's inventory then names the image's CPL entry as its current firmware.
+
+    One line per request; --json: {"activations": [{"request_id", "device_id",
+    "result"}, ...]} in the order given.
+    """
     from signer.service import cplops
     from signer.service.database import registry_database
 
     config = load(config_path)
     with registry_database(config) as db:
-        for line in cplops.record_activation_results(
+        lines = cplops.record_activation_results(
             db, config.supplier_eui, request_ids, system_clock()
-        ):
+        )
+    if not as_json:
+        for line in lines:
             click.echo(line)
+        return
+    done = []
+    for request_id, line in zip(request_ids, lines, strict=True):  # one line per request
+        device, _, result = line.partition(": ")
+        done.append({"request_id": request_id, "device_id": device, "result": result})
+    emit_json({"activations": done})

@@ -73,12 +73,28 @@ def _build(v: dict[str, Any], base: Path) -> Config:
     def optional(name: str) -> Path | None:
         return path_of(v[name]) if v[name] else None
 
-    if not v["token.label"]:
-        raise ConfigurationError("token.label is required (the token's label)")
+    # the token settings are checked when the token is opened (`Config.token`): commands
+    # that need the database only run without them (an auditor has no PIN)
+    token: TokenConfig | None = None
     pin_file, pin_env = v["token.pin_file"], v["token.pin_env"]
-    if (pin_file is None) == (pin_env is None):
-        raise ConfigurationError("set exactly one PIN source: token.pin_file or token.pin_env")
-    pin = PinSource(file=path_of(pin_file) if pin_file else None, env=pin_env)
+    problems = [
+        why
+        for wrong, why in (
+            (not v["token.label"], "token.label is required (the token's label)"),
+            (
+                (pin_file is None) == (pin_env is None),
+                "set exactly one PIN source: token.pin_file or token.pin_env",
+            ),
+        )
+        if wrong
+    ]
+    if not problems:
+        token = TokenConfig(
+            module=v["token.module"],
+            label=v["token.label"],
+            pin=PinSource(file=path_of(pin_file) if pin_file else None, env=pin_env),
+            softhsm2_conf=optional("token.softhsm2_conf"),
+        )
     eui = {}
     for name in ("supplier.eui", "supplier.dcc_eui"):
         try:
@@ -97,12 +113,8 @@ def _build(v: dict[str, Any], base: Path) -> Config:
     dev_mode = v["server.dev_mode"]
     return Config(
         listen=v["server.listen"],
-        token=TokenConfig(
-            module=v["token.module"],
-            label=v["token.label"],
-            pin=pin,
-            softhsm2_conf=optional("token.softhsm2_conf"),
-        ),
+        token_settings=token,
+        token_problem=problems[0] if problems else "",
         supplier_eui=eui["supplier.eui"],
         dcc_eui=eui["supplier.dcc_eui"],
         database_url=db_url,

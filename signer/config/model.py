@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from signer.errors import ConfigurationError
 from signer.gbcs.eui import Eui64
 from signer.hsm.pin import PinSource
 
@@ -39,7 +40,9 @@ class TlsConfig:
 @dataclass(frozen=True)
 class Config:
     listen: str
-    token: TokenConfig
+    # the [token] settings; None when they are missing or wrong (``token_problem`` says how):
+    # only commands that open the token need them, and ``token`` refuses then
+    token_settings: TokenConfig | None
     supplier_eui: Eui64
     dcc_eui: Eui64
     database_url: str
@@ -64,14 +67,26 @@ class Config:
     health_listen: str | None = None
     log_format: str = "json"
     shutdown_grace: float = 10.0  # seconds calls in flight get after SIGTERM
+    token_problem: str = ""  # why token_settings is None
+
+    @property
+    def token(self) -> TokenConfig:
+        """The [token] settings, or the ConfigurationError naming what is missing or wrong:
+        checked when a command opens the token (`serve`, `keys`), not by commands that need
+        the database only (README "Commands that need no token")."""
+        if self.token_settings is None:
+            raise ConfigurationError(self.token_problem or "the [token] settings are missing")
+        return self.token_settings
 
     def describe(self) -> dict[str, str]:
         """What was loaded, for the start-up log: the PIN's source, never the PIN."""
         return {
             "listen": self.listen,
-            "token_module": self.token.module,
-            "token_label": self.token.label,
-            "pin_source": self.token.pin.describe(),
+            "token_module": self.token_settings.module if self.token_settings else "(not set)",
+            "token_label": self.token_settings.label if self.token_settings else "(not set)",
+            "pin_source": (
+                self.token_settings.pin.describe() if self.token_settings else self.token_problem
+            ),
             "supplier_eui": str(self.supplier_eui),
             "dcc_eui": str(self.dcc_eui),
             "database": _redact_url(self.database_url),

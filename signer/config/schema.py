@@ -298,7 +298,9 @@ def validate(raw: Mapping[str, Mapping[str, Any]], from_env: set[str]) -> dict[s
     for s in SETTINGS:
         table = raw.get(s.section, {})
         if s.key not in table:
-            if s.required:
+            # the token's settings are required by the commands that open it, and checked
+            # there (`Config.token`): those that need the database only run without them
+            if s.required and s.section != "token":
                 raise ConfigurationError(f"{s.name} is required ({s.doc})")
             out[s.name] = s.default
             continue

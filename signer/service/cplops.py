@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from signer.cpl.dot import to_dot
+from signer.cpl.dot import MAX_NODES, models_dot, node_count, to_dot
 from signer.cpl.inventory import read_inventory_csv
 from signer.cpl.model import CplEntry, DeviceType, check_entry_id
 from signer.cpl.parse import RowError, read_csv, read_json
-from signer.cpl.paths import UpgradeGraph
+from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.duis.request import RequestId
 from signer.errors import InvalidInput, NotFound, PolicyRefused
 from signer.gbcs.eui import Eui64
@@ -30,10 +30,16 @@ not fill memory with complaints)."""
 @dataclass(frozen=True)
 class FileImport:
     """What an import did (``report``: nothing, if ``bad_rows``) and how many rows were bad;
-    ``report.errors`` holds the first ``MAX_KEPT_ERRORS`` of them."""
+    ``report.errors`` holds the first ``MAX_KEPT_ERRORS`` errors of them. ``models``: how
+    many models (manufacturer code and model) the file's good rows name."""
 
     report: ImportReport
     bad_rows: int
+    models: int = 0
+
+    @property
+    def entries(self) -> int:
+        return self.report.added + self.report.updated + self.report.unchanged
 
 
 def read_cpl_file(path: Path, fmt: str | None = None) -> Iterable[CplEntry | RowError]:
@@ -66,15 +72,26 @@ def import_cpl(
     """Every entry of the file in one transaction, or, with any bad row, none."""
     cap = _ErrorCap()
     report = cpl.import_entries(db, cap.rows(read_cpl_file(path, fmt)), now, progress)
-    return FileImport(report, cap.count)
+    return FileImport(report, cap.count, len(cap.models))
 
 
-def import_inventory(db: Database, path: Path, now: dt.datetime) -> tuple[int, list[RowError], int]:
-    """(devices recorded, the first bad rows, how many rows were bad): all or nothing."""
+def import_inventory(
+    db: Database, path: Path, now: dt.datetime, *, progress: Callable[[int], None] | None = None
+) -> tuple[int, list[RowError], int]:
+    """(devices recorded, the first bad rows, how many rows were bad): all or nothing.
+    ``progress`` is told of every row read."""
     cap = _ErrorCap()
     rows = cap.rows(_with_decoding_errors(read_inventory_csv, path))
+    if progress is not None:
+        rows = _counted(rows, progress)
     count, errors = devices.import_inventory(db, rows, now)
     return count, errors, cap.count
+
+
+def _counted(items: Iterator[_T], progress: Callable[[int], None]) -> Iterator[_T]:
+    for item in items:
+        progress(1)
+        yield item
 
 
 _T = TypeVar("_T")
@@ -82,17 +99,29 @@ _T = TypeVar("_T")
 
 class _ErrorCap:
     """Passes rows through, keeping only the first ``MAX_KEPT_ERRORS`` RowErrors (the rest
-    are counted): there are enough to make the import refuse, and memory stays bounded."""
+    are counted): there are enough to make the import refuse, and memory stays bounded.
+
+    ``count`` is the number of bad ROWS, not of errors: a row with three bad cells is one
+    bad row (its errors come one after the other, as the readers yield them)."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.count = 0  # bad rows
+        self.errors = 0
+        self.models: set[tuple[int, str]] = set()  # (manufacturer code, model) of good rows
+        self._last: tuple[str, int] | None = None
 
     def rows(self, items: Iterable[_T | RowError]) -> Iterator[_T | RowError]:
         for item in items:
             if isinstance(item, RowError):
-                self.count += 1
-                if self.count > MAX_KEPT_ERRORS:
+                row = (item.unit, item.line)
+                if row != self._last:
+                    self.count += 1
+                    self._last = row
+                self.errors += 1
+                if self.errors > MAX_KEPT_ERRORS:
                     continue
+            elif isinstance(item, CplEntry):
+                self.models.add((item.manufacturer_code, item.model))
             yield item
 
 
@@ -171,11 +200,67 @@ def path_between(db: Database, from_id: str, to_id: str) -> list[str] | None:
     return graph.shortest_path(from_id, to_id)
 
 
-def graph_dot(db: Database, model: str | None) -> str:
+@dataclass(frozen=True)
+class DevicePath:
+    """One device's way to the target: ``path`` (ends included) or, without one, ``reason``:
+    ``not_registered``, ``no_current_entry`` (its inventory names none), ``no_path``."""
+
+    device: Eui64
+    current_entry_id: str | None
+    path: tuple[str, ...] | None
+    reason: str | None = None
+
+
+def paths_for_devices(db: Database, euis: Sequence[Eui64], to_id: str) -> list[DevicePath]:
+    """Every device's shortest permitted path from the CPL entry its inventory names to
+    ``to_id``, from one reverse search (``PathEvaluator``); ``NotFound`` when ``to_id`` is
+    not on the CPL."""
+    graph = UpgradeGraph(cpl.all_entries(db))
+    if to_id not in graph:
+        raise NotFound(f"CPL entry {to_id!r} is not on the CPL")
+    evaluator = PathEvaluator(graph, to_id)
+    facts = devices.device_facts(db, euis)
+    out = []
+    for eui in euis:
+        known = facts.get(eui)
+        if known is None:
+            out.append(DevicePath(eui, None, None, "not_registered"))
+            continue
+        entry = known.current_entry_id
+        if entry is None:
+            out.append(DevicePath(eui, None, None, "no_current_entry"))
+            continue
+        path = evaluator.path_from(entry)
+        out.append(
+            DevicePath(
+                eui, entry, tuple(path) if path is not None else None, None if path else "no_path"
+            )
+        )
+    return out
+
+
+def graph_dot(
+    db: Database, model: str | None, *, target: str | None = None, max_nodes: int = MAX_NODES
+) -> tuple[str, str | None]:
+    """The upgrade graph as DOT, and a warning when it was too large to draw entry by
+    entry (more than ``max_nodes`` nodes): then it is drawn one node per model."""
     graph = UpgradeGraph(cpl.all_entries(db))
     if model is not None and not any(e.model == model for e in graph.entries()):
         raise NotFound(f"no CPL entry has model {model!r}")
-    return to_dot(graph, model=model, device_counts=devices.devices_per_entry(db))
+    if target is not None and target not in graph:
+        raise NotFound(f"CPL entry {target!r} is not on the CPL")
+    counts = devices.devices_per_entry(db)
+    nodes = node_count(graph, model=model, device_counts=counts)
+    if nodes <= max_nodes:
+        return to_dot(graph, model=model, device_counts=counts, target=target), None
+    text, left_out = models_dot(graph, device_counts=counts, target=target, max_nodes=max_nodes)
+    warning = (
+        f"{nodes} nodes are too many to draw entry by entry (limit {max_nodes}): drawn one "
+        "node per model"
+        + (f", {left_out} model(s) with the fewest devices left out" if left_out else "")
+        + "; use --model M for one model's entries"
+    )
+    return text, warning
 
 
 def report_json(report: ImportReport) -> str:

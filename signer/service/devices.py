@@ -1,11 +1,30 @@
-"""The devices a request names, as the wire gives them: checked before anything is looked up."""
+"""Devices: the lists a request names, as the wire gives them (checked before anything is
+looked up), and bulk imports of their trust anchor cells."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from signer.caller import current
+from signer.duis.response import gbcs_payload_of
 from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
+from signer.gbcs.trust_anchor import (
+    DeviceCredentials,
+    decode_payload_text,
+    parse_security_credentials_response,
+)
+from signer.registry import audit
+from signer.registry import devices as registry
+from signer.registry.auditchain import AuditEntry
+from signer.registry.db import Database
+from signer.service import dcc
+from signer.service.dcc import Origin
 
 # DUIS DeviceIDList holds at most 1,199,999 characters: 50,000 dashed EUI-64s.
 MAX_DEVICES = 50_000
@@ -40,3 +59,116 @@ def _parses(text: str) -> bool:
     except InvalidInput:
         return False
     return True
+
+
+# -- bulk import of SR 6.24.1 responses (`signer devices import`) ------------------------
+
+
+@dataclass(frozen=True)
+class ImportedDevice:
+    """One device an import wrote: its credentials, whether it was new, and what vouched."""
+
+    credentials: DeviceCredentials
+    created: bool
+
+
+@dataclass(frozen=True)
+class BulkImport:
+    """What ``import_credentials`` did: every response's device in input order (a device
+    given twice is listed twice, the last response's cells stand), and the counts."""
+
+    devices: tuple[ImportedDevice, ...]
+
+    @property
+    def added(self) -> int:
+        return len({d.credentials.device for d in self.devices if d.created})
+
+    @property
+    def updated(self) -> int:
+        return len({d.credentials.device for d in self.devices}) - self.added
+
+
+class CredentialsReader:
+    """Reads the responses of one import: each DUIS response XML must be signed by one of
+    ``dcc_certificates``; raw GBCS (hex or base64) is refused unless
+    ``accept_unauthenticated``, and then its acceptance is logged once per import, not once
+    per response (100,000 lines of warning help nobody)."""
+
+    def __init__(
+        self,
+        *,
+        dcc_certificates: Sequence[x509.Certificate],
+        now: dt.datetime,
+        accept_unauthenticated: bool = False,
+    ) -> None:
+        self._certificates = tuple(dcc_certificates)
+        self._now = now
+        self._accept = accept_unauthenticated
+        self._raw_origin: Origin | None = None
+
+    def parse(self, data: bytes) -> tuple[DeviceCredentials, Origin]:
+        """One response, checked (the DCC's signature, or the explicit raw flag) and parsed."""
+        if data.lstrip().startswith(b"<"):
+            root, origin = dcc.authenticated(data, self._certificates, self._now)
+            payload = gbcs_payload_of(root)
+        else:
+            origin = self._raw_origin or dcc.accept_raw(
+                self._accept,
+                field="credentials",
+                flag="--unauthenticated-gbcs",
+                what="a device import",
+            )
+            self._raw_origin = origin
+            payload = decode_payload_text(data)
+        return parse_security_credentials_response(payload), origin
+
+
+def import_credentials(
+    db: Database,
+    parsed: Sequence[tuple[DeviceCredentials, Origin]],
+    now: dt.datetime,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> BulkImport:
+    """Responses already parsed (``CredentialsReader``), all or nothing: every device's
+    cells are replaced and one ``device-import`` audit record per response is appended, in
+    ONE transaction, with the database work batched (100,000 devices in seconds: see
+    bench/devices_import.py). ``progress`` is told of every device written."""
+    from signer.service.admin import DEVICE_IMPORT
+
+    caller = current()
+    entries = []
+    for creds, origin in parsed:
+        cell = creds.supplier_signing_cell()
+        entries.append(
+            AuditEntry(
+                at=now,
+                client=caller.identity,
+                call_id=caller.request_id,
+                method=caller.method,
+                operation=DEVICE_IMPORT,
+                details={
+                    "device": str(creds.device),
+                    "cells": len(creds.cells),
+                    "supplier_ski": cell.ski.hex() if cell else None,
+                    **origin.details(),
+                },
+            )
+        )
+    new: set[str] = set()
+
+    def write_all(s: Session) -> None:  # may run again if its transaction is retried
+        new.clear()
+        new.update(
+            registry.write_many_credentials(s, [c for c, _ in parsed], now, progress=progress)
+        )
+
+    audit.record(db, entries, [write_all])
+    # a device given twice is "added" once (its first mention), "updated" after that
+    seen: set[str] = set()
+    out = []
+    for creds, _ in parsed:
+        key = creds.device.hex
+        out.append(ImportedDevice(creds, key in new and key not in seen))
+        seen.add(key)
+    return BulkImport(tuple(out))

@@ -57,6 +57,9 @@ def open_services(
     configured XML-signing key missing from the token, and a database path that cannot be
     a database (not a URL, not SQLite, a directory, a missing or read-only directory).
     """
+    # the token's settings first: a command that opens the token without them stops at once,
+    # naming the setting (the commands that need no token never come here)
+    token_settings = config.token if token is None else None
     issuers = []
     for path in config.smki_issuers:
         try:
@@ -79,8 +82,9 @@ def open_services(
     schema = DuisSchema.load(config.schema_dir) if config.schema_dir else None
     opened = token is None
     if token is None:
-        config.token.prepare_environment()
-        token = Token(config.token.module, config.token.label, config.token.pin.read())
+        assert token_settings is not None
+        token_settings.prepare_environment()
+        token = Token(token_settings.module, token_settings.label, token_settings.pin.read())
         token.open()
     try:
         if serving:

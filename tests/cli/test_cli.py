@@ -138,7 +138,7 @@ def test_keys_import_and_list_never_print_the_pin(hsm: Hsm, tmp_path: Path) -> N
     )
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = signer("keys", "list", "--json", "--config", str(config))
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    rows = json.loads(listed.stdout)["keys"]  # one document
     row = next(r for r in rows if r["label"] == "cli-imported")
     assert {
         "label": "cli-imported",
@@ -247,6 +247,12 @@ def test_manufacturers_add_is_idempotent(
     )
     assert "certificate added" in signer(*args).stdout
     assert "already registered" in signer(*args).stdout
+    assert json.loads(signer(*args, "--json").stdout) == {"code": "121D", "added": False}
+    [listed] = json.loads(
+        signer("manufacturers", "list", "--json", "--config", str(config)).stdout
+    )["manufacturers"]
+    assert listed["code"] == "121D" and listed["state"] == "trusted"
+    assert listed["not_after"].endswith("Z") and listed["added_at"].endswith("Z")  # RFC 3339
     assert (
         "121D  CN=Test Manufacturer 121D"
         in signer("manufacturers", "list", "--config", str(config)).stdout
@@ -290,11 +296,11 @@ def test_client_commands_drive_the_three_calls(
         *server,
     )
     assert "VERIFIED" in verdict.stdout
-    image_id = json.loads((tmp_path / "v.json").read_text())["imageId"]
+    image_id = json.loads((tmp_path / "v.json").read_text())["image_id"]
     assert image_id == hashlib.sha256(image).hexdigest()
 
     out = tmp_path / "out"
-    signer(
+    some_refused = signer(
         "resign",
         "--image-id",
         image_id,
@@ -303,7 +309,10 @@ def test_client_commands_drive_the_three_calls(
         "--out-dir",
         str(out),
         *server,
+        check=False,
     )
+    assert some_refused.returncode == 4, some_refused.stderr  # done, some devices refused
+    assert "refused 00-DB-12-34-56-78-90-FE: unknown_device: " in some_refused.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["refused"][0]["reason"] == "unknown_device"
     upgrade = (out / "z1-supplier-ds.bin").read_bytes()
@@ -343,4 +352,4 @@ def test_client_commands_drive_the_three_calls(
         *server,
         check=False,
     )
-    assert refused.returncode == 1 and "NOT_FOUND" in refused.stderr
+    assert refused.returncode == 5 and "Error: not found: " in refused.stderr

@@ -30,8 +30,15 @@ def _unquote(text: str) -> str:
     return re.sub(r'\\(["\\])', r"\1", text)
 
 
+LEGEND = re.compile(r"\n  subgraph cluster_legend \{\n.*?\n  \}", re.S)
+
+
 def read_dot(text: str) -> Dot:
-    """Just the subset ``to_dot`` writes: digraph "name" { stmt; ... }."""
+    """Just the subset ``to_dot`` writes: digraph "name" { stmt; ... }; the legend (one
+    ``subgraph cluster_legend``, checked by ``test_every_picture_has_a_legend``) left out."""
+    legends = LEGEND.findall(text)
+    assert len(legends) == 1, "one legend"
+    text = LEGEND.sub("", text)
     tokens: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text.rstrip()):
@@ -145,8 +152,9 @@ def test_dot_renders_it_to_svg() -> None:
         assert b"Warning" not in run.stderr and b"Error" not in run.stderr, run.stderr
         svg = etree.fromstring(run.stdout)
         ns = {"s": "http://www.w3.org/2000/svg"}
-        titles = svg.xpath("//s:g[@class='node']/s:title/text()", namespaces=ns)
-        assert len(titles) == expected
+        drawn = svg.xpath("//s:g[@class='node']/s:title/text()", namespaces=ns)
+        titles = [t for t in drawn if not t.startswith("legend: ")]
+        assert len(titles) == expected and len(drawn) - len(titles) == 7  # the legend's
         assert "B" in titles and "OLD" in titles
         edges = svg.xpath("//s:g[@class='edge']", namespaces=ns)
-        assert len(edges) == 5
+        assert len(edges) == 5 + 1  # the legend's one edge

@@ -306,7 +306,9 @@ def test_revocation_by_the_cli_stops_the_running_server(
         assert not verdict.verified
         assert any("compromised HSM" in c.detail for c in verdict.checks if not c.passed)
 
-        listed = json.loads(signer("manufacturers", "list", "--json", "--config", config).stdout)
+        listed = json.loads(signer("manufacturers", "list", "--json", "--config", config).stdout)[
+            "manufacturers"
+        ]
         assert [(c["code"], c["state"], c["reason"]) for c in listed] == [
             ("121D", "revoked", "compromised HSM")
         ]

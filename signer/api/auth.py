@@ -39,7 +39,7 @@ from signer.api.handlers import (
     wrap,
 )
 from signer.api.revocation import utc_now
-from signer.api.richdetails import Details, trailer
+from signer.api.richdetails import Details, fit_message, trailer
 from signer.api.status import reason_code
 from signer.caller import Caller, current
 from signer.errors import ConfigurationError
@@ -375,5 +375,6 @@ def _deny(
 ) -> NoReturn:
     """End the call with ``code``, and the reason (the `signer_auth_denied_total` label,
     upper-cased) in the rich error details."""
+    message = fit_message(message)  # a certificate may list any number of names
     context.set_trailing_metadata(trailer(code, message, Details(reason_code(reason), metadata)))
     context.abort(code, message)

@@ -36,9 +36,10 @@ def metrics_only(app: App) -> App:
     other methods."""
 
     def serve(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH:
-            return _plain(start_response, "404 Not Found", NOT_HERE)
         method = environ.get("REQUEST_METHOD", "GET")
+        if environ.get("PATH_INFO") != PATH:
+            answer = _plain(start_response, "404 Not Found", NOT_HERE)
+            return [] if method == "HEAD" else answer
         if method not in _ALLOWED:
             text = f"method {method} not allowed: GET or HEAD {PATH}\n".encode()
             return _plain(start_response, "405 Method Not Allowed", text, ", ".join(_ALLOWED))

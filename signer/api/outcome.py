@@ -33,7 +33,7 @@ from signer.api.handlers import (
     Wrapped,
     wrap,
 )
-from signer.api.richdetails import Details, trailer
+from signer.api.richdetails import Details, fit_message, trailer
 from signer.api.richstatus import error_details
 from signer.api.status import INTERNAL, refusal_reason, status_for
 from signer.errors import DevicesRefused, InvalidInput, SignerError
@@ -42,9 +42,6 @@ from signer.service.precommands import PreCommandRefused
 
 log = logging.getLogger("signer.api.servicer")  # the name these lines have always logged under
 _SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
-#: characters of a status message at most: it travels twice in the trailers (grpc-message,
-#: and in the rich `google.rpc.Status`), which clients cap at 8 KiB (`signer.api.richstatus`)
-MAX_DETAILS = 2000
 #: the refusal messages of the API, and the field of each that holds its reason code
 _REASON_FIELD = {
     pb.DeviceRefusal.DESCRIPTOR.full_name: "reason",
@@ -235,9 +232,7 @@ def _abort(context: grpc.ServicerContext, exc: SignerError, method: str) -> NoRe
         meta.append(("signer-field", exc.field or ""))
         if exc.offset is not None:
             meta.append(("signer-offset", str(exc.offset)))
-    message = str(exc)
-    if len(message) > MAX_DETAILS:  # status details travel in a size-limited trailer
-        message = message[:MAX_DETAILS] + " ..."
+    message = fit_message(str(exc))  # status details travel in a size-limited trailer
     subject = f"{_SERVICE.full_name}/{method}"
     details = error_details(exc, subject=subject, deadline_passed=deadline_passed)
     meta.extend(trailer(code, message, details))

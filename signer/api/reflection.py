@@ -10,6 +10,7 @@ descriptor pool so that v1 describes itself as v1alpha does.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 
 import grpc
@@ -49,6 +50,10 @@ def v1_file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 
 
 def _register_v1(pool: descriptor_pool.DescriptorPool) -> None:
+    try:  # a grpcio-reflection that ships v1 registers it itself: let it, not us
+        importlib.import_module("grpc_reflection.v1.reflection_pb2")
+    except ImportError:
+        pass
     try:
         pool.FindFileByName(V1_FILE)  # registered already (a second server in this process)
     except KeyError:

@@ -36,6 +36,27 @@ DETAILS_KEY = "grpc-status-details-bin"
 #: bytes the message (sent twice: grpc-message and inside the Status) and the details may
 #: take together, leaving room under the clients' 8 KiB for the other trailers
 TRAILER_BUDGET = 7000
+#: the most a status message may take on the wire (`wire_size`), so that details fit too
+MAX_MESSAGE_BYTES = 2000
+
+
+def wire_size(message: str) -> int:
+    """Bytes ``message`` takes in ``grpc-message``: gRPC percent-encodes every UTF-8 byte
+    outside printable ASCII, and "%", so an "é" costs 6 bytes, not 1."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message.encode())
+
+
+def fit_message(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut (with " ...") to take at most ``limit`` bytes on the wire."""
+    if wire_size(message) <= limit:
+        return message
+    room, kept = limit - len(" ..."), 0
+    for i, char in enumerate(message):
+        room -= wire_size(char)
+        if room < 0:
+            kept = i
+            break
+    return message[:kept] + " ..."
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,7 @@ def trailer(code: grpc.StatusCode, message: str, details: Details) -> tuple[tupl
     """The ``grpc-status-details-bin`` trailer for a call ended with ``code`` and
     ``message`` (exactly as given to ``abort``), within `TRAILER_BUDGET`; empty if even the
     bare reason does not fit beside the message."""
-    room = TRAILER_BUDGET - len(message.encode())
+    room = TRAILER_BUDGET - wire_size(message)
     for kept in _shrinking(details):
         status = status_message(code, message, kept)
         if status.ByteSize() <= room:

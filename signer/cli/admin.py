@@ -364,7 +364,7 @@ def _refuse_bad_responses(problems: list[str]) -> NoReturn:
 
 @devices.command("show")
 @click.argument("eui")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @config_option
 @reports_errors
 def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
@@ -377,7 +377,9 @@ def devices_show(eui: str, as_json: bool, config_path: Path | None) -> None:
     with registry_database(load(config_path)) as db:
         record = admin.show_device(db, eui)
     if record is None:
-        raise click.ClickException(f"device {eui} is not registered")
+        from signer.errors import NotFound
+
+        raise NotFound(f"device {eui} is not registered")
     cells = [
         {
             "role": f"{c.role:02X}",

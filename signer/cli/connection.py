@@ -96,32 +96,34 @@ class Connection(NamedTuple):
         path = (files or {}).get(re.split(r"[^A-Za-z0-9_]", details, maxsplit=1)[0])
         where = f"{path}: " if path is not None else ""
         click.echo(f"Error: {where}{words}: {details}" if details else f"Error: {words}", err=True)
-        hint = self._hint(code.name, details)
+        hint = None if _answered(exc) else self._hint(code.name, details)
         if hint:
             click.echo(f"hint: {hint}", err=True)
         sys.exit(int(ExitCode.NOT_FOUND if code.name == "NOT_FOUND" else ExitCode.ERROR))
 
     def _hint(self, code: str, details: str) -> str | None:
-        """A hint that fits the failure: a refused connection is not a TLS problem."""
+        """A hint that fits a call the server never answered: a refused connection is not
+        a TLS problem, and a refusal by the server is neither."""
+        if code != "UNAVAILABLE":
+            return None
         text = details.lower()
-        if code == "UNAVAILABLE" and ("resolving" in text or "lookup" in text):
+        if "resolving" in text or "lookup" in text:
             return f"the name in {self.server} does not resolve (--server or $SIGNER_SERVER)"
-        if code == "UNAVAILABLE" and "connection refused" in text:
+        if "connection refused" in text:
             return (
                 f"nothing answers at {self.server}: is the server running there? "
                 "(--server or $SIGNER_SERVER)"
             )
-        if self.tls is None and code in ("UNAVAILABLE", "UNKNOWN", "INTERNAL"):
+        if self.tls is None:
             return (
                 "this call went in plaintext (no --tls-ca, --tls-cert, --tls-key); "
                 "a server outside development mode needs mTLS"
             )
-        if self.tls is not None and ("handshake" in text or "ssl" in text or "certificate" in text):
-            return (
-                "the TLS handshake failed: check that --tls-ca is the CA of the server's "
-                "certificate and that the server trusts this client's certificate"
-            )
-        return None
+        return (
+            "the connection failed after it was made, as a TLS handshake fails: check that "
+            "--tls-ca is the CA of the server's certificate and that the server trusts this "
+            "client's certificate"
+        )
 
     def call(self, name: str, request: Any, files: Mapping[str, Path | None] | None = None) -> Any:
         """One unary call on a channel of its own; ``files`` as for `fail`."""
@@ -161,6 +163,16 @@ def connection_options(fn: F) -> F:
         help="Address of the signer service.",
     )(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def _answered(exc: grpc.RpcError) -> bool:
+    """Whether the server itself ended the call: its errors carry the rich details."""
+    trailers = getattr(exc, "trailing_metadata", None)
+    try:
+        metadata = trailers() if callable(trailers) else None
+    except Exception:  # a call object that cannot say: treat it as not answered
+        return False
+    return any(key == "grpc-status-details-bin" for key, _ in metadata or ())
 
 
 #: gRPC status codes as the CLI reports them, in words

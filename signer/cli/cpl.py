@@ -61,11 +61,23 @@ def cpl_import(file: Path, fmt: str | None, as_json: bool, config_path: Path | N
                 "updated": report.updated,
                 "unchanged": report.unchanged,
                 "bad_rows": done.bad_rows,
+                "absent_columns": list(done.absent_columns),
                 "elapsed_seconds": round(watch.seconds, 3),
             }
         )
     if done.bad_rows:
         refuse_bad_rows(file, report.errors, done.bad_rows, "imported")
+    if done.absent_columns:
+        upgrade = (
+            " (no upgrade_from: no upgrade to those entries is permitted)"
+            if "upgrade_from" in done.absent_columns
+            else ""
+        )
+        click.echo(
+            f"Warning: {file}: the header has no {', '.join(done.absent_columns)}: empty for "
+            f"every entry imported, replacing what was stored{upgrade}",
+            err=True,
+        )
     if not as_json:
         click.echo(
             f"{done.entries} entries of {done.models} model(s): {report.added} added, "

@@ -137,6 +137,19 @@ def read_csv(lines: Iterable[str]) -> Iterator[CplEntry | RowError]:
         yield RowError(1, None, "no header line: the file is empty")
 
 
+def absent_optional_columns(lines: Iterable[str]) -> tuple[str, ...]:
+    """The optional columns a CSV file's header leaves out: empty in every entry it holds,
+    which a re-import writes over what was stored (an importer should say so)."""
+    try:
+        for cells in csv.reader(lines, strict=True):
+            if any(c.strip() for c in cells):
+                header = {c.strip().lstrip("\ufeff").strip().lower() for c in cells}
+                return tuple(c for c in COLUMNS if c in OPTIONAL_COLUMNS and c not in header)
+    except csv.Error:
+        pass  # read_csv reports it
+    return ()
+
+
 def read_json(text: str) -> Iterator[CplEntry | RowError]:
     """Entries of a JSON list of objects keyed like ``COLUMNS``, or of ``{"entries": [...]}``.
 

@@ -12,7 +12,7 @@ from typing import BinaryIO, TypeVar
 from signer.cpl.dot import MAX_NODES, models_dot, node_count, to_dot
 from signer.cpl.inventory import read_inventory_csv
 from signer.cpl.model import CplEntry, DeviceType, check_entry_id
-from signer.cpl.parse import RowError, read_csv, read_json
+from signer.cpl.parse import RowError, absent_optional_columns, read_csv, read_json
 from signer.cpl.paths import PathEvaluator, UpgradeGraph
 from signer.duis.request import RequestId
 from signer.errors import InvalidInput, NotFound, PolicyRefused
@@ -36,6 +36,8 @@ class FileImport:
     report: ImportReport
     bad_rows: int
     models: int = 0
+    #: optional columns the CSV header left out: empty in every entry imported
+    absent_columns: tuple[str, ...] = ()
 
     @property
     def entries(self) -> int:
@@ -48,7 +50,7 @@ def read_cpl_file(path: Path, fmt: str | None = None) -> Iterable[CplEntry | Row
     A file that cannot be read, or JSON that is not UTF-8, is an `InvalidInput` naming the
     file; a CSV line that is not UTF-8 is a `RowError` of its line like any other bad row.
     """
-    kind = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
+    kind = _kind(path, fmt)
     if kind == "json":
         data = _read(path)
         try:
@@ -72,7 +74,15 @@ def import_cpl(
     """Every entry of the file in one transaction, or, with any bad row, none."""
     cap = _ErrorCap()
     report = cpl.import_entries(db, cap.rows(read_cpl_file(path, fmt)), now, progress)
-    return FileImport(report, cap.count, len(cap.models))
+    absent: tuple[str, ...] = ()
+    if _kind(path, fmt) == "csv" and not cap.count:
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            absent = absent_optional_columns(f)
+    return FileImport(report, cap.count, len(cap.models), absent)
+
+
+def _kind(path: Path, fmt: str | None) -> str:
+    return fmt or ("json" if path.suffix.lower() == ".json" else "csv")
 
 
 def import_inventory(

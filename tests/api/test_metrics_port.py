@@ -53,6 +53,12 @@ def test_every_other_path_is_not_found_and_names_the_health_check(
     assert "serves /metrics only" in text and "gRPC health service (signer health)" in text
 
 
+def test_head_elsewhere_is_not_found_without_a_body(running: Running) -> None:
+    status, headers, body = request(running, "HEAD", "/healthz")
+    assert (status, body) == (404, b"")
+    assert int(headers["content-length"]) > 0  # the length a GET's body would have
+
+
 def test_other_methods_on_metrics_are_not_allowed(running: Running) -> None:
     status, headers, _body = request(running, "POST", "/metrics")
     assert status == 405 and headers["allow"] == "GET, HEAD"

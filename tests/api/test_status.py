@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
-from signer.api.outcome import MAX_DETAILS, OutcomeInterceptor, RefusalField, refusal_fields
+from signer.api.outcome import OutcomeInterceptor, RefusalField, refusal_fields
+from signer.api.richdetails import MAX_MESSAGE_BYTES, wire_size
 from signer.api.status import status_for
 from signer.errors import (
     CallEnded,
@@ -93,6 +94,14 @@ def _resign(request: pb.ResignRequest, context: grpc.ServicerContext) -> pb.Resi
             [(f"00-DB-00-00-00-00-{i >> 8:02X}-{i & 0xFF:02X}", "unknown_device", "t" * 80)
              for i in range(500)],
         )  # fmt: skip
+    if what == "many-refused-accented":  # as above, its message percent-encoded on the wire
+        raise DevicesRefused(
+            "tous refusés, é" * 300,
+            [(f"00-DB-00-00-00-00-{i >> 8:02X}-{i & 0xFF:02X}", "unknown_device", "é" * 80)
+             for i in range(500)],
+        )  # fmt: skip
+    if what == "long-accented":
+        raise NotFound("é" * 5000)
     if what == "bug":
         raise RuntimeError("a secret in a traceback")
     if what == "long":
@@ -200,7 +209,7 @@ def test_errors_become_their_status_with_field_and_offset(
     with pytest.raises(grpc.RpcError) as err:
         stub.Resign(pb.ResignRequest(image_id="long"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    assert err.value.details() == "x" * MAX_DETAILS + " ..."
+    assert err.value.details() == "x" * (MAX_MESSAGE_BYTES - len(" ...")) + " ..."
 
 
 def test_a_bug_is_internal_and_logged_and_other_services_keep_grpcs_handling(
@@ -271,15 +280,30 @@ def test_details_never_push_the_trailer_over_the_clients_limit(outcome: grpc.Cha
     """grpc-core clients refuse trailers over 8 KiB, at random, as RESOURCE_EXHAUSTED: many
     calls, each with a long message and 500 refused devices, all arrive as they were sent."""
     stub = pb_grpc.FirmwareSignerStub(outcome)
-    for _ in range(100):
+    for what in ("many-refused", "many-refused-accented"):
+        for _ in range(100):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Resign(pb.ResignRequest(image_id=what))
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            message = err.value.details() or ""
+            assert message.endswith(" ...")
+            assert MAX_MESSAGE_BYTES - 6 < wire_size(message) <= MAX_MESSAGE_BYTES
+        info, [failure] = _rich(err.value)
+        assert info.reason == "DEVICES_REFUSED" and info.metadata["devices"] == "500"
+        kept = len(failure.violations)
+        assert kept > 0 and int(info.metadata["violations_omitted"]) == 500 - kept
+
+
+def test_a_long_message_is_cut_by_its_size_on_the_wire(outcome: grpc.Channel) -> None:
+    """gRPC percent-encodes a message's non-ASCII bytes: 5,000 "é" take 30,000 bytes."""
+    stub = pb_grpc.FirmwareSignerStub(outcome)
+    for _ in range(20):
         with pytest.raises(grpc.RpcError) as err:
-            stub.Resign(pb.ResignRequest(image_id="many-refused"))
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert len(err.value.details() or "") == MAX_DETAILS + len(" ...")
-    info, [failure] = _rich(err.value)
-    assert info.reason == "DEVICES_REFUSED" and info.metadata["devices"] == "500"
-    kept = len(failure.violations)
-    assert kept > 0 and int(info.metadata["violations_omitted"]) == 500 - kept
+            stub.Resign(pb.ResignRequest(image_id="long-accented"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert err.value.details() == "é" * ((MAX_MESSAGE_BYTES - 4) // 6) + " ..."
+    info, _ = _rich(err.value)
+    assert info.reason == "NOT_FOUND"
 
 
 def test_every_refusal_a_client_learns_of_is_counted_once(outcome: grpc.Channel) -> None:

@@ -105,7 +105,10 @@ def test_one_bad_response_anywhere_imports_none(tmp_path: Path) -> None:
     assert any(line.startswith("Error: -: line 2: ") for line in err)
     assert err[-1].endswith("(2 bad files: none was imported)")
     for n in (1, 3, 4):
-        assert shown(config, n).returncode != 0
+        missing = shown(config, n)
+        # README "Exit codes": what was named does not exist
+        assert missing.returncode == 5, missing.stderr
+        assert missing.stderr == f"Error: device {device_eui(n)} is not registered\n"
     empty = tmp_path / "empty"
     empty.mkdir()
     refused = signer("devices", "import", RAW, str(empty), "--config", str(config), check=False)

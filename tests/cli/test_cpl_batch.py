@@ -49,6 +49,7 @@ def setup(tmp_path: Path) -> tuple[str, ...]:
         "updated": 0,
         "unchanged": 0,
         "bad_rows": 0,
+        "absent_columns": [],
     }
     inventory = tmp_path / "inventory.csv"
     inventory.write_text(
@@ -121,6 +122,28 @@ def test_paths_per_device_from_a_file(tmp_path: Path) -> None:
     bad.write_text("not-an-eui\n")
     refused = signer("cpl", "path", "--devices-file", str(bad), "--to", "P-3", *cfg, check=False)
     assert refused.returncode == 1 and f"Error: {bad}: " in refused.stderr
+
+
+def test_an_import_without_optional_columns_says_what_it_empties(tmp_path: Path) -> None:
+    """Leaving optional columns out of the header is allowed, but a re-import then writes
+    them empty over what was stored: the import says so, naming them."""
+    cfg = setup(tmp_path)
+    lean = tmp_path / "lean.csv"
+    lean.write_text(
+        "entry_id,manufacturer_code,device_type,model,hardware_version,firmware_version,"
+        f"image_hash\nP-2,121D,ESME,P,0001,00000002,{'02' * 32}\n"
+    )
+    out = signer("cpl", "import", str(lean), "--json", *cfg)
+    report = json.loads(out.stdout)
+    assert (report["updated"], report["bad_rows"]) == (1, 0)
+    absent = ["image_type", "upgrade_from", "zigbee_chipset_vendor", "zigbee_stack_version"]
+    assert report["absent_columns"] == [*absent, "band_join_option"]
+    [warning] = out.stderr.splitlines()
+    assert warning.startswith(f"Warning: {lean}: the header has no image_type, upgrade_from")
+    assert "no upgrade to those entries is permitted" in warning
+    # and so P-2 can no longer be reached from P-1
+    gone = signer("cpl", "path", "--from", "P-1", "--to", "P-3", *cfg, check=False)
+    assert gone.returncode == 4, gone.stderr
 
 
 def test_bad_rows_counts_rows_not_errors(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ def test_health_says_serving_and_exits_0(running: Running) -> None:
 def test_health_of_an_unknown_service_exits_5_and_no_server_exits_1(running: Running) -> None:
     done = _health("--server", running.server.address, "--service", "no.such.Service")
     assert done.returncode == 5 and "Error: not found" in done.stderr  # README "Exit codes"
+    assert "hint:" not in done.stderr  # the server answered: no connection hint fits
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

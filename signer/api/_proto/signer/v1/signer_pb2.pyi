@@ -2,12 +2,41 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CampaignProduct(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAMPAIGN_PRODUCT_UNSPECIFIED: _ClassVar[CampaignProduct]
+    CAMPAIGN_PRODUCT_UPDATE: _ClassVar[CampaignProduct]
+    CAMPAIGN_PRODUCT_ACTIVATION: _ClassVar[CampaignProduct]
+    CAMPAIGN_PRODUCT_UPDATE_AND_ACTIVATION: _ClassVar[CampaignProduct]
+
+class CampaignState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAMPAIGN_STATE_UNSPECIFIED: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_PLANNED: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_APPROVED: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_REJECTED: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_APPLYING: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_APPLIED: _ClassVar[CampaignState]
+    CAMPAIGN_STATE_STALE: _ClassVar[CampaignState]
+CAMPAIGN_PRODUCT_UNSPECIFIED: CampaignProduct
+CAMPAIGN_PRODUCT_UPDATE: CampaignProduct
+CAMPAIGN_PRODUCT_ACTIVATION: CampaignProduct
+CAMPAIGN_PRODUCT_UPDATE_AND_ACTIVATION: CampaignProduct
+CAMPAIGN_STATE_UNSPECIFIED: CampaignState
+CAMPAIGN_STATE_PLANNED: CampaignState
+CAMPAIGN_STATE_APPROVED: CampaignState
+CAMPAIGN_STATE_REJECTED: CampaignState
+CAMPAIGN_STATE_APPLYING: CampaignState
+CAMPAIGN_STATE_APPLIED: CampaignState
+CAMPAIGN_STATE_STALE: CampaignState
 
 class SeparateDelivery(_message.Message):
     __slots__ = ("ota_header", "manufacturer_image", "signature", "hash")
@@ -366,3 +395,211 @@ class ListKeysResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
     def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+
+class CampaignSpec(_message.Message):
+    __slots__ = ("image_id", "product", "service_reference", "firmware_version", "force_replace", "execution_time")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    product: CampaignProduct
+    service_reference: str
+    firmware_version: str
+    force_replace: bool
+    execution_time: _timestamp_pb2.Timestamp
+    def __init__(self, image_id: _Optional[str] = ..., product: _Optional[_Union[CampaignProduct, str]] = ..., service_reference: _Optional[str] = ..., firmware_version: _Optional[str] = ..., force_replace: _Optional[bool] = ..., execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlanCampaignRequest(_message.Message):
+    __slots__ = ("spec", "devices")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    spec: CampaignSpec
+    devices: DeviceBatch
+    def __init__(self, spec: _Optional[_Union[CampaignSpec, _Mapping]] = ..., devices: _Optional[_Union[DeviceBatch, _Mapping]] = ...) -> None: ...
+
+class CampaignCount(_message.Message):
+    __slots__ = ("name", "devices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    devices: int
+    def __init__(self, name: _Optional[str] = ..., devices: _Optional[int] = ...) -> None: ...
+
+class CampaignApproval(_message.Message):
+    __slots__ = ("approver", "approved_at", "expires_at", "expired", "comment")
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    approver: str
+    approved_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    expired: bool
+    comment: str
+    def __init__(self, approver: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class CampaignPlan(_message.Message):
+    __slots__ = ("plan_id", "spec", "requester", "planned_at", "state", "devices", "eligible", "refused", "by_key", "by_model", "by_reason", "approvals_required", "approvals", "rejected_by", "rejection_reason", "issued", "withheld", "stale_reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    BY_KEY_FIELD_NUMBER: _ClassVar[int]
+    BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    STALE_REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    spec: CampaignSpec
+    requester: str
+    planned_at: _timestamp_pb2.Timestamp
+    state: CampaignState
+    devices: int
+    eligible: int
+    refused: int
+    by_key: _containers.RepeatedCompositeFieldContainer[CampaignCount]
+    by_model: _containers.RepeatedCompositeFieldContainer[CampaignCount]
+    by_reason: _containers.RepeatedCompositeFieldContainer[CampaignCount]
+    approvals_required: int
+    approvals: _containers.RepeatedCompositeFieldContainer[CampaignApproval]
+    rejected_by: str
+    rejection_reason: str
+    issued: int
+    withheld: int
+    stale_reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., spec: _Optional[_Union[CampaignSpec, _Mapping]] = ..., requester: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[CampaignState, str]] = ..., devices: _Optional[int] = ..., eligible: _Optional[int] = ..., refused: _Optional[int] = ..., by_key: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_model: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_reason: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[CampaignApproval, _Mapping]]] = ..., rejected_by: _Optional[str] = ..., rejection_reason: _Optional[str] = ..., issued: _Optional[int] = ..., withheld: _Optional[int] = ..., stale_reason: _Optional[str] = ...) -> None: ...
+
+class CampaignDevice(_message.Message):
+    __slots__ = ("device_id", "key_label", "key_ski", "current_entry_id", "model", "pathway", "refused", "outcome", "withheld_check", "withheld_detail", "request_ids")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_SKI_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PATHWAY_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_CHECK_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    key_label: str
+    key_ski: bytes
+    current_entry_id: str
+    model: str
+    pathway: str
+    refused: DeviceRefusal
+    outcome: str
+    withheld_check: str
+    withheld_detail: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device_id: _Optional[str] = ..., key_label: _Optional[str] = ..., key_ski: _Optional[bytes] = ..., current_entry_id: _Optional[str] = ..., model: _Optional[str] = ..., pathway: _Optional[str] = ..., refused: _Optional[_Union[DeviceRefusal, _Mapping]] = ..., outcome: _Optional[str] = ..., withheld_check: _Optional[str] = ..., withheld_detail: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetCampaignRequest(_message.Message):
+    __slots__ = ("plan_id", "include_devices")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    include_devices: bool
+    def __init__(self, plan_id: _Optional[str] = ..., include_devices: _Optional[bool] = ...) -> None: ...
+
+class CampaignDeviceBatch(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[CampaignDevice]
+    def __init__(self, devices: _Optional[_Iterable[_Union[CampaignDevice, _Mapping]]] = ...) -> None: ...
+
+class CampaignPlanPart(_message.Message):
+    __slots__ = ("plan", "devices")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    plan: CampaignPlan
+    devices: CampaignDeviceBatch
+    def __init__(self, plan: _Optional[_Union[CampaignPlan, _Mapping]] = ..., devices: _Optional[_Union[CampaignDeviceBatch, _Mapping]] = ...) -> None: ...
+
+class ApproveCampaignRequest(_message.Message):
+    __slots__ = ("plan_id", "comment")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    comment: str
+    def __init__(self, plan_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class RejectCampaignRequest(_message.Message):
+    __slots__ = ("plan_id", "reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApplyCampaignRequest(_message.Message):
+    __slots__ = ("plan_id",)
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    def __init__(self, plan_id: _Optional[str] = ...) -> None: ...
+
+class CampaignArtifact(_message.Message):
+    __slots__ = ("upgrade_image", "update_request", "activation")
+    UPGRADE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    upgrade_image: SignedImage
+    update_request: BuildDUISResponse
+    activation: ActivationRequest
+    def __init__(self, upgrade_image: _Optional[_Union[SignedImage, _Mapping]] = ..., update_request: _Optional[_Union[BuildDUISResponse, _Mapping]] = ..., activation: _Optional[_Union[ActivationRequest, _Mapping]] = ...) -> None: ...
+
+class WithheldArtifact(_message.Message):
+    __slots__ = ("kind", "device_ids", "check", "detail")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    check: str
+    detail: str
+    def __init__(self, kind: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., check: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class AlreadyIssued(_message.Message):
+    __slots__ = ("kind", "device_ids", "request_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, kind: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CampaignResult(_message.Message):
+    __slots__ = ("issued", "withheld", "refused", "already_issued")
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_ISSUED_FIELD_NUMBER: _ClassVar[int]
+    issued: CampaignArtifact
+    withheld: WithheldArtifact
+    refused: DeviceRefusal
+    already_issued: AlreadyIssued
+    def __init__(self, issued: _Optional[_Union[CampaignArtifact, _Mapping]] = ..., withheld: _Optional[_Union[WithheldArtifact, _Mapping]] = ..., refused: _Optional[_Union[DeviceRefusal, _Mapping]] = ..., already_issued: _Optional[_Union[AlreadyIssued, _Mapping]] = ...) -> None: ...
+
+class CampaignResults(_message.Message):
+    __slots__ = ("results", "plan")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CampaignResult]
+    plan: CampaignPlan
+    def __init__(self, results: _Optional[_Iterable[_Union[CampaignResult, _Mapping]]] = ..., plan: _Optional[_Union[CampaignPlan, _Mapping]] = ...) -> None: ...

@@ -79,6 +79,31 @@ class FirmwareSignerStub:
                 request_serializer=signer_dot_v1_dot_signer__pb2.ListKeysRequest.SerializeToString,
                 response_deserializer=signer_dot_v1_dot_signer__pb2.ListKeysResponse.FromString,
                 _registered_method=True)
+        self.PlanCampaign = channel.stream_unary(
+                '/signer.v1.FirmwareSigner/PlanCampaign',
+                request_serializer=signer_dot_v1_dot_signer__pb2.PlanCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_stream(
+                '/signer.v1.FirmwareSigner/GetCampaign',
+                request_serializer=signer_dot_v1_dot_signer__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.CampaignPlanPart.FromString,
+                _registered_method=True)
+        self.ApproveCampaign = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/ApproveCampaign',
+                request_serializer=signer_dot_v1_dot_signer__pb2.ApproveCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+                _registered_method=True)
+        self.RejectCampaign = channel.unary_unary(
+                '/signer.v1.FirmwareSigner/RejectCampaign',
+                request_serializer=signer_dot_v1_dot_signer__pb2.RejectCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+                _registered_method=True)
+        self.ApplyCampaign = channel.unary_stream(
+                '/signer.v1.FirmwareSigner/ApplyCampaign',
+                request_serializer=signer_dot_v1_dot_signer__pb2.ApplyCampaignRequest.SerializeToString,
+                response_deserializer=signer_dot_v1_dot_signer__pb2.CampaignResults.FromString,
+                _registered_method=True)
 
 
 class FirmwareSignerServicer:
@@ -157,6 +182,44 @@ class FirmwareSignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanCampaign(self, request_iterator, context):
+        """Campaigns with four eyes (docs/campaigns.md). Plan: what a campaign would produce, per
+        device, and nothing signed; the first message is the CampaignSpec, the following ones
+        device batches. The plan is stored under its ID, the hash of its canonical content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """A stored plan: its summary first, then (include_devices) its per-device records.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveCampaign(self, request, context):
+        """Approve or reject a plan, by its ID (approver role; the requester never counts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyCampaign(self, request, context):
+        """Produce exactly the planned artifacts of an approved plan whose inputs have not changed,
+        each only after the pre-flight replays the checks its meters will make; streamed, and
+        resumable: a second call after an interruption never signs what was issued before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FirmwareSignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +267,31 @@ def add_FirmwareSignerServicer_to_server(servicer, server):
                     servicer.ListKeys,
                     request_deserializer=signer_dot_v1_dot_signer__pb2.ListKeysRequest.FromString,
                     response_serializer=signer_dot_v1_dot_signer__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'PlanCampaign': grpc.stream_unary_rpc_method_handler(
+                    servicer.PlanCampaign,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.PlanCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.GetCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.CampaignPlanPart.SerializeToString,
+            ),
+            'ApproveCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveCampaign,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.ApproveCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.SerializeToString,
+            ),
+            'RejectCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectCampaign,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.RejectCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.CampaignPlan.SerializeToString,
+            ),
+            'ApplyCampaign': grpc.unary_stream_rpc_method_handler(
+                    servicer.ApplyCampaign,
+                    request_deserializer=signer_dot_v1_dot_signer__pb2.ApplyCampaignRequest.FromString,
+                    response_serializer=signer_dot_v1_dot_signer__pb2.CampaignResults.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +537,141 @@ class FirmwareSigner:
             '/signer.v1.FirmwareSigner/ListKeys',
             signer_dot_v1_dot_signer__pb2.ListKeysRequest.SerializeToString,
             signer_dot_v1_dot_signer__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanCampaign(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/signer.v1.FirmwareSigner/PlanCampaign',
+            signer_dot_v1_dot_signer__pb2.PlanCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/GetCampaign',
+            signer_dot_v1_dot_signer__pb2.GetCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.CampaignPlanPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/ApproveCampaign',
+            signer_dot_v1_dot_signer__pb2.ApproveCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/RejectCampaign',
+            signer_dot_v1_dot_signer__pb2.RejectCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.CampaignPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/signer.v1.FirmwareSigner/ApplyCampaign',
+            signer_dot_v1_dot_signer__pb2.ApplyCampaignRequest.SerializeToString,
+            signer_dot_v1_dot_signer__pb2.CampaignResults.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ import click
 from signer.cli.connection import Connection, connection_options
 from signer.cli.files import (
     FileProblem,
+    about,
     device_list,
     device_stream,
     existing_file,
@@ -152,7 +153,8 @@ def resign(
     Writes OUT_DIR/<key label>.bin for each key the devices' trust anchor cells name, and
     OUT_DIR/result.json listing which devices each image serves and which were refused
     (the document --json prints: the response's fields, each image's bytes replaced by
-    the file they were written to). Exit 0, or 4 when some devices were refused.
+    upgrade_image_file, the file they were written to). Exit 0, or 4 when some devices
+    were refused.
     """
     import json
 
@@ -172,8 +174,7 @@ def resign(
         paths.append(path)
     summary = message_dict(resp)
     for written, path in zip(summary["images"], paths, strict=True):
-        written.pop("upgrade_image", None)
-        written["file"] = str(path)
+        _name_files(written, {"upgrade_image": path})
     (out_dir / "result.json").write_text(
         json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n"
     )
@@ -182,7 +183,7 @@ def resign(
     else:
         for written in summary["images"]:
             click.echo(
-                f"{written['file']}: key {written['key_label']} "
+                f"{written['upgrade_image_file']}: key {written['key_label']} "
                 f"for {len(written['device_ids'])} device(s)"
             )
         _refusals(resp.refused)
@@ -227,11 +228,11 @@ def build_duis(
 ) -> None:
     """Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS).
 
-    --json prints the response's fields, the request's bytes replaced by the file they
-    were written to. Exit 0, or 4 when some devices were refused.
+    --json prints the response's fields, the request's bytes replaced by
+    duis_request_file, the file they were written to. Exit 0, or 4 when some devices
+    were refused.
     """
     from signer.api._proto.signer.v1 import signer_pb2 as pb
-    from signer.cli.output import message_dict
 
     if (image_id is None) == (upgrade_image is None):
         raise click.UsageError("give exactly one of --image-id or --upgrade-image")
@@ -251,11 +252,7 @@ def build_duis(
     )
     out.write_bytes(resp.duis_request)
     if as_json:
-        resp.ClearField("duis_request")  # written: not to be converted to text
-        built = message_dict(resp)
-        built.pop("duis_request", None)
-        built["file"] = str(out)
-        emit_json(built)
+        emit_json(_written_dict(resp, {"duis_request": out}))
     else:
         click.echo(f"{out}: RequestID {resp.request_id}, {len(resp.device_ids)} device(s)")
         _refusals(resp.refused)
@@ -285,7 +282,8 @@ def build_duis(
     "as_json",
     is_flag=True,
     help='JSON lines on stdout, one per device as it comes: {"request": {...}} or '
-    "{\"refused\": {...}} (the API's field names; each request's bytes replaced by its file).",
+    "{\"refused\": {...}} (the API's field names; each request's bytes replaced by "
+    "duis_request_file, its file).",
 )
 @connection_options
 def activate(
@@ -353,11 +351,7 @@ def activate(
                     path.write_bytes(r.duis_request)
                     built += 1
                     if as_json:
-                        r.ClearField("duis_request")
-                        request = message_dict(r)
-                        request.pop("duis_request", None)
-                        request["file"] = str(path)
-                        emit_json_line({"request": request})
+                        emit_json_line({"request": _written_dict(r, {"duis_request": path})})
                 else:
                     f = result.refused
                     refusal = message_dict(f)
@@ -375,6 +369,9 @@ def activate(
 
 
 @click.command("sign-precommand")
+@click.argument(
+    "sources", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[SOURCE]..."
+)
 @click.option("--pre-command", type=existing_file, help="The CS06 pre-command (binary or hex).")
 @click.option(
     "--dcc-response",
@@ -382,20 +379,80 @@ def activate(
     help="Or the DUIS response XML carrying it, signed by one of the server's DCC certificates.",
 )
 @click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    help="Batch form: a file listing SOURCEs, one path per line ('-': standard input).",
+)
+@click.option(
     "--unauthenticated-gbcs",
     is_flag=True,
     help="Needed with --pre-command: raw GBCS carries no DCC signature; the signature "
-    "records say it was not DCC-authenticated.",
+    "records say it was not DCC-authenticated. In the batch form: the SOURCEs are bare "
+    "pre-commands (binary or hex), not DCC responses.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Batch form: pre-commands per streamed message (fewer if they pass 8 MiB).",
 )
 @click.option(
     "--out-dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Writes signed-pre-command.bin and signed-pre-command.xml.",
+    help="Writes signed-pre-command.bin and .xml; in the batch form <device>.bin and "
+    "<device>.xml per signed pre-command, and refused.jsonl.",
 )
-@json_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Write the result as JSON on stdout (keys as the API's field names; each file "
+    "written named as <field>_file); the batch form writes JSON lines, one per pre-command: "
+    '{"source_file": ..., "signed": {...}} or {"source_file": ..., "refused": {...}}.',
+)
 @connection_options
 def sign_precommand(
+    sources: tuple[Path, ...],
+    pre_command: Path | None,
+    dcc_response: Path | None,
+    from_file: Path | None,
+    unauthenticated_gbcs: bool,
+    batch: int,
+    out_dir: Path,
+    as_json: bool,
+    connection: Connection,
+) -> None:
+    """Check CS06 pre-commands against the 11.3 requests they answer and sign them.
+
+    Single form (SignPreCommand): the DCC's signed DUIS response (--dcc-response F), or the
+    raw pre-command with --pre-command F --unauthenticated-gbcs; writes
+    OUT_DIR/signed-pre-command.bin (APDU || 0x40 || r||s) and .xml (the signed DUIS request).
+    A refusal is an error (exit 1).
+
+    Batch form (StreamSignPreCommands): SOURCEs are the DCC's signed DUIS responses (with
+    --unauthenticated-gbcs: bare pre-commands), each a file or a directory (its files,
+    sorted; hidden files and subdirectories left out), and/or listed by --from-file; sent
+    --batch at a time. Writes OUT_DIR/<device>.bin and <device>.xml per signed pre-command
+    and one line per refusal to OUT_DIR/refused.jsonl; prints one line per pre-command,
+    then a summary. A refused pre-command does not stop the others: exit 0 when all were
+    signed, 4 when some were refused, 1 on an error (a file that cannot be read: those
+    before it are signed, none after it).
+    """
+    if sources or from_file is not None:
+        if pre_command is not None or dcc_response is not None:
+            raise click.UsageError(
+                "give SOURCEs (or --from-file) for the batch form, or one of --pre-command "
+                "or --dcc-response, not both"
+            )
+        paths = _batch_sources(sources, from_file)
+        _sign_batch(paths, unauthenticated_gbcs, batch, out_dir, as_json, connection)
+        return
+    _sign_one(pre_command, dcc_response, unauthenticated_gbcs, out_dir, as_json, connection)
+
+
+def _sign_one(
     pre_command: Path | None,
     dcc_response: Path | None,
     unauthenticated_gbcs: bool,
@@ -403,30 +460,22 @@ def sign_precommand(
     as_json: bool,
     connection: Connection,
 ) -> None:
-    """Check a CS06 pre-command against the 11.3 request it answers and sign it.
-
-    Give the DCC's signed DUIS response (--dcc-response), or the raw pre-command with
-    --unauthenticated-gbcs. --json prints the response's fields, the DUIS request's bytes
-    replaced by the file they were written to.
-    """
+    """The single form: one pre-command, SignPreCommand."""
     from signer.api._proto.signer.v1 import signer_pb2 as pb
-    from signer.cli.output import message_dict
 
     if (pre_command is None) == (dcc_response is None):
-        raise click.UsageError("give exactly one of --pre-command or --dcc-response")
+        raise click.UsageError(
+            "give exactly one of --pre-command or --dcc-response (or SOURCEs for the batch form)"
+        )
     if pre_command is not None:
         if not unauthenticated_gbcs:
             raise click.UsageError(
                 "--pre-command is raw GBCS that carries no DCC signature: give the DCC's "
                 "signed --dcc-response instead, or add --unauthenticated-gbcs"
             )
-        data = read_input(pre_command)
-        text = data.strip()
-        if text and all(c in b"0123456789abcdefABCDEF" for c in text):
-            if len(text) % 2:
-                raise FileProblem(pre_command, f"{len(text)} hex digits: an odd number")
-            data = bytes.fromhex(text.decode())
-        req = pb.SignPreCommandRequest(pre_command=data, accept_unauthenticated=True)
+        req = pb.SignPreCommandRequest(
+            pre_command=_pre_command_bytes(pre_command), accept_unauthenticated=True
+        )
     else:
         assert dcc_response is not None
         req = pb.SignPreCommandRequest(dcc_response=read_input(dcc_response))
@@ -437,13 +486,223 @@ def sign_precommand(
     binary.write_bytes(resp.signed_pre_command)
     xml.write_bytes(resp.duis_request)
     if as_json:
-        resp.ClearField("duis_request")
-        signed = message_dict(resp)
-        signed.pop("duis_request", None)
-        signed["file"] = str(xml)
-        emit_json(signed)
+        emit_json(_written_dict(resp, {"signed_pre_command": binary, "duis_request": xml}))
     else:
         click.echo(f"signed for {resp.device_id} (RequestID {resp.request_id}) in {out_dir}")
+
+
+def _pre_command_bytes(path: Path) -> bytes:
+    """A bare CS06 pre-command from its file: binary, or hex text."""
+    data = read_input(path)
+    text = data.strip()
+    if text and all(c in b"0123456789abcdefABCDEF" for c in text):
+        if len(text) % 2:
+            raise FileProblem(path, f"{len(text)} hex digits: an odd number")
+        return bytes.fromhex(text.decode())
+    return data
+
+
+#: the batch form's limits: a streamed message stays well under the server's MAX_REQUEST
+#: (16 MiB), and one file alone must fit in it
+_BATCH_BYTES = 8 * 1024 * 1024
+_ITEM_BYTES = 4 * 1024 * 1024
+
+
+def _batch_sources(sources: tuple[Path, ...], from_file: Path | None) -> list[Path]:
+    """The files the batch form signs, in order, each once: SOURCEs, then those --from-file
+    lists; a directory stands for its files. Checked before anything is sent."""
+    paths = [p for source in sources for p in _files_of(source)]
+    if from_file is not None:
+        listing = "standard input" if str(from_file) == "-" else str(from_file)
+        for number, line in _listed_paths(from_file):
+            listed = Path(line)
+            if not listed.exists():
+                raise FileProblem(listing, f"line {number}: {line}: no such file or directory")
+            paths.extend(_files_of(listed))
+    if not paths:
+        shown = "standard input" if str(from_file) == "-" else str(from_file)
+        raise FileProblem(shown, "lists no file (one path per line)")
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def _files_of(source: Path) -> list[Path]:
+    """A source's files: itself, or a directory's regular files sorted by name (hidden
+    files and subdirectories left out; none at all is refused, naming the directory)."""
+    if not source.is_dir():
+        return [source]
+    with about(source):
+        found = sorted(p for p in source.iterdir() if not p.name.startswith(".") and p.is_file())
+    if not found:
+        raise FileProblem(source, "is a directory with no file to sign")
+    return found
+
+
+def _listed_paths(from_file: Path) -> list[tuple[int, str]]:
+    """(line number, path) of each non-blank line of --from-file (or standard input)."""
+    import sys
+
+    name = "standard input" if str(from_file) == "-" else str(from_file)
+    data = sys.stdin.buffer.read() if str(from_file) == "-" else read_input(from_file)
+    listed = []
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise FileProblem(name, f"line {number}: not UTF-8 text (byte {exc.start})") from None
+        if line:
+            listed.append((number, line))
+    return listed
+
+
+def _sign_batch(
+    paths: list[Path],
+    raw: bool,
+    batch: int,
+    out_dir: Path,
+    as_json: bool,
+    connection: Connection,
+) -> None:
+    """The batch form: the files streamed to StreamSignPreCommands, each result reported
+    (and its files written) as its batch's answer comes."""
+    import collections
+    import json
+
+    import grpc
+
+    from signer.api._proto.signer.v1 import signer_pb2 as pb
+    from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
+    from signer.cli.output import message_dict
+
+    field = "pre_commands" if raw else "dcc_responses"
+    sent: collections.deque[list[Path]] = collections.deque()  # the files of each batch sent
+    problems: list[FileProblem] = []  # a file the stream could not send: it stopped there
+
+    def batches() -> Iterator[pb.PreCommandBatch]:
+        # runs on gRPC's thread: a problem with a file is kept, to be reported afterwards
+        chunk: list[tuple[Path, bytes]] = []
+        size = 0
+        for path in paths:
+            try:
+                data = _pre_command_bytes(path) if raw else read_input(path)
+                if len(data) > _ITEM_BYTES:
+                    raise FileProblem(path, f"{len(data)} bytes: too large for a pre-command")
+            except FileProblem as exc:
+                problems.append(exc)
+                break
+            if chunk and (len(chunk) >= batch or size + len(data) > _BATCH_BYTES):
+                yield message(chunk)
+                chunk, size = [], 0
+            chunk.append((path, data))
+            size += len(data)
+        if chunk:
+            yield message(chunk)
+
+    def message(chunk: list[tuple[Path, bytes]]) -> pb.PreCommandBatch:
+        sent.append([p for p, _ in chunk])
+        items = [d for _, d in chunk]
+        if raw:
+            return pb.PreCommandBatch(pre_commands=items, accept_unauthenticated=True)
+        return pb.PreCommandBatch(dcc_responses=items)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems: set[str] = set()
+    signed = refused = 0
+    with (out_dir / "refused.jsonl").open("w") as rejects, connection.channel() as channel:
+        try:
+            stub = pb_grpc.FirmwareSignerStub(channel)
+            for answer in stub.StreamSignPreCommands(batches(), timeout=3600):
+                files = sent.popleft()
+                if len(answer.results) != len(files):
+                    raise click.ClickException(
+                        f"the server answered {len(answer.results)} result(s) for a batch of "
+                        f"{len(files)} ({files[0]} to {files[-1]})"
+                    )
+                for position, (path, result) in enumerate(zip(files, answer.results, strict=True)):
+                    which = result.WhichOneof("result")
+                    if which == "signed":
+                        s = result.signed
+                        stem = _unique_stem(safe_name(s.device_id), stems)
+                        binary, xml = out_dir / f"{stem}.bin", out_dir / f"{stem}.xml"
+                        binary.write_bytes(s.signed_pre_command)
+                        xml.write_bytes(s.duis_request)
+                        signed += 1
+                        if as_json:
+                            written = {"signed_pre_command": binary, "duis_request": xml}
+                            doc = _written_dict(s, written)
+                            emit_json_line({"source_file": str(path), "signed": doc})
+                        else:
+                            click.echo(
+                                f"signed {s.device_id} (RequestID {s.request_id}) from {path}: "
+                                f"{binary}, {xml}"
+                            )
+                    elif which == "refused":
+                        f = result.refused
+                        refusal = message_dict(f)
+                        line = {**refusal, "source_file": str(path)}
+                        rejects.write(json.dumps(line, sort_keys=True) + "\n")
+                        refused += 1
+                        if as_json:
+                            emit_json_line({"source_file": str(path), "refused": refusal})
+                        else:
+                            token = f"{field}[{position}]"
+                            detail = _refusal_detail(f.reason, token, path, bool(f.device_id))
+                            click.echo(refusal_line(f.device_id or str(path), f.code, detail))
+                    else:
+                        raise click.ClickException(f"{path}: the server answered no result for it")
+        except grpc.RpcError as exc:
+            connection.fail(exc)
+    if not as_json:
+        click.echo(
+            f"{signed} signed pre-command(s) in {out_dir}, {refused} refused (refused.jsonl)"
+        )
+    if problems:
+        raise problems[0]
+    exit_with(ExitCode.SOME_REFUSED if refused else ExitCode.OK)
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``...: a device signed twice in one run (two 11.3
+    requests) keeps both files."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return name
+
+
+def _refusal_detail(reason: str, token: str, path: Path, device_known: bool) -> str:
+    """The server's reason, naming the file rather than the item's place in its batch
+    (``dcc_responses[3]``); the file leads the line already when no device is known."""
+    if not device_known:
+        return reason.replace(f"{token} @ ", "").replace(f"{token}: ", "").replace(token, str(path))
+    named = reason.replace(token, str(path))
+    return named if str(path) in named else f"{path}: {named}"
+
+
+def _written_dict(message: Any, written: dict[str, Path]) -> dict[str, Any]:
+    """``message_dict(message)``, each bytes field written to a file replaced by
+    ``<field>_file``, the path written (README "Output"): the bytes are not repeated."""
+    from signer.cli.output import message_dict
+
+    for name in written:
+        message.ClearField(name)  # written: not to be converted to text
+    out = message_dict(message)
+    _name_files(out, written)
+    return out
+
+
+def _name_files(out: dict[str, Any], written: dict[str, Path]) -> None:
+    for name, path in written.items():
+        out.pop(name, None)
+        out[f"{name}_file"] = str(path)
 
 
 @click.command()

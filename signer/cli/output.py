@@ -87,44 +87,131 @@ def emit_json_line(value: Any) -> None:
 
 def message_dict(message: Any) -> dict[str, Any]:
     """A protobuf message as the CLI writes it: the proto field names (snake_case), every
-    field present (defaults too), bytes as hex (not base64), Timestamps in RFC 3339."""
+    field present (defaults too; a message field or a proto3 ``optional`` field that is not
+    set as ``null``, at every depth), a ``oneof`` as its one member that is set (the others
+    left out), bytes as hex (not base64; in repeated fields, map values and
+    ``google.protobuf.BytesValue`` too), Timestamps in RFC 3339."""
     from google.protobuf import json_format
-    from google.protobuf.descriptor import FieldDescriptor
 
     out = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    _hex_bytes(message, out, FieldDescriptor)
-    return out
+    done: dict[str, Any] = _message_value(message, out)
+    return done
 
 
-def _hex_bytes(message: Any, out: dict[str, Any], fd: Any) -> None:
-    """MessageToDict writes bytes in base64; the project writes them in hex."""
-    import base64
+def _message_value(message: Any, value: Any) -> Any:
+    """``value`` (what MessageToDict wrote for ``message``) as the project writes it."""
+    name = message.DESCRIPTOR.full_name
+    if name == "google.protobuf.BytesValue":
+        return bytes(message.value).hex()
+    if name == "google.protobuf.Any":
+        return _any_value(message, value)
+    if name in _WELL_KNOWN:  # their own JSON forms: a string, a number, a list, an object
+        return value
+    _complete(message, value)
+    return value
 
-    for field in message.DESCRIPTOR.fields:
+
+def _complete(message: Any, out: dict[str, Any]) -> None:
+    from google.protobuf.descriptor import FieldDescriptor as fd
+
+    descriptor = message.DESCRIPTOR
+    in_oneof = _real_oneof_fields(descriptor)
+    for field in descriptor.fields:
         name = field.name
         if name not in out:
+            # left out by MessageToDict: a field with presence that is not set
+            if not field.is_repeated and name not in in_oneof:
+                out[name] = None
             continue
-        repeated = field.is_repeated  # protobuf 7 has no `label`
+        value = getattr(message, name)
         if field.type == fd.TYPE_BYTES:
-            if repeated:
-                out[name] = [base64.b64decode(v).hex() for v in out[name]]
-            else:
-                out[name] = base64.b64decode(out[name]).hex()
-        elif field.type == fd.TYPE_MESSAGE and field.message_type.full_name not in _WELL_KNOWN:
+            out[name] = [bytes(v).hex() for v in value] if field.is_repeated else value.hex()
+        elif field.type == fd.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:
-                continue
-            value = getattr(message, name)
-            if repeated:
-                for sub, sub_out in zip(value, out[name], strict=True):
-                    _hex_bytes(sub, sub_out, fd)
+                _complete_map(field.message_type, value, out[name])
+            elif field.is_repeated:
+                out[name] = [_message_value(v, j) for v, j in zip(value, out[name], strict=True)]
             else:
-                _hex_bytes(value, out[name], fd)
+                out[name] = _message_value(value, out[name])
 
 
+def _complete_map(entry: Any, mapping: Any, out: dict[str, Any]) -> None:
+    """A map field: MessageToDict wrote its keys as JSON strings; its values as above."""
+    from google.protobuf.descriptor import FieldDescriptor as fd
+
+    field = entry.fields_by_name["value"]
+    if field.type not in (fd.TYPE_BYTES, fd.TYPE_MESSAGE):
+        return
+    for key, value in mapping.items():
+        shown = ("true" if key else "false") if isinstance(key, bool) else str(key)
+        if field.type == fd.TYPE_BYTES:
+            out[shown] = bytes(value).hex()
+        else:
+            out[shown] = _message_value(value, out[shown])
+
+
+def _any_value(message: Any, value: Any) -> Any:
+    """A ``google.protobuf.Any``: ``{"@type": ..., <the packed message's fields>}`` (or
+    ``"value"`` for a packed well-known type), the packed message written as above."""
+    from google.protobuf import descriptor_pool, message_factory
+
+    if not isinstance(value, dict) or not message.type_url:
+        return value
+    try:  # the pool MessageToDict resolved it in
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(message.TypeName())
+    except KeyError:
+        return value  # MessageToDict could not have written it either
+    inner = message_factory.GetMessageClass(descriptor)()
+    if not message.Unpack(inner):
+        return value
+    if descriptor.full_name in _WELL_KNOWN:
+        if "value" in value:
+            value["value"] = _message_value(inner, value["value"])
+        return value
+    _complete(inner, value)
+    return value
+
+
+def _real_oneof_fields(descriptor: Any) -> frozenset[str]:
+    """The fields of ``descriptor`` in a real ``oneof`` (not the synthetic one proto3 wraps
+    each ``optional`` field in): MessageToDict writes only the member that is set."""
+    found = _ONEOF_FIELDS.get(descriptor.full_name)
+    if found is None:
+        from google.protobuf import descriptor_pb2
+
+        proto = descriptor_pb2.DescriptorProto()
+        descriptor.CopyToProto(proto)
+        found = frozenset(
+            f.name for f in proto.field if f.HasField("oneof_index") and not f.proto3_optional
+        )
+        _ONEOF_FIELDS[descriptor.full_name] = found
+    return found
+
+
+_ONEOF_FIELDS: dict[str, frozenset[str]] = {}
+
+#: types MessageToDict writes in their own JSON form (BytesValue and Any are handled above)
 _WELL_KNOWN = frozenset(
-    {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.Struct"}
+    {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        "google.protobuf.FieldMask",
+        "google.protobuf.Struct",
+        "google.protobuf.Value",
+        "google.protobuf.ListValue",
+        "google.protobuf.DoubleValue",
+        "google.protobuf.FloatValue",
+        "google.protobuf.Int64Value",
+        "google.protobuf.UInt64Value",
+        "google.protobuf.Int32Value",
+        "google.protobuf.UInt32Value",
+        "google.protobuf.BoolValue",
+        "google.protobuf.StringValue",
+        "google.protobuf.BytesValue",
+        "google.protobuf.Any",
+    }
 )
 
 

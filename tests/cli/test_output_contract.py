@@ -263,7 +263,7 @@ def test_resign_json_keys_are_the_response_fields(
     assert set(doc) == _fields(pb.ResignResponse)
     # each image's bytes are in its file, named instead of written out
     assert [set(i) for i in doc["images"]] == [
-        _fields(pb.SignedImage) - {"upgrade_image"} | {"file"}
+        _fields(pb.SignedImage) - {"upgrade_image"} | {"upgrade_image_file"}
     ]
     assert [set(r) for r in doc["refused"]] == [_fields(pb.DeviceRefusal)]
     assert doc["refused"][0]["device_id"] == UNKNOWN_DEVICE
@@ -271,7 +271,8 @@ def test_resign_json_keys_are_the_response_fields(
     ski = z1.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert doc["images"][0]["key_ski"] == ski.hex()
     assert doc["images"][0]["device_ids"] == [RTDS_DEVICE]
-    assert Path(doc["images"][0]["file"]).read_bytes()[:4] == bytes.fromhex("1ef1ee0b")
+    written = Path(doc["images"][0]["upgrade_image_file"])
+    assert written.read_bytes()[:4] == bytes.fromhex("1ef1ee0b")
     assert json.loads((out / "result.json").read_text()) == doc  # the same document
     only_known = signer(
         "resign",
@@ -305,9 +306,9 @@ def test_build_duis_json_keys_are_the_response_fields(
     )
     assert done.returncode == ExitCode.SOME_REFUSED, done.stderr
     doc = json.loads(done.stdout)
-    assert set(doc) == _fields(pb.BuildDUISResponse) - {"duis_request"} | {"file"}
+    assert set(doc) == _fields(pb.BuildDUISResponse) - {"duis_request"} | {"duis_request_file"}
     assert [set(r) for r in doc["refused"]] == [_fields(pb.DeviceRefusal)]
-    assert doc["device_ids"] == [RTDS_DEVICE] and doc["file"] == str(request)
+    assert doc["device_ids"] == [RTDS_DEVICE] and doc["duis_request_file"] == str(request)
     assert doc["request_id"] and doc["request_id"] in request.read_text()
     plain = signer(
         "build-duis", *args, "--device", f"{RTDS_DEVICE},{UNKNOWN_DEVICE}", *server, check=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ LAYERS = {
     "smki": 0,
     "duis": 0,
     "cpl": 0,
+    "preflight": 0,  # pure, and independent of the other pure formats (test below)
     "hsm": 1,
     "registry": 1,
     "service": 2,
@@ -83,6 +85,66 @@ def test_the_import_check_sees_every_form() -> None:
     }
 
 
+# The pre-flight replays the meter's checks in code written apart from the code that made
+# the artifacts: from the signer it may use the error hierarchy only, from outside the
+# standard library only these.
+PREFLIGHT_THIRD_PARTY = {"cryptography", "lxml"}
+
+
+def _preflight_stray_imports(tree: ast.AST) -> list[str]:
+    stray = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = (
+                [f"signer.{a.name}" for a in node.names]
+                if node.module == "signer"
+                else [node.module]
+            )
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top == "signer":
+                if not (name == "signer.errors" or name.startswith("signer.preflight")):
+                    stray.append(name)
+            elif top not in PREFLIGHT_THIRD_PARTY and top not in sys.stdlib_module_names:
+                stray.append(name)
+    return stray
+
+
+def test_the_preflight_imports_only_the_standard_library_crypto_lxml_and_errors() -> None:
+    paths = sorted((PACKAGE / "preflight").rglob("*.py"))
+    assert paths, "signer/preflight is missing"
+    stray = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in paths
+        for name in _preflight_stray_imports(ast.parse(path.read_text()))
+    ]
+    assert not stray, f"the pre-flight must stay independent of the code it checks: {stray}"
+
+
+def test_the_preflight_import_check_sees_a_stray_import() -> None:
+    tree = ast.parse(
+        "import hashlib\n"
+        "from lxml import etree\n"
+        "from signer.errors import PolicyRefused\n"
+        "from signer.preflight import _ota\n"
+        "from signer.gbcs.ota import parse_upgrade_image\n"
+        "from signer import duis\n"
+        "def f():\n"
+        "    import signer.service.resign\n"
+        "    import sqlalchemy\n"
+    )
+    assert _preflight_stray_imports(tree) == [
+        "signer.gbcs.ota",
+        "signer.duis",
+        "signer.service.resign",
+        "sqlalchemy",
+    ]
+
+
 def test_only_the_hsm_door_imports_pkcs11() -> None:
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name == "hsm":
@@ -94,7 +156,7 @@ def test_only_the_hsm_door_imports_pkcs11() -> None:
 
 
 def test_pure_formats_do_no_io() -> None:
-    for sub in ("gbcs", "smki", "duis", "cpl"):
+    for sub in ("gbcs", "smki", "duis", "cpl", "preflight"):
         for path in (PACKAGE / sub).rglob("*.py"):
             text = path.read_text()
             for banned in (

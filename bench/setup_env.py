@@ -222,6 +222,10 @@ def write_config(d: Path, conf: Path, pin_file: Path, db_url: str, schema_dir: P
         "[database]",
         f'url = "{db_url}"',
         "",
+        # the benchmarks send 50,000 devices per direct call: no campaign limit
+        "[campaigns]",
+        "direct_limit = 0",
+        "",
     ]
     if schema_dir is not None:
         lines += ["[duis]", f'schema_dir = "{schema_dir}"', ""]

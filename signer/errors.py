@@ -87,6 +87,28 @@ class DevicesRefused(PolicyRefused):
         super().__init__(f"{message}: {listed}{more}")
 
 
+class CampaignRefused(PolicyRefused):
+    """A campaign rule says no (maps to FAILED_PRECONDITION); ``reason`` is the machine code
+    clients read (``ErrorInfo.reason``): one of ``CAMPAIGN_REASONS``."""
+
+    def __init__(self, message: str, reason: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+#: the reasons a `CampaignRefused` carries
+CAMPAIGN_REASONS = (
+    "SELF_APPROVAL",
+    "ALREADY_APPROVED",
+    "NOT_APPROVED",
+    "PLAN_STALE",
+    "PLAN_REJECTED",
+    "PLAN_APPLIED",
+    "CAMPAIGN_REQUIRED",
+    "DEV_IDENTITY_OUTSIDE_DEV",
+)
+
+
 def excerpt(value: object, limit: int = 32) -> str:
     """A client's value as an error message may show it: the repr of at most ``limit``
     characters (or bytes) of it, with "…" and its total length when there is more. An

@@ -28,7 +28,12 @@ from grpc_health.v1 import health
 
 from signer.api import reflection
 from signer.api._proto.signer.v1 import signer_pb2 as pb
-from signer.api.callctx import UNAUTHENTICATED
+from signer.api.callctx import (
+    DEV_IDENTITY_HEADER,
+    UNAUTHENTICATED,
+    dev_identity_offered,
+    valid_dev_name,
+)
 from signer.api.handlers import (
     Behavior,
     Continuation,
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: every role there is; a policy naming another one is refused (a typo must not lock out)
-ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops")
+ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops", "approver")
 _SERVICE = pb.DESCRIPTOR.services_by_name["FirmwareSigner"]
 SERVICE = _SERVICE.full_name
 #: the RPCs a policy may grant, straight from the compiled proto
@@ -294,8 +299,10 @@ class AuthInterceptor(ServerInterceptor):
     calls that start after it, and calls in flight finish under the one they started with.
     """
 
-    def __init__(self, state: TransportState | None) -> None:
+    def __init__(self, state: TransportState | None, *, dev_mode: bool | None = None) -> None:
         self.state = state
+        # without transport state the server is in development mode (`transport_state`)
+        self.dev_mode = state is None if dev_mode is None else dev_mode
         self._wrapped = Wrapped()
         if state is not None:
             log.info("%s", state.current.policy.describe())
@@ -319,6 +326,7 @@ class AuthInterceptor(ServerInterceptor):
     def _check(self, rpc: Rpc, context: grpc.ServicerContext) -> None:
         caller = current()
         method = rpc.full_method.lstrip("/")
+        self._check_dev_identity(rpc, context, method)
         if self.state is None:  # development mode: said once, at start (`attach`)
             return
         snapshot = self.state.current
@@ -364,6 +372,37 @@ class AuthInterceptor(ServerInterceptor):
             if rpc.service == SERVICE:
                 about["roles_needed"] = ",".join(snapshot.policy.roles_for(rpc.method))
             _deny(context, grpc.StatusCode.PERMISSION_DENIED, refusal, "permission_denied", about)
+
+    def _check_dev_identity(self, rpc: Rpc, context: grpc.ServicerContext, method: str) -> None:
+        """A development identity (``signer-dev-identity``) is for development servers only;
+        a production server refuses a call carrying one rather than ignore it (the client
+        believes it acts as someone else). In development mode its value must be a name."""
+        offered = dev_identity_offered(context)
+        if offered is None:
+            return
+        if not self.dev_mode:
+            log.warning(
+                "refused %s: %s metadata outside development mode",
+                method,
+                DEV_IDENTITY_HEADER,
+                extra={"grpc_method": rpc.method, "auth_reason": "dev_identity_outside_dev"},
+            )
+            _deny(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{DEV_IDENTITY_HEADER}: a development identity is accepted only by a server "
+                "in development mode; this one identifies clients by their certificate",
+                "dev_identity_outside_dev",
+                {"method": method, "field": DEV_IDENTITY_HEADER},
+            )
+        if not valid_dev_name(offered):
+            _deny(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{DEV_IDENTITY_HEADER}: give a name of 1 to 64 letters, digits or . _ @ -",
+                "invalid_input",
+                {"method": method, "field": DEV_IDENTITY_HEADER},
+            )
 
 
 def _deny(

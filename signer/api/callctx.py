@@ -13,6 +13,7 @@ outlived the grace period (a hung HSM or database) and stop waiting for it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,11 +37,40 @@ from signer.caller import Caller, bound, new_request_id, offered_request_id
 log = logging.getLogger("signer.api.calls")
 REQUEST_ID_HEADER = "x-request-id"
 UNAUTHENTICATED = "unauthenticated"
+#: request metadata naming the caller on a development server (docs/campaigns.md): two
+#: approvers played on one machine; `signer.api.auth` refuses it outside development mode
+DEV_IDENTITY_HEADER = "signer-dev-identity"
+DEV_IDENTITY_PREFIX = "dev:"
+_DEV_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
-def caller_of(context: grpc.ServicerContext, rpc: Rpc) -> Caller:
+def dev_identity_offered(context: grpc.ServicerContext) -> str | None:
+    """The ``signer-dev-identity`` metadata value, if the call carries one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == DEV_IDENTITY_HEADER:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
+
+
+def valid_dev_name(name: str) -> bool:
+    return _DEV_NAME.fullmatch(name) is not None
+
+
+def caller_of(context: grpc.ServicerContext, rpc: Rpc, *, dev_mode: bool = False) -> Caller:
     offered = offered_request_id(dict(context.invocation_metadata()).get(REQUEST_ID_HEADER))
     request_id = new_request_id()
+    dev_name = dev_identity_offered(context) if dev_mode else None
+    if dev_name is not None and valid_dev_name(dev_name):
+        # development mode only: the identity the client asks for ("dev:alice"), in place
+        # of the certificate's (there is none in plaintext development mode)
+        return Caller(
+            identity=f"{DEV_IDENTITY_PREFIX}{dev_name}",
+            request_id=request_id,
+            method=rpc.method,
+            common_name=dev_name,
+            client_request_id=offered,
+            active=_waiting(context),
+        )
     pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
     if not isinstance(pem, bytes) or not pem:
         return Caller(
@@ -117,21 +147,28 @@ def _alt_names(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 class CallContextInterceptor(ServerInterceptor):
-    def __init__(self) -> None:
+    """``dev_mode``: the server is in development mode, where ``signer-dev-identity`` names
+    the caller."""
+
+    def __init__(self, *, dev_mode: bool = False) -> None:
         self._wrapped = Wrapped()
+        self.dev_mode = dev_mode
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = continuation(details)
-        return self._wrapped.get(handler, details, lambda: wrap(handler, details, _around))
+        return self._wrapped.get(handler, details, lambda: wrap(handler, details, self._around))
+
+    def _around(self, rpc: Rpc, behavior: Behavior) -> Behavior:
+        return _around(rpc, behavior, self.dev_mode)
 
 
-def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
+def _around(rpc: Rpc, behavior: Behavior, dev_mode: bool = False) -> Behavior:
     if rpc.streams_responses:
 
         def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            caller, start = _begin(rpc, context)
+            caller, start = _begin(rpc, context, dev_mode)
             error: BaseException | None = None
             try:
                 with bound(caller):
@@ -153,7 +190,7 @@ def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
         return streaming
 
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        caller, start = _begin(rpc, context)
+        caller, start = _begin(rpc, context, dev_mode)
         error: BaseException | None = None
         with bound(caller):
             try:
@@ -167,8 +204,8 @@ def _around(rpc: Rpc, behavior: Behavior) -> Behavior:
     return unary
 
 
-def _begin(rpc: Rpc, context: grpc.ServicerContext) -> tuple[Caller, float]:
-    caller = caller_of(context, rpc)
+def _begin(rpc: Rpc, context: grpc.ServicerContext, dev_mode: bool) -> tuple[Caller, float]:
+    caller = caller_of(context, rpc, dev_mode=dev_mode)
     context.send_initial_metadata(((REQUEST_ID_HEADER, caller.request_id),))
     HANDLERS.enter()  # left in _end, which the caller's try/finally always reaches
     return caller, time.perf_counter()

@@ -3,7 +3,8 @@
 `error_details` is a pure function of the error: the reason code (`signer.api.status`, the
 one place errors are mapped), and per family its details: the field and byte offset of an
 `InvalidInput` (BadRequest), every device of a `DevicesRefused` with its reason code, the
-refused pre-command, the devices still trusting a key (PreconditionFailure).
+refused pre-command, the devices still trusting a key, a campaign refusal's reason
+(PreconditionFailure).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import grpc
 
 from signer.api.richdetails import Details, FieldViolation, Violation
 from signer.api.status import reason_code, reason_for, status_for
-from signer.errors import DevicesRefused, InvalidInput, SignerError
+from signer.errors import CampaignRefused, DevicesRefused, InvalidInput, SignerError
 from signer.service.keys.lifecycle import KeysStillTrusted
 from signer.service.precommands import PreCommandRefused
 
@@ -61,6 +62,11 @@ def error_details(error: SignerError, *, subject: str, deadline_passed: bool = F
             for d in error.devices[:MAX_VIOLATIONS]
         )
         return _omitting(Details(reason, meta, violations=listed), len(error.devices))
+    if isinstance(error, CampaignRefused):
+        # ErrorInfo.reason is the campaign's own (SELF_APPROVAL, PLAN_STALE, ...), and so is
+        # the violation's type; ErrorInfo.metadata says which family it is
+        meta["family"] = "CAMPAIGN_REFUSED"
+        return Details(reason, meta, violations=(Violation(reason, subject, str(error)),))
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return Details(reason, meta, violations=(Violation(reason, subject, str(error)),))
     return Details(reason, meta)

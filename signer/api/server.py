@@ -91,9 +91,9 @@ def bind(config: Config) -> Listeners:
         options=[*SERVER_OPTIONS, *admission_options(config), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         interceptors=[
-            CallContextInterceptor(),
+            CallContextInterceptor(dev_mode=config.dev_mode),
             MetricsInterceptor(),
-            AuthInterceptor(transport),
+            AuthInterceptor(transport, dev_mode=config.dev_mode),
             OutcomeInterceptor(),
         ],
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from signer.api import convert
+from signer.api import campaigns, convert
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.errors import InvalidInput
@@ -157,6 +157,33 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                 else:
                     message.results.add(signed=convert.signed_pre_command_to_pb(item))
             yield message
+
+    # ---- campaigns (docs/campaigns.md; `signer.api.campaigns`) ----
+
+    def PlanCampaign(
+        self, request_iterator: Iterator[pb.PlanCampaignRequest], context: grpc.ServicerContext
+    ) -> pb.CampaignPlan:
+        return campaigns.plan(self.svc, request_iterator)
+
+    def GetCampaign(
+        self, request: pb.GetCampaignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.CampaignPlanPart]:
+        return campaigns.show(self.svc, request)
+
+    def ApproveCampaign(
+        self, request: pb.ApproveCampaignRequest, context: grpc.ServicerContext
+    ) -> pb.CampaignPlan:
+        return campaigns.approve(self.svc, request)
+
+    def RejectCampaign(
+        self, request: pb.RejectCampaignRequest, context: grpc.ServicerContext
+    ) -> pb.CampaignPlan:
+        return campaigns.reject(self.svc, request)
+
+    def ApplyCampaign(
+        self, request: pb.ApplyCampaignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.CampaignResults]:
+        return campaigns.apply(self.svc, request)
 
 
 def _one_of(request: Any, group: str, name: str) -> str | None:

@@ -4,8 +4,9 @@ Anything a client sent that we cannot use is INVALID_ARGUMENT; a rule that says 
 FAILED_PRECONDITION; a missing object NOT_FOUND; the HSM or database away UNAVAILABLE.
 Each family also has its reason code, UPPER_SNAKE as `google.rpc.ErrorInfo` spells
 reasons (`signer.api.richstatus` sends it); a refusal that already has a reason code (a
-pre-command's ``pre_command_*``, a device's ``unknown_device``) is sent as that code,
-upper-cased, so the error details and the response messages name a refusal alike.
+pre-command's ``pre_command_*``, a device's ``unknown_device``, a campaign's
+``SELF_APPROVAL``) is sent as that code, upper-cased, so the error details and the
+response messages name a refusal alike.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import grpc
 from signer.api.decoding import UndecodableRequest
 from signer.errors import (
     CallEnded,
+    CampaignRefused,
     CertificateRejected,
     ConfigurationError,
     DevicesRefused,
@@ -59,6 +61,7 @@ _FAMILIES: tuple[Family, ...] = (
     Family(DevicesRefused, _REFUSED, "DEVICES_REFUSED"),
     Family(PreCommandRefused, _REFUSED, "PRE_COMMAND_REFUSED"),  # sent as its own code
     Family(KeysStillTrusted, _REFUSED, "KEY_STILL_TRUSTED"),
+    Family(CampaignRefused, _REFUSED, "CAMPAIGN_REFUSED"),  # sent as its own reason
     Family(Unsigned, _REFUSED, "UNSIGNED"),
     Family(SignatureInvalid, _REFUSED, "SIGNATURE_INVALID"),
     Family(CertificateRejected, _REFUSED, "CERTIFICATE_REJECTED"),
@@ -96,6 +99,8 @@ def reason_for(error: SignerError, *, deadline_passed: bool = False) -> str:
         return DEADLINE_EXCEEDED
     if isinstance(error, PreCommandRefused):
         return reason_code(error.code)
+    if isinstance(error, CampaignRefused):  # SELF_APPROVAL, PLAN_STALE, ...
+        return reason_code(error.reason.lower())
     return family_of(error).reason
 
 

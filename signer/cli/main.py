@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "activate": "signer.cli.client:activate",
     "sign-precommand": "signer.cli.client:sign_precommand",
     "health": "signer.cli.client:health",
+    "campaign": "signer.cli.campaign:campaign",
 }
 
 
@@ -166,7 +167,19 @@ def _log_keys(services: Services) -> None:
 
 #: commands that only call the gRPC API: running them imports no database, HSM or XML code
 CLIENT_COMMANDS = frozenset(
-    {"verify", "resign", "build-duis", "activate", "sign-precommand", "health"}
+    {
+        "verify",
+        "resign",
+        "build-duis",
+        "activate",
+        "sign-precommand",
+        "health",
+        "campaign plan",
+        "campaign show",
+        "campaign approve",
+        "campaign reject",
+        "campaign apply",
+    }
 )
 #: commands that work on the token, the database or local files themselves: they import
 #: that code when they run, never for `--help`

@@ -2,7 +2,7 @@
 against one declared schema (`signer.config.schema`)."""
 
 from signer.config.loader import load_config
-from signer.config.model import Config, TlsConfig, TokenConfig
+from signer.config.model import CampaignsConfig, Config, TlsConfig, TokenConfig
 from signer.config.schema import DEFAULT_MODULE, ENV_OVERRIDES, LOG_FORMATS, SETTINGS, Setting
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ENV_OVERRIDES",
     "LOG_FORMATS",
     "SETTINGS",
+    "CampaignsConfig",
     "Config",
     "Setting",
     "TlsConfig",

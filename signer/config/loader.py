@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from signer.config.model import Config, TlsConfig, TokenConfig
-from signer.config.schema import ENV_OVERRIDES, echo, validate
+from signer.config.model import CampaignsConfig, Config, TlsConfig, TokenConfig
+from signer.config.schema import ENV_OVERRIDES, echo, parse_duration, validate
 from signer.errors import ConfigurationError, InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.hsm.pin import PinSource
@@ -134,6 +134,23 @@ def _build(v: dict[str, Any], base: Path) -> Config:
         health_listen=v["server.health_listen"],
         log_format=v["log.format"],
         shutdown_grace=v["server.shutdown_grace"],
+        campaigns=_campaigns(v, dev_mode),
+    )
+
+
+def _campaigns(v: dict[str, Any], dev_mode: bool) -> CampaignsConfig:
+    if v["campaigns.dev_self_approval"] and not dev_mode:
+        raise ConfigurationError(
+            "campaigns.dev_self_approval = true is for development mode only (server.dev_mode "
+            "= true): outside it a requester never approves its own campaign"
+        )
+    return CampaignsConfig(
+        approvals_required=v["campaigns.approvals_required"],
+        approvals_required_large=v["campaigns.approvals_required_large"],
+        large_campaign_devices=v["campaigns.large_campaign_devices"],
+        approval_ttl=parse_duration(v["campaigns.approval_ttl"]),
+        direct_limit=v["campaigns.direct_limit"],
+        dev_self_approval=v["campaigns.dev_self_approval"],
     )
 
 

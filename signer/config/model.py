@@ -38,6 +38,24 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class CampaignsConfig:
+    """[campaigns]: who must approve a campaign, for how long, and when one is needed."""
+
+    approvals_required: int = 1
+    approvals_required_large: int = 2
+    large_campaign_devices: int = 100
+    approval_ttl: dt.timedelta = dt.timedelta(hours=24)
+    direct_limit: int = 1000  # 0: no limit
+    dev_self_approval: bool = False
+
+    def required_for(self, eligible: int) -> int:
+        """Approvals a plan with this many eligible devices needs."""
+        if eligible >= self.large_campaign_devices:
+            return self.approvals_required_large
+        return self.approvals_required
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str
     # the [token] settings; None when they are missing or wrong (``token_problem`` says how):
@@ -68,6 +86,7 @@ class Config:
     log_format: str = "json"
     shutdown_grace: float = 10.0  # seconds calls in flight get after SIGTERM
     token_problem: str = ""  # why token_settings is None
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
 
     @property
     def token(self) -> TokenConfig:

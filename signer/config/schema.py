@@ -115,6 +115,22 @@ SETTINGS: tuple[Setting, ...] = (
     _s("clock", "pinned_for_tests", "bool", "lets pinned_time run outside dev_mode (test "
        "servers on the published, expired test certificates only)", default=False,
        env="SIGNER_PINNED_FOR_TESTS"),
+    _s("campaigns", "approvals_required", "int", "approvals a campaign plan needs below "
+       "large_campaign_devices eligible devices", default=1, minimum=1,
+       env="SIGNER_CAMPAIGN_APPROVALS"),
+    _s("campaigns", "approvals_required_large", "int", "approvals a plan with "
+       "large_campaign_devices or more eligible devices needs", default=2, minimum=1,
+       env="SIGNER_CAMPAIGN_APPROVALS_LARGE"),
+    _s("campaigns", "large_campaign_devices", "int", "eligible devices from which a plan is "
+       "large", default=100, minimum=1, env="SIGNER_LARGE_CAMPAIGN_DEVICES"),
+    _s("campaigns", "approval_ttl", "duration", 'how long an approval counts: "24h", "90m", '
+       '"3600s"', default="24h", env="SIGNER_APPROVAL_TTL"),
+    _s("campaigns", "direct_limit", "int", "devices above which Resign, BuildDUIS, "
+       "BuildActivation and StreamActivation refuse (a campaign is needed); 0: no limit",
+       default=1000, minimum=0, env="SIGNER_DIRECT_LIMIT"),
+    _s("campaigns", "dev_self_approval", "bool", "the requester may approve its own plan "
+       "(warned at each use): development mode only", default=False,
+       env="SIGNER_DEV_SELF_APPROVAL"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -263,6 +279,26 @@ def _time(value: Any, s: Setting, from_env: bool) -> dt.datetime | None:
     return when
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any, s: Setting, from_env: bool) -> str:
+    """A duration as written: whole seconds, minutes, hours or days ("24h", "90m",
+    "3600s", "2d"), more than zero; `parse_duration` turns it into a timedelta."""
+    text = _str(value, s, from_env).strip().lower()
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+        raise ConfigurationError(
+            f'{s.name} {echo(value)} is not a duration such as "24h", "90m" or "3600s"'
+        )
+    return text
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """A duration `_duration` accepted, as a timedelta."""
+    return dt.timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+
+
 KINDS: dict[str, Callable[[Any, Setting, bool], Any]] = {
     "str": _str,
     "int": _int,
@@ -275,6 +311,7 @@ KINDS: dict[str, Callable[[Any, Setting, bool], Any]] = {
     "paths": _paths,
     "eui": _eui,
     "time": _time,
+    "duration": _duration,
 }
 _KIND_NAMES = {
     "str": "string",
@@ -288,6 +325,7 @@ _KIND_NAMES = {
     "paths": "list of paths",
     "eui": "EUI-64",
     "time": "date-time",
+    "duration": "duration",
 }
 
 

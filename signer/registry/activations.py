@@ -35,6 +35,8 @@ class IssuedActivation:
     cancel: bool
     issued_at: dt.datetime
     pre_command_signed_at: dt.datetime | None = None
+    # a campaign's pre-flight failed: never returned, no pre-command is ever signed for it
+    withheld_at: dt.datetime | None = None
 
 
 def record(db: Database, issued: Sequence[IssuedActivation]) -> None:
@@ -102,11 +104,12 @@ _INSERT = (
 )
 _MANY_SQL = (
     "SELECT counter, device_eui, image_id, execution_time, cancel, issued_at, "
-    "pre_command_signed_at FROM activations WHERE originator = ? AND counter IN ({markers})"
+    "pre_command_signed_at, withheld_at FROM activations "
+    "WHERE originator = ? AND counter IN ({markers})"
 )
 _CLAIM_SQL = (
     "UPDATE activations SET pre_command_claimed_at = ? WHERE originator = ? "
-    "AND counter IN ({markers}) AND pre_command_signed_at IS NULL "
+    "AND counter IN ({markers}) AND pre_command_signed_at IS NULL AND withheld_at IS NULL "
     "AND (pre_command_claimed_at IS NULL OR pre_command_claimed_at <= ?) RETURNING counter"
 )
 _MARK_SQL = (
@@ -177,6 +180,7 @@ _GET = select(
     Activation.cancel,
     Activation.issued_at,
     Activation.pre_command_signed_at,
+    Activation.withheld_at,
 ).where(
     Activation.originator == bindparam("originator"), Activation.counter == bindparam("counter")
 )
@@ -196,6 +200,7 @@ def get(db: Database, originator: Eui64, counter: int) -> IssuedActivation | Non
         cancel=row.cancel,
         issued_at=_aware(row.issued_at) or row.issued_at,
         pre_command_signed_at=_aware(row.pre_command_signed_at),
+        withheld_at=_aware(row.withheld_at),
     )
 
 
@@ -220,7 +225,7 @@ def get_many(
         for chunk in _chunks(sorted(set(counters))):
             sql = _MANY_SQL.format(markers=_markers(len(chunk)))
             for row in cur.execute(sql, (origin, *chunk)).fetchall():
-                counter, device, image_id, execution_time, cancel, issued_at, signed_at = row
+                counter, device, image_id, execution_time, cancel, issued_at, signed_at, held = row
                 out[counter] = IssuedActivation(
                     originator=originator,
                     counter=counter,
@@ -230,6 +235,7 @@ def get_many(
                     cancel=types.bool_out(cancel),
                     issued_at=time(issued_at) or issued_at,  # NOT NULL: never the latter
                     pre_command_signed_at=time(signed_at),
+                    withheld_at=time(held),
                 )
     return out
 
@@ -293,3 +299,37 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
+
+
+_WITHHOLD_SQL = (
+    "UPDATE activations SET withheld_at = ? WHERE originator = ? AND counter IN ({markers})"
+)
+_LATEST_SQL = (
+    "SELECT device_eui, MAX(counter) FROM activations WHERE originator = ? "
+    "AND device_eui IN ({markers}) GROUP BY device_eui"
+)
+
+
+def mark_withheld(s: Session, originator: Eui64, counters: Sequence[int], now: dt.datetime) -> None:
+    """SR 11.3 requests a campaign's pre-flight withheld, in the transaction that issued
+    them: no pre-command can ever be signed for them."""
+    if not counters:
+        return
+    cur, at = RawCursor.of(s), _types(s.get_bind().dialect).time_in(now)
+    for chunk in _chunks(counters):
+        sql = _WITHHOLD_SQL.format(markers=_markers(len(chunk)))
+        cur.execute(sql, (at, originator.hex, *chunk))
+
+
+def latest_counters(db: Database, originator: Eui64, devices: Sequence[Eui64]) -> dict[Eui64, int]:
+    """The greatest counter of an SR 11.3 request issued to each device (absent: none)."""
+    by_hex = {d.hex: d for d in devices}
+    out: dict[Eui64, int] = {}
+    keys = list(by_hex)
+    with db.cursor() as cur:
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            sql = _LATEST_SQL.format(markers=_markers(len(chunk)))
+            for device, counter in cur.execute(sql, (originator.hex, *chunk)).fetchall():
+                out[by_hex[device]] = int(counter)
+    return out

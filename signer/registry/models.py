@@ -146,6 +146,8 @@ class Activation(Base):
     pre_command_claimed_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    # a campaign's pre-flight failed: the request never left, no pre-command is signed for it
+    withheld_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class SigningKey(Base):
@@ -235,3 +237,79 @@ class TrustGeneration(Base):
     value: Mapped[int] = mapped_column(BigInteger)
     # PostgreSQL: the transaction that last moved it (one move per transaction)
     bumped_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RegistryGeneration(Base):
+    """One row database triggers raise with every change to devices, their trust anchor
+    cells and their inventory (migration 0009): with `TrustGeneration` it tells a campaign
+    in one read whether anything its plan depends on changed."""
+
+    __tablename__ = "registry_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+    bumped_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CampaignPlan(Base):
+    """A campaign as planned (its ID the SHA-256 of its content), approved and applied."""
+
+    __tablename__ = "campaign_plans"
+
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requester: Mapped[str] = mapped_column(Text)
+    planned_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    spec_json: Mapped[str] = mapped_column(Text)
+    # planned | approved | rejected | applying | applied | stale
+    state: Mapped[str] = mapped_column(String(16))
+    counts_json: Mapped[str] = mapped_column(Text)  # by_key, by_model, by_reason
+    trust_generation: Mapped[int] = mapped_column(BigInteger)
+    registry_generation: Mapped[int] = mapped_column(BigInteger)
+    device_count: Mapped[int] = mapped_column(Integer)
+    eligible: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
+    approvals_required: Mapped[int] = mapped_column(Integer)
+    rejected_by: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rejection_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    issued: Mapped[int] = mapped_column(Integer)
+    withheld: Mapped[int] = mapped_column(Integer)
+    stale_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CampaignDevice(Base):
+    """One device of a plan, in the order given: what apply will do for it, and what it did."""
+
+    __tablename__ = "campaign_devices"
+
+    plan_id: Mapped[str] = mapped_column(
+        ForeignKey("campaign_plans.plan_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    device_id: Mapped[str] = mapped_column(String(64))  # hex EUI, or the ID as given
+    key_ski: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    key_label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    certificate_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    current_entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pathway: Mapped[str] = mapped_column(String(64))  # "eligible" or the refusal reason
+    refusal_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # pending | issued | withheld | refused
+    withheld_check: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    withheld_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # space-separated
+
+
+class CampaignApproval(Base):
+    """An approval or the rejection of a plan, by one identity."""
+
+    __tablename__ = "campaign_approvals"
+    __table_args__ = (Index("ix_campaign_approvals_plan", "plan_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("campaign_plans.plan_id", ondelete="CASCADE"))
+    identity: Mapped[str] = mapped_column(Text)
+    decision: Mapped[str] = mapped_column(String(8))  # approve | reject
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    comment: Mapped[str] = mapped_column(Text)

@@ -46,6 +46,26 @@ SQLITE_TRIGGERS = {
 }
 
 
+#: the registry generation's triggers (migration 0009): devices, their cells and inventory
+REGISTRY_WATCHED = ("devices", "trust_anchor_cells")
+PG_TRIGGERS |= {f"registry_generation_{t}" for t in REGISTRY_WATCHED}
+SQLITE_TRIGGERS |= {
+    f"registry_generation_{t}_{e}" for t in REGISTRY_WATCHED for e in ("insert", "update", "delete")
+}
+_READ_REGISTRY = "SELECT value FROM registry_generation WHERE id = 1"
+
+
+def registry_generation(db: Database) -> int:
+    """The registry generation now (migration 0009): moves with every change to a device."""
+    with db.cursor() as cur:
+        row = cur.execute(_READ_REGISTRY).fetchone()
+    if row is None:
+        raise ConfigurationError(
+            "database: the registry_generation row is missing (migration 0009)"
+        )
+    return int(row[0])
+
+
 def check_triggers(db: Database) -> None:
     """Refuse a database whose trust triggers are gone or disabled (an SQLite table rebuilt
     by a later migration, a restore without triggers, ``ALTER TABLE ... DISABLE TRIGGER``):
@@ -56,7 +76,8 @@ def check_triggers(db: Database) -> None:
             rows = conn.execute(
                 text(
                     "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                    "WHERE t.tgname LIKE 'trust_generation_%' AND NOT t.tgisinternal "
+                    "WHERE (t.tgname LIKE 'trust_generation_%' "
+                    "OR t.tgname LIKE 'registry_generation_%') AND NOT t.tgisinternal "
                     "AND t.tgenabled <> 'D' AND c.relnamespace = to_regnamespace("
                     "current_schema())"
                 )
@@ -66,7 +87,8 @@ def check_triggers(db: Database) -> None:
             rows = conn.execute(
                 text(
                     "SELECT name FROM sqlite_master "
-                    "WHERE type = 'trigger' AND name LIKE 'trust_generation_%'"
+                    "WHERE type = 'trigger' AND (name LIKE 'trust_generation_%' "
+                    "OR name LIKE 'registry_generation_%')"
                 )
             )
         present = {str(r[0]) for r in rows}
@@ -74,6 +96,6 @@ def check_triggers(db: Database) -> None:
     if missing:
         raise ConfigurationError(
             f"database: trust triggers missing or disabled ({', '.join(missing)}), so changes "
-            "to what signing trusts would not reach the caches; restore them as migration "
-            "0008 creates them"
+            "to what signing trusts (or to the device registry a campaign plan depends on) "
+            "would not be seen; restore them as migrations 0008 and 0009 create them"
         )

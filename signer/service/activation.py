@@ -10,9 +10,11 @@ left can never lead to one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+
+from lxml import etree
 
 from signer.duis.activation import activate_firmware_builder
 from signer.duis.request import RequestId
@@ -21,6 +23,7 @@ from signer.errors import InvalidInput
 from signer.gbcs.eui import Eui64
 from signer.registry import activations, counters
 from signer.service import signing
+from signer.service.caches import VerifiedImage
 from signer.service.devices import MAX_DEVICES
 from signer.service.duis import xml_signing_key
 from signer.service.images import verified_image
@@ -47,6 +50,9 @@ class BuiltActivation:
 def build_activations(
     svc: Services, spec: ActivationSpec, device_ids: Sequence[str]
 ) -> tuple[list[BuiltActivation], list[DeviceRefusal]]:
+    from signer.service.campaigns.policy import check_direct
+
+    check_direct(svc, len(device_ids), "BuildActivation")
     built: list[BuiltActivation] = []
     refused: list[DeviceRefusal] = []
     for batch in stream_activations(svc, spec, [device_ids]):
@@ -62,26 +68,20 @@ def stream_activations(
     svc: Services, spec: ActivationSpec, batches: Iterable[Sequence[str]]
 ) -> Iterator[list[BuiltActivation | DeviceRefusal]]:
     """Per-device results, one list per batch: memory stays bounded by one batch."""
-    _check_spec(spec, svc.clock())
+    check_spec(spec, svc.clock())
     image = verified_image(svc, spec.image_id)
     xml_signing_key(svc)  # fail before the first batch if there is no usable key
-    originator = svc.config.supplier_eui
     # what every request of the campaign shares, checked and written out once
-    build = activate_firmware_builder(
-        firmware_hash=image.digest, execution_time=spec.execution_time, cancel=spec.cancel
-    )
-    validate = svc.schema.validate if svc.schema is not None else None
-    detail = {
-        "cancel": spec.cancel,
-        "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
-    }
+    build = builder(image, spec)
+    from signer.service.campaigns.policy import DirectCount
+
+    direct = DirectCount(svc, "StreamActivation")
     offset = 0
     for batch in batches:
-        xml_key, xml_cert = xml_signing_key(svc)  # per batch: a key retired mid-campaign stops
-        issuer, serial = xml_cert.issuer_name, xml_cert.serial
         given = _batch_devices(batch, offset)
         offset += len(batch)
         devices = [d for d in given if isinstance(d, Eui64)]
+        direct.add(len(batch))  # refused before the batch that crosses the limit is signed
         if not devices:  # nothing to look up, reserve or sign in this batch
             yield [d for d in given if isinstance(d, DeviceRefusal)]
             continue
@@ -89,58 +89,88 @@ def stream_activations(
         selection = select_eligible(svc, image, devices)
         refusals = {r.device: r for r in selection.refused}
         accepted = [d for g in selection.groups for d in g.devices]
-        first = counters.reserve(svc.db, originator, len(accepted)) if accepted else 0
-        now = svc.clock()
         results: list[BuiltActivation | DeviceRefusal]
         with signing.batch(svc) as signer:  # one audit transaction per batch
-            # issued in the same transaction as the batch's audit records: a request whose
-            # signature was not recorded was never issued, so no pre-command can be signed
-            # for it; a request issued always has its record
-            if accepted:  # an all-refused batch signs nothing and needs no audit lock
-                signer.along(
-                    partial(
-                        activations.insert_campaign_batch,
-                        originator=originator,
-                        image_id=image.record.image_id,
-                        execution_time=spec.execution_time,
-                        cancel=spec.cancel,
-                        issued_at=now,
-                        first_counter=first,
-                        devices=accepted,
-                    )
-                )
-            # in phases over the batch, not device by device: the token signs back to back
-            # and each step's code stays warm (measured: a third less time per document)
-            request_ids = [
-                RequestId(originator=originator, target=d, counter=first + i)
-                for i, d in enumerate(accepted)
-            ]
-            pending: list[PendingSignature] = []
-            for request_id in request_ids:
-                root = build(request_id)
-                if validate is not None:
-                    validate(root)
-                pending.append(prepare_signature(root, issuer_name=issuer, serial=serial))
-            signatures = signer.sign_all(
-                xml_key,
-                [p.digest for p in pending],
-                request_ids,
-                purpose=KeyPurpose.XML_SIGN,
-                operation=signing.ACTIVATION_SIGN,
-                image_id=image.record.image_id,
-                device_count=1,
-                details=detail,
-            )
-            documents = {
-                r.target: BuiltActivation(device=r.target, request_id=r, document=p.finish(sig))
-                for r, p, sig in zip(request_ids, pending, signatures, strict=True)
-            }
-            del pending, signatures  # the trees: not held while the caller reads the batch
+            documents = issue_batch(svc, signer, spec, image, accepted, build)
             results = [
                 d if isinstance(d, DeviceRefusal) else refusals.get(d) or documents[d]
                 for d in given
             ]
         yield results
+
+
+def issue_batch(
+    svc: Services,
+    signer: signing.SigningBatch,
+    spec: ActivationSpec,
+    image: VerifiedImage,
+    accepted: Sequence[Eui64],
+    build: Callable[[RequestId], etree._Element] | None = None,
+) -> dict[Eui64, BuiltActivation]:
+    """The SR 11.3 requests of devices already screened, built and signed in ``signer``'s
+    batch, and issued (recorded) in its audit transaction: StreamActivation's batch and a
+    campaign's. Returned only after the batch commits."""
+    if not accepted:  # an all-refused batch signs nothing and needs no audit lock
+        return {}
+    originator = svc.config.supplier_eui
+    xml_key, xml_cert = xml_signing_key(svc)  # per batch: a key retired mid-campaign stops
+    issuer, serial = xml_cert.issuer_name, xml_cert.serial
+    build = build or builder(image, spec)
+    validate = svc.schema.validate if svc.schema is not None else None
+    detail = {
+        "cancel": spec.cancel,
+        "execution_time": spec.execution_time.isoformat() if spec.execution_time else None,
+    }
+    first = counters.reserve(svc.db, originator, len(accepted))
+    now = svc.clock()
+    # issued in the same transaction as the batch's audit records: a request whose
+    # signature was not recorded was never issued, so no pre-command can be signed
+    # for it; a request issued always has its record
+    signer.along(
+        partial(
+            activations.insert_campaign_batch,
+            originator=originator,
+            image_id=image.record.image_id,
+            execution_time=spec.execution_time,
+            cancel=spec.cancel,
+            issued_at=now,
+            first_counter=first,
+            devices=list(accepted),
+        )
+    )
+    # in phases over the batch, not device by device: the token signs back to back
+    # and each step's code stays warm (measured: a third less time per document)
+    request_ids = [
+        RequestId(originator=originator, target=d, counter=first + i)
+        for i, d in enumerate(accepted)
+    ]
+    pending: list[PendingSignature] = []
+    for request_id in request_ids:
+        root = build(request_id)
+        if validate is not None:
+            validate(root)
+        pending.append(prepare_signature(root, issuer_name=issuer, serial=serial))
+    signatures = signer.sign_all(
+        xml_key,
+        [p.digest for p in pending],
+        request_ids,
+        purpose=KeyPurpose.XML_SIGN,
+        operation=signing.ACTIVATION_SIGN,
+        image_id=image.record.image_id,
+        device_count=1,
+        details=detail,
+    )
+    return {
+        r.target: BuiltActivation(device=r.target, request_id=r, document=p.finish(sig))
+        for r, p, sig in zip(request_ids, pending, signatures, strict=True)
+    }
+
+
+def builder(image: VerifiedImage, spec: ActivationSpec) -> Callable[[RequestId], etree._Element]:
+    """What every request of a campaign shares, checked and written out once."""
+    return activate_firmware_builder(
+        firmware_hash=image.digest, execution_time=spec.execution_time, cancel=spec.cancel
+    )
 
 
 def _batch_devices(batch: Sequence[str], offset: int) -> list[Eui64 | DeviceRefusal]:
@@ -169,7 +199,7 @@ def _batch_devices(batch: Sequence[str], offset: int) -> list[Eui64 | DeviceRefu
     return out
 
 
-def _check_spec(spec: ActivationSpec, now: dt.datetime) -> None:
+def check_spec(spec: ActivationSpec, now: dt.datetime) -> None:
     if spec.cancel and spec.execution_time is not None:
         raise InvalidInput("a cancellation carries no execution time", field="execution_time")
     if spec.execution_time is not None:

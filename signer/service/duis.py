@@ -63,6 +63,9 @@ def build_duis(
     service: str,
     force_replace: bool | None = None,
 ) -> DuisResult:
+    from signer.service.campaigns.policy import check_direct
+
+    check_direct(svc, len(device_ids), "BuildDUIS")
     with svc.trust.pinned(svc.db):  # one view of the CPL, certificates and ledger per call
         return _build_duis(
             svc,
@@ -109,37 +112,62 @@ def _build_duis(
             data, accepted, refused = _esme(
                 svc, signer, image, upgrade_image, devices, force_replace
             )
-        xml_key, xml_cert = xml_signing_key(svc)
-        counter = counters.reserve(svc.db, svc.config.supplier_eui)
-        request_id = RequestId(
-            originator=svc.config.supplier_eui, target=svc.config.dcc_eui, counter=counter
-        )
-        root = build_update_firmware(
-            request_id=request_id,
-            service=service,
+        document, request_id = sign_update_request(
+            svc,
+            signer,
+            image=image,
             firmware_image=data,
-            firmware_version=firmware_version,
             devices=accepted,
-        )
-        if svc.schema is not None:
-            svc.schema.validate(root)
-        document = sign_document(
-            root,
-            sign_digest=signer.signer(
-                xml_key,
-                purpose=KeyPurpose.XML_SIGN,
-                operation=signing.DUIS_SIGN,
-                image_id=image.record.image_id,
-                device_count=len(accepted),
-                request_id=request_id,
-                details={"service": service},
-            ),
-            issuer_name=xml_cert.issuer_name,
-            serial=xml_cert.serial,
+            firmware_version=firmware_version,
+            service=service,
         )
     return DuisResult(
         document=document, request_id=request_id, devices=tuple(accepted), refused=tuple(refused)
     )
+
+
+def sign_update_request(
+    svc: Services,
+    signer: SigningBatch,
+    *,
+    image: VerifiedImage,
+    firmware_image: bytes,
+    devices: Sequence[Eui64],
+    firmware_version: str,
+    service: str,
+) -> tuple[bytes, RequestId]:
+    """The SR 11.1 / 11.4 request carrying ``firmware_image`` to ``devices`` (screened
+    already), with a fresh RequestID, schema-checked and signed in ``signer``'s batch:
+    BuildDUIS's and a campaign's."""
+    xml_key, xml_cert = xml_signing_key(svc)
+    counter = counters.reserve(svc.db, svc.config.supplier_eui)
+    request_id = RequestId(
+        originator=svc.config.supplier_eui, target=svc.config.dcc_eui, counter=counter
+    )
+    root = build_update_firmware(
+        request_id=request_id,
+        service=service,
+        firmware_image=firmware_image,
+        firmware_version=firmware_version,
+        devices=list(devices),
+    )
+    if svc.schema is not None:
+        svc.schema.validate(root)
+    document = sign_document(
+        root,
+        sign_digest=signer.signer(
+            xml_key,
+            purpose=KeyPurpose.XML_SIGN,
+            operation=signing.DUIS_SIGN,
+            image_id=image.record.image_id,
+            device_count=len(devices),
+            request_id=request_id,
+            details={"service": service},
+        ),
+        issuer_name=xml_cert.issuer_name,
+        serial=xml_cert.serial,
+    )
+    return document, request_id
 
 
 def xml_signing_key(svc: Services) -> tuple[TokenKey, SmkiCertificate]:
@@ -191,6 +219,17 @@ def _the_xml_key(svc: Services) -> TokenKey:
             "supplier.xml_signing_key"
         )
     return candidates[0]
+
+
+def library_image(
+    svc: Services, image_id: str, *, with_tail: bool, firmware_version: str
+) -> VerifiedImage:
+    """The verified image an update names, fit for a DUIS request of this kind, and the
+    FirmwareVersion that names its firmware (BuildDUIS's checks, for a campaign's plan)."""
+    check_firmware_version(firmware_version)
+    image = _library_image(svc, image_id, None, with_tail=with_tail)
+    _check_version_of_image(svc, image, firmware_version)
+    return image
 
 
 def _library_image(

@@ -54,6 +54,7 @@ PRE_COMMAND_ALREADY_SIGNED = "pre_command_already_signed"  # a replay, or signin
 PRE_COMMAND_DUPLICATE = "pre_command_duplicate_in_batch"  # the same one earlier in its batch
 PRE_COMMAND_UNAUTHENTICATED = "pre_command_unauthenticated"  # raw GBCS without the flag
 PRE_COMMAND_IMAGE_NOT_TRUSTED = "pre_command_image_not_trusted"  # e.g. its verifier revoked
+PRE_COMMAND_WITHHELD = "pre_command_request_withheld"  # its 11.3 failed a campaign's pre-flight
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,15 @@ def _check_one(
         )
     if failures:
         return PreCommandRefusal(i, a.device, rid, "; ".join(failures), PRE_COMMAND_MISMATCH), None
+    if a.withheld_at is not None:
+        return PreCommandRefusal(
+            i,
+            a.device,
+            rid,
+            f"the SR 11.3 request {rid} was withheld by a campaign's pre-flight at "
+            f"{a.withheld_at.isoformat()} and never issued: no pre-command is signed for it",
+            PRE_COMMAND_WITHHELD,
+        ), None
     if a.pre_command_signed_at is not None:
         return PreCommandRefusal(
             i,

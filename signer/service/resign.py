@@ -41,6 +41,9 @@ class ResignResult:
 def resign(
     svc: Services, image_id: str, device_ids: Sequence[str], force_replace: bool | None
 ) -> ResignResult:
+    from signer.service.campaigns.policy import check_direct
+
+    check_direct(svc, len(device_ids), "Resign")
     with svc.trust.pinned(svc.db):  # one view of the CPL, certificates and ledger per call
         return _resign(svc, image_id, device_ids, force_replace)
 

@@ -42,18 +42,24 @@ RPCS = [m.name for m in SERVICE.methods]
 # The decision for every cell, written out here on purpose and not read from the policy:
 # widening the shipped policy, or adding an RPC without deciding who may call it, fails.
 Y, N = True, False
-ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops")
-MATRIX: dict[str, tuple[bool, bool, bool, bool, bool]] = {
-    #                        manufacturer supplier key-admin auditor ops
-    "VerifyManufacturer": (Y, N, N, N, N),
-    "Resign": (N, Y, N, N, N),
-    "BuildDUIS": (N, Y, N, N, N),
-    "GetUpgradePath": (N, Y, N, N, N),
-    "BuildActivation": (N, Y, N, N, N),
-    "StreamActivation": (N, Y, N, N, N),
-    "SignPreCommand": (N, Y, N, N, N),
-    "StreamSignPreCommands": (N, Y, N, N, N),
-    "ListKeys": (N, Y, Y, Y, Y),
+ROLES = ("manufacturer", "supplier", "key-admin", "auditor", "ops", "approver")
+MATRIX: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
+    #                        manufacturer supplier key-admin auditor ops approver
+    "VerifyManufacturer": (Y, N, N, N, N, N),
+    "Resign": (N, Y, N, N, N, N),
+    "BuildDUIS": (N, Y, N, N, N, N),
+    "GetUpgradePath": (N, Y, N, N, N, N),
+    "BuildActivation": (N, Y, N, N, N, N),
+    "StreamActivation": (N, Y, N, N, N, N),
+    "SignPreCommand": (N, Y, N, N, N, N),
+    "StreamSignPreCommands": (N, Y, N, N, N, N),
+    "ListKeys": (N, Y, Y, Y, Y, N),
+    # campaigns, four eyes: suppliers plan and apply, approvers review and decide
+    "PlanCampaign": (N, Y, N, N, N, N),
+    "GetCampaign": (N, Y, N, N, N, Y),
+    "ApproveCampaign": (N, N, N, N, N, Y),
+    "RejectCampaign": (N, N, N, N, N, Y),
+    "ApplyCampaign": (N, Y, N, N, N, N),
 }
 SAN_CLIENT = "URI:spiffe://signer.test/ops-sidecar"
 
@@ -392,3 +398,44 @@ def test_dev_mode_warns_once_at_start_not_on_every_call(running: Running) -> Non
         mine = [r for r in records if r.get("client_request_id") == f"auth-dev-{n}"]
         assert [r["level"] for r in mine] == ["INFO"]  # the call's closing line only
         assert mine[0]["client"] == "unauthenticated"
+
+
+def test_a_development_identity_is_refused_outside_development_mode(tls: TlsServer) -> None:
+    stub = pb_grpc.FirmwareSignerStub(tls.channel("supplier"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListKeys(
+            pb.ListKeysRequest(), timeout=10, metadata=(("signer-dev-identity", "alice"),)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "development mode" in (err.value.details() or "")
+    status = rpc_status.from_call(err.value)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "DEV_IDENTITY_OUTSIDE_DEV"
+    assert info.metadata["field"] == "signer-dev-identity"
+    # without it the same client is served as itself
+    assert call(tls.channel("supplier"), "ListKeys")[0] == grpc.StatusCode.OK
+
+
+def test_a_development_server_takes_the_callers_name_from_the_metadata(running: Running) -> None:
+    for who in ("alice", "bob"):
+        running.stub.ListKeys(
+            pb.ListKeysRequest(),
+            timeout=10,
+            metadata=(("x-request-id", f"auth-dev-as-{who}"), ("signer-dev-identity", who)),
+        )
+    records = [
+        json.loads(line)
+        for line in running.server.log.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    for who in ("alice", "bob"):
+        [mine] = [r for r in records if r.get("client_request_id") == f"auth-dev-as-{who}"]
+        assert mine["client"] == f"dev:{who}"
+    with pytest.raises(grpc.RpcError) as err:
+        running.stub.ListKeys(
+            pb.ListKeysRequest(), timeout=10, metadata=(("signer-dev-identity", "a b/c"),)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "signer-dev-identity" in (err.value.details() or "")

@@ -35,4 +35,9 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
         "SignPreCommand",
         "StreamSignPreCommands",
         "ListKeys",
+        "PlanCampaign",
+        "GetCampaign",
+        "ApproveCampaign",
+        "RejectCampaign",
+        "ApplyCampaign",
     ]

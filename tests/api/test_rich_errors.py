@@ -16,6 +16,7 @@ from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.richdetails import Details, FieldViolation, Violation, trailer
 from signer.api.richstatus import error_details
 from signer.errors import (
+    CampaignRefused,
     CertificateRejected,
     DevicesRefused,
     FormatError,
@@ -193,6 +194,22 @@ SUBJECT = "signer.v1.FirmwareSigner/Resign"
             Details(
                 "CERTIFICATE_REJECTED",
                 violations=(Violation("CERTIFICATE_REJECTED", SUBJECT, "not an SMKI certificate"),),
+            ),
+        ),
+        (
+            CampaignRefused(
+                "CN=a,O=B requested this plan: it needs another approver", "SELF_APPROVAL"
+            ),
+            Details(
+                "SELF_APPROVAL",
+                {"family": "CAMPAIGN_REFUSED"},
+                violations=(
+                    Violation(
+                        "SELF_APPROVAL",
+                        SUBJECT,
+                        "CN=a,O=B requested this plan: it needs another approver",
+                    ),
+                ),
             ),
         ),
         (NotFound("image x is not in the firmware library"), Details("NOT_FOUND")),

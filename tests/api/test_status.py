@@ -350,4 +350,5 @@ def test_refusals_are_found_where_the_proto_puts_them() -> None:
         "BuildActivation": (RefusalField("refused", None, "reason"),),
         "StreamActivation": (RefusalField("results", "refused", "reason"),),
         "StreamSignPreCommands": (RefusalField("results", "refused", "code"),),
+        "ApplyCampaign": (RefusalField("results", "refused", "reason"),),
     }

@@ -170,6 +170,20 @@ def _client_invocations(tmp_path: Path) -> dict[str, list[str]]:
             str(out),
         ],
         "health": ["--timeout", "5"],
+        "campaign plan": [
+            "--image-id",
+            image_id,
+            "--device",
+            RTDS_DEVICE,
+            "--produce",
+            "activation",
+            "--as",
+            "alice",
+        ],
+        "campaign show": [image_id, "--devices"],
+        "campaign approve": [image_id, "--as", "bob"],
+        "campaign reject": [image_id, "--reason", "not this week"],
+        "campaign apply": [image_id, "--out-dir", str(out)],
     }
 
 
@@ -181,7 +195,7 @@ def test_every_client_command_has_an_invocation(tmp_path: Path) -> None:
 def test_client_commands_run_without_database_hsm_or_xml(tmp_path: Path, command: str) -> None:
     """Up to and including the call: the request is built and sent, and fails UNAVAILABLE."""
     args = _client_invocations(tmp_path)[command]
-    code, modules, stderr = _run(tmp_path, command, *args, "--server", NO_SERVER)
+    code, modules, stderr = _run(tmp_path, *command.split(), *args, "--server", NO_SERVER)
     assert code == 1 and "server unavailable" in stderr, stderr
     assert "grpc" in modules  # it did reach the call
     assert _loaded(modules, FORBIDDEN) == []

@@ -55,9 +55,13 @@ def write_config(
     cpl_mode: str | None = "advisory",
     extra: str = "",
     dev_mode: bool = True,
+    campaigns: str = "direct_limit = 0",
 ) -> Path:
     """A test configuration; with dev_mode=False pass the [tls] section in `extra`, and
-    ``schema_dir`` and ``issuers``: `signer serve` refuses production without them."""
+    ``schema_dir`` and ``issuers``: `signer serve` refuses production without them.
+    ``campaigns`` is the [campaigns] section's body: by default no direct limit (tests send
+    50,001 devices to BuildDUIS); "" leaves the section out (the defaults), and a
+    [campaigns] section in ``extra`` replaces it."""
     lines = [
         "[server]",
         'listen = "127.0.0.1:0"',
@@ -94,6 +98,8 @@ def write_config(
         ]
     if cpl_mode is not None:
         lines += ["[cpl]", f'mode = "{cpl_mode}"', ""]
+    if campaigns and "[campaigns]" not in extra:  # a test's own section wins
+        lines += ["[campaigns]", campaigns, ""]
     path.write_text("\n".join(lines) + extra)
     return path
 

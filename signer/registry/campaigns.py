@@ -1,0 +1,262 @@
+"""Campaign plans, their devices and approvals (migration 0009).
+
+A plan's devices (up to millions) are written and updated at driver speed through
+``RawCursor``: one ``executemany`` per batch, values through the columns' own processors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signer.registry.db import Database, RawCursor
+from signer.registry.models import CampaignApproval, CampaignPlan
+
+PENDING = "pending"
+ISSUED = "issued"
+WITHHELD = "withheld"
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    plan_id: str
+    requester: str
+    planned_at: dt.datetime
+    spec_json: str
+    state: str
+    counts_json: str
+    trust_generation: int
+    registry_generation: int
+    device_count: int
+    eligible: int
+    refused: int
+    approvals_required: int
+    rejected_by: str | None = None
+    rejection_reason: str | None = None
+    issued: int = 0
+    withheld: int = 0
+    stale_reason: str | None = None
+    applied_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One ``campaign_devices`` row, in the column order of ``_DEVICE_COLUMNS``."""
+
+    seq: int
+    device_id: str
+    key_ski: str | None
+    key_label: str | None
+    certificate_serial: str | None
+    current_entry_id: str | None
+    model: str | None
+    pathway: str
+    refusal_json: str | None
+    outcome: str
+    withheld_check: str | None = None
+    withheld_detail: str | None = None
+    request_ids: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    identity: str
+    decision: str
+    at: dt.datetime
+    expires_at: dt.datetime | None
+    comment: str
+
+
+_DEVICE_COLUMNS = (
+    "seq, device_id, key_ski, key_label, certificate_serial, current_entry_id, model, "
+    "pathway, refusal_json, outcome, withheld_check, withheld_detail, request_ids"
+)
+# the model's own column names and markers: nothing from outside
+_INSERT_DEVICE = (
+    f"INSERT INTO campaign_devices (plan_id, {_DEVICE_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_DEVICES = (
+    f"SELECT {_DEVICE_COLUMNS} FROM campaign_devices WHERE plan_id = ? AND seq > ? "  # noqa: S608
+    "ORDER BY seq LIMIT ?"
+)
+_OUTCOME = (
+    "UPDATE campaign_devices SET outcome = ?, withheld_check = ?, withheld_detail = ?, "
+    "request_ids = ? WHERE plan_id = ? AND seq = ?"
+)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def insert_plan(s: Session, plan: PlanRow) -> None:
+    s.add(CampaignPlan(**plan.__dict__))
+    s.flush()
+
+
+def insert_devices(s: Session, plan_id: str, rows: Sequence[DeviceRow]) -> None:
+    """A batch of a plan's devices in one ``executemany``."""
+    if not rows:
+        return
+    RawCursor.of(s).executemany(
+        _INSERT_DEVICE,
+        [
+            (
+                plan_id,
+                r.seq,
+                r.device_id,
+                r.key_ski,
+                r.key_label,
+                r.certificate_serial,
+                r.current_entry_id,
+                r.model,
+                r.pathway,
+                r.refusal_json,
+                r.outcome,
+                r.withheld_check,
+                r.withheld_detail,
+                r.request_ids,
+            )
+            for r in rows
+        ],
+    )
+
+
+def adopt_devices(s: Session, from_plan: str, to_plan: str) -> None:
+    """Move the devices written under a provisional plan ID to the plan's own ID."""
+    cur = RawCursor.of(s)
+    cur.execute("UPDATE campaign_devices SET plan_id = ? WHERE plan_id = ?", (to_plan, from_plan))
+    cur.execute("DELETE FROM campaign_plans WHERE plan_id = ?", (from_plan,))
+
+
+def delete_plan(db: Database, plan_id: str) -> None:
+    """A provisional plan and its devices (planning failed, or the plan existed already)."""
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM campaign_devices WHERE plan_id = ?", (plan_id,))
+        cur.execute("DELETE FROM campaign_plans WHERE plan_id = ?", (plan_id,))
+        cur.commit()
+
+
+def get_plan(db: Database, plan_id: str) -> PlanRow | None:
+    with db.session() as s:
+        row = s.get(CampaignPlan, plan_id)
+        if row is None:
+            return None
+        values = {k: getattr(row, k) for k in PlanRow.__dataclass_fields__}
+    values["planned_at"] = _aware(values["planned_at"])
+    values["applied_at"] = _aware(values["applied_at"])
+    return PlanRow(**values)
+
+
+def update_plan(s: Session, plan_id: str, **values: Any) -> None:
+    row = s.get(CampaignPlan, plan_id, with_for_update=True)
+    if row is None:
+        raise LookupError(plan_id)
+    for k, v in values.items():
+        setattr(row, k, v)
+
+
+def lock_plan(s: Session, plan_id: str) -> PlanRow | None:
+    """The plan, locked for the caller's transaction (approvals and state changes take
+    turns)."""
+    row = s.get(CampaignPlan, plan_id, with_for_update=True)
+    if row is None:
+        return None
+    values = {k: getattr(row, k) for k in PlanRow.__dataclass_fields__}
+    values["planned_at"] = _aware(values["planned_at"])
+    values["applied_at"] = _aware(values["applied_at"])
+    return PlanRow(**values)
+
+
+def devices(db: Database, plan_id: str, after: int, limit: int) -> list[DeviceRow]:
+    """Up to ``limit`` devices of the plan after ``seq``, in order."""
+    with db.cursor() as cur:
+        rows = cur.execute(_SELECT_DEVICES, (plan_id, after, limit)).fetchall()
+    return [DeviceRow(*r) for r in rows]
+
+
+def record_outcomes(
+    s: Session,
+    plan_id: str,
+    outcomes: Sequence[tuple[int, str, str | None, str | None, str | None]],
+) -> None:
+    """Per device (seq, outcome, withheld check, withheld detail, request IDs), one
+    ``executemany`` in the caller's transaction (the batch's audit records')."""
+    if not outcomes:
+        return
+    RawCursor.of(s).executemany(
+        _OUTCOME, [(o, c, d, r, plan_id, seq) for seq, o, c, d, r in outcomes]
+    )
+
+
+def outcome_counts(db: Database, plan_id: str) -> dict[str, int]:
+    with db.cursor() as cur:
+        rows = cur.execute(
+            "SELECT outcome, COUNT(*) FROM campaign_devices WHERE plan_id = ? GROUP BY outcome",
+            (plan_id,),
+        ).fetchall()
+    return {str(o): int(n) for o, n in rows}
+
+
+def add_decision(
+    s: Session,
+    plan_id: str,
+    *,
+    identity: str,
+    decision: str,
+    at: dt.datetime,
+    expires_at: dt.datetime | None,
+    comment: str,
+) -> None:
+    s.add(
+        CampaignApproval(
+            plan_id=plan_id,
+            identity=identity,
+            decision=decision,
+            at=at,
+            expires_at=expires_at,
+            comment=comment,
+        )
+    )
+
+
+def decisions(db: Database, plan_id: str) -> list[ApprovalRow]:
+    """Approvals and rejections of a plan, oldest first."""
+    query = (
+        select(
+            CampaignApproval.identity,
+            CampaignApproval.decision,
+            CampaignApproval.at,
+            CampaignApproval.expires_at,
+            CampaignApproval.comment,
+        )
+        .where(CampaignApproval.plan_id == plan_id)
+        .order_by(CampaignApproval.id)
+    )
+    with db.read() as conn:
+        return [
+            ApprovalRow(
+                r.identity, r.decision, _aware(r.at) or r.at, _aware(r.expires_at), r.comment
+            )
+            for r in conn.execute(query)
+        ]
+
+
+__all__ = [
+    "ISSUED",
+    "PENDING",
+    "REFUSED",
+    "WITHHELD",
+    "ApprovalRow",
+    "DeviceRow",
+    "PlanRow",
+]

@@ -1,0 +1,497 @@
+"""Apply: an approved plan's artifacts, exactly as planned, each through the pre-flight.
+
+Before anything is signed, one read of the trust and registry generations tells whether
+anything the plan could depend on changed; if so the plan is recomputed (a pass that signs
+nothing) and a different ID makes it stale. Then batch by batch: the artifacts are made by
+the direct calls' own building blocks, checked by `signer.preflight` (code written apart from
+theirs), and each device's outcome is committed with the batch's audit records. A failed
+artifact is withheld, never returned; a second apply skips what the first finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from signer.caller import current
+from signer.errors import CampaignRefused, ConfigurationError, NotFound, PolicyRefused
+from signer.gbcs.eui import Eui64
+from signer.gbcs.ota import parse_ota_header
+from signer.registry import activations, audit, trust
+from signer.registry import campaigns as store
+from signer.registry.auditchain import AuditEntry
+from signer.registry.campaigns import DeviceRow, PlanRow
+from signer.registry.devices import DeviceFacts, device_facts
+from signer.service import signing
+from signer.service.activation import BuiltActivation, builder, issue_batch
+from signer.service.caches import VerifiedImage
+from signer.service.campaigns import content
+from signer.service.campaigns.approvals import (
+    counting,
+    load_plan,
+    refuse_closed,
+    state_now,
+)
+from signer.service.campaigns.plan import (
+    activation_spec,
+    check_campaign_spec,
+    refusal_of,
+    survey,
+    uses_keys,
+)
+from signer.service.campaigns.views import (
+    APPLIED,
+    APPLYING,
+    APPROVED,
+    CAMPAIGN_APPLY,
+    STALE,
+    AlreadyIssued,
+    CampaignSpec,
+    Issued,
+    Product,
+    Refused,
+    ResultItem,
+    Withheld,
+)
+from signer.service.duis import DuisResult, sign_update_request, xml_signing_key
+from signer.service.images import force_replace_for
+from signer.service.keys.selection import KeyGroup
+from signer.service.pathways import screen, select_eligible
+from signer.service.refusal import DeviceRefusal
+from signer.service.resign import SignedUpgradeImage, sign_for_group
+from signer.service.services import Services
+
+log = logging.getLogger(__name__)
+
+#: plan devices read (and, for activations, signed) per batch
+BATCH = 1000
+#: an SR 11.1 / 11.4 request carries at most this many of a batch's devices
+UPDATE_BATCH = 10_000
+PLAN_MISMATCH = "plan_mismatch"
+UPDATE = "update"
+ACTIVATION = "activation"
+
+
+def apply_campaign(svc: Services, plan_id: str, caller: str) -> Generator[list[ResultItem]]:
+    """Check the plan may be applied and has not drifted (raising before anything is
+    signed), then the batches of results, each committed before it is yielded (a caller
+    that stops, or ``close``s the generator, leaves the plan applying: a second apply
+    resumes it). After the iterator ends, `get_campaign` gives the final counts."""
+    preflight = _preflight()
+    row = load_plan(svc, plan_id)
+    refuse_closed_for_apply(svc, row)
+    spec = content.spec_from_json(row.spec_json)
+    image = check_campaign_spec(svc, spec)
+    row = _check_drift(svc, row, spec)
+    resuming = row.state == APPLYING
+    _mark(svc, row, caller, APPLYING, {"phase": "resume" if resuming else "start"})
+    return _Run(svc, row, spec, image, caller, preflight).batches()
+
+
+def refuse_closed_for_apply(svc: Services, row: PlanRow) -> None:
+    if row.state == APPLYING:
+        return  # a resumed apply: approved when it started
+    if row.state == APPLIED:
+        raise CampaignRefused(f"campaign {row.plan_id} is applied already", "PLAN_APPLIED")
+    refuse_closed(row, "apply")
+    decisions = store.decisions(svc.db, row.plan_id)
+    now = svc.clock()
+    if state_now(svc, row, decisions, now) != APPROVED:
+        have = len(counting(svc, row, decisions, now))
+        raise CampaignRefused(
+            f"campaign {row.plan_id} has {have} of the {row.approvals_required} unexpired "
+            "approval(s) it needs (not by its requester): `signer campaign approve` it first",
+            "NOT_APPROVED",
+        )
+
+
+def _preflight() -> Any:
+    try:
+        import signer.preflight as preflight
+    except ImportError:  # fail closed: nothing leaves unchecked
+        raise ConfigurationError(
+            "the pre-flight checks (signer.preflight) are missing: a campaign cannot be applied"
+        ) from None
+    return preflight
+
+
+def _stored_ids(svc: Services, plan_id: str) -> Iterable[list[str]]:
+    after = 0
+    while True:
+        rows = store.devices(svc.db, plan_id, after, 10_000)
+        if not rows:
+            return
+        after = rows[-1].seq
+        yield [r.device_id for r in rows]
+
+
+def _check_drift(svc: Services, row: PlanRow, spec: CampaignSpec) -> PlanRow:
+    """The plan as stored if nothing it depends on changed (or only unrelated things);
+    else it is marked stale and apply refused."""
+    generations = trust.current(svc.db), trust.registry_generation(svc.db)
+    if generations == (row.trust_generation, row.registry_generation):
+        return row
+    import json
+
+    planned = json.loads(row.counts_json or "{}").get("parts", {})
+    try:
+        redo = survey(svc, spec, row.requester, _stored_ids(svc, row.plan_id))
+    except (PolicyRefused, NotFound) as exc:
+        reason = f"{content.PART_NAMES['image']} changed: {exc}"
+    else:
+        if redo.plan_id == row.plan_id:
+            with svc.db.session() as s:  # an unrelated change: next time, no recompute
+                store.update_plan(
+                    s,
+                    row.plan_id,
+                    trust_generation=generations[0],
+                    registry_generation=generations[1],
+                )
+            return row
+        reason = f"{content.changed_part(planned, redo.parts)} changed since it was planned"
+    _mark(svc, row, current().identity, STALE, {"stale_reason": reason}, stale_reason=reason)
+    raise CampaignRefused(
+        f"campaign {row.plan_id} is stale: {reason}; plan it again (`signer campaign plan`) "
+        "and have the new plan approved",
+        "PLAN_STALE",
+    )
+
+
+def _mark(
+    svc: Services,
+    row: PlanRow,
+    who: str,
+    state: str,
+    details: dict[str, Any],
+    **values: Any,
+) -> None:
+    caller = current()
+    entry = AuditEntry(
+        at=svc.clock(),
+        client=who,
+        call_id=caller.request_id,
+        method=caller.method,
+        operation=CAMPAIGN_APPLY,
+        outcome="refused" if state == STALE else "ok",
+        device_count=row.device_count,
+        details={"plan_id": row.plan_id, "state": state, **details},
+    )
+
+    def write(s: Session) -> None:
+        store.update_plan(s, row.plan_id, state=state, **values)
+
+    audit.record(svc.db, [entry], [write])
+
+
+@dataclass
+class _Batch:
+    """One artifact's worth of a batch: its devices' rows and results."""
+
+    items: list[ResultItem]
+    outcomes: list[tuple[int, str, str | None, str | None, str | None]]
+    withheld_counters: list[int]
+
+
+class _Run:
+    def __init__(
+        self,
+        svc: Services,
+        row: PlanRow,
+        spec: CampaignSpec,
+        image: VerifiedImage,
+        caller: str,
+        preflight: Any,
+    ) -> None:
+        self.svc, self.row, self.spec, self.image = svc, row, spec, image
+        self.caller, self.pf = caller, preflight
+        self.header = parse_ota_header(image.record.header_bytes)
+        self.with_keys = uses_keys(spec)
+        self.update = spec.product in (Product.UPDATE, Product.BOTH)
+        self.activate = spec.product in (Product.ACTIVATION, Product.BOTH)
+        self.read = UPDATE_BATCH if spec.product is Product.UPDATE else BATCH
+        schema = svc.schema
+        # the compiled schema itself: the pre-flight validates on its own
+        self.schema = schema._schema if schema is not None else None
+
+    def batches(self) -> Generator[list[ResultItem]]:
+        after = 0
+        while True:
+            rows = store.devices(self.svc.db, self.row.plan_id, after, self.read)
+            if not rows:
+                break
+            after = rows[-1].seq
+            yield self._batch(rows)
+        counts = store.outcome_counts(self.svc.db, self.row.plan_id)
+        issued, withheld = counts.get(store.ISSUED, 0), counts.get(store.WITHHELD, 0)
+        _mark(
+            self.svc,
+            self.row,
+            self.caller,
+            APPLIED,
+            {"phase": "end", "issued": issued, "withheld": withheld,
+             "refused": counts.get(store.REFUSED, 0)},
+            issued=issued,
+            withheld=withheld,
+            applied_at=self.svc.clock(),
+        )  # fmt: skip
+
+    def _batch(self, rows: list[DeviceRow]) -> list[ResultItem]:
+        items: list[ResultItem] = []
+        done: dict[tuple[str, str], list[str]] = {}
+        pending: list[DeviceRow] = []
+        for r in rows:
+            if r.outcome == store.REFUSED and r.refusal_json:
+                items.append(Refused(refusal_of(r.device_id, r.refusal_json)))
+            elif r.outcome in (store.ISSUED, store.WITHHELD):
+                kinds = self._kinds()
+                for kind, rid in zip(kinds, (r.request_ids or "").split(), strict=False):
+                    done.setdefault((kind, rid), []).append(r.device_id)
+            elif r.outcome == store.PENDING:
+                pending.append(r)
+        items.extend(AlreadyIssued(k, tuple(d), rid) for (k, rid), d in done.items())
+        if pending:
+            with self.svc.trust.pinned(self.svc.db):
+                items.extend(self._issue(pending))
+        return items
+
+    def _kinds(self) -> tuple[str, ...]:
+        if self.spec.product is Product.BOTH:
+            return (UPDATE, ACTIVATION)
+        return (UPDATE,) if self.update else (ACTIVATION,)
+
+    def _issue(self, rows: list[DeviceRow]) -> list[ResultItem]:
+        """The artifacts of a batch's pending devices, grouped by the key each was planned
+        with; a device whose selection now differs from the plan's is refused."""
+        svc = self.svc
+        euis = {r.seq: Eui64.parse(r.device_id) for r in rows}
+        planned = {euis[r.seq]: r for r in rows}
+        devices = list(planned)
+        refusals: dict[Eui64 | str, DeviceRefusal] = {}
+        groups: dict[bytes | None, tuple[KeyGroup | None, list[Eui64]]] = {}
+        if self.with_keys:
+            selection = select_eligible(svc, self.image, devices)
+            refusals.update((r.device, r) for r in selection.refused)
+            for g in selection.groups:
+                for d in g.devices:
+                    ski = g.key.ski.hex() if g.key.ski else None
+                    if ski != planned[d].key_ski:
+                        refusals[d] = DeviceRefusal(
+                            d,
+                            PLAN_MISMATCH,
+                            f"the device now trusts key {g.key.label!r}, the plan had "
+                            f"{planned[d].key_label!r}",
+                        )
+                        continue
+                    groups.setdefault(g.key.ski, (g, []))[1].append(d)
+        else:
+            screening = screen(svc, self.image, devices)
+            refusals.update((r.device, r) for r in screening.refused)
+            groups[None] = (None, list(screening.accepted))
+        items: list[ResultItem] = []
+        refused_outcomes = []
+        for d in devices:
+            refusal = refusals.get(d)
+            if refusal is not None:
+                items.append(Refused(refusal))
+                refused_outcomes.append(
+                    (planned[d].seq, store.REFUSED, refusal.reason, refusal.detail, None)
+                )
+        if refused_outcomes:
+            with svc.db.session() as s:
+                store.record_outcomes(s, self.row.plan_id, refused_outcomes)
+        facts = device_facts(svc.db, devices)
+        for group, members in groups.values():
+            for i in range(0, len(members), UPDATE_BATCH if self.update else BATCH):
+                chunk = members[i : i + (UPDATE_BATCH if self.update else BATCH)]
+                if chunk:
+                    items.extend(self._artifacts(group, chunk, planned, facts))
+        return items
+
+    def _artifacts(
+        self,
+        group: KeyGroup | None,
+        devices: list[Eui64],
+        planned: dict[Eui64, DeviceRow],
+        facts: dict[Eui64, DeviceFacts],
+    ) -> list[ResultItem]:
+        svc, spec, image, pf = self.svc, self.spec, self.image, self.pf
+        xml_key, _ = xml_signing_key(svc)
+        xml_certificate = xml_key.certificate
+        assert xml_certificate is not None
+        previous = (
+            activations.latest_counters(svc.db, svc.config.supplier_eui, devices)
+            if self.activate
+            else {}
+        )
+        ids = tuple(str(d) for d in devices)
+        now = svc.clock()
+        items: list[ResultItem] = []
+        outcomes: list[tuple[int, str, str | None, str | None, str | None]] = []
+        with signing.batch(svc) as signer:
+            update: tuple[SignedUpgradeImage | None, DuisResult] | None = None
+            update_failure: tuple[str, str] | None = None
+            update_rid = ""
+            if self.update:
+                signed = None
+                if spec.service_reference == "11.1":
+                    assert group is not None
+                    one = KeyGroup(group.key, group.certificate, tuple(devices))
+                    signed = sign_for_group(
+                        signer, image, one, force_replace_for(image, spec.force_replace)
+                    )
+                    data = signed.upgrade_image
+                else:
+                    data = image.record.header_bytes + image.manufacturer_image
+                document, request_id = sign_update_request(
+                    svc,
+                    signer,
+                    image=image,
+                    firmware_image=data,
+                    devices=devices,
+                    firmware_version=spec.firmware_version,
+                    service=spec.service_reference,
+                )
+                update_rid = str(request_id)
+                update_failure = self._check_update(
+                    pf, data, document, devices, group, facts, xml_certificate
+                )
+                update = (signed, DuisResult(document, request_id, tuple(devices), ()))
+            built: dict[Eui64, BuiltActivation] = {}
+            act_failures: dict[Eui64, tuple[str, str]] = {}
+            if self.activate:
+                built = issue_batch(
+                    svc,
+                    signer,
+                    activation_spec(spec),
+                    image,
+                    devices,
+                    builder(image, activation_spec(spec)),
+                )
+                for d, b in built.items():
+                    try:
+                        pf.check_activation(
+                            b.document,
+                            device_id=str(d),
+                            manufacturer_image_sha256=image.digest,
+                            previous_counter=previous.get(d),
+                            xml_certificate=xml_certificate,
+                            schema=self.schema,
+                        )
+                    except PolicyRefused as exc:
+                        act_failures[d] = _failure(exc)
+                    if update_failure is not None and d not in act_failures:
+                        # the update it would activate is withheld: so is the activation
+                        act_failures[d] = update_failure
+            withheld_counters = [built[d].request_id.counter for d in act_failures]
+            for d in devices:
+                rids = " ".join(
+                    r for r in (update_rid, str(built[d].request_id) if d in built else "") if r
+                )
+                failure = update_failure or act_failures.get(d)
+                if failure is None:
+                    outcomes.append((planned[d].seq, store.ISSUED, None, None, rids))
+                else:
+                    outcomes.append((planned[d].seq, store.WITHHELD, *failure, rids))
+            # committed with the signatures' audit records: the outcome stands or falls
+            # with them, and a withheld SR 11.3 can never lead to a pre-command
+            signer.along(
+                partial(
+                    activations.mark_withheld,
+                    originator=svc.config.supplier_eui,
+                    counters=withheld_counters,
+                    now=now,
+                )
+            )
+            signer.along(
+                partial(store.record_outcomes, plan_id=self.row.plan_id, outcomes=outcomes)
+            )
+        if update is not None:
+            if update_failure is None:
+                items.append(Issued(UPDATE, ids, upgrade_image=update[0], update_request=update[1]))
+            else:
+                items.append(Withheld(UPDATE, ids, *update_failure))
+                log.warning(
+                    "campaign %s: SR %s request %s for %d device(s) withheld: %s %s",
+                    self.row.plan_id,
+                    spec.service_reference,
+                    update_rid,
+                    len(devices),
+                    *update_failure,
+                )
+        for d, b in built.items():
+            if d in act_failures:
+                items.append(Withheld(ACTIVATION, (str(d),), *act_failures[d]))
+            else:
+                items.append(Issued(ACTIVATION, (str(d),), activation=b))
+        if act_failures:
+            log.warning(
+                "campaign %s: %d SR 11.3 request(s) withheld", self.row.plan_id, len(act_failures)
+            )
+        return items
+
+    def _check_update(
+        self,
+        pf: Any,
+        data: bytes,
+        document: bytes,
+        devices: Sequence[Eui64],
+        group: KeyGroup | None,
+        facts: dict[Eui64, DeviceFacts],
+        xml_certificate: x509.Certificate,
+    ) -> tuple[str, str] | None:
+        """The first failed check of an update request and its image, or None. The image
+        is checked once per kind of meter (model, hardware version, certificate)."""
+        try:
+            if group is not None and self.spec.service_reference == "11.1":
+                cert = group.key.certificate
+                assert cert is not None
+                seen: set[tuple[int, int | None, int]] = set()
+                trusted = self.svc.trust.current(self.svc.db)
+                for d in devices:
+                    f = facts.get(d)
+                    entry = (
+                        trusted.entries.get(f.current_entry_id)
+                        if f is not None and f.current_entry_id
+                        else None
+                    )
+                    code = entry.manufacturer_code if entry else self.header.manufacturer_code
+                    image_type = entry.image_type if entry else self.header.image_type
+                    hw = f.hardware_version if f and f.hardware_version is not None else 0
+                    kind = (code, image_type, hw)
+                    if kind in seen:
+                        continue
+                    seen.add(kind)
+                    pf.check_upgrade_image(
+                        data,
+                        self.image.digest,
+                        pf.MeterFacts(
+                            device_id=str(d),
+                            manufacturer_code=code,
+                            image_type=image_type,
+                            hardware_version=hw,
+                            supplier_ds_certificate=cert,
+                        ),
+                    )
+            pf.check_update_request(
+                document,
+                upgrade_image=data,
+                device_ids=[str(d) for d in devices],
+                xml_certificate=xml_certificate,
+                schema=self.schema,
+            )
+        except PolicyRefused as exc:
+            return _failure(exc)
+        return None
+
+
+def _failure(exc: PolicyRefused) -> tuple[str, str]:
+    return str(getattr(exc, "check", "preflight")), str(getattr(exc, "detail", exc))
+
+
+__all__ = ["apply_campaign"]

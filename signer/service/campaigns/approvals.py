@@ -1,0 +1,268 @@
+"""Four eyes: who may approve a plan, how many approvals it needs, for how long they count.
+
+The requester never counts (unless development mode allows ``dev_self_approval``, warned at
+each use); one identity counts once; an approval expires ``approval_ttl`` after it was given;
+a rejection ends the plan. Every approval and rejection is an audit record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+
+from sqlalchemy.orm import Session
+
+from signer.caller import current
+from signer.errors import CampaignRefused, InvalidInput, NotFound, excerpt
+from signer.registry import audit
+from signer.registry import campaigns as store
+from signer.registry.auditchain import AuditEntry
+from signer.registry.campaigns import ApprovalRow, PlanRow
+from signer.service.campaigns import content
+from signer.service.campaigns.views import (
+    APPLIED,
+    APPLYING,
+    APPROVED,
+    CAMPAIGN_APPROVE,
+    CAMPAIGN_REJECT,
+    PLANNED,
+    PLANNING,
+    REJECTED,
+    STALE,
+    Approval,
+    DeviceRecord,
+    PlanView,
+)
+from signer.service.services import Services
+
+log = logging.getLogger(__name__)
+
+APPROVE = "approve"
+REJECT = "reject"
+_HEX = frozenset("0123456789abcdef")
+
+
+def load_plan(svc: Services, plan_id: str) -> PlanRow:
+    text = plan_id.strip().lower()
+    if len(text) != 64 or not _HEX.issuperset(text):
+        raise InvalidInput("a plan ID is 64 hex digits (SHA-256 of the plan)", field="plan_id")
+    row = store.get_plan(svc.db, text)
+    if row is None or row.state == PLANNING:
+        raise NotFound(f"campaign {excerpt(plan_id, 64)} is not planned")
+    return row
+
+
+def get_campaign(svc: Services, plan_id: str) -> PlanView:
+    return plan_view(svc, load_plan(svc, plan_id))
+
+
+def counting(
+    svc: Services, row: PlanRow, decisions: list[ApprovalRow], now: dt.datetime
+) -> set[str]:
+    """The identities whose approvals count now."""
+    self_ok = svc.config.dev_mode and svc.config.campaigns.dev_self_approval
+    return {
+        d.identity
+        for d in decisions
+        if d.decision == APPROVE
+        and d.expires_at is not None
+        and d.expires_at > now
+        and (d.identity != row.requester or self_ok)
+    }
+
+
+def state_now(svc: Services, row: PlanRow, decisions: list[ApprovalRow], now: dt.datetime) -> str:
+    """The stored state, with "approved" judged now (approvals expire)."""
+    if row.state in (PLANNED, APPROVED):
+        enough = len(counting(svc, row, decisions, now)) >= row.approvals_required
+        return APPROVED if enough else PLANNED
+    return row.state
+
+
+def plan_view(svc: Services, row: PlanRow) -> PlanView:
+    now = svc.clock()
+    decisions = store.decisions(svc.db, row.plan_id)
+    counts = json.loads(row.counts_json or "{}")
+    rejection = next((d for d in decisions if d.decision == REJECT), None)
+    return PlanView(
+        plan_id=row.plan_id,
+        spec=content.spec_from_json(row.spec_json),
+        requester=row.requester,
+        planned_at=row.planned_at,
+        state=state_now(svc, row, decisions, now),
+        devices=row.device_count,
+        eligible=row.eligible,
+        refused=row.refused,
+        by_key=tuple((str(k), int(n)) for k, n in counts.get("by_key", [])),
+        by_model=tuple((str(k), int(n)) for k, n in counts.get("by_model", [])),
+        by_reason=tuple((str(k), int(n)) for k, n in counts.get("by_reason", [])),
+        approvals_required=row.approvals_required,
+        approvals=tuple(
+            Approval(
+                approver=d.identity,
+                approved_at=d.at,
+                expires_at=d.expires_at,
+                expired=d.expires_at <= now,
+                comment=d.comment,
+            )
+            for d in decisions
+            if d.decision == APPROVE and d.expires_at is not None
+        ),
+        rejected_by=row.rejected_by or (rejection.identity if rejection else ""),
+        rejection_reason=row.rejection_reason or (rejection.comment if rejection else ""),
+        issued=row.issued,
+        withheld=row.withheld,
+        stale_reason=row.stale_reason or "",
+    )
+
+
+def campaign_devices(
+    svc: Services, plan_id: str, batch: int = 1000
+) -> Iterator[list[DeviceRecord]]:
+    """The plan's devices in the order given, ``batch`` at a time."""
+    from signer.service.campaigns.plan import refusal_of
+
+    row = load_plan(svc, plan_id)
+    after = 0
+    while True:
+        rows = store.devices(svc.db, row.plan_id, after, max(1, batch))
+        if not rows:
+            return
+        after = rows[-1].seq
+        yield [
+            DeviceRecord(
+                device_id=r.device_id,
+                key_label=r.key_label or "",
+                key_ski=bytes.fromhex(r.key_ski) if r.key_ski else None,
+                current_entry_id=r.current_entry_id or "",
+                model=r.model or "",
+                pathway=r.pathway,
+                refusal=refusal_of(r.device_id, r.refusal_json) if r.refusal_json else None,
+                outcome=r.outcome,
+                withheld_check=r.withheld_check or "",
+                withheld_detail=r.withheld_detail or "",
+                request_ids=tuple((r.request_ids or "").split()),
+            )
+            for r in rows
+        ]
+
+
+def refuse_closed(row: PlanRow, doing: str) -> None:
+    """Approving, rejecting (or applying) a plan that can no longer be: say why."""
+    if row.state == STALE:
+        why = row.stale_reason or "the registry changed"
+        raise CampaignRefused(
+            f"cannot {doing} campaign {row.plan_id}: it is stale ({why}); plan it again",
+            "PLAN_STALE",
+        )
+    if row.state == REJECTED:
+        raise CampaignRefused(
+            f"cannot {doing} campaign {row.plan_id}: it was rejected by {row.rejected_by} "
+            f"({row.rejection_reason})",
+            "PLAN_REJECTED",
+        )
+    if row.state in (APPLIED, APPLYING):
+        raise CampaignRefused(
+            f"cannot {doing} campaign {row.plan_id}: it is {row.state}", "PLAN_APPLIED"
+        )
+
+
+def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = "") -> PlanView:
+    row = load_plan(svc, plan_id)
+    refuse_closed(row, "approve")
+    now = svc.clock()
+    if approver == row.requester:
+        if not (svc.config.dev_mode and svc.config.campaigns.dev_self_approval):
+            raise CampaignRefused(
+                f"{approver} requested campaign {row.plan_id} and cannot approve it: "
+                "another person must",
+                "SELF_APPROVAL",
+            )
+        log.warning(
+            "DEVELOPMENT MODE: %s approves its own campaign %s (campaigns.dev_self_approval)",
+            approver,
+            row.plan_id,
+        )
+    decisions = store.decisions(svc.db, row.plan_id)
+    if approver in counting(svc, row, decisions, now) or any(
+        d.identity == approver and d.decision == APPROVE and d.expires_at and d.expires_at > now
+        for d in decisions
+    ):
+        raise CampaignRefused(
+            f"{approver} has already approved campaign {row.plan_id}; one identity counts once",
+            "ALREADY_APPROVED",
+        )
+    expires = now + svc.config.campaigns.approval_ttl
+    counted = counting(svc, row, decisions, now) | {approver}
+    state = APPROVED if len(counted) >= row.approvals_required else PLANNED
+
+    def write(s: Session) -> None:
+        locked = store.lock_plan(s, row.plan_id)
+        if locked is None or locked.state not in (PLANNED, APPROVED):
+            raise CampaignRefused(f"campaign {row.plan_id} changed meanwhile", "NOT_APPROVED")
+        store.add_decision(
+            s,
+            row.plan_id,
+            identity=approver,
+            decision=APPROVE,
+            at=now,
+            expires_at=expires,
+            comment=comment,
+        )
+        store.update_plan(s, row.plan_id, state=state)
+
+    _audit(svc, CAMPAIGN_APPROVE, approver, row, now, {"comment": comment,
+           "expires_at": expires.isoformat(), "approvals": len(counted)}, write)  # fmt: skip
+    return get_campaign(svc, row.plan_id)
+
+
+def reject_campaign(svc: Services, plan_id: str, approver: str, reason: str) -> PlanView:
+    if not reason.strip():
+        raise InvalidInput("a rejection needs a reason", field="reason")
+    row = load_plan(svc, plan_id)
+    refuse_closed(row, "reject")
+    now = svc.clock()
+
+    def write(s: Session) -> None:
+        locked = store.lock_plan(s, row.plan_id)
+        if locked is None or locked.state not in (PLANNED, APPROVED):
+            raise CampaignRefused(f"campaign {row.plan_id} changed meanwhile", "NOT_APPROVED")
+        store.add_decision(
+            s,
+            row.plan_id,
+            identity=approver,
+            decision=REJECT,
+            at=now,
+            expires_at=None,
+            comment=reason,
+        )
+        store.update_plan(
+            s, row.plan_id, state=REJECTED, rejected_by=approver, rejection_reason=reason
+        )
+
+    _audit(svc, CAMPAIGN_REJECT, approver, row, now, {"reason": reason}, write)
+    return get_campaign(svc, row.plan_id)
+
+
+def _audit(
+    svc: Services,
+    operation: str,
+    who: str,
+    row: PlanRow,
+    now: dt.datetime,
+    details: dict[str, object],
+    write: object,
+) -> None:
+    caller = current()
+    entry = AuditEntry(
+        at=now,
+        client=who,
+        call_id=caller.request_id,
+        method=caller.method,
+        operation=operation,
+        device_count=row.device_count,
+        details={"plan_id": row.plan_id, **details},
+    )
+    audit.record(svc.db, [entry], [write] if callable(write) else [])

@@ -19,6 +19,7 @@ bench:      ## performance goals of bench/README.md (not part of the tests)
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/paths.py
 	.venv/bin/python bench/activation.py
+	.venv/bin/python bench/campaigns.py
 	.venv/bin/python bench/replicas.py
 	.venv/bin/python bench/cli.py
 	.venv/bin/python bench/devices_import.py

@@ -11,11 +11,13 @@ README, section "The policy file", and `deploy/policy.example.toml`.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import ipaddress
 import logging
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -139,6 +141,12 @@ class Policy:
         """The union of the roles of every entry matching the caller, in `ROLES` order."""
         held = {role for entry in self.clients if entry.matches(caller) for role in entry.roles}
         return tuple(r for r in ROLES if r in held)
+
+    def principal_of(self, caller: Caller) -> str:
+        """Who the caller is for four eyes: the client entries it matches (``cn=...``,
+        ``san=...``, ``subject=...``; several: all, sorted, joined by `` + ``). Two
+        certificates one entry recognises are one principal, whatever else differs."""
+        return " + ".join(sorted(f"{e.kind}={e.value}" for e in self.clients if e.matches(caller)))
 
     def roles_for(self, method: str) -> tuple[str, ...]:
         """The roles allowed to call a FirmwareSigner RPC, in `ROLES` order."""
@@ -288,6 +296,32 @@ def _hint(word: str, choices: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: (request ID, principal) of the call being served, bound by `AuthInterceptor`
+_PRINCIPAL: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "signer_principal", default=None
+)
+
+
+def principal_of(caller: Caller) -> str:
+    """The caller's principal (`Policy.principal_of` under the policy its call was checked
+    against); without a policy (development mode) its identity (``dev:NAME`` when it gave
+    ``signer-dev-identity``). The campaign use cases compare and count these; the audit
+    trail keeps the identity."""
+    bound = _PRINCIPAL.get()
+    if bound is not None and bound[0] == caller.request_id:
+        return bound[1]
+    return caller.identity
+
+
+@contextmanager
+def _principal_bound(caller: Caller, principal: str) -> Iterator[None]:
+    token = _PRINCIPAL.set((caller.request_id, principal))
+    try:
+        yield
+    finally:
+        _PRINCIPAL.reset(token)
+
+
 class AuthInterceptor(ServerInterceptor):
     """Check the certificate against the CRLs, then the policy, before the behaviour runs
     (for streams: before the first item).
@@ -318,17 +352,22 @@ class AuthInterceptor(ServerInterceptor):
         # Not a generator: for response streams the check runs when the outer interceptor
         # creates the iterator, so a refused caller never reaches the servicer's code.
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
-            self._check(rpc, context)
-            return behavior(request, context)
+            caller = current()
+            principal = self._check(rpc, context)
+            if rpc.streams_responses:
+                return _stream(caller, principal, behavior, request, context)
+            with _principal_bound(caller, principal):
+                return behavior(request, context)
 
         return checked
 
-    def _check(self, rpc: Rpc, context: grpc.ServicerContext) -> None:
+    def _check(self, rpc: Rpc, context: grpc.ServicerContext) -> str:
+        """Refuse the call, or return the caller's principal under the policy checked."""
         caller = current()
         method = rpc.full_method.lstrip("/")
         self._check_dev_identity(rpc, context, method)
         if self.state is None:  # development mode: said once, at start (`attach`)
-            return
+            return caller.identity
         snapshot = self.state.current
         pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
         if caller.identity == UNAUTHENTICATED or not isinstance(pem, bytes) or not pem:
@@ -372,6 +411,7 @@ class AuthInterceptor(ServerInterceptor):
             if rpc.service == SERVICE:
                 about["roles_needed"] = ",".join(snapshot.policy.roles_for(rpc.method))
             _deny(context, grpc.StatusCode.PERMISSION_DENIED, refusal, "permission_denied", about)
+        return snapshot.policy.principal_of(caller)
 
     def _check_dev_identity(self, rpc: Rpc, context: grpc.ServicerContext, method: str) -> None:
         """A development identity (``signer-dev-identity``) is for development servers only;
@@ -403,6 +443,21 @@ class AuthInterceptor(ServerInterceptor):
                 "invalid_input",
                 {"method": method, "field": DEV_IDENTITY_HEADER},
             )
+
+
+def _stream(
+    caller: Caller, principal: str, behavior: Behavior, request: Any, context: Any
+) -> Iterator[Any]:
+    """A response stream whose every step runs with the caller's principal bound."""
+    with _principal_bound(caller, principal):
+        items = iter(behavior(request, context))
+    while True:
+        with _principal_bound(caller, principal):
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+        yield item
 
 
 def _deny(

@@ -3,7 +3,8 @@ the use cases called with the caller's identity, their views encoded.
 
 The servicer (`signer.api.servicer`) delegates here; what may be refused is refused in
 `signer.service.campaigns` and mapped, as every error is, in `signer.api.outcome`. The
-caller is the one the call context bound (the certificate subject; in development mode the
+requester and the approvers are the caller's principal (`signer.api.auth.principal_of`: the
+role policy's client entries its certificate matches; in development mode the
 ``signer-dev-identity`` name): a client never names the requester or the approver itself.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 from signer.api import convert
 from signer.api._proto.signer.v1 import signer_pb2 as pb
+from signer.api.auth import principal_of
 from signer.caller import current
 from signer.errors import InvalidInput
 from signer.service.campaigns import (
@@ -243,7 +245,7 @@ def plan(svc: Services, requests: Iterator[pb.PlanCampaignRequest]) -> pb.Campai
             "the first message must be the campaign spec, then the device batches", field="spec"
         )
     spec = spec_from_pb(first.spec)
-    view = plan_campaign(svc, spec, _device_batches(requests), current().identity)
+    view = plan_campaign(svc, spec, _device_batches(requests), principal_of(current()))
     return plan_to_pb(view)
 
 
@@ -259,14 +261,14 @@ def show(svc: Services, request: pb.GetCampaignRequest) -> Iterator[pb.CampaignP
 
 def approve(svc: Services, request: pb.ApproveCampaignRequest) -> pb.CampaignPlan:
     plan_id = plan_id_of(request.plan_id)
-    return plan_to_pb(approve_campaign(svc, plan_id, current().identity, request.comment))
+    return plan_to_pb(approve_campaign(svc, plan_id, principal_of(current()), request.comment))
 
 
 def reject(svc: Services, request: pb.RejectCampaignRequest) -> pb.CampaignPlan:
     plan_id = plan_id_of(request.plan_id)
     if not request.reason.strip():
         raise InvalidInput("a rejection needs its reason, for the record", field="reason")
-    return plan_to_pb(reject_campaign(svc, plan_id, current().identity, request.reason))
+    return plan_to_pb(reject_campaign(svc, plan_id, principal_of(current()), request.reason))
 
 
 def apply(svc: Services, request: pb.ApplyCampaignRequest) -> Iterator[pb.CampaignResults]:

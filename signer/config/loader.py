@@ -150,6 +150,7 @@ def _campaigns(v: dict[str, Any], dev_mode: bool) -> CampaignsConfig:
         large_campaign_devices=v["campaigns.large_campaign_devices"],
         approval_ttl=parse_duration(v["campaigns.approval_ttl"]),
         direct_limit=v["campaigns.direct_limit"],
+        direct_window=parse_duration(v["campaigns.direct_window"]),
         dev_self_approval=v["campaigns.dev_self_approval"],
     )
 

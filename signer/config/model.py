@@ -46,6 +46,7 @@ class CampaignsConfig:
     large_campaign_devices: int = 100
     approval_ttl: dt.timedelta = dt.timedelta(hours=24)
     direct_limit: int = 1000  # 0: no limit
+    direct_window: dt.timedelta = dt.timedelta(hours=24)  # direct_limit counts over it
     dev_self_approval: bool = False
 
     def required_for(self, eligible: int) -> int:

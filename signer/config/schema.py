@@ -125,9 +125,13 @@ SETTINGS: tuple[Setting, ...] = (
        "large", default=100, minimum=1, env="SIGNER_LARGE_CAMPAIGN_DEVICES"),
     _s("campaigns", "approval_ttl", "duration", 'how long an approval counts: "24h", "90m", '
        '"3600s"', default="24h", env="SIGNER_APPROVAL_TTL"),
-    _s("campaigns", "direct_limit", "int", "devices above which Resign, BuildDUIS, "
-       "BuildActivation and StreamActivation refuse (a campaign is needed); 0: no limit",
+    _s("campaigns", "direct_limit", "int", "devices per image over direct_window above which "
+       "Resign, BuildDUIS, BuildActivation and StreamActivation refuse (a campaign is "
+       "needed), counted per signature kind over every direct call; 0: no limit",
        default=1000, minimum=0, env="SIGNER_DIRECT_LIMIT"),
+    _s("campaigns", "direct_window", "duration", "the window direct_limit counts an image's "
+       'direct-call devices over: "24h", "90m", "3600s"', default="24h",
+       env="SIGNER_DIRECT_WINDOW"),
     _s("campaigns", "dev_self_approval", "bool", "the requester may approve its own plan "
        "(warned at each use): development mode only", default=False,
        env="SIGNER_DEV_SELF_APPROVAL"),

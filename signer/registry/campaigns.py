@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from signer.registry.auditchain import time_text
 from signer.registry.db import Database, RawCursor
 from signer.registry.models import CampaignApproval, CampaignPlan
 
@@ -43,6 +44,10 @@ class PlanRow:
     withheld: int = 0
     stale_reason: str | None = None
     applied_at: dt.datetime | None = None
+    force_replace: bool | None = None  # the byte the plan resolved (apply signs with it)
+    with_tail: bool | None = None
+    apply_owner: str | None = None
+    apply_lease_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ def get_plan(db: Database, plan_id: str) -> PlanRow | None:
         values = {k: getattr(row, k) for k in PlanRow.__dataclass_fields__}
     values["planned_at"] = _aware(values["planned_at"])
     values["applied_at"] = _aware(values["applied_at"])
+    values["apply_lease_until"] = _aware(values["apply_lease_until"])
     return PlanRow(**values)
 
 
@@ -174,7 +180,94 @@ def lock_plan(s: Session, plan_id: str) -> PlanRow | None:
     values = {k: getattr(row, k) for k in PlanRow.__dataclass_fields__}
     values["planned_at"] = _aware(values["planned_at"])
     values["applied_at"] = _aware(values["applied_at"])
+    values["apply_lease_until"] = _aware(values["apply_lease_until"])
     return PlanRow(**values)
+
+
+def take_lease(
+    db: Database, plan_id: str, owner: str, now: dt.datetime, until: dt.datetime
+) -> bool:
+    """Make the plan applying and ``owner`` its one applier until ``until``, in one
+    conditional UPDATE: only while it is approved or applying and nobody holds an unexpired
+    lease. False: someone does, or the plan is no longer approved/applying."""
+    statement = (
+        update(CampaignPlan)
+        .where(
+            CampaignPlan.plan_id == plan_id,
+            CampaignPlan.state.in_(("approved", "applying")),
+            or_(CampaignPlan.apply_lease_until.is_(None), CampaignPlan.apply_lease_until < now),
+        )
+        .values(state="applying", apply_owner=owner, apply_lease_until=until)
+    )
+    with db.session() as s:
+        return _rowcount(s.execute(statement)) == 1
+
+
+def renew_lease(db: Database, plan_id: str, owner: str, until: dt.datetime) -> bool:
+    """Extend ``owner``'s lease; False once the plan was rejected (halted) or the lease
+    taken over."""
+    with db.session() as s:
+        return hold_lease(s, plan_id, owner, until)
+
+
+def hold_lease(s: Session, plan_id: str, owner: str, until: dt.datetime) -> bool:
+    """`renew_lease` in the caller's transaction (a batch's: its outcomes commit only while
+    the lease is held)."""
+    statement = (
+        update(CampaignPlan)
+        .where(
+            CampaignPlan.plan_id == plan_id,
+            CampaignPlan.state == "applying",
+            CampaignPlan.apply_owner == owner,
+        )
+        .values(apply_lease_until=until)
+    )
+    return _rowcount(s.execute(statement)) == 1
+
+
+def finish_lease(s: Session, plan_id: str, owner: str, **values: Any) -> bool:
+    """In the caller's transaction: release ``owner``'s lease, setting ``values`` only if
+    the plan is still applying under it (False: rejected meanwhile, or taken over)."""
+    statement = (
+        update(CampaignPlan)
+        .where(
+            CampaignPlan.plan_id == plan_id,
+            CampaignPlan.state == "applying",
+            CampaignPlan.apply_owner == owner,
+        )
+        .values(apply_owner=None, apply_lease_until=None, **values)
+    )
+    return _rowcount(s.execute(statement)) == 1
+
+
+def release_lease(db: Database, plan_id: str, owner: str, **values: Any) -> None:
+    """Give up ``owner``'s lease whatever the plan's state (the end of an apply, a failure,
+    a halt), setting ``values`` with it."""
+    statement = (
+        update(CampaignPlan)
+        .where(CampaignPlan.plan_id == plan_id, CampaignPlan.apply_owner == owner)
+        .values(apply_owner=None, apply_lease_until=None, **values)
+    )
+    with db.session() as s:
+        s.execute(statement)
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def direct_devices(
+    db: Database, image_id: str, operation: str, since: dt.datetime, campaign_method: str
+) -> int:
+    """The devices of an image's ``operation`` signatures since ``since`` outside campaigns
+    (``ix_audit_records_image_operation_at`` answers it)."""
+    with db.cursor() as cur:
+        row = cur.execute(
+            "SELECT COALESCE(SUM(device_count), 0) FROM audit_records WHERE image_id = ? "
+            "AND operation = ? AND at >= ? AND outcome = 'ok' AND method <> ?",
+            (image_id, operation, time_text(since), campaign_method),
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def devices(db: Database, plan_id: str, after: int, limit: int) -> list[DeviceRow]:

@@ -196,6 +196,8 @@ class AuditRecordRow(Base):
     """
 
     __tablename__ = "audit_records"
+    # the direct calls' cumulative limit (migration 0009)
+    __table_args__ = (Index("ix_audit_records_image_operation_at", "image_id", "operation", "at"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[str] = mapped_column(String(32))  # UTC, "2024-06-01T12:00:00.000000Z", as hashed
@@ -275,6 +277,14 @@ class CampaignPlan(Base):
     withheld: Mapped[int] = mapped_column(Integer)
     stale_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     applied_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the Force Replace byte and tail the plan resolved: apply signs with these
+    force_replace: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    with_tail: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # the apply lease: one apply at a time (signer.service.campaigns.apply)
+    apply_owner: Mapped[str | None] = mapped_column(Text, nullable=True)
+    apply_lease_until: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class CampaignDevice(Base):

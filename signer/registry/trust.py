@@ -52,6 +52,9 @@ PG_TRIGGERS |= {f"registry_generation_{t}" for t in REGISTRY_WATCHED}
 SQLITE_TRIGGERS |= {
     f"registry_generation_{t}_{e}" for t in REGISTRY_WATCHED for e in ("insert", "update", "delete")
 }
+#: and any update of a library image (a re-delivery rewrites its Force Replace byte)
+PG_TRIGGERS.add("registry_generation_firmware_images")
+SQLITE_TRIGGERS.add("registry_generation_firmware_images_update")
 _READ_REGISTRY = "SELECT value FROM registry_generation WHERE id = 1"
 
 

@@ -75,7 +75,7 @@ def stream_activations(
     build = builder(image, spec)
     from signer.service.campaigns.policy import DirectCount
 
-    direct = DirectCount(svc, "StreamActivation")
+    direct = DirectCount(svc, "StreamActivation", image.record.image_id)  # over the window
     offset = 0
     for batch in batches:
         given = _batch_devices(batch, offset)

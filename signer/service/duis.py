@@ -104,6 +104,10 @@ def _build_duis(
         )
     devices = parse_devices(device_ids)
     image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
+    from signer.service.campaigns.policy import check_direct
+
+    # over the window, for the image the service resolved (also from an upgrade image)
+    check_direct(svc, len(device_ids), "BuildDUIS", image.record.image_id)
     _check_version_of_image(svc, image, firmware_version)
     with signing.batch(svc) as signer:
         if service == "11.4":

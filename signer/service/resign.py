@@ -53,6 +53,9 @@ def _resign(
 ) -> ResignResult:
     devices = parse_devices(device_ids)
     image = verified_image(svc, image_id)
+    from signer.service.campaigns.policy import check_direct
+
+    check_direct(svc, len(device_ids), "Resign", image.record.image_id)  # over the window
     if not image.record.with_tail:
         raise PolicyRefused(
             f"image {image.record.image_id} is a tail-less SR 11.4 image: it "

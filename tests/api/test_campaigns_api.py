@@ -62,6 +62,10 @@ class Campaigns:
             )
         return pb_grpc.FirmwareSignerStub(self.channels[who])
 
+    def principal(self, who: str) -> str:
+        """Who four eyes counts: the policy's client entry the certificate matches."""
+        return f"cn={who}"
+
     def subject(self, who: str) -> str:
         return self.certs[who].subject
 
@@ -167,7 +171,7 @@ def test_four_eyes_over_mtls_plan_two_approvals_apply(campaigns: Campaigns, tmp_
     plan = campaigns.plan("desk", [B1, B3, UNKNOWN])
     assert len(plan.plan_id) == 64
     assert plan.state == pb.CAMPAIGN_STATE_PLANNED
-    assert plan.requester == campaigns.subject("desk")  # the certificate, not the client's word
+    assert plan.requester == campaigns.principal("desk")  # the certificate, not its word
     assert (plan.devices, plan.eligible, plan.refused) == (3, 1, 2), plan.by_reason
     assert sorted((c.name, c.devices) for c in plan.by_reason) == [
         ("not_permitted_predecessor", 1),
@@ -199,7 +203,7 @@ def test_four_eyes_over_mtls_plan_two_approvals_apply(campaigns: Campaigns, tmp_
     once = campaigns.approve("alice", plan.plan_id, comment="checked the counts")
     assert once.state == pb.CAMPAIGN_STATE_PLANNED
     assert [(a.approver, a.comment, a.expired) for a in once.approvals] == [
-        (campaigns.subject("alice"), "checked the counts", False)
+        (campaigns.principal("alice"), "checked the counts", False)
     ]
     # one identity counts once
     error = refused(
@@ -276,7 +280,7 @@ def test_a_rejected_plan_is_never_applied(campaigns: Campaigns) -> None:
     )
     assert done.state == pb.CAMPAIGN_STATE_REJECTED
     assert (done.rejected_by, done.rejection_reason) == (
-        campaigns.subject("alice"),
+        campaigns.principal("alice"),
         "wrong firmware",
     )
     error = refused(
@@ -343,3 +347,31 @@ def test_plan_ids_are_checked_and_unknown_ones_not_found(campaigns: Campaigns) -
     assert rich(error)[0].metadata["field"] == "plan_id"
     error = refused(stub.GetCampaign, pb.GetCampaignRequest(plan_id="0" * 64))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_two_certificates_of_one_client_entry_are_one_approver(campaigns: Campaigns) -> None:
+    """Four eyes counts principals (the policy's client entries), not certificate subjects:
+    another certificate with alice's CN (another organisation, another serial) is alice."""
+    campaigns.certs["alice-elsewhere"] = campaigns.ca.issue(
+        "alice-elsewhere", cn="alice", org="Elsewhere"
+    )
+    assert campaigns.subject("alice-elsewhere") != campaigns.subject("alice")
+    plan = campaigns.plan("planner", [B3, B1])
+    once = campaigns.approve("alice", plan.plan_id)
+    assert [a.approver for a in once.approvals] == ["cn=alice"]
+    error = refused(
+        campaigns.stub("alice-elsewhere").ApproveCampaign,
+        pb.ApproveCampaignRequest(plan_id=plan.plan_id),
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich(error)[0].reason == "ALREADY_APPROVED"
+    # and a planner's second certificate is still the requester
+    campaigns.certs["desk-elsewhere"] = campaigns.ca.issue(
+        "desk-elsewhere", cn="desk", org="Elsewhere"
+    )
+    mine = campaigns.plan("desk", [B1, B3])
+    error = refused(
+        campaigns.stub("desk-elsewhere").ApproveCampaign,
+        pb.ApproveCampaignRequest(plan_id=mine.plan_id),
+    )
+    assert rich(error)[0].reason == "SELF_APPROVAL"

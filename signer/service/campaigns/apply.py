@@ -10,7 +10,9 @@ artifact is withheld, never returned; a second apply skips what the first finish
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import uuid
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -20,12 +22,19 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from signer.caller import current
-from signer.errors import CampaignRefused, ConfigurationError, NotFound, PolicyRefused
+from signer.errors import (
+    CampaignRefused,
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    PolicyRefused,
+    excerpt,
+)
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import parse_ota_header
 from signer.registry import activations, audit, trust
 from signer.registry import campaigns as store
-from signer.registry.auditchain import AuditEntry
+from signer.registry.auditchain import AuditEntry, time_text
 from signer.registry.campaigns import DeviceRow, PlanRow
 from signer.registry.devices import DeviceFacts, device_facts
 from signer.service import signing
@@ -36,7 +45,6 @@ from signer.service.campaigns.approvals import (
     counting,
     load_plan,
     refuse_closed,
-    state_now,
 )
 from signer.service.campaigns.plan import (
     activation_spec,
@@ -50,6 +58,8 @@ from signer.service.campaigns.views import (
     APPLYING,
     APPROVED,
     CAMPAIGN_APPLY,
+    PLANNED,
+    REJECTED,
     STALE,
     AlreadyIssued,
     CampaignSpec,
@@ -60,7 +70,6 @@ from signer.service.campaigns.views import (
     Withheld,
 )
 from signer.service.duis import DuisResult, sign_update_request, xml_signing_key
-from signer.service.images import force_replace_for
 from signer.service.keys.selection import KeyGroup
 from signer.service.pathways import screen, select_eligible
 from signer.service.refusal import DeviceRefusal
@@ -88,22 +97,115 @@ def apply_campaign(svc: Services, plan_id: str, caller: str) -> Generator[list[R
     refuse_closed_for_apply(svc, row)
     spec = content.spec_from_json(row.spec_json)
     image = check_campaign_spec(svc, spec)
-    row = _check_drift(svc, row, spec)
     resuming = row.state == APPLYING
-    _mark(svc, row, caller, APPLYING, {"phase": "resume" if resuming else "start"})
-    return _Run(svc, row, spec, image, caller, preflight).batches()
+    lease = Lease(svc, row.plan_id, caller)
+    lease.take()  # the transition to applying: one conditional UPDATE
+    try:
+        row = _check_drift(svc, row, spec, lease)
+        lease.renew()  # a rejection during the recompute halts it here
+        _mark(svc, row, caller, APPLYING, {"phase": "resume" if resuming else "start"}, None)
+    except BaseException:
+        lease.release()
+        raise
+    return _Run(svc, row, spec, image, caller, preflight, lease).batches()
+
+
+#: how long an apply holds its plan without renewing: renewed before every batch, so a
+#: crashed apply's plan can be taken over once this passed
+LEASE = dt.timedelta(minutes=10)
+
+
+class Lease:
+    """One apply at a time per plan: its owner holds ``apply_owner`` until
+    ``apply_lease_until`` (migration 0009), renewing before every batch; a rejection of the
+    applying plan (a halt) or a takeover of an expired lease makes the renewal fail."""
+
+    def __init__(self, svc: Services, plan_id: str, caller: str) -> None:
+        self.svc, self.plan_id = svc, plan_id
+        self.since = svc.clock()
+        self.owner = f"{uuid.uuid4().hex[:16]} {time_text(self.since)} {caller}"
+
+    def take(self) -> None:
+        """Take the plan, re-checking its approvals at this moment (also on a resume)."""
+        svc = self.svc
+        row = load_plan(svc, self.plan_id)
+        require_approvals(svc, row)
+        now = svc.clock()
+        if not store.take_lease(svc.db, self.plan_id, self.owner, now, now + LEASE):
+            raise self.refusal(now)
+
+    def renew(self) -> None:
+        now = self.svc.clock()
+        if not store.renew_lease(self.svc.db, self.plan_id, self.owner, now + LEASE):
+            raise self.refusal(now)
+
+    def hold(self, s: Session) -> None:
+        """In a batch's transaction: its outcomes commit only while the lease is held."""
+        now = self.svc.clock()
+        if not store.hold_lease(s, self.plan_id, self.owner, now + LEASE):
+            raise self.refusal(now)
+
+    def release(self, **values: Any) -> None:
+        try:
+            store.release_lease(self.svc.db, self.plan_id, self.owner, **values)
+        except Exception as exc:  # never hide the error that brought us here
+            log.error("campaign %s: could not release the apply lease: %s", self.plan_id, exc)
+
+    def refusal(self, now: dt.datetime) -> CampaignRefused:
+        """Why the lease could not be taken or kept, from the plan as it is now."""
+        row = store.get_plan(self.svc.db, self.plan_id)
+        if row is None:
+            return CampaignRefused(f"campaign {self.plan_id} is gone", "PLAN_STALE")
+        if row.state == REJECTED:
+            counts = store.outcome_counts(self.svc.db, self.plan_id)
+            issued = counts.get(store.ISSUED, 0)
+            return CampaignRefused(
+                f"campaign {row.plan_id} was rejected by {row.rejected_by} "
+                f"({excerpt(row.rejection_reason or '', 200)}): apply halted; the {issued} "
+                "device(s) already issued stay issued",
+                "PLAN_REJECTED",
+            )
+        if row.state == APPLIED:
+            return CampaignRefused(f"campaign {row.plan_id} is applied already", "PLAN_APPLIED")
+        if row.state == STALE:
+            return CampaignRefused(
+                f"campaign {row.plan_id} is stale ({row.stale_reason}); plan it again",
+                "PLAN_STALE",
+            )
+        if row.state == APPLYING and row.apply_owner and row.apply_owner != self.owner:
+            _, since, who = [*row.apply_owner.split(" ", 2), "", ""][:3]
+            until = time_text(row.apply_lease_until) if row.apply_lease_until else "?"
+            return CampaignRefused(
+                f"campaign {row.plan_id} is being applied by {who} since {since} (its lease "
+                f"runs until {until}): one apply at a time; wait for it to end, or for its "
+                "lease to expire if it stopped",
+                "PLAN_BUSY",
+            )
+        if row.state == APPLYING:
+            return CampaignRefused(
+                f"campaign {row.plan_id}: this apply's lease expired; apply it again to resume",
+                "PLAN_BUSY",
+            )
+        return CampaignRefused(
+            f"campaign {row.plan_id} is {row.state}, not approved: `signer campaign approve` it",
+            "NOT_APPROVED",
+        )
 
 
 def refuse_closed_for_apply(svc: Services, row: PlanRow) -> None:
-    if row.state == APPLYING:
-        return  # a resumed apply: approved when it started
     if row.state == APPLIED:
         raise CampaignRefused(f"campaign {row.plan_id} is applied already", "PLAN_APPLIED")
-    refuse_closed(row, "apply")
+    if row.state != APPLYING:
+        refuse_closed(row, "apply")
+    require_approvals(svc, row)
+
+
+def require_approvals(svc: Services, row: PlanRow) -> None:
+    """Enough unexpired approvals now, for a start and for a resume alike."""
     decisions = store.decisions(svc.db, row.plan_id)
     now = svc.clock()
-    if state_now(svc, row, decisions, now) != APPROVED:
-        have = len(counting(svc, row, decisions, now))
+    have = len(counting(svc, row, decisions, now))
+    if row.state not in (APPROVED, APPLYING, PLANNED) or have < row.approvals_required:
         raise CampaignRefused(
             f"campaign {row.plan_id} has {have} of the {row.approvals_required} unexpired "
             "approval(s) it needs (not by its requester): `signer campaign approve` it first",
@@ -131,7 +233,7 @@ def _stored_ids(svc: Services, plan_id: str) -> Iterable[list[str]]:
         yield [r.device_id for r in rows]
 
 
-def _check_drift(svc: Services, row: PlanRow, spec: CampaignSpec) -> PlanRow:
+def _check_drift(svc: Services, row: PlanRow, spec: CampaignSpec, lease: Lease) -> PlanRow:
     """The plan as stored if nothing it depends on changed (or only unrelated things);
     else it is marked stale and apply refused."""
     generations = trust.current(svc.db), trust.registry_generation(svc.db)
@@ -139,9 +241,16 @@ def _check_drift(svc: Services, row: PlanRow, spec: CampaignSpec) -> PlanRow:
         return row
     import json
 
-    planned = json.loads(row.counts_json or "{}").get("parts", {})
+    stored = json.loads(row.counts_json or "{}")
+    planned = stored.get("parts", {})
     try:
-        redo = survey(svc, spec, row.requester, _stored_ids(svc, row.plan_id))
+        redo = survey(
+            svc,
+            spec,
+            row.requester,
+            _stored_ids(svc, row.plan_id),
+            supersedes=stored.get("supersedes", ()),
+        )
     except (PolicyRefused, NotFound) as exc:
         reason = f"{content.PART_NAMES['image']} changed: {exc}"
     else:
@@ -155,7 +264,8 @@ def _check_drift(svc: Services, row: PlanRow, spec: CampaignSpec) -> PlanRow:
                 )
             return row
         reason = f"{content.changed_part(planned, redo.parts)} changed since it was planned"
-    _mark(svc, row, current().identity, STALE, {"stale_reason": reason}, stale_reason=reason)
+    _mark(svc, row, current().identity, STALE, {"stale_reason": reason}, lease,
+          stale_reason=reason)  # fmt: skip
     raise CampaignRefused(
         f"campaign {row.plan_id} is stale: {reason}; plan it again (`signer campaign plan`) "
         "and have the new plan approved",
@@ -169,8 +279,11 @@ def _mark(
     who: str,
     state: str,
     details: dict[str, Any],
+    lease: Lease | None,
     **values: Any,
 ) -> None:
+    """An apply audit record; with ``lease``, the plan set to ``state`` (and ``values``)
+    releasing it, only while it is still held (a rejection meanwhile stands)."""
     caller = current()
     entry = AuditEntry(
         at=svc.clock(),
@@ -184,7 +297,10 @@ def _mark(
     )
 
     def write(s: Session) -> None:
-        store.update_plan(s, row.plan_id, state=state, **values)
+        if lease is not None and not store.finish_lease(
+            s, row.plan_id, lease.owner, state=state, **values
+        ):
+            raise lease.refusal(svc.clock())
 
     audit.record(svc.db, [entry], [write])
 
@@ -207,9 +323,13 @@ class _Run:
         image: VerifiedImage,
         caller: str,
         preflight: Any,
+        lease: Lease,
     ) -> None:
         self.svc, self.row, self.spec, self.image = svc, row, spec, image
-        self.caller, self.pf = caller, preflight
+        self.caller, self.pf, self.lease = caller, preflight, lease
+        # the Force Replace byte the plan resolved and its content names: never re-derived
+        # from the library image, whose byte a re-delivery may have rewritten
+        self.force = bool(row.force_replace)
         self.header = parse_ota_header(image.record.header_bytes)
         self.with_keys = uses_keys(spec)
         self.update = spec.product in (Product.UPDATE, Product.BOTH)
@@ -220,26 +340,49 @@ class _Run:
         self.schema = schema._schema if schema is not None else None
 
     def batches(self) -> Generator[list[ResultItem]]:
-        after = 0
-        while True:
-            rows = store.devices(self.svc.db, self.row.plan_id, after, self.read)
-            if not rows:
-                break
-            after = rows[-1].seq
-            yield self._batch(rows)
+        released: dict[str, Any] = {}
+        try:
+            after = 0
+            while True:
+                rows = store.devices(self.svc.db, self.row.plan_id, after, self.read)
+                if not rows:
+                    break
+                after = rows[-1].seq
+                try:
+                    self.lease.renew()  # a rejection (halt) or a takeover stops us here
+                except CampaignRefused as exc:
+                    if exc.reason == "PLAN_REJECTED":
+                        released.update(self._halted())
+                    raise
+                yield self._batch(rows)
+            counts = store.outcome_counts(self.svc.db, self.row.plan_id)
+            issued, withheld = counts.get(store.ISSUED, 0), counts.get(store.WITHHELD, 0)
+            _mark(
+                self.svc,
+                self.row,
+                self.caller,
+                APPLIED,
+                {"phase": "end", "issued": issued, "withheld": withheld,
+                 "refused": counts.get(store.REFUSED, 0)},
+                self.lease,
+                issued=issued,
+                withheld=withheld,
+                applied_at=self.svc.clock(),
+            )  # fmt: skip
+        finally:
+            self.lease.release(**released)
+
+    def _halted(self) -> dict[str, Any]:
+        """A rejected applying plan: what was issued stays issued, and is counted."""
         counts = store.outcome_counts(self.svc.db, self.row.plan_id)
         issued, withheld = counts.get(store.ISSUED, 0), counts.get(store.WITHHELD, 0)
-        _mark(
-            self.svc,
-            self.row,
-            self.caller,
-            APPLIED,
-            {"phase": "end", "issued": issued, "withheld": withheld,
-             "refused": counts.get(store.REFUSED, 0)},
-            issued=issued,
-            withheld=withheld,
-            applied_at=self.svc.clock(),
-        )  # fmt: skip
+        log.warning(
+            "campaign %s rejected while applying: halted after %d issued, %d withheld",
+            self.row.plan_id,
+            issued,
+            withheld,
+        )
+        return {"issued": issued, "withheld": withheld}
 
     def _batch(self, rows: list[DeviceRow]) -> list[ResultItem]:
         items: list[ResultItem] = []
@@ -248,6 +391,8 @@ class _Run:
         for r in rows:
             if r.outcome == store.REFUSED and r.refusal_json:
                 items.append(Refused(refusal_of(r.device_id, r.refusal_json)))
+            elif r.outcome == store.REFUSED:  # refused by an earlier apply (a resume)
+                items.append(Refused(_refused_in_apply(r)))
             elif r.outcome in (store.ISSUED, store.WITHHELD):
                 kinds = self._kinds()
                 for kind, rid in zip(kinds, (r.request_ids or "").split(), strict=False):
@@ -342,9 +487,7 @@ class _Run:
                 if spec.service_reference == "11.1":
                     assert group is not None
                     one = KeyGroup(group.key, group.certificate, tuple(devices))
-                    signed = sign_for_group(
-                        signer, image, one, force_replace_for(image, spec.force_replace)
-                    )
+                    signed = sign_for_group(signer, image, one, self.force)
                     data = signed.upgrade_image
                 else:
                     data = image.record.header_bytes + image.manufacturer_image
@@ -411,6 +554,7 @@ class _Run:
             signer.along(
                 partial(store.record_outcomes, plan_id=self.row.plan_id, outcomes=outcomes)
             )
+            signer.along(self.lease.hold)  # taken over or halted meanwhile: none of it
         if update is not None:
             if update_failure is None:
                 items.append(Issued(UPDATE, ids, upgrade_image=update[0], update_request=update[1]))
@@ -460,8 +604,13 @@ class _Run:
                         if f is not None and f.current_entry_id
                         else None
                     )
-                    code = entry.manufacturer_code if entry else self.header.manufacturer_code
-                    image_type = entry.image_type if entry else self.header.image_type
+                    if entry is None:  # never the header compared with itself: withheld
+                        raise pf.PreflightFailed(
+                            "image_matches_model",
+                            f"device {d}: no CPL entry gives its model, so the image cannot "
+                            "be checked against it",
+                        )
+                    code, image_type = entry.manufacturer_code, entry.image_type
                     hw = f.hardware_version if f and f.hardware_version is not None else 0
                     kind = (code, image_type, hw)
                     if kind in seen:
@@ -488,6 +637,14 @@ class _Run:
         except PolicyRefused as exc:
             return _failure(exc)
         return None
+
+
+def _refused_in_apply(r: DeviceRow) -> DeviceRefusal:
+    try:
+        device: Eui64 | str = Eui64.parse(r.device_id)
+    except InvalidInput:
+        device = r.device_id
+    return DeviceRefusal(device, r.withheld_check or PLAN_MISMATCH, r.withheld_detail or "")
 
 
 def _failure(exc: PolicyRefused) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import Session
 
-from signer.caller import current
+from signer.caller import SYSTEM, current
 from signer.errors import CampaignRefused, InvalidInput, NotFound, excerpt
 from signer.registry import audit
 from signer.registry import campaigns as store
@@ -115,6 +115,7 @@ def plan_view(svc: Services, row: PlanRow) -> PlanView:
         issued=row.issued,
         withheld=row.withheld,
         stale_reason=row.stale_reason or "",
+        supersedes=tuple(str(p) for p in counts.get("supersedes", ())),
     )
 
 
@@ -163,13 +164,43 @@ def refuse_closed(row: PlanRow, doing: str) -> None:
             f"({row.rejection_reason})",
             "PLAN_REJECTED",
         )
-    if row.state in (APPLIED, APPLYING):
+    if row.state == APPLIED or (row.state == APPLYING and doing == "apply"):
         raise CampaignRefused(
             f"cannot {doing} campaign {row.plan_id}: it is {row.state}", "PLAN_APPLIED"
         )
 
 
+#: the longest comment or rejection reason kept (an audit record, not a document store)
+MAX_TEXT = 1000
+
+
+def check_text(value: str, name: str) -> None:
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(
+            f"{len(value)} characters: at most {MAX_TEXT} are kept for the record", field=name
+        )
+
+
+def check_principal(principal: str, role: str) -> None:
+    """A campaign records who asked and who approved: never nobody."""
+    if not principal.strip():
+        raise CampaignRefused(
+            f"the {role} has no identity to record (an empty certificate subject and no "
+            "client entry naming it): call with a certificate the role policy recognises",
+            "NOT_APPROVED",
+        )
+
+
+def audit_client(principal: str) -> str:
+    """The audit trail keeps the transport's identity (the certificate subject); a use
+    case called with no transport bound records the principal it was given."""
+    caller = current()
+    return principal if caller is SYSTEM else caller.identity
+
+
 def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = "") -> PlanView:
+    check_text(comment, "comment")
+    check_principal(approver, "approver")
     row = load_plan(svc, plan_id)
     refuse_closed(row, "approve")
     now = svc.clock()
@@ -200,7 +231,7 @@ def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = 
 
     def write(s: Session) -> None:
         locked = store.lock_plan(s, row.plan_id)
-        if locked is None or locked.state not in (PLANNED, APPROVED):
+        if locked is None or locked.state not in (PLANNED, APPROVED, APPLYING):
             raise CampaignRefused(f"campaign {row.plan_id} changed meanwhile", "NOT_APPROVED")
         store.add_decision(
             s,
@@ -211,7 +242,7 @@ def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = 
             expires_at=expires,
             comment=comment,
         )
-        store.update_plan(s, row.plan_id, state=state)
+        store.update_plan(s, row.plan_id, state=APPLYING if locked.state == APPLYING else state)
 
     _audit(svc, CAMPAIGN_APPROVE, approver, row, now, {"comment": comment,
            "expires_at": expires.isoformat(), "approvals": len(counted)}, write)  # fmt: skip
@@ -221,13 +252,16 @@ def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = 
 def reject_campaign(svc: Services, plan_id: str, approver: str, reason: str) -> PlanView:
     if not reason.strip():
         raise InvalidInput("a rejection needs a reason", field="reason")
+    check_text(reason, "reason")
+    check_principal(approver, "approver")
     row = load_plan(svc, plan_id)
     refuse_closed(row, "reject")
     now = svc.clock()
 
     def write(s: Session) -> None:
+        # an applying plan too: a halt, its running apply stops before its next batch
         locked = store.lock_plan(s, row.plan_id)
-        if locked is None or locked.state not in (PLANNED, APPROVED):
+        if locked is None or locked.state not in (PLANNED, APPROVED, APPLYING):
             raise CampaignRefused(f"campaign {row.plan_id} changed meanwhile", "NOT_APPROVED")
         store.add_decision(
             s,
@@ -258,11 +292,11 @@ def _audit(
     caller = current()
     entry = AuditEntry(
         at=now,
-        client=who,
+        client=audit_client(who),
         call_id=caller.request_id,
         method=caller.method,
         operation=operation,
         device_count=row.device_count,
-        details={"plan_id": row.plan_id, **details},
+        details={"plan_id": row.plan_id, "principal": who, **details},
     )
     audit.record(svc.db, [entry], [write] if callable(write) else [])

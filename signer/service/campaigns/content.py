@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -64,6 +65,16 @@ def _rfc3339(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._:=@/+-]+")
+
+
+def token(text: str) -> str:
+    """A client's string as one token of a content line: as is when plain, else a JSON
+    string (a space, a newline or a quote in a refused device ID cannot make two lists'
+    contents the same)."""
+    return text if _PLAIN.fullmatch(text) else json.dumps(text, ensure_ascii=True)
+
+
 class PlanHasher:
     """One hasher for the plan ID, one per part for saying what changed."""
 
@@ -79,7 +90,10 @@ class PlanHasher:
 
     def header(self, spec: CampaignSpec, requester: str) -> None:
         self._add("spec", f"spec {spec_json(spec)}")
-        self._add("spec", f"requester {requester}")
+        self._add("spec", f"requester {token(requester)}")
+
+    def supersedes(self, plan_id: str) -> None:
+        self._add("spec", f"supersedes {plan_id}")
 
     def image(self, image_id: str, header_sha256: str, fingerprint: str) -> None:
         self._add("image", f"image {image_id} {header_sha256} {fingerprint}")

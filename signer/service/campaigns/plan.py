@@ -16,11 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from signer.caller import current
 from signer.cpl.model import CplEntry
-from signer.errors import InvalidInput, NotFound
+from signer.errors import InvalidInput, NotFound, Unavailable
 from signer.gbcs.eui import Eui64
 from signer.registry import audit, library, trust
 from signer.registry import campaigns as store
@@ -31,16 +32,19 @@ from signer.service.activation import ActivationSpec, check_spec
 from signer.service.caches import VerifiedImage
 from signer.service.campaigns import content
 from signer.service.campaigns.views import (
+    APPLIED,
     CAMPAIGN_PLAN,
     PLANNED,
     PLANNING,
+    REJECTED,
+    STALE,
     CampaignSpec,
     PlanView,
     Product,
 )
 from signer.service.devices import MAX_DEVICES
 from signer.service.duis import SERVICES, library_image
-from signer.service.images import verified_image
+from signer.service.images import force_replace_for, verified_image
 from signer.service.keys.selection import KeyGroup
 from signer.service.pathways import screen, select_eligible, target_entry
 from signer.service.refusal import DUPLICATE_DEVICE, INVALID_DEVICE_ID, DeviceRefusal
@@ -49,6 +53,9 @@ from signer.service.services import Services
 log = logging.getLogger(__name__)
 
 ELIGIBLE = "eligible"
+#: a plan in one of these states is never applied again: planning its content again makes
+#: a new plan that supersedes it
+FINAL = (APPLIED, REJECTED, STALE)
 
 
 @dataclass
@@ -63,6 +70,11 @@ class Survey:
     by_reason: Counter[str] = field(default_factory=Counter)
     plan_id: str = ""
     parts: dict[str, str] = field(default_factory=dict)
+    #: the Force Replace byte and tail apply will sign with (resolved now, in the content)
+    force_replace: bool | None = None
+    with_tail: bool | None = None
+    #: the final plans (applied, rejected, stale) of the same content this one supersedes
+    supersedes: tuple[str, ...] = ()
 
     def counts_json(self) -> str:
         return json.dumps(
@@ -71,9 +83,18 @@ class Survey:
                 "by_model": sorted(self.by_model.items()),
                 "by_reason": sorted(self.by_reason.items()),
                 "parts": self.parts,
+                "supersedes": list(self.supersedes),
             },
             sort_keys=True,
         )
+
+    def supersede(self, plan_id: str) -> None:
+        """Add ``supersedes <plan_id>`` to the content: a new plan (and ID) for the content
+        of a final one, so what it lost can be issued again."""
+        self.hasher.supersedes(plan_id)
+        self.supersedes = (*self.supersedes, plan_id)
+        self.plan_id = self.hasher.plan_id()
+        self.parts = self.hasher.parts()
 
 
 def check_campaign_spec(svc: Services, spec: CampaignSpec) -> VerifiedImage:
@@ -111,11 +132,16 @@ def survey(
     requester: str,
     batches: Iterable[Sequence[str]],
     write: Callable[[list[DeviceRow]], None] | None = None,
+    supersedes: Sequence[str] = (),
 ) -> Survey:
     """Screen every device as apply would, add its line to the content, hand each batch's
-    rows to ``write``; sign nothing. Run in one trust snapshot."""
+    rows to ``write``; sign nothing. Run in one trust snapshot. ``supersedes``: the final
+    plans a stored plan superseded (its content names them)."""
     with svc.trust.pinned(svc.db):
-        return _survey(svc, spec, requester, batches, write)
+        result = _survey(svc, spec, requester, batches, write)
+    for old in supersedes:
+        result.supersede(old)
+    return result
 
 
 def _survey(
@@ -127,6 +153,10 @@ def _survey(
 ) -> Survey:
     image = check_campaign_spec(svc, spec)
     result = Survey()
+    if spec.product in (Product.UPDATE, Product.BOTH):
+        result.with_tail = image.record.with_tail
+        if spec.service_reference == "11.1":
+            result.force_replace = force_replace_for(image, spec.force_replace)
     h = result.hasher
     h.header(spec, requester)
     trusted = svc.trust.current(svc.db)
@@ -144,7 +174,8 @@ def _survey(
     h.image(
         image_id,
         hashlib.sha256(image.record.header_bytes).hexdigest(),
-        f"{fingerprint or '-'} revoked:{revoked}",
+        f"{fingerprint or '-'} revoked:{revoked} force_replace:{_flag(result.force_replace)} "
+        f"tail:{_flag(result.with_tail)}",
     )
     target = target_entry(svc, image)
     relevant: set[str] = {target.entry_id} if target is not None else set()
@@ -215,7 +246,7 @@ def _survey(
                 hw = f.hardware_version if f.hardware_version is not None else "-"
                 inventory = f"{f.device_type or '-'},{hw},{f.current_entry_id or '-'}"
             device_id = str(item.device) if isinstance(item, DeviceRefusal) else str(item)
-            h.device(f"{device_id} {cell} {inventory} {verdict}")
+            h.device(f"{content.token(device_id)} {cell} {inventory} {verdict}")
             cert = group.key.certificate if group is not None else None
             rows.append(
                 DeviceRow(
@@ -249,6 +280,10 @@ def _survey(
     return result
 
 
+def _flag(value: bool | None) -> str:
+    return "-" if value is None else str(int(value))
+
+
 def _entries(entries: dict[str, CplEntry], relevant: set[str]) -> list[CplEntry]:
     return [entries[e] for e in sorted(relevant) if e in entries]
 
@@ -276,8 +311,9 @@ def plan_campaign(
 ) -> PlanView:
     """Survey and store the plan (``campaign-plan`` audit record); the same content gives
     the same plan, and planning it again returns the stored one."""
-    from signer.service.campaigns.approvals import plan_view
+    from signer.service.campaigns.approvals import audit_client, check_principal, plan_view
 
+    check_principal(requester, "requester")
     now = svc.clock()
     provisional = f"{PLANNING}-{uuid.uuid4().hex}"
     # read before the survey: a change committed while it runs makes apply recompute
@@ -308,6 +344,11 @@ def plan_campaign(
     try:
         result = survey(svc, spec, requester, batches, write)
         existing = store.get_plan(svc.db, result.plan_id)
+        while existing is not None and existing.state in FINAL:
+            # applied, rejected or stale: a new plan of the same content, so what the old
+            # one lost (an artifact never received) can be issued again
+            result.supersede(existing.plan_id)
+            existing = store.get_plan(svc.db, result.plan_id)
         if existing is not None:
             store.delete_plan(svc.db, provisional)
             return plan_view(svc, existing)
@@ -326,6 +367,8 @@ def plan_campaign(
             eligible=result.eligible,
             refused=result.devices - result.eligible,
             approvals_required=svc.config.campaigns.required_for(result.eligible),
+            force_replace=result.force_replace,
+            with_tail=result.with_tail,
         )
 
         def adopt(s: Session) -> None:
@@ -335,7 +378,7 @@ def plan_campaign(
         caller = current()
         entry = AuditEntry(
             at=now,
-            client=requester,
+            client=audit_client(requester),
             call_id=caller.request_id,
             method=caller.method,
             operation=CAMPAIGN_PLAN,
@@ -349,9 +392,18 @@ def plan_campaign(
                 "by_model": dict(result.by_model),
                 "by_reason": dict(result.by_reason),
                 "approvals_required": row.approvals_required,
+                **({"supersedes": list(result.supersedes)} if result.supersedes else {}),
             },
         )
-        audit.record(svc.db, [entry], [adopt])
+        try:
+            audit.record(svc.db, [entry], [adopt])
+        except (Unavailable, IntegrityError):
+            # the same plan, stored by an identical call meanwhile: that one is the plan
+            raced = store.get_plan(svc.db, result.plan_id)
+            if raced is None or raced.state == PLANNING:
+                raise
+            store.delete_plan(svc.db, provisional)
+            return plan_view(svc, raced)
     except BaseException:
         try:
             store.delete_plan(svc.db, provisional)

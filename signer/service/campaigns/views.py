@@ -59,6 +59,8 @@ class PlanView:
     issued: int
     withheld: int
     stale_reason: str
+    #: the final plans of the same content this one supersedes (planned again)
+    supersedes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ requests a pre-flight withheld.
 ``registry_generation`` is to the device registry what ``trust_generation`` (0008) is to
 trust: one counter row, raised by triggers in the transaction of every insert, update and
 delete (and, on PostgreSQL, truncate) of ``devices`` (their inventory is columns of it) and
-``trust_anchor_cells``. With the trust generation it tells a campaign's apply in one read
+``trust_anchor_cells``, and every update of ``firmware_images`` (a re-delivery rewrites
+an image's Force Replace byte). With the trust generation it tells a campaign's apply in one read
 whether anything its plan could depend on changed. PostgreSQL moves it once per transaction
 (``bumped_by``), as 0008 does.
 
@@ -27,6 +28,9 @@ depends_on = None
 WATCHED = {
     "devices": ("INSERT", "UPDATE", "DELETE"),
     "trust_anchor_cells": ("INSERT", "UPDATE", "DELETE"),
+    # any update of a library image (a re-delivery rewrites its Force Replace byte without
+    # moving the trust generation, which 0008 raises for its verdict only)
+    "firmware_images": ("UPDATE",),
 }
 BUMP = "UPDATE registry_generation SET value = value + 1 WHERE id = 1"
 PG_BUMP = (
@@ -61,6 +65,12 @@ def upgrade() -> None:
         sa.Column("withheld", sa.Integer, nullable=False),
         sa.Column("stale_reason", sa.Text, nullable=True),
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
+        # the Force Replace byte and tail the plan resolved: apply signs with these
+        sa.Column("force_replace", sa.Boolean, nullable=True),
+        sa.Column("with_tail", sa.Boolean, nullable=True),
+        # the apply lease: one apply at a time, taken over only once it expired
+        sa.Column("apply_owner", sa.Text, nullable=True),
+        sa.Column("apply_lease_until", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_table(
         "campaign_devices",
@@ -100,6 +110,10 @@ def upgrade() -> None:
         sa.Column("comment", sa.Text, nullable=False),
     )
     op.create_index("ix_campaign_approvals_plan", "campaign_approvals", ["plan_id"])
+    # the direct calls' cumulative limit sums an image's signatures over a window
+    op.create_index(
+        "ix_audit_records_image_operation_at", "audit_records", ["image_id", "operation", "at"]
+    )
     # a plain ADD COLUMN: no table rebuild on SQLite, so no trigger is lost
     op.add_column(
         "activations", sa.Column("withheld_at", sa.DateTime(timezone=True), nullable=True)
@@ -141,6 +155,7 @@ def downgrade() -> None:
                 op.execute(f"DROP TRIGGER {_name(table, event)}")
     op.drop_table("registry_generation")
     op.drop_column("activations", "withheld_at")
+    op.drop_index("ix_audit_records_image_operation_at", "audit_records")
     op.drop_index("ix_campaign_approvals_plan", "campaign_approvals")
     op.drop_table("campaign_approvals")
     op.drop_table("campaign_devices")

@@ -443,7 +443,7 @@ class CampaignApproval(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class CampaignPlan(_message.Message):
-    __slots__ = ("plan_id", "spec", "requester", "planned_at", "state", "devices", "eligible", "refused", "by_key", "by_model", "by_reason", "approvals_required", "approvals", "rejected_by", "rejection_reason", "issued", "withheld", "stale_reason")
+    __slots__ = ("plan_id", "spec", "requester", "planned_at", "state", "devices", "eligible", "refused", "by_key", "by_model", "by_reason", "approvals_required", "approvals", "rejected_by", "rejection_reason", "issued", "withheld", "stale_reason", "supersedes")
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -462,6 +462,7 @@ class CampaignPlan(_message.Message):
     ISSUED_FIELD_NUMBER: _ClassVar[int]
     WITHHELD_FIELD_NUMBER: _ClassVar[int]
     STALE_REASON_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDES_FIELD_NUMBER: _ClassVar[int]
     plan_id: str
     spec: CampaignSpec
     requester: str
@@ -480,7 +481,8 @@ class CampaignPlan(_message.Message):
     issued: int
     withheld: int
     stale_reason: str
-    def __init__(self, plan_id: _Optional[str] = ..., spec: _Optional[_Union[CampaignSpec, _Mapping]] = ..., requester: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[CampaignState, str]] = ..., devices: _Optional[int] = ..., eligible: _Optional[int] = ..., refused: _Optional[int] = ..., by_key: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_model: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_reason: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[CampaignApproval, _Mapping]]] = ..., rejected_by: _Optional[str] = ..., rejection_reason: _Optional[str] = ..., issued: _Optional[int] = ..., withheld: _Optional[int] = ..., stale_reason: _Optional[str] = ...) -> None: ...
+    supersedes: str
+    def __init__(self, plan_id: _Optional[str] = ..., spec: _Optional[_Union[CampaignSpec, _Mapping]] = ..., requester: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[CampaignState, str]] = ..., devices: _Optional[int] = ..., eligible: _Optional[int] = ..., refused: _Optional[int] = ..., by_key: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_model: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., by_reason: _Optional[_Iterable[_Union[CampaignCount, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[CampaignApproval, _Mapping]]] = ..., rejected_by: _Optional[str] = ..., rejection_reason: _Optional[str] = ..., issued: _Optional[int] = ..., withheld: _Optional[int] = ..., stale_reason: _Optional[str] = ..., supersedes: _Optional[str] = ...) -> None: ...
 
 class CampaignDevice(_message.Message):
     __slots__ = ("device_id", "key_label", "key_ski", "current_entry_id", "model", "pathway", "refused", "outcome", "withheld_check", "withheld_detail", "request_ids")

@@ -228,7 +228,7 @@ def test_device_import_from_hex_base64_and_duis_xml(
     missing = signer(
         "devices", "show", "00-00-00-00-00-00-00-01", "--config", str(config), check=False
     )
-    assert missing.returncode == 1 and "not registered" in missing.stderr
+    assert missing.returncode == 5 and "not registered" in missing.stderr  # README "Exit codes"
 
 
 def test_manufacturers_add_is_idempotent(

@@ -161,6 +161,8 @@ def plan_to_pb(p: PlanView) -> pb.CampaignPlan:
         issued=p.issued,
         withheld=p.withheld,
         stale_reason=p.stale_reason,
+        # the final plan this one directly re-plans: the last of those it supersedes
+        supersedes=p.supersedes[-1] if p.supersedes else "",
     )
     msg.planned_at.FromDatetime(p.planned_at)
     return msg

@@ -391,6 +391,13 @@ def apply(
     planning are reported again. OUT_DIR/report.json says per device what was issued (its
     files and RequestIDs) or withheld and why, refused, or already issued by an earlier,
     interrupted apply: run the same command again into the same directory to complete one.
+
+    A resumed apply into the same OUT_DIR merges into its report.json: the earlier runs'
+    devices and files stay listed ("runs" counts the applies). No file in OUT_DIR is ever
+    overwritten: a name already taken (by an earlier run, or earlier in this one) gets
+    -2, -3, ... before its extension. A report.json of another plan is refused (exit 2):
+    use another directory.
+
     Exit 0 when everything was issued, 4 when some devices were withheld or refused, 1 on
     an error (the artifacts written so far stay, and report.json is written).
     """
@@ -400,7 +407,11 @@ def apply(
     from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir)
+    report = Report(out_dir, plan_id)
+    problem = report.resume()
+    if problem is not None:
+        click.echo(f"Error: {problem}", err=True)
+        exit_with(ExitCode.USAGE)
     request = pb.ApplyCampaignRequest(plan_id=plan_id)
     with connection.channel() as channel:
         try:
@@ -428,29 +439,71 @@ def apply(
 class Report:
     """What an apply wrote and was told, per device; report.json."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, plan_id: str = "") -> None:
         self.out_dir = out_dir
+        self.plan_id = plan_id
         self.plan: dict[str, Any] | None = None
         self.devices: dict[str, dict[str, Any]] = {}
         self.files: list[dict[str, Any]] = []
         self.withheld: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.already_issued: list[dict[str, Any]] = []
+        self.runs = 1
         self._taken: set[str] = set()
         self.counts = {"upgrade_image": 0, "update_request": 0, "activation": 0}
 
+    def resume(self) -> str | None:
+        """Take in an earlier run's report.json (a resumed apply): its devices, files and
+        results stay in the report. A problem with it, in words, or None."""
+        path = self.out_dir / "report.json"
+        if not path.exists():
+            return None
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(earlier, dict):
+                raise ValueError("not a JSON object")
+            devices = earlier.get("devices") or {}
+            lists = [earlier.get(k) or [] for k in ("files", "withheld", "refused")]
+            already = earlier.get("already_issued") or []
+            if not isinstance(devices, dict) or not all(
+                isinstance(x, list) for x in (*lists, already)
+            ):
+                raise ValueError("devices, files or results of the wrong type")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            return (
+                f"{path} is not a report this command wrote ({str(exc)[:80]}): move it away "
+                "or use another --out-dir"
+            )
+        other = earlier.get("plan_id")
+        if other and self.plan_id and other != self.plan_id:
+            return (
+                f"{path} is the report of campaign {other}, not {self.plan_id}: use another "
+                "--out-dir"
+            )
+        self.devices = devices
+        self.files, self.withheld, self.refused = lists
+        self.already_issued = already
+        self.runs = int(earlier.get("runs") or 1) + 1
+        return None
+
+    def _refused_again(self, r: dict[str, Any]) -> None:
+        """A planning refusal is sent on every apply: listed once."""
+        self.refused = [x for x in self.refused if x.get("device_id") != r.get("device_id")]
+        self.refused.append(r)
+
     def _device(self, device_id: str) -> dict[str, Any]:
-        return self.devices.setdefault(
-            device_id,
-            {"outcome": "", "files": [], "request_ids": [], "withheld": [], "already_issued": []},
-        )
+        entry = self.devices.setdefault(device_id, {})
+        for key in ("files", "request_ids", "withheld", "already_issued"):
+            entry.setdefault(key, [])
+        entry.setdefault("outcome", "")
+        return entry
 
     def _name(self, stem: str, suffix: str) -> Path:
-        """A file name in OUT_DIR nothing the server sends can steer outside it, unique in
-        this run (a second image for the same key gets -2, -3, ...)."""
+        """A file name in OUT_DIR nothing the server sends can steer outside it, never one
+        taken (in this run, or by a file there, an earlier run's): -2, -3, ... then."""
         base = safe_name(stem)
         name, n = f"{base}{suffix}", 1
-        while name in self._taken:
+        while name in self._taken or (self.out_dir / name).exists() or name == "report.json":
             n += 1
             name = f"{base}-{n}{suffix}"
         self._taken.add(name)
@@ -474,14 +527,17 @@ class Report:
             return {"withheld": w}
         if which == "refused":
             r = message_dict(result.refused)
-            self.refused.append(r)
+            self._refused_again(r)
             self._device(result.refused.device_id)["refused"] = r
             return {"refused": r}
         a = message_dict(result.already_issued)
-        self.already_issued.append(a)
+        if a not in self.already_issued:  # a third apply is told of them again
+            self.already_issued.append(a)
         for d in result.already_issued.device_ids:
             entry = self._device(d)
-            entry["already_issued"].append({"kind": a["kind"], "request_id": a["request_id"]})
+            told = {"kind": a["kind"], "request_id": a["request_id"]}
+            if told not in entry["already_issued"]:
+                entry["already_issued"].append(told)
             if a["request_id"] and a["request_id"] not in entry["request_ids"]:
                 entry["request_ids"].append(a["request_id"])
         return {"already_issued": a}
@@ -552,7 +608,8 @@ class Report:
     def write(self) -> None:
         self._outcomes()
         document = {
-            "plan_id": (self.plan or {}).get("plan_id"),
+            "plan_id": (self.plan or {}).get("plan_id") or self.plan_id or None,
+            "runs": self.runs,
             "plan": self.plan,
             "complete": self.plan is not None,
             "devices": self.devices,
@@ -568,7 +625,9 @@ class Report:
         tally: dict[str, int] = {}
         for entry in self.devices.values():
             tally[entry["outcome"]] = tally.get(entry["outcome"], 0) + 1
-        c = self.counts
+        c = dict.fromkeys(self.counts, 0)  # every file listed, an earlier run's too
+        for f in self.files:
+            c[f.get("kind", "")] = c.get(f.get("kind", ""), 0) + 1
         click.echo(
             f"{len(self.files)} file(s) in {self.out_dir}: {c['upgrade_image']} upgrade "
             f"image(s), {c['update_request']} update request(s), {c['activation']} "
@@ -643,6 +702,8 @@ def _print_plan(p: Any, as_json: bool) -> None:
         click.echo(f"  rejected by {p.rejected_by}: {p.rejection_reason}")
     if p.stale_reason:
         click.echo(f"  stale: {p.stale_reason}")
+    if p.supersedes:
+        click.echo(f"  supersedes: {p.supersedes} (planned again)")
     for title, counts in (
         ("KEY", p.by_key),
         ("MODEL", p.by_model),

@@ -74,20 +74,38 @@ class DuisSchema:
             raise ConfigurationError(f"DUIS schema {path} does not compile: {exc}") from exc
         return cls(compiled, path)
 
-    def validate(self, root: etree._Element) -> None:
-        """Raise with the first schema error, so the caller sees which element is wrong."""
+    def _errors(self, root: etree._Element) -> list[Any] | None:
+        """None if ``root`` is valid, else its schema errors: read under the lock, before
+        another thread's validation replaces the validator's error log."""
         with self._lock:
             if self._schema.validate(root.getroottree()):
-                return
-            errors = list(self._schema.error_log)
-        first = errors[0] if errors else None
-        if first is None:
-            raise InvalidInput("request does not match the DUIS schema", field="duis_request")
+                return None
+            return list(self._schema.error_log)
+
+    @staticmethod
+    def _located(first: Any) -> str:
         message = first.message
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + "…"
         # A tree built in memory has no line numbers; the element path locates the fault then.
         where = f"line {first.line}" if first.line > 0 else (first.path or "document")
+        return f"{where}: {message}"
+
+    def first_error(self, root: etree._Element) -> str | None:
+        """None if ``root`` is valid, else its first schema error located (one line); safe to
+        call from any thread (the pre-flight's ``SchemaCheck``)."""
+        errors = self._errors(root)
+        if errors is None:
+            return None
+        return self._located(errors[0]) if errors else "does not match the DUIS schema"
+
+    def validate(self, root: etree._Element) -> None:
+        """Raise with the first schema error, so the caller sees which element is wrong."""
+        errors = self._errors(root)
+        if errors is None:
+            return
+        if not errors:
+            raise InvalidInput("request does not match the DUIS schema", field="duis_request")
         raise InvalidInput(
-            f"{where}: {message} ({len(errors)} schema error(s))", field="duis_request"
+            f"{self._located(errors[0])} ({len(errors)} schema error(s))", field="duis_request"
         )

@@ -8,28 +8,34 @@ fault shared by a builder and its own parser cannot pass here unseen.
 
 Every failure raises ``PreflightFailed(check, detail)`` naming one of ``CHECKS``:
 
-- ``image_parses``: the upgrade image parses as a GBCS OTA image with its ARP signature tail;
+- ``image_parses``: the upgrade image parses as a GBCS OTA image with its ARP signature tail
+  (SR 11.1), or without one (an SR 11.4 PPMID image, ``with_tail=False``);
 - ``image_matches_model``: manufacturer code (and image type, when the CPL records one);
 - ``hardware_version``: the device's hardware version within the header's min..max;
 - ``firmware_hash``: SHA-256 of the Manufacturer Image, and the SR 11.3 FirmwareHash;
-- ``arp_signature``: the ARP signature verifies with the device's Supplier DS certificate;
+- ``arp_signature``: the Supplier DS certificate is the one whose SKI the device's current
+  Supplier digital-signing cell holds, and the ARP signature verifies with it (SR 11.1);
 - ``originator_counter``: the RequestID targets the device, its counter above the last one;
 - ``duis_schema``: a well-formed DUIS document without DOCTYPE, of the expected service,
-  valid against the schema when one is given;
+  valid against the schema when one is given (a ``SchemaCheck``: the first error or None);
 - ``xml_signature``: the XMLDSig profile, verifying with the XML-signing certificate;
 - ``firmware_image``: the SR 11.1 / 11.4 request carries exactly the upgrade image checked;
-- ``device_list``: the SR 11.1 / 11.4 request names exactly the devices intended.
+- ``device_list``: the SR 11.1 / 11.4 request names exactly the devices intended;
+- ``firmware_version``: the SR 11.1 / 11.4 request's FirmwareVersion is the plan's;
+- ``force_replace``: the SR 11.1 upgrade image's Force Replace byte is the plan's;
+- ``execution_time``: the SR 11.3 ExecutionDateTime is the plan's (absent: immediate).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +57,9 @@ DUIS_SCHEMA: Final = "duis_schema"
 XML_SIGNATURE: Final = "xml_signature"
 FIRMWARE_IMAGE: Final = "firmware_image"
 DEVICE_LIST: Final = "device_list"
+FIRMWARE_VERSION: Final = "firmware_version"
+FORCE_REPLACE: Final = "force_replace"
+EXECUTION_TIME: Final = "execution_time"
 CHECKS: Final = (
     IMAGE_PARSES,
     IMAGE_MATCHES_MODEL,
@@ -62,6 +71,9 @@ CHECKS: Final = (
     XML_SIGNATURE,
     FIRMWARE_IMAGE,
     DEVICE_LIST,
+    FIRMWARE_VERSION,
+    FORCE_REPLACE,
+    EXECUTION_TIME,
 )
 
 #: service reference -> (CommandVariant, body element) of the requests checked here
@@ -69,6 +81,14 @@ _UPDATE_SERVICES: Final = {"11.1": ("8", "UpdateFirmware"), "11.4": ("8", "Updat
 _ACTIVATE: Final = ("11.3", "4", "ActivateFirmware")
 _MAX_COUNTER: Final = 2**64 - 1
 _PREHASHED_ECDSA: Final = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+
+class SchemaCheck(Protocol):
+    """Validates a parsed document against the DUIS schema: its first error (one line,
+    locating it) or None. Must be safe to call from several threads at once (an lxml
+    validator keeps its error log on the instance: ``DuisSchema.first_error`` locks)."""
+
+    def __call__(self, root: etree._Element, /) -> str | None: ...
 
 
 class PreflightFailed(PolicyRefused):
@@ -86,7 +106,9 @@ class MeterFacts:
     manufacturer_code: int  # of the device's model (its CPL entry)
     image_type: int | None  # of the device's model; None: the CPL records none
     hardware_version: int  # the device's (inventory)
-    supplier_ds_certificate: x509.Certificate  # whose SKI is in the device's Supplier DS cell
+    # the key the image was signed for (None: a tail-less SR 11.4 image, signed by no one)
+    supplier_ds_certificate: x509.Certificate | None
+    supplier_ski: bytes  # in the device's CURRENT Supplier DS cell, read at apply time
 
 
 # ---------------------------------------------------------------- the upgrade image
@@ -117,11 +139,17 @@ def _arp_key(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
 
 
 def check_upgrade_image(
-    upgrade_image: bytes, manufacturer_image_sha256: bytes, meter: MeterFacts
+    upgrade_image: bytes,
+    manufacturer_image_sha256: bytes,
+    meter: MeterFacts,
+    *,
+    with_tail: bool = True,
 ) -> None:
-    """What the meter checks on an SR 11.1 upgrade image before it accepts it."""
+    """What the meter checks on an SR 11.1 upgrade image before it accepts it; with
+    ``with_tail=False``, on a tail-less SR 11.4 (PPMID) image: its structure, model,
+    hardware range and Manufacturer Image hash (it carries no ARP signature to check)."""
     try:
-        image = _ota.parse(upgrade_image)
+        image = _ota.parse(upgrade_image, with_tail=with_tail)
     except _ota.ImageRefused as exc:
         raise PreflightFailed(IMAGE_PARSES, str(exc)) from None
     if image.manufacturer_code != meter.manufacturer_code:
@@ -152,7 +180,32 @@ def check_upgrade_image(
             f"SHA-256 of the Manufacturer Image is {manufacturer_image_digest.hex()}, "
             f"expected {manufacturer_image_sha256.hex()}",
         )
+    if not with_tail:
+        return
+    if meter.supplier_ds_certificate is None:
+        raise PreflightFailed(
+            ARP_SIGNATURE,
+            f"no Supplier digital-signing certificate to check device {meter.device_id}'s "
+            "ARP signature with",
+        )
     key = _arp_key(meter.supplier_ds_certificate)
+    ski = meter.supplier_ds_certificate.extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value.digest  # present: _arp_key refused a certificate without one
+    if not meter.supplier_ski:
+        raise PreflightFailed(
+            ARP_SIGNATURE,
+            f"device {meter.device_id} has no Supplier digital-signing cell: it would refuse "
+            "every ARP signature",
+        )
+    if ski != meter.supplier_ski:
+        raise PreflightFailed(
+            ARP_SIGNATURE,
+            f"the image is signed for certificate serial "
+            f"{meter.supplier_ds_certificate.serial_number} (SKI {ski.hex()}), device "
+            f"{meter.device_id}'s Supplier digital-signing cell now holds SKI "
+            f"{meter.supplier_ski.hex()}",
+        )
     r, s = image.signature[:32], image.signature[32:]
     der = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
     try:
@@ -170,7 +223,7 @@ def check_upgrade_image(
 
 
 def _document(
-    document: bytes, xml_certificate: x509.Certificate, schema: etree.XMLSchema | None
+    document: bytes, xml_certificate: x509.Certificate, schema: SchemaCheck | None
 ) -> etree._Element:
     """Parsed, schema-validated (when a schema is given), signature verified; the root with
     its Signature removed."""
@@ -178,11 +231,10 @@ def _document(
         root = _xml.parse(document)
     except _xml.XmlRefused as exc:
         raise PreflightFailed(DUIS_SCHEMA, str(exc)) from None
-    if schema is not None and not schema.validate(root):
-        error = schema.error_log.last_error
-        where = f"line {error.line}: " if error is not None else ""
-        message = error.message if error is not None else "invalid"
-        raise PreflightFailed(DUIS_SCHEMA, f"{where}{message[:200]}")
+    if schema is not None:
+        error = schema(root)
+        if error is not None:
+            raise PreflightFailed(DUIS_SCHEMA, " ".join(error.split())[:200] or "invalid")
     try:
         _xml.verify_enveloped(root, xml_certificate)
     except _xml.SignatureRefused as exc:
@@ -257,18 +309,29 @@ def check_update_request(
     upgrade_image: bytes,
     device_ids: Sequence[str],
     xml_certificate: x509.Certificate,
-    schema: etree.XMLSchema | None,
+    schema: SchemaCheck | None,
+    firmware_version: str,
+    force_replace: bool | None,
 ) -> None:
     """What the DCC checks on an SR 11.1 / 11.4 request, and that it carries exactly the
-    upgrade image already checked, for exactly ``device_ids``."""
+    upgrade image already checked, for exactly ``device_ids``, with the plan's
+    ``firmware_version`` and (SR 11.1: the image's tail) Force Replace byte; an SR 11.4
+    image has no tail, and ``force_replace`` is not checked then."""
     root = _document(document, xml_certificate, schema)
     request_id, service, op = _header_and_body(root, _UPDATE_SERVICES)
     _request_id(request_id)
     image_el, list_el = _xml.child(op, "FirmwareImage"), _xml.child(op, "DeviceIDList")
-    if image_el is None or list_el is None or _xml.child(op, "FirmwareVersion") is None:
+    version_el = _xml.child(op, "FirmwareVersion")
+    if image_el is None or list_el is None or version_el is None:
         raise PreflightFailed(
             DUIS_SCHEMA,
             f"SR {service} needs one FirmwareImage, FirmwareVersion and DeviceIDList",
+        )
+    version = (version_el.text or "").strip()
+    if version != firmware_version:
+        raise PreflightFailed(
+            FIRMWARE_VERSION,
+            f"FirmwareVersion {version[:40]!r} is not the plan's {firmware_version[:40]!r}",
         )
     text = image_el.text or ""
     try:
@@ -285,6 +348,17 @@ def check_update_request(
             f"{hashlib.sha256(carried).hexdigest()}, not the {len(upgrade_image)}-byte "
             f"upgrade image checked ({hashlib.sha256(upgrade_image).hexdigest()})",
         )
+    if service == "11.1" and force_replace is not None:
+        # the tail's first byte (gbcs-firmware.md section 3): the image ends with it, 0x40
+        # and the 64-byte signature
+        byte = upgrade_image[-_ota.TAIL] if len(upgrade_image) >= _ota.TAIL else None
+        if byte != int(force_replace):
+            shown = "none" if byte is None else f"0x{byte:02X}"
+            raise PreflightFailed(
+                FORCE_REPLACE,
+                f"the upgrade image's Force Replace byte is {shown}, the plan's is "
+                f"0x{int(force_replace):02X}",
+            )
     _check_device_list(list_el.text or "", device_ids)
 
 
@@ -321,9 +395,11 @@ def check_activation(
     manufacturer_image_sha256: bytes,
     previous_counter: int | None,
     xml_certificate: x509.Certificate,
-    schema: etree.XMLSchema | None,
+    schema: SchemaCheck | None,
+    execution_time: dt.datetime | None,
 ) -> None:
-    """What the DCC and the meter check on one SR 11.3 Activate Firmware request."""
+    """What the DCC and the meter check on one SR 11.3 Activate Firmware request, and that
+    its ExecutionDateTime is ``execution_time`` (None: immediate, no ExecutionDateTime)."""
     root = _document(document, xml_certificate, schema)
     service, variant, operation = _ACTIVATE
     request_id, _, op = _header_and_body(root, {service: (variant, operation)})
@@ -358,4 +434,33 @@ def check_activation(
             FIRMWARE_HASH,
             f"FirmwareHash {text[:70]} is not SHA-256 of the Manufacturer Image "
             f"({manufacturer_image_sha256.hex().upper()})",
+        )
+    _check_execution_time(op, execution_time)
+
+
+def _check_execution_time(op: etree._Element, planned: dt.datetime | None) -> None:
+    when_el = _xml.child(op, "ExecutionDateTime")
+    if when_el is None and len(op.findall(_xml.SR + "ExecutionDateTime")) > 1:
+        raise PreflightFailed(DUIS_SCHEMA, "sr:ActivateFirmware has two ExecutionDateTime")
+    shown = "immediate" if planned is None else planned.isoformat()
+    if when_el is None:
+        if planned is not None:
+            raise PreflightFailed(
+                EXECUTION_TIME, f"the request activates immediately, the plan at {shown}"
+            )
+        return
+    text = (when_el.text or "").strip()
+    if planned is None:
+        raise PreflightFailed(
+            EXECUTION_TIME, f"the request activates at {text[:40]!r}, the plan immediately"
+        )
+    try:
+        carried = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PreflightFailed(
+            EXECUTION_TIME, f"ExecutionDateTime {text[:40]!r} is not an xs:dateTime"
+        ) from None
+    if carried.tzinfo is None or planned.tzinfo is None or carried != planned:
+        raise PreflightFailed(
+            EXECUTION_TIME, f"ExecutionDateTime {text[:40]} is not the plan's {shown}"
         )

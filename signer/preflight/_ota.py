@@ -2,7 +2,8 @@
 ``signer.gbcs`` from gbcs-firmware.md section 3.
 
 ``OTA Header || Manufacturer Image || Force Replace (1) || 0x40 || ARP signature (64, r||s)``,
-header integers little-endian; the ARP signature covers the Manufacturer Image only.
+header integers little-endian; the ARP signature covers the Manufacturer Image only. An
+SR 11.4 (PPMID) image has no tail: ``OTA Header || Manufacturer Image``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ class UpgradeImage:
     min_hardware_version: int | None
     max_hardware_version: int | None
     image_end: int  # the Manufacturer Image is data[header_length:image_end]
-    signature: bytes  # raw r||s
+    signature: bytes  # raw r||s; empty without a tail
+    force_replace: int | None  # the tail's Force Replace byte; None without a tail
 
 
-def parse(data: bytes) -> UpgradeImage:
+def parse(data: bytes, *, with_tail: bool = True) -> UpgradeImage:
+    """The image as the meter reads it; ``with_tail=False``: an SR 11.4 image, which ends
+    with its Manufacturer Image (no Force Replace byte, no ARP signature)."""
     if len(data) < FIXED_HEADER:
         raise ImageRefused(f"{len(data)} bytes are shorter than the 56-byte OTA header")
     if data[:4] != FILE_IDENTIFIER:
@@ -61,16 +65,29 @@ def parse(data: bytes) -> UpgradeImage:
         )
     if total != len(data):
         raise ImageRefused(f"total image size {total} in the header, the image has {len(data)}")
-    if len(data) < header_length + TAIL + 1:
+    tail = TAIL if with_tail else 0
+    if len(data) < header_length + tail + 1:
         raise ImageRefused(
-            f"{len(data)} bytes leave no Manufacturer Image and signature tail after the "
-            f"{header_length}-byte header"
+            f"{len(data)} bytes leave no Manufacturer Image"
+            + (" and signature tail" if with_tail else "")
+            + f" after the {header_length}-byte header"
         )
     min_hw = max_hw = None
     if field_control & FC_HARDWARE_VERSIONS:
         min_hw, max_hw = struct.unpack_from("<HH", data, header_length - 4)
         if min_hw > max_hw:
             raise ImageRefused(f"min hardware version 0x{min_hw:04X} is above max 0x{max_hw:04X}")
+    if not with_tail:
+        return UpgradeImage(
+            header_length=header_length,
+            manufacturer_code=code,
+            image_type=image_type,
+            min_hardware_version=min_hw,
+            max_hardware_version=max_hw,
+            image_end=len(data),
+            signature=b"",
+            force_replace=None,
+        )
     image_end = len(data) - TAIL
     if data[image_end + 1] != SIGNATURE_LENGTH_BYTE:
         raise ImageRefused(
@@ -87,4 +104,5 @@ def parse(data: bytes) -> UpgradeImage:
         max_hardware_version=max_hw,
         image_end=image_end,
         signature=bytes(data[image_end + 2 :]),
+        force_replace=data[image_end],
     )

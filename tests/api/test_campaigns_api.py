@@ -7,6 +7,7 @@ role may not approve at all, and every refusal carries its reason in the rich de
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tomllib
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -375,3 +377,26 @@ def test_two_certificates_of_one_client_entry_are_one_approver(campaigns: Campai
         pb.ApproveCampaignRequest(plan_id=mine.plan_id),
     )
     assert rich(error)[0].reason == "SELF_APPROVAL"
+
+
+def test_a_plan_made_again_after_a_rejection_names_the_plan_it_supersedes(
+    campaigns: Campaigns,
+) -> None:
+    # a content no other test plans: an activation at a time of its own
+    at = timestamp_pb2.Timestamp()
+    at.FromDatetime(dt.datetime(2031, 3, 4, 5, 6, 7, tzinfo=dt.UTC))
+    first = campaigns.plan("planner", [B3], execution_time=at)
+    assert first.supersedes == ""
+    campaigns.stub("alice").RejectCampaign(
+        pb.RejectCampaignRequest(plan_id=first.plan_id, reason="planned again"), timeout=30
+    )
+    again = campaigns.plan("planner", [B3], execution_time=at)
+    assert again.plan_id != first.plan_id
+    assert again.supersedes == first.plan_id
+    parts = list(
+        campaigns.stub("alice").GetCampaign(
+            pb.GetCampaignRequest(plan_id=again.plan_id), timeout=30
+        )
+    )
+    assert parts[0].WhichOneof("part") == "plan"
+    assert parts[0].plan.supersedes == first.plan_id

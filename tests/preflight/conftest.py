@@ -27,6 +27,7 @@ from tests.support.preflight import (
     FIRMWARE_VERSION,
     Artifacts,
     header_with_hardware_versions,
+    schema_check,
     sha256,
     verified_image,
 )
@@ -94,7 +95,7 @@ def artifacts(
         xml_cert=x509.load_pem_x509_certificate(
             (vectors / "certs/xml-sign-90B3D51F30010000-ds.pem").read_bytes()
         ),
-        schema=duis_schema(vectors / "xsd"),
+        schema=schema_check(duis_schema(vectors / "xsd")),
     )
     svc.db.dispose()
 

@@ -3,6 +3,9 @@ signed, and on targeted faults of them."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
@@ -11,9 +14,16 @@ from signer.errors import PolicyRefused
 from signer.preflight import CHECKS, PreflightFailed, check_activation, check_update_request
 from tests.support.constants import RTDS_DEVICE
 from tests.support.dcc import DccKey
-from tests.support.preflight import SR, Artifacts, refused, resigned_document
+from tests.support.preflight import (
+    FIRMWARE_VERSION,
+    SR,
+    Artifacts,
+    refused,
+    resigned_document,
+)
 
 OTHER_DEVICE = "00-DB-12-34-56-78-90-B9"
+FORCE_REPLACE = False  # Resign without a Force Replace asked for writes 0x00
 
 
 def _update(a: Artifacts, document: bytes | None = None, **kw: object) -> None:
@@ -22,6 +32,8 @@ def _update(a: Artifacts, document: bytes | None = None, **kw: object) -> None:
         "device_ids": [RTDS_DEVICE],
         "xml_certificate": a.xml_cert,
         "schema": a.schema,
+        "firmware_version": FIRMWARE_VERSION,
+        "force_replace": FORCE_REPLACE,
     }
     args.update(kw)
     check_update_request(a.update_request if document is None else document, **args)  # type: ignore[arg-type]
@@ -34,6 +46,7 @@ def _activation(a: Artifacts, document: bytes | None = None, **kw: object) -> No
         "previous_counter": None,
         "xml_certificate": a.xml_cert,
         "schema": a.schema,
+        "execution_time": None,  # BuildActivation made an immediate one
     }
     args.update(kw)
     check_activation(a.activation if document is None else document, **args)  # type: ignore[arg-type]
@@ -94,6 +107,21 @@ def test_an_update_request_checked_with_another_certificate_is_refused(
     artifacts: Artifacts, dcc: DccKey
 ) -> None:
     refused("xml_signature", _update, artifacts, xml_certificate=dcc.cert)
+
+
+def test_the_image_resign_made_has_the_force_replace_byte_assumed(artifacts: Artifacts) -> None:
+    # the tail is Force Replace, 0x40, 64 signature bytes (the specification's layout)
+    assert artifacts.upgrade_image[-66:-64] == bytes([int(FORCE_REPLACE), 0x40])
+
+
+def test_a_request_for_another_firmware_version_is_refused(artifacts: Artifacts) -> None:
+    detail = refused("firmware_version", _update, artifacts, firmware_version="01020305")
+    assert "01020304" in detail and "01020305" in detail
+
+
+def test_an_image_with_another_force_replace_byte_is_refused(artifacts: Artifacts) -> None:
+    detail = refused("force_replace", _update, artifacts, force_replace=not FORCE_REPLACE)
+    assert "0x00" in detail and "0x01" in detail
 
 
 def test_an_activation_is_not_an_update_request(artifacts: Artifacts) -> None:
@@ -238,3 +266,70 @@ def test_a_comment_cannot_cut_a_signed_text(artifacts: Artifacts) -> None:
     doc = artifacts.activation.replace(hash_hex, hash_hex[:10] + b"<!--x-->" + hash_hex[10:])
     assert doc != artifacts.activation
     _activation(artifacts, doc, schema=None)
+
+
+# ---------------------------------------------------------------- SR 11.3 execution time
+
+PLANNED_AT = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+
+
+def _dated(text: str) -> Callable[[etree._Element], None]:
+    def edit(root: etree._Element) -> None:
+        op = root.find(f"{SR}Body/{SR}ActivateFirmware")
+        assert op is not None
+        when = etree.Element(f"{SR}ExecutionDateTime")
+        when.text = text
+        op.insert(0, when)  # before FirmwareHash, as the schema orders them
+
+    return edit
+
+
+def test_a_dated_activation_at_the_plans_time_passes(
+    artifacts: Artifacts, xml_key: ec.EllipticCurvePrivateKey
+) -> None:
+    edit = _dated("2031-05-06T07:08:09.00Z")
+    doc = resigned_document(artifacts.activation, xml_key, artifacts.xml_cert, edit)
+    _activation(artifacts, doc, execution_time=PLANNED_AT)
+    # the same instant in another zone is the same time
+    _activation(
+        artifacts, doc, execution_time=PLANNED_AT.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    )
+
+
+def test_a_dated_activation_at_another_time_is_refused(
+    artifacts: Artifacts, xml_key: ec.EllipticCurvePrivateKey
+) -> None:
+    edit = _dated("2031-05-06T07:08:10.00Z")
+    doc = resigned_document(artifacts.activation, xml_key, artifacts.xml_cert, edit)
+    detail = refused("execution_time", _activation, artifacts, doc, execution_time=PLANNED_AT)
+    assert "2031-05-06T07:08:10" in detail
+    refused("execution_time", _activation, artifacts, doc, execution_time=None)
+
+
+def test_an_immediate_activation_for_a_dated_plan_is_refused(artifacts: Artifacts) -> None:
+    detail = refused("execution_time", _activation, artifacts, execution_time=PLANNED_AT)
+    assert "immediately" in detail
+
+
+def test_an_execution_time_that_is_not_a_date_time_is_refused(
+    artifacts: Artifacts, xml_key: ec.EllipticCurvePrivateKey
+) -> None:
+    doc = resigned_document(artifacts.activation, xml_key, artifacts.xml_cert, _dated("soon"))
+    refused("execution_time", _activation, artifacts, doc, execution_time=PLANNED_AT, schema=None)
+
+
+def test_the_services_schema_is_taken_through_its_locked_entry_point(
+    artifacts: Artifacts, xml_key: ec.EllipticCurvePrivateKey
+) -> None:
+    schema = artifacts.svc.schema
+    assert schema is not None
+
+    def bad_hash(root: etree._Element) -> None:
+        el = root.find(f"{SR}Body/{SR}ActivateFirmware/{SR}FirmwareHash")
+        assert el is not None
+        el.text = "NOTHEX"
+
+    doc = resigned_document(artifacts.activation, xml_key, artifacts.xml_cert, bad_hash)
+    _activation(artifacts, schema=schema.first_error)
+    detail = refused("duis_schema", _activation, artifacts, doc, schema=schema.first_error)
+    assert "NOTHEX" in detail

@@ -21,6 +21,7 @@ from tests.support.preflight import (
     raw_sign,
     refused,
     sha256,
+    ski_of,
 )
 
 
@@ -158,3 +159,66 @@ def test_an_image_that_does_not_parse_is_refused(artifacts: Artifacts, fault: st
     if fault == "truncated":  # keep the declared size honest: only the tail is missing
         data = _patched(data, 52, struct.pack("<I", len(data)))
     refused("image_parses", check_upgrade_image, data, artifacts.image_sha256, artifacts.facts())
+
+
+def test_a_certificate_other_than_the_one_the_cell_now_names_is_refused(
+    artifacts: Artifacts, vector_cert: Callable[[str], x509.Certificate]
+) -> None:
+    # the image verifies with the certificate it was signed for, but the device's cell has
+    # moved on to another key since: the meter would refuse it
+    facts = artifacts.facts(supplier_ski=ski_of(vector_cert("Z1b-supplier-ds.pem")))
+    detail = refused(
+        "arp_signature", check_upgrade_image, artifacts.upgrade_image, artifacts.image_sha256, facts
+    )
+    assert ski_of(artifacts.supplier_cert).hex() in detail
+
+
+def test_a_device_without_a_supplier_cell_is_refused(artifacts: Artifacts) -> None:
+    detail = refused(
+        "arp_signature",
+        check_upgrade_image,
+        artifacts.upgrade_image,
+        artifacts.image_sha256,
+        artifacts.facts(supplier_ski=b""),
+    )
+    assert "no Supplier digital-signing cell" in detail
+
+
+def _without_tail(upgrade_image: bytes) -> bytes:
+    """The image with its 66-byte tail cut and the header's total size (offset 52) fixed."""
+    cut = upgrade_image[:-66]
+    return cut[:52] + struct.pack("<I", len(cut)) + cut[56:]
+
+
+def test_a_tail_less_image_passes_without_the_signature_check(artifacts: Artifacts) -> None:
+    image = _without_tail(artifacts.upgrade_image)
+    facts = artifacts.facts(supplier_ds_certificate=None, supplier_ski=b"")
+    check_upgrade_image(image, artifacts.image_sha256, facts, with_tail=False)
+    refused("image_parses", check_upgrade_image, image, artifacts.image_sha256, artifacts.facts())
+
+
+def test_a_tail_less_image_is_checked_for_model_hardware_and_hash(artifacts: Artifacts) -> None:
+    image = _without_tail(artifacts.upgrade_image)
+    facts = artifacts.facts(supplier_ds_certificate=None, supplier_ski=b"")
+    for check, changed in [
+        ("image_matches_model", artifacts.facts(manufacturer_code=0x1234)),
+        ("hardware_version", artifacts.facts(hardware_version=MAX_HW + 1)),
+    ]:
+        refused(check, check_upgrade_image, image, artifacts.image_sha256, changed, with_tail=False)
+    refused(
+        "firmware_hash",
+        check_upgrade_image,
+        image,
+        artifacts.other_image_sha256,
+        facts,
+        with_tail=False,
+    )
+    # an image that still has its tail is not a tail-less one: the tail is not firmware
+    refused(
+        "firmware_hash",
+        check_upgrade_image,
+        artifacts.upgrade_image,
+        artifacts.image_sha256,
+        facts,
+        with_tail=False,
+    )

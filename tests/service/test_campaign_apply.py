@@ -5,6 +5,7 @@ and the direct calls refuse runs that need a campaign."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from cryptography import x509
 
 import signer.preflight
 from signer.errors import CampaignRefused
+from signer.gbcs import delivery as deliveries
+from signer.gbcs.eui import Eui64
 from signer.registry import activations
 from signer.registry import devices as device_registry
 from signer.registry import keys as ledger
@@ -45,6 +48,7 @@ from signer.service.precommands import (
     sign_pre_command_batch,
 )
 from signer.service.resign import resign
+from signer.service.verify import verify_manufacturer
 from signer.smki.lifecycle import KeyState
 from tests.support import fleet
 from tests.support.campaigns import REQUESTER, World, add_fleet, audited, device, operations
@@ -55,10 +59,12 @@ from tests.support.independent import (
     cs06_pre_command,
     duis_fields,
     firmware_image_of,
+    ota_header,
     raw_signature_verifies,
     split_upgrade_image,
     xmlsec1_verify,
 )
+from tests.support.manufacturer import Manufacturer
 
 ANN = "CN=ann"
 SIGNATURES = ("resign", "duis-sign", "activation-sign")
@@ -299,3 +305,79 @@ def test_direct_calls_above_the_limit_need_a_campaign(world: World) -> None:
         next(stream)
     assert info.value.reason == "CAMPAIGN_REQUIRED"
     assert signatures(world) == ["resign", "activation-sign", "activation-sign"]
+
+
+def test_the_image_is_checked_against_the_supplier_cell_the_registry_holds_now(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices = add_fleet(world, 1, 2)
+    real = signer.preflight.check_upgrade_image
+    seen: list[signer.preflight.MeterFacts] = []
+
+    def spy(data: bytes, digest: bytes, meter: signer.preflight.MeterFacts, **kw: Any) -> None:
+        seen.append(meter)
+        real(data, digest, meter, **kw)
+
+    monkeypatch.setattr(signer.preflight, "check_upgrade_image", spy)
+    items = run(world, approved(world, devices))
+    assert [type(i) for i in items] == [Issued]
+    cells = device_registry.supplier_signing_skis(world.db, [Eui64.parse(d) for d in devices])
+    assert {m.supplier_ski for m in seen} == set(cells.values()) != {None}
+
+
+def test_a_supplier_cell_changed_after_the_key_was_chosen_withholds_the_update(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the key selection still sees the planned cell; the registry read at apply time (for
+    # the pre-flight) sees another key there: the meter would refuse the ARP signature
+    devices = add_fleet(world, 1, 2)
+    real = device_registry.device_facts
+    other = world.second.ski
+    assert other is not None
+
+    def moved(db: Any, euis: Any) -> dict[Eui64, device_registry.DeviceFacts]:
+        return {e: f._replace(supplier_ski=other) for e, f in real(db, euis).items()}
+
+    plan = approved(world, devices)
+    monkeypatch.setattr("signer.service.campaigns.apply.device_facts", moved)
+    items = run(world, plan)
+    withheld = [i for i in items if isinstance(i, Withheld)]
+    assert [(i.check, set(i.device_ids)) for i in withheld] == [("arp_signature", set(devices))]
+    assert other.hex() in withheld[0].detail
+
+
+def test_a_ppmid_update_is_applied_through_the_tail_less_checks(
+    world: World, manufacturer: Manufacturer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tail-less (SR 11.4) image, T-3 of the CPL then
+    image = b"ppmid test firmware " * 50
+    header = ota_header(len(image), file_version=0x00000200, tail=False)
+    csv = world.tmp / "ppmid-cpl.csv"
+    csv.write_text(fleet.cpl_csv(hashlib.sha256(image).digest()))
+    import_cpl(world.db, csv, PINNED)
+    verdict = verify_manufacturer(
+        world.svc,
+        deliveries.from_separate(
+            ota_header=header,
+            manufacturer_image=image,
+            signature=manufacturer.sign(header + image),
+            hash=hashlib.sha256(image).digest(),
+        ),
+    )
+    assert verdict.verified, verdict.checks
+    devices = add_fleet(world, 1, 2)
+    real = signer.preflight.check_upgrade_image
+    calls: list[dict[str, Any]] = []
+
+    def spy(data: bytes, digest: bytes, meter: signer.preflight.MeterFacts, **kw: Any) -> None:
+        calls.append(kw)
+        real(data, digest, meter, **kw)
+
+    monkeypatch.setattr(signer.preflight, "check_upgrade_image", spy)
+    spec = CampaignSpec(
+        verdict.image_id, Product.UPDATE, service_reference="11.4", firmware_version="00000200"
+    )
+    plan = plan_campaign(world.svc, spec, [devices], REQUESTER)
+    items = run(world, approve_campaign(world.svc, plan.plan_id, ANN))
+    assert [type(i) for i in items] == [Issued], items
+    assert calls and all(kw == {"with_tail": False} for kw in calls)

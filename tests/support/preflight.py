@@ -69,7 +69,7 @@ class Artifacts:
     other_activation: bytes  # a genuine activation of another image, for the same device
     supplier_cert: x509.Certificate
     xml_cert: x509.Certificate
-    schema: etree.XMLSchema
+    schema: Callable[[etree._Element], str | None]  # a pre-flight SchemaCheck
 
     def facts(self, **changes: object) -> MeterFacts:
         values: dict[str, object] = {
@@ -78,9 +78,26 @@ class Artifacts:
             "image_type": IMAGE_TYPE,
             "hardware_version": DEVICE_HW,
             "supplier_ds_certificate": self.supplier_cert,
+            "supplier_ski": ski_of(self.supplier_cert),  # the RTDS device's cell holds it
         }
         values.update(changes)
         return MeterFacts(**values)  # type: ignore[arg-type]
+
+
+def ski_of(certificate: x509.Certificate) -> bytes:
+    return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def schema_check(schema: etree.XMLSchema) -> Callable[[etree._Element], str | None]:
+    """An independent pre-flight ``SchemaCheck`` over a compiled schema (one test thread)."""
+
+    def first_error(root: etree._Element) -> str | None:
+        if schema.validate(root):
+            return None
+        error = schema.error_log.last_error
+        return f"line {error.line}: {error.message}" if error is not None else "invalid"
+
+    return first_error
 
 
 def refused(check: str, call: Callable[..., None], *args: object, **kwargs: object) -> str:

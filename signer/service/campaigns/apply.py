@@ -336,8 +336,8 @@ class _Run:
         self.activate = spec.product in (Product.ACTIVATION, Product.BOTH)
         self.read = UPDATE_BATCH if spec.product is Product.UPDATE else BATCH
         schema = svc.schema
-        # the compiled schema itself: the pre-flight validates on its own
-        self.schema = schema._schema if schema is not None else None
+        # the pre-flight validates through the schema's lock-protected entry point
+        self.schema = schema.first_error if schema is not None else None
 
     def batches(self) -> Generator[list[ResultItem]]:
         released: dict[str, Any] = {}
@@ -525,6 +525,7 @@ class _Run:
                             previous_counter=previous.get(d),
                             xml_certificate=xml_certificate,
                             schema=self.schema,
+                            execution_time=spec.execution_time,
                         )
                     except PolicyRefused as exc:
                         act_failures[d] = _failure(exc)
@@ -590,12 +591,15 @@ class _Run:
         xml_certificate: x509.Certificate,
     ) -> tuple[str, str] | None:
         """The first failed check of an update request and its image, or None. The image
-        is checked once per kind of meter (model, hardware version, certificate)."""
+        is checked once per kind of meter (model, hardware version, the SKI its Supplier
+        digital-signing cell holds now, as read from the registry for this batch); an
+        SR 11.4 image has no tail (no ARP signature) and is checked without one."""
+        with_tail = self.spec.service_reference == "11.1"
         try:
-            if group is not None and self.spec.service_reference == "11.1":
-                cert = group.key.certificate
-                assert cert is not None
-                seen: set[tuple[int, int | None, int]] = set()
+            if group is not None or not with_tail:
+                cert = group.key.certificate if group is not None and with_tail else None
+                assert cert is not None or not with_tail
+                seen: set[tuple[int, int | None, int, bytes]] = set()
                 trusted = self.svc.trust.current(self.svc.db)
                 for d in devices:
                     f = facts.get(d)
@@ -612,7 +616,8 @@ class _Run:
                         )
                     code, image_type = entry.manufacturer_code, entry.image_type
                     hw = f.hardware_version if f and f.hardware_version is not None else 0
-                    kind = (code, image_type, hw)
+                    ski = f.supplier_ski if f is not None and f.supplier_ski else b""
+                    kind = (code, image_type, hw, ski)
                     if kind in seen:
                         continue
                     seen.add(kind)
@@ -625,7 +630,9 @@ class _Run:
                             image_type=image_type,
                             hardware_version=hw,
                             supplier_ds_certificate=cert,
+                            supplier_ski=ski,
                         ),
+                        with_tail=with_tail,
                     )
             pf.check_update_request(
                 document,
@@ -633,6 +640,8 @@ class _Run:
                 device_ids=[str(d) for d in devices],
                 xml_certificate=xml_certificate,
                 schema=self.schema,
+                firmware_version=self.spec.firmware_version,
+                force_replace=self.force,
             )
         except PolicyRefused as exc:
             return _failure(exc)

@@ -71,10 +71,10 @@ def write_many_credentials(
     progress: Callable[[int], None] | None = None,
 ) -> set[str]:
     """``write_credentials`` for many devices at driver speed, in the caller's transaction:
-    the devices known are read in batches, then inserts, updates, the old cells' deletion
-    and the new cells' inserts are one ``executemany`` (or batched statement) each. A device
-    given twice ends with its last cells. Returns the EUIs (hex) that were new; ``progress``
-    is told of every device written."""
+    the devices known are read in batches, then the inserts and the new cells' inserts are
+    one ``executemany`` each, the updates and the old cells' deletion one statement per batch
+    of devices. A device given twice ends with its last cells. Returns the EUIs (hex) that
+    were new; ``progress`` is told of every device written."""
     last: dict[str, DeviceCredentials] = {}
     for creds in many:
         key = creds.device.hex
@@ -94,14 +94,13 @@ def write_many_credentials(
             "INSERT INTO devices (eui, updated_at) VALUES (?, ?)", [(k, stamp) for k in new]
         )
     old = [k for k in keys if k in known]
-    if old:
-        cur.executemany(
-            "UPDATE devices SET updated_at = ? WHERE eui = ?", [(stamp, k) for k in old]
-        )
-        for i in range(0, len(old), _BATCH):
-            batch = old[i : i + _BATCH]
-            sql = f"DELETE FROM trust_anchor_cells WHERE device_eui IN ({_markers(len(batch))})"  # noqa: S608
-            cur.execute(sql, batch)
+    for i in range(0, len(old), _BATCH):  # one statement per batch, not one per device
+        batch = old[i : i + _BATCH]
+        markers = _markers(len(batch))
+        sql = f"UPDATE devices SET updated_at = ? WHERE eui IN ({markers})"  # noqa: S608
+        cur.execute(sql, [stamp, *batch])
+        sql = f"DELETE FROM trust_anchor_cells WHERE device_eui IN ({markers})"  # noqa: S608
+        cur.execute(sql, batch)
     rows: list[tuple[str, int, str, int, str, str]] = []
     written = 0
     subjects: dict[bytes, str] = {}  # a fleet's cells name a handful of subjects
@@ -111,8 +110,9 @@ def write_many_credentials(
                 subject = subjects.get(c.subject_eui.value)
                 if subject is None:
                     subject = subjects[c.subject_eui.value] = c.subject_eui.hex
+                # (_value_: the member's value without Enum.value's Python-level property)
                 rows.append(
-                    (key, c.role, c.key_usage.value, int(c.cell_usage), subject, c.ski.hex())
+                    (key, c.role, c.key_usage._value_, int(c.cell_usage), subject, c.ski.hex())
                 )
         if len(rows) >= _CELL_BATCH or n == len(last):
             if rows:

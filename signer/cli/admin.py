@@ -262,7 +262,12 @@ def devices_import(
     )
     parsed = []
     problems: list[str] = []
-    with bound(caller), progress(len(items), "checking") as advance:
+    # the parsed responses live until the import: a collector pass would walk them all
+    with (
+        bound(caller),
+        device_import.collector_paused(),
+        progress(len(items), "checking") as advance,
+    ):
         for name, read in items:
             try:
                 with about(name):

@@ -407,7 +407,7 @@ def apply(
     from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir, plan_id)
+    report = Report(out_dir, plan_id.strip().lower())  # the server writes plan IDs lower-case
     problem = report.resume()
     if problem is not None:
         click.echo(f"Error: {problem}", err=True)
@@ -475,7 +475,7 @@ class Report:
                 "or use another --out-dir"
             )
         other = earlier.get("plan_id")
-        if other and self.plan_id and other != self.plan_id:
+        if other and self.plan_id and str(other).lower() != self.plan_id:
             return (
                 f"{path} is the report of campaign {other}, not {self.plan_id}: use another "
                 "--out-dir"

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from signer.api import metrics_collector
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.metrics_interceptor import GO_CODES, MetricsInterceptor, go_code_name
-from signer.api.outcome import refusal_reason
+from signer.api.status import refusal_reason
 from signer.service import precommands
 from signer.service.keys.views import KeyView
 from tests.support.constants import RTDS_DEVICE, SUPPLIER_EUI

@@ -41,7 +41,7 @@ _TYPES: dict[str, type[Message]] = {
 }
 
 
-def failed(call, request) -> grpc.RpcError:  # type: ignore[no-untyped-def]
+def failed(call, request) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as err:
         call(request, timeout=30)
     return err.value
@@ -93,7 +93,7 @@ def test_a_malformed_delivery_names_its_field_in_bad_request(
     assert dict(info(details).metadata) == {"field": "ota_header", "offset": "0"}
     assert "google.rpc.PreconditionFailure" not in details
     # the trailing metadata of earlier releases is still there, for one more release
-    meta = dict(error.trailing_metadata())  # type: ignore[arg-type]
+    meta: dict[str, str | bytes] = dict(error.trailing_metadata())  # type: ignore[arg-type]
     assert meta["signer-field"] == "ota_header" and meta["signer-offset"] == "0"
 
 

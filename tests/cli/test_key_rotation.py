@@ -318,7 +318,7 @@ def test_a_full_rotation_from_the_command_line(
     assert ("activate", OLD, "refused") in mine
     assert all(o["actor"].startswith("cli:") for o in ops if o["key_label"] in (OLD, NEW))
     assert all(o["at"].endswith("Z") for o in ops)  # RFC 3339, UTC
-    table = signer("keys", "operations", "--config", str(config)).stdout.splitlines()
-    assert table[0].split() == ["AT", "ACTOR", "OPERATION", "KEY", "OUTCOME", "REASON"]
+    lines = signer("keys", "operations", "--config", str(config)).stdout.splitlines()
+    assert lines[0].split() == ["AT", "ACTOR", "OPERATION", "KEY", "OUTCOME", "REASON"]
     pin = hsm.pin_file.read_text().strip()
     assert pin not in (tmp_path / "server.log").read_text()

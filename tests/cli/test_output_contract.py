@@ -232,7 +232,7 @@ def test_verify_not_verified_exits_3(
     (tmp_path / "i.bin").write_bytes(b"Tampered firmware " * 30)  # after it was signed
     server = ("--server", running.server.address)
     done = signer("verify", *args, "--json", *server, check=False)
-    assert done.returncode == ExitCode.NOT_VERIFIED == 3, done.stderr
+    assert done.returncode == 3 and ExitCode.NOT_VERIFIED.value == 3, done.stderr
     doc = json.loads(done.stdout)
     assert doc["verified"] is False and not all(c["passed"] for c in doc["checks"])
     plain = signer("verify", *args, *server, check=False)
@@ -258,7 +258,7 @@ def test_resign_json_keys_are_the_response_fields(
         running.server.address,
         check=False,
     )
-    assert done.returncode == ExitCode.SOME_REFUSED == 4, done.stderr
+    assert done.returncode == 4 and ExitCode.SOME_REFUSED.value == 4, done.stderr
     doc = json.loads(done.stdout)
     assert set(doc) == _fields(pb.ResignResponse)
     # each image's bytes are in its file, named instead of written out

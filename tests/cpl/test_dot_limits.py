@@ -28,7 +28,7 @@ def big_cpl(models: int = 2_000, per_model: int = 10) -> UpgradeGraph:
 
 
 def test_every_picture_has_a_legend_naming_each_style() -> None:
-    text = to_dot(graph({"A": [], "B": ["A"], "C": None}))
+    text = to_dot(graph({"A": [], "B": ["A"], "C": None}))  # type: ignore[dict-item]
     legend = "\n".join(LEGEND)
     assert legend in text
     for meaning in (

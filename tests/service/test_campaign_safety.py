@@ -85,7 +85,7 @@ def test_a_rejection_during_the_start_recompute_stands(
 ) -> None:
     p = approved(world, add_fleet(world, 1, 2))
     add_device(world.db, device(8, 1))  # unrelated: forces the recompute
-    real = apply.survey
+    real = apply.survey  # type: ignore[attr-defined]
 
     def slow_survey(*a: Any, **kw: Any) -> Any:
         reject_campaign(world.svc, p.plan_id, "CN=bob", "wrong image, stop")
@@ -281,7 +281,7 @@ def test_an_update_for_a_device_whose_model_is_unknown_is_withheld(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = approved(world, add_fleet(world, 1, 2), Product.UPDATE)
-    facts = apply.device_facts
+    facts = apply.device_facts  # type: ignore[attr-defined]
 
     def without_entry(db: Any, devices: Any) -> Any:  # the model facts are gone
         return {d: f._replace(current_entry_id=None) for d, f in facts(db, devices).items()}

@@ -145,7 +145,8 @@ class Policy:
     def principal_of(self, caller: Caller) -> str:
         """Who the caller is for four eyes: the client entries it matches (``cn=...``,
         ``san=...``, ``subject=...``; several: all, sorted, joined by `` + ``). Two
-        certificates one entry recognises are one principal, whatever else differs."""
+        certificates one entry recognises are one principal, whatever else differs; the
+        campaign use cases compare principals as sets of entries (sharing one: one person)."""
         return " + ".join(sorted(f"{e.kind}={e.value}" for e in self.clients if e.matches(caller)))
 
     def roles_for(self, method: str) -> tuple[str, ...]:

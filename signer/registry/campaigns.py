@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from signer.registry.auditchain import time_text
 from signer.registry.db import Database, RawCursor
-from signer.registry.models import CampaignApproval, CampaignPlan
+from signer.registry.models import DIRECT_PREDICATE, CampaignApproval, CampaignPlan
 
 PENDING = "pending"
 ISSUED = "issued"
@@ -101,6 +101,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """An aware time in UTC (a naive one is taken as UTC already)."""
+    return value.astimezone(dt.UTC) if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def insert_plan(s: Session, plan: PlanRow) -> None:
@@ -189,7 +194,9 @@ def take_lease(
 ) -> bool:
     """Make the plan applying and ``owner`` its one applier until ``until``, in one
     conditional UPDATE: only while it is approved or applying and nobody holds an unexpired
-    lease. False: someone does, or the plan is no longer approved/applying."""
+    lease. False: someone does, or the plan is no longer approved/applying. Times are
+    compared in UTC (SQLite keeps them as naive text)."""
+    now, until = _utc(now), _utc(until)
     statement = (
         update(CampaignPlan)
         .where(
@@ -213,6 +220,7 @@ def renew_lease(db: Database, plan_id: str, owner: str, until: dt.datetime) -> b
 def hold_lease(s: Session, plan_id: str, owner: str, until: dt.datetime) -> bool:
     """`renew_lease` in the caller's transaction (a batch's: its outcomes commit only while
     the lease is held)."""
+    until = _utc(until)
     statement = (
         update(CampaignPlan)
         .where(
@@ -256,17 +264,27 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
+#: the campaign RPC whose signatures never count against the direct limit; the query
+#: repeats the partial index's predicate (models.py, migration 0009) literally, so that
+#: both planners can prove it implies the index's
+CAMPAIGN_METHOD = "ApplyCampaign"
+DIRECT_DEVICES = (
+    "SELECT COALESCE(SUM(device_count), 0) FROM audit_records WHERE image_id = ? "  # noqa: S608
+    f"AND operation = ? AND at >= ? AND {DIRECT_PREDICATE}"
+)
+
+
 def direct_devices(
-    db: Database, image_id: str, operation: str, since: dt.datetime, campaign_method: str
+    db: Database, image_id: str, operation: str, since: dt.datetime, exclude_call: str = ""
 ) -> int:
     """The devices of an image's ``operation`` signatures since ``since`` outside campaigns
-    (``ix_audit_records_image_operation_at`` answers it)."""
+    (the partial index ``ix_audit_records_image_operation_at`` answers it), less those of
+    the call ``exclude_call`` (a stream counting its own devices itself)."""
+    sql, params = DIRECT_DEVICES, [image_id, operation, time_text(since)]
+    if exclude_call:
+        sql, params = sql + " AND call_id <> ?", [*params, exclude_call]
     with db.cursor() as cur:
-        row = cur.execute(
-            "SELECT COALESCE(SUM(device_count), 0) FROM audit_records WHERE image_id = ? "
-            "AND operation = ? AND at >= ? AND outcome = 'ok' AND method <> ?",
-            (image_id, operation, time_text(since), campaign_method),
-        ).fetchone()
+        row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row is not None else 0
 
 
@@ -345,6 +363,8 @@ def decisions(db: Database, plan_id: str) -> list[ApprovalRow]:
 
 
 __all__ = [
+    "CAMPAIGN_METHOD",
+    "DIRECT_DEVICES",
     "ISSUED",
     "PENDING",
     "REFUSED",

@@ -6,6 +6,7 @@ final plan superseded by planning it again, and the smaller ones."""
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -15,9 +16,16 @@ from signer.caller import Caller, bound
 from signer.errors import CampaignRefused, InvalidInput
 from signer.registry import campaigns as store
 from signer.registry import trust
-from signer.service.activation import ActivationSpec, build_activations
+from signer.registry.db import open_database
+from signer.service.activation import (
+    ActivationSpec,
+    BuiltActivation,
+    build_activations,
+    stream_activations,
+)
 from signer.service.caches import VerifiedImages
 from signer.service.campaigns import (
+    AlreadyIssued,
     CampaignSpec,
     Issued,
     PlanView,
@@ -32,6 +40,7 @@ from signer.service.campaigns import (
     plan_campaign,
     reject_campaign,
 )
+from signer.service.campaigns.approvals import counting
 from signer.service.campaigns.content import token
 from signer.service.duis import build_duis
 from signer.service.resign import resign
@@ -291,3 +300,176 @@ def test_an_update_for_a_device_whose_model_is_unknown_is_withheld(
     withheld = [i for i in got if isinstance(i, Withheld)]
     assert withheld and withheld[0].check == "image_matches_model"
     assert not [i for i in got if isinstance(i, Issued)]
+
+
+@pytest.mark.parametrize("world", ["direct_limit = 3"], indirect=True)
+@pytest.mark.parametrize("own_ids", [True, False], ids=["per-call", "in-process"])
+def test_a_stream_opened_early_sees_what_parallel_streams_signed(
+    world: World, own_ids: bool
+) -> None:
+    devices = add_fleet(world, 1, 7)
+    spec = ActivationSpec(world.image_id)
+
+    def caller(name: str) -> Any:
+        return (
+            bound(Caller(name, f"rid-{name}", method="StreamActivation"))
+            if own_ids
+            else (nullcontext())
+        )
+
+    # one stream's own batches count once: 1 + 1 + 1 fits the limit of 3
+    with caller("CN=alone"):
+        alone = [x for b in stream_activations(world.svc, spec, [[d] for d in devices[:3]])
+                 for x in b]  # fmt: skip
+    assert sum(isinstance(x, BuiltActivation) for x in alone) == 3
+    world.at(world.now + world.svc.config.campaigns.direct_window + dt.timedelta(seconds=1))
+    other: list[object] = []
+
+    def late_client() -> Any:
+        # this stream is open (the window held nothing); another one signs 2 meanwhile
+        with caller("CN=fast"):
+            other.extend(x for b in stream_activations(world.svc, spec, [devices[3:5]])
+                         for x in b)  # fmt: skip
+        yield devices[5:7]
+
+    with caller("CN=slow"), pytest.raises(CampaignRefused, match="with the 2 this") as info:
+        list(stream_activations(world.svc, spec, late_client()))
+    assert info.value.reason == "CAMPAIGN_REQUIRED"
+    assert sum(isinstance(x, BuiltActivation) for x in other) == 2
+    assert signatures(world) == ["activation-sign"] * 5
+
+
+def test_a_halt_inside_a_batch_keeps_the_counts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply, "BATCH", 1)
+    p = approved(world, add_fleet(world, 1, 3))
+    real = apply.issue_batch  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def rejected_meanwhile(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # after the batch's renewal: its own hold finds the halt
+            reject_campaign(world.svc, p.plan_id, "CN=bob", "stop")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(apply, "issue_batch", rejected_meanwhile)
+    running = apply_campaign(world.svc, p.plan_id, "CN=op")
+    assert [type(i) for i in next(running)] == [Issued]
+    with pytest.raises(CampaignRefused, match="stay issued") as info:
+        next(running)
+    assert info.value.reason == "PLAN_REJECTED"
+    row = store.get_plan(world.db, p.plan_id)
+    assert row is not None
+    assert (row.state, row.issued, row.withheld, row.apply_owner) == ("rejected", 1, 0, None)
+    assert get_campaign(world.svc, p.plan_id).issued == 1
+
+
+@pytest.mark.parametrize("world", ["approvals_required = 2"], indirect=True)
+def test_principals_sharing_a_client_entry_are_one_person(world: World) -> None:
+    spec = CampaignSpec(world.image_id, Product.ACTIVATION)
+    requester = "cn=ann + san=ann@example.com"
+    p = plan_campaign(world.svc, spec, [add_fleet(world, 1, 1)], requester)
+    with pytest.raises(CampaignRefused, match="sharing a client entry with") as info:
+        approve_campaign(world.svc, p.plan_id, "san=ann@example.com")  # ann's other cert
+    assert info.value.reason == "SELF_APPROVAL"
+    approve_campaign(world.svc, p.plan_id, "cn=bob")
+    with pytest.raises(CampaignRefused, match=r"as cn=bob") as info:
+        approve_campaign(world.svc, p.plan_id, "cn=bob + subject=CN=bob,O=x")
+    assert info.value.reason == "ALREADY_APPROVED"
+    assert get_campaign(world.svc, p.plan_id).state == "planned"
+    view = approve_campaign(world.svc, p.plan_id, "dev:carl")  # one entry of its own
+    assert view.state == "approved" and len(view.approvals) == 2
+    with pytest.raises(CampaignRefused) as info:
+        approve_campaign(world.svc, p.plan_id, "dev:carl")
+    assert info.value.reason == "ALREADY_APPROVED"
+
+
+def test_already_counted_approvals_sharing_an_entry_count_once(world: World) -> None:
+    p = plan_campaign(
+        world.svc, CampaignSpec(world.image_id, Product.ACTIVATION), [add_fleet(world, 1, 1)],
+        REQUESTER,
+    )  # fmt: skip
+    row = store.get_plan(world.db, p.plan_id)
+    assert row is not None
+    later = world.now + dt.timedelta(hours=1)
+    with world.db.session() as s:  # stored before the rule: one person under two names
+        for who in ("cn=bob", "cn=bob + san=bob@example.com", "san=eve@example.com + cn=ann"):
+            store.add_decision(s, p.plan_id, identity=who, decision="approve", at=world.now,
+                               expires_at=later, comment="")  # fmt: skip
+    row = store.get_plan(world.db, p.plan_id)
+    assert row is not None
+    decisions = store.decisions(world.db, p.plan_id)
+    assert sorted(counting(world.svc, row, decisions, world.now)) == [
+        "cn=bob",
+        "san=eve@example.com + cn=ann",
+    ]
+
+
+def test_a_resume_reports_withheld_devices_as_withheld(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices = add_fleet(world, 1, 2)
+    p = approved(world, devices)
+    with world.db.engine.begin() as c:  # an earlier apply withheld the first device
+        c.execute(
+            text(
+                "UPDATE campaign_devices SET outcome = 'withheld', withheld_check = "
+                "'activation_counter', withheld_detail = 'counter not above the last', "
+                "request_ids = 'x' WHERE plan_id = :p AND seq = 1"
+            ),
+            {"p": p.plan_id},
+        )
+        c.execute(
+            text("UPDATE campaign_plans SET state = 'applying' WHERE plan_id = :p"),
+            {"p": p.plan_id},
+        )
+    got = items(apply_campaign(world.svc, p.plan_id, "CN=op"))
+    assert [i for i in got if isinstance(i, Withheld)] == [
+        Withheld("activation", (devices[0],), "activation_counter", "counter not above the last")
+    ]
+    assert not [i for i in got if isinstance(i, AlreadyIssued)]
+    assert [i.device_ids for i in got if isinstance(i, Issued)] == [(devices[1],)]
+
+
+def test_the_direct_limit_query_reads_only_direct_signatures_by_its_index(db_url: str) -> None:
+    db = open_database(db_url)
+    db.migrate()
+    try:
+        params = ["ab" * 32, "resign", "2026-01-01T00:00:00.000000Z"]
+        with db.cursor() as cur:
+            if db.engine.dialect.name == "sqlite":
+                plan = cur.execute("EXPLAIN QUERY PLAN " + store.DIRECT_DEVICES, params)
+                lines = [str(r[-1]) for r in plan.fetchall()]
+            else:
+                cur.execute("SET enable_seqscan = off")  # an empty table: else a seq scan
+                plan = cur.execute("EXPLAIN " + store.DIRECT_DEVICES, params)
+                lines = [str(r[0]) for r in plan.fetchall()]
+        assert any("ix_audit_records_image_operation_at" in line for line in lines), lines
+        with db.engine.connect() as conn:
+            if db.engine.dialect.name == "sqlite":
+                sql = conn.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = :n"),
+                    {"n": "ix_audit_records_image_operation_at"},
+                ).scalar_one()
+            else:
+                sql = conn.execute(
+                    text("SELECT pg_get_indexdef(:n ::regclass)"),
+                    {"n": "ix_audit_records_image_operation_at"},
+                ).scalar_one()
+        assert "WHERE" in sql and "ApplyCampaign" in sql and "ok" in sql
+    finally:
+        db.dispose()
+
+
+def test_lease_times_are_compared_in_utc(world: World) -> None:
+    p = approved(world, add_fleet(world, 1, 1))
+    east = dt.timezone(dt.timedelta(hours=5))
+    now = world.now
+    assert store.take_lease(world.db, p.plan_id, "a", now.astimezone(east), now + apply.LEASE)
+    # the same instant 9 minutes on, written in another zone: still held
+    later = (now + dt.timedelta(minutes=9)).astimezone(east)
+    assert not store.take_lease(world.db, p.plan_id, "b", later, later + apply.LEASE)
+    assert store.renew_lease(world.db, p.plan_id, "a", later + apply.LEASE)
+    row = store.get_plan(world.db, p.plan_id)
+    assert row is not None and row.apply_lease_until == now + dt.timedelta(minutes=19)

@@ -350,11 +350,12 @@ class _Run:
                 after = rows[-1].seq
                 try:
                     self.lease.renew()  # a rejection (halt) or a takeover stops us here
+                    batch = self._batch(rows)  # or the batch's own lease.hold does
                 except CampaignRefused as exc:
                     if exc.reason == "PLAN_REJECTED":
                         released.update(self._halted())
                     raise
-                yield self._batch(rows)
+                yield batch
             counts = store.outcome_counts(self.svc.db, self.row.plan_id)
             issued, withheld = counts.get(store.ISSUED, 0), counts.get(store.WITHHELD, 0)
             _mark(
@@ -387,23 +388,47 @@ class _Run:
     def _batch(self, rows: list[DeviceRow]) -> list[ResultItem]:
         items: list[ResultItem] = []
         done: dict[tuple[str, str], list[str]] = {}
+        withheld: dict[tuple[str, str, str, str], list[str]] = {}
         pending: list[DeviceRow] = []
         for r in rows:
             if r.outcome == store.REFUSED and r.refusal_json:
                 items.append(Refused(refusal_of(r.device_id, r.refusal_json)))
             elif r.outcome == store.REFUSED:  # refused by an earlier apply (a resume)
                 items.append(Refused(_refused_in_apply(r)))
-            elif r.outcome in (store.ISSUED, store.WITHHELD):
+            elif r.outcome == store.WITHHELD:  # by an earlier apply (a resume): still withheld
+                self._withheld_again(r, withheld, items)
+            elif r.outcome == store.ISSUED:
                 kinds = self._kinds()
                 for kind, rid in zip(kinds, (r.request_ids or "").split(), strict=False):
                     done.setdefault((kind, rid), []).append(r.device_id)
             elif r.outcome == store.PENDING:
                 pending.append(r)
         items.extend(AlreadyIssued(k, tuple(d), rid) for (k, rid), d in done.items())
+        items.extend(
+            Withheld(kind, tuple(d), check, detail)
+            for (kind, rid, check, detail), d in withheld.items()
+            if (kind, rid) not in done  # an update issued for others of its request
+        )
         if pending:
             with self.svc.trust.pinned(self.svc.db):
                 items.extend(self._issue(pending))
         return items
+
+    def _withheld_again(
+        self,
+        r: DeviceRow,
+        withheld: dict[tuple[str, str, str, str], list[str]],
+        items: list[ResultItem],
+    ) -> None:
+        """A device an earlier apply withheld, reported withheld again with the check that
+        failed and why: by update request (its devices share it) and, for activations,
+        device by device (an update's failure withheld the activations it would run)."""
+        why = (r.withheld_check or "", r.withheld_detail or "")
+        rids = (r.request_ids or "").split()
+        if self.update:
+            withheld.setdefault((UPDATE, rids[0] if rids else "", *why), []).append(r.device_id)
+        if self.activate:
+            items.append(Withheld(ACTIVATION, (r.device_id,), *why))
 
     def _kinds(self) -> tuple[str, ...]:
         if self.spec.product is Product.BOTH:

@@ -1,8 +1,10 @@
 """Four eyes: who may approve a plan, how many approvals it needs, for how long they count.
 
 The requester never counts (unless development mode allows ``dev_self_approval``, warned at
-each use); one identity counts once; an approval expires ``approval_ttl`` after it was given;
-a rejection ends the plan. Every approval and rejection is an audit record.
+each use), nor does anyone sharing a role-policy client entry with it; one person counts
+once (principals sharing a client entry are taken for one); an approval expires
+``approval_ttl`` after it was given; a rejection ends the plan. Every approval and rejection
+is an audit record.
 """
 
 from __future__ import annotations
@@ -58,19 +60,32 @@ def get_campaign(svc: Services, plan_id: str) -> PlanView:
     return plan_view(svc, load_plan(svc, plan_id))
 
 
+def entries(principal: str) -> frozenset[str]:
+    """The role policy's client entries a principal stands for (`Policy.principal_of`
+    joins them with `` + ``); a development identity (``dev:NAME``) or a certificate
+    subject is one. Two principals sharing an entry may be one person."""
+    return frozenset(e.strip() for e in principal.split(" + ") if e.strip())
+
+
 def counting(
     svc: Services, row: PlanRow, decisions: list[ApprovalRow], now: dt.datetime
-) -> set[str]:
-    """The identities whose approvals count now."""
+) -> list[str]:
+    """The principals whose approvals count now, oldest first: none sharing a client entry
+    with the requester (unless ``dev_self_approval``), and one of those sharing an entry
+    with each other (the first)."""
     self_ok = svc.config.dev_mode and svc.config.campaigns.dev_self_approval
-    return {
-        d.identity
-        for d in decisions
-        if d.decision == APPROVE
-        and d.expires_at is not None
-        and d.expires_at > now
-        and (d.identity != row.requester or self_ok)
-    }
+    requester = entries(row.requester)
+    seen: set[str] = set()
+    counted: list[str] = []
+    for d in decisions:
+        if d.decision != APPROVE or d.expires_at is None or d.expires_at <= now:
+            continue
+        mine = entries(d.identity)
+        if (mine & requester and not self_ok) or mine & seen:
+            continue
+        seen |= mine
+        counted.append(d.identity)
+    return counted
 
 
 def state_now(svc: Services, row: PlanRow, decisions: list[ApprovalRow], now: dt.datetime) -> str:
@@ -204,10 +219,16 @@ def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = 
     row = load_plan(svc, plan_id)
     refuse_closed(row, "approve")
     now = svc.clock()
-    if approver == row.requester:
+    mine = entries(approver)
+    if mine & entries(row.requester):
         if not (svc.config.dev_mode and svc.config.campaigns.dev_self_approval):
+            who = (
+                approver
+                if approver == row.requester
+                else f"{approver} (sharing a client entry with {row.requester}, who)"
+            )
             raise CampaignRefused(
-                f"{approver} requested campaign {row.plan_id} and cannot approve it: "
+                f"{who} requested campaign {row.plan_id} and cannot approve it: "
                 "another person must",
                 "SELF_APPROVAL",
             )
@@ -217,16 +238,25 @@ def approve_campaign(svc: Services, plan_id: str, approver: str, comment: str = 
             row.plan_id,
         )
     decisions = store.decisions(svc.db, row.plan_id)
-    if approver in counting(svc, row, decisions, now) or any(
-        d.identity == approver and d.decision == APPROVE and d.expires_at and d.expires_at > now
-        for d in decisions
-    ):
+    earlier = next(
+        (
+            d.identity
+            for d in decisions
+            if d.decision == APPROVE
+            and d.expires_at is not None
+            and d.expires_at > now
+            and entries(d.identity) & mine
+        ),
+        None,
+    )
+    if earlier is not None:
+        who = "" if earlier == approver else f" (as {earlier}, a client entry of theirs)"
         raise CampaignRefused(
-            f"{approver} has already approved campaign {row.plan_id}; one identity counts once",
+            f"{approver} has already approved campaign {row.plan_id}{who}; one person counts once",
             "ALREADY_APPROVED",
         )
     expires = now + svc.config.campaigns.approval_ttl
-    counted = counting(svc, row, decisions, now) | {approver}
+    counted = [*counting(svc, row, decisions, now), approver]
     state = APPROVED if len(counted) >= row.approvals_required else PLANNED
 
     def write(s: Session) -> None:

@@ -3,6 +3,7 @@ campaign (plan, approvals, apply) is required."""
 
 from __future__ import annotations
 
+from signer.caller import SYSTEM, current
 from signer.errors import CampaignRefused
 from signer.registry import campaigns as store
 from signer.service.services import Services
@@ -18,14 +19,15 @@ OPERATIONS = {
     "StreamActivation": "activation-sign",
 }
 #: the RPC whose signatures are a campaign's: never counted against the direct limit
-CAMPAIGN_METHOD = "ApplyCampaign"
+CAMPAIGN_METHOD = store.CAMPAIGN_METHOD
 
 
-def earlier_devices(svc: Services, image_id: str, call: str) -> int:
+def earlier_devices(svc: Services, image_id: str, call: str, exclude_call: str = "") -> int:
     """The devices ``call``'s kind of signature was made for with this image by direct
-    calls within ``campaigns.direct_window`` (the audit trail's ``ok`` records)."""
+    calls within ``campaigns.direct_window`` (the audit trail's ``ok`` records), but for
+    those of the call whose request ID is ``exclude_call``."""
     since = svc.clock() - svc.config.campaigns.direct_window
-    return store.direct_devices(svc.db, image_id, OPERATIONS[call], since, CAMPAIGN_METHOD)
+    return store.direct_devices(svc.db, image_id, OPERATIONS[call], since, exclude_call)
 
 
 def check_direct(svc: Services, devices: int, call: str, image_id: str | None = None) -> None:
@@ -55,18 +57,32 @@ def _refuse_above(svc: Services, limit: int, earlier: int, devices: int, call: s
 
 class DirectCount:
     """StreamActivation's count: devices as batches arrive, refused before the batch that
-    crosses the limit is signed; with ``image_id``, on top of the image's earlier direct
-    calls within the window (read once: this stream's own batches are counted here)."""
+    crosses the limit is signed; with ``image_id``, on top of the image's other direct
+    calls within the window, read again before every batch (a stream opened early but fed
+    late sees what parallel calls signed meanwhile).
+
+    This stream's own devices are counted here (refused ones too), so its own records are
+    left out of the audit trail's count: by its request ID; a call with none of its own
+    (in-process, `SYSTEM`) takes the trail's count less its devices so far (at most what
+    it signed), never less than when it opened."""
 
     def __init__(self, svc: Services, call: str, image_id: str | None = None) -> None:
-        self._svc, self._call, self.devices = svc, call, 0
-        limit = svc.config.campaigns.direct_limit
-        self._earlier = (
-            earlier_devices(svc, image_id, call) if limit and image_id is not None else 0
-        )
+        self._svc, self._call, self._image_id, self.devices = svc, call, image_id, 0
+        request_id = current().request_id
+        self._own = "" if request_id == SYSTEM.request_id else request_id
+        self._opened = self._earlier()
+
+    def _earlier(self) -> int:
+        if not self._svc.config.campaigns.direct_limit or self._image_id is None:
+            return 0
+        return earlier_devices(self._svc, self._image_id, self._call, self._own)
 
     def add(self, devices: int) -> None:
-        self.devices += devices
+        before, self.devices = self.devices, self.devices + devices
         limit = self._svc.config.campaigns.direct_limit
-        if limit:
-            _refuse_above(self._svc, limit, self._earlier, self.devices, self._call)
+        if not limit:
+            return
+        earlier = self._earlier()
+        if not self._own:  # the trail holds this stream's signatures too
+            earlier = max(self._opened, earlier - before)
+        _refuse_above(self._svc, limit, earlier, self.devices, self._call)

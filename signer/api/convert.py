@@ -6,6 +6,7 @@ import datetime as dt
 
 from cryptography.hazmat.primitives import serialization
 
+from signer.api import wire
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.errors import InvalidInput
 from signer.gbcs import delivery as deliveries
@@ -86,17 +87,21 @@ def refusal_to_pb(r: DeviceRefusal) -> pb.DeviceRefusal:
     )
 
 
-def resign_to_pb(r: ResignResult) -> pb.ResignResponse:
-    resp = pb.ResignResponse(image_id=r.image_id, refused=refusals_to_pb(r.refused))
-    for i in r.images:  # add() in place: each 10 MB image is copied into the message once
-        resp.images.add(
-            upgrade_image=i.upgrade_image,
-            key_label=i.group.key.label,
-            key_ski=i.group.key.ski or b"",
-            certificate_serial=str(i.group.certificate.serial),
-            device_ids=[str(d) for d in i.group.devices],
+def resign_response(r: ResignResult) -> wire.Encoded[pb.ResignResponse]:
+    """The response in wire form: each 10 MB image is copied once, into the wire bytes."""
+    images = [
+        (
+            i.upgrade_image,
+            pb.SignedImage(
+                key_label=i.group.key.label,
+                key_ski=i.group.key.ski or b"",
+                certificate_serial=str(i.group.certificate.serial),
+                device_ids=[str(d) for d in i.group.devices],
+            ),
         )
-    return resp
+        for i in r.images
+    ]
+    return wire.resign_response(r.image_id, images, refusals_to_pb(r.refused))
 
 
 def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:

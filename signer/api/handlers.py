@@ -53,13 +53,15 @@ def wrap(
     details: grpc.HandlerCallDetails,
     around: Around,
     request_deserializer: Callable[[bytes], Any] | None = None,
+    response_serializer: Callable[[Any], bytes] | None = None,
 ) -> Handler | None:
     """``handler`` with its behaviour wrapped by ``around`` (and its request deserializer
-    replaced by ``request_deserializer``, when given)."""
+    and response serializer replaced by those given)."""
     if handler is None:
         return None
     method = details.method
     deserializer = request_deserializer or handler.request_deserializer
+    serializer = response_serializer or handler.response_serializer
     for kind, attr, factory in (
         ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
         ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -71,7 +73,7 @@ def wrap(
             return factory(
                 around(Rpc(method, kind), behavior),
                 request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=serializer,
             )
     return handler
 

@@ -9,7 +9,9 @@ its traceback, its text never sent. ``signer_refusals_total``
 counts here and only here: devices and pre-commands refused inside a response, each device
 of a call refused whole (`DevicesRefused`), a CS06 pre-command refused (`PreCommandRefused`).
 Request bytes that do not decode (`decoding`) are INVALID_ARGUMENT here too; in a request
-stream the call ends at the undecodable message, after the results already sent.
+stream the call ends at the undecodable message, after the results already sent. Being
+innermost, it also sets the response serializer that sends a response the servicer put into
+wire form itself (`wire.Encoded`: Resign and BuildDUIS, whose megabytes are copied once).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.descriptor import Descriptor
 
+from signer.api import wire
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api.decoding import Undecodable, UndecodableRequest, tolerant
 from signer.api.handlers import (
@@ -123,7 +126,8 @@ class OutcomeInterceptor(ServerInterceptor):
         def make() -> Handler | None:
             assert handler is not None
             decode = tolerant(handler.request_deserializer, self._inputs[details.method])
-            return wrap(handler, details, self._around, decode)
+            encode = wire.serializer(handler.response_serializer)
+            return wrap(handler, details, self._around, decode, encode)
 
         return self._wrapped.get(handler, details, make)
 
@@ -139,7 +143,7 @@ class OutcomeInterceptor(ServerInterceptor):
                     items = behavior(requests if requests is not None else request, context)
                     try:
                         for message in items:
-                            _count(message, fields)
+                            _count(wire.inspectable(message), fields)
                             yield message
                     finally:
                         items.close()  # at once, as `yield from` would: the client went away
@@ -157,7 +161,7 @@ class OutcomeInterceptor(ServerInterceptor):
                 _refuse_undecodable(request)
                 response = behavior(requests if requests is not None else request, context)
                 _refuse_undecodable(requests)
-                _count(response, fields)
+                _count(wire.inspectable(response), fields)
                 return response
             except SignerError as exc:
                 _abort(context, _fault_of(requests) or exc, rpc.method)

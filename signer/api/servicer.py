@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from signer.api import campaigns, convert
+from signer.api import campaigns, convert, wire
 from signer.api._proto.signer.v1 import signer_pb2 as pb
 from signer.api._proto.signer.v1 import signer_pb2_grpc as pb_grpc
 from signer.errors import InvalidInput
@@ -49,18 +49,20 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
         verdict = verify_manufacturer(self.svc, convert.delivery_from(request))
         return convert.verdict_to_pb(verdict)
 
-    def Resign(self, request: pb.ResignRequest, context: grpc.ServicerContext) -> pb.ResignResponse:
+    def Resign(
+        self, request: pb.ResignRequest, context: grpc.ServicerContext
+    ) -> wire.Encoded[pb.ResignResponse]:
         result = resign(
             self.svc,
             request.image_id,
             list(request.device_ids),
             _optional(request, "force_replace"),
         )
-        return convert.resign_to_pb(result)
+        return convert.resign_response(result)
 
     def BuildDUIS(
         self, request: pb.BuildDUISRequest, context: grpc.ServicerContext
-    ) -> pb.BuildDUISResponse:
+    ) -> wire.Encoded[pb.BuildDUISResponse]:
         which = request.WhichOneof("image")
         result = build_duis(
             self.svc,
@@ -71,11 +73,11 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             service=request.service_reference,
             force_replace=_optional(request, "force_replace"),
         )
-        return pb.BuildDUISResponse(
-            duis_request=result.document,
-            request_id=str(result.request_id),
-            device_ids=[str(d) for d in result.devices],
-            refused=convert.refusals_to_pb(result.refused),
+        return wire.build_duis_response(
+            result.document,
+            str(result.request_id),
+            [str(d) for d in result.devices],
+            convert.refusals_to_pb(result.refused),
         )
 
     def GetUpgradePath(

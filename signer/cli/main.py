@@ -47,16 +47,43 @@ COMMAND_MODULES = {
 }
 
 
+#: the first paragraph of each of those commands' help, for `signer --help` to list them
+#: without importing their modules (`tests/cli/test_entry.py` holds them equal)
+COMMAND_SUMMARIES = {
+    "keys": "The Supplier's keys on the PKCS#11 token: generate, certify, activate, retire.",
+    "cpl": "The Central Products List (CPL/FIR) and its upgrade pathways (MP231).",
+    "manufacturers": "Manufacturer codes and the certificates trusted for their deliveries.",
+    "devices": "Devices and their trust anchor cells.",
+    "activations": "SR 11.3 activations the service issued.",
+    "audit": "The audit trail: every signature and key operation, hash-chained.",
+    "db": "The registry database's schema.",
+    "dev": "The development default: a local SoftHSM2 token with matching keys and devices, "
+    "and stand-ins for the DCC and the SMKI issuing CA (development mode only).",
+    "verify": "Verify a manufacturer delivery (VerifyManufacturer). Exit 0 if verified, 3 if not.",
+    "resign": "Re-sign a verified image for devices (Resign): one upgrade image per key.",
+    "build-duis": "Build the signed DUIS SR 11.1 / 11.4 request (BuildDUIS).",
+    "activate": "Build signed SR 11.3 Activate Firmware requests (StreamActivation), one per "
+    "device.",
+    "sign-precommand": "Check CS06 pre-commands against the 11.3 requests they answer and "
+    "sign them.",
+    "health": "Ask the server's gRPC health service; exit 0 only if it answers SERVING.",
+    "campaign": "Campaigns with four eyes: plan, approve, apply.",
+}
+
+
 class LazyGroup(click.Group):
     """A group whose commands in other modules are imported when one is wanted.
 
-    `signer --version` then loads none of them and `signer verify ...` only the client
-    commands; `signer --help` lists them all, so it loads them all.
+    `signer --version` then loads none of them, `signer verify ...` only the client
+    commands, and `signer --help` none either: it lists them from `COMMAND_SUMMARIES`.
     """
 
-    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lazy: Mapping[str, str], summaries: Mapping[str, str], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy)
+        self.summaries = dict(summaries)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.lazy})
@@ -69,10 +96,27 @@ class LazyGroup(click.Group):
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists commands, with a stand-in (the same help) for each not imported."""
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None and name in self.summaries:
+                command = click.Command(name, help=self.summaries[name])
+            elif command is None:
+                command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in rows])
+
 
 @click.group(
     cls=LazyGroup,
     lazy=COMMAND_MODULES,
+    summaries=COMMAND_SUMMARIES,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")

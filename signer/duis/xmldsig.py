@@ -124,12 +124,16 @@ def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int) ->
 
     # The copy declares xmlns:ds; appending it re-maps it onto the root's own ds declaration
     # if there is one (lxml's choice, exactly as SubElement would make it) and drops its own.
-    sig = copy.deepcopy(_signature_template("ds").signature)
+    # copy.copy: lxml's shallow copy is the same deep copy of the subtree into a document
+    # of its own that copy.deepcopy makes, without deepcopy's memo (1.8 against 2.7 us).
+    template = _signature_template("ds")
+    sig = copy.copy(template.signature)
     _fill_signature(sig, digest_b64, issuer_name, serial)
     root.append(sig)
     try:
         # Canonical SignedInfo: only the DigestValue text differs between documents.
-        template = _signature_template(sig.prefix)
+        if sig.prefix != "ds":  # re-mapped onto the root's own prefix for the namespace
+            template = _signature_template(sig.prefix)
         signed_info_c14n = template.c14n_head + digest_b64.encode("ascii") + template.c14n_tail
         return PendingSignature(root, sig, hashlib.sha256(signed_info_c14n).digest())
     except BaseException:
@@ -280,7 +284,7 @@ def _signature_template(prefix: str | None) -> _SignatureTemplate:
     """Built once per prefix: ~14 SubElement calls and a C14N pass were most of a signing.
 
     Only the DigestValue text varies within SignedInfo, so its canonical form is cached as
-    the bytes either side of that text. Callers deep-copy ``signature``, never modify it.
+    the bytes either side of that text. Callers copy ``signature``, never modify it.
     """
     sig = _blank_signature(prefix)
     c14n = _c14n_signed_info(sig[0])

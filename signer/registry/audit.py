@@ -10,6 +10,7 @@ transaction: no record without its change, no change without its record.
 from __future__ import annotations
 
 import contextvars
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from signer.errors import Unavailable
-from signer.registry.auditchain import AuditEntry, AuditRecord, Head, Sealable, link, prepare
+from signer.registry.auditchain import (
+    RECORD_FIELDS,
+    AuditEntry,
+    AuditRecord,
+    Head,
+    Sealable,
+    entry_values,
+    link,
+    prepare,
+)
 from signer.registry.db import Database, RawCursor
 from signer.registry.models import AuditHead, AuditRecordRow
 
@@ -58,6 +68,10 @@ def _append(s: Session, items: Sequence[Sealable]) -> Head:
 _LOCK_HEAD = "UPDATE audit_head SET seq = seq WHERE id = ? RETURNING seq, hash"
 _MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = ?"
 _NAMES = [c.name for c in _COLUMNS]
+if sorted(_NAMES) != sorted(RECORD_FIELDS):
+    raise AssertionError(f"audit_records columns {_NAMES} are not the record's fields")
+#: a record's values (``RECORD_FIELDS`` order, as ``AuditRecord``) in ``_NAMES`` order
+_in_column_order = operator.itemgetter(*(RECORD_FIELDS.index(n) for n in _NAMES))
 _INSERT = (  # the model's own column names, and markers: nothing from outside
     f"INSERT INTO audit_records ({', '.join(_NAMES)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(_NAMES))})"
@@ -76,8 +90,7 @@ def _chain(cur: RawCursor, items: Sequence[Sealable], head: Head) -> Head:
     if not items:
         return head
     chain = link(items, head)
-    rows = [_row(i, *c) for i, c in zip(items, chain, strict=True)]
-    cur.executemany(_INSERT, [tuple(r[n] for n in _NAMES) for r in rows])
+    cur.executemany(_INSERT, [_row(i, *c) for i, c in zip(items, chain, strict=True)])
     seq, _prev, hash_ = chain[-1]
     cur.execute(_MOVE_HEAD, (seq, hash_, HEAD_ID))
     return Head(seq, hash_)
@@ -311,27 +324,12 @@ def find_by_hash(db: Database, hash_: str) -> AuditRecord | None:
     return None if row is None else _record(row._mapping)
 
 
-def _row(item: Sealable, seq: int, prev: str, hash_: str) -> dict[str, Any]:
-    e = item.entry
-    return {
-        "seq": seq,
-        "at": item.at,
-        "client": e.client,
-        "call_id": e.call_id,
-        "method": e.method,
-        "operation": e.operation,
-        "outcome": e.outcome,
-        "image_id": e.image_id,
-        "digest": e.digest,
-        "key_label": e.key_label,
-        "key_ski": e.key_ski,
-        "certificate_serial": e.certificate_serial,
-        "device_count": e.device_count,
-        "duis_request_id": e.duis_request_id,
-        "details": item.details,
-        "prev_hash": prev,
-        "hash": hash_,
-    }
+def _row(item: Sealable, seq: int, prev: str, hash_: str) -> tuple[Any, ...]:
+    """A record's values in the INSERT's column order (``_NAMES``)."""
+    values: tuple[Any, ...] = _in_column_order(
+        (seq, item.at, *entry_values(item.entry), item.details, prev, hash_)
+    )
+    return values
 
 
 def _record(m: Any) -> AuditRecord:

@@ -26,7 +26,7 @@ from signer.duis.request import RequestId
 from signer.errors import CallEnded, PolicyRefused, SignerError
 from signer.hsm.token import TokenKey
 from signer.registry import audit
-from signer.registry.auditchain import AuditEntry
+from signer.registry.auditchain import AuditEntry, entries_like
 from signer.service.services import Services
 from signer.smki.lifecycle import KeyPurpose
 
@@ -109,29 +109,29 @@ class SigningBatch:
             first: int = 0,
             stop: int | None = None,
         ) -> None:
-            at = self._svc.clock()  # one instant and one details mapping per token call
-            for digest, request_id in zip(
-                digests[first:stop], request_ids[first:stop], strict=True
-            ):
-                self._add(
-                    AuditEntry(
-                        at=at,
-                        client=caller.identity,
-                        call_id=caller.request_id,
-                        method=caller.method,
-                        operation=operation,
-                        outcome=outcome,
-                        image_id=image_id,
-                        digest=digest.hex(),
-                        key_label=key.label,
-                        key_ski=ski,
-                        certificate_serial=serial,
-                        device_count=device_count,
-                        duis_request_id=str(request_id) if request_id is not None else None,
-                        details=shared,
-                    ),
-                    metric,
-                )
+            # one instant and one details mapping per token call: the records differ in
+            # their digest and RequestID only, and are made as copies of one entry
+            template = AuditEntry(
+                at=self._svc.clock(),
+                client=caller.identity,
+                call_id=caller.request_id,
+                method=caller.method,
+                operation=operation,
+                outcome=outcome,
+                image_id=image_id,
+                key_label=key.label,
+                key_ski=ski,
+                certificate_serial=serial,
+                device_count=device_count,
+                details=shared,
+            )
+            entries = entries_like(
+                template,
+                [d.hex() for d in digests[first:stop]],
+                [str(r) if r is not None else None for r in request_ids[first:stop]],
+            )
+            self._entries.extend(entries)
+            self._purposes.extend([metric] * len(entries))
 
         made: list[bytes] = []
         try:
@@ -158,10 +158,6 @@ class SigningBatch:
     def signer(self, key: TokenKey, **kwargs: Any) -> Callable[[bytes], bytes]:
         """``sign`` as the ``sign_digest`` callback the pure builders take."""
         return lambda digest: self.sign(key, digest, **kwargs)
-
-    def _add(self, entry: AuditEntry, purpose: str | None) -> None:
-        self._entries.append(entry)
-        self._purposes.append(purpose)
 
     def commit(self) -> None:
         """Write the batch's records; raises ``Unavailable`` (and releases nothing) if not.

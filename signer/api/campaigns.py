@@ -206,10 +206,8 @@ def add_results(item: ResultItem, message: pb.CampaignResults) -> None:
             request.request_id = str(r.request_id)
             request.device_ids.extend(str(d) for d in r.devices)
             request.refused.extend(convert.refusals_to_pb(r.refused))
-        if item.activation is not None:
-            message.results.add().issued.activation.CopyFrom(
-                convert.activation_to_pb(item.activation)
-            )
+        if item.activation is not None:  # set in place: no message built and copied
+            convert.activation_into(item.activation, message.results.add().issued.activation)
         return
     out = message.results.add()
     if isinstance(item, Withheld):

@@ -117,18 +117,31 @@ def activation_spec(msg: pb.ActivationSpec) -> ActivationSpec:
 
 
 def activation_to_pb(b: BuiltActivation) -> pb.ActivationRequest:
-    return pb.ActivationRequest(
-        device_id=str(b.device), request_id=str(b.request_id), duis_request=b.document
-    )
+    out = pb.ActivationRequest()
+    activation_into(b, out)
+    return out
+
+
+def activation_into(b: BuiltActivation, out: pb.ActivationRequest) -> None:
+    """Set on a message already in its response (``results.add().request``), so the
+    document is not built into one message and then copied into another."""
+    out.device_id = str(b.device)
+    out.request_id = str(b.request_id)
+    out.duis_request = b.document
 
 
 def signed_pre_command_to_pb(r: SignedPreCommand) -> pb.SignPreCommandResponse:
-    return pb.SignPreCommandResponse(
-        device_id=str(r.device),
-        request_id=str(r.request_id),
-        signed_pre_command=r.signed_command,
-        duis_request=r.document,
-    )
+    out = pb.SignPreCommandResponse()
+    signed_pre_command_into(r, out)
+    return out
+
+
+def signed_pre_command_into(r: SignedPreCommand, out: pb.SignPreCommandResponse) -> None:
+    """As `activation_into`, for a signed pre-command."""
+    out.device_id = str(r.device)
+    out.request_id = str(r.request_id)
+    out.signed_pre_command = r.signed_command
+    out.duis_request = r.document
 
 
 def key_to_pb(v: KeyView, now: dt.datetime) -> pb.KeyInfo:

@@ -118,8 +118,8 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
             for item in batch:
                 if isinstance(item, DeviceRefusal):
                     message.results.add(refused=convert.refusal_to_pb(item))
-                else:
-                    message.results.add(request=convert.activation_to_pb(item))
+                else:  # set in place: the document is copied into the message once
+                    convert.activation_into(item, message.results.add().request)
             yield message
 
     def SignPreCommand(
@@ -156,8 +156,8 @@ class FirmwareSigner(pb_grpc.FirmwareSignerServicer):  # type: ignore[misc]
                             code=item.code,
                         )
                     )
-                else:
-                    message.results.add(signed=convert.signed_pre_command_to_pb(item))
+                else:  # set in place: the document is copied into the message once
+                    convert.signed_pre_command_into(item, message.results.add().signed)
             yield message
 
     # ---- campaigns (docs/campaigns.md; `signer.api.campaigns`) ----

@@ -33,6 +33,7 @@ import binascii
 import datetime as dt
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -81,6 +82,14 @@ _UPDATE_SERVICES: Final = {"11.1": ("8", "UpdateFirmware"), "11.4": ("8", "Updat
 _ACTIVATE: Final = ("11.3", "4", "ActivateFirmware")
 _MAX_COUNTER: Final = 2**64 - 1
 _PREHASHED_ECDSA: Final = ec.ECDSA(Prehashed(hashes.SHA256()))
+_HEADER_FIELDS: Final = (
+    "RequestID",
+    "CommandVariant",
+    "ServiceReference",
+    "ServiceReferenceVariant",
+)
+#: 16 hex digits, upper case, nothing else (``$`` would let a final newline through)
+_EUI_HEX: Final = re.compile(r"[0-9A-F]{16}")
 
 
 class SchemaCheck(Protocol):
@@ -248,12 +257,11 @@ def _header_and_body(
     """(RequestID text, service reference, the body's operation element) of a request."""
     if root.tag != _xml.SR + "Request":
         raise PreflightFailed(DUIS_SCHEMA, f"the root is {str(root.tag)[-40:]!r}, not sr:Request")
-    header, body = _xml.child(root, "Header"), _xml.child(root, "Body")
+    header, body = _xml.children(root, "Header", "Body")
     if header is None or body is None:
         raise PreflightFailed(DUIS_SCHEMA, "the request needs one sr:Header and one sr:Body")
     fields = {}
-    for name in ("RequestID", "CommandVariant", "ServiceReference", "ServiceReferenceVariant"):
-        el = _xml.child(header, name)
+    for name, el in zip(_HEADER_FIELDS, _xml.children(header, *_HEADER_FIELDS), strict=True):
         if el is None:
             raise PreflightFailed(DUIS_SCHEMA, f"the header has no single sr:{name}")
         fields[name] = (el.text or "").strip()
@@ -280,7 +288,7 @@ def _header_and_body(
 def _eui(text: str) -> str:
     """An EUI-64 in one form (16 upper-case hex digits) whichever way it is written."""
     compact = text.strip().replace("-", "").upper()
-    if len(compact) != 16 or any(c not in "0123456789ABCDEF" for c in compact):
+    if _EUI_HEX.fullmatch(compact) is None:
         raise ValueError(text)
     return compact
 
@@ -421,7 +429,7 @@ def check_activation(
             f"RequestID counter {counter} is not above {previous_counter}, the last one issued "
             f"to device {device_id}: the device would refuse it as a replay",
         )
-    hash_el = _xml.child(op, "FirmwareHash")
+    hash_el, when_el = _xml.children(op, "FirmwareHash", "ExecutionDateTime")
     if hash_el is None:
         raise PreflightFailed(DUIS_SCHEMA, "sr:ActivateFirmware has no single FirmwareHash")
     text = (hash_el.text or "").strip()
@@ -435,11 +443,13 @@ def check_activation(
             f"FirmwareHash {text[:70]} is not SHA-256 of the Manufacturer Image "
             f"({manufacturer_image_sha256.hex().upper()})",
         )
-    _check_execution_time(op, execution_time)
+    _check_execution_time(op, execution_time, when_el)
 
 
-def _check_execution_time(op: etree._Element, planned: dt.datetime | None) -> None:
-    when_el = _xml.child(op, "ExecutionDateTime")
+def _check_execution_time(
+    op: etree._Element, planned: dt.datetime | None, when_el: etree._Element | None
+) -> None:
+    """``when_el``: ``op``'s one ExecutionDateTime (None: absent, or repeated)."""
     if when_el is None and len(op.findall(_xml.SR + "ExecutionDateTime")) > 1:
         raise PreflightFailed(DUIS_SCHEMA, "sr:ActivateFirmware has two ExecutionDateTime")
     shown = "immediate" if planned is None else planned.isoformat()

@@ -108,10 +108,23 @@ def _xml_signer(certificate: x509.Certificate) -> _XmlSigner:
 
 
 def _one(parent: etree._Element, local: str, what: str) -> etree._Element:
-    found = [c for c in parent if c.tag == DS + local]
-    if len(found) != 1:
-        raise SignatureRefused(f"{what} must hold exactly one ds:{local}, found {len(found)}")
-    return found[0]
+    return _ones(parent, what, local)[0]
+
+
+def _ones(parent: etree._Element, what: str, *locals_: str) -> list[etree._Element]:
+    """The one ``ds:`` child of each name in ``locals_``, in that order, from one pass over
+    ``parent``'s children (other children are not looked at); refused unless each name
+    occurs exactly once."""
+    wanted: dict[object, int] = {DS + local: i for i, local in enumerate(locals_)}
+    found: list[list[etree._Element]] = [[] for _ in locals_]
+    for c in parent:
+        i = wanted.get(c.tag)
+        if i is not None:
+            found[i].append(c)
+    for local, els in zip(locals_, found, strict=True):
+        if len(els) != 1:
+            raise SignatureRefused(f"{what} must hold exactly one ds:{local}, found {len(els)}")
+    return [els[0] for els in found]
 
 
 def _algorithm(el: etree._Element, want: str, what: str) -> None:
@@ -144,29 +157,34 @@ def verify_enveloped(root: etree._Element, certificate: x509.Certificate) -> Non
     if len(signatures) != 1 or signatures[0] is not root[-1]:
         raise SignatureRefused("exactly one ds:Signature, the root's last child, is expected")
     sig = signatures[0]
-    signed_info = _one(sig, "SignedInfo", "ds:Signature")
-    value_el = _one(sig, "SignatureValue", "ds:Signature")
-    key_info = _one(sig, "KeyInfo", "ds:Signature")
-    c14n_el = _one(signed_info, "CanonicalizationMethod", "ds:SignedInfo")
+    # each element's children in one pass; the checks and their order are the profile's
+    signed_info, value_el, key_info = _ones(
+        sig, "ds:Signature", "SignedInfo", "SignatureValue", "KeyInfo"
+    )
+    c14n_el, method_el, ref = _ones(
+        signed_info, "ds:SignedInfo", "CanonicalizationMethod", "SignatureMethod", "Reference"
+    )
     _algorithm(c14n_el, EXC_C14N, "CanonicalizationMethod")
     if len(c14n_el):
         raise SignatureRefused("CanonicalizationMethod carries parameters the profile has not")
-    _algorithm(
-        _one(signed_info, "SignatureMethod", "ds:SignedInfo"), ECDSA_SHA256, "SignatureMethod"
-    )
-    ref = _one(signed_info, "Reference", "ds:SignedInfo")
+    _algorithm(method_el, ECDSA_SHA256, "SignatureMethod")
     if ref.get("URI") != "":
         raise SignatureRefused('the Reference must sign the whole document (URI="")')
-    transforms = _one(ref, "Transforms", "ds:Reference")
+    transforms, digest_method, digest_el = _ones(
+        ref, "ds:Reference", "Transforms", "DigestMethod", "DigestValue"
+    )
     if len(transforms) != 1:
         raise SignatureRefused("the Reference must have exactly one Transform")
     _algorithm(_one(transforms, "Transform", "ds:Transforms"), ENVELOPED, "Transform")
-    _algorithm(_one(ref, "DigestMethod", "ds:Reference"), SHA256, "DigestMethod")
-    digest = _b64(_one(ref, "DigestValue", "ds:Reference"), "DigestValue", 32)
+    _algorithm(digest_method, SHA256, "DigestMethod")
+    digest = _b64(digest_el, "DigestValue", 32)
     raw = _b64(value_el, "SignatureValue", 64)
     issuer_serial = _one(_one(key_info, "X509Data", "ds:KeyInfo"), "X509IssuerSerial", "X509Data")
-    issuer_text = (_one(issuer_serial, "X509IssuerName", "X509IssuerSerial").text or "").strip()
-    serial_text = (_one(issuer_serial, "X509SerialNumber", "X509IssuerSerial").text or "").strip()
+    issuer_el, serial_el = _ones(
+        issuer_serial, "X509IssuerSerial", "X509IssuerName", "X509SerialNumber"
+    )
+    issuer_text = (issuer_el.text or "").strip()
+    serial_text = (serial_el.text or "").strip()
     if not serial_text.isdigit() or int(serial_text) != signer.serial:
         raise SignatureRefused(
             f"KeyInfo names serial {serial_text[:50]!r}, the XML-signing certificate has "
@@ -215,3 +233,14 @@ def child(parent: etree._Element, local: str) -> etree._Element | None:
     """The one ``sr:`` child ``local`` of ``parent`` (None if absent or repeated)."""
     found = [c for c in parent if c.tag == SR + local]
     return found[0] if len(found) == 1 else None
+
+
+def children(parent: etree._Element, *locals_: str) -> list[etree._Element | None]:
+    """``child(parent, local)`` for each of ``locals_``, in that order, from one pass."""
+    wanted: dict[object, int] = {SR + local: i for i, local in enumerate(locals_)}
+    found: list[list[etree._Element]] = [[] for _ in locals_]
+    for c in parent:
+        i = wanted.get(c.tag)
+        if i is not None:
+            found[i].append(c)
+    return [els[0] if len(els) == 1 else None for els in found]

@@ -475,7 +475,9 @@ class _Run:
         if refused_outcomes:
             with svc.db.session() as s:
                 store.record_outcomes(s, self.row.plan_id, refused_outcomes)
-        facts = device_facts(svc.db, devices)
+        # the registry facts serve the update's image checks only: an SR 11.3-only
+        # campaign does not read them
+        facts = device_facts(svc.db, devices) if self.update else {}
         for group, members in groups.values():
             for i in range(0, len(members), UPDATE_BATCH if self.update else BATCH):
                 chunk = members[i : i + (UPDATE_BATCH if self.update else BATCH)]
@@ -499,7 +501,8 @@ class _Run:
             if self.activate
             else {}
         )
-        ids = tuple(str(d) for d in devices)
+        names = {d: str(d) for d in devices}  # each device's ID written once
+        ids = tuple(names.values())
         now = svc.clock()
         items: list[ResultItem] = []
         outcomes: list[tuple[int, str, str | None, str | None, str | None]] = []
@@ -545,7 +548,7 @@ class _Run:
                     try:
                         pf.check_activation(
                             b.document,
-                            device_id=str(d),
+                            device_id=names[d],
                             manufacturer_image_sha256=image.digest,
                             previous_counter=previous.get(d),
                             xml_certificate=xml_certificate,
@@ -559,8 +562,10 @@ class _Run:
                         act_failures[d] = update_failure
             withheld_counters = [built[d].request_id.counter for d in act_failures]
             for d in devices:
-                rids = " ".join(
-                    r for r in (update_rid, str(built[d].request_id) if d in built else "") if r
+                sr113 = built.get(d)
+                act_rid = str(sr113.request_id) if sr113 is not None else ""
+                rids = (
+                    f"{update_rid} {act_rid}" if update_rid and act_rid else update_rid or act_rid
                 )
                 failure = update_failure or act_failures.get(d)
                 if failure is None:
@@ -596,9 +601,9 @@ class _Run:
                 )
         for d, b in built.items():
             if d in act_failures:
-                items.append(Withheld(ACTIVATION, (str(d),), *act_failures[d]))
+                items.append(Withheld(ACTIVATION, (names[d],), *act_failures[d]))
             else:
-                items.append(Issued(ACTIVATION, (str(d),), activation=b))
+                items.append(Issued(ACTIVATION, (names[d],), activation=b))
         if act_failures:
             log.warning(
                 "campaign %s: %d SR 11.3 request(s) withheld", self.row.plan_id, len(act_failures)

@@ -129,7 +129,11 @@ class Activation(Base):
     """An SR 11.3 request the service issued: what its CS06 pre-command must match."""
 
     __tablename__ = "activations"
-    __table_args__ = (Index("ix_activations_device", "device_eui"),)
+    # (device, originator, counter): a campaign batch's latest counters read the index alone
+    # (migration 0010); the device alone, the primary key had been SQLite's choice
+    __table_args__ = (
+        Index("ix_activations_device_counter", "device_eui", "originator", "counter"),
+    )
 
     originator: Mapped[str] = mapped_column(String(16), primary_key=True)
     counter: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -61,10 +61,10 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
         times[name] = ((time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3)
         return out
 
-    devices = step("keyselect.parse_devices", lambda: parse_devices(device_ids))
+    devices = step("devices.parse_devices", lambda: parse_devices(device_ids))
     step(
-        "  (registry.devices.supplier_signing_skis alone)",
-        lambda: device_registry.supplier_signing_skis(svc.db, devices),
+        "  (registry.devices.device_kinds alone: the look-up)",
+        lambda: device_registry.device_kinds(svc.db, devices),
     )
     image = step("resign.verified_image (10 MB from the DB)", lambda: verified_image(svc, big_id))
     sel = step("pathways.select_eligible", lambda: select_eligible(svc, image, devices))
@@ -118,9 +118,9 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
             service="11.1",
         ),
     )
-    print("BuildDUIS steps, ms wall / CPU:")
+    print(f"BuildDUIS steps, ms wall / CPU, and CPU us per device ({len(device_ids):,}):")
     for k, (wall, cpu) in times.items():
-        print(f"  {k.strip():55s} {wall:8.1f} {cpu:8.1f}")
+        print(f"  {k.strip():55s} {wall:8.1f} {cpu:8.1f} {cpu * 1e3 / len(device_ids):6.2f}")
 
 
 def main() -> int:
@@ -191,7 +191,7 @@ def main() -> int:
         calls = args.calls or (20 if args.case == "resign-big" else 2000)
 
         def one() -> object:
-            return convert.resign_to_pb(resign(svc, image_id, [SMALL_DEVICE], False))
+            return convert.resign_response(resign(svc, image_id, [SMALL_DEVICE], False))
 
     one()  # warm-up
     cpu, t = time.process_time(), time.perf_counter()

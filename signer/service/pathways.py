@@ -8,28 +8,39 @@ path from where the device is, or says there is none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
 
 from signer.cpl.model import CplEntry, ota_matches_entry, same_model
 from signer.cpl.paths import PathEvaluator
 from signer.errors import InvalidInput, NotFound, PolicyRefused, excerpt
 from signer.gbcs.eui import Eui64
 from signer.gbcs.ota import OtaHeader, parse_ota_header
-from signer.registry.devices import DeviceFacts, device_facts
+from signer.registry.devices import DeviceFacts, DeviceKinds, device_facts, device_kinds
 from signer.service.caches import VerifiedImage
 from signer.service.images import verified_image
-from signer.service.keys.selection import Selection, select_keys
+from signer.service.keys.selection import KeyChoice, KeyChooser, KeyGroup, Selection
 from signer.service.refusal import DeviceRefusal
 from signer.service.services import Services
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Screening:
     accepted: list[Eui64]
     refused: list[DeviceRefusal]
-    facts: dict[Eui64, DeviceFacts]
+    kinds: DeviceKinds  # of the devices screened, in their order
     target: CplEntry | None
+    # for each kind: None (may take the image) or the refusal of its first device
+    verdicts: tuple[DeviceRefusal | None, ...] = ()
+    devices: Sequence[Eui64] = ()
+
+    @cached_property
+    def facts(self) -> dict[Eui64, DeviceFacts]:
+        return self.kinds.facts(self.devices)
 
 
 def target_entry(svc: Services, image: VerifiedImage) -> CplEntry | None:
@@ -54,37 +65,82 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
     An image that no CPL entry records (advisory mode) has no pathway to enforce: only
     unknown devices are refused then.
     """
-    facts = device_facts(svc.db, devices)
+    kinds = device_kinds(svc.db, devices)
     target = target_entry(svc, image)
+    verdicts = _verdicts(svc, image, target, devices, kinds)
+    per_kind: list[DeviceRefusal | _Accepted] = [_ACCEPTED if v is None else v for v in verdicts]
     accepted: list[Eui64] = []
     refused: list[DeviceRefusal] = []
-    if target is None:
-        for d in devices:
-            if d in facts:
+    if _one_kind(kinds):  # the common case: no look-up per device
+        if per_kind[0] is _ACCEPTED:
+            accepted = list(devices)
+        else:
+            refused = [_refusal_of(per_kind[0], d) for d in devices]
+    else:
+        for d, o in _outcomes(devices, kinds.kind_of, per_kind):
+            if o is _ACCEPTED:
                 accepted.append(d)
             else:
-                refused.append(_unknown(d))
-        return Screening(accepted, refused, facts, None)
+                refused.append(_refusal_of(o, d))
+    return Screening(accepted, refused, kinds, target, verdicts, devices)
+
+
+def _verdicts(
+    svc: Services,
+    image: VerifiedImage,
+    target: CplEntry | None,
+    devices: Sequence[Eui64],
+    kinds: DeviceKinds,
+) -> tuple[DeviceRefusal | None, ...]:
+    """Each kind's verdict: it depends on the device's inventory only, so it is decided once
+    per kind of device (a campaign's 50,000 devices are a handful of kinds), with the first
+    device of that kind named in its refusal."""
+    if target is None:
+        return (None,) * len(kinds.kinds)
     header = parse_ota_header(image.record.header_bytes)
     trusted = svc.trust.current(svc.db)
     evaluator = trusted.evaluator(target.entry_id)
-    # the verdict depends on the device's inventory only: decided once per kind of device
-    # (a campaign's 50,000 devices are a handful of kinds), then given to each
-    verdicts: dict[tuple[str | None, int | None, str | None], DeviceRefusal | None] = {}
-    for d in devices:
-        f = facts.get(d)
-        if f is None:
-            refused.append(_unknown(d))
-            continue
-        kind = (f.device_type, f.hardware_version, f.current_entry_id)
-        if kind not in verdicts:
-            verdicts[kind] = _check(d, f, target, header, evaluator, trusted.entries)
-        verdict = verdicts[kind]
-        if verdict is None:
-            accepted.append(d)
-        else:
-            refused.append(verdict if verdict.device == d else replace(verdict, device=d))
-    return Screening(accepted, refused, facts, target)
+    first = _first_of_kinds(devices, kinds)
+    by_inventory: dict[tuple[str | None, int | None, str | None], DeviceRefusal | None] = {}
+    out = []
+    for k, f in enumerate(kinds.kinds):
+        inventory = (f.device_type, f.hardware_version, f.current_entry_id)
+        if inventory not in by_inventory:
+            by_inventory[inventory] = _check(
+                first[k], f, target, header, evaluator, trusted.entries
+            )
+        out.append(by_inventory[inventory])
+    return tuple(out)
+
+
+class _Accepted:
+    """``screen``'s outcome for a kind of device that may take the image."""
+
+
+_ACCEPTED = _Accepted()
+_UNKNOWN_DETAIL = "the device is not registered"
+
+
+def _one_kind(kinds: DeviceKinds) -> bool:
+    """Every device registered and of one kind."""
+    return len(kinds.kinds) == 1 and None not in kinds.kind_of
+
+
+def _outcomes(
+    devices: Sequence[Eui64], index: Sequence[int | None], per_kind: Sequence[_T]
+) -> Iterator[tuple[Eui64, _T | DeviceRefusal]]:
+    """Each device with its kind's outcome, in the order given; an unknown device with its
+    refusal."""
+    for d, k in zip(devices, index, strict=True):
+        yield d, _unknown(d) if k is None else per_kind[k]
+
+
+def _refusal_of(o: object, d: Eui64) -> DeviceRefusal:
+    """A kind's refusal given to one of its devices."""
+    assert isinstance(o, DeviceRefusal)
+    if o.device is d or o.device == d:
+        return o
+    return DeviceRefusal(d, o.reason, o.detail, o.path, o.no_path)
 
 
 def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
@@ -96,7 +152,7 @@ def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
 
 
 def _unknown(d: Eui64) -> DeviceRefusal:
-    return DeviceRefusal(d, "unknown_device", "the device is not registered")
+    return DeviceRefusal(d, "unknown_device", _UNKNOWN_DETAIL)
 
 
 def _check(
@@ -217,13 +273,56 @@ def upgrade_path_for(
 
 def select_eligible(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Selection:
     """Pathway screening, then key selection: the groups to sign for and every refusal,
-    refusals in the order the devices were given."""
-    screening = screen(svc, image, devices)
-    selection = select_keys(
-        svc,
-        screening.accepted,
-        skis={d: screening.facts[d].supplier_ski for d in screening.accepted},
+    refusals in the order the devices were given, each group's devices in that order.
+
+    Both are decided once per kind of device (``screen``; ``KeyChooser``: the key depends
+    on the Supplier cell's SKI only), then given to each device of the kind."""
+    kinds = device_kinds(svc.db, devices)
+    target = target_entry(svc, image)
+    verdicts = _verdicts(svc, image, target, devices, kinds)
+    chooser = KeyChooser(
+        svc, [f.supplier_ski for f, v in zip(kinds.kinds, verdicts, strict=True) if v is None]
     )
-    by_device = {r.device: r for r in (*screening.refused, *selection.refused)}
-    refused = tuple(by_device[d] for d in devices if d in by_device)
-    return Selection(groups=selection.groups, refused=refused)
+    first = _first_of_kinds(devices, kinds)
+    per_kind: list[DeviceRefusal | KeyChoice] = []
+    for k, (f, verdict) in enumerate(zip(kinds.kinds, verdicts, strict=True)):
+        if verdict is not None:
+            per_kind.append(verdict)
+            continue
+        choice = chooser.decide(f.supplier_ski)
+        per_kind.append(
+            choice if isinstance(choice, KeyChoice) else DeviceRefusal(first[k], *choice)
+        )
+    members: dict[int, tuple[KeyChoice, list[Eui64]]] = {}  # by id(): one per key
+    refused: list[DeviceRefusal] = []
+    if _one_kind(kinds):  # the common case: no look-up per device
+        only = per_kind[0]
+        if isinstance(only, KeyChoice):
+            members[id(only)] = (only, list(devices))
+        else:
+            refused = [_refusal_of(only, d) for d in devices]
+    else:
+        for d, o in _outcomes(devices, kinds.kind_of, per_kind):
+            if isinstance(o, KeyChoice):
+                group = members.get(id(o))
+                if group is None:
+                    group = members[id(o)] = (o, [])
+                group[1].append(d)
+            else:
+                refused.append(_refusal_of(o, d))
+    groups = tuple(
+        KeyGroup(key=c.key, certificate=c.certificate, devices=tuple(m))
+        for c, m in members.values()
+    )
+    return Selection(groups=groups, refused=tuple(refused))
+
+
+def _first_of_kinds(devices: Sequence[Eui64], kinds: DeviceKinds) -> dict[int, Eui64]:
+    """The first device of each kind (a kind's refusal names it)."""
+    first: dict[int, Eui64] = {}
+    for d, k in zip(devices, kinds.kind_of, strict=True):
+        if k is not None and k not in first:
+            first[k] = d
+            if len(first) == len(kinds.kinds):
+                break
+    return first

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from signer.registry import devices
 from signer.registry.db import open_database
 
@@ -29,4 +31,16 @@ def test_device_facts_join_each_devices_cells_by_device(tmp_path: Path) -> None:
     plan = _plan(tmp_path / "p.db", sql, params)
     cells = [line for line in plan.splitlines() if "trust_anchor_cells" in line]
     assert cells and all("device_eui=?" in line for line in cells), plan
+    assert "SCAN" not in plan, plan
+
+
+@pytest.mark.parametrize("n", [1, 2, 1000])
+def test_device_kinds_join_each_devices_cells_by_device(tmp_path: Path, n: int) -> None:
+    # one device is `eui = ?`: SQLite then preferred the (role, key usage, SKI) index, in
+    # SKI order for the GROUP BY, and scanned every Supplier cell (16 ms among 50,000)
+    sql = devices._KINDS_SQL_SQLITE.format(markers=",".join("?" * n))
+    euis = [f"00DB{i:012X}" for i in range(n)]
+    plan = _plan(tmp_path / "p.db", sql, (*devices._SUPPLIER_MANAGEMENT_DS, *euis))
+    cells = [line for line in plan.splitlines() if "trust_anchor_cells" in line]
+    assert cells and all("ix_cells_device_role_usage (device_eui=?" in line for line in cells), plan
     assert "SCAN" not in plan, plan

@@ -9,7 +9,7 @@ trusted by default.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from signer.errors import CertificateRejected
@@ -53,6 +53,54 @@ def signing_refusal(svc: Services, key: TokenKey, purpose: KeyPurpose) -> str | 
     return None
 
 
+@dataclass(frozen=True)
+class KeyChoice:
+    """The key a Supplier cell's SKI names, and its certificate as the ARP profile checked it."""
+
+    key: TokenKey
+    certificate: SmkiCertificate
+
+
+class KeyChooser:
+    """``select_keys``'s decision for each SKI devices' Supplier cells name, made once per
+    SKI (it depends on the SKI only): the ``KeyChoice``, or why no key may sign for such a
+    device, as (reason, detail) of its ``DeviceRefusal``. ``skis``: those the devices name
+    (a SKI no token key has makes the token's key list re-read once)."""
+
+    def __init__(self, svc: Services, skis: Iterable[bytes | None]) -> None:
+        by_ski = _by_ski(svc.token.keys())
+        if any(s is not None and s not in by_ski for s in skis):
+            by_ski = _by_ski(svc.token.keys(refresh=True))
+        self._svc, self._by_ski, self._now = svc, by_ski, svc.clock()
+        self._decided: dict[bytes | None, KeyChoice | tuple[str, str]] = {}
+
+    def decide(self, ski: bytes | None) -> KeyChoice | tuple[str, str]:
+        decided = self._decided.get(ski)
+        if decided is None:
+            decided = self._decided[ski] = self._decide(ski)
+        return decided
+
+    def _decide(self, ski: bytes | None) -> KeyChoice | tuple[str, str]:
+        if ski is None:
+            return (
+                "no_supplier_cell",
+                "the device has no Supplier digital-signing trust anchor cell",
+            )
+        key = self._by_ski.get(ski)
+        if key is None:
+            return (
+                "no_key_for_cell",
+                f"no key on the token has a certificate with SKI {ski.hex()}",
+            )
+        gate = signing_refusal(self._svc, key, KeyPurpose.SUPPLIER_DS)
+        if gate is not None:
+            return ("key_not_active", gate)
+        outcome = _check(self._svc, key, self._now)
+        if isinstance(outcome, CertificateRejected):
+            return ("certificate_rejected", f"key {key.label!r}: {outcome}")
+        return KeyChoice(key, outcome)
+
+
 def select_keys(
     svc: Services, devices: Sequence[Eui64], skis: Mapping[Eui64, bytes | None] | None = None
 ) -> Selection:
@@ -63,13 +111,8 @@ def select_keys(
     """
     if skis is None:
         skis = device_registry.supplier_signing_skis(svc.db, devices)
-    by_ski = _by_ski(svc.token.keys())
-    if any(s is not None and s not in by_ski for s in skis.values()):
-        by_ski = _by_ski(svc.token.keys(refresh=True))
-    now = svc.clock()
-    checked: dict[bytes, SmkiCertificate | CertificateRejected] = {}
-    gated: dict[bytes, str | None] = {}
-    members: dict[bytes, list[Eui64]] = {}
+    chooser = KeyChooser(svc, skis.values())
+    members: dict[bytes, tuple[KeyChoice, list[Eui64]]] = {}
     refused: list[DeviceRefusal] = []
     for eui in devices:
         if eui not in skis:
@@ -80,45 +123,17 @@ def select_keys(
             )
             continue
         ski = skis[eui]
-        if ski is None:
-            refused.append(
-                DeviceRefusal(
-                    eui,
-                    "no_supplier_cell",
-                    "the device has no Supplier digital-signing trust anchor cell",
-                )
-            )
-            continue
-        key = by_ski.get(ski)
-        if key is None:
-            refused.append(
-                DeviceRefusal(
-                    eui,
-                    "no_key_for_cell",
-                    f"no key on the token has a certificate with SKI {ski.hex()}",
-                )
-            )
-            continue
-        if ski not in gated:
-            gated[ski] = signing_refusal(svc, key, KeyPurpose.SUPPLIER_DS)
-        if gated[ski] is not None:
-            refused.append(DeviceRefusal(eui, "key_not_active", str(gated[ski])))
-            continue
-        if ski not in checked:
-            checked[ski] = _check(svc, key, now)
-        outcome = checked[ski]
-        if isinstance(outcome, CertificateRejected):
-            refused.append(
-                DeviceRefusal(eui, "certificate_rejected", f"key {key.label!r}: {outcome}")
-            )
-            continue
-        members.setdefault(ski, []).append(eui)
-    groups = []
-    for ski, members_of in members.items():
-        cert = checked[ski]
-        assert isinstance(cert, SmkiCertificate)
-        groups.append(KeyGroup(key=by_ski[ski], certificate=cert, devices=tuple(members_of)))
-    return Selection(groups=tuple(groups), refused=tuple(refused))
+        choice = chooser.decide(ski)
+        if isinstance(choice, KeyChoice):
+            assert ski is not None
+            members.setdefault(ski, (choice, []))[1].append(eui)
+        else:
+            refused.append(DeviceRefusal(eui, *choice))
+    groups = tuple(
+        KeyGroup(key=c.key, certificate=c.certificate, devices=tuple(m))
+        for c, m in members.values()
+    )
+    return Selection(groups=groups, refused=tuple(refused))
 
 
 def _by_ski(keys: Sequence[TokenKey]) -> dict[bytes, TokenKey]:

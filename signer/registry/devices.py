@@ -168,10 +168,17 @@ class DeviceFacts(NamedTuple):
     """What selection and pathway checks need of a device, read in one query (a tuple:
     50,000 of them are made per BuildDUIS)."""
 
-    supplier_ski: bytes | None  # the Supplier digital-signing (management) cell's SKI
+    # the Supplier digital-signing (management) cell's SKI; None: no such cell, or several
+    # naming different keys (``ambiguous_skis``)
+    supplier_ski: bytes | None
     device_type: str | None
     hardware_version: int | None
     current_entry_id: str | None
+    # a device whose Supplier digital-signing management cells name two or more different
+    # SKIs (not a state a 6.24.1 import writes): those SKIs, sorted; () otherwise. Which key
+    # it trusts is unknown, so selection refuses it (``ambiguous_supplier_cells``); cells
+    # naming the same SKI count as one cell
+    ambiguous_skis: tuple[bytes, ...] = ()
 
 
 class DeviceKinds(NamedTuple):
@@ -199,8 +206,9 @@ def device_kinds(db: Database, euis: Sequence[Eui64]) -> DeviceKinds:
     per device row (50,000 rows of five columns cost more than the look-ups themselves).
 
     A device with several Supplier digital-signing management cells (not a state a 6.24.1
-    import writes) belongs to several kinds; then the row-by-row read decides, as it
-    always did (``device_facts_by_row``)."""
+    import writes) appears in several rows, or twice in one; then the row-by-row read
+    decides (``device_facts_by_row``): its facts name every SKI its cells give
+    (``ambiguous_skis``), never one of them picked by the order rows come in."""
     hexes = hex_keys(euis)
     unique = list(dict.fromkeys(hexes))
     kinds: dict[DeviceFacts, int] = {}
@@ -245,9 +253,13 @@ def device_facts_by_row(db: Database, euis: Sequence[Eui64]) -> dict[Eui64, Devi
 
 
 def _facts_by_hex(db: Database, keys: Sequence[str]) -> dict[str, DeviceFacts]:
+    """Each known device's facts (``keys``: distinct). A device has one row per Supplier
+    digital-signing management cell: with cells naming different SKIs it is ambiguous
+    (``DeviceFacts.ambiguous_skis``), whatever order the rows come in."""
     out: dict[str, DeviceFacts] = {}
     # one (shared, immutable) DeviceFacts per kind
     kinds: dict[tuple[str | None, str | None, int | None, str | None], DeviceFacts] = {}
+    several: dict[str, set[bytes]] = {}  # devices whose cells name different SKIs
     with db.cursor() as cur:
         for i in range(0, len(keys), _BATCH):
             batch = keys[i : i + _BATCH]
@@ -260,7 +272,14 @@ def _facts_by_hex(db: Database, keys: Sequence[str]) -> dict[str, DeviceFacts]:
                     facts = kinds[kind] = DeviceFacts(
                         bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry
                     )
-                out[row[0]] = facts
+                eui = row[0]
+                before = out.setdefault(eui, facts)
+                if before is not facts and before.supplier_ski != facts.supplier_ski:
+                    skis = several.setdefault(eui, set())
+                    skis.update(s for s in (before.supplier_ski, facts.supplier_ski) if s)
+    for eui, skis in several.items():
+        f = out[eui]
+        out[eui] = f._replace(supplier_ski=None, ambiguous_skis=tuple(sorted(skis)))
     return out
 
 

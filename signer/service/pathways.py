@@ -4,12 +4,16 @@ A device is excluded when its current CPL entry is not a permitted predecessor o
 target entry, when its device type or model differs from the target's, or when its hardware
 version is outside the OTA header's min..max. Each refusal names the shortest permitted
 path from where the device is, or says there is none.
+
+Before any of that, a device whose Supplier digital-signing management cells name different
+keys is refused (``ambiguous_supplier_cells``), in advisory mode too: its registry record
+contradicts itself, and the device decides the key, never a guess.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TypeVar
 
@@ -22,7 +26,7 @@ from signer.registry.devices import DeviceFacts, DeviceKinds, device_facts, devi
 from signer.service.caches import VerifiedImage
 from signer.service.images import verified_image
 from signer.service.keys.selection import KeyChoice, KeyChooser, KeyGroup, Selection
-from signer.service.refusal import DeviceRefusal
+from signer.service.refusal import DeviceRefusal, ambiguous_supplier_cells
 from signer.service.services import Services
 
 _T = TypeVar("_T")
@@ -68,7 +72,10 @@ def screen(svc: Services, image: VerifiedImage, devices: Sequence[Eui64]) -> Scr
     kinds = device_kinds(svc.db, devices)
     target = target_entry(svc, image)
     verdicts = _verdicts(svc, image, target, devices, kinds)
-    per_kind: list[DeviceRefusal | _Accepted] = [_ACCEPTED if v is None else v for v in verdicts]
+    per_kind: list[DeviceRefusal | _Accepted | _Ambiguous] = [
+        _ACCEPTED if v is None else _refused_kind(v, f)
+        for f, v in zip(kinds.kinds, verdicts, strict=True)
+    ]
     accepted: list[Eui64] = []
     refused: list[DeviceRefusal] = []
     if _one_kind(kinds):  # the common case: no look-up per device
@@ -94,9 +101,13 @@ def _verdicts(
 ) -> tuple[DeviceRefusal | None, ...]:
     """Each kind's verdict: it depends on the device's inventory only, so it is decided once
     per kind of device (a campaign's 50,000 devices are a handful of kinds), with the first
-    device of that kind named in its refusal."""
+    device of that kind named in its refusal. A kind whose Supplier cells name several keys
+    is refused first, whatever the target (``ambiguous_supplier_cells``)."""
     if target is None:
-        return (None,) * len(kinds.kinds)
+        if not any(f.ambiguous_skis for f in kinds.kinds):
+            return (None,) * len(kinds.kinds)
+        first = _first_of_kinds(devices, kinds)
+        return tuple(_ambiguity(first[k], f) for k, f in enumerate(kinds.kinds))
     header = parse_ota_header(image.record.header_bytes)
     trusted = svc.trust.current(svc.db)
     evaluator = trusted.evaluator(target.entry_id)
@@ -104,6 +115,9 @@ def _verdicts(
     by_inventory: dict[tuple[str | None, int | None, str | None], DeviceRefusal | None] = {}
     out = []
     for k, f in enumerate(kinds.kinds):
+        if f.ambiguous_skis:
+            out.append(_ambiguity(first[k], f))
+            continue
         inventory = (f.device_type, f.hardware_version, f.current_entry_id)
         if inventory not in by_inventory:
             by_inventory[inventory] = _check(
@@ -118,6 +132,27 @@ class _Accepted:
 
 
 _ACCEPTED = _Accepted()
+
+
+@dataclass(frozen=True)
+class _Ambiguous:
+    """A kind of device whose Supplier digital-signing management cells name these SKIs
+    (several): each of its devices is refused by a refusal naming that device."""
+
+    skis: tuple[bytes, ...]
+
+
+def _ambiguity(d: Eui64, f: DeviceFacts) -> DeviceRefusal | None:
+    """The refusal of a device of a kind whose cells name several keys, else None."""
+    return ambiguous_supplier_cells(d, f.ambiguous_skis) if f.ambiguous_skis else None
+
+
+def _refused_kind(verdict: DeviceRefusal, f: DeviceFacts) -> DeviceRefusal | _Ambiguous:
+    """A refused kind's outcome: its verdict, given as it stands to each of its devices, or
+    for an ambiguous kind the SKIs each device's own refusal names."""
+    return _Ambiguous(f.ambiguous_skis) if f.ambiguous_skis else verdict
+
+
 _UNKNOWN_DETAIL = "the device is not registered"
 
 
@@ -136,11 +171,13 @@ def _outcomes(
 
 
 def _refusal_of(o: object, d: Eui64) -> DeviceRefusal:
-    """A kind's refusal given to one of its devices."""
+    """A kind's refusal given to one of its devices (every other field as it stands)."""
+    if isinstance(o, _Ambiguous):  # its detail names the device
+        return ambiguous_supplier_cells(d, o.skis)
     assert isinstance(o, DeviceRefusal)
     if o.device is d or o.device == d:
         return o
-    return DeviceRefusal(d, o.reason, o.detail, o.path, o.no_path)
+    return replace(o, device=d)
 
 
 def upgrade_path(svc: Services, from_id: str, to_id: str) -> list[str] | None:
@@ -276,7 +313,8 @@ def select_eligible(svc: Services, image: VerifiedImage, devices: Sequence[Eui64
     refusals in the order the devices were given, each group's devices in that order.
 
     Both are decided once per kind of device (``screen``; ``KeyChooser``: the key depends
-    on the Supplier cell's SKI only), then given to each device of the kind."""
+    on the Supplier cell's SKI only), then given to each device of the kind. A device whose
+    cells name several keys is refused before either (``ambiguous_supplier_cells``)."""
     kinds = device_kinds(svc.db, devices)
     target = target_entry(svc, image)
     verdicts = _verdicts(svc, image, target, devices, kinds)
@@ -284,10 +322,10 @@ def select_eligible(svc: Services, image: VerifiedImage, devices: Sequence[Eui64
         svc, [f.supplier_ski for f, v in zip(kinds.kinds, verdicts, strict=True) if v is None]
     )
     first = _first_of_kinds(devices, kinds)
-    per_kind: list[DeviceRefusal | KeyChoice] = []
+    per_kind: list[DeviceRefusal | KeyChoice | _Ambiguous] = []
     for k, (f, verdict) in enumerate(zip(kinds.kinds, verdicts, strict=True)):
         if verdict is not None:
-            per_kind.append(verdict)
+            per_kind.append(_refused_kind(verdict, f))
             continue
         choice = chooser.decide(f.supplier_ski)
         per_kind.append(

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 # Why a pre-command was not signed, as machine-readable codes (metrics, clients). A device
 # whose Supplier cell names no usable key is refused with the device refusal's own code
-# (unknown_device, no_supplier_cell, no_key_for_cell, key_not_active, certificate_rejected).
+# (unknown_device, ambiguous_supplier_cells, no_supplier_cell, no_key_for_cell, key_not_active,
+# certificate_rejected).
 PRE_COMMAND_MALFORMED = "pre_command_malformed"  # does not parse as a CS06 pre-command
 PRE_COMMAND_NOT_ISSUED = "pre_command_not_issued"  # no SR 11.3 request with its counter
 PRE_COMMAND_MISMATCH = "pre_command_mismatch"  # differs from the 11.3 request it answers

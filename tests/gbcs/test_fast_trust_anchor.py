@@ -198,6 +198,89 @@ def test_a_duplicate_cell_is_named_by_the_general_reader() -> None:
         parse_security_credentials_response(bytes(data))
 
 
+def _t(tag: int, content: bytes) -> bytes:
+    assert len(content) < 0x80
+    return bytes((tag, len(content))) + content
+
+
+def _c(usage: bytes, ski: bytes, cell_usage: int | None = None) -> bytes:
+    """A trust anchor cell: keyUsage BIT STRING content ``usage``, optional cellUsage."""
+    usage_part = _t(0x03, usage) + (b"" if cell_usage is None else _t(0x02, bytes((cell_usage,))))
+    return _t(0x30, usage_part + _t(0x04, b"\x90" * 8) + _t(0x04, ski))
+
+
+def _r(code: int, *cells: bytes) -> bytes:
+    return _t(
+        0x30, _t(0x02, bytes((code,))) + b"\x0a\x01\x00\x02\x01\x00" + _t(0x30, b"".join(cells))
+    )
+
+
+def _bare(*roles: bytes) -> bytes:
+    """A bare General-Signing 6.24.1 response (CS02a) carrying ``roles``."""
+    content = _t(0x30, b"".join(roles))
+    header = b"\x09\x02" + bytes(8) + b"\x08" + b"\xd0" * 8 + b"\x08" + b"\xdc" * 8 + b"\x00"
+    return b"\xdf" + header + b"\x02\x00\x08" + _length_byte(content) + content + b"\x00"
+
+
+def _length_byte(content: bytes) -> bytes:
+    assert len(content) < 0x80
+    return bytes((len(content),))
+
+
+_DS, _KA, _DS_UNUSED_0 = b"\x07\x80", b"\x03\x08", b"\x00\x80"  # the last: bit 0, 0 unused
+_A, _B = b"\xaa" * 8, b"\xbb" * 8
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "roles"),
+    [
+        (_c(_DS, _A), _c(_DS, _B), "one"),  # the same cell twice in one role, other SKIs
+        (_c(_DS, _A), _c(_DS, _A), "one"),  # ... and the very same cell
+        (_c(_DS, _A), _c(_DS, _B, 0), "one"),  # cellUsage absent is management
+        (_c(_DS, _A), _c(_DS_UNUSED_0, _B), "one"),  # another encoding of digitalSignature
+        (_c(_KA, _A, 1), _c(_KA, _B, 1), "one"),  # any (key usage, cell usage)
+        (_c(_DS, _A), _c(_DS, _B), "two"),  # the role listed twice, a cell in each
+    ],
+    ids=[
+        "other-ski",
+        "same-cell",
+        "explicit-management",
+        "other-encoding",
+        "prepayment",
+        "role-twice",
+    ],
+)
+def test_two_cells_of_one_role_and_usage_are_refused_by_both_readers(
+    first: bytes, second: bytes, roles: str
+) -> None:
+    """A device holds one trust anchor cell per (remote party role, key usage, cell usage):
+    a response with two is malformed, whichever reader reads it, and is refused in one
+    line naming the field, the second cell's offset and the first's."""
+    if roles == "one":
+        data = _bare(_r(2, first, _c(_KA, b"\xcc" * 8), second))
+    else:
+        data = _bare(_r(2, first), _r(3, _c(_DS, b"\xcc" * 8)), _r(2, second))
+    at_first = data.index(first)
+    at_second = data.index(second, at_first + 1)
+    assert _read_common_response(data) is None
+    with pytest.raises(FormatError) as exc:
+        _general(data)
+    message = str(exc.value)
+    assert "\n" not in message
+    usage = "keyAgreement/prepayment_top_up" if first[4:6] == _KA else "digitalSignature/management"
+    assert message.endswith(f"second {usage} cell for role 2 (first at offset {at_first})"), message
+    assert (exc.value.field, exc.value.offset) == (FIELD, at_second)
+    assert not _agree(data)  # and the parser as callers see it refuses it alike
+
+
+def test_one_usage_under_two_roles_is_two_cells() -> None:
+    """The same (key usage, cell usage) for the Supplier and the Network Operator: read."""
+    data = _bare(_r(2, _c(_DS, _A)), _r(3, _c(_DS, _B)))
+    assert _agree(data)  # in one pass
+    creds = parse_security_credentials_response(data)
+    assert [(c.role, c.ski) for c in creds.cells] == [(2, _A), (3, _B)]
+
+
 def test_other_buffers_take_the_general_reader() -> None:
     data = response(3)
     assert _read_common_response(bytearray(data)) is None  # type: ignore[arg-type]

@@ -16,7 +16,8 @@ from signer.errors import CertificateRejected
 from signer.gbcs.eui import Eui64
 from signer.hsm.token import TokenKey
 from signer.registry import devices as device_registry
-from signer.service.refusal import DeviceRefusal
+from signer.registry.devices import DeviceFacts
+from signer.service.refusal import DeviceRefusal, ambiguous_supplier_cells
 from signer.service.services import Services
 from signer.smki.certificate import SmkiCertificate, check_issued_by, check_supplier_signing
 from signer.smki.lifecycle import KeyPurpose, KeyState
@@ -65,7 +66,9 @@ class KeyChooser:
     """``select_keys``'s decision for each SKI devices' Supplier cells name, made once per
     SKI (it depends on the SKI only): the ``KeyChoice``, or why no key may sign for such a
     device, as (reason, detail) of its ``DeviceRefusal``. ``skis``: those the devices name
-    (a SKI no token key has makes the token's key list re-read once)."""
+    (a SKI no token key has makes the token's key list re-read once). A device whose cells
+    name several SKIs never comes here: its callers refuse it first
+    (``ambiguous_supplier_cells``), as no one SKI is its own."""
 
     def __init__(self, svc: Services, skis: Iterable[bytes | None]) -> None:
         by_ski = _by_ski(svc.token.keys())
@@ -102,27 +105,35 @@ class KeyChooser:
 
 
 def select_keys(
-    svc: Services, devices: Sequence[Eui64], skis: Mapping[Eui64, bytes | None] | None = None
+    svc: Services,
+    devices: Sequence[Eui64],
+    facts: Mapping[Eui64, DeviceFacts] | None = None,
 ) -> Selection:
     """Group devices by the token key their Supplier digital-signing cell names.
 
     Each key's certificate is checked against the ARP-signature profile at the time of the
-    request; a device whose key fails is refused with the certificate's reason.
+    request; a device whose key fails is refused with the certificate's reason, and one
+    whose cells name several keys (``DeviceFacts.ambiguous_skis``) is refused as
+    ``ambiguous_supplier_cells``. ``facts``: the devices' registry facts, read if not given.
     """
-    if skis is None:
-        skis = device_registry.supplier_signing_skis(svc.db, devices)
-    chooser = KeyChooser(svc, skis.values())
+    if facts is None:
+        facts = device_registry.device_facts(svc.db, devices)
+    chooser = KeyChooser(svc, [f.supplier_ski for f in facts.values() if not f.ambiguous_skis])
     members: dict[bytes, tuple[KeyChoice, list[Eui64]]] = {}
     refused: list[DeviceRefusal] = []
     for eui in devices:
-        if eui not in skis:
+        f = facts.get(eui)
+        if f is None:
             refused.append(
                 DeviceRefusal(
                     eui, "unknown_device", "no trust anchor cells registered for this device"
                 )
             )
             continue
-        ski = skis[eui]
+        if f.ambiguous_skis:
+            refused.append(ambiguous_supplier_cells(eui, f.ambiguous_skis))
+            continue
+        ski = f.supplier_ski
         choice = chooser.decide(ski)
         if isinstance(choice, KeyChoice):
             assert ski is not None

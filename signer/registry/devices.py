@@ -210,7 +210,9 @@ def device_kinds(db: Database, euis: Sequence[Eui64]) -> DeviceKinds:
     decides (``device_facts_by_row``): its facts name every SKI its cells give
     (``ambiguous_skis``), never one of them picked by the order rows come in."""
     hexes = hex_keys(euis)
-    unique = list(dict.fromkeys(hexes))
+    # in key order, each batch's look-ups walk the indexes' pages in order: 50,000 devices
+    # given in random order cost 200 ms of SQLite, sorted 123 ms (sorting them 10-20 ms)
+    unique = sorted(set(hexes))
     kinds: dict[DeviceFacts, int] = {}
     by_hex: dict[str, int] = {}
     members = 0

@@ -211,8 +211,10 @@ def device_kinds(db: Database, euis: Sequence[Eui64]) -> DeviceKinds:
     (``ambiguous_skis``), never one of them picked by the order rows come in."""
     hexes = hex_keys(euis)
     # in key order, each batch's look-ups walk the indexes' pages in order: 50,000 devices
-    # given in random order cost 200 ms of SQLite, sorted 123 ms (sorting them 10-20 ms)
-    unique = sorted(set(hexes))
+    # given in random order cost 200 ms of SQLite, sorted 123 ms (sorting them 15 ms; from a
+    # dict, which keeps the given order, a list already in order sorts in 2 ms, from a set
+    # in 15-20)
+    unique = sorted(dict.fromkeys(hexes))
     kinds: dict[DeviceFacts, int] = {}
     by_hex: dict[str, int] = {}
     members = 0

@@ -106,6 +106,11 @@ def record(
     fall with them; ``before_commit`` runs holding the head's lock, and if it raises, none
     of this call's records or writes are committed. Returns once they are committed.
 
+    The ``along`` writes run holding the head's lock too, just before this call's records
+    are inserted: a read they make sees every record committed before (on PostgreSQL, READ
+    COMMITTED, its statement starts after the lock is held) and those of the group's
+    earlier members, never this call's own (the direct limit's re-count relies on it).
+
     Concurrent calls in one process share a transaction (group commit): one of them takes
     every call waiting, appends them all under one lock of the head and commits once, then
     wakes the others. Each call's outcome is still its own: a call whose ``before_commit``
@@ -224,12 +229,11 @@ def _write_together(db: Database, group: list[_Pending]) -> None:
                 p.finish(error=exc)
                 continue
             live.append(p)
-        for p in live:
+        for p in live:  # each member's writes see the records of those before it
             try:
                 p.write_along(s)
             except Exception as exc:
                 raise _MemberFailed(p, exc) from exc
-        for p in live:
             head = _chain(cur, p.items, head)
             heads.append(head)
     for p, h in zip(live, heads, strict=True):
@@ -252,8 +256,9 @@ def _transaction(db: Database, with_session: bool) -> Iterator[tuple[RawCursor, 
 def _write_alone(db: Database, p: _Pending) -> None:
     try:
         with _transaction(db, bool(p.along)) as (cur, s):
+            head = _lock_head(cur)  # first: the along writes run holding it, as in a group
             p.write_along(s)
-            head = _chain(cur, p.items, _lock_head(cur))
+            head = _chain(cur, p.items, head)
             p.check()
     except Exception as exc:
         p.finish(error=_outcome(exc, db))

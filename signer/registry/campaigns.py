@@ -280,11 +280,24 @@ def direct_devices(
     """The devices of an image's ``operation`` signatures since ``since`` outside campaigns
     (the partial index ``ix_audit_records_image_operation_at`` answers it), less those of
     the call ``exclude_call`` (a stream counting its own devices itself)."""
+    with db.cursor() as cur:
+        return count_direct(cur, image_id, operation, since, exclude_call)
+
+
+def direct_devices_in(s: Session, image_id: str, operation: str, since: dt.datetime) -> int:
+    """``direct_devices`` inside ``s``'s transaction: what it committed, and what it has
+    written so far (an audit append's re-count, holding the head's lock)."""
+    return count_direct(RawCursor.of(s), image_id, operation, since)
+
+
+def count_direct(
+    cur: RawCursor, image_id: str, operation: str, since: dt.datetime, exclude_call: str = ""
+) -> int:
+    """The query of ``direct_devices``, on ``cur``'s connection."""
     sql, params = DIRECT_DEVICES, [image_id, operation, time_text(since)]
     if exclude_call:
         sql, params = sql + " AND call_id <> ?", [*params, exclude_call]
-    with db.cursor() as cur:
-        row = cur.execute(sql, params).fetchone()
+    row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row is not None else 0
 
 

@@ -73,7 +73,7 @@ def stream_activations(
     xml_signing_key(svc)  # fail before the first batch if there is no usable key
     # what every request of the campaign shares, checked and written out once
     build = builder(image, spec)
-    from signer.service.campaigns.policy import DirectCount
+    from signer.service.campaigns.policy import DirectCount, recheck_direct
 
     direct = DirectCount(svc, "StreamActivation", image.record.image_id)  # over the window
     offset = 0
@@ -92,6 +92,7 @@ def stream_activations(
         results: list[BuiltActivation | DeviceRefusal]
         with signing.batch(svc) as signer:  # one audit transaction per batch
             documents = issue_batch(svc, signer, spec, image, accepted, build)
+            recheck_direct(svc, signer, "StreamActivation", image.record.image_id)
             results = [
                 d if isinstance(d, DeviceRefusal) else refusals.get(d) or documents[d]
                 for d in given

@@ -104,7 +104,7 @@ def _build_duis(
         )
     devices = parse_devices(device_ids)
     image = _library_image(svc, image_id, upgrade_image, with_tail=service == "11.1")
-    from signer.service.campaigns.policy import check_direct
+    from signer.service.campaigns.policy import check_direct, recheck_direct
 
     # over the window, for the image the service resolved (also from an upgrade image)
     check_direct(svc, len(device_ids), "BuildDUIS", image.record.image_id)
@@ -125,6 +125,7 @@ def _build_duis(
             firmware_version=firmware_version,
             service=service,
         )
+        recheck_direct(svc, signer, "BuildDUIS", image.record.image_id)  # as it commits
     return DuisResult(
         document=document, request_id=request_id, devices=tuple(accepted), refused=tuple(refused)
     )

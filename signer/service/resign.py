@@ -53,7 +53,7 @@ def _resign(
 ) -> ResignResult:
     devices = parse_devices(device_ids)
     image = verified_image(svc, image_id)
-    from signer.service.campaigns.policy import check_direct
+    from signer.service.campaigns.policy import check_direct, recheck_direct
 
     check_direct(svc, len(device_ids), "Resign", image.record.image_id)  # over the window
     if not image.record.with_tail:
@@ -67,6 +67,7 @@ def _resign(
     force = force_replace_for(image, force_replace)
     with signing.batch(svc) as signer:
         images = tuple(sign_for_group(signer, image, group, force) for group in selection.groups)
+        recheck_direct(svc, signer, "Resign", image.record.image_id)  # as it commits
     return ResignResult(image_id=image.record.image_id, images=images, refused=selection.refused)
 
 

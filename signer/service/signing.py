@@ -53,6 +53,15 @@ class SigningBatch:
         """A write committed in the records' transaction, only if the batch commits."""
         self._along.append(write)
 
+    def devices(self, operation: str, image_id: str) -> int:
+        """The devices of this batch's ``ok`` ``operation`` signatures of the image: what
+        they add to its direct count once committed."""
+        return sum(
+            e.device_count or 0
+            for e in self._entries
+            if e.outcome == "ok" and e.operation == operation and e.image_id == image_id
+        )
+
     def sign(
         self,
         key: TokenKey,

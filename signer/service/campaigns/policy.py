@@ -1,12 +1,25 @@
 """The direct calls stay for small runs: above ``[campaigns] direct_limit`` devices a
-campaign (plan, approvals, apply) is required."""
+campaign (plan, approvals, apply) is required.
+
+Counted twice: before anything is signed (``check_direct``, ``DirectCount``: a clean
+refusal), and again in the transaction that commits the call's audit records
+(``recheck_direct``), where overlapping calls, in one process or in several, take turns:
+what they signed together can never exceed the limit.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from signer.caller import SYSTEM, current
 from signer.errors import CampaignRefused
 from signer.registry import campaigns as store
 from signer.service.services import Services
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from signer.service.signing import SigningBatch
 
 CAMPAIGN_REQUIRED = "CAMPAIGN_REQUIRED"
 
@@ -40,6 +53,35 @@ def check_direct(svc: Services, devices: int, call: str, image_id: str | None = 
         return
     earlier = earlier_devices(svc, image_id, call) if image_id is not None else 0
     _refuse_above(svc, limit, earlier, devices, call)
+
+
+def recheck_direct(svc: Services, signer: SigningBatch, call: str, image_id: str) -> None:
+    """Count again when ``signer``'s batch commits (call it once the batch has signed),
+    and fail the batch unless the image's direct devices of ``call``'s kind within the
+    window, this batch's included, stay within ``campaigns.direct_limit`` (0: no limit,
+    no re-count; a batch that signed none of them: nothing to count).
+
+    The count is an ``along`` write: it runs in the transaction of the batch's audit
+    records, holding the audit head's lock that every append takes, so it sees every
+    record committed before (other threads, processes, replicas) and those of the group
+    commit's members written before this one; two calls that both passed the pre-check
+    cannot both commit past the limit. A refused batch releases nothing: its signatures
+    are recorded as failed, as for any call that fails after signing.
+    """
+    limit = svc.config.campaigns.direct_limit
+    if not limit:
+        return
+    operation = OPERATIONS[call]
+    devices = signer.devices(operation, image_id)
+    if not devices:
+        return
+
+    def recount(s: Session) -> None:
+        since = svc.clock() - svc.config.campaigns.direct_window
+        earlier = store.direct_devices_in(s, image_id, operation, since)
+        _refuse_above(svc, limit, earlier, devices, call)
+
+    signer.along(recount)
 
 
 def _refuse_above(svc: Services, limit: int, earlier: int, devices: int, call: str) -> None:

@@ -231,7 +231,13 @@ def activation_done(svc: Services, signed: bytes, *, field: str = "signed") -> A
             f"the signed command is for {pc.recipient}, the request for {rid.target}", field=field
         )
     # the device accepts the command only with the key its Supplier cell names
-    ski = devices.supplier_signing_skis(svc.db, [rid.target]).get(rid.target)
+    facts = devices.device_facts(svc.db, [rid.target]).get(rid.target)
+    if facts is not None and facts.ambiguous_skis:
+        raise PolicyRefused(
+            f"device {rid.target} has {len(facts.ambiguous_skis)} Supplier digital-signing "
+            "cells naming different keys: which one it trusts is unknown"
+        )
+    ski = facts.supplier_ski if facts is not None else None
     if ski is None:
         raise PolicyRefused(f"device {rid.target} has no Supplier digital-signing cell")
     keys = [k for k in svc.token.keys(refresh=True) if k.ski == ski]

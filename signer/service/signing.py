@@ -12,9 +12,10 @@ recorded as ``failed``: the HSM signed, the caller got nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,6 +62,41 @@ class SigningBatch:
             for e in self._entries
             if e.outcome == "ok" and e.operation == operation and e.image_id == image_id
         )
+
+    def mark(self) -> int:
+        """Where the next signature's record goes: bounds for ``withhold``."""
+        return len(self._entries)
+
+    def withhold(
+        self,
+        start: int,
+        stop: int,
+        check: str,
+        request_ids: Collection[str] | None = None,
+    ) -> int:
+        """Signatures made for this call that it will not return (a campaign's pre-flight
+        failed them): the ``ok`` records from ``start`` to ``stop`` (``mark``s), or those
+        of them whose RequestID is in ``request_ids``, are recorded ``failed`` with
+        ``details["withheld"] = check`` when the batch commits: in its transaction, so the
+        trail never says a withheld signature was released. Returns how many."""
+        # one new details object per shared one (keyed by identity: the old one is held)
+        renamed: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+        n = 0
+        for i in range(start, stop):
+            e = self._entries[i]
+            if e.outcome != "ok" or (
+                request_ids is not None and e.duis_request_id not in request_ids
+            ):
+                continue
+            pair = renamed.get(id(e.details))
+            if pair is None:
+                pair = renamed[id(e.details)] = (e.details, {**e.details, "withheld": check})
+            details = pair[1]
+            # a new object (entries share field objects, and ``prepare`` memoises by them)
+            self._entries[i] = dataclasses.replace(e, outcome="failed", details=details)
+            self._purposes[i] = None  # not released: not counted as a signature returned
+            n += 1
+        return n
 
     def sign(
         self,

@@ -5,7 +5,8 @@ anything the plan could depend on changed; if so the plan is recomputed (a pass 
 nothing) and a different ID makes it stale. Then batch by batch: the artifacts are made by
 the direct calls' own building blocks, checked by `signer.preflight` (code written apart from
 theirs), and each device's outcome is committed with the batch's audit records. A failed
-artifact is withheld, never returned; a second apply skips what the first finished.
+artifact is withheld, never returned, and its signatures' records read ``failed`` naming
+the check (marked before that commit, in it); a second apply skips what the first finished.
 """
 
 from __future__ import annotations
@@ -510,7 +511,9 @@ class _Run:
             update: tuple[SignedUpgradeImage | None, DuisResult] | None = None
             update_failure: tuple[str, str] | None = None
             update_rid = ""
+            update_records = act_records = (0, 0)  # where each part's audit records are
             if self.update:
+                first = signer.mark()
                 signed = None
                 if spec.service_reference == "11.1":
                     assert group is not None
@@ -529,6 +532,7 @@ class _Run:
                     service=spec.service_reference,
                 )
                 update_rid = str(request_id)
+                update_records = (first, signer.mark())
                 update_failure = self._check_update(
                     pf, data, document, devices, group, facts, xml_certificate
                 )
@@ -536,6 +540,7 @@ class _Run:
             built: dict[Eui64, BuiltActivation] = {}
             act_failures: dict[Eui64, tuple[str, str]] = {}
             if self.activate:
+                first = signer.mark()
                 built = issue_batch(
                     svc,
                     signer,
@@ -544,6 +549,7 @@ class _Run:
                     devices,
                     builder(image, activation_spec(spec)),
                 )
+                act_records = (first, signer.mark())
                 for d, b in built.items():
                     try:
                         pf.check_activation(
@@ -560,6 +566,7 @@ class _Run:
                     if update_failure is not None and d not in act_failures:
                         # the update it would activate is withheld: so is the activation
                         act_failures[d] = update_failure
+            _withhold(signer, update_failure, update_records, act_failures, built, act_records)
             withheld_counters = [built[d].request_id.counter for d in act_failures]
             for d in devices:
                 sr113 = built.get(d)
@@ -676,6 +683,29 @@ class _Run:
         except PolicyRefused as exc:
             return _failure(exc)
         return None
+
+
+def _withhold(
+    signer: signing.SigningBatch,
+    update_failure: tuple[str, str] | None,
+    update_records: tuple[int, int],
+    act_failures: dict[Eui64, tuple[str, str]],
+    built: dict[Eui64, BuiltActivation],
+    act_records: tuple[int, int],
+) -> None:
+    """The audit records of the withheld artifacts' signatures made ``failed``, naming the
+    check, before the batch commits them: a failed update withholds its ARP signature
+    and its request's, a failed SR 11.3 its own (one record per device, by RequestID)."""
+    if update_failure is not None:
+        signer.withhold(*update_records, update_failure[0])
+    by_check: dict[str, set[str]] = {}
+    for d, (check, _) in act_failures.items():
+        by_check.setdefault(check, set()).add(str(built[d].request_id))
+    for check, rids in by_check.items():
+        if signer.withhold(*act_records, check, rids) != len(rids):  # fail closed: none leave
+            raise AssertionError(
+                f"{len(rids)} withheld SR 11.3 request(s) without their own audit records"
+            )
 
 
 def _refused_in_apply(r: DeviceRow) -> DeviceRefusal:

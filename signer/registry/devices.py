@@ -21,6 +21,7 @@ from signer.gbcs.trust_anchor import (
     KeyUsage,
     TrustAnchorCell,
 )
+from signer.registry.batches import read_batches
 from signer.registry.db import Database, RawCursor
 from signer.registry.models import Device, TrustAnchorCellRow
 
@@ -215,24 +216,25 @@ def device_kinds(db: Database, euis: Sequence[Eui64]) -> DeviceKinds:
     # dict, which keeps the given order, a list already in order sorts in 2 ms, from a set
     # in 15-20)
     unique = sorted(dict.fromkeys(hexes))
+    sql = _KINDS_SQL_POSTGRES if db.engine.dialect.name == "postgresql" else _KINDS_SQL_SQLITE
+
+    def kinds_of(cur: RawCursor, batch: list[str]) -> list[Any]:
+        query = sql.format(markers=",".join("?" * len(batch)))  # markers only
+        rows: list[Any] = cur.execute(query, (*_SUPPLIER_MANAGEMENT_DS, *batch)).fetchall()
+        return rows
+
+    # 50,000 devices are ten statements: a second connection takes half (93 -> 50-70 ms)
+    batches = [unique[i : i + _BATCH] for i in range(0, len(unique), _BATCH)]
     kinds: dict[DeviceFacts, int] = {}
     by_hex: dict[str, int] = {}
     members = 0
-    with db.cursor() as cur:
-        sql = _KINDS_SQL_POSTGRES if db.engine.dialect.name == "postgresql" else _KINDS_SQL_SQLITE
-        for i in range(0, len(unique), _BATCH):
-            batch = unique[i : i + _BATCH]
-            query = sql.format(markers=",".join("?" * len(batch)))  # markers only
-            for ski, dtype, hw, entry, euis_text in cur.execute(
-                query, (*_SUPPLIER_MANAGEMENT_DS, *batch)
-            ).fetchall():
-                facts = DeviceFacts(
-                    bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry
-                )
-                k = kinds.setdefault(facts, len(kinds))
-                of_kind = euis_text.split(",")
-                members += len(of_kind)
-                by_hex.update(dict.fromkeys(of_kind, k))
+    for rows in read_batches(db, batches, kinds_of):
+        for ski, dtype, hw, entry, euis_text in rows:
+            facts = DeviceFacts(bytes.fromhex(ski) if ski is not None else None, dtype, hw, entry)
+            k = kinds.setdefault(facts, len(kinds))
+            of_kind = euis_text.split(",")
+            members += len(of_kind)
+            by_hex.update(dict.fromkeys(of_kind, k))
     if members != len(by_hex):  # some device in two rows: see above
         by_row = _facts_by_hex(db, unique)
         kinds = {}

@@ -48,6 +48,13 @@ _MAX_SERIAL_DIGITS: Final = 49
 
 SignDigest = Callable[[bytes], bytes]
 """Receives the SHA-256 of the canonical SignedInfo, returns raw r||s (64 bytes)."""
+FinishCheck = Callable[[], None]
+"""Finishes a check begun on a document: returns if it passed, raises if it failed."""
+BeginCheck = Callable[[etree._Element], FinishCheck]
+"""Begins a check (the schema's) of the document as it will be signed: whitespace stripped,
+no Signature yet. Until its ``FinishCheck`` returns, signing only reads the tree (its
+canonicalisation), so the check may run on another thread meanwhile; nothing is appended
+or signed before it has passed."""
 
 
 @dataclass(frozen=True)
@@ -63,15 +70,21 @@ class VerifiedSignature:
 
 
 def sign_document(
-    root: etree._Element, *, sign_digest: SignDigest, issuer_name: str, serial: int
+    root: etree._Element,
+    *,
+    sign_digest: SignDigest,
+    issuer_name: str,
+    serial: int,
+    check: BeginCheck | None = None,
 ) -> bytes:
     """Sign a whole DUIS document in place and return its compact serialisation.
 
     Whitespace-only text between elements is removed first (the DCC tool digests the compact
     form) and ``ds:Signature`` is appended as the root's last child. Never re-indent the
-    result: the signature covers these exact characters.
+    result: the signature covers these exact characters. ``check`` runs alongside the
+    document's canonicalisation (``BeginCheck``); if it fails nothing is signed.
     """
-    pending = prepare_signature(root, issuer_name=issuer_name, serial=serial)
+    pending = prepare_signature(root, issuer_name=issuer_name, serial=serial, check=check)
     try:
         raw = sign_digest(pending.digest)
     except BaseException:
@@ -111,7 +124,9 @@ class PendingSignature:
             self._root.remove(self._sig)
 
 
-def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int) -> PendingSignature:
+def prepare_signature(
+    root: etree._Element, *, issuer_name: str, serial: int, check: BeginCheck | None = None
+) -> PendingSignature:
     """The first half of ``sign_document``: the Signature appended, SignatureValue empty."""
     if root.getparent() is not None:
         raise ValueError("sign_document needs the document's root element")
@@ -120,7 +135,13 @@ def prepare_signature(root: etree._Element, *, issuer_name: str, serial: int) ->
     if serial < 0:
         raise ValueError("a certificate serial is never negative")
     _strip_ignorable_whitespace(root)
-    digest_b64 = _b64(hashlib.sha256(_c14n_document(root.getroottree())).digest())
+    finish_check = check(root) if check is not None else None
+    try:
+        digest = hashlib.sha256(_c14n_document(root.getroottree())).digest()
+    finally:
+        if finish_check is not None:
+            finish_check()  # before the tree is touched again, whether or not C14N worked
+    digest_b64 = _b64(digest)
 
     # The copy declares xmlns:ds; appending it re-maps it onto the root's own ds declaration
     # if there is one (lxml's choice, exactly as SubElement would make it) and drops its own.

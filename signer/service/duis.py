@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from signer.cpl.model import file_version_text
 from signer.duis.request import (
@@ -43,6 +44,9 @@ from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_sm
 from signer.smki.lifecycle import KeyPurpose
 
 SERVICES = ("11.1", "11.4")
+#: Images from this size (bytes) are validated on the schema's thread: a thread hand-off
+#: costs about 0.1 ms, validating a 1 MB document 4 ms
+VALIDATE_ASIDE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -156,10 +160,13 @@ def sign_update_request(
         firmware_version=firmware_version,
         devices=list(devices),
     )
+    # a large document is validated while it is canonicalised (DuisSchema.begin)
+    check = None
     if svc.schema is not None:
-        svc.schema.validate(root)
+        check = partial(svc.schema.begin, aside=len(firmware_image) >= VALIDATE_ASIDE)
     document = sign_document(
         root,
+        check=check,
         sign_digest=signer.signer(
             xml_key,
             purpose=KeyPurpose.XML_SIGN,

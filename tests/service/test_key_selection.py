@@ -6,19 +6,23 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
+from lxml import etree
 
 from signer.clock import fixed_clock
 from signer.config import load_config
-from signer.errors import DevicesRefused, NotFound, PolicyRefused
+from signer.duis.request import build_update_firmware
+from signer.errors import DevicesRefused, InvalidInput, NotFound, PolicyRefused
 from signer.gbcs import delivery as deliveries
 from signer.gbcs.eui import Eui64
 from signer.gbcs.roles import RemotePartyRole
 from signer.hsm.token import Token, TokenKey
 from signer.registry import devices
-from signer.service import admin
+from signer.service import admin, signing
+from signer.service import duis as duis_module
 from signer.service.duis import build_duis
 from signer.service.resign import resign
 from signer.service.services import Services, open_services
@@ -26,6 +30,7 @@ from signer.service.verify import verify_manufacturer
 from signer.smki.certificate import smki_extensions, smki_name
 from signer.smki.issuance import issue_certificate
 from signer.smki.lifecycle import KeyPurpose
+from tests.support import audit_rows
 from tests.support.constants import MANUFACTURER_CODE, PINNED, RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.devices import credentials
 from tests.support.hsm import Hsm, ensure_vector_keys
@@ -228,3 +233,38 @@ def test_a_verified_image_keeps_its_header(svc: Services, manufacturer: Manufact
     )
     with pytest.raises(PolicyRefused, match="another OTA header"):
         verify_manufacturer(svc, other)
+
+
+@pytest.mark.parametrize("aside", [False, True], ids=["inline", "alongside-c14n"])
+def test_a_document_the_schema_refuses_is_never_signed(
+    svc: Services, manufacturer: Manufacturer, monkeypatch: pytest.MonkeyPatch, aside: bool
+) -> None:
+    """Were the builder ever to make an invalid request, BuildDUIS refuses it naming the
+    field, on either path of the schema check (inline, or beside the C14N for large
+    images), and nothing is signed: no DUIS signature in the audit trail."""
+    image_id = _verified(svc, manufacturer, b"schema refuses " * 40)
+
+    def invalid(**kwargs: Any) -> etree._Element:
+        root = build_update_firmware(**kwargs)
+        etree.SubElement(root, "{http://www.dccinterface.co.uk/ServiceUserGateway}Stray")
+        return root
+
+    monkeypatch.setattr(duis_module, "build_update_firmware", invalid)
+    monkeypatch.setattr(duis_module, "VALIDATE_ASIDE", 0 if aside else 1 << 40)
+    before = audit_rows.head(svc.config.database_url)[0]
+    with pytest.raises(InvalidInput, match="Stray") as raised:
+        build_duis(
+            svc,
+            image_id=image_id,
+            upgrade_image=None,
+            device_ids=[RTDS_DEVICE],
+            firmware_version="01020304",
+            service="11.1",
+        )
+    assert raised.value.field == "duis_request"
+    signed = [
+        r
+        for r in audit_rows.rows(svc.config.database_url, after=before)
+        if r["operation"] == signing.DUIS_SIGN
+    ]
+    assert signed == []

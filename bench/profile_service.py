@@ -20,7 +20,6 @@ import pstats
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +52,7 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
     from signer.service.images import verified_image
     from signer.service.pathways import select_eligible
     from signer.service.resign import sign_for_group
+    from signer.service.schema_check import schema_check
 
     times: dict[str, tuple[float, float]] = {}
 
@@ -90,7 +90,7 @@ def duis_phases(svc: Any, big_id: str, device_ids: list[str]) -> None:
     )
     check = None
     if svc.schema is not None:
-        check = partial(svc.schema.begin, aside=True)
+        check = schema_check(svc.schema, aside=True)
     doc = step(
         "xmldsig.sign_document, schema validated alongside",
         lambda: sign_document(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -101,19 +99,6 @@ class DuisSchema:
             return None
         return self._located(errors[0]) if errors else "does not match the DUIS schema"
 
-    def begin(self, root: etree._Element, *, aside: bool) -> Callable[[], None]:
-        """``validate`` in two halves, an ``xmldsig.BeginCheck``: returns what finishes it.
-
-        ``aside`` (a large document): on the schema's own thread, while the caller
-        canonicalises the same tree (lxml releases the GIL in both, and both only read it:
-        10 MB documents, 140-165 ms one after the other, 100-125 ms together). The caller
-        must not modify the tree before the returned function returns.
-        """
-        if not aside:
-            self.validate(root)
-            return _passed
-        return _aside().submit(self.validate, root).result
-
     def validate(self, root: etree._Element) -> None:
         """Raise with the first schema error, so the caller sees which element is wrong."""
         errors = self._errors(root)
@@ -124,20 +109,3 @@ class DuisSchema:
         raise InvalidInput(
             f"{self._located(errors[0])} ({len(errors)} schema error(s))", field="duis_request"
         )
-
-
-def _passed() -> None:
-    return None
-
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _aside() -> ThreadPoolExecutor:
-    """One thread for every schema: validations take the instance's lock in turn anyway."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signer-schema")
-        return _executor

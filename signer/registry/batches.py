@@ -4,7 +4,7 @@ batches from the same list, so a 50,000-device look-up uses the second core.
 The drivers release the GIL while a statement runs, so two statements on two pooled
 connections run at once; the Python around them is small. The helper only ever helps:
 it takes a connection first and batches after, so a helper that is busy with another call,
-or finds the pool empty, leaves every batch to the caller, who never waits for it. Reads
+or finds no connection to spare, leaves every batch to the caller, who never waits for it. Reads
 stay what they were on one connection: each statement sees the database as it runs it.
 """
 
@@ -79,19 +79,21 @@ class _Shared(Generic[T, R]):
         error (e.g. the database unavailable) is the caller's."""
         with self._cond:
             self._cond.wait_for(lambda: self._helping == 0)
+            self._stopped = True  # a helper still queued behind other calls finds nothing
+            done, self._done, n, self.batches = self._done, {}, len(self.batches), ()
             if self._error is not None:
                 raise self._error
-            return [self._done[i] for i in range(len(self.batches))]
+            return [done[i] for i in range(n)]
 
 
 def read_batches(db: Database, batches: Sequence[T], run: Callable[[RawCursor, T], R]) -> list[R]:
     """``run(cursor, batch)`` for every batch, results in the batches' order. With more than
     one batch a helper thread runs some of them on a connection of its own."""
     shared: _Shared[T, R] = _Shared(batches)
-    if len(batches) > 1:
-        _executor().submit(_help, db, shared, run)
     try:
-        with db.cursor() as cur:
+        with db.cursor() as cur:  # the caller's connection first: it never waits for one
+            if len(batches) > 1:
+                _executor().submit(_help, db, shared, run)
             while (i := shared.take(helper=False)) is not None:
                 shared.put(i, run(cur, batches[i]))
     except BaseException:
@@ -101,8 +103,8 @@ def read_batches(db: Database, batches: Sequence[T], run: Callable[[RawCursor, T
 
 
 def _help(db: Database, shared: _Shared[T, R], run: Callable[[RawCursor, T], R]) -> None:
-    if not shared.left():  # the caller did them all while this thread was busy
-        return
+    if not shared.left() or not db.has_spare_connection():
+        return  # the caller did them all while this thread was busy, or will: never wait
     busy = False  # between taking a batch and finishing it
     try:
         with db.cursor() as cur:

@@ -13,12 +13,14 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from signer.errors import ConfigurationError, Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: pg_advisory_xact_lock key held while migrating ("signer" in ASCII)
 MIGRATION_LOCK = 0x7369676E6572
+_MAX_OVERFLOW = 10  # connections beyond pool_size, opened when needed and closed after
 
 
 def _reason(exc: Exception) -> str:
@@ -37,7 +39,12 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_size": pool_size, "pool_timeout": 10}
+        kwargs: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": _MAX_OVERFLOW,
+            "pool_timeout": 10,
+        }
+        self._connections = pool_size + _MAX_OVERFLOW
         if url.startswith("postgresql"):
             # audit appends rely on re-reading the audit_head row they lock (READ COMMITTED)
             kwargs["isolation_level"] = "READ COMMITTED"
@@ -164,6 +171,12 @@ class Database:
             raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
         finally:
             conn.close()  # back to the pool, which rolls back what was not committed
+
+    def has_spare_connection(self) -> bool:
+        """Whether a connection can be had now without waiting for one: a hint (another
+        thread may take it first), for work that only helps, such as ``batches``' helper."""
+        pool = self.engine.pool
+        return not isinstance(pool, QueuePool) or pool.checkedout() < self._connections
 
     def ping(self) -> None:
         """Raise Unavailable unless a connection can run a statement now (health checks)."""

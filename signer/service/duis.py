@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from signer.cpl.model import file_version_text
 from signer.duis.request import (
@@ -38,6 +37,7 @@ from signer.service.keys.selection import KeyGroup, signing_refusal
 from signer.service.pathways import screen, select_eligible, target_entry
 from signer.service.refusal import DeviceRefusal
 from signer.service.resign import sign_for_group
+from signer.service.schema_check import schema_check
 from signer.service.services import Services
 from signer.service.signing import SigningBatch
 from signer.smki.certificate import SmkiCertificate, check_xml_signing, parse_smki
@@ -160,10 +160,10 @@ def sign_update_request(
         firmware_version=firmware_version,
         devices=list(devices),
     )
-    # a large document is validated while it is canonicalised (DuisSchema.begin)
+    # a large document is validated while it is canonicalised (service/schema_check.py)
     check = None
     if svc.schema is not None:
-        check = partial(svc.schema.begin, aside=len(firmware_image) >= VALIDATE_ASIDE)
+        check = schema_check(svc.schema, aside=len(firmware_image) >= VALIDATE_ASIDE)
     document = sign_document(
         root,
         check=check,

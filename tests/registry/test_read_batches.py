@@ -74,6 +74,32 @@ def test_a_busy_helper_leaves_every_batch_to_the_caller(db: Database) -> None:
         blocker.result(timeout=30)
 
 
+def test_no_connection_to_spare_and_the_helper_leaves_at_once(db_url: str) -> None:
+    """With every pooled connection taken but the caller's, the helper does not wait for
+    one (pool_timeout): the caller reads alone, and the helper thread is free at once."""
+    db = Database(db_url, pool_size=1)
+    held = []
+    try:
+        with db.cursor():  # the caller's own, taken first below: leave exactly this one
+            pass
+        while db.has_spare_connection():
+            held.append(db.engine.raw_connection())
+        held.pop().close()  # one back, for the caller
+        recorder = Recorder(slow_first=0.3)
+
+        def run(cur: RawCursor, batch: int) -> tuple[int, int]:
+            if batch == 3:  # the helper thread is free now, while the caller still reads
+                batches_module._executor().submit(lambda: None).result(timeout=5)
+            return recorder(cur, batch)
+
+        assert read_batches(db, list(range(6)), run) == [(i, 2 * i) for i in range(6)]
+        assert recorder.by_helper() == []
+    finally:
+        for conn in held:
+            conn.close()
+        db.dispose()
+
+
 def test_the_helpers_failure_is_the_callers(db: Database) -> None:
     def run(cur: RawCursor, batch: int) -> int:
         if threading.current_thread().name.startswith(HELPER):
@@ -106,4 +132,5 @@ def test_the_callers_failure_stops_the_helper(db: Database) -> None:
     time.sleep(0.3)  # whatever the helper still does, it does now
     done = len(taken)
     time.sleep(0.2)
+    assert 0 < done, "the helper never started: this test shows nothing"
     assert len(taken) == done < 200 - 1, "the helper went on after the caller failed"

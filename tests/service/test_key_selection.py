@@ -33,6 +33,7 @@ from signer.smki.lifecycle import KeyPurpose
 from tests.support import audit_rows
 from tests.support.constants import MANUFACTURER_CODE, PINNED, RTDS_DEVICE, SUPPLIER_EUI
 from tests.support.devices import credentials
+from tests.support.duis_documents import stray_element
 from tests.support.hsm import Hsm, ensure_vector_keys
 from tests.support.independent import ota_header, raw_signature_verifies, split_upgrade_image
 from tests.support.ledger import activate, force_active
@@ -245,9 +246,7 @@ def test_a_document_the_schema_refuses_is_never_signed(
     image_id = _verified(svc, manufacturer, b"schema refuses " * 40)
 
     def invalid(**kwargs: Any) -> etree._Element:
-        root = build_update_firmware(**kwargs)
-        etree.SubElement(root, "{http://www.dccinterface.co.uk/ServiceUserGateway}Stray")
-        return root
+        return stray_element(build_update_firmware(**kwargs))
 
     monkeypatch.setattr(duis_module, "build_update_firmware", invalid)
     monkeypatch.setattr(duis_module, "VALIDATE_ASIDE", 0 if aside else 1 << 40)

@@ -1,5 +1,6 @@
 """DCC documents read or written independently of the project's parser, for comparisons:
-the request templates, and the DCC's response carrying a pre-command."""
+the request templates, and the DCC's response carrying a pre-command; and small SR 11.1
+requests built by the project, for the signing tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import base64
 from pathlib import Path
 
 from lxml import etree
+
+from signer.duis.request import RequestId, build_update_firmware
+from signer.gbcs.eui import Eui64
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
@@ -62,3 +66,28 @@ def dcc_response(
         f"<sr:ServiceReferenceVariant>{service}</sr:ServiceReferenceVariant>{body}"
         "</sr:ResponseMessage></sr:Body></sr:Response>"
     ).encode()
+
+
+UPDATE_RID = "90-B3-D5-1F-30-01-00-00:90-B3-D5-1F-30-00-00-02:1001"
+
+
+def update_request(image: bytes = bytes(range(256)) * 40, devices: int = 2) -> etree._Element:
+    """An SR 11.1 request (unsigned) carrying ``image`` to ``devices`` made-up devices."""
+    return build_update_firmware(
+        request_id=RequestId.parse(UPDATE_RID),
+        service="11.1",
+        firmware_image=image,
+        firmware_version="0102",
+        devices=[Eui64((0x00DB << 48 | i).to_bytes(8, "big")) for i in range(devices)],
+    )
+
+
+def stray_element(root: etree._Element) -> etree._Element:
+    """``root`` with an element the DUIS schema does not allow, appended."""
+    etree.SubElement(root, f"{{{SR}}}Stray")
+    return root
+
+
+def signature_of(root: etree._Element) -> etree._Element | None:
+    """The root's ds:Signature, if it has one."""
+    return root.find(f"{{{DS}}}Signature")

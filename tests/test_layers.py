@@ -22,7 +22,16 @@ LAYERS = {
     "api": 3,
     "cli": 3,
 }
-SHARED = {"errors", "clock", "config", "caller", "metrics", "limits", "__version__"}
+SHARED = {
+    "errors",
+    "clock",
+    "config",
+    "caller",
+    "metrics",
+    "limits",
+    "helper_thread",
+    "__version__",
+}
 # adapters a transport reaches only through the use cases: the CLI opens neither the
 # database nor the token itself, so every command runs the same checks as the API
 THROUGH_USE_CASES = {"cli": {"registry", "hsm"}}

@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from signer.helper_thread import HelperThread
 from signer.registry.db import Database, RawCursor
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_helper: ThreadPoolExecutor | None = None
-_helper_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _helper
-    with _helper_lock:
-        if _helper is None:
-            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signer-read")
-        return _helper
+_HELPER = HelperThread("signer-read")
 
 
 class _Shared(Generic[T, R]):
@@ -93,7 +84,7 @@ def read_batches(db: Database, batches: Sequence[T], run: Callable[[RawCursor, T
     try:
         with db.cursor() as cur:  # the caller's connection first: it never waits for one
             if len(batches) > 1:
-                _executor().submit(_help, db, shared, run)
+                _HELPER.submit(_help, db, shared, run)
             while (i := shared.take(helper=False)) is not None:
                 shared.put(i, run(cur, batches[i]))
     except BaseException:

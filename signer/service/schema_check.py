@@ -11,16 +11,13 @@ Signature is appended) and to add default attributes (``DuisSchema`` compiles wi
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 from lxml import etree
 
 from signer.duis.schema import DuisSchema
 from signer.duis.xmldsig import BeginCheck, FinishCheck
+from signer.helper_thread import HelperThread
 
-_thread: ThreadPoolExecutor | None = None
-_thread_lock = threading.Lock()
+_SCHEMA_THREAD = HelperThread("signer-schema")  # validations take the schema's lock in turn
 
 
 def schema_check(schema: DuisSchema, *, aside: bool) -> BeginCheck:
@@ -30,19 +27,10 @@ def schema_check(schema: DuisSchema, *, aside: bool) -> BeginCheck:
         if not aside:
             schema.validate(root)
             return _passed
-        return _schema_thread().submit(schema.validate, root).result
+        return _SCHEMA_THREAD.submit(schema.validate, root).result
 
     return begin
 
 
 def _passed() -> None:
     return None
-
-
-def _schema_thread() -> ThreadPoolExecutor:
-    """One thread for every schema: validations take the schema's lock in turn anyway."""
-    global _thread
-    with _thread_lock:
-        if _thread is None:
-            _thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signer-schema")
-        return _thread

@@ -62,7 +62,7 @@ def test_one_batch_is_the_callers_alone(db: Database) -> None:
 
 def test_a_busy_helper_leaves_every_batch_to_the_caller(db: Database) -> None:
     release = threading.Event()
-    blocker: Future[bool] = batches_module._executor().submit(release.wait, 30)
+    blocker: Future[bool] = batches_module._HELPER.submit(release.wait, 30)
     try:
         run = Recorder()
         started = time.monotonic()
@@ -89,7 +89,7 @@ def test_no_connection_to_spare_and_the_helper_leaves_at_once(db_url: str) -> No
 
         def run(cur: RawCursor, batch: int) -> tuple[int, int]:
             if batch == 3:  # the helper thread is free now, while the caller still reads
-                batches_module._executor().submit(lambda: None).result(timeout=5)
+                batches_module._HELPER.submit(lambda: None).result(timeout=5)
             return recorder(cur, batch)
 
         assert read_batches(db, list(range(6)), run) == [(i, 2 * i) for i in range(6)]
